@@ -1,0 +1,216 @@
+"""Versioned model directories: safetensors weights, config, tokenizer, metrics, card, manifest.
+
+A model directory is the unit the registry stores, the workers load and an auditor
+inspects. The manifest pins the sha256 of every file, so a tampered or half-copied
+directory is refused at load time instead of silently serving wrong predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from bert_core.errors import ModelIntegrityError
+from bert_core.model import MultiTaskClassifier, Pooling
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "finsent.json"
+MANIFEST_FILE = "manifest.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+
+
+@dataclass
+class ModelConfig:
+    """What is needed to rebuild and serve the classifier, saved as finsent.json."""
+
+    labels: dict[str, list[str]]
+    base_model: str
+    max_length: int
+    pooling: Pooling
+    dropout: float = 0.1
+    training: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass
+class Manifest:
+    version: str
+    created: str
+    data_hash: str
+    parent: str | None
+    files: dict[str, str]
+
+
+@dataclass
+class LoadedModel:
+    model: MultiTaskClassifier
+    tokenizer: PreTrainedTokenizerBase
+    config: ModelConfig
+    manifest: Manifest
+    path: Path
+    metrics: dict[str, Any]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _model_card(config: ModelConfig, manifest: Manifest, metrics: dict[str, Any]) -> str:
+    lines = [
+        f"# finsent model {manifest.version}",
+        "",
+        "Multi-task BERT classifier for financial news headlines: one encoder pass, a topic "
+        f"head ({len(config.labels.get('topic', []))} classes) and a sentiment head "
+        f"({', '.join(config.labels.get('sentiment', []))}).",
+        "",
+        "## Model",
+        f"- base encoder: `{config.base_model}`",
+        f"- pooling: {config.pooling}; max length: {config.max_length} tokens",
+        f"- parent version: {manifest.parent or 'none'}",
+        f"- created: {manifest.created}",
+        "",
+        "## Training data",
+        f"- data hash (sha256 over normalised rows): `{manifest.data_hash}`",
+    ]
+    for key, value in sorted(config.training.items()):
+        lines.append(f"- {key}: {value}")
+    lines += ["", "## Metrics (dev split, never trained on)"]
+    for task, rep in metrics.get("dev", {}).items():
+        lines.append(
+            f"- {task}: accuracy {rep['accuracy']:.4f}, macro-F1 {rep['macro_f1']:.4f}, "
+            f"ECE {rep.get('ece', float('nan')):.4f}, n={rep['n']}"
+        )
+    lines += [
+        "",
+        "## Intended use",
+        "Labelling English financial news headlines and tweets for monitoring dashboards and",
+        "negative-news alerts, with an analyst in the loop.",
+        "",
+        "## Limits",
+        "- Trained on short English headlines/tweets; long articles are truncated to the max length.",
+        "- Sentiment is the headline's market tone, not a trading signal or advice.",
+        "- Classes are imbalanced; check per-class recall in metrics.json before relying on a class.",
+        "- Language and events drift: retrain on fresh analyst labels and compare on a frozen holdout.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_model_dir(
+    out_dir: str | Path,
+    model: MultiTaskClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    config: ModelConfig,
+    *,
+    metrics: dict[str, Any],
+    data_hash: str,
+    parent: str | None = None,
+    overwrite: bool = False,
+) -> Manifest:
+    """Write a complete model directory atomically (temp dir, then rename)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ModelIntegrityError(f"{out}: directory exists and is not empty; choose a new --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        model.encoder.config.to_json_file(str(tmp / "config.json"))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        created = datetime.now(UTC)
+        weights_sha = sha256_file(tmp / WEIGHTS_FILE)
+        manifest = Manifest(
+            version=f"{created:%Y%m%d-%H%M%S}-{weights_sha[:8]}",
+            created=created.isoformat(timespec="seconds"),
+            data_hash=data_hash,
+            parent=parent,
+            files={},
+        )
+        (tmp / CARD_FILE).write_text(_model_card(config, manifest, metrics))
+        manifest.files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not path.is_dir():
+        raise ModelIntegrityError(f"{path}: no such model directory")
+    if not manifest_path.is_file():
+        raise ModelIntegrityError(f"{path}: not a finsent model directory (no {MANIFEST_FILE})")
+    try:
+        return Manifest(**json.loads(manifest_path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ModelIntegrityError(f"{manifest_path}: unreadable manifest ({exc})") from None
+
+
+def verify_model_dir(path: str | Path) -> Manifest:
+    """Check every file against the manifest; raise on any missing or changed file."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    for required in (WEIGHTS_FILE, CONFIG_FILE, "config.json"):
+        if required not in manifest.files:
+            raise ModelIntegrityError(f"{path}: manifest does not list {required}")
+    for name, expected in manifest.files.items():
+        file = path / name
+        if not file.is_file():
+            raise ModelIntegrityError(f"{path}: {name} is missing")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise ModelIntegrityError(
+                f"{path}: {name} does not match its manifest hash "
+                f"(expected {expected[:12]}…, got {actual[:12]}…); the model was modified or "
+                "damaged, refusing to load it"
+            )
+    return manifest
+
+
+def load_model_dir(path: str | Path, *, verify: bool = True) -> LoadedModel:
+    """Rebuild the classifier from a model directory; weights only from safetensors."""
+    path = Path(path)
+    manifest = verify_model_dir(path) if verify else read_manifest(path)
+    raw = json.loads((path / CONFIG_FILE).read_text())
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise ModelIntegrityError(
+            f"{path}: model format {raw.get('format_version')} is not supported "
+            f"(this finsent reads format {FORMAT_VERSION})"
+        )
+    config = ModelConfig(**raw)
+    encoder_config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    encoder = AutoModel.from_config(encoder_config)
+    model = MultiTaskClassifier(encoder, config.labels, pooling=config.pooling, dropout=config.dropout)
+    try:
+        state = load_file(str(path / WEIGHTS_FILE))
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ModelIntegrityError(f"{path}: cannot load weights ({str(exc).splitlines()[0]})") from None
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    metrics_path = path / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return LoadedModel(model, tokenizer, config, manifest, path, metrics)

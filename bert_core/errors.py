@@ -1,0 +1,21 @@
+"""Errors raised by bert_core.
+
+Every error a user can cause (bad file, bad label, tampered model) derives from
+`BertCoreError`, so the CLI can print it as one line instead of a traceback.
+"""
+
+
+class BertCoreError(Exception):
+    """Base class for user-facing bert_core errors."""
+
+
+class DataError(BertCoreError):
+    """Input data cannot be read or does not have the expected shape."""
+
+
+class ModelIntegrityError(BertCoreError):
+    """A model directory is incomplete or its files do not match the manifest."""
+
+
+class ModelConfigError(BertCoreError):
+    """A model or base encoder cannot be built from the given configuration."""

@@ -1,0 +1,105 @@
+"""The end-to-end training recipe: files in, verified model directory out.
+
+Shared by `finsent train` and the retraining scheduler, so both produce identical
+directories (split, optional MLM, fine-tune, evaluate, save).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bert_core.artifacts import Manifest, save_model_dir
+from bert_core.data import LabelledData, read_labelled, read_texts, stratified_split
+from bert_core.labels import DEFAULT_LABELS, LabelSet
+from bert_core.mlm import MlmConfig, pretrain_mlm
+from bert_core.training import TrainConfig, TrainResult, fine_tune
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    train: dict[str, LabelledData]
+    dev: dict[str, LabelledData]
+
+
+def load_task_files(paths: Mapping[str, str | Path | None]) -> dict[str, LabelledData]:
+    """Read each task's file with the default label sets; tasks without a file are skipped."""
+    return {
+        task: read_labelled(path, LabelSet(task, DEFAULT_LABELS[task]))  # type: ignore[index]
+        for task, path in paths.items()
+        if path is not None
+    }
+
+
+def split_sets(sets: Mapping[str, LabelledData], *, dev_fraction: float, seed: int) -> SplitData:
+    train, dev = {}, {}
+    for task, data in sets.items():
+        tr, dv = stratified_split(data.labels, dev_fraction=dev_fraction, seed=seed)
+        train[task], dev[task] = data.subset(tr), data.subset(dv)
+    return SplitData(train, dev)
+
+
+def combined_hash(sets: Mapping[str, LabelledData]) -> str:
+    digest = hashlib.sha256()
+    for task in sorted(sets):
+        digest.update(sets[task].content_hash().encode())
+    return digest.hexdigest()
+
+
+def train_model(
+    paths: Mapping[str, str | Path | None],
+    out_dir: str | Path,
+    config: TrainConfig,
+    *,
+    dev_fraction: float = 0.1,
+    mlm_text_files: Sequence[str | Path] = (),
+    mlm_config: MlmConfig | None = None,
+    overwrite: bool = False,
+) -> tuple[TrainResult, Manifest]:
+    """Split, (optionally) MLM-adapt the encoder, fine-tune, evaluate on dev, save."""
+    sets = load_task_files(paths)
+    split = split_sets(sets, dev_fraction=dev_fraction, seed=config.seed)
+    mlm_summary: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="finsent-mlm-") as mlm_dir:
+        if mlm_text_files:
+            texts: list[str] = []
+            for f in mlm_text_files:
+                texts.extend(read_texts(f))
+            # Dev texts must not leak into pre-training either.
+            dev_texts = {t for d in split.dev.values() for t in d.texts}
+            texts = [t for t in texts if t not in dev_texts]
+            mlm_cfg = replace(
+                mlm_config or MlmConfig(),
+                base_model=config.base_model,
+                max_length=config.max_length,
+                seed=config.seed,
+                progress=config.progress,
+            )
+            mlm_summary = pretrain_mlm(texts, mlm_dir, mlm_cfg)
+            config = replace(config, base_model=mlm_dir)
+        result = fine_tune(split.train, split.dev, {t: list(DEFAULT_LABELS[t]) for t in sets}, config)  # type: ignore[index]
+    if mlm_summary is not None:
+        result.model_config.base_model = mlm_summary["base_model"]
+        result.model_config.training["base_model"] = mlm_summary["base_model"]
+        result.model_config.training["mlm"] = mlm_summary
+    result.model_config.training["dev_fraction"] = dev_fraction
+    result.model_config.training["data_files"] = {t: str(p) for t, p in paths.items() if p}
+    metrics = {"dev": result.dev_reports, "history": result.history}
+    manifest = save_model_dir(
+        out_dir,
+        result.model,
+        result.tokenizer,
+        result.model_config,
+        metrics=metrics,
+        data_hash=combined_hash(split.train),
+        parent=result.parent_version,
+        overwrite=overwrite,
+    )
+    return result, manifest

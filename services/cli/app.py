@@ -1,0 +1,37 @@
+"""The `finsent` command: the one entry point to every service."""
+
+from __future__ import annotations
+
+import typer
+
+from bert_core.errors import BertCoreError
+from services.cli import model_commands, run_command
+from services.cli.errors import fail
+from services.logging_setup import configure_logging
+from services.settings import get_settings
+
+app = typer.Typer(
+    help="finsent: real-time financial news topic + sentiment monitor.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(model_commands.train)
+app.command()(model_commands.evaluate)
+app.command()(model_commands.predict)
+app.command("pretrain-mlm")(model_commands.pretrain_mlm)
+app.command()(run_command.run)
+
+
+def main() -> None:
+    try:
+        settings = get_settings()
+    except Exception as exc:  # pydantic ValidationError: a bad FINSENT_* variable
+        fail(f"invalid setting: {' '.join(str(exc).split())}")
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        app()
+    except BertCoreError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)

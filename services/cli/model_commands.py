@@ -1,0 +1,242 @@
+"""`finsent train | evaluate | predict | pretrain-mlm`: the model's command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from services.settings import get_settings
+
+PathOpt = Annotated[Path | None, typer.Option(dir_okay=False)]
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Model directory to create")],
+    sentiment_data: Annotated[
+        Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (sentiment)")
+    ] = None,
+    topic_data: Annotated[Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (topic)")] = None,
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="Encoder directory [env FINSENT_BASE_MODEL; default packaged MiniLM-L6]"),
+    ] = None,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Warm start from an existing finsent model directory")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs")] = 3,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Stop (keeping the best checkpoint) after this many minutes"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = 1e-4,
+    pooling: Annotated[str, typer.Option(help="cls or mean")] = "mean",
+    class_weighting: Annotated[str, typer.Option(help="none, sqrt_inverse or inverse")] = "sqrt_inverse",
+    mlm_text: Annotated[
+        list[Path] | None, typer.Option(help="Unlabelled text file(s) for MLM domain pre-training first")
+    ] = None,
+    mlm_epochs: Annotated[int, typer.Option(min=1)] = 1,
+    mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [env FINSENT_SEED]")] = None,
+    dev_fraction: Annotated[
+        float | None, typer.Option(help="Share held out for dev [env FINSENT_DEV_FRACTION]")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
+) -> None:
+    """Fine-tune the topic + sentiment model on labelled files and save a verified model directory."""
+    from bert_core import MlmConfig, TrainConfig, format_report
+    from bert_core.recipes import train_model
+
+    settings = get_settings()
+    if sentiment_data is None and topic_data is None:
+        from services.cli.errors import fail
+
+        fail("give --sentiment-data and/or --topic-data (CSV with text,label columns)")
+    if pooling not in ("cls", "mean"):
+        from services.cli.errors import fail
+
+        fail(f"--pooling must be cls or mean, not {pooling!r}")
+    if class_weighting not in ("none", "sqrt_inverse", "inverse"):
+        from services.cli.errors import fail
+
+        fail(f"--class-weighting must be none, sqrt_inverse or inverse, not {class_weighting!r}")
+    _set_threads(settings.torch_threads)
+    config = TrainConfig(
+        base_model=base_model or settings.base_model,
+        init_from=str(init_from) if init_from else None,
+        pooling=pooling,  # type: ignore[arg-type]
+        max_length=settings.max_length,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_minutes=max_minutes,
+        class_weighting=class_weighting,  # type: ignore[arg-type]
+        seed=settings.seed if seed is None else seed,
+    )
+    result, manifest = train_model(
+        {"sentiment": sentiment_data, "topic": topic_data},
+        out,
+        config,
+        dev_fraction=settings.dev_fraction if dev_fraction is None else dev_fraction,
+        mlm_text_files=mlm_text or [],
+        mlm_config=MlmConfig(epochs=mlm_epochs, max_minutes=mlm_max_minutes),
+        overwrite=overwrite,
+    )
+    for task, report in result.dev_reports.items():
+        typer.echo(format_report(f"{task} (dev)", report))
+    typer.echo(f"saved model {manifest.version} to {out} in {result.seconds / 60:.1f} min")
+
+
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model directory")],
+    sentiment_data: PathOpt = None,
+    topic_data: PathOpt = None,
+    split: Annotated[
+        str, typer.Option(help="all: every row of the files; dev: the model's own dev split of them")
+    ] = "all",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    precision: Annotated[str, typer.Option(help="fp32, bf16, int8 or auto")] = "fp32",
+) -> None:
+    """Accuracy, macro-F1, per-class scores, confusion matrix and calibration error per task.
+
+    With no data files, evaluates on the dev split of the files the model was trained on.
+    """
+    from bert_core import evaluate_sets, format_report
+    from bert_core.inference import Predictor
+    from bert_core.recipes import load_task_files, split_sets
+    from services.cli.errors import fail
+
+    if split not in ("all", "dev"):
+        fail(f"--split must be all or dev, not {split!r}")
+    if precision not in ("fp32", "bf16", "int8", "auto"):
+        fail(f"--precision must be fp32, bf16, int8 or auto, not {precision!r}")
+    _set_threads(get_settings().torch_threads)
+    predictor = Predictor.load(model, precision=precision)  # type: ignore[arg-type]
+    cfg = predictor.loaded.config
+    paths: dict[str, Any] = {"sentiment": sentiment_data, "topic": topic_data}
+    if sentiment_data is None and topic_data is None:
+        paths = dict(cfg.training.get("data_files", {}))
+        split = "dev"
+        if not paths:
+            fail("give --sentiment-data and/or --topic-data; the model records no training files")
+    sets = load_task_files(paths)
+    if split == "dev":
+        sets = split_sets(
+            sets,
+            dev_fraction=float(cfg.training.get("dev_fraction", 0.1)),
+            seed=int(cfg.training.get("seed", 42)),
+        ).dev
+    reports = evaluate_sets(
+        predictor.model,  # type: ignore[arg-type]
+        predictor.tokenizer,
+        sets,
+        max_length=cfg.max_length,
+        bf16=predictor.precision == "bf16",
+    )
+    if as_json:
+        typer.echo(json.dumps({**reports, "model_version": predictor.version, "split": split}))
+    else:
+        for task, report in reports.items():
+            typer.echo(format_report(task, report))
+
+
+def predict(
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="Texts; none = read JSONL/lines from stdin")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="Model directory [env FINSENT_MODEL]")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="fp32, bf16, int8 or auto [env FINSENT_PRECISION]")
+    ] = None,
+) -> None:
+    """Print one JSON line per text: topic, sentiment, probabilities and score.
+
+    Stdin lines may be JSON objects with a "text" (or "headline") field, JSON strings,
+    or plain text.
+    """
+    from bert_core.inference import Predictor
+    from services.cli.errors import fail
+
+    settings = get_settings()
+    model = model or settings.model
+    if model is None:
+        fail("give --model DIR (or set FINSENT_MODEL)")
+    precision = precision or settings.precision
+    if precision not in ("fp32", "bf16", "int8", "auto"):
+        fail(f"--precision must be fp32, bf16, int8 or auto, not {precision!r}")
+    records: list[dict[str, Any]] = []
+    if texts:
+        records = [{"text": t} for t in texts]
+    elif not sys.stdin.isatty():
+        for lineno, line in enumerate(sys.stdin, start=1):
+            if line.strip():
+                records.append(_parse_stdin_line(line, lineno))
+    if not records:
+        fail("no texts: pass them as arguments or as JSONL on stdin")
+    predictor = Predictor.load(model, precision=precision, threads=settings.torch_threads)  # type: ignore[arg-type]
+    results = predictor.predict([r["text"] for r in records])
+    for record, pred in zip(records, results, strict=True):
+        typer.echo(json.dumps({**record, **pred.to_dict()}))
+
+
+def _parse_stdin_line(line: str, lineno: int) -> dict[str, Any]:
+    from services.cli.errors import fail
+
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return {"text": line.rstrip("\n")}
+    if isinstance(value, str):
+        return {"text": value}
+    if isinstance(value, dict):
+        text = value.get("text", value.get("headline"))
+        if not isinstance(text, str):
+            fail(f'stdin line {lineno}: JSON object needs a string "text" or "headline" field')
+        return {**{k: v for k, v in value.items() if k in ("id", "event_id")}, "text": text}
+    fail(f"stdin line {lineno}: expected a JSON object or string")
+
+
+def pretrain_mlm(
+    text_data: Annotated[
+        list[Path], typer.Option(help="Unlabelled text: .txt (a text per line) or a table with a text column")
+    ],
+    out: Annotated[Path, typer.Option(help="Encoder directory to create (usable as --base-model)")],
+    base_model: Annotated[
+        str | None, typer.Option(help="Encoder to continue from [env FINSENT_BASE_MODEL]")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
+    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = 5e-5,
+) -> None:
+    """Masked-language-model domain pre-training (15% masked, 80/10/10) on unlabelled text."""
+    from bert_core import MlmConfig, read_texts
+    from bert_core.mlm import pretrain_mlm as run_mlm
+
+    settings = get_settings()
+    _set_threads(settings.torch_threads)
+    texts: list[str] = []
+    for path in text_data:
+        texts.extend(read_texts(path))
+    summary = run_mlm(
+        texts,
+        out,
+        MlmConfig(
+            base_model=base_model or settings.base_model,
+            max_length=settings.max_length,
+            epochs=epochs,
+            max_minutes=max_minutes,
+            learning_rate=learning_rate,
+            seed=settings.seed,
+        ),
+    )
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)

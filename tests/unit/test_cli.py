@@ -1,0 +1,286 @@
+"""`finsent train | evaluate | predict` against the tiny encoder.
+
+Successful runs use typer's CliRunner in-process (fast); the library-error path runs
+the real entry point `python -m services` in a subprocess, because `main()` is what
+turns library errors into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bert_core import DEFAULT_LABELS, ModelIntegrityError, Predictor, read_labelled, verify_model_dir
+from bert_core.labels import LabelSet
+from services.cli import app
+from services.settings import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+# FINSENT_* variables of the caller must not leak into the tests; one torch thread.
+CLI_ENV: dict[str, str | None] = {
+    **{k: None for k in os.environ if k.startswith("FINSENT_")},
+    "FINSENT_TORCH_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+
+
+def _subprocess_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    env.update({k: v for k, v in CLI_ENV.items() if v is not None})
+    return env
+
+
+def run_module(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_subprocess_env(),
+        timeout=120,
+    )
+
+
+def invoke(args: list[str], stdin: str | None = None) -> Any:
+    """Run the typer app in-process with a fresh settings cache."""
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, args, input=stdin, env=CLI_ENV)
+    finally:
+        get_settings.cache_clear()
+
+
+def _ok(result: Any) -> None:
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Settings read a .env file from the working directory.
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture(scope="module")
+def cli_trained(
+    tiny_bert_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("cli") / "model"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(out.parent)
+        result = invoke(
+            [
+                "train",
+                "--sentiment-data",
+                str(sentiment_csv),
+                "--topic-data",
+                str(topic_csv),
+                "--out",
+                str(out),
+                "--base-model",
+                str(tiny_bert_dir),
+                "--epochs",
+                "1",
+            ]
+        )
+    return {"result": result, "out": out}
+
+
+def test_train_creates_a_verified_model_dir(cli_trained: dict[str, Any], sentiment_csv: Path) -> None:
+    result, out = cli_trained["result"], cli_trained["out"]
+    _ok(result)
+    manifest = verify_model_dir(out)
+    assert f"saved model {manifest.version} to {out}" in result.stdout
+    assert "sentiment (dev)" in result.stdout
+    assert "topic (dev)" in result.stdout
+    cfg = json.loads((out / "finsent.json").read_text())
+    assert cfg["training"]["epochs"] == 1
+    assert cfg["training"]["data_files"]["sentiment"] == str(sentiment_csv)
+    assert cfg["training"]["dev_fraction"] == 0.1
+    assert cfg["labels"]["sentiment"] == list(DEFAULT_LABELS["sentiment"])
+
+
+def test_train_refuses_an_existing_out_dir(
+    cli_trained: dict[str, Any], sentiment_csv: Path, tiny_bert_dir: Path
+) -> None:
+    out = cli_trained["out"]
+    version = verify_model_dir(out).version
+    result = invoke(
+        [
+            "train",
+            "--sentiment-data",
+            str(sentiment_csv),
+            "--out",
+            str(out),
+            "--base-model",
+            str(tiny_bert_dir),
+            "--epochs",
+            "1",
+        ]
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ModelIntegrityError)
+    assert "not empty" in str(result.exception)
+    assert verify_model_dir(out).version == version
+
+
+def test_train_needs_a_data_file(tmp_path: Path) -> None:
+    result = invoke(["train", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "finsent: error: give --sentiment-data and/or --topic-data" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_evaluate_json(saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path) -> None:
+    result = invoke(
+        [
+            "evaluate",
+            "--model",
+            str(saved_model_dir),
+            "--sentiment-data",
+            str(sentiment_csv),
+            "--topic-data",
+            str(topic_csv),
+            "--json",
+            "--precision",
+            "fp32",
+        ]
+    )
+    _ok(result)
+    assert len(result.stdout.strip().splitlines()) == 1
+    report = json.loads(result.stdout)
+    assert report["split"] == "all"
+    assert report["model_version"] == verify_model_dir(saved_model_dir).version
+    assert report["sentiment"]["n"] == 90
+    assert report["topic"]["n"] == 120
+    for task in ("sentiment", "topic"):
+        for metric in ("accuracy", "macro_f1"):
+            assert 0.0 <= report[task][metric] <= 1.0
+    # The numbers are the Predictor's own accuracy on the same rows.
+    predictor = Predictor.load(saved_model_dir, precision="fp32")
+    for task, path in (("sentiment", sentiment_csv), ("topic", topic_csv)):
+        data = read_labelled(path, LabelSet(task, DEFAULT_LABELS[task]))
+        preds = predictor.predict(data.texts)
+        names = list(DEFAULT_LABELS[task])
+        hits = sum(names.index(getattr(p, task)) == y for p, y in zip(preds, data.labels, strict=True))
+        assert report[task]["accuracy"] == pytest.approx(hits / len(data))
+    # The session model learned the keyword rules: far above chance on its own data.
+    assert report["sentiment"]["macro_f1"] > 0.8
+    assert report["topic"]["macro_f1"] > 0.5
+
+
+def test_evaluate_table_output(saved_model_dir: Path, sentiment_csv: Path) -> None:
+    result = invoke(["evaluate", "--model", str(saved_model_dir), "--sentiment-data", str(sentiment_csv)])
+    _ok(result)
+    assert "== sentiment: n=90" in result.stdout
+    for name in DEFAULT_LABELS["sentiment"]:
+        assert name in result.stdout
+
+
+def test_evaluate_dev_split_of_recorded_files(cli_trained: dict[str, Any]) -> None:
+    # With no data files, the model's own dev split of its training files is used.
+    result = invoke(["evaluate", "--model", str(cli_trained["out"]), "--json", "--precision", "fp32"])
+    _ok(result)
+    report = json.loads(result.stdout)
+    assert report["split"] == "dev"
+    # dev_fraction 0.1: 3 of 30 per sentiment class, 1 of 6 per topic.
+    assert report["sentiment"]["n"] == 9
+    assert report["topic"]["n"] == 20
+
+
+def test_predict_arguments(saved_model_dir: Path) -> None:
+    texts = ["acme shares plunge after earnings misses", "globex stock surges as profit beats"]
+    result = invoke(["predict", "--model", str(saved_model_dir), "--precision", "fp32", *texts])
+    _ok(result)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    rows = [json.loads(line) for line in lines]
+    assert [r["text"] for r in rows] == texts
+    expected = Predictor.load(saved_model_dir, precision="fp32").predict(texts)
+    for row, pred in zip(rows, expected, strict=True):
+        assert row["sentiment"] == pred.sentiment
+        assert row["topic"] == pred.topic
+        assert row["sentiment_probs"] == pytest.approx(pred.sentiment_probs, abs=1e-6)
+        assert row["model_version"] == pred.model_version
+    assert [r["sentiment"] for r in rows] == ["bearish", "bullish"]
+
+
+def test_predict_without_model() -> None:
+    result = invoke(["predict", "some text"])
+    assert result.exit_code == 2
+    assert "give --model DIR" in result.stderr
+
+
+def test_predict_rejects_a_stdin_object_without_text(saved_model_dir: Path) -> None:
+    stdin = json.dumps({"text": "fed holds rates"}) + "\n" + json.dumps({"title": "no text here"}) + "\n"
+    result = invoke(["predict", "--model", str(saved_model_dir)], stdin)
+    assert result.exit_code == 2
+    assert 'stdin line 2: JSON object needs a string "text" or "headline" field' in result.stderr
+    assert result.stdout == ""
+
+
+def test_predict_jsonl_on_stdin(saved_model_dir: Path) -> None:
+    stdin = (
+        "\n".join(
+            [
+                json.dumps({"id": 7, "text": "acme shares plunge after earnings misses"}),
+                json.dumps("globex stock surges as profit beats"),
+                "initech announces meeting",
+                "",
+                json.dumps({"headline": "oil crude prices rise", "source": "wire"}),
+            ]
+        )
+        + "\n"
+    )
+    result = invoke(["predict", "--model", str(saved_model_dir), "--precision", "fp32"], stdin)
+    _ok(result)
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["text"] for r in rows] == [
+        "acme shares plunge after earnings misses",
+        "globex stock surges as profit beats",
+        "initech announces meeting",
+        "oil crude prices rise",
+    ]
+    assert rows[0]["id"] == 7
+    assert "id" not in rows[1]
+    assert "source" not in rows[3]
+    assert [r["sentiment"] for r in rows[:3]] == ["bearish", "bullish", "neutral"]
+    for row in rows:
+        assert sum(row["sentiment_probs"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_missing_data_file_is_one_line_error(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-file.csv"
+    proc = run_module(
+        [
+            "train",
+            "--sentiment-data",
+            str(missing),
+            "--out",
+            str(tmp_path / "m"),
+            "--base-model",
+            str(tiny_bert_dir),
+            "--epochs",
+            "1",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("finsent: error:")
+    assert str(missing) in lines[0]
+    assert "no such file" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "m").exists()

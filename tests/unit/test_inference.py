@@ -1,0 +1,134 @@
+"""The Predictor: labels, probabilities, order, truncation, input checks, precisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bert_core import DataError, Prediction, Predictor, load_model_dir
+
+BEARISH = "acme shares plunge after earnings misses estimates"
+BULLISH = "globex stock surges as profit beats"
+NEUTRAL = "initech announces meeting"
+OIL = "oil crude prices rise"
+
+
+@pytest.fixture(scope="module")
+def predictor(saved_model_dir: Path) -> Predictor:
+    return Predictor.load(saved_model_dir, precision="fp32", batch_size=2)
+
+
+def _probs(preds: list[Prediction]) -> np.ndarray:
+    return np.array([[p.sentiment_probs[n] for n in ("bearish", "bullish", "neutral")] for p in preds])
+
+
+def test_prediction_fields(predictor: Predictor, saved_model_dir: Path) -> None:
+    version = load_model_dir(saved_model_dir).manifest.version
+    preds = predictor.predict([BEARISH, BULLISH, NEUTRAL, OIL])
+    assert len(preds) == 4
+    for pred in preds:
+        assert isinstance(pred, Prediction)
+        assert set(pred.sentiment_probs) == {"bearish", "bullish", "neutral"}
+        assert sum(pred.sentiment_probs.values()) == pytest.approx(1.0, abs=1e-5)
+        assert all(0.0 <= p <= 1.0 for p in pred.sentiment_probs.values())
+        assert pred.sentiment_score == pytest.approx(
+            pred.sentiment_probs["bullish"] - pred.sentiment_probs["bearish"], abs=1e-7
+        )
+        assert -1.0 <= pred.sentiment_score <= 1.0
+        assert pred.sentiment == max(pred.sentiment_probs, key=pred.sentiment_probs.get)  # type: ignore[arg-type]
+        assert pred.topic in predictor.topic_labels
+        assert 1 / 20 <= pred.topic_score <= 1.0
+        assert pred.model_version == version
+        assert pred.to_dict()["sentiment_probs"] == pred.sentiment_probs
+
+
+def test_trained_model_labels_clear_cases(predictor: Predictor) -> None:
+    bear, bull, neutral, oil = predictor.predict([BEARISH, BULLISH, NEUTRAL, OIL])
+    assert bear.sentiment == "bearish"
+    assert bear.sentiment_score < 0
+    assert bull.sentiment == "bullish"
+    assert bull.sentiment_score > 0
+    assert neutral.sentiment == "neutral"
+    assert oil.topic == "Energy / Oil"
+
+
+def test_results_keep_input_order(predictor: Predictor) -> None:
+    # Lengths 12, 5, 3, 8 words: batches of 2 are formed in length order, not input order.
+    texts = [
+        "acme shares plunge after earnings misses estimates again the stock falls down today",
+        BULLISH,
+        NEUTRAL,
+        "fed rates hike as inflation jobs data surprise markets",
+    ]
+    together = _probs(predictor.predict(texts))
+    one_by_one = np.vstack([_probs(predictor.predict([t])) for t in texts])
+    # The texts get clearly different probabilities, so a mix-up could not go unnoticed.
+    assert min(np.abs(together[i] - together[j]).max() for i in range(4) for j in range(i + 1, 4)) > 0.05
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    reversed_probs = _probs(predictor.predict(texts[::-1]))
+    np.testing.assert_allclose(reversed_probs, together[::-1], atol=1e-5)
+
+
+def test_long_text_is_truncated(predictor: Predictor) -> None:
+    words = (BEARISH.split() * 1000)[:5000]
+    long_text = " ".join(words)
+    (pred,) = predictor.predict([long_text])
+    assert sum(pred.sentiment_probs.values()) == pytest.approx(1.0, abs=1e-5)
+    # Every word is one token: the model sees [CLS] + the first max_length - 2 words + [SEP].
+    assert predictor.max_length == 64
+    (head,) = predictor.predict([" ".join(words[:62])])
+    np.testing.assert_allclose(_probs([pred]), _probs([head]), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "https://t.co/only-a-link"])
+def test_empty_text_is_refused(predictor: Predictor, bad: str) -> None:
+    with pytest.raises(DataError, match="text 1 is empty"):
+        predictor.predict([BULLISH, bad])
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"bytes"])
+def test_non_string_is_refused(predictor: Predictor, bad: object) -> None:
+    with pytest.raises(DataError, match=f"text 0 is {type(bad).__name__}, not a string"):
+        predictor.predict([bad])  # type: ignore[list-item]
+
+
+def test_no_texts_no_predictions(predictor: Predictor) -> None:
+    assert predictor.predict([]) == []
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_reduced_precision_is_close_to_fp32(
+    predictor: Predictor, saved_model_dir: Path, precision: str
+) -> None:
+    texts = [BEARISH, BULLISH, NEUTRAL, OIL]
+    reference = predictor.predict(texts)
+    fast = Predictor.load(saved_model_dir, precision=precision)  # type: ignore[arg-type]
+    assert fast.precision == precision
+    preds = fast.predict(texts)
+    assert len(preds) == len(reference)
+    assert _probs(preds).shape == _probs(reference).shape == (4, 3)
+    np.testing.assert_allclose(_probs(preds), _probs(reference), atol=0.05)
+    for ours, ref in zip(preds, reference, strict=True):
+        assert sum(ours.sentiment_probs.values()) == pytest.approx(1.0, abs=1e-3)
+        assert ours.sentiment == ref.sentiment
+        # The top topic probability moves no more than the probabilities do.
+        assert ours.topic_score == pytest.approx(ref.topic_score, abs=0.05)
+
+
+def test_auto_precision_resolves_to_a_concrete_one(saved_model_dir: Path) -> None:
+    from bert_core.inference import cpu_has_bf16
+
+    fast = Predictor.load(saved_model_dir, precision="auto")
+    assert fast.precision == ("bf16" if cpu_has_bf16() else "int8")
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
+def test_int8_does_not_change_the_loaded_model(saved_model_dir: Path) -> None:
+    loaded = load_model_dir(saved_model_dir)
+    weight = loaded.model.heads["sentiment"].weight.detach().clone()
+    Predictor(loaded, precision="int8")
+    assert loaded.model.heads["sentiment"].weight.dtype == weight.dtype
+    assert (loaded.model.heads["sentiment"].weight == weight).all()

@@ -1,0 +1,239 @@
+"""Fine-tuning the multi-task classifier on the tiny encoder."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bert_core import (
+    DataError,
+    LabelledData,
+    ModelConfigError,
+    MultiTaskClassifier,
+    TrainConfig,
+    class_weights,
+    evaluate_sets,
+    fine_tune,
+    load_encoder,
+)
+from bert_core.batching import collate, tokenize
+from bert_core.inference_core import predict_proba
+
+
+def _mean_loss(model: MultiTaskClassifier, tokenizer, data: LabelledData) -> float:
+    """Unweighted mean cross-entropy of one task's rows, in eval mode."""
+    tokens = tokenize(tokenizer, data.texts, 64)
+    batch = collate(tokens, list(range(len(tokens))), int(tokenizer.pad_token_id), data.labels)
+    model.eval()
+    with torch.no_grad():
+        logits = model(batch.input_ids, batch.attention_mask, tasks=[data.task])[data.task]
+        return float(nn.functional.cross_entropy(logits, batch.labels))
+
+
+# ------------------------------------------------------------------ class weights
+
+
+def test_class_weights_none() -> None:
+    assert class_weights([0, 0, 0, 1], 3, "none").tolist() == [1.0, 1.0, 1.0]
+
+
+def test_class_weights_inverse_by_hand() -> None:
+    # Frequencies 3/4, 1/4 (class 2 absent): 1/f = 4/3, 4, mean 8/3 -> 0.5, 1.5; absent class 0.
+    weights = class_weights([0, 0, 0, 1], 3, "inverse")
+    assert weights.dtype == torch.float32
+    assert weights.tolist() == pytest.approx([0.5, 1.5, 0.0])
+
+
+def test_class_weights_sqrt_inverse_by_hand() -> None:
+    # 1/sqrt(3/4) = 2/sqrt(3), 1/sqrt(1/4) = 2; normalised to mean 1: sqrt(3) - 1 and 3 - sqrt(3).
+    weights = class_weights([0, 0, 0, 1], 3, "sqrt_inverse")
+    assert weights.tolist() == pytest.approx([math.sqrt(3) - 1, 3 - math.sqrt(3), 0.0], rel=1e-6)
+
+
+def test_class_weights_balanced_classes_are_one() -> None:
+    for scheme in ("inverse", "sqrt_inverse"):
+        assert class_weights([0, 1, 2, 2, 1, 0], 3, scheme).tolist() == pytest.approx([1.0, 1.0, 1.0])
+
+
+# ------------------------------------------------------------------ the session fine-tune
+
+
+def test_fine_tune_lowers_training_loss(trained, tiny_bert_dir: Path) -> None:
+    result = trained.result
+    # The untrained classifier: heads start near zero, so its loss is ~ln(number of classes).
+    torch.manual_seed(trained.config.seed)
+    encoder, tokenizer, _ = load_encoder(tiny_bert_dir)
+    fresh = MultiTaskClassifier(encoder, trained.label_names, pooling="mean", dropout=0.0)
+    for task, n_classes in (("sentiment", 3), ("topic", 20)):
+        before = _mean_loss(fresh, tokenizer, trained.train[task])
+        after = _mean_loss(result.model, result.tokenizer, trained.train[task])
+        assert before == pytest.approx(math.log(n_classes), abs=0.1)
+        assert after < 0.6 * before, task
+
+
+def test_history_records_loss_and_dev_scores(trained) -> None:
+    history = trained.result.history
+    assert len(history) == trained.config.epochs * trained.config.evals_per_epoch
+    for entry in history:
+        assert {
+            "step",
+            "epoch",
+            "loss",
+            "dev_mean_macro_f1",
+            "dev_sentiment_macro_f1",
+            "dev_topic_accuracy",
+        } <= set(entry)
+        assert entry["loss"] > 0
+    steps = [e["step"] for e in history]
+    assert steps == sorted(steps)
+    # 90 sentiment rows -> 72 train (6 of 30 per class to dev); 120 topic rows -> 100 train
+    # (1 of 6 per class to dev); batches of 16: 5 + 7 steps per epoch.
+    assert (len(trained.train["sentiment"]), len(trained.train["topic"])) == (72, 100)
+    assert steps[-1] == trained.config.epochs * (5 + 7)
+
+
+def test_dev_macro_f1_beats_chance(trained) -> None:
+    reports = trained.result.dev_reports
+    assert reports["sentiment"]["n"] == len(trained.dev["sentiment"])
+    assert reports["sentiment"]["macro_f1"] > 0.5  # chance is 1/3
+    assert reports["topic"]["macro_f1"] > 0.2  # chance is 1/20
+
+
+def test_best_checkpoint_is_the_returned_model(trained) -> None:
+    result = trained.result
+    best = max(h["dev_mean_macro_f1"] for h in result.history)
+    now = evaluate_sets(result.model, result.tokenizer, trained.dev, max_length=64)
+    for task in ("sentiment", "topic"):
+        assert now[task]["macro_f1"] == pytest.approx(result.dev_reports[task]["macro_f1"])
+        assert now[task]["confusion_matrix"] == result.dev_reports[task]["confusion_matrix"]
+    mean_now = (now["sentiment"]["macro_f1"] + now["topic"]["macro_f1"]) / 2
+    assert mean_now == pytest.approx(best)
+    assert not result.model.training
+
+
+def test_model_config_describes_the_run(trained, tiny_bert_dir: Path) -> None:
+    cfg = trained.result.model_config
+    assert cfg.labels == trained.label_names
+    assert cfg.base_model == str(tiny_bert_dir.resolve())
+    assert cfg.max_length == 64
+    assert cfg.pooling == "mean"
+    assert cfg.training["train_rows"] == {t: len(d) for t, d in trained.train.items()}
+    assert cfg.training["learning_rate"] == trained.config.learning_rate
+    assert "progress" not in cfg.training
+    assert trained.result.parent_version is None
+
+
+# ------------------------------------------------------------------ more fine-tune behaviour
+
+
+def test_loss_in_history_is_not_reset_each_epoch(trained, tiny_bert_dir: Path) -> None:
+    # With zero learning rates nothing changes, so every batch loss is ~ln(3) and so must
+    # be the smoothed loss logged at the end of every epoch (it used to restart from 0).
+    config = TrainConfig(
+        base_model=str(tiny_bert_dir),
+        epochs=3,
+        batch_size=16,
+        learning_rate=0.0,
+        head_learning_rate=0.0,
+        evals_per_epoch=1,
+        dropout=0.0,
+        patience=100,
+        progress=False,
+    )
+    sets = {"sentiment": trained.train["sentiment"]}
+    result = fine_tune(sets, {"sentiment": trained.dev["sentiment"]}, trained.label_names, config)
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 3
+    assert losses == pytest.approx([math.log(3)] * 3, abs=0.05)
+
+
+def test_without_dev_sets_training_is_not_stopped_early(trained, tiny_bert_dir: Path) -> None:
+    # Without dev data the score is -loss; a topic loss > 1 used to count as "no improvement"
+    # against the initial best of -1 and stopped training after `patience` evaluations.
+    config = TrainConfig(
+        base_model=str(tiny_bert_dir),
+        epochs=3,
+        batch_size=16,
+        learning_rate=1e-3,
+        evals_per_epoch=1,
+        patience=2,
+        progress=False,
+    )
+    result = fine_tune({"topic": trained.train["topic"]}, {}, trained.label_names, config)
+    assert len(result.history) == 3
+    assert result.history[0]["loss"] > 1.0
+    assert result.dev_reports == {}
+
+
+def test_warm_start_reproduces_the_parent(trained, saved_model_dir: Path) -> None:
+    from bert_core import load_model_dir
+
+    parent = load_model_dir(saved_model_dir)
+    config = TrainConfig(
+        init_from=str(saved_model_dir),
+        epochs=1,
+        batch_size=16,
+        learning_rate=0.0,
+        head_learning_rate=0.0,
+        evals_per_epoch=1,
+        progress=False,
+    )
+    result = fine_tune(trained.train, trained.dev, trained.label_names, config)
+    assert result.parent_version == parent.manifest.version
+    assert result.model_config.base_model == parent.config.base_model
+    # Zero learning rate: the warm-started model is exactly the parent.
+    tokens = tokenize(result.tokenizer, trained.dev["sentiment"].texts, 64)
+    ours = predict_proba(result.model, tokens, 0)
+    theirs = predict_proba(parent.model, tokens, 0)
+    for task in ("sentiment", "topic"):
+        np.testing.assert_allclose(ours[task], theirs[task], atol=1e-6)
+    assert result.dev_reports["sentiment"]["macro_f1"] == pytest.approx(
+        trained.result.dev_reports["sentiment"]["macro_f1"]
+    )
+
+
+def test_warm_start_then_training_moves_the_weights(trained, saved_model_dir: Path) -> None:
+    from bert_core import load_model_dir
+
+    parent = load_model_dir(saved_model_dir)
+    config = TrainConfig(
+        init_from=str(saved_model_dir),
+        epochs=1,
+        batch_size=16,
+        learning_rate=1e-3,
+        evals_per_epoch=1,
+        progress=False,
+    )
+    result = fine_tune(trained.train, trained.dev, trained.label_names, config)
+    before = parent.model.heads["sentiment"].weight
+    after = result.model.heads["sentiment"].weight
+    assert not torch.allclose(before, after)
+    assert result.dev_reports["sentiment"]["macro_f1"] > 0.5
+
+
+def test_warm_start_with_other_labels_is_refused(trained, saved_model_dir: Path) -> None:
+    labels = {**trained.label_names, "sentiment": ["negative", "positive", "neutral"]}
+    config = TrainConfig(init_from=str(saved_model_dir), epochs=1, progress=False)
+    with pytest.raises(ModelConfigError, match="sentiment labels differ"):
+        fine_tune(trained.train, trained.dev, labels, config)
+
+
+def test_fine_tune_needs_data_and_labels(trained, tiny_bert_dir: Path) -> None:
+    config = TrainConfig(base_model=str(tiny_bert_dir), epochs=1, progress=False)
+    with pytest.raises(DataError, match="no training data"):
+        fine_tune({}, {}, trained.label_names, config)
+    with pytest.raises(DataError, match="no label set for task 'sentiment'"):
+        fine_tune(
+            {"sentiment": trained.train["sentiment"]}, {}, {"topic": trained.label_names["topic"]}, config
+        )
+
+
+def test_unknown_base_model_is_a_config_error(trained, tmp_path: Path) -> None:
+    config = TrainConfig(base_model=str(tmp_path), epochs=1, progress=False)
+    with pytest.raises(ModelConfigError, match=r"no config\.json"):
+        fine_tune(trained.train, trained.dev, trained.label_names, config)

@@ -36,6 +36,9 @@ def train(
     learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = 1e-4,
     pooling: Annotated[str, typer.Option(help="cls or mean")] = "mean",
     class_weighting: Annotated[str, typer.Option(help="none, sqrt_inverse or inverse")] = "sqrt_inverse",
+    freeze_word_embeddings: Annotated[
+        bool, typer.Option(help="Keep the word-embedding matrix frozen (1.6x faster steps on CPU)")
+    ] = True,
     mlm_text: Annotated[
         list[Path] | None, typer.Option(help="Unlabelled text file(s) for MLM domain pre-training first")
     ] = None,
@@ -75,6 +78,7 @@ def train(
         epochs=epochs,
         max_minutes=max_minutes,
         class_weighting=class_weighting,  # type: ignore[arg-type]
+        freeze_word_embeddings=freeze_word_embeddings,
         seed=settings.seed if seed is None else seed,
     )
     result, manifest = train_model(

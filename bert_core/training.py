@@ -89,13 +89,17 @@ def class_weights(labels: list[int], n_classes: int, scheme: ClassWeighting) -> 
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _warmup_linear(warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(warmup, 1)
-        return max(0.0, (total - step) / max(total - warmup, 1))
+def lr_factor(step: int, *, warmup: int, total: int, time_progress: float = 0.0) -> float:
+    """Linear warm-up, then linear decay to 0 at the end of training.
 
-    return factor
+    Progress is the larger of step progress and time progress (elapsed / budget), so a
+    run with a time budget still decays to 0 at its deadline on a slower or busier
+    machine instead of being cut off at a high learning rate.
+    """
+    if step < warmup:
+        return (step + 1) / max(warmup, 1)
+    step_progress = (step - warmup) / max(total - warmup, 1)
+    return max(0.0, 1.0 - max(step_progress, time_progress))
 
 
 def _build_model(
@@ -172,13 +176,21 @@ def fine_tune(
     steps_per_epoch = sum(math.ceil(len(d) / config.batch_size) for d in train_sets.values())
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(_param_groups(model, config))
+    deadline = started + config.max_minutes * 60 if config.max_minutes else None
+    warmup = int(total_steps * config.warmup_ratio)
+
+    def time_progress() -> float:
+        if deadline is None:
+            return 0.0
+        return (time.monotonic() - started) / (deadline - started)
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _warmup_linear(int(total_steps * config.warmup_ratio), total_steps)
+        optimizer,
+        lambda s: lr_factor(s, warmup=warmup, total=total_steps, time_progress=time_progress()),
     )
     eval_points = {
         round(steps_per_epoch * k / config.evals_per_epoch) for k in range(1, config.evals_per_epoch + 1)
     }
-    deadline = started + config.max_minutes * 60 if config.max_minutes else None
 
     # -inf, not -1: without dev sets the score is -loss, which is below -1 whenever loss > 1.
     best_score, best_state, best_reports = -math.inf, None, None

@@ -232,6 +232,7 @@ def trained(tiny_bert_dir: Path, sentiment_csv: Path, topic_csv: Path) -> Traine
         learning_rate=3e-3,
         head_learning_rate=3e-3,
         warmup_ratio=0.0,
+        freeze_word_embeddings=False,  # random tiny embeddings must learn; pretrained ones stay frozen
         patience=100,
         evals_per_epoch=1,
         dropout=0.0,

@@ -237,3 +237,38 @@ def test_unknown_base_model_is_a_config_error(trained, tmp_path: Path) -> None:
     config = TrainConfig(base_model=str(tmp_path), epochs=1, progress=False)
     with pytest.raises(ModelConfigError, match=r"no config\.json"):
         fine_tune(trained.train, trained.dev, trained.label_names, config)
+
+
+def test_lr_factor_warms_up_then_decays_to_zero() -> None:
+    from bert_core.training import lr_factor
+
+    assert lr_factor(0, warmup=10, total=110) == pytest.approx(0.1)
+    assert lr_factor(9, warmup=10, total=110) == pytest.approx(1.0)
+    assert lr_factor(60, warmup=10, total=110) == pytest.approx(0.5)
+    assert lr_factor(110, warmup=10, total=110) == 0.0
+
+
+def test_lr_factor_follows_the_time_budget_when_it_runs_out_first() -> None:
+    from bert_core.training import lr_factor
+
+    # 10% of the steps done but 75% of the time budget used: decay by time.
+    assert lr_factor(20, warmup=10, total=110, time_progress=0.75) == pytest.approx(0.25)
+    assert lr_factor(20, warmup=10, total=110, time_progress=1.2) == 0.0
+
+
+def test_word_embeddings_stay_frozen_by_default(tiny_bert_dir, sentiment_csv) -> None:
+    from bert_core import DEFAULT_LABELS, LabelSet, TrainConfig, fine_tune, load_encoder, read_labelled
+
+    data = read_labelled(sentiment_csv, LabelSet("sentiment", DEFAULT_LABELS["sentiment"]))
+    encoder, _, _ = load_encoder(tiny_bert_dir)
+    before = encoder.get_input_embeddings().weight.detach().clone()
+    result = fine_tune(
+        {"sentiment": data}, {"sentiment": data},
+        {"sentiment": list(DEFAULT_LABELS["sentiment"])},
+        TrainConfig(base_model=str(tiny_bert_dir), epochs=1, batch_size=16, progress=False),
+    )
+    after = result.model.encoder.get_input_embeddings().weight
+    assert torch.equal(before, after)
+    # ... while the transformer layers did train.
+    layer_before = encoder.encoder.layer[0].attention.self.query.weight
+    assert not torch.equal(layer_before, result.model.encoder.encoder.layer[0].attention.self.query.weight)

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     )
     bootstrap_minutes: float = Field(25.0, gt=0, description="Time budget of the bootstrap training")
     bootstrap_epochs: int = Field(3, ge=1)
+    database_url: str = Field(
+        default_factory=lambda data: f"sqlite:///{(data['home'] / 'finsent.db').as_posix()}",
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite in `home`",
+    )
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 

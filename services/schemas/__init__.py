@@ -1,0 +1,25 @@
+"""Message schemas shared by every producer and consumer of the pipeline (pure, no I/O)."""
+
+from services.schemas.news_raw import (
+    MAX_PAYLOAD_BYTES,
+    SCHEMA_VERSION,
+    InvalidMessage,
+    NewsItem,
+    RawNews,
+    derive_event_id,
+    parse_raw_news,
+)
+from services.schemas.tickers import DEFAULT_WATCHLIST, extract_tickers, normalise_tickers
+
+__all__ = [
+    "DEFAULT_WATCHLIST",
+    "MAX_PAYLOAD_BYTES",
+    "SCHEMA_VERSION",
+    "InvalidMessage",
+    "NewsItem",
+    "RawNews",
+    "derive_event_id",
+    "extract_tickers",
+    "normalise_tickers",
+    "parse_raw_news",
+]

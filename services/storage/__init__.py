@@ -1,0 +1,38 @@
+"""Storage of the pipeline: SQLAlchemy models, engines, idempotent writes, queries, migrations.
+
+The same code runs on PostgreSQL (production) and SQLite (the embedded default).
+"""
+
+from services.storage.engine import make_engine, normalise_url, redact, session_factory
+from services.storage.migrate import current_revision, head_revision, upgrade_database
+from services.storage.models import Base, NewsItemRow, NewsTickerRow, PredictionRow
+from services.storage.repository import (
+    ScoredItem,
+    StoredPrediction,
+    UpsertCounts,
+    count_items,
+    count_predictions,
+    predictions_in_range,
+    upsert_scored_batch,
+)
+
+__all__ = [
+    "Base",
+    "NewsItemRow",
+    "NewsTickerRow",
+    "PredictionRow",
+    "ScoredItem",
+    "StoredPrediction",
+    "UpsertCounts",
+    "count_items",
+    "count_predictions",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "normalise_url",
+    "predictions_in_range",
+    "redact",
+    "session_factory",
+    "upgrade_database",
+    "upsert_scored_batch",
+]

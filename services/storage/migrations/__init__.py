@@ -1,0 +1,1 @@
+"""Alembic environment of the finsent database (run through services.storage.migrate)."""

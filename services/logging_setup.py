@@ -37,3 +37,6 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     root.setLevel(level.upper())
     for noisy in ("transformers", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # kafka-python logs every connection attempt, and every refused one at ERROR; the services
+    # report broker failures themselves, in one line. FINSENT_LOG_LEVEL=DEBUG shows it all.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)

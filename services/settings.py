@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,8 +39,36 @@ class Settings(BaseSettings):
         default_factory=lambda data: f"sqlite:///{(data['home'] / 'finsent.db').as_posix()}",
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite in `home`",
     )
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="Kafka bootstrap servers, host:port[,host:port]; empty = the embedded broker",
+    )
+    kafka_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long to wait for the broker to answer before giving up"
+    )
+    topic_news_raw: str = Field("news.raw", min_length=1, description="Incoming news (key: event_id)")
+    topic_news_scored: str = Field("news.scored", min_length=1, description="Scored news for the alerter")
+    topic_news_dlq: str = Field("news.dlq", min_length=1, description="Messages that cannot be processed")
+    topic_model_events: str = Field("model.events", min_length=1, description="Model promotions, rollbacks")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of the news topics (max parallel workers)")
+    model_events_partitions: int = Field(
+        1, ge=1, description="Partitions of model.events: 1 keeps promotions and rollbacks in total order"
+    )
+    topic_replication_factor: int = Field(1, ge=1, description="Replicas per partition (3 on a real cluster)")
+    ingest_http_host: str = Field("127.0.0.1", description="Address of `finsent serve-http`")
+    ingest_http_port: int = Field(8080, ge=0, le=65535, description="Port of `finsent serve-http`")
+    ingest_max_request_bytes: int = Field(
+        8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
+    )
+    feed_interval_seconds: float = Field(60.0, gt=0, description="Seconds between feed polls")
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _blank_is_embedded(cls, value: str | None) -> str | None:
+        # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
+        return (value.strip() or None) if value is not None else None
 
     @property
     def default_model_dir(self) -> Path:

@@ -22,7 +22,7 @@ def train(
     topic_data: Annotated[Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (topic)")] = None,
     base_model: Annotated[
         str | None,
-        typer.Option(help="Encoder directory [env FINSENT_BASE_MODEL; default packaged MiniLM-L6]"),
+        typer.Option(help="Encoder directory (env FINSENT_BASE_MODEL; default packaged MiniLM-L6)"),
     ] = None,
     init_from: Annotated[
         Path | None, typer.Option(help="Warm start from an existing finsent model directory")
@@ -44,9 +44,9 @@ def train(
     ] = None,
     mlm_epochs: Annotated[int, typer.Option(min=1)] = 1,
     mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [env FINSENT_SEED]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
     dev_fraction: Annotated[
-        float | None, typer.Option(help="Share held out for dev [env FINSENT_DEV_FRACTION]")
+        float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
 ) -> None:
@@ -152,9 +152,9 @@ def predict(
     texts: Annotated[
         list[str] | None, typer.Argument(help="Texts; none = read JSONL/lines from stdin")
     ] = None,
-    model: Annotated[Path | None, typer.Option(help="Model directory [env FINSENT_MODEL]")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model directory (env FINSENT_MODEL)")] = None,
     precision: Annotated[
-        str | None, typer.Option(help="fp32, bf16, int8 or auto [env FINSENT_PRECISION]")
+        str | None, typer.Option(help="fp32, bf16, int8 or auto (env FINSENT_PRECISION)")
     ] = None,
 ) -> None:
     """Print one JSON line per text: topic, sentiment, probabilities and score.
@@ -210,7 +210,7 @@ def pretrain_mlm(
     ],
     out: Annotated[Path, typer.Option(help="Encoder directory to create (usable as --base-model)")],
     base_model: Annotated[
-        str | None, typer.Option(help="Encoder to continue from [env FINSENT_BASE_MODEL]")
+        str | None, typer.Option(help="Encoder to continue from (env FINSENT_BASE_MODEL)")
     ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,

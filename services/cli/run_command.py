@@ -69,7 +69,7 @@ def bootstrap_model(model_dir: Path) -> Path:
 def run(
     model: Annotated[
         Path | None,
-        typer.Option(help="Model directory [env FINSENT_MODEL; default FINSENT_HOME/models/bootstrap]"),
+        typer.Option(help="Model directory (env FINSENT_MODEL; default FINSENT_HOME/models/bootstrap)"),
     ] = None,
 ) -> None:
     """Bootstrap the model if needed, show its dev metrics, and label sample headlines."""

@@ -1,0 +1,250 @@
+"""`finsent init | ingest | serve-http | poll-feed`: topics, and news into `news.raw`.
+
+All of them talk to the broker at FINSENT_KAFKA_BOOTSTRAP. Each checks, before sending
+anything, that the broker answers and that `news.raw` exists, so a typo in the address or a
+forgotten `finsent init` is one line of error instead of a minute-long timeout (or a topic
+silently auto-created with the wrong partition count).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from services.broker.errors import BrokerError
+from services.cli.errors import fail
+from services.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from services.ingest.producer import NewsProducer
+
+MAX_SKIP_LINES = 20  # invalid rows reported one by one; beyond this only counted
+
+
+def _default(name: str) -> Any:
+    """A setting's default for help texts, so it is written down in one place only."""
+    return Settings.model_fields[name].default
+
+
+def _bootstrap() -> str:
+    bootstrap = get_settings().kafka_bootstrap
+    if bootstrap is None:
+        fail("no Kafka broker configured: set FINSENT_KAFKA_BOOTSTRAP=host:port")
+    return bootstrap
+
+
+@contextmanager
+def _broker_errors() -> Iterator[None]:
+    try:
+        yield
+    except BrokerError as exc:
+        fail(str(exc))
+
+
+def _raw_topic_ready() -> tuple[str, str]:
+    """(bootstrap, topic) after checking that the broker answers and news.raw exists."""
+    from services.broker.topics import require_topic
+
+    bootstrap = _bootstrap()
+    settings = get_settings()
+    with _broker_errors():
+        require_topic(bootstrap, settings.topic_news_raw, timeout=settings.kafka_timeout_seconds)
+    return bootstrap, settings.topic_news_raw
+
+
+def _producer(bootstrap: str, topic: str) -> NewsProducer:
+    from services.ingest.producer import NewsProducer
+
+    with _broker_errors():
+        return NewsProducer(bootstrap, topic=topic, max_block_s=get_settings().kafka_timeout_seconds)
+
+
+def init() -> None:
+    """Create the pipeline's topics (news.raw, news.scored, news.dlq, model.events); safe to run again."""
+    from services.broker.topics import ensure_topics, pipeline_topics
+
+    bootstrap = _bootstrap()
+    settings = get_settings()
+    specs = pipeline_topics(settings)
+    with _broker_errors():
+        states = ensure_topics(bootstrap, specs, timeout=settings.kafka_timeout_seconds)
+    for spec, state in zip(specs, states, strict=True):
+        note = ""
+        if not state.created and state.partitions != spec.partitions:
+            note = f" (configured {spec.partitions}; partitions of an existing topic are left as they are)"
+        verb = "created" if state.created else "exists "
+        typer.echo(f"{verb} {state.name}: {state.partitions} partition(s){note}")
+    typer.echo(f"topics ready on {bootstrap}")
+
+
+class _SkipReporter:
+    """Reports the first invalid rows on stderr (without breaking a progress bar), counts the rest."""
+
+    def __init__(self, label: str, write: Callable[[str], None]) -> None:
+        self.label = label
+        self.count = 0
+        self._write = write
+
+    def __call__(self, where: object, reason: str) -> None:
+        self.count += 1
+        if self.count <= MAX_SKIP_LINES:
+            self._write(f"{self.label}:{where}: skipped: {reason}")
+        elif self.count == MAX_SKIP_LINES + 1:
+            self._write(
+                f"{self.label}: more invalid rows skipped (only the first {MAX_SKIP_LINES} are shown)"
+            )
+
+
+def ingest(
+    file: Annotated[Path, typer.Argument(help="News file: .jsonl (one JSON object per line) or .csv")],
+    rate: Annotated[float | None, typer.Option("--rate", help="Send N items per second")] = None,
+    replay_speed: Annotated[
+        float | None,
+        typer.Option("--replay-speed", help="Follow the gaps between published_at, X times faster"),
+    ] = None,
+) -> None:
+    """Send a news file to news.raw, validated row by row (invalid rows are reported and skipped)."""
+    from tqdm import tqdm
+
+    from services.ingest.file_source import NewsFileError, count_records, file_format, read_news_file
+    from services.ingest.replay import replay
+
+    if rate is not None and replay_speed is not None:
+        fail("use either --rate or --replay-speed, not both")
+    if rate is not None and not rate > 0:
+        fail(f"--rate must be positive, got {rate:g}")
+    if replay_speed is not None and not replay_speed > 0:
+        fail(f"--replay-speed must be positive, got {replay_speed:g}")
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    try:
+        file_format(file)
+    except NewsFileError as exc:
+        fail(str(exc))
+    bootstrap, topic = _raw_topic_ready()
+
+    with (
+        _broker_errors(),
+        _producer(bootstrap, topic) as producer,
+        tqdm(total=count_records(file), unit="item", desc="ingest", disable=None, file=sys.stderr) as bar,
+    ):
+        skips = _SkipReporter(str(file), lambda message: tqdm.write(message, file=sys.stderr))
+
+        def skipped(line: int, reason: str) -> None:
+            bar.update(1)
+            skips(line, reason)
+
+        try:
+            counts = replay(
+                read_news_file(file),
+                producer,
+                rate=rate,
+                replay_speed=replay_speed,
+                on_skip=skipped,
+                on_sent=lambda _event_id: bar.update(1),
+            )
+        except NewsFileError as exc:
+            fail(f"{exc} (after {producer.sent} items were sent)")
+    typer.echo(
+        f"sent {counts.sent} items from {file} to {topic} on {bootstrap}; skipped {counts.skipped} invalid"
+    )
+
+
+def serve_http(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Listen address (env FINSENT_INGEST_HTTP_HOST, default {_default('ingest_http_host')})"
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help=f"Port (env FINSENT_INGEST_HTTP_PORT, default {_default('ingest_http_port')})",
+        ),
+    ] = None,
+) -> None:
+    """Accept news over HTTP: POST /news (one JSON object or a list) into news.raw; GET /health."""
+    from services.ingest.http_source import create_app, serve
+
+    settings = get_settings()
+    host = host if host is not None else settings.ingest_http_host
+    port = port if port is not None else settings.ingest_http_port
+    bootstrap, topic = _raw_topic_ready()
+
+    def ready() -> None:
+        typer.echo(
+            f"listening on http://{host}:{port} (POST /news, GET /health), sending to {topic} on "
+            f"{bootstrap}; Ctrl-C stops"
+        )
+
+    with _broker_errors(), _producer(bootstrap, topic) as producer:
+        app = create_app(producer, max_body_bytes=settings.ingest_max_request_bytes)
+        try:
+            serve(app, host=host, port=port, on_ready=ready)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    typer.echo(f"stopped; {producer.sent} items sent")
+
+
+def poll_feed(
+    url: Annotated[str, typer.Argument(help="http(s) URL of an RSS 2.0, Atom or JSON feed")],
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval",
+            help=f"Seconds between polls (env FINSENT_FEED_INTERVAL_SECONDS, default "
+            f"{_default('feed_interval_seconds'):g})",
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Poll once and exit (for cron)")] = False,
+) -> None:
+    """Poll a feed and send each new entry to news.raw once; runs until Ctrl-C."""
+    from services.ingest.feed_source import FeedError, FeedPoller, PollResult, check_feed_url, run_poller
+
+    interval = interval if interval is not None else get_settings().feed_interval_seconds
+    if not interval > 0:
+        fail(f"--interval must be positive, got {interval:g}")
+    try:
+        check_feed_url(url)
+    except ValueError as exc:
+        fail(str(exc))
+    bootstrap, topic = _raw_topic_ready()
+    poller = FeedPoller(url)
+    skips = _SkipReporter(url, lambda message: typer.echo(message, err=True))
+
+    def report(result: PollResult) -> None:
+        typer.echo(
+            f"polled {url}: {result.fetched} entries, {result.sent} new sent, {result.skipped} invalid"
+        )
+
+    with _broker_errors(), _producer(bootstrap, topic) as producer:
+        if once:
+            try:
+                report(poller.poll(producer, on_skip=lambda entry, reason: skips(entry.key, reason)))
+            except FeedError as exc:
+                fail(str(exc))
+            return
+        typer.echo(f"polling {url} every {interval:g} s into {topic} on {bootstrap}; Ctrl-C stops")
+        try:
+            run_poller(
+                poller,
+                producer,
+                interval=interval,
+                stop=threading.Event(),
+                on_result=report,
+                on_skip=lambda entry, reason: skips(entry.key, reason),
+                on_error=lambda exc: typer.echo(
+                    f"finsent: warning: {exc}; retrying in {interval:g} s", err=True
+                ),
+            )
+        except KeyboardInterrupt:
+            typer.echo(f"stopped; {producer.sent} entries sent")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         save_model_dir,
         verify_model_dir,
     )
+    from bert_core.config import MlmConfig, Pooling, TrainConfig
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
     from bert_core.errors import BertCoreError, DataError, ModelConfigError, ModelIntegrityError
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
     from bert_core.inference import Prediction, Predictor, cpu_has_bf16
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
     from bert_core.metrics import classification_report, expected_calibration_error, format_report
-    from bert_core.mlm import MlmConfig, mask_tokens, pretrain_mlm
-    from bert_core.model import MultiTaskClassifier, Pooling, pool_hidden
+    from bert_core.mlm import mask_tokens, pretrain_mlm
+    from bert_core.model import MultiTaskClassifier, pool_hidden
     from bert_core.text import normalize_text
-    from bert_core.training import TrainConfig, TrainResult, class_weights, fine_tune
+    from bert_core.training import TrainResult, class_weights, fine_tune
 
 _EXPORTS: dict[str, str] = {
     "BertCoreError": "bert_core.errors",
@@ -42,19 +43,19 @@ _EXPORTS: dict[str, str] = {
     "LabelledData": "bert_core.data",
     "LoadedModel": "bert_core.artifacts",
     "Manifest": "bert_core.artifacts",
-    "MlmConfig": "bert_core.mlm",
+    "MlmConfig": "bert_core.config",
     "ModelConfig": "bert_core.artifacts",
     "ModelConfigError": "bert_core.errors",
     "ModelIntegrityError": "bert_core.errors",
     "MultiTaskClassifier": "bert_core.model",
-    "Pooling": "bert_core.model",
+    "Pooling": "bert_core.config",
     "Prediction": "bert_core.inference",
     "Predictor": "bert_core.inference",
     "SENTIMENT_LABELS": "bert_core.labels",
     "TASKS": "bert_core.labels",
     "TOPIC_LABELS": "bert_core.labels",
     "Task": "bert_core.labels",
-    "TrainConfig": "bert_core.training",
+    "TrainConfig": "bert_core.config",
     "TrainResult": "bert_core.training",
     "class_weights": "bert_core.training",
     "classification_report": "bert_core.metrics",

@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM
 
 from bert_core.batching import bucketed_batches, collate, tokenize
+from bert_core.config import MlmConfig
 from bert_core.encoder import load_encoder
 from bert_core.errors import DataError
 
@@ -57,21 +58,6 @@ def mask_tokens(
     random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, dtype=torch.long)
     inputs[to_random] = random_ids[to_random]
     return inputs, labels
-
-
-@dataclass
-class MlmConfig:
-    base_model: str | None = None
-    max_length: int = 64
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    epochs: int = 1
-    max_minutes: float | None = None
-    mlm_probability: float = 0.15
-    seed: int = 42
-    progress: bool = True
 
 
 def pretrain_mlm(texts: Sequence[str], out_dir: str | Path, config: MlmConfig) -> dict[str, Any]:

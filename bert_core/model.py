@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-Pooling = Literal["cls", "mean"]
+from bert_core.config import Pooling
 
 
 def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:

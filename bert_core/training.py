@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,40 +24,14 @@ from transformers import PreTrainedTokenizerBase
 
 from bert_core.artifacts import ModelConfig, load_model_dir
 from bert_core.batching import bucketed_batches, collate, tokenize
+from bert_core.config import ClassWeighting, Pooling, TrainConfig
 from bert_core.data import LabelledData
 from bert_core.encoder import load_encoder
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.evaluation import evaluate_sets, mean_macro_f1
-from bert_core.model import MultiTaskClassifier, Pooling
+from bert_core.model import MultiTaskClassifier
 
 log = logging.getLogger(__name__)
-
-ClassWeighting = Literal["none", "sqrt_inverse", "inverse"]
-
-
-@dataclass
-class TrainConfig:
-    """Fine-tuning hyper-parameters; defaults are the measured ones for MiniLM-L6."""
-
-    base_model: str | None = None
-    init_from: str | None = None
-    pooling: Pooling = "mean"
-    max_length: int = 64
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    head_learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    epochs: int = 3
-    max_minutes: float | None = None
-    grad_clip: float = 1.0
-    dropout: float = 0.1
-    freeze_word_embeddings: bool = True
-    class_weighting: ClassWeighting = "sqrt_inverse"
-    patience: int = 2
-    evals_per_epoch: int = 2
-    seed: int = 42
-    progress: bool = True
 
 
 @dataclass

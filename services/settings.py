@@ -33,8 +33,8 @@ class Settings(BaseSettings):
     topic_data: Path = Field(
         Path("../shared/data/tfn/topic_train.csv"), description="Seed topic file for bootstrap"
     )
-    bootstrap_minutes: float = Field(25.0, gt=0, description="Time budget of the bootstrap training")
-    bootstrap_epochs: int = Field(3, ge=1)
+    bootstrap_minutes: float = Field(28.0, gt=0, description="Time budget of the bootstrap training")
+    bootstrap_epochs: int = Field(4, ge=1)
     database_url: str = Field(
         default_factory=lambda data: f"sqlite:///{(data['home'] / 'finsent.db').as_posix()}",
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite in `home`",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bert_core.config import MlmConfig, TrainConfig
 from services.settings import get_settings
 
 PathOpt = Annotated[Path | None, typer.Option(dir_okay=False)]
@@ -27,22 +28,24 @@ def train(
     init_from: Annotated[
         Path | None, typer.Option(help="Warm start from an existing finsent model directory")
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs")] = 3,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs")] = TrainConfig.epochs,
     max_minutes: Annotated[
         float | None,
         typer.Option(min=0.1, help="Stop (keeping the best checkpoint) after this many minutes"),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = 1e-4,
-    pooling: Annotated[str, typer.Option(help="cls or mean")] = "mean",
-    class_weighting: Annotated[str, typer.Option(help="none, sqrt_inverse or inverse")] = "sqrt_inverse",
+    batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
+    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = TrainConfig.learning_rate,
+    pooling: Annotated[str, typer.Option(help="cls or mean")] = TrainConfig.pooling,
+    class_weighting: Annotated[
+        str, typer.Option(help="none, sqrt_inverse or inverse")
+    ] = TrainConfig.class_weighting,
     freeze_word_embeddings: Annotated[
         bool, typer.Option(help="Keep the word-embedding matrix frozen (1.6x faster steps on CPU)")
     ] = True,
     mlm_text: Annotated[
         list[Path] | None, typer.Option(help="Unlabelled text file(s) for MLM domain pre-training first")
     ] = None,
-    mlm_epochs: Annotated[int, typer.Option(min=1)] = 1,
+    mlm_epochs: Annotated[int, typer.Option(min=1)] = MlmConfig.epochs,
     mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
     dev_fraction: Annotated[
@@ -51,7 +54,7 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
 ) -> None:
     """Fine-tune the topic + sentiment model on labelled files and save a verified model directory."""
-    from bert_core import MlmConfig, TrainConfig, format_report
+    from bert_core import format_report
     from bert_core.recipes import train_model
 
     settings = get_settings()
@@ -214,10 +217,10 @@ def pretrain_mlm(
     ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
-    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = 5e-5,
+    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = MlmConfig.learning_rate,
 ) -> None:
     """Masked-language-model domain pre-training (15% masked, 80/10/10) on unlabelled text."""
-    from bert_core import MlmConfig, read_texts
+    from bert_core import read_texts
     from bert_core.mlm import pretrain_mlm as run_mlm
 
     settings = get_settings()

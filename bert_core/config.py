@@ -1,0 +1,54 @@
+"""Hyper-parameter dataclasses: the one place their defaults are defined.
+
+Kept free of torch imports so the CLI can show defaults without loading the model stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Pooling = Literal["cls", "mean"]
+ClassWeighting = Literal["none", "sqrt_inverse", "inverse"]
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning hyper-parameters; defaults are the measured ones for MiniLM-L6."""
+
+    base_model: str | None = None
+    init_from: str | None = None
+    pooling: Pooling = "mean"
+    max_length: int = 64
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    epochs: int = 4
+    max_minutes: float | None = None
+    grad_clip: float = 1.0
+    dropout: float = 0.1
+    freeze_word_embeddings: bool = True
+    class_weighting: ClassWeighting = "sqrt_inverse"
+    patience: int = 2
+    evals_per_epoch: int = 2
+    seed: int = 42
+    progress: bool = True
+
+
+@dataclass
+class MlmConfig:
+    """MLM pre-training hyper-parameters (BERT's 15% masking rate)."""
+
+    base_model: str | None = None
+    max_length: int = 64
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    epochs: int = 1
+    max_minutes: float | None = None
+    mlm_probability: float = 0.15
+    seed: int = 42
+    progress: bool = True

@@ -122,7 +122,7 @@ def test_auto_precision_resolves_to_a_concrete_one(saved_model_dir: Path) -> Non
     from bert_core.inference import cpu_has_bf16
 
     fast = Predictor.load(saved_model_dir, precision="auto")
-    assert fast.precision == ("bf16" if cpu_has_bf16() else "int8")
+    assert fast.precision == ("bf16" if cpu_has_bf16() else "fp32")
 
 
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")

@@ -1,0 +1,29 @@
+"""The scorer: per-batch scoring (framework-free) and the database sink.
+
+`score_batch` turns a micro-batch of raw Kafka records into scored items and dead letters;
+`store_batch` writes the scored items in one transaction, retrying connection errors with
+backoff. The faust agent and a plain consumer loop both wrap these two calls.
+"""
+
+from services.scorer.batch import (
+    BatchResult,
+    DeadLetter,
+    PredictorLike,
+    RawRecord,
+    dead_letter_headers,
+    score_batch,
+)
+from services.scorer.sink import RetryPolicy, backoff_delays, is_retryable, store_batch
+
+__all__ = [
+    "BatchResult",
+    "DeadLetter",
+    "PredictorLike",
+    "RawRecord",
+    "RetryPolicy",
+    "backoff_delays",
+    "dead_letter_headers",
+    "is_retryable",
+    "score_batch",
+    "store_batch",
+]

@@ -1,0 +1,187 @@
+"""One micro-batch of `news.raw` records in, scored items and dead letters out.
+
+No Kafka client, no database, no event loop here: the caller hands in plain `RawRecord`s
+(built from a faust event or a kafka-python record), runs `score_batch` in a worker thread
+(it calls the model), stores `BatchResult.scored` and produces `BatchResult.dead` to the DLQ
+with `dead_letter_headers`, and only then commits offsets.
+
+Every record of the batch ends up in exactly one place: scored, dead-lettered, or counted
+as a duplicate of an earlier record of the same batch (same `event_id`; scored once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bert_core.inference import Prediction
+from services.schemas import InvalidMessage, NewsItem, parse_raw_news
+from services.schemas.news_raw import MAX_PAYLOAD_BYTES
+from services.storage.repository import ScoredItem
+
+MAX_ERROR_MESSAGE_CHARS = 1_000
+INFERENCE_ERROR_TYPE = "inference_error"
+
+# DLQ header names (values are UTF-8 bytes; numbers as decimal text).
+H_SOURCE_TOPIC = "source-topic"
+H_SOURCE_PARTITION = "source-partition"
+H_SOURCE_OFFSET = "source-offset"
+H_SOURCE_TIMESTAMP = "source-timestamp-ms"
+H_ERROR_CLASS = "error-class"
+H_ERROR_TYPE = "error-type"
+H_ERROR_MESSAGE = "error-message"
+
+
+class PredictorLike(Protocol):
+    """What the scorer needs from `bert_core.Predictor` (tests may wrap one)."""
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One consumed Kafka record, independent of the client library that read it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot be scored, with why. The DLQ message value is `record.value`
+    unchanged (raw bytes, whatever they are) and its key is `record.key`."""
+
+    record: RawRecord
+    error_class: str  # e.g. InvalidMessage, DataError
+    error_type: str  # short machine-readable kind, e.g. invalid_json, missing_headline
+    reason: str  # one line for humans
+
+
+@dataclass(slots=True)
+class BatchResult:
+    scored: list[ScoredItem] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    duplicates: int = 0  # records whose event_id appeared earlier in the same batch
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def score_batch(
+    records: Sequence[RawRecord],
+    *,
+    predictor: PredictorLike,
+    received_at: datetime,
+    watchlist: Mapping[str, str],
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    clock: Callable[[], datetime] = _utcnow,
+) -> BatchResult:
+    """Parse, deduplicate and score `records` with one `predictor.predict` call.
+
+    If the batched call raises, every valid item is predicted on its own, so only the
+    item(s) that fail alone go to the dead letters (with the exception's class and message).
+    `received_at` (timezone-aware) is the default `published_at` of items without one;
+    `clock()` stamps `scored_at` after inference.
+    """
+    result = BatchResult()
+    valid: list[tuple[RawRecord, NewsItem]] = []
+    seen: set[str] = set()
+    for record in records:
+        try:
+            item = parse_raw_news(
+                record.value, received_at=received_at, watchlist=watchlist, max_bytes=max_bytes
+            )
+        except InvalidMessage as exc:
+            result.dead.append(DeadLetter(record, type(exc).__name__, exc.error_type, exc.reason))
+            continue
+        if item.event_id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(item.event_id)
+        valid.append((record, item))
+    if not valid:
+        return result
+
+    predictions: list[Prediction | BaseException]
+    try:
+        predictions = list(_predict(predictor, [item.headline for _, item in valid]))
+    except Exception:
+        predictions = []
+        for _, item in valid:
+            try:
+                predictions.append(_predict(predictor, [item.headline])[0])
+            except Exception as exc:
+                predictions.append(exc)
+
+    scored_at = clock()
+    for (record, item), prediction in zip(valid, predictions, strict=True):
+        if isinstance(prediction, BaseException):
+            result.dead.append(
+                DeadLetter(record, type(prediction).__name__, INFERENCE_ERROR_TYPE, _one_line(prediction))
+            )
+        else:
+            result.scored.append(_scored(item, prediction, record, scored_at))
+    return result
+
+
+def _predict(predictor: PredictorLike, texts: list[str]) -> list[Prediction]:
+    out = predictor.predict(texts)
+    if len(out) != len(texts):
+        raise RuntimeError(f"predictor returned {len(out)} predictions for {len(texts)} texts")
+    return out
+
+
+def _scored(item: NewsItem, p: Prediction, record: RawRecord, scored_at: datetime) -> ScoredItem:
+    probs = p.sentiment_probs
+    return ScoredItem.from_news(
+        item,
+        model_version=p.model_version,
+        topic=p.topic,
+        topic_score=p.topic_score,
+        sentiment=p.sentiment,
+        p_bearish=float(probs.get("bearish", 0.0)),
+        p_neutral=float(probs.get("neutral", 0.0)),
+        p_bullish=float(probs.get("bullish", 0.0)),
+        sentiment_score=p.sentiment_score,
+        scored_at=scored_at,
+        kafka_partition=record.partition,
+        kafka_offset=record.offset,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def dead_letter_headers(
+    dead: DeadLetter, *, max_message_chars: int = MAX_ERROR_MESSAGE_CHARS
+) -> list[tuple[str, bytes]]:
+    """Kafka headers of the DLQ message for `dead`: where it came from and why it failed."""
+    record = dead.record
+    message = dead.reason
+    if len(message) > max_message_chars:
+        message = message[: max_message_chars - 1] + "…"
+    headers = [
+        (H_SOURCE_TOPIC, _utf8(record.topic)),
+        (H_SOURCE_PARTITION, str(record.partition).encode()),
+        (H_SOURCE_OFFSET, str(record.offset).encode()),
+        (H_ERROR_CLASS, _utf8(dead.error_class)),
+        (H_ERROR_TYPE, _utf8(dead.error_type)),
+        (H_ERROR_MESSAGE, _utf8(message)),
+    ]
+    if record.timestamp_ms is not None:
+        headers.append((H_SOURCE_TIMESTAMP, str(record.timestamp_ms).encode()))
+    return headers
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", errors="backslashreplace")  # never fail on a lone surrogate

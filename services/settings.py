@@ -55,6 +55,19 @@ class Settings(BaseSettings):
         1, ge=1, description="Partitions of model.events: 1 keeps promotions and rollbacks in total order"
     )
     topic_replication_factor: int = Field(1, ge=1, description="Replicas per partition (3 on a real cluster)")
+    scorer_group: str = Field(
+        "finsent-scorer", min_length=1, description="Consumer group (and faust app id) of the scorer workers"
+    )
+    scorer_session_timeout_seconds: float = Field(
+        10.0, gt=0, description="Kafka session timeout of a scorer worker (Tansu: a join waits half of it)"
+    )
+    scorer_max_batch: int = Field(256, ge=1, description="Largest micro-batch the scorer takes at once")
+    scorer_batch_seconds: float = Field(
+        0.2, gt=0, description="Longest wait to fill a micro-batch before scoring what is there"
+    )
+    scorer_web_port: int | None = Field(
+        None, ge=0, le=65535, description="Port of the worker's faust web server; empty = off"
+    )
     ingest_http_host: str = Field("127.0.0.1", description="Address of `finsent serve-http`")
     ingest_http_port: int = Field(8080, ge=0, le=65535, description="Port of `finsent serve-http`")
     ingest_max_request_bytes: int = Field(

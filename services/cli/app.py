@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bert_core.errors import BertCoreError
-from services.cli import db_commands, ingest_commands, model_commands, run_command
+from services.cli import db_commands, ingest_commands, model_commands, run_command, worker_commands
 from services.cli.errors import fail
 from services.logging_setup import configure_logging
 from services.settings import get_settings
@@ -25,6 +25,7 @@ app.command()(ingest_commands.init)
 app.command()(ingest_commands.ingest)
 app.command("serve-http")(ingest_commands.serve_http)
 app.command("poll-feed")(ingest_commands.poll_feed)
+app.command()(worker_commands.worker)
 app.add_typer(db_commands.db_app, name="db")
 
 

@@ -1,0 +1,217 @@
+"""The scorer as a faust app: `news.raw` in micro-batches → model → Postgres/SQLite → `news.scored`.
+
+Acks and offsets. The agent iterates `stream.take_events(max, within)`. faust (0.15,
+`faust/streams.py`, `Stream.take_events`) turns the stream's automatic acks off and acks the
+buffered events of a batch itself, in the `finally` after the `yield` — i.e. when the
+agent's `async for` asks for the *next* batch. Acking only marks an offset safe to commit
+(`Consumer.ack`); the consumer's commit task, a rebalance and `Consumer.on_stop` commit the
+highest *contiguous* acked offset per partition. So the loop body below — score in a thread,
+store (one transaction, retried with backoff while the database is away), produce dead
+letters and scored items and wait for the broker's acks — finishes before any offset of the
+batch can be committed. A graceful stop or rebalance waits for in-flight events to be acked
+(`App._stop_consumer` → `Consumer.wait_empty`) before committing, so SIGTERM finishes the
+current batch first.
+
+The one trap: the same `finally` acks the batch when the generator is closed because the
+body raised or was cancelled. So nothing may leave the body with a batch half done: item
+errors become dead letters, a database outage is retried for ever (the stream pauses), and
+anything else unexpected ends the process at once (`os._exit`) without acking — the batch
+is redelivered to the next worker, and the idempotent upserts make that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+from sqlalchemy.orm import Session
+
+from services.scorer.batch import (
+    DeadLetter,
+    PredictorLike,
+    RawRecord,
+    dead_letter_headers,
+    score_batch,
+)
+from services.scorer.sink import RetryPolicy, is_retryable, store_batch
+from services.settings import Settings
+from services.storage.repository import ScoredItem
+
+log = logging.getLogger(__name__)
+
+STORAGE_ERROR_TYPE = "storage_error"
+PRODUCER_MAX_BATCH_BYTES = 64 * 1024
+EXIT_UNPROCESSABLE_BATCH = 70  # EX_SOFTWARE
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """`host:port[,host:port]` → faust broker URLs."""
+    return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
+
+
+def record_from_event(event: Any) -> RawRecord:
+    """A `RawRecord` from a faust event (its message carries topic, partition, offset)."""
+    message = event.message
+    headers = message.headers or ()
+    if isinstance(headers, Mapping):
+        headers = headers.items()
+    timestamp = message.timestamp
+    return RawRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int(timestamp * 1000) if timestamp is not None else None,
+        headers=tuple((str(k), bytes(v) if v is not None else b"") for k, v in headers),
+    )
+
+
+def scored_message(item: ScoredItem) -> bytes:
+    """The `news.scored` value of one item (JSON)."""
+    return json.dumps(
+        {
+            "event_id": item.event_id,
+            "published_at": item.published_at.isoformat(),
+            "topic": item.topic,
+            "sentiment": item.sentiment,
+            "probs": {"bearish": item.p_bearish, "neutral": item.p_neutral, "bullish": item.p_bullish},
+            "sentiment_score": item.sentiment_score,
+            "tickers": list(item.tickers),
+            "model_version": item.model_version,
+        },
+        ensure_ascii=False,
+    ).encode("utf-8")
+
+
+def store_or_dead_letter(
+    session_factory: Callable[[], Session],
+    scored: Sequence[ScoredItem],
+    records: Mapping[str, RawRecord],
+    *,
+    retry: RetryPolicy,
+) -> tuple[list[ScoredItem], list[DeadLetter]]:
+    """Store `scored` in one transaction; if the database refuses the batch (not an outage:
+    those are retried inside `store_batch`), store item by item and dead-letter the items
+    it refuses alone. Returns (stored, dead). Blocking: run it in a thread."""
+    try:
+        store_batch(session_factory, scored, retry=retry)
+        return list(scored), []
+    except Exception as exc:
+        if is_retryable(exc) or len(scored) == 0:
+            raise
+        log.warning("the database refused a batch of %d items, storing them one by one: %s", len(scored), exc)
+    stored: list[ScoredItem] = []
+    dead: list[DeadLetter] = []
+    for item in scored:
+        try:
+            store_batch(session_factory, [item], retry=retry)
+            stored.append(item)
+        except Exception as exc:
+            if is_retryable(exc):
+                raise
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:1000]
+            dead.append(DeadLetter(records[item.event_id], type(exc).__name__, STORAGE_ERROR_TYPE, reason))
+    return stored, dead
+
+
+def _die(message: str, exc: BaseException | None = None) -> None:
+    """End the process now, before faust can ack the batch in flight."""
+    log.critical(message, exc_info=exc)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_UNPROCESSABLE_BATCH)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    bootstrap: str,
+    predictor: PredictorLike,
+    session_factory: Callable[[], Session],
+    retry: RetryPolicy | None = None,
+    watchlist: Mapping[str, str] | None = None,
+) -> faust.App:
+    """The scorer's faust app; topics must exist (they are never declared by the app)."""
+    from services.schemas import DEFAULT_WATCHLIST
+
+    retry = retry or RetryPolicy()
+    watch = dict(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
+    web_port = settings.scorer_web_port
+    app = faust.App(
+        settings.scorer_group,
+        broker=broker_urls(bootstrap),
+        store="memory://",
+        broker_session_timeout=settings.scorer_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.scorer_session_timeout_seconds / 3),
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        producer_acks=-1,
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        web_bind="127.0.0.1",
+    )
+    raw_topic = app.topic(settings.topic_news_raw, key_serializer="raw", value_serializer="raw")
+    scored_topic = app.topic(settings.topic_news_scored, key_serializer="raw", value_serializer="raw")
+    dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
+
+    async def process(records: list[RawRecord]) -> None:
+        received_at = datetime.now(UTC)
+        result = await asyncio.to_thread(
+            score_batch, records, predictor=predictor, received_at=received_at, watchlist=watch
+        )
+        by_id = {item.event_id: record for item, record in _pairs(result.scored, records)}
+        stored, refused = await asyncio.to_thread(
+            store_or_dead_letter, session_factory, result.scored, by_id, retry=retry
+        )
+        dead = [*result.dead, *refused]
+        pending = [
+            await dlq_topic.send(key=d.record.key, value=d.record.value, headers=dead_letter_headers(d))
+            for d in dead
+        ]
+        pending += [
+            await scored_topic.send(key=item.event_id.encode(), value=scored_message(item)) for item in stored
+        ]
+        await asyncio.gather(*pending)  # the broker has them all before the batch is acked
+        log.info(
+            "batch: %d records, %d stored, %d dead-lettered, %d duplicates",
+            len(records),
+            len(stored),
+            len(dead),
+            result.duplicates,
+        )
+
+    @app.agent(raw_topic, name="scorer")
+    async def scorer(stream: faust.StreamT) -> None:
+        batches = cast("faust.Stream[bytes]", stream).take_events(  # StreamT does not declare it
+            settings.scorer_max_batch, within=settings.scorer_batch_seconds
+        )
+        async for events in batches:
+            records = [record_from_event(event) for event in events]
+            try:
+                await process(records)
+            except asyncio.CancelledError as exc:
+                _die(f"cancelled with a batch of {len(records)} records in flight; exiting unacked", exc)
+            except Exception as exc:
+                _die(f"cannot process a batch of {len(records)} records; exiting unacked", exc)
+            # the next iteration acks this batch (see the module docstring)
+
+    return app
+
+
+def _pairs(scored: Sequence[ScoredItem], records: Sequence[RawRecord]) -> list[tuple[ScoredItem, RawRecord]]:
+    """Each scored item with the record it came from (`score_batch` sets partition and offset)."""
+    by_position: dict[tuple[int | None, int | None], RawRecord] = {
+        (r.partition, r.offset): r for r in records
+    }
+    return [(item, by_position[(item.kafka_partition, item.kafka_offset)]) for item in scored]

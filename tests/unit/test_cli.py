@@ -48,7 +48,7 @@ def run_module(args: list[str], cwd: Path, stdin: str | None = None) -> subproce
         text=True,
         cwd=cwd,
         env=_subprocess_env(),
-        timeout=120,
+        timeout=300,
     )
 
 

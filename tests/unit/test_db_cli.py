@@ -77,7 +77,7 @@ def test_unreachable_postgres_is_a_one_line_error(tmp_path: Path) -> None:
         text=True,
         cwd=tmp_path,
         env=env,
-        timeout=120,
+        timeout=300,
     )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()

@@ -30,7 +30,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     dropout: float = 0.1
     freeze_word_embeddings: bool = True
-    class_weighting: ClassWeighting = "sqrt_inverse"
+    class_weighting: ClassWeighting = "none"
     patience: int = 2
     evals_per_epoch: int = 2
     seed: int = 42

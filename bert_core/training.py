@@ -48,9 +48,9 @@ class TrainResult:
 def class_weights(labels: list[int], n_classes: int, scheme: ClassWeighting) -> torch.Tensor:
     """Loss weights against class imbalance, normalised to mean 1 over present classes.
 
-    `sqrt_inverse` (default) weighs a class by 1/sqrt(frequency): minority classes
-    (bearish is ~15% of sentiment rows) gain recall without the precision collapse that
-    full inverse-frequency weighting causes on the rarest topics.
+    `sqrt_inverse` weighs a class by 1/sqrt(frequency), `inverse` by 1/frequency. Measured
+    on the seed data (README), unweighted loss with macro-F1 model selection did as well on
+    sentiment macro-F1 and better everywhere else, so `none` is the default.
     """
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
     if scheme == "none":

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from services.broker.errors import BrokerError
+from services.cli.common import broker_errors, configured_bootstrap
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -32,28 +31,13 @@ def _default(name: str) -> Any:
     return Settings.model_fields[name].default
 
 
-def _bootstrap() -> str:
-    bootstrap = get_settings().kafka_bootstrap
-    if bootstrap is None:
-        fail("no Kafka broker configured: set FINSENT_KAFKA_BOOTSTRAP=host:port")
-    return bootstrap
-
-
-@contextmanager
-def _broker_errors() -> Iterator[None]:
-    try:
-        yield
-    except BrokerError as exc:
-        fail(str(exc))
-
-
 def _raw_topic_ready() -> tuple[str, str]:
     """(bootstrap, topic) after checking that the broker answers and news.raw exists."""
     from services.broker.topics import require_topic
 
-    bootstrap = _bootstrap()
+    bootstrap = configured_bootstrap()
     settings = get_settings()
-    with _broker_errors():
+    with broker_errors():
         require_topic(bootstrap, settings.topic_news_raw, timeout=settings.kafka_timeout_seconds)
     return bootstrap, settings.topic_news_raw
 
@@ -61,7 +45,7 @@ def _raw_topic_ready() -> tuple[str, str]:
 def _producer(bootstrap: str, topic: str) -> NewsProducer:
     from services.ingest.producer import NewsProducer
 
-    with _broker_errors():
+    with broker_errors():
         return NewsProducer(bootstrap, topic=topic, max_block_s=get_settings().kafka_timeout_seconds)
 
 
@@ -69,10 +53,10 @@ def init() -> None:
     """Create the pipeline's topics (news.raw, news.scored, news.dlq, model.events); safe to run again."""
     from services.broker.topics import ensure_topics, pipeline_topics
 
-    bootstrap = _bootstrap()
+    bootstrap = configured_bootstrap()
     settings = get_settings()
     specs = pipeline_topics(settings)
-    with _broker_errors():
+    with broker_errors():
         states = ensure_topics(bootstrap, specs, timeout=settings.kafka_timeout_seconds)
     for spec, state in zip(specs, states, strict=True):
         note = ""
@@ -130,7 +114,7 @@ def ingest(
     bootstrap, topic = _raw_topic_ready()
 
     with (
-        _broker_errors(),
+        broker_errors(),
         _producer(bootstrap, topic) as producer,
         tqdm(total=count_records(file), unit="item", desc="ingest", disable=None, file=sys.stderr) as bar,
     ):
@@ -186,7 +170,7 @@ def serve_http(
             f"{bootstrap}; Ctrl-C stops"
         )
 
-    with _broker_errors(), _producer(bootstrap, topic) as producer:
+    with broker_errors(), _producer(bootstrap, topic) as producer:
         app = create_app(producer, max_body_bytes=settings.ingest_max_request_bytes)
         try:
             serve(app, host=host, port=port, on_ready=ready)
@@ -226,7 +210,7 @@ def poll_feed(
             f"polled {url}: {result.fetched} entries, {result.sent} new sent, {result.skipped} invalid"
         )
 
-    with _broker_errors(), _producer(bootstrap, topic) as producer:
+    with broker_errors(), _producer(bootstrap, topic) as producer:
         if once:
             try:
                 report(poller.poll(producer, on_skip=lambda entry, reason: skips(entry.key, reason)))

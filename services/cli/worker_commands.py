@@ -13,11 +13,10 @@ from services.settings import get_settings
 
 def worker() -> None:
     """Score news.raw into the database, news.scored and news.dlq until stopped."""
-    from services.cli.db_commands import _guarded, _quiet_alembic
-    from services.cli.ingest_commands import _bootstrap, _broker_errors
+    from services.cli.common import broker_errors, configured_bootstrap, guarded_database, quiet_alembic
 
     settings = get_settings()
-    bootstrap = _bootstrap()
+    bootstrap = configured_bootstrap()
     if settings.model is None:
         fail("no model configured: set FINSENT_MODEL to a model directory")
     if not settings.model.is_dir():
@@ -25,16 +24,16 @@ def worker() -> None:
     from services.broker.topics import describe_topics
 
     names = [settings.topic_news_raw, settings.topic_news_scored, settings.topic_news_dlq]
-    with _broker_errors():
+    with broker_errors():
         partitions = describe_topics(bootstrap, names, timeout=settings.kafka_timeout_seconds)
     missing = [name for name, count in partitions.items() if count is None]
     if missing:
         fail(f"topics {', '.join(missing)} do not exist on {bootstrap}; create them with `finsent init`")
 
-    _quiet_alembic()
+    quiet_alembic()
     from services.storage import make_engine, session_factory, upgrade_database
 
-    shown, _revision = _guarded(upgrade_database)
+    shown, _revision = guarded_database(upgrade_database)
 
     from bert_core import Predictor
 

@@ -1,0 +1,61 @@
+"""Helpers shared by the CLI commands: settings lookups and error translation.
+
+Every command that touches the broker or the database goes through these, so that an
+unreachable service or a bad URL ends as one line naming it, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from services.broker.errors import BrokerError
+from services.cli.errors import fail
+from services.settings import get_settings
+
+T = TypeVar("T")
+
+
+def configured_bootstrap() -> str:
+    """FINSENT_KAFKA_BOOTSTRAP, or a one-line failure saying how to set it."""
+    bootstrap = get_settings().kafka_bootstrap
+    if bootstrap is None:
+        fail("no Kafka broker configured: set FINSENT_KAFKA_BOOTSTRAP=host:port")
+    return bootstrap
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """Turn a `BrokerError` inside the block into `fail`."""
+    try:
+        yield
+    except BrokerError as exc:
+        fail(str(exc))
+
+
+def quiet_alembic() -> None:
+    # Alembic logs its plugin set-up and dialect at INFO; the commands print their own summary.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def guarded_database(action: Callable[[str], T], url: str | None = None) -> tuple[str, T]:
+    """Run `action(url)` on the configured (or given) database; database errors become `fail`.
+    Returns the URL with its password hidden, and the action's result."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from services.storage import redact
+
+    url = url if url is not None else get_settings().database_url
+    shown = redact(url)
+    try:
+        return shown, action(url)
+    except DBAPIError as exc:  # OperationalError & co: unreachable, auth, permissions
+        detail = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
+        fail(f"database {shown}: {detail}")
+    except (ArgumentError, NoSuchModuleError) as exc:
+        fail(f"invalid FINSENT_DATABASE_URL {shown}: {' '.join(str(exc).split())}")
+    except CommandError as exc:  # e.g. an unknown revision
+        fail(f"database {shown}: {' '.join(str(exc).split())}")

@@ -1,27 +1,34 @@
-"""`finsent run`: the main job on its embedded default.
+"""`finsent run`: the whole pipeline on one machine, with nothing installed but finsent.
 
-Until the streaming pipeline lands, the main job is: make sure a model exists
-(bootstrap-train one from the seed data if not), report its dev metrics, and label
-a sample of headlines.
+With no FINSENT_KAFKA_BOOTSTRAP it starts the embedded Kafka-protocol broker; with no
+FINSENT_DATABASE_URL it uses SQLite under FINSENT_HOME; with no model it bootstraps one from
+the seed data (time-boxed by FINSENT_BOOTSTRAP_MINUTES). Then it creates the topics,
+migrates the database, starts a scorer worker as a child process and prints the scored
+stream. `--demo` replays a sample feed of real headlines into it. Ctrl-C stops everything
+in order: the feed, the worker (after its batch in flight is stored), the broker.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from services.settings import get_settings
+from services.cli.common import broker_errors, guarded_database, quiet_alembic
+from services.cli.errors import fail
+from services.settings import Settings, get_settings
 
-SAMPLE_HEADLINES = (
-    "$AAPL beats on earnings and raises full-year guidance",
-    "Oil slumps as OPEC+ signals more supply, energy stocks slide",
-    "Fed holds rates steady, signals patience on future cuts",
-    "Bank shares plunge after regulator opens probe into lending practices",
-    "Company X names new chief financial officer",
-)
+DEMO_ITEMS = 300
+DEMO_RATE = 10.0
+STATUS_EVERY_S = 30.0
+WORKER_START_GRACE_S = 2.0
 
 
 def bootstrap_model(model_dir: Path) -> Path:
@@ -29,7 +36,6 @@ def bootstrap_model(model_dir: Path) -> Path:
     from bert_core import TrainConfig, verify_model_dir
     from bert_core.errors import ModelIntegrityError
     from bert_core.recipes import train_model
-    from services.cli.errors import fail
 
     settings = get_settings()
     if (model_dir / "manifest.json").is_file():
@@ -46,7 +52,8 @@ def bootstrap_model(model_dir: Path) -> Path:
             )
     typer.echo(
         f"no model at {model_dir}: training one from the seed data "
-        f"(budget {settings.bootstrap_minutes:g} min on {settings.torch_threads} threads)"
+        f"(budget {settings.bootstrap_minutes:g} min on {settings.torch_threads} threads; "
+        "`finsent train` makes a better one without the time box)"
     )
     import torch
 
@@ -66,20 +73,268 @@ def bootstrap_model(model_dir: Path) -> Path:
     return model_dir
 
 
+def _summary_line(model_dir: Path) -> str:
+    """One line of the model's dev metrics, from its metrics.json (no torch needed)."""
+    import json
+
+    try:
+        metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "no dev metrics recorded"
+    parts = []
+    for task, report in sorted(metrics.get("dev", {}).items()):
+        if isinstance(report, dict) and "accuracy" in report:
+            parts.append(f"{task} acc {report['accuracy']:.3f} / macro-F1 {report.get('macro_f1', 0.0):.3f}")
+    return "dev: " + "; ".join(parts) if parts else "no dev metrics recorded"
+
+
+class StreamPrinter:
+    """Prints each scored item as one line; counts what it saw (thread-safe)."""
+
+    def __init__(self, headlines: dict[str, str], *, quiet: bool) -> None:
+        self._headlines = headlines
+        self._quiet = quiet
+        self._lock = threading.Lock()
+        self.seen: set[str] = set()
+        self.first_at: float | None = None
+        self._width = max(60, shutil.get_terminal_size((120, 20)).columns)
+
+    def __call__(self, item: dict[str, Any]) -> None:
+        event_id = str(item.get("event_id", "?"))
+        with self._lock:
+            if self.first_at is None:
+                self.first_at = time.monotonic()
+            new = event_id not in self.seen
+            self.seen.add(event_id)
+        if self._quiet or not new:
+            return
+        tickers = ",".join(item.get("tickers") or []) or "-"
+        text = self._headlines.get(event_id, event_id)
+        line = (
+            f"{item.get('sentiment', '?'):<7} {float(item.get('sentiment_score', 0.0)):+.2f}  "
+            f"{str(item.get('topic', '?'))[:26]:<26}  {tickers[:14]:<14}  {text}"
+        )
+        typer.echo(line[: self._width - 1])
+
+    def count(self, ids: set[str] | None = None) -> int:
+        with self._lock:
+            return len(self.seen if ids is None else self.seen & ids)
+
+
+@contextmanager
+def _broker(settings: Settings) -> Iterator[tuple[str, str]]:
+    """(bootstrap, description): the configured cluster, or an embedded broker for the block."""
+    if settings.kafka_bootstrap is not None:
+        yield settings.kafka_bootstrap, f"Kafka at {settings.kafka_bootstrap} (FINSENT_KAFKA_BOOTSTRAP)"
+        return
+    from services.broker import EmbeddedBroker
+
+    with broker_errors():
+        broker = EmbeddedBroker(log_dir=settings.home / "logs").start()
+    try:
+        yield broker.bootstrap, f"embedded broker at {broker.bootstrap} (in memory; log {broker.log_path})"
+    finally:
+        broker.stop()
+
+
+def _demo_feed(settings: Settings, items: int) -> dict[str, dict[str, Any]]:
+    """The demo items by event id (distinct, all valid)."""
+    from bert_core.data import read_texts
+    from services.embedded import demo_items
+
+    path = settings.sentiment_data
+    if not path.is_file():
+        fail(f"--demo replays headlines from {path}, which does not exist; set FINSENT_SENTIMENT_DATA")
+    try:
+        candidates = demo_items(read_texts(path), count=items, seed=settings.seed)
+    except ValueError as exc:
+        fail(f"--demo: {path}: {exc}")
+    return {encoded.event_id: item for item, encoded in _encodable(candidates)}
+
+
+def _encodable(items: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Items the scorer will accept, with their encoding (the rest would never be scored)."""
+    from services.ingest.encoding import encode_news
+    from services.schemas import InvalidMessage
+
+    for item in items:
+        try:
+            yield item, encode_news(item)
+        except InvalidMessage:
+            continue
+
+
+def _send_demo(
+    bootstrap: str,
+    topic: str,
+    feed: list[dict[str, Any]],
+    rate: float,
+    stop: threading.Event,
+    errors: list[str],
+) -> None:
+    """Replay the demo feed at `rate` items/s until done or `stop` is set (runs in a thread)."""
+    from services.broker import BrokerError
+    from services.ingest.file_source import FileRecord
+    from services.ingest.producer import NewsProducer
+    from services.ingest.replay import replay
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise InterruptedError
+
+    try:
+        with NewsProducer(bootstrap, topic=topic) as producer:
+            records = (FileRecord(line=i + 1, item=item) for i, item in enumerate(feed))
+            replay(records, producer, rate=rate, sleep=sleep)
+    except InterruptedError:
+        pass
+    except BrokerError as exc:
+        errors.append(str(exc))
+
+
 def run(
     model: Annotated[
         Path | None,
-        typer.Option(help="Model directory (env FINSENT_MODEL; default FINSENT_HOME/models/bootstrap)"),
+        typer.Option(
+            help="Model directory (env FINSENT_MODEL; default: the bootstrap model, trained if missing)"
+        ),
     ] = None,
+    demo: Annotated[
+        bool, typer.Option(help="Replay a sample feed of real headlines into the pipeline")
+    ] = False,
+    demo_items: Annotated[int, typer.Option(help="Headlines in the demo feed", min=1)] = DEMO_ITEMS,
+    demo_rate: Annotated[float, typer.Option(help="Demo items per second", min=0.01)] = DEMO_RATE,
+    exit_when_done: Annotated[
+        bool, typer.Option(help="With --demo: stop once every demo item is scored and stored")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="Do not print each scored item")] = False,
 ) -> None:
-    """Bootstrap the model if needed, show its dev metrics, and label sample headlines."""
-    from bert_core import Predictor, format_report
-
+    """Run the pipeline: broker, database, model, scorer worker (Ctrl-C stops it all)."""
+    if exit_when_done and not demo:
+        fail("--exit-when-done needs --demo (without a demo feed the pipeline runs until Ctrl-C)")
     settings = get_settings()
-    model_dir = bootstrap_model(model or settings.model or settings.default_model_dir)
-    predictor = Predictor.load(model_dir, precision=settings.precision, threads=settings.torch_threads)
-    typer.echo(f"model {predictor.version} at {model_dir} ({predictor.precision})")
-    for task, report in predictor.loaded.metrics.get("dev", {}).items():
-        typer.echo(format_report(f"{task} (dev split)", report))
-    for pred, text in zip(predictor.predict(list(SAMPLE_HEADLINES)), SAMPLE_HEADLINES, strict=True):
-        typer.echo(json.dumps({"text": text, **pred.to_dict()}))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    model_dir = model or settings.model
+    if model_dir is not None and not (model_dir / "manifest.json").is_file():
+        fail(f"{model_dir} is not a finsent model directory (no manifest.json)")
+    model_dir = bootstrap_model(model_dir or settings.default_model_dir)
+    feed = _demo_feed(settings, demo_items) if demo else {}
+
+    quiet_alembic()
+    from services.storage import upgrade_database
+
+    shown_db, _ = guarded_database(upgrade_database)
+    started = time.monotonic()
+    with ExitStack() as stack:
+        bootstrap, broker_text = stack.enter_context(_broker(settings))
+        from services.broker import ensure_topics, pipeline_topics
+
+        with broker_errors():
+            ensure_topics(bootstrap, pipeline_topics(settings), timeout=settings.kafka_timeout_seconds)
+        from services.embedded import ScoredTail, WorkerProcess
+
+        worker = WorkerProcess(
+            env={
+                "FINSENT_KAFKA_BOOTSTRAP": bootstrap,
+                "FINSENT_DATABASE_URL": settings.database_url,
+                "FINSENT_MODEL": str(model_dir.resolve()),
+                "FINSENT_HOME": str(settings.home.resolve()),
+            },
+            log_path=settings.home / "logs" / "worker.log",
+        )
+        worker.start()
+        stack.callback(worker.stop)
+        headlines = {event_id: str(item["headline"]) for event_id, item in feed.items()}
+        printer = StreamPrinter(headlines, quiet=quiet)
+        tail = ScoredTail(
+            bootstrap,
+            settings.topic_news_scored,
+            on_item=printer,
+            from_beginning=settings.kafka_bootstrap is None,
+        )
+        try:
+            tail.start()
+        except Exception as exc:
+            fail(f"cannot follow {settings.topic_news_scored} on {bootstrap}: {exc}")
+        stack.callback(tail.stop)
+
+        typer.echo(f"model     {model_dir} ({_summary_line(model_dir)})")
+        typer.echo(f"broker    {broker_text}")
+        typer.echo(f"database  {shown_db}")
+        typer.echo(f"worker    pid {worker.pid}, log {worker.log_path}")
+        metrics_port = getattr(settings, "scorer_metrics_port", None)  # TODO(lead): drop getattr
+        if metrics_port:
+            typer.echo(
+                f"metrics   http://{settings.scorer_metrics_host}:{metrics_port}/metrics and /health"
+            )
+        typer.echo(
+            f"send news FINSENT_KAFKA_BOOTSTRAP={bootstrap} finsent ingest FILE "
+            f"(or POST to `finsent serve-http`)"
+        )
+        stop_demo = threading.Event()
+        demo_errors: list[str] = []
+        sender: threading.Thread | None = None
+        if feed:
+            typer.echo(f"demo      replaying {len(feed)} headlines at {demo_rate:g}/s")
+            sender = threading.Thread(
+                target=_send_demo,
+                args=(
+                    bootstrap,
+                    settings.topic_news_raw,
+                    list(feed.values()),
+                    demo_rate,
+                    stop_demo,
+                    demo_errors,
+                ),
+                name="demo-feed",
+                daemon=True,
+            )
+            sender.start()
+            stack.callback(lambda: (stop_demo.set(), sender.join(timeout=10)))
+        typer.echo("Ctrl-C stops. Scored stream (sentiment, score, topic, tickers, headline):")
+        _supervise(worker, printer, tail, set(headlines), sender, demo_errors, exit_when_done, started)
+    typer.echo(f"stopped; results are in {shown_db}")
+
+
+def _supervise(
+    worker: Any,
+    printer: StreamPrinter,
+    tail: Any,
+    demo_ids: set[str],
+    sender: threading.Thread | None,
+    demo_errors: list[str],
+    exit_when_done: bool,
+    started: float,
+) -> None:
+    """Watch the parts until Ctrl-C, a failure, or (with --exit-when-done) the end of the demo."""
+    next_status = time.monotonic() + STATUS_EVERY_S
+    reported_first = False
+    try:
+        while True:
+            code = worker.exit_code()
+            if code is not None:
+                fail(
+                    f"the scorer worker exited with code {code}; "
+                    f"its log ({worker.log_path}) ends:\n{worker.log_tail()}"
+                )
+            if demo_errors:
+                fail(f"the demo feed stopped: {demo_errors[0]}")
+            if tail.error is not None:
+                fail(f"lost the scored stream: {tail.error}")
+            if not reported_first and printer.first_at is not None:
+                reported_first = True
+                print(
+                    f"  (first item scored {printer.first_at - started:.1f} s after start)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            demo_sent = sender is not None and not sender.is_alive()
+            if exit_when_done and demo_sent and printer.count(demo_ids) >= len(demo_ids):
+                typer.echo(f"demo done: {len(demo_ids)} items scored and stored")
+                return
+            if time.monotonic() >= next_status:
+                next_status += STATUS_EVERY_S
+                print(f"  ({printer.count()} items scored so far)", file=sys.stderr, flush=True)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        typer.echo("\nstopping: the worker finishes its batch in flight, then the broker stops")

@@ -10,6 +10,7 @@ from services.schemas.news_raw import (
     parse_raw_news,
 )
 from services.schemas.tickers import DEFAULT_WATCHLIST, extract_tickers, normalise_tickers
+from services.schemas.watchlist import WatchlistError, load_watchlist, parse_watchlist
 
 __all__ = [
     "DEFAULT_WATCHLIST",
@@ -18,8 +19,11 @@ __all__ = [
     "InvalidMessage",
     "NewsItem",
     "RawNews",
+    "WatchlistError",
     "derive_event_id",
     "extract_tickers",
+    "load_watchlist",
     "normalise_tickers",
     "parse_raw_news",
+    "parse_watchlist",
 ]

@@ -1,0 +1,84 @@
+"""Follow `news.scored` in a background thread and hand each scored item to a callback.
+
+Partitions are assigned directly (no consumer group), so the tail starts reading at once
+instead of waiting for a group join. On the embedded broker, which starts empty, it reads
+from the beginning; on a real cluster from the end, so old traffic is not replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 200
+
+
+class ScoredTail:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        on_item: Callable[[dict[str, Any]], None],
+        from_beginning: bool,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._on_item = on_item
+        self._from_beginning = from_beginning
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scored-tail", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start following; returns once the partitions are assigned and positioned."""
+        self._thread.start()
+        self._ready.wait(timeout)
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+            partitions = consumer.partitions_for_topic(self._topic) or set()
+            assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            if self._from_beginning:
+                consumer.seek_to_beginning()
+            else:
+                consumer.seek_to_end()
+                for tp in assigned:
+                    consumer.position(tp)  # resolve the end now, before anything new is scored
+        except Exception as exc:  # reported by start()
+            self.error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                for records in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).values():
+                    for record in records:
+                        try:
+                            item = json.loads(record.value)
+                        except (TypeError, ValueError):
+                            log.warning("unreadable message on %s at offset %s", self._topic, record.offset)
+                            continue
+                        self._on_item(item)
+        except Exception as exc:
+            self.error = exc
+            log.error("stopped following %s: %s", self._topic, exc)
+        finally:
+            consumer.close(autocommit=False)

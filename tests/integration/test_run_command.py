@@ -1,0 +1,87 @@
+"""`finsent run --demo --exit-when-done` on a fresh home, as a user runs it: no broker or
+database configured (so the embedded broker and SQLite), no model (so it bootstraps one from
+the seed data, here the tiny BERT and the small CSVs), then the demo feed through the real
+scorer worker into SQLite. A second run reuses the model and stores nothing twice."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from services.broker.embedded import free_port
+from services.storage import count_items, count_predictions, make_engine
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_ITEMS = 40
+RUN_TIMEOUT_S = 300
+
+
+def run_finsent(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+
+def sqlite_counts(db: Path) -> tuple[int, int]:
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with Session(engine) as session:
+            return count_items(session), count_predictions(session)
+    finally:
+        engine.dispose()
+
+
+def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
+    tiny_bert_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    env |= {
+        "FINSENT_HOME": str(home),
+        "FINSENT_BASE_MODEL": str(tiny_bert_dir),
+        "FINSENT_SENTIMENT_DATA": str(sentiment_csv),
+        "FINSENT_TOPIC_DATA": str(topic_csv),
+        "FINSENT_BOOTSTRAP_MINUTES": "0.5",
+        "FINSENT_BOOTSTRAP_EPOCHS": "1",
+        "FINSENT_TORCH_THREADS": "1",
+        "FINSENT_PRECISION": "fp32",
+        "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": "6",
+        "FINSENT_SCORER_METRICS_PORT": str(free_port()),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    args = ("run", "--demo", "--demo-items", str(DEMO_ITEMS), "--demo-rate", "100", "--exit-when-done")
+
+    first = run_finsent(env, *args)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-4000:]
+    assert "training one from the seed data" in output
+    assert (home / "models" / "bootstrap" / "manifest.json").is_file()
+    assert f"demo done: {DEMO_ITEMS} items scored and stored" in output, output[-4000:]
+    scored_lines = [
+        line for line in first.stdout.splitlines() if re.match(r"^(bearish|bullish|neutral) ", line)
+    ]
+    assert len(scored_lines) == DEMO_ITEMS, first.stdout[-4000:]
+    assert sqlite_counts(home / "finsent.db") == (DEMO_ITEMS, DEMO_ITEMS)
+    assert "embedded broker at 127.0.0.1:" in output
+    assert "(first item scored" in output
+
+    second = run_finsent(env, *args)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-4000:]
+    assert "training one from the seed data" not in output  # the bootstrap model is reused
+    assert sqlite_counts(home / "finsent.db") == (DEMO_ITEMS, DEMO_ITEMS)  # same stories, stored once

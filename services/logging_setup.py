@@ -1,11 +1,31 @@
-"""Structured logging: key=value on a terminal, JSON lines in production."""
+"""Structured logging: key=value on a terminal, JSON lines in production.
+
+Standard-library loggers carry their fields in `extra` (`log.info("...", extra={...})`):
+`ExtraAdder` turns them into key=value pairs or JSON keys like structlog's own.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
+
+# faust (and its service library mode) log every service's start and stop, and every late
+# timer, at INFO: ~50 lines per worker start and stop that bury the worker's own lines.
+_FRAMEWORKS = ("faust.", "mode.", "aiokafka.", "services.observability.server")
+_CHATTER = re.compile(r"^\[\^.*\]: (Starting|Stopping)\.\.\.$|^Timer \S+ woke up too late")
+
+
+class FrameworkChatter(logging.Filter):
+    """Drops the faust/mode lifecycle chatter at INFO and below; keeps everything else
+    (assignments, "Worker ready", signals, warnings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or not record.name.startswith(_FRAMEWORKS):
+            return True
+        return _CHATTER.search(record.getMessage()) is None
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
@@ -25,7 +45,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 renderer,
@@ -35,6 +55,8 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if root.level > logging.DEBUG:
+        handler.addFilter(FrameworkChatter())
     for noisy in ("transformers", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # kafka-python logs every connection attempt, and every refused one at ERROR; the services

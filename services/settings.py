@@ -33,7 +33,11 @@ class Settings(BaseSettings):
     topic_data: Path = Field(
         Path("../shared/data/tfn/topic_train.csv"), description="Seed topic file for bootstrap"
     )
-    bootstrap_minutes: float = Field(28.0, gt=0, description="Time budget of the bootstrap training")
+    bootstrap_minutes: float = Field(
+        6.0,
+        gt=0,
+        description="Minutes of bootstrap training: short, so a fresh `finsent run` scores within minutes",
+    )
     bootstrap_epochs: int = Field(4, ge=1)
     database_url: str = Field(
         default_factory=lambda data: f"sqlite:///{(data['home'] / 'finsent.db').as_posix()}",
@@ -68,12 +72,22 @@ class Settings(BaseSettings):
     scorer_web_port: int | None = Field(
         None, ge=0, le=65535, description="Port of the worker's faust web server; empty = off"
     )
+    scorer_metrics_host: str = Field(
+        "127.0.0.1", description="Address of the worker's /metrics and /health server (0.0.0.0: all)"
+    )
+    scorer_metrics_port: int = Field(
+        9464, ge=0, le=65535, description="Port of the worker's /metrics and /health; 0 = any free port"
+    )
     ingest_http_host: str = Field("127.0.0.1", description="Address of `finsent serve-http`")
     ingest_http_port: int = Field(8080, ge=0, le=65535, description="Port of `finsent serve-http`")
     ingest_max_request_bytes: int = Field(
         8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
     )
     feed_interval_seconds: float = Field(60.0, gt=0, description="Seconds between feed polls")
+    watchlist: Path | None = Field(
+        None,
+        description="CSV (name,ticker) or JSON {name: ticker} of company names to tag; empty = built-in list",
+    )
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 

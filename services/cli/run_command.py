@@ -262,11 +262,13 @@ def run(
         typer.echo(f"broker    {broker_text}")
         typer.echo(f"database  {shown_db}")
         typer.echo(f"worker    pid {worker.pid}, log {worker.log_path}")
-        metrics_port = getattr(settings, "scorer_metrics_port", None)  # TODO(lead): drop getattr
-        if metrics_port:
+        if settings.scorer_metrics_port:
             typer.echo(
-                f"metrics   http://{settings.scorer_metrics_host}:{metrics_port}/metrics and /health"
+                f"metrics   http://{settings.scorer_metrics_host}:{settings.scorer_metrics_port}"
+                "/metrics and /health"
             )
+        else:
+            typer.echo(f"metrics   the worker's log names its metrics port ({worker.log_path})")
         typer.echo(
             f"send news FINSENT_KAFKA_BOOTSTRAP={bootstrap} finsent ingest FILE "
             f"(or POST to `finsent serve-http`)"

@@ -17,6 +17,10 @@ body raised or was cancelled. So nothing may leave the body with a batch half do
 errors become dead letters, a database outage is retried for ever (the stream pauses), and
 anything else unexpected ends the process at once (`os._exit`) without acking — the batch
 is redelivered to the next worker, and the idempotent upserts make that harmless.
+
+Observability (`ScorerMetrics`, the batch and dead-letter log lines) is fed only after a
+batch is committed and produced, and a failure there is logged, never raised: metrics are
+not a reason to redeliver a batch.
 """
 
 from __future__ import annotations
@@ -26,13 +30,23 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from faust.types import TP as TopicPartition
 from sqlalchemy.orm import Session
 
+from services.observability import (
+    BatchSummary,
+    ScorerMetrics,
+    batch_log_fields,
+    dead_letter_log_fields,
+    summarize_batch,
+)
 from services.scorer.batch import (
     DeadLetter,
     PredictorLike,
@@ -40,7 +54,7 @@ from services.scorer.batch import (
     dead_letter_headers,
     score_batch,
 )
-from services.scorer.sink import RetryPolicy, is_retryable, store_batch
+from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
 from services.settings import Settings
 from services.storage.repository import ScoredItem
 
@@ -97,12 +111,13 @@ def store_or_dead_letter(
     records: Mapping[str, RawRecord],
     *,
     retry: RetryPolicy,
+    on_retry: OnRetry | None = None,
 ) -> tuple[list[ScoredItem], list[DeadLetter]]:
     """Store `scored` in one transaction; if the database refuses the batch (not an outage:
     those are retried inside `store_batch`), store item by item and dead-letter the items
     it refuses alone. Returns (stored, dead). Blocking: run it in a thread."""
     try:
-        store_batch(session_factory, scored, retry=retry)
+        store_batch(session_factory, scored, retry=retry, on_retry=on_retry)
         return list(scored), []
     except Exception as exc:
         if is_retryable(exc) or len(scored) == 0:
@@ -112,7 +127,7 @@ def store_or_dead_letter(
     dead: list[DeadLetter] = []
     for item in scored:
         try:
-            store_batch(session_factory, [item], retry=retry)
+            store_batch(session_factory, [item], retry=retry, on_retry=on_retry)
             stored.append(item)
         except Exception as exc:
             if is_retryable(exc):
@@ -139,11 +154,15 @@ def build_app(
     session_factory: Callable[[], Session],
     retry: RetryPolicy | None = None,
     watchlist: Mapping[str, str] | None = None,
+    metrics: ScorerMetrics | None = None,
 ) -> faust.App:
-    """The scorer's faust app; topics must exist (they are never declared by the app)."""
+    """The scorer's faust app; topics must exist (they are never declared by the app).
+    `metrics` (served by the caller, see `services.observability`) is fed by every batch,
+    database retry and rebalance; without it they are counted in a private one."""
     from services.schemas import DEFAULT_WATCHLIST
 
     retry = retry or RetryPolicy()
+    metrics = metrics if metrics is not None else ScorerMetrics()
     watch = dict(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
     app = faust.App(
@@ -166,14 +185,22 @@ def build_app(
     dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
 
     async def process(records: list[RawRecord]) -> None:
+        started = time.perf_counter()
         received_at = datetime.now(UTC)
         result = await asyncio.to_thread(
             score_batch, records, predictor=predictor, received_at=received_at, watchlist=watch
         )
+        scored_s = time.perf_counter()
         by_id = {item.event_id: record for item, record in _pairs(result.scored, records)}
         stored, refused = await asyncio.to_thread(
-            store_or_dead_letter, session_factory, result.scored, by_id, retry=retry
+            store_or_dead_letter,
+            session_factory,
+            result.scored,
+            by_id,
+            retry=retry,
+            on_retry=metrics.storage_retry,
         )
+        committed_at, stored_s = time.time(), time.perf_counter()
         dead = [*result.dead, *refused]
         pending = [
             await dlq_topic.send(key=d.record.key, value=d.record.value, headers=dead_letter_headers(d))
@@ -183,13 +210,52 @@ def build_app(
             await scored_topic.send(key=item.event_id.encode(), value=scored_message(item)) for item in stored
         ]
         await asyncio.gather(*pending)  # the broker has them all before the batch is acked
-        log.info(
+        done_s = time.perf_counter()
+        try:
+            report(
+                summarize_batch(
+                    records,
+                    stored=[(item, by_id[item.event_id]) for item in stored],
+                    dead=dead,
+                    duplicates=result.duplicates,
+                    committed_at=committed_at,
+                    stage_seconds={
+                        "score": scored_s - started,
+                        "store": stored_s - scored_s,
+                        "produce": done_s - stored_s,
+                        "total": done_s - started,
+                    },
+                ),
+                dead,
+            )
+        except Exception:
+            log.exception("recording the metrics of a batch failed (the batch itself is done)")
+
+    def report(summary: BatchSummary, dead: Sequence[DeadLetter]) -> None:
+        metrics.record_batch(summary)
+        for d in dead:
+            log.warning("dead letter: %s", d.error_type, extra=dead_letter_log_fields(d))
+        log.info(  # tests/integration/pipeline.py parses this message
             "batch: %d records, %d stored, %d dead-lettered, %d duplicates",
-            len(records),
-            len(stored),
-            len(dead),
-            result.duplicates,
+            summary.records,
+            summary.stored,
+            summary.dead_lettered,
+            summary.duplicates,
+            extra=batch_log_fields(summary),
         )
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(_app: faust.App, /, *args: Any, **_: Any) -> None:
+        assigned: AbstractSet[TopicPartition] = args[0]  # the whole new assignment, not a delta
+        metrics.partitions_assigned(assigned)
+        log.info("partitions assigned", extra={"assigned": _partition_names(assigned)})
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(_app: faust.App, /, *args: Any, **_: Any) -> None:
+        revoked: AbstractSet[TopicPartition] = args[0]
+        metrics.partitions_revoked(revoked)
+        if revoked:
+            log.info("partitions revoked", extra={"revoked": _partition_names(revoked)})
 
     @app.agent(raw_topic, name="scorer")
     async def scorer(stream: faust.StreamT) -> None:
@@ -207,6 +273,10 @@ def build_app(
             # the next iteration acks this batch (see the module docstring)
 
     return app
+
+
+def _partition_names(partitions: AbstractSet[TopicPartition]) -> list[str]:
+    return [f"{topic}/{partition}" for topic, partition in sorted(partitions)]
 
 
 def _pairs(scored: Sequence[ScoredItem], records: Sequence[RawRecord]) -> list[tuple[ScoredItem, RawRecord]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,7 +84,7 @@ def test_record_from_event_keeps_position_and_raw_bytes() -> None:
 def test_a_refused_batch_is_stored_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
 
-    def fake_store(_factory: Any, items: Sequence[ScoredItem], *, retry: RetryPolicy) -> None:
+    def fake_store(_factory: Any, items: Sequence[ScoredItem], *, retry: RetryPolicy, on_retry: Any) -> None:
         ids = [item.event_id for item in items]
         calls.append(ids)
         if "poison" in ids:
@@ -102,7 +103,7 @@ def test_a_refused_batch_is_stored_item_by_item(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_an_outage_is_not_dead_lettered(monkeypatch: pytest.MonkeyPatch) -> None:
-    def down(_factory: Any, _items: Sequence[ScoredItem], *, retry: RetryPolicy) -> None:
+    def down(_factory: Any, _items: Sequence[ScoredItem], *, retry: RetryPolicy, on_retry: Any) -> None:
         raise sa_exc.OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
 
     monkeypatch.setattr(scorer_app, "store_batch", down)
@@ -136,7 +137,10 @@ def test_worker_needs_a_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_worker_needs_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     message = one_line_error(tmp_path, monkeypatch, FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1")
-    assert message == "no model configured: set FINSENT_MODEL to a model directory"
+    assert message == (
+        "no model: set FINSENT_MODEL to a model directory, or run `finsent run` once to "
+        "bootstrap one into .finsent/models/bootstrap"
+    )
 
 
 def test_worker_model_dir_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,3 +149,17 @@ def test_worker_model_dir_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyP
         tmp_path, monkeypatch, FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1", FINSENT_MODEL=str(missing)
     )
     assert message == f"FINSENT_MODEL={missing}: no such directory"
+
+
+def test_worker_metrics_port_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        message = one_line_error(
+            tmp_path,
+            monkeypatch,
+            FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1",
+            FINSENT_MODEL=str(tmp_path),
+            FINSENT_SCORER_METRICS_PORT=str(port),
+        )
+    assert message.startswith(f"cannot serve metrics on 127.0.0.1:{port}: "), message
+    assert "set FINSENT_SCORER_METRICS_PORT to a free port" in message

@@ -263,7 +263,8 @@ def test_word_embeddings_stay_frozen_by_default(tiny_bert_dir, sentiment_csv) ->
     encoder, _, _ = load_encoder(tiny_bert_dir)
     before = encoder.get_input_embeddings().weight.detach().clone()
     result = fine_tune(
-        {"sentiment": data}, {"sentiment": data},
+        {"sentiment": data},
+        {"sentiment": data},
         {"sentiment": list(DEFAULT_LABELS["sentiment"])},
         TrainConfig(base_model=str(tiny_bert_dir), epochs=1, batch_size=16, progress=False),
     )

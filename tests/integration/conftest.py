@@ -5,10 +5,11 @@ test (`make_topic`) so tests never see each other's messages. A broker that does
 fails the tests, like an unreachable PostgreSQL: nothing here is ever skipped. Consumers
 count the messages they read; on Tansu, end offsets and lag are not reliable (ARCHITECTURE.md).
 
-PostgreSQL: each test module that uses `postgres_url` gets its own database, named
-finsent_test_<uuid hex>, created on the server at FINSENT_TEST_POSTGRES_URL (default: the
-local trust-auth server) and dropped afterwards. A server that cannot be reached fails
-the test: these tests exist to run against the real thing, never to be skipped.
+PostgreSQL: each test module that uses `postgres_url` (each test that uses
+`fresh_postgres_url`) gets its own database, named finsent_test_<uuid hex>, created on the
+server at FINSENT_TEST_POSTGRES_URL (default: the local trust-auth server) and dropped
+afterwards. A server that cannot be reached fails the test: these tests exist to run against
+the real thing, never to be skipped.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def fresh_postgres_database() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """SQLAlchemy URL of a fresh, empty PostgreSQL database for this test module."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty PostgreSQL database for this one test."""
     with fresh_postgres_database() as url:
         yield url
 

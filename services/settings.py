@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     scorer_batch_seconds: float = Field(
         0.2, gt=0, description="Longest wait to fill a micro-batch before scoring what is there"
     )
+    scorer_db_retry_max_seconds: float = Field(
+        10.0,
+        ge=0.5,
+        description="Longest pause between database retries during an outage (the backoff's cap)",
+    )
     scorer_web_port: int | None = Field(
         None, ge=0, le=65535, description="Port of the worker's faust web server; empty = off"
     )

@@ -161,7 +161,7 @@ def build_app(
     database retry and rebalance; without it they are counted in a private one."""
     from services.schemas import DEFAULT_WATCHLIST
 
-    retry = retry or RetryPolicy()
+    retry = retry or RetryPolicy(max_delay=settings.scorer_db_retry_max_seconds)
     metrics = metrics if metrics is not None else ScorerMetrics()
     watch = dict(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port

@@ -1,0 +1,73 @@
+"""Negative-spike alerting, pure logic: event-time buckets, the spike detector, the alert
+lifecycle. No I/O here; the storage layer and the alerter service wrap these functions.
+"""
+
+from services.alerts.buckets import (
+    DEFAULT_WIDTH,
+    MARKET_KEY,
+    SCOPES,
+    BucketCounts,
+    BucketKey,
+    Scope,
+    ScoredRow,
+    aggregate,
+    bearish_event_ids,
+    bucket_start,
+    buckets_from_rows,
+    scope_keys,
+    touched_starts,
+)
+from services.alerts.detector import (
+    SEVERITIES,
+    Detection,
+    DetectionRun,
+    DetectorConfig,
+    DetectorState,
+    ScopeState,
+    Severity,
+    betabinom_sf,
+    detect,
+)
+from services.alerts.lifecycle import (
+    Action,
+    ActionKind,
+    Alert,
+    LifecycleConfig,
+    LifecycleRun,
+    LifecycleState,
+    alert_key,
+    apply,
+)
+
+__all__ = [
+    "DEFAULT_WIDTH",
+    "MARKET_KEY",
+    "SCOPES",
+    "SEVERITIES",
+    "Action",
+    "ActionKind",
+    "Alert",
+    "BucketCounts",
+    "BucketKey",
+    "Detection",
+    "DetectionRun",
+    "DetectorConfig",
+    "DetectorState",
+    "LifecycleConfig",
+    "LifecycleRun",
+    "LifecycleState",
+    "Scope",
+    "ScopeState",
+    "ScoredRow",
+    "Severity",
+    "aggregate",
+    "alert_key",
+    "apply",
+    "bearish_event_ids",
+    "betabinom_sf",
+    "bucket_start",
+    "buckets_from_rows",
+    "detect",
+    "scope_keys",
+    "touched_starts",
+]

@@ -3,6 +3,15 @@
 The same code runs on PostgreSQL (production) and SQLite (the embedded default).
 """
 
+from services.storage.alert_models import (
+    AlerterCheckpointRow,
+    AlertOutboxRow,
+    AlertRow,
+    DeliveryAttemptRow,
+    DeliveryRow,
+    SentimentBucketRow,
+    SubscriptionRow,
+)
 from services.storage.engine import make_engine, normalise_url, redact, session_factory
 from services.storage.migrate import current_revision, head_revision, upgrade_database
 from services.storage.models import Base, NewsItemRow, NewsTickerRow, PredictionRow
@@ -17,6 +26,13 @@ from services.storage.repository import (
 )
 
 __all__ = [
+    "AlertOutboxRow",
+    "AlertRow",
+    "AlerterCheckpointRow",
+    "DeliveryAttemptRow",
+    "DeliveryRow",
+    "SentimentBucketRow",
+    "SubscriptionRow",
     "Base",
     "NewsItemRow",
     "NewsTickerRow",

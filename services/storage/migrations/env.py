@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
+from services.storage import alert_models  # noqa: F401  (registers the alert tables on Base)
 from services.storage.engine import make_engine
 from services.storage.models import Base
 

@@ -67,7 +67,13 @@ class Settings(BaseSettings):
     )
     scorer_max_batch: int = Field(256, ge=1, description="Largest micro-batch the scorer takes at once")
     scorer_batch_seconds: float = Field(
-        0.2, gt=0, description="Longest wait to fill a micro-batch before scoring what is there"
+        0.05, gt=0, description="Longest wait to fill a micro-batch before scoring what is there"
+    )
+    scorer_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        description="Longest time the broker may hold a fetch of the worker (faust's fixed 1500 ms "
+        "dominated latency on the embedded broker)",
     )
     scorer_db_retry_max_seconds: float = Field(
         10.0,

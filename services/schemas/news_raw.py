@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from bert_core.text import normalize_text
 from services.schemas.tickers import extract_tickers, normalise_tickers
 
 SCHEMA_VERSION = 1
@@ -121,6 +122,8 @@ class RawNews(BaseModel):
             raise PydanticCustomError("missing_headline", "headline is empty")
         if len(value) > MAX_HEADLINE_CHARS:
             raise _too_large("headline", MAX_HEADLINE_CHARS)
+        if not normalize_text(value):  # the model would get an empty text (and fail its batch)
+            raise PydanticCustomError("missing_headline", "headline has no text besides links and markup")
         return value
 
     @field_validator("body")

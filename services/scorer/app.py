@@ -55,6 +55,7 @@ from services.scorer.batch import (
     score_batch,
 )
 from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
+from services.scorer.transport import ScorerApp
 from services.settings import Settings
 from services.storage.repository import ScoredItem
 
@@ -165,8 +166,9 @@ def build_app(
     metrics = metrics if metrics is not None else ScorerMetrics()
     watch = dict(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
-    app = faust.App(
+    app = ScorerApp(
         settings.scorer_group,
+        fetch_max_wait_ms=settings.scorer_fetch_max_wait_ms,
         broker=broker_urls(bootstrap),
         store="memory://",
         broker_session_timeout=settings.scorer_session_timeout_seconds,

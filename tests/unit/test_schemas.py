@@ -224,3 +224,15 @@ def test_default_watchlist() -> None:
 
 def test_non_utf8_offset_counts_the_bom() -> None:
     assert "byte 0xff at offset 5" in rejected(b'\xef\xbb\xbf{"\xff', "invalid_utf8")
+
+
+@pytest.mark.parametrize(
+    "headline", ["https://t.co/bd0xbFGjkT", "https://example.com/a  https://t.co/x", " \u200b "]
+)
+def test_headline_with_no_text_besides_links_is_invalid(headline: str) -> None:
+    """Such a headline would reach the model as an empty text; it goes to the DLQ instead."""
+    with pytest.raises(InvalidMessage) as caught:
+        parse_raw_news(
+            json.dumps({"headline": headline}).encode(), received_at=datetime.now(UTC), watchlist={}
+        )
+    assert caught.value.error_type == "missing_headline"

@@ -191,17 +191,30 @@ def test_batch_failure_falls_back_to_items_and_dead_letters_only_the_culprit(pre
     assert by_id["e0"].sentiment_score == pytest.approx(alone.sentiment_score, abs=1e-5)
 
 
-def test_fallback_with_the_real_predictor_refusing_a_text(predictor: Predictor) -> None:
-    # A headline that is only a URL is valid JSON-wise but empty after the model's text
-    # normalisation: the real Predictor refuses the whole batch with a DataError.
+def test_a_url_only_headline_is_dead_lettered_before_the_model(predictor: Predictor) -> None:
+    # A headline that is only a URL would be empty after the model's text normalisation, and
+    # the real Predictor would refuse the whole batch (forcing the slow item-by-item path).
+    # The schema rejects it first, so the rest of the batch is scored in one call.
+    calls: list[int] = []
+
+    class Counting:
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            calls.append(len(texts))
+            return predictor.predict(texts)
+
     records = [*valid_records(), record(message(id="url-only", headline="https://t.co/abc123"), 9)]
 
-    result = run(records, predictor)
+    result = run(records, Counting())
 
     assert [s.event_id for s in result.scored] == ["e0", "e1", "e2", "e3"]
+    assert calls == [4]
     [dead] = result.dead
-    assert (dead.record.offset, dead.error_class, dead.error_type) == (9, "DataError", "inference_error")
-    assert "empty" in dead.reason
+    assert (dead.record.offset, dead.error_class, dead.error_type) == (
+        9,
+        "InvalidMessage",
+        "missing_headline",
+    )
+    assert "links" in dead.reason
 
 
 def test_a_predictor_returning_too_few_predictions_is_an_error(predictor: Predictor) -> None:

@@ -10,9 +10,13 @@ and a health check on FINSENT_SCORER_METRICS_HOST:FINSENT_SCORER_METRICS_PORT.
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from services.scorer.batch import PredictorLike
 
 
 def worker() -> None:
@@ -57,6 +61,7 @@ def worker() -> None:
     from bert_core import Predictor
 
     predictor = Predictor.load(model_dir, precision=settings.precision, threads=settings.torch_threads)
+    warm_up(predictor)
 
     from faust import Worker
 
@@ -101,3 +106,13 @@ def _metrics_socket(settings: Settings) -> socket.socket:
             f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; set FINSENT_SCORER_METRICS_PORT "
             "to a free port (0 picks one) or FINSENT_SCORER_METRICS_HOST to an address of this machine"
         )
+
+
+WARM_UP_TEXTS = tuple(" ".join(["markets"] * n) for n in (4, 8, 12, 16, 24, 32, 48, 64) for _ in range(8))
+
+
+def warm_up(predictor: PredictorLike) -> None:
+    """Score a throw-away batch of every common length once before consuming: the first
+    batches of a cold process run about 2x slower (kernel selection, allocator growth), which
+    would otherwise land on the first real news after a start or a rebalance."""
+    predictor.predict(list(WARM_UP_TEXTS))

@@ -292,7 +292,8 @@ def run(
                 daemon=True,
             )
             sender.start()
-            stack.callback(lambda: (stop_demo.set(), sender.join(timeout=10)))
+            stack.callback(sender.join, timeout=10)
+            stack.callback(stop_demo.set)  # runs first: callbacks unwind in reverse
         typer.echo("Ctrl-C stops. Scored stream (sentiment, score, topic, tickers, headline):")
         _supervise(worker, printer, tail, set(headlines), sender, demo_errors, exit_when_done, started)
     typer.echo(f"stopped; results are in {shown_db}")

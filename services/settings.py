@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     topic_news_scored: str = Field("news.scored", min_length=1, description="Scored news for the alerter")
     topic_news_dlq: str = Field("news.dlq", min_length=1, description="Messages that cannot be processed")
     topic_model_events: str = Field("model.events", min_length=1, description="Model promotions, rollbacks")
+    topic_alerts: str = Field(
+        "alerts", min_length=1, description="Alert notifications from the alerter (key: dedupe key)"
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of the news topics (max parallel workers)")
     model_events_partitions: int = Field(
         1, ge=1, description="Partitions of model.events: 1 keeps promotions and rollbacks in total order"
@@ -95,10 +98,96 @@ class Settings(BaseSettings):
         8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
     )
     feed_interval_seconds: float = Field(60.0, gt=0, description="Seconds between feed polls")
+    # Alerts (docs/alerts.md explains each detector setting and how the defaults were chosen).
+    alert_bucket_seconds: int = Field(60, ge=1, description="Width of the event-time sentiment buckets")
+    alert_window_buckets: int = Field(10, ge=1, description="Buckets in the detector's sliding window")
+    alert_p_warning: float = Field(1e-5, gt=0, lt=1, description="p-value at or below which a window warns")
+    alert_p_high: float = Field(1e-7, gt=0, lt=1, description="p-value for severity high")
+    alert_p_critical: float = Field(1e-10, gt=0, lt=1, description="p-value for severity critical")
+    alert_min_bearish: int = Field(5, ge=1, description="No alert with fewer bearish stories in the window")
+    alert_baseline_half_life_hours: float = Field(
+        6.0, gt=0, description="Half-life of the exponentially decayed baseline of each scope"
+    )
+    alert_warmup_minutes: float = Field(
+        60.0, ge=0, description="Market history (event time) needed before anything may alert"
+    )
+    alert_resolve_after_minutes: float = Field(
+        5.0, gt=0, description="An alert resolves after this long without a detection"
+    )
+    alert_cooldown_minutes: float = Field(
+        30.0, ge=0, description="After resolving, new detections of the scope reopen the alert silently"
+    )
+    alert_renotify_minutes: float | None = Field(
+        None, gt=0, description="Remind subscribers of a still-open alert this often; empty = never"
+    )
+    alert_allowed_lateness_seconds: float = Field(
+        120.0, ge=0, description="How long the alerter waits for stragglers before judging a minute"
+    )
+    alert_live_horizon_minutes: float = Field(
+        15.0,
+        gt=0,
+        description="A stream whose newest story is this recent is live: when it goes quiet, the wall "
+        "clock closes its windows (a replay of older news is governed by event time alone)",
+    )
+    alerter_group: str = Field("finsent-alerter", min_length=1, description="Consumer group of the alerter")
+    alerter_session_timeout_seconds: float = Field(
+        10.0, gt=0, description="Kafka session timeout of the alerter (Tansu: a join waits half of it)"
+    )
+    alerter_max_batch: int = Field(500, ge=1, description="Most news.scored messages per alerter transaction")
+    alerter_tick_seconds: float = Field(
+        5.0, gt=0, description="Longest wait for news before the alerter checks the clock (idle tick)"
+    )
+    alerter_partition_idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A news.scored partition silent this long stops holding back the event-time watermark",
+    )
+    alerter_checkpoint_hours: float = Field(
+        6.0, gt=0, description="Event time of detector checkpoints kept, so late stories can be re-judged"
+    )
+    alerter_metrics_host: str = Field(
+        "127.0.0.1", description="Address of the alerter's /metrics and /health server (0.0.0.0: all)"
+    )
+    alerter_metrics_port: int = Field(
+        9465, ge=0, le=65535, description="Port of the alerter's /metrics and /health; 0 = any free port"
+    )
     watchlist: Path | None = Field(
         None,
         description="CSV (name,ticker) or JSON {name: ticker} of company names to tag; empty = built-in list",
     )
+    dispatcher_poll_seconds: float = Field(
+        1.0, gt=0, description="Pause of `finsent dispatcher` between polls when there was nothing to do"
+    )
+    dispatcher_batch_size: int = Field(
+        100, ge=1, description="Outbox rows fanned out, and deliveries claimed, per dispatcher cycle"
+    )
+    dispatcher_concurrency: int = Field(
+        4, ge=1, description="Deliveries sent in parallel, so one slow receiver does not hold up the rest"
+    )
+    dispatcher_metrics_host: str = Field(
+        "127.0.0.1", description="Address of the dispatcher's /metrics and /health server (0.0.0.0: all)"
+    )
+    dispatcher_metrics_port: int = Field(
+        9466, ge=0, le=65535, description="Port of the dispatcher's /metrics and /health; 0 = any free port"
+    )
+    delivery_max_attempts: int = Field(8, ge=1, description="Attempts before a delivery is marked dead")
+    delivery_backoff_initial_seconds: float = Field(
+        2.0, gt=0, description="Pause after a delivery's first failed attempt (doubles, with jitter)"
+    )
+    delivery_backoff_max_seconds: float = Field(
+        300.0, gt=0, description="Longest pause between two attempts of a delivery"
+    )
+    delivery_timeout_seconds: float = Field(
+        10.0, gt=0, description="Timeout of one HTTP request or SMTP operation of a delivery"
+    )
+    smtp_host: str | None = Field(None, description="SMTP server of the email channel; empty = none")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587: submission with STARTTLS)")
+    smtp_user: str | None = Field(None, description="SMTP login; empty = no authentication")
+    smtp_password_file: Path | None = Field(
+        None, description="File holding the SMTP password (a subscription's --secret-ref overrides it)"
+    )
+    smtp_from: str = Field("finsent@localhost", description="Sender address of alert e-mails")
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS before login")
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 

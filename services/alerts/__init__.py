@@ -1,5 +1,6 @@
 """Negative-spike alerting, pure logic: event-time buckets, the spike detector, the alert
-lifecycle. No I/O here; the storage layer and the alerter service wrap these functions.
+lifecycle, the alerter's event clock and the alert message. No I/O here; the storage layer
+and the alerter service (`services.alerting`) wrap these functions.
 """
 
 from services.alerts.buckets import (
@@ -17,6 +18,7 @@ from services.alerts.buckets import (
     scope_keys,
     touched_starts,
 )
+from services.alerts.clock import EventClock
 from services.alerts.detector import (
     SEVERITIES,
     Detection,
@@ -38,6 +40,7 @@ from services.alerts.lifecycle import (
     alert_key,
     apply,
 )
+from services.alerts.message import Story, alert_message, json_safe_evidence, plain_text
 
 __all__ = [
     "DEFAULT_WIDTH",
@@ -53,6 +56,7 @@ __all__ = [
     "DetectionRun",
     "DetectorConfig",
     "DetectorState",
+    "EventClock",
     "LifecycleConfig",
     "LifecycleRun",
     "LifecycleState",
@@ -60,14 +64,18 @@ __all__ = [
     "ScopeState",
     "ScoredRow",
     "Severity",
+    "Story",
     "aggregate",
     "alert_key",
+    "alert_message",
     "apply",
     "bearish_event_ids",
     "betabinom_sf",
     "bucket_start",
     "buckets_from_rows",
     "detect",
+    "json_safe_evidence",
+    "plain_text",
     "scope_keys",
     "touched_starts",
 ]

@@ -44,7 +44,11 @@ class TopicState:
 
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
-    """The four topics of the pipeline, sized from settings."""
+    """The topics of the pipeline, sized from settings.
+
+    `alerts` has one partition: a handful of messages a day, and one partition keeps each
+    alert's open, escalation and resolution in order for every consumer.
+    """
     replicas = settings.topic_replication_factor
     news = settings.topic_partitions
     return [
@@ -52,6 +56,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_news_scored, news, replicas),
         TopicSpec(settings.topic_news_dlq, news, replicas),
         TopicSpec(settings.topic_model_events, settings.model_events_partitions, replicas),
+        TopicSpec(settings.topic_alerts, 1, replicas),
     ]
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 
 from bert_core.errors import BertCoreError
-from services.cli import db_commands, ingest_commands, model_commands, run_command, worker_commands
+from services.cli import (
+    alerter_command,
+    db_commands,
+    dispatcher_command,
+    ingest_commands,
+    model_commands,
+    run_command,
+    subscription_commands,
+    worker_commands,
+)
 from services.cli.errors import fail
 from services.logging_setup import configure_logging
 from services.settings import get_settings
@@ -26,7 +35,10 @@ app.command()(ingest_commands.ingest)
 app.command("serve-http")(ingest_commands.serve_http)
 app.command("poll-feed")(ingest_commands.poll_feed)
 app.command()(worker_commands.worker)
+app.command()(alerter_command.alerter)
 app.add_typer(db_commands.db_app, name="db")
+app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
+app.command()(dispatcher_command.dispatcher)
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def _producer(bootstrap: str, topic: str) -> NewsProducer:
 
 
 def init() -> None:
-    """Create the pipeline's topics (news.raw, news.scored, news.dlq, model.events); safe to run again."""
+    """Create the pipeline's topics (news.raw, news.scored, news.dlq, model.events, alerts); idempotent."""
     from services.broker.topics import ensure_topics, pipeline_topics
 
     bootstrap = configured_bootstrap()

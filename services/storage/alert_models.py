@@ -122,7 +122,7 @@ class SubscriptionRow(Base):
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     scopes: Mapped[list[str]]  # subset of market/topic/ticker; empty = all
-    keys: Mapped[list[str]]  # topics and/or tickers; empty = all
+    keys: Mapped[list[str]]  # "topic:<name>" / "ticker:<SYMBOL>" (services.delivery); empty = all
     min_severity: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(16))  # webhook | slack | email | log
     target: Mapped[str] = mapped_column(Text)  # URL, e-mail address, or log name

@@ -105,6 +105,7 @@ def test_finsent_init_then_ingest_a_jsonl_file(
         "FINSENT_TOPIC_NEWS_SCORED": f"news.scored-{suffix}",
         "FINSENT_TOPIC_NEWS_DLQ": f"news.dlq-{suffix}",
         "FINSENT_TOPIC_MODEL_EVENTS": f"model.events-{suffix}",
+        "FINSENT_TOPIC_ALERTS": f"alerts-{suffix}",
         "FINSENT_TOPIC_PARTITIONS": "3",
     }
     path = tmp_path / "news.jsonl"
@@ -122,13 +123,14 @@ def test_finsent_init_then_ingest_a_jsonl_file(
     assert f"created news.raw-{suffix}: 3 partition(s)" in result.stdout
     topics = describe_topics(
         kafka_broker.bootstrap,
-        [v for k, v in env.items() if k.startswith("FINSENT_TOPIC_NEWS") or k.endswith("EVENTS")],
+        [v for k, v in env.items() if k.startswith("FINSENT_TOPIC_") and k != "FINSENT_TOPIC_PARTITIONS"],
     )
     assert topics == {
         f"news.raw-{suffix}": 3,
         f"news.scored-{suffix}": 3,
         f"news.dlq-{suffix}": 3,
         f"model.events-{suffix}": 1,
+        f"alerts-{suffix}": 1,
     }
     again = cli(["init"], **env)
     assert again.exit_code == 0 and f"exists  news.raw-{suffix}: 3 partition(s)" in again.stdout

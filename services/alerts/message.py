@@ -1,0 +1,133 @@
+"""The alert message: what goes to the `alerts` topic, into `alert_outbox.payload`, and to
+subscribers. Pure: built from a lifecycle `Action`, its evidence and the headlines.
+
+One message per notifying action, identified by the action's `dedupe_key` (also the Kafka
+key and the delivery idempotency key), so a receiver can drop a repeat. Everything a
+desk needs to judge the alert without opening the dashboard is in it: scope and key,
+the event-time window, counts against the baseline, the test statistic, and the
+headlines that drove it as plain text (no HTML entities or control characters, so that
+each channel can escape it for its own format).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from services.alerts.lifecycle import Action
+
+MESSAGE_VERSION: Final = 1
+MAX_HEADLINE_CHARS: Final = 300
+TOP_HEADLINES: Final = 10
+
+_CONTROL = re.compile(r"[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028\u2029\ufeff]")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """A headline cited by an alert (from `news_items`)."""
+
+    headline: str
+    url: str | None = None
+    published_at: datetime | None = None
+
+
+def plain_text(text: str, *, limit: int = MAX_HEADLINE_CHARS) -> str:
+    """One line of plain text: entities unescaped (feeds double-escape `&amp;amp;`), control
+    and zero-width characters dropped, whitespace collapsed, cut at `limit` characters."""
+    text = html.unescape(html.unescape(text))
+    text = _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def alert_message(
+    action: Action,
+    *,
+    evidence: Mapping[str, Any],
+    stories: Mapping[str, Story],
+    created_at: datetime,
+    top: int = TOP_HEADLINES,
+) -> dict[str, Any]:
+    """The JSON-ready message announcing `action`.
+
+    `evidence` is the detection behind it (`Detection.to_dict()`): the action's own for
+    open / escalate / renotify, the alert's latest for a resolution, which has none of its
+    own. `stories` maps event ids to their headlines; the first `top` of the evidence's
+    bearish stories (in event-time order: the ones that started the spike) are quoted,
+    those whose text is known (`message_event_ids` says which to look up).
+    `created_at` is when the alerter wrote it (wall clock); every other time is event time.
+    """
+    alert = action.alert
+    event_ids = [str(e) for e in evidence.get("event_ids", ())]
+    headlines: list[dict[str, Any]] = []
+    for event_id in event_ids[:top]:
+        story = stories.get(event_id)
+        if story is None:
+            continue
+        headlines.append(
+            {
+                "event_id": event_id,
+                "headline": plain_text(story.headline),
+                "url": story.url,
+                "published_at": _iso(story.published_at),
+            }
+        )
+    return {
+        "version": MESSAGE_VERSION,
+        "dedupe_key": action.dedupe_key,
+        "alert_key": alert.alert_key,
+        "kind": action.kind,
+        "rule": alert.rule,
+        "scope": alert.scope,
+        "key": alert.key,
+        "severity": alert.severity,
+        "status": alert.status,
+        "at": _iso(action.at),
+        "opened_at": _iso(alert.opened_at),
+        "resolved_at": _iso(alert.resolved_at),
+        "window": {"start": evidence.get("window_start"), "end": evidence.get("window_end")},
+        "counts": {
+            "total": evidence.get("total"),
+            "bearish": evidence.get("bearish"),
+            "share": evidence.get("share"),
+        },
+        "baseline": {
+            "share": evidence.get("baseline_share"),
+            "items": evidence.get("baseline_items"),
+            "expected_bearish": evidence.get("expected_bearish"),
+        },
+        "p_value": evidence.get("p_value"),
+        "z_score": _finite(evidence.get("z_score")),
+        "detection_severity": evidence.get("severity"),
+        "event_ids": event_ids,
+        "headlines": headlines,
+        "created_at": _iso(created_at),
+    }
+
+
+def _finite(value: Any) -> Any:
+    # JSON has no infinity or NaN (PostgreSQL's JSON type refuses them): such a statistic
+    # becomes null rather than making the whole message unstorable.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_safe_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """`Detection.to_dict()` with non-finite floats as None: storable as JSON anywhere."""
+    return {k: _finite(v) for k, v in evidence.items()}
+
+
+def message_event_ids(evidence: Mapping[str, Any], *, top: int = TOP_HEADLINES) -> Sequence[str]:
+    """The event ids whose headlines `alert_message` quotes (what to look up)."""
+    return [str(e) for e in evidence.get("event_ids", ())][:top]

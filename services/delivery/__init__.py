@@ -1,0 +1,25 @@
+"""Alert subscriptions and reliable delivery (webhook, Slack, e-mail, log).
+
+Pure logic (matching, validation, retry policy, rendering, signatures) lives in
+`subscriptions`, `backoff` and `render`; `repository` is the data access, `channels/` the
+senders and `dispatcher` the loop that ties them together (`finsent dispatcher`).
+"""
+
+from services.delivery.backoff import RetryPolicy, after_attempt, backoff_delay, classify_http_status
+from services.delivery.model import CHANNELS, Message, Notification, Subscription
+from services.delivery.subscriptions import SubscriptionError, build_subscription, matches, parse_key
+
+__all__ = [
+    "CHANNELS",
+    "Message",
+    "Notification",
+    "RetryPolicy",
+    "Subscription",
+    "SubscriptionError",
+    "after_attempt",
+    "backoff_delay",
+    "build_subscription",
+    "classify_http_status",
+    "matches",
+    "parse_key",
+]

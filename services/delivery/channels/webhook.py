@@ -1,0 +1,47 @@
+"""Generic webhook: the JSON of `render.webhook_body`, signed with the subscription's secret.
+
+Headers: `X-Finsent-Signature: sha256=<hex HMAC-SHA256 of the raw body>`,
+`X-Finsent-Timestamp` (unix seconds of this attempt) and `Idempotency-Key` (the delivery's
+key: identical on every retry and after a dispatcher crash, so a receiver drops repeats).
+The body does not change between retries; the timestamp header does, and is not signed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from services.delivery import render
+from services.delivery.channels.base import SendResult
+from services.delivery.channels.http import post_json
+from services.delivery.model import Message
+from services.delivery.secrets import SecretError, resolve_secret
+from services.delivery.subscriptions import redact_url
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(
+        self, url: str, secret_ref: str, *, timeout: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.url = url
+        self.secret_ref = secret_ref
+        self.timeout = timeout
+        self._clock = clock
+
+    def describe(self) -> str:
+        return f"webhook {redact_url(self.url)}"
+
+    def send(self, message: Message) -> SendResult:
+        try:
+            secret = resolve_secret(self.secret_ref)
+        except SecretError as exc:  # fixable by the operator: retried, not dead
+            return SendResult("retry", None, str(exc))
+        body = render.webhook_body(message)
+        headers = {
+            render.SIGNATURE_HEADER: render.sign(body, secret),
+            render.TIMESTAMP_HEADER: str(int(self._clock())),
+            render.IDEMPOTENCY_HEADER: message.idempotency_key,
+        }
+        return post_json(self.url, body, headers, self.timeout)

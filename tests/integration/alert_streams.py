@@ -1,0 +1,190 @@
+"""Scored news streams from real headlines, for the alerter's integration tests.
+
+Headlines and their true sentiment labels come from ../shared/data/tfn/sentiment_train.csv
+(15 % bearish), tickers from their cashtags, topics drawn from topic_train.csv's label
+distribution (the two files label different texts, so a story's topic is not its
+headline's; the detector sees labels and counts only). Event times are assigned here:
+Poisson arrivals at 3 stories a minute, like benchmarks/alert_detector.py.
+
+The tests play the scorer's part with these: `play` stores a batch with the scorer's own
+upsert (the true label as the prediction), commits, then produces the batch's `news.scored`
+messages with the scorer's own `scored_message` — the order the scorer does it in.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from bert_core.labels import TOPIC_LABELS
+from services.alerts import Action, aggregate, apply, bucket_start, detect
+from services.ingest.producer import NewsProducer
+from services.schemas import extract_tickers
+from services.scorer.app import scored_message
+from services.storage import ScoredItem, upsert_scored_batch
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tfn"
+SENTIMENTS = {0: "bearish", 1: "bullish", 2: "neutral"}
+SCORE = {"bearish": -1.0, "neutral": 0.0, "bullish": 1.0}
+T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)  # a Monday morning; long past, so never "live"
+MODEL_VERSION = "true-labels"
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    index: int
+    text: str
+    sentiment: str
+    tickers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    headlines: list[Headline]
+    topic_weights: list[float]
+
+    def by_sentiment(self, sentiment: str) -> list[Headline]:
+        return [h for h in self.headlines if h.sentiment == sentiment]
+
+
+@cache
+def corpus() -> Corpus:
+    with (DATA / "sentiment_train.csv").open(newline="", encoding="utf-8") as f:
+        rows = [(r["text"], SENTIMENTS[int(r["label"])]) for r in csv.DictReader(f)]
+    headlines = [Headline(i, t, s, tuple(extract_tickers(t))) for i, (t, s) in enumerate(rows)]
+    with (DATA / "topic_train.csv").open(newline="", encoding="utf-8") as f:
+        counts = Counter(int(r["label"]) for r in csv.DictReader(f))
+    return Corpus(headlines, [counts[i] for i in range(len(TOPIC_LABELS))])
+
+
+def scored(
+    event_id: str, headline: Headline, at: datetime, *, topic: str, tickers: Sequence[str] | None = None
+) -> ScoredItem:
+    """The scorer's output for `headline` published at `at`, with its true sentiment."""
+    s = headline.sentiment
+    return ScoredItem(
+        event_id=event_id,
+        headline=headline.text,
+        published_at=at,
+        received_at=at,
+        model_version=MODEL_VERSION,
+        topic=topic,
+        topic_score=1.0,
+        sentiment=s,
+        p_bearish=float(s == "bearish"),
+        p_neutral=float(s == "neutral"),
+        p_bullish=float(s == "bullish"),
+        sentiment_score=SCORE[s],
+        scored_at=at,
+        source="tfn",
+        tickers=tuple(headline.tickers if tickers is None else tickers),
+    )
+
+
+def calm(
+    *, minutes: float, seed: int, start: datetime = T0, rate_per_min: float = 3.0, prefix: str = "calm"
+) -> list[ScoredItem]:
+    """Independent stories: random headlines (any sentiment) at Poisson times, random topics."""
+    c = corpus()
+    rng = random.Random(seed)
+    items: list[ScoredItem] = []
+    t = rng.expovariate(rate_per_min)
+    while t < minutes:
+        h = c.headlines[rng.randrange(len(c.headlines))]
+        topic = rng.choices(TOPIC_LABELS, weights=c.topic_weights)[0]
+        items.append(scored(f"{prefix}-{len(items)}-{h.index}", h, start + timedelta(minutes=t), topic=topic))
+        t += rng.expovariate(rate_per_min)
+    return items
+
+
+def topic_burst(
+    *,
+    topic: str,
+    size: int,
+    start: datetime,
+    minutes: float,
+    seed: int,
+    prefix: str = "burst",
+    sentiment: str = "bearish",
+) -> list[ScoredItem]:
+    """`size` distinct (bearish) headlines on `topic`, evenly over `minutes`. Headlines without
+    cashtags: the burst is about the topic, and must not look like one about a ticker."""
+    pool = [h for h in corpus().by_sentiment(sentiment) if not h.tickers]
+    chosen = random.Random(seed).sample(pool, size)
+    return [
+        scored(f"{prefix}-{i}-{h.index}", h, start + timedelta(minutes=minutes * i / size), topic=topic)
+        for i, h in enumerate(chosen)
+    ]
+
+
+def ticker_burst(
+    *, ticker: str, size: int, start: datetime, minutes: float, seed: int, prefix: str = "tburst"
+) -> list[ScoredItem]:
+    """`size` distinct real bearish headlines that mention `ticker` (by cashtag), evenly over
+    `minutes`, on random topics."""
+    c = corpus()
+    pool = [h for h in c.by_sentiment("bearish") if ticker in h.tickers]
+    rng = random.Random(seed)
+    chosen = rng.sample(pool, size)
+    return [
+        scored(
+            f"{prefix}-{i}-{h.index}",
+            h,
+            start + timedelta(minutes=minutes * i / size),
+            topic=rng.choices(TOPIC_LABELS, weights=c.topic_weights)[0],
+        )
+        for i, h in enumerate(chosen)
+    ]
+
+
+def in_event_order(*streams: Iterable[ScoredItem]) -> list[ScoredItem]:
+    return sorted((i for s in streams for i in s), key=lambda i: (i.published_at, i.event_id))
+
+
+def batches(items: Sequence[ScoredItem], size: int) -> list[Sequence[ScoredItem]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def store(engine: Engine, items: Sequence[ScoredItem]) -> None:
+    """What the scorer's transaction does with a batch."""
+    with Session(engine) as session:
+        upsert_scored_batch(session, items=items)
+        session.commit()
+
+
+def play(engine: Engine, bootstrap: str, topic: str, items: Sequence[ScoredItem], *, batch: int = 30) -> int:
+    """Play the scorer: per batch, store and commit, then produce its `news.scored` messages
+    (keyed by event id) and wait for the broker's acks. Returns the messages produced."""
+    sent = 0
+    with NewsProducer(bootstrap, topic=topic, client_id="test-scorer") as producer:
+        for chunk in batches(items, batch):
+            store(engine, chunk)
+            for item in chunk:
+                producer.send_raw(scored_message(item), item.event_id)
+            producer.flush()
+            sent += len(chunk)
+    return sent
+
+
+def expected_actions(
+    items: Sequence[ScoredItem],
+    *,
+    lateness: timedelta = timedelta(seconds=120),
+    until: datetime | None = None,
+) -> list[Action]:
+    """The reference: the pure pipeline (default settings) run once over the whole stream,
+    up to `until`, by default where the alerter's watermark ends (the last story minus the
+    allowed lateness)."""
+    if until is None:
+        until = bucket_start(max(i.published_at for i in items) - lateness)
+    buckets = [b for b in aggregate(items).values() if b.start < until]
+    return apply(None, detect(buckets, until=until).detections, now=until).actions

@@ -1,0 +1,198 @@
+"""`python -m services alerter` as a subprocess, and what the tests read back from it.
+
+The alerter is run the way it is deployed: its own process, configured only through
+FINSENT_* variables, reading `news.scored` through the broker and writing the database.
+Progress is read from the database (the checkpoint's `evaluated_until`, the outbox's
+`published_at`) and from the group's committed offsets, never from end offsets (Tansu).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from services.storage import AlerterCheckpointRow, AlertOutboxRow, AlertRow
+
+from .pipeline import LOG_TAIL_CHARS, REPO_ROOT, SESSION_TIMEOUT_S, committed_total, wait_for
+
+SCORED_PARTITIONS = 4
+_SERVING = re.compile(r"metrics (http://\S+)/metrics")
+
+
+@dataclass(frozen=True, slots=True)
+class AlerterTopics:
+    scored: str
+    dlq: str
+    alerts: str
+
+    @classmethod
+    def create(cls, make_topic: Any) -> AlerterTopics:
+        return cls(
+            scored=make_topic("news.scored", partitions=SCORED_PARTITIONS),
+            dlq=make_topic("news.dlq", partitions=1),
+            alerts=make_topic("alerts", partitions=1),
+        )
+
+
+def new_group() -> str:
+    return f"finsent-alerter-test-{uuid.uuid4().hex[:12]}"
+
+
+def alerter_env(
+    *, bootstrap: str, database_url: str, topics: AlerterTopics, group: str, home: Path, **extra: str
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FINSENT_HOME": str(home),
+        "FINSENT_KAFKA_BOOTSTRAP": bootstrap,
+        "FINSENT_DATABASE_URL": database_url,
+        "FINSENT_TOPIC_NEWS_SCORED": topics.scored,
+        "FINSENT_TOPIC_NEWS_DLQ": topics.dlq,
+        "FINSENT_TOPIC_ALERTS": topics.alerts,
+        "FINSENT_ALERTER_GROUP": group,
+        "FINSENT_ALERTER_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_S),
+        "FINSENT_ALERTER_TICK_SECONDS": "0.5",
+        "FINSENT_ALERTER_PARTITION_IDLE_SECONDS": "2",
+        "FINSENT_ALERTER_METRICS_PORT": "0",
+        "FINSENT_LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+class AlerterProcess:
+    """The alerter subprocess, its output in `log_path`; stopped (SIGTERM) on leaving the block.
+    Has the interface `pipeline.wait_for` expects of a worker."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, name: str = "alerter") -> None:
+        self.env, self.log_path, self.name = env, log_path, name
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services", "alerter"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def tail(self, chars: int = LOG_TAIL_CHARS) -> str:
+        return f"--- {self.name} log ({self.log_path}), last {chars} chars:\n{self.log()[-chars:]}"
+
+    def assert_alive(self) -> None:
+        assert self.alive, f"{self.name} exited with code {self.proc.returncode}\n{self.tail()}"
+
+    def stop(self, *, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def url(self, *, timeout: float = 60.0) -> str:
+        """Base URL of its /metrics and /health (printed at start; port 0 picks one)."""
+        found = wait_for(
+            lambda: _SERVING.search(self.log()),
+            bool,
+            timeout=timeout,
+            what="the alerter's start",
+            workers=[self],
+        )
+        assert found is not None
+        return found.group(1)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url() + path, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        status, body = self.get("/health")
+        return status, json.loads(body)
+
+    def wait_ready(self, *, timeout: float = 60.0) -> dict[str, Any]:
+        """Until /health is ok: the group has assigned the partitions, the loop is polling."""
+        return wait_for(
+            self.health, lambda h: h[0] == 200, timeout=timeout, what="/health ok", workers=[self]
+        )[1]
+
+
+def evaluated_until(engine: Engine) -> datetime | None:
+    with Session(engine) as session:
+        return session.scalar(select(func.max(AlerterCheckpointRow.evaluated_until)))
+
+
+def unpublished_count(engine: Engine) -> int:
+    with Session(engine) as session:
+        stmt = select(func.count()).select_from(AlertOutboxRow).where(AlertOutboxRow.published_at.is_(None))
+        return session.scalar(stmt) or 0
+
+
+def wait_until_caught_up(
+    engine: Engine,
+    alerter: AlerterProcess,
+    *,
+    bootstrap: str,
+    group: str,
+    topic: str,
+    messages: int,
+    until: datetime,
+    timeout: float = 60.0,
+) -> None:
+    """Until the group committed all `messages`, the checkpoint reached `until` and every
+    outbox row is on the alerts topic."""
+
+    def observe() -> tuple[int, datetime | None, int]:
+        committed = committed_total(bootstrap, group, topic, partitions=SCORED_PARTITIONS)
+        return committed, evaluated_until(engine), unpublished_count(engine)
+
+    wait_for(
+        observe,
+        lambda v: v[0] >= messages and v[1] is not None and v[1] >= until and v[2] == 0,
+        timeout=timeout,
+        what=f"the alerter to commit {messages} messages and judge up to {until.isoformat()}",
+        workers=[alerter],
+    )
+
+
+def alerts(engine: Engine) -> list[AlertRow]:
+    with Session(engine) as session:
+        return list(session.scalars(select(AlertRow).order_by(AlertRow.id)))
+
+
+def outbox(engine: Engine) -> list[AlertOutboxRow]:
+    with Session(engine) as session:
+        return list(session.scalars(select(AlertOutboxRow).order_by(AlertOutboxRow.id)))

@@ -1,0 +1,242 @@
+"""Helpers of the delivery tests: alert + outbox rows written directly (the alerter's side),
+a real local webhook receiver and a real local SMTP server (aiosmtpd).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from services.storage import AlertOutboxRow, AlertRow
+
+T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
+
+
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def insert_notification(
+    session: Session,
+    *,
+    scope: str,
+    key: str,
+    severity: str = "high",
+    kind: str = "open",
+    at: datetime = T0,
+    rule: str = "bearish_spike",
+    headlines: Sequence[str] = ("Oil majors slump as crude plunges",),
+) -> str:
+    """An `alerts` row (if new) and one `alert_outbox` row, as the alerter writes them;
+    returns the outbox row's dedupe key. Writing the same notification twice adds nothing."""
+    window_start = at - timedelta(minutes=10)
+    alert_key = f"{rule}|{scope}|{key}|{window_start.isoformat()}"
+    evidence = {
+        "rule": rule,
+        "scope": scope,
+        "key": key,
+        "window_start": window_start.isoformat(),
+        "window_end": at.isoformat(),
+        "total": 40,
+        "bearish": 25,
+        "share": 25 / 40,
+        "baseline_share": 0.15,
+        "expected_bearish": 6.0,
+        "z_score": 8.1,
+        "p_value": 3.2e-9,
+        "severity": severity,
+        "event_ids": [f"ev-{i}" for i in range(len(headlines))],
+    }
+    insert = _insert(session)
+    session.execute(
+        insert(AlertRow)
+        .values(
+            alert_key=alert_key,
+            rule=rule,
+            scope=scope,
+            key=key,
+            window_start=window_start,
+            opened_at=at,
+            last_detected_at=at,
+            severity=severity,
+            notified_severity=severity,
+            last_notified_at=at,
+            detections=1,
+            status="resolved" if kind == "resolve" else "open",
+            resolved_at=at if kind == "resolve" else None,
+            evidence=evidence,
+            event_ids=evidence["event_ids"],
+            created_at=at,
+            updated_at=at,
+        )
+        .on_conflict_do_nothing(index_elements=["alert_key"])
+    )
+    dedupe_key = f"{alert_key}|{kind}|{at.isoformat()}"
+    payload = {  # the alerter's message, services.alerts.message (version 1)
+        "version": 1,
+        "dedupe_key": dedupe_key,
+        "alert_key": alert_key,
+        "kind": kind,
+        "rule": rule,
+        "scope": scope,
+        "key": key,
+        "severity": severity,
+        "status": "resolved" if kind == "resolve" else "open",
+        "at": at.isoformat(),
+        "window": {"start": evidence["window_start"], "end": evidence["window_end"]},
+        "counts": {"total": evidence["total"], "bearish": evidence["bearish"], "share": evidence["share"]},
+        "baseline": {"share": evidence["baseline_share"], "items": 500.0, "expected_bearish": 6.0},
+        "p_value": evidence["p_value"],
+        "z_score": evidence["z_score"],
+        "event_ids": evidence["event_ids"],
+        "headlines": [{"event_id": f"ev-{i}", "headline": h, "url": None} for i, h in enumerate(headlines)],
+    }
+    session.execute(
+        insert(AlertOutboxRow)
+        .values(
+            dedupe_key=dedupe_key,
+            alert_key=alert_key,
+            kind=kind,
+            severity=severity,
+            scope=scope,
+            key=key,
+            at=at,
+            payload=payload,
+            created_at=datetime.now(UTC),
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    return dedupe_key
+
+
+def clear_delivery_tables(session: Session) -> None:
+    """Empty the alerting tables between tests sharing a module database (PostgreSQL)."""
+    session.execute(
+        text("TRUNCATE subscriptions, alerts, alert_outbox, deliveries, delivery_attempts CASCADE")
+    )
+
+
+# --------------------------------------------------------------------------- webhook receiver
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1: answers each POST with the next status of `statuses`
+    (then `default`), after `delay` seconds, and keeps every request."""
+
+    statuses: list[int] = field(default_factory=list)
+    default: int = 200
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    requests: list[Received] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _next_status(self, request: Received) -> int:
+        with self._lock:
+            self.requests.append(request)
+            return self.statuses.pop(0) if self.statuses else self.default
+
+    @contextmanager
+    def serve(self) -> Iterator[WebhookReceiver]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                status = receiver._next_status(Received(self.path, dict(self.headers.items()), body))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                self.send_response(status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+# --------------------------------------------------------------------------- SMTP server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class SmtpSink:
+    """aiosmtpd handler: answers DATA with the next of `replies` (then 250) and keeps what
+    it accepted, parsed."""
+
+    replies: list[str] = field(default_factory=list)
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    attempts: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.attempts += 1
+        if self.replies:
+            return self.replies.pop(0)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def smtp_server(sink: SmtpSink) -> Iterator[int]:
+    """A real SMTP server on 127.0.0.1 (no TLS, no auth); yields its port."""
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 15.0, step: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(step)

@@ -1,0 +1,202 @@
+"""The alerter's pure parts: configuration from settings, reading news.scored, /health."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services.alerting.config import alerter_config
+from services.alerting.metrics import AlerterMetrics, AlerterSnapshot, alerter_health
+from services.alerting.service import UnreadableMessage, parse_scored
+from services.alerting.store import contiguous_ranges
+from services.alerts import DetectorConfig, LifecycleConfig
+from services.cli.app import app
+from services.settings import Settings, get_settings
+
+T = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
+M = timedelta(minutes=1)
+
+
+def test_default_settings_give_the_documented_detector_and_lifecycle() -> None:
+    config = alerter_config(Settings())
+    assert config.detector == DetectorConfig()
+    assert config.lifecycle == LifecycleConfig()
+    assert config.lateness == timedelta(seconds=120)
+    assert config.checkpoint_retention == timedelta(hours=6)
+
+
+def test_every_alert_setting_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "ALERT_BUCKET_SECONDS": "300",
+        "ALERT_WINDOW_BUCKETS": "6",
+        "ALERT_P_WARNING": "1e-4",
+        "ALERT_P_HIGH": "1e-6",
+        "ALERT_P_CRITICAL": "1e-9",
+        "ALERT_MIN_BEARISH": "8",
+        "ALERT_BASELINE_HALF_LIFE_HOURS": "3",
+        "ALERT_WARMUP_MINUTES": "30",
+        "ALERT_RESOLVE_AFTER_MINUTES": "10",
+        "ALERT_COOLDOWN_MINUTES": "0",
+        "ALERT_RENOTIFY_MINUTES": "60",
+        "ALERT_ALLOWED_LATENESS_SECONDS": "30",
+        "ALERT_LIVE_HORIZON_MINUTES": "5",
+        "ALERTER_PARTITION_IDLE_SECONDS": "7",
+        "ALERTER_CHECKPOINT_HOURS": "2",
+    }.items():
+        monkeypatch.setenv(f"FINSENT_{name}", value)
+    c = alerter_config(Settings())
+    d = c.detector
+    assert (d.bucket_width, d.window_buckets, d.min_bearish) == (5 * M, 6, 8)
+    assert (d.p_warning, d.p_high, d.p_critical) == (1e-4, 1e-6, 1e-9)
+    assert (d.baseline_half_life, d.warmup) == (timedelta(hours=3), 30 * M)
+    assert c.lifecycle == LifecycleConfig(resolve_after=10 * M, cooldown=timedelta(0), renotify_every=60 * M)
+    assert (c.lateness, c.live_horizon, c.partition_idle) == (
+        timedelta(seconds=30),
+        5 * M,
+        timedelta(seconds=7),
+    )
+    assert c.checkpoint_retention == timedelta(hours=2)
+    clock = c.event_clock()
+    assert (clock.lateness, clock.width, clock.idle_after) == (c.lateness, 5 * M, timedelta(seconds=7))
+
+
+def test_a_looser_warning_threshold_moves_the_learning_threshold_with_it() -> None:
+    assert alerter_config(Settings(alert_p_warning=1e-2)).detector.p_learn == 1e-2
+    with pytest.raises(ValueError):  # p_high above p_warning: refused, not silently reordered
+        alerter_config(Settings(alert_p_high=1e-3))
+
+
+def test_parse_scored_reads_event_id_and_event_time() -> None:
+    ref = parse_scored(json.dumps({"event_id": "a", "published_at": "2025-03-03T13:00:00+01:00"}).encode())
+    assert ref.event_id == "a" and ref.published_at == T and ref.published_at.tzinfo is UTC
+    for bad in (
+        None,
+        b"\xff",
+        b"[1]",
+        b'{"published_at": "2025-03-03T12:00:00Z"}',
+        b'{"event_id": "a", "published_at": "2025-03-03T12:00:00"}',
+        b'{"event_id": "a", "published_at": "yesterday"}',
+        b'{"event_id": "a", "published_at": 5}',
+    ):
+        with pytest.raises(UnreadableMessage):
+            parse_scored(bad)
+
+
+def test_contiguous_ranges_merge_adjacent_buckets() -> None:
+    starts = [T + 3 * M, T, T + M, T + 7 * M, T + M]
+    assert contiguous_ranges(starts, M) == [(T, T + 2 * M), (T + 3 * M, T + 4 * M), (T + 7 * M, T + 8 * M)]
+
+
+def snapshot(**kw: object) -> AlerterSnapshot:
+    base: dict[str, object] = {
+        "assigned": (("news.scored", 0),),
+        "database_retrying": False,
+        "last_loop_at": 100.0,
+        "last_step_at": 99.0,
+        "evaluated_until": T,
+        "newest_event": T + 2 * M,
+        "live": False,
+        "open_alerts": 1,
+        "messages": 10,
+        "started_at": 0.0,
+        "now": 101.0,
+        "stall_seconds": 60.0,
+    }
+    base.update(kw)
+    return AlerterSnapshot(**base)  # type: ignore[arg-type]
+
+
+def test_health_states() -> None:
+    ok = alerter_health(snapshot())
+    assert (ok.status, ok.http_status) == ("ok", 200)
+    assert ok.body["evaluated_until"] == T.isoformat() and ok.body["open_alerts"] == 1
+    assert alerter_health(snapshot(assigned=None)).status == "starting"
+    assert alerter_health(snapshot(database_retrying=True)).http_status == 503
+    stalled = alerter_health(snapshot(now=200.0))
+    assert (stalled.status, stalled.body["loop"]) == ("degraded", "stalled")
+
+
+def test_metrics_count_actions_by_scope_and_severity() -> None:
+    m = AlerterMetrics(clock=lambda: 1000.0)
+    m.partitions_assigned([("news.scored", 1), ("news.scored", 0)])
+    m.loop(evaluated_until=datetime.fromtimestamp(900.0, UTC), newest=None, live=False)
+    m.step(
+        seconds=0.01,
+        buckets=3,
+        actions=[("open", "topic", "warning"), ("resolve", "topic", "warning"), ("reopen", "topic", "high")],
+        outbox=["open", "resolve"],
+        rerun=True,
+        too_late=False,
+        superseded=0,
+        open_alerts=0,
+    )
+    value = m.registry.get_sample_value
+    assert value("finsent_alerter_alerts_opened_total", {"scope": "topic", "severity": "warning"}) == 1
+    assert value("finsent_alerter_alerts_resolved_total", {"scope": "topic", "severity": "warning"}) == 1
+    assert value("finsent_alerter_outbox_rows_total", {"kind": "open"}) == 1
+    assert value("finsent_alerter_buckets_upserted_total") == 3
+    assert value("finsent_alerter_late_reruns_total") == 1
+    assert value("finsent_alerter_watermark_lag_seconds") == 100.0
+    assert m.health().status == "ok"
+
+
+# --------------------------------------------------------------------------- CLI
+
+CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FINSENT_")}
+
+
+def one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    monkeypatch.chdir(tmp_path)  # settings read a .env file from the working directory
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["alerter"], env={**CLEAN_ENV, **env})
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("finsent: error: "), result.stderr
+    return lines[0].removeprefix("finsent: error: ")
+
+
+def test_alerter_needs_a_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (
+        one_line_error(tmp_path, monkeypatch)
+        == "no Kafka broker configured: set FINSENT_KAFKA_BOOTSTRAP=host:port"
+    )
+
+
+def test_alerter_refuses_inconsistent_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = one_line_error(
+        tmp_path, monkeypatch, FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1", FINSENT_ALERT_P_HIGH="1e-3"
+    )
+    assert message.startswith("invalid alert settings: need 1 >= p_learn >= p_warning >= p_high"), message
+
+
+def test_alerter_metrics_port_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        message = one_line_error(
+            tmp_path,
+            monkeypatch,
+            FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1",
+            FINSENT_ALERTER_METRICS_PORT=str(port),
+        )
+    assert message.startswith(f"cannot serve metrics on 127.0.0.1:{port}: "), message
+    assert "FINSENT_ALERTER_METRICS_PORT" in message
+
+
+def test_alerter_unreachable_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = one_line_error(
+        tmp_path,
+        monkeypatch,
+        FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1",
+        FINSENT_KAFKA_TIMEOUT_SECONDS="1",
+        FINSENT_ALERTER_METRICS_PORT="0",
+    )
+    assert "127.0.0.1:1" in message and "not reachable" in message, message

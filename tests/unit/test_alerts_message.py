@@ -1,0 +1,87 @@
+"""The alert message (pure builder) and plain-text headlines."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+from services.alerts import Story, alert_message, apply, json_safe_evidence, plain_text
+from services.alerts.detector import Detection
+
+T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
+M = timedelta(minutes=1)
+
+
+def detection(end: datetime, *, ids: tuple[str, ...] = ("e1", "e2", "e3"), z: float = 6.1) -> Detection:
+    return Detection(
+        rule="bearish_spike",
+        scope="topic",
+        key="Energy / Oil",
+        window_start=end - 10 * M,
+        window_end=end,
+        total=14,
+        bearish=11,
+        baseline_share=0.16,
+        baseline_items=480.0,
+        expected_bearish=2.24,
+        z_score=z,
+        p_value=3e-7,
+        severity="warning",
+        event_ids=ids,
+    )
+
+
+def test_plain_text_unescapes_strips_control_characters_and_truncates() -> None:
+    assert plain_text("Oil &amp;amp; gas\n\tslump\u200b  again") == "Oil & gas slump again"
+    assert plain_text("<b>x</b> &lt;3") == "<b>x</b> <3"  # text, not HTML: channels escape it
+    long = plain_text("word " * 200, limit=50)
+    assert len(long) == 50 and long.endswith("…")
+
+
+def test_open_message_carries_the_evidence_and_quotes_headlines() -> None:
+    d = detection(T0)
+    action = apply(None, [d], now=T0).actions[0]
+    stories = {
+        "e1": Story("Crude &amp; gas slump", "https://example.com/1", T0 - 5 * M),
+        "e3": Story("OPEC\ncuts", None, T0 - 2 * M),
+    }
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    msg = alert_message(action, evidence=d.to_dict(), stories=stories, created_at=created, top=2)
+    assert msg["dedupe_key"] == action.dedupe_key and msg["alert_key"] == action.alert_key
+    assert (msg["kind"], msg["scope"], msg["key"], msg["severity"], msg["status"]) == (
+        "open",
+        "topic",
+        "Energy / Oil",
+        "warning",
+        "open",
+    )
+    assert msg["window"] == {"start": (T0 - 10 * M).isoformat(), "end": T0.isoformat()}
+    assert msg["counts"] == {"total": 14, "bearish": 11, "share": 11 / 14}
+    assert msg["baseline"]["share"] == 0.16 and msg["p_value"] == 3e-7 and msg["z_score"] == 6.1
+    assert msg["event_ids"] == ["e1", "e2", "e3"]
+    # the first `top` evidence ids, quoted when their text is known (e2 is not)
+    assert [h["event_id"] for h in msg["headlines"]] == ["e1"]
+    assert msg["headlines"][0]["headline"] == "Crude & gas slump"
+    assert msg["at"] == T0.isoformat() and msg["created_at"] == created.isoformat()
+    json.dumps(msg, allow_nan=False)  # valid JSON everywhere (PostgreSQL refuses NaN/Infinity)
+
+
+def test_resolve_message_cites_the_last_detection() -> None:
+    first, last = detection(T0), detection(T0 + 3 * M)
+    actions = apply(None, [first, last], now=T0 + 20 * M).actions
+    resolve = actions[-1]
+    assert resolve.kind == "resolve" and resolve.detection is None
+    msg = alert_message(resolve, evidence=last.to_dict(), stories={}, created_at=T0)
+    assert msg["kind"] == "resolve" and msg["status"] == "resolved"
+    assert msg["resolved_at"] == (T0 + 8 * M).isoformat()
+    assert msg["window"]["end"] == (T0 + 3 * M).isoformat() and msg["headlines"] == []
+
+
+def test_non_finite_statistics_become_null() -> None:
+    d = detection(T0, z=math.inf)
+    assert json_safe_evidence(d.to_dict())["z_score"] is None
+    action = apply(None, [d], now=T0).actions[0]
+    msg = alert_message(action, evidence=d.to_dict(), stories={}, created_at=T0)
+    assert msg["z_score"] is None
+    json.dumps(msg, allow_nan=False)

@@ -1,0 +1,111 @@
+"""`finsent subscriptions add | list | remove | test` on SQLite; validation errors are one line
+and store nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+from services.settings import get_settings
+
+CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FINSENT_")}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # settings read a .env file from the working directory
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "finsent.db"
+
+
+def invoke(db: Path, *args: str, **env: str) -> Any:
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(
+            app, ["subscriptions", *args], env={**CLEAN_ENV, "FINSENT_DATABASE_URL": f"sqlite:///{db}", **env}
+        )
+    finally:
+        get_settings.cache_clear()
+
+
+COLUMNS = ["NAME", "CHANNEL", "TARGET", "SCOPES", "KEYS", "MIN", "SEVERITY", "DELIVERY", "ENABLED"]
+HOOK = ["--channel", "webhook", "--target", "https://hooks.example.com/in", "--secret-ref", "env:HOOK_KEY"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", "x", *HOOK[:4]], "a webhook needs --secret-ref"),
+        (["--name", "x", *HOOK[:2], "--target", "hooks.example.com", *HOOK[4:]], "not an http(s) URL"),
+        (["--name", "x", *HOOK, "--key", "Energy"], "unknown topic; did you mean 'Energy / Oil'?"),
+        (["--name", "x", *HOOK, "--min-severity", "urgent"], "unknown severity"),
+        (["--name", "x", "--channel", "pager"], "unknown channel"),
+        (["--name", "x", *HOOK[:4], "--secret-ref", "s3cr3t"], "must be env:NAME or file:/absolute/path"),
+        (["--name", "x", "--channel", "email", "--target", "desk"], "not an e-mail address"),
+        (["--name", "x", "--channel", "log", "--digest-minutes", "0"], "--digest-minutes 0"),
+    ],
+)
+def test_invalid_input_is_one_line_and_stores_nothing(db: Path, args: list[str], message: str) -> None:
+    result = invoke(db, "add", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("finsent: error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "s3cr3t" not in result.stderr
+    assert not db.exists()  # validated before the database was touched
+
+
+def test_add_list_test_remove(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOOK_KEY", raising=False)
+    result = invoke(db, "list")
+    assert result.exit_code == 0 and "no subscriptions" in result.stdout
+
+    result = invoke(db, "add", "--name", "desk", *HOOK, "--key", "Energy / Oil", "--key", "$xom",
+                    "--min-severity", "high")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "added subscription desk: webhook https://hooks.example.com/in" in result.stdout
+    assert "topic:Energy / Oil, ticker:XOM; severity >= high; immediate" in result.stdout
+    assert "note: secret env:HOOK_KEY: environment variable HOOK_KEY is not set here" in result.stderr
+
+    result = invoke(db, "add", "--name", "stdout", "--channel", "log", "--target", "stdout",
+                    "--scope", "market", "--digest-minutes", "15")  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    result = invoke(db, "add", "--name", "desk", "--channel", "log")
+    assert result.exit_code == 2 and "a subscription named 'desk' already exists" in result.stderr
+
+    result = invoke(db, "list")
+    assert result.exit_code == 0, result.output
+    header, desk, out = result.stdout.splitlines()
+    assert header.split() == COLUMNS
+    assert desk.split()[:3] == ["desk", "webhook", "https://hooks.example.com/in"]
+    assert "topic:Energy / Oil, ticker:XOM" in desk and "immediate" in desk
+    assert out.split()[:4] == ["stdout", "log", "stdout", "market"] and "digest 15 min" in out
+
+    result = invoke(db, "test", "stdout")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["test"] is True and record["idempotency_key"].startswith("test|stdout|")
+    assert "test notification to log stdout: delivered" in result.stdout
+
+    result = invoke(db, "remove", "stdout")
+    assert result.exit_code == 0 and "removed subscription stdout" in result.stdout
+    result = invoke(db, "remove", "stdout")
+    assert result.exit_code == 2 and "no subscription named 'stdout'" in result.stderr
+    result = invoke(db, "test", "nope")
+    assert result.exit_code == 2 and "no subscription named 'nope'" in result.stderr
+
+
+def test_test_reports_a_failing_channel(db: Path) -> None:
+    result = invoke(db, "add", "--name", "mail", "--channel", "email", "--target", "desk@example.com")
+    assert result.exit_code == 0 and "FINSENT_SMTP_HOST is not set" in result.stderr
+    result = invoke(db, "test", "mail")
+    assert result.exit_code == 1
+    assert "failed (would be retried)" in result.stderr and "set FINSENT_SMTP_HOST" in result.stderr

@@ -217,6 +217,9 @@ def main() -> None:
         default=None,
         help="FINSENT_SCORER_BATCH_SECONDS of the worker (its default)",
     )
+    parser.add_argument(
+        "--max-batch", type=int, default=None, help="FINSENT_SCORER_MAX_BATCH of the worker (its default)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pipeline.json")
     args = parser.parse_args()
     stop_on_sigterm()
@@ -236,6 +239,7 @@ def main() -> None:
             "naive_items": 0 if args.skip_naive else args.naive_items,
             "partitions": 4,
             "worker_batch_seconds": args.batch_seconds,
+            "worker_max_batch": args.max_batch,
             "headlines": str(args.headlines),
         },
         "machine": machine,
@@ -257,6 +261,7 @@ def main() -> None:
             precision=args.precision,
             work_dir=work,
             batch_seconds=args.batch_seconds,
+            max_batch=args.max_batch,
             warmup=warmup,
         )
         result["finsent"] = finsent

@@ -68,9 +68,19 @@ class Settings(BaseSettings):
     scorer_session_timeout_seconds: float = Field(
         10.0, gt=0, description="Kafka session timeout of a scorer worker (Tansu: a join waits half of it)"
     )
-    scorer_max_batch: int = Field(256, ge=1, description="Largest micro-batch the scorer takes at once")
+    scorer_max_batch: int = Field(
+        1024,
+        ge=1,
+        description="Largest micro-batch the scorer takes (a backlog drains faster in big ones)",
+    )
     scorer_batch_seconds: float = Field(
         0.05, gt=0, description="Longest wait to fill a micro-batch before scoring what is there"
+    )
+    scorer_inference_batch: int = Field(
+        32,
+        ge=1,
+        description="Texts per forward pass inside a micro-batch (length-sorted; smaller pads less, "
+        "larger uses the CPU better: 32 measured best for the worker's batch sizes)",
     )
     scorer_fetch_max_wait_ms: int = Field(
         100,

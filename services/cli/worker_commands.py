@@ -60,7 +60,12 @@ def worker() -> None:
 
     from bert_core import Predictor
 
-    predictor = Predictor.load(model_dir, precision=settings.precision, threads=settings.torch_threads)
+    predictor = Predictor.load(
+        model_dir,
+        precision=settings.precision,
+        threads=settings.torch_threads,
+        batch_size=settings.scorer_inference_batch,
+    )
     warm_up(predictor)
 
     from faust import Worker

@@ -3,9 +3,11 @@
 With no FINSENT_KAFKA_BOOTSTRAP it starts the embedded Kafka-protocol broker; with no
 FINSENT_DATABASE_URL it uses SQLite under FINSENT_HOME; with no model it bootstraps one from
 the seed data (time-boxed by FINSENT_BOOTSTRAP_MINUTES). Then it creates the topics,
-migrates the database, starts a scorer worker as a child process and prints the scored
-stream. `--demo` replays a sample feed of real headlines into it. Ctrl-C stops everything
-in order: the feed, the worker (after its batch in flight is stored), the broker.
+migrates the database, starts the scorer worker, the alerter and the dispatcher as child
+processes (each logging to FINSENT_HOME/logs/<name>.log) and prints the scored stream and
+each alert. `--demo` replays a sample feed of real headlines into it. Ctrl-C stops
+everything in order: the feed, the worker (after its batch in flight is stored), the
+alerter, the dispatcher, the broker.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from services.settings import Settings, get_settings
 DEMO_ITEMS = 300
 DEMO_RATE = 10.0
 STATUS_EVERY_S = 30.0
-WORKER_START_GRACE_S = 2.0
+SERVICES = ("worker", "alerter", "dispatcher")  # started in this order, and stopped in it
 
 
 def bootstrap_model(model_dir: Path) -> Path:
@@ -209,7 +211,7 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option(help="Do not print each scored item")] = False,
 ) -> None:
-    """Run the pipeline: broker, database, model, scorer worker (Ctrl-C stops it all)."""
+    """Run the pipeline: broker, database, model, scorer worker, alerter, dispatcher (Ctrl-C stops it all)."""
     if exit_when_done and not demo:
         fail("--exit-when-done needs --demo (without a demo feed the pipeline runs until Ctrl-C)")
     settings = get_settings()
@@ -231,19 +233,24 @@ def run(
 
         with broker_errors():
             ensure_topics(bootstrap, pipeline_topics(settings), timeout=settings.kafka_timeout_seconds)
-        from services.embedded import ScoredTail, WorkerProcess
+        from services.embedded import ScoredTail, ServiceProcess
 
-        worker = WorkerProcess(
-            env={
-                "FINSENT_KAFKA_BOOTSTRAP": bootstrap,
-                "FINSENT_DATABASE_URL": settings.database_url,
-                "FINSENT_MODEL": str(model_dir.resolve()),
-                "FINSENT_HOME": str(settings.home.resolve()),
-            },
-            log_path=settings.home / "logs" / "worker.log",
-        )
-        worker.start()
-        stack.callback(worker.stop)
+        env = {
+            "FINSENT_KAFKA_BOOTSTRAP": bootstrap,
+            "FINSENT_DATABASE_URL": settings.database_url,
+            "FINSENT_HOME": str(settings.home.resolve()),
+        }
+        services = [
+            ServiceProcess(
+                name,
+                env=env | ({"FINSENT_MODEL": str(model_dir.resolve())} if name == "worker" else {}),
+                log_path=settings.home / "logs" / f"{name}.log",
+            )
+            for name in SERVICES
+        ]
+        stack.callback(_stop_services, services)
+        for service in services:
+            service.start()
         headlines = {event_id: str(item["headline"]) for event_id, item in feed.items()}
         printer = StreamPrinter(headlines, quiet=quiet)
         tail = ScoredTail(
@@ -252,23 +259,28 @@ def run(
             on_item=printer,
             from_beginning=settings.kafka_bootstrap is None,
         )
-        try:
-            tail.start()
-        except Exception as exc:
-            fail(f"cannot follow {settings.topic_news_scored} on {bootstrap}: {exc}")
-        stack.callback(tail.stop)
+        alert_tail = ScoredTail(
+            bootstrap,
+            settings.topic_alerts,
+            on_item=_print_alert,
+            from_beginning=settings.kafka_bootstrap is None,
+        )
+        tails = [tail, alert_tail]
+        for each in tails:
+            try:
+                each.start()
+            except Exception as exc:
+                fail(f"cannot follow {each.topic} on {bootstrap}: {exc}")
+            stack.callback(each.stop)
 
         typer.echo(f"model     {model_dir} ({_summary_line(model_dir)})")
         typer.echo(f"broker    {broker_text}")
         typer.echo(f"database  {shown_db}")
-        typer.echo(f"worker    pid {worker.pid}, log {worker.log_path}")
-        if settings.scorer_metrics_port:
+        for service in services:
             typer.echo(
-                f"metrics   http://{settings.scorer_metrics_host}:{settings.scorer_metrics_port}"
-                "/metrics and /health"
+                f"{service.command:<9} pid {service.pid}, log {service.log_path}; "
+                f"{_metrics_text(settings, service.command)}"
             )
-        else:
-            typer.echo(f"metrics   the worker's log names its metrics port ({worker.log_path})")
         typer.echo(
             f"send news FINSENT_KAFKA_BOOTSTRAP={bootstrap} finsent ingest FILE "
             f"(or POST to `finsent serve-http`)"
@@ -295,14 +307,48 @@ def run(
             stack.callback(sender.join, timeout=10)
             stack.callback(stop_demo.set)  # runs first: callbacks unwind in reverse
         typer.echo("Ctrl-C stops. Scored stream (sentiment, score, topic, tickers, headline):")
-        _supervise(worker, printer, tail, set(headlines), sender, demo_errors, exit_when_done, started)
+        _supervise(services, printer, tails, set(headlines), sender, demo_errors, exit_when_done, started)
     typer.echo(f"stopped; results are in {shown_db}")
 
 
+def _metrics_text(settings: Settings, command: str) -> str:
+    """Where a service serves /metrics and /health."""
+    host, port = {
+        "worker": (settings.scorer_metrics_host, settings.scorer_metrics_port),
+        "alerter": (settings.alerter_metrics_host, settings.alerter_metrics_port),
+        "dispatcher": (settings.dispatcher_metrics_host, settings.dispatcher_metrics_port),
+    }[command]
+    if not port:
+        return "its log names its metrics port"
+    return f"metrics http://{host}:{port}/metrics, health http://{host}:{port}/health"
+
+
+def _print_alert(message: dict[str, Any]) -> None:
+    """One line per message on the alerts topic (open, escalate, renotify, resolve)."""
+    typer.echo(
+        f"ALERT   {message.get('kind', '?')} {message.get('severity', '?')}: "
+        f"{message.get('scope', '?')} {message.get('key', '?')}"
+    )
+
+
+def _stop_services(services: list[Any]) -> None:
+    """Stop each in turn (SIGTERM, then kill after a timeout); an unclean exit is reported."""
+    for service in services:
+        already_exited = service.exit_code() is not None  # reported by the supervisor
+        code = service.stop()
+        if code not in (None, 0) and not already_exited:
+            print(
+                f"finsent: warning: `finsent {service.command}` exited with code {code} when stopped; "
+                f"see {service.log_path}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def _supervise(
-    worker: Any,
+    services: list[Any],
     printer: StreamPrinter,
-    tail: Any,
+    tails: list[Any],
     demo_ids: set[str],
     sender: threading.Thread | None,
     demo_errors: list[str],
@@ -314,16 +360,18 @@ def _supervise(
     reported_first = False
     try:
         while True:
-            code = worker.exit_code()
-            if code is not None:
-                fail(
-                    f"the scorer worker exited with code {code}; "
-                    f"its log ({worker.log_path}) ends:\n{worker.log_tail()}"
-                )
+            for service in services:
+                code = service.exit_code()
+                if code is not None:
+                    fail(
+                        f"`finsent {service.command}` exited unexpectedly with code {code}; "
+                        f"its log ({service.log_path}) ends:\n{service.log_tail()}"
+                    )
             if demo_errors:
                 fail(f"the demo feed stopped: {demo_errors[0]}")
-            if tail.error is not None:
-                fail(f"lost the scored stream: {tail.error}")
+            for tail in tails:
+                if tail.error is not None:
+                    fail(f"lost the stream of {tail.topic}: {tail.error}")
             if not reported_first and printer.first_at is not None:
                 reported_first = True
                 print(
@@ -340,4 +388,7 @@ def _supervise(
                 print(f"  ({printer.count()} items scored so far)", file=sys.stderr, flush=True)
             time.sleep(0.2)
     except KeyboardInterrupt:
-        typer.echo("\nstopping: the worker finishes its batch in flight, then the broker stops")
+        typer.echo(
+            "\nstopping: the worker, the alerter and the dispatcher finish what they have in flight, "
+            "then the broker stops"
+        )

@@ -1,7 +1,7 @@
-"""The embedded default of `finsent run`: the supervised worker, the demo feed, the live tail."""
+"""The embedded default of `finsent run`: the supervised services, the demo feed, the live tail."""
 
 from services.embedded.demo_feed import DEMO_SOURCE, demo_items
 from services.embedded.scored_tail import ScoredTail
-from services.embedded.worker_process import WorkerProcess
+from services.embedded.service_process import ServiceProcess
 
-__all__ = ["DEMO_SOURCE", "ScoredTail", "WorkerProcess", "demo_items"]
+__all__ = ["DEMO_SOURCE", "ScoredTail", "ServiceProcess", "demo_items"]

@@ -1,4 +1,5 @@
-"""Follow `news.scored` in a background thread and hand each scored item to a callback.
+"""Follow a topic (`news.scored`; `finsent run` also follows `alerts`) in a background
+thread and hand each JSON message to a callback.
 
 Partitions are assigned directly (no consumer group), so the tail starts reading at once
 instead of waiting for a group join. On the embedded broker, which starts empty, it reads
@@ -28,12 +29,12 @@ class ScoredTail:
         from_beginning: bool,
     ) -> None:
         self._bootstrap = bootstrap
-        self._topic = topic
+        self.topic = topic
         self._on_item = on_item
         self._from_beginning = from_beginning
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scored-tail", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"tail-{topic}", daemon=True)
         self.error: BaseException | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -53,8 +54,8 @@ class ScoredTail:
 
         try:
             consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
-            partitions = consumer.partitions_for_topic(self._topic) or set()
-            assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            partitions = consumer.partitions_for_topic(self.topic) or set()
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             consumer.assign(assigned)
             if self._from_beginning:
                 consumer.seek_to_beginning()
@@ -74,11 +75,11 @@ class ScoredTail:
                         try:
                             item = json.loads(record.value)
                         except (TypeError, ValueError):
-                            log.warning("unreadable message on %s at offset %s", self._topic, record.offset)
+                            log.warning("unreadable message on %s at offset %s", self.topic, record.offset)
                             continue
                         self._on_item(item)
         except Exception as exc:
             self.error = exc
-            log.error("stopped following %s: %s", self._topic, exc)
+            log.error("stopped following %s: %s", self.topic, exc)
         finally:
             consumer.close(autocommit=False)

@@ -1,7 +1,8 @@
 """`finsent run --demo --exit-when-done` on a fresh home, as a user runs it: no broker or
 database configured (so the embedded broker and SQLite), no model (so it bootstraps one from
 the seed data, here the tiny BERT and the small CSVs), then the demo feed through the real
-scorer worker into SQLite. A second run reuses the model and stores nothing twice."""
+scorer worker into SQLite, with the alerter and the dispatcher running beside it. A second
+run reuses the model and stores nothing twice."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
         "FINSENT_PRECISION": "fp32",
         "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": "6",
         "FINSENT_SCORER_METRICS_PORT": str(free_port()),
+        "FINSENT_ALERTER_METRICS_PORT": str(free_port()),
+        "FINSENT_DISPATCHER_METRICS_PORT": str(free_port()),
+        "FINSENT_ALERTER_SESSION_TIMEOUT_SECONDS": "6",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
@@ -79,6 +83,15 @@ def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
     assert sqlite_counts(home / "finsent.db") == (DEMO_ITEMS, DEMO_ITEMS)
     assert "embedded broker at 127.0.0.1:" in output
     assert "(first item scored" in output
+    start_lines = {"worker": None, "alerter": "alerting on news.scored", "dispatcher": "dispatching alert"}
+    for name, start_line in start_lines.items():
+        log = home / "logs" / f"{name}.log"
+        assert re.search(rf"^{name} +pid \d+, log {re.escape(str(log))}; metrics http://", first.stdout, re.M)
+        text = log.read_text(encoding="utf-8")  # exists: the service logged there
+        assert start_line is None or start_line in text, f"{log}:\n{text[-4000:]}"
+    assert env["FINSENT_ALERTER_METRICS_PORT"] in first.stdout
+    assert env["FINSENT_DISPATCHER_METRICS_PORT"] in first.stdout
+    assert "exited with code" not in output and "Traceback" not in output, output[-4000:]
 
     second = run_finsent(env, *args)
     output = second.stdout + second.stderr

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ from typer.testing import CliRunner
 
 from services.cli.app import app
 from services.cli.run_command import StreamPrinter
-from services.embedded import DEMO_SOURCE, demo_items
+from services.embedded import DEMO_SOURCE, ServiceProcess, demo_items
 from services.model_source import resolve_model_dir
 from services.settings import Settings
 
@@ -74,3 +75,17 @@ def test_run_refuses_a_model_dir_without_manifest(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--model", str(tmp_path)])
     assert result.exit_code == 2
     assert "is not a finsent model directory" in result.output
+
+
+def test_service_process_logs_the_command_and_reports_its_exit(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "help.log"
+    service = ServiceProcess("--help", env={"FINSENT_HOME": str(tmp_path)}, log_path=log)
+    assert service.pid is None and service.exit_code() is None and service.stop() is None
+    service.start()  # `python -m services --help`: prints the usage and exits
+    assert service.pid is not None
+    deadline = time.monotonic() + 60
+    while service.exit_code() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.exit_code() == 0
+    assert "Usage" in service.log_tail(lines=200)
+    assert service.stop() == 0 and service.stop() is None  # safe to call twice

@@ -1,9 +1,12 @@
-"""A `finsent worker` in a child process, as `finsent run` supervises it.
+"""A finsent service (`finsent worker`, `alerter`, `dispatcher`) in a child process, as
+`finsent run` supervises it.
 
-A child rather than a thread: the faust worker owns its event loop and signal handling,
-and a crash in it must not take the supervisor down with it. It runs in its own session so
-that Ctrl-C reaches the supervisor only, which then stops things in order (the feed, the
-worker after its batch in flight, the broker last).
+A child rather than a thread: the faust worker owns its event loop and signal handling, the
+alerter and the dispatcher install their own SIGTERM handlers, and a crash in one must not
+take the supervisor down with it. Each runs in its own session so that Ctrl-C reaches the
+supervisor only, which then stops things in order (the feed, the worker after its batch in
+flight, the alerter after its step in flight, the dispatcher after its sends in flight, the
+broker last). Each logs (stdout and stderr) to its own file.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 DEFAULT_STOP_TIMEOUT_S = 30.0
 
 
-class WorkerProcess:
-    def __init__(self, *, env: Mapping[str, str], log_path: Path) -> None:
+class ServiceProcess:
+    def __init__(self, command: str, *, env: Mapping[str, str], log_path: Path) -> None:
+        self.command = command
         self._env = {**os.environ, **env}
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
@@ -28,7 +32,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "services", "worker"],
+                [sys.executable, "-m", "services", self.command],
                 env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -45,8 +49,8 @@ class WorkerProcess:
         return self._process.poll() if self._process is not None else None
 
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM (the worker stores its batch in flight and commits), then SIGKILL after
-        `timeout`. Returns the exit code. Safe to call twice."""
+        """SIGTERM (the service finishes what it has in flight and commits), then SIGKILL
+        after `timeout`. Returns the exit code (None if never started). Safe to call twice."""
         process, self._process = self._process, None
         if process is None:
             return None

@@ -166,11 +166,15 @@ def build_app(
     metrics = metrics if metrics is not None else ScorerMetrics()
     watch = dict(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = ScorerApp(
         settings.scorer_group,
         fetch_max_wait_ms=settings.scorer_fetch_max_wait_ms,
         broker=broker_urls(bootstrap),
         store="memory://",
+        # faust keeps a data directory even with in-memory tables; by default `<app id>-data` in
+        # the working directory, which litters wherever the worker happens to be started.
+        datadir=str(settings.home / "faust" / "{conf.name}-data"),
         broker_session_timeout=settings.scorer_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.scorer_session_timeout_seconds / 3),
         consumer_auto_offset_reset="earliest",

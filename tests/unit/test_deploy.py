@@ -1,0 +1,54 @@
+"""deploy/ stays in step with the code: its settings exist and parse, its commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.main import get_command
+
+from services.cli.app import app
+from services.settings import Settings
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (DEPLOY / "finsent.env.example").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def test_every_example_setting_is_a_real_setting_and_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = env_example()
+    fields = {f"FINSENT_{name.upper()}" for name in Settings.model_fields}
+    assert set(pairs) <= fields, sorted(set(pairs) - fields)
+    for name, value in pairs.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.kafka_bootstrap == pairs["FINSENT_KAFKA_BOOTSTRAP"]
+    assert "password" not in pairs["FINSENT_DATABASE_URL"].lower().split("?")[0]
+
+
+def test_units_run_existing_commands() -> None:
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    for unit in (DEPLOY / "systemd").glob("*.service"):
+        [command] = re.findall(r"/finsent (\w[\w-]*)", unit.read_text(encoding="utf-8"))
+        assert command in commands, (unit.name, command)
+
+
+def test_prometheus_config_scrapes_the_three_services() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"finsent-worker", "finsent-alerter", "finsent-dispatcher"}
+    ports = {
+        "finsent-alerter": Settings.model_fields["alerter_metrics_port"].default,
+        "finsent-dispatcher": Settings.model_fields["dispatcher_metrics_port"].default,
+    }
+    for job, port in ports.items():
+        assert jobs[job]["static_configs"][0]["targets"] == [f"finsent-host:{port}"]

@@ -13,6 +13,7 @@ from services.storage.alert_models import (
     SubscriptionRow,
 )
 from services.storage.engine import make_engine, normalise_url, redact, session_factory
+from services.storage.learning_models import GateDecisionRow, LabelRow, ModelVersionRow, RetrainRunRow
 from services.storage.migrate import current_revision, head_revision, upgrade_database
 from services.storage.models import Base, NewsItemRow, NewsTickerRow, PredictionRow
 from services.storage.repository import (
@@ -34,6 +35,10 @@ __all__ = [
     "SentimentBucketRow",
     "SubscriptionRow",
     "Base",
+    "GateDecisionRow",
+    "LabelRow",
+    "ModelVersionRow",
+    "RetrainRunRow",
     "NewsItemRow",
     "NewsTickerRow",
     "PredictionRow",

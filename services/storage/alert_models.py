@@ -92,6 +92,14 @@ class AlertRow(Base):
     event_ids: Mapped[list[str]]  # headlines that drove it (latest detection)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Analyst actions (the dashboard). Kept apart from `status`, which the alerter owns and
+    # rewrites from event time: an analyst closing an alert must not fight a replay.
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    acknowledged_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    closed_at: Mapped[datetime | None]
+    muted_until: Mapped[datetime | None]  # no deliveries for this alert before then
+    muted_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class AlertOutboxRow(Base):

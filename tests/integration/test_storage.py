@@ -36,7 +36,7 @@ from services.storage import (
     upgrade_database,
     upsert_scored_batch,
 )
-from services.storage.migrate import alembic_config
+from services.storage.migrate import alembic_config, include_in_autogenerate
 
 pytestmark = pytest.mark.integration
 
@@ -122,11 +122,13 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrated_schema_matches_models(engine: Engine, database_url: str) -> None:
-    assert current_revision(database_url) == head_revision() == "0002"
-    assert upgrade_database(database_url) == "0002"  # running it again is a no-op
+    assert current_revision(database_url) == head_revision() == "0003"
+    assert upgrade_database(database_url) == "0003"  # running it again is a no-op
     with engine.connect() as conn:
         command.check(alembic_config(conn))  # `alembic check`: raises if autogenerate finds changes
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": include_in_autogenerate}
+        )
         assert compare_metadata(context, Base.metadata) == []
         # ...and the comparison does see a difference when there is one.
         changed = MetaData()
@@ -140,8 +142,9 @@ def test_migrated_schema_matches_models(engine: Engine, database_url: str) -> No
             for table in ("news_items", "news_tickers", "predictions")
         }
         unique = [uq["column_names"] for uq in inspector.get_unique_constraints("predictions")]
+    fts = {"ix_news_items_headline_fts"} if engine.dialect.name == "postgresql" else set()
     assert indexes == {
-        "news_items": {"ix_news_items_published_at"},
+        "news_items": {"ix_news_items_published_at", *fts},
         "news_tickers": {"ix_news_tickers_ticker_published_at"},
         "predictions": {
             "ix_predictions_published_at",

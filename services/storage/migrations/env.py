@@ -11,8 +11,9 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
-from services.storage import alert_models  # noqa: F401  (registers the alert tables on Base)
+from services.storage import alert_models, learning_models  # noqa: F401  (register their tables on Base)
 from services.storage.engine import make_engine
+from services.storage.migrate import include_in_autogenerate
 from services.storage.models import Base
 
 config = context.config
@@ -46,6 +47,7 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        include_object=include_in_autogenerate,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

@@ -1,0 +1,104 @@
+"""Tables of continuous learning: analyst labels, the model registry, retraining runs, gates.
+
+- `labels` holds every analyst (or imported) label, one row per (text, task, labeller):
+  relabelling by the same person replaces their label, two people keep two rows, which is
+  how the labelling queue finds disagreements. `text` is stored even for labels given on a
+  stored story (`event_id`), so training never has to join, and a story that is purged
+  later keeps its label. `split` is fixed when the label is first written (a hash of the
+  text): a label in the recent holdout is never trained on.
+- `model_versions` is the registry: every model ever trained or adopted, with its parent,
+  data hash, metrics, the sha256 of its weights and where it lives. Exactly one row is
+  `champion` at a time (the workers serve it).
+- `retrain_runs` records each scheduled or manual retraining, including skipped ones with
+  their reason, and the highest label id it saw, so "new labels" means labels after it.
+- `gate_decisions` records each promotion decision with its reasons and the metrics it
+  compared, for audit.
+
+Keep versions/*.py in step with this file: tests compare the migrated schema to it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.storage.models import BIG_ID, EVENT_ID, Base
+
+MODEL_VERSION = String(64)
+
+
+class LabelRow(Base):
+    """One label given by one analyst (or import) to one text for one task."""
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        UniqueConstraint("text_hash", "task", "labeller"),
+        Index("ix_labels_task_id", "task", "id"),
+        Index("ix_labels_event_id", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str | None] = mapped_column(EVENT_ID)  # the stored story, if labelled on one
+    text: Mapped[str] = mapped_column(Text)  # normalised text the label applies to
+    text_hash: Mapped[str] = mapped_column(String(64))  # sha256 of `text`
+    task: Mapped[str] = mapped_column(String(16))  # topic | sentiment
+    label: Mapped[str] = mapped_column(String(64))  # label name (never an id)
+    labeller: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(200))  # e.g. "import:labels.csv", "dashboard"
+    split: Mapped[str] = mapped_column(String(16))  # train | recent_holdout
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ModelVersionRow(Base):
+    """One model in the registry."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (Index("ix_model_versions_status", "status"),)
+
+    version: Mapped[str] = mapped_column(MODEL_VERSION, primary_key=True)
+    parent: Mapped[str | None] = mapped_column(MODEL_VERSION)
+    created_at: Mapped[datetime]
+    data_hash: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]]
+    sha256: Mapped[str] = mapped_column(String(64))  # of the weights file (model.safetensors)
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # candidate | champion | rejected | retired
+    status_changed_at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class RetrainRunRow(Base):
+    """One retraining attempt (scheduled or manual), including the skipped ones."""
+
+    __tablename__ = "retrain_runs"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))  # running | skipped | promoted | rejected | failed
+    reason: Mapped[str | None] = mapped_column(Text)
+    champion_version: Mapped[str | None] = mapped_column(MODEL_VERSION)
+    challenger_version: Mapped[str | None] = mapped_column(MODEL_VERSION)
+    new_labels: Mapped[int] = mapped_column(Integer)
+    label_watermark: Mapped[int] = mapped_column(BIG_ID)  # highest labels.id this run saw
+    details: Mapped[dict[str, Any]]  # timings, example counts, training metrics
+
+
+class GateDecisionRow(Base):
+    """Why a challenger was promoted or rejected."""
+
+    __tablename__ = "gate_decisions"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(BIG_ID, ForeignKey("retrain_runs.id", ondelete="SET NULL"))
+    challenger_version: Mapped[str] = mapped_column(MODEL_VERSION)
+    champion_version: Mapped[str | None] = mapped_column(MODEL_VERSION)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[str]]
+    comparison: Mapped[dict[str, Any]]  # both models' holdout metrics and the thresholds used
+    decided_at: Mapped[datetime]

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
         None, description="Pretrained encoder directory; empty = packaged all-MiniLM-L6-v2"
     )
     model: Path | None = Field(None, description="Model directory to serve (overrides registry)")
+    model_poll_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often a worker re-reads the registry's champion (model.events wakes it sooner)",
+    )
     precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_length: int = Field(64, ge=8, le=512)
@@ -198,6 +203,100 @@ class Settings(BaseSettings):
     )
     smtp_from: str = Field("finsent@localhost", description="Sender address of alert e-mails")
     smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS before login")
+    # Dashboard (docs/dashboard.md).
+    dashboard_host: str = Field("127.0.0.1", description="Address `finsent dashboard` listens on (0.0.0.0: all)")
+    dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of `finsent dashboard`")
+    dashboard_users_file: Path = Field(
+        default_factory=lambda data: data["home"] / "dashboard-users.toml",
+        description="TOML file of dashboard users (bcrypt hashes, roles); `finsent dashboard users add` "
+        "writes it",
+    )
+    dashboard_oidc_default_role: Literal["none", "viewer", "analyst", "admin"] = Field(
+        "none",
+        description="Role of an OIDC-authenticated user not listed in the users file; none = refused",
+    )
+    dashboard_oidc_provider: str | None = Field(
+        None, description="Provider name for st.login when [auth] lists several; empty = the [auth] one"
+    )
+    dashboard_cache_seconds: float = Field(
+        30.0, ge=0, description="How long dashboard query results are cached (st.cache_data TTL)"
+    )
+    dashboard_refresh_seconds: float = Field(
+        15.0, ge=1, description="Refresh interval of the overview's live panel"
+    )
+    dashboard_live_minutes: int = Field(60, ge=5, description="Minutes of the newest news in the live panel")
+    dashboard_page_size: int = Field(50, ge=5, le=500, description="Rows per page of the news browser")
+    dashboard_export_max_rows: int = Field(
+        10_000, ge=100, description="Most rows a news browser CSV export holds"
+    )
+    dashboard_label_window_days: float = Field(
+        7.0, gt=0, description="The labelling queue looks for uncertain stories this far back from the newest"
+    )
+    # Labels, holdouts and the promotion gate (docs/learning.md).
+    label_recent_share: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of analyst-labelled texts held out as the recent holdout (chosen by text hash, "
+        "never trained on)",
+    )
+    recent_holdout_size: int = Field(
+        500, ge=1, description="The gate evaluates on this many newest recent-holdout labels per task"
+    )
+    holdout_sentiment_data: Path | None = Field(
+        None,
+        description="Labelled file used as the frozen sentiment holdout; empty = the seed file's dev split, "
+        "frozen to FINSENT_HOME/holdout the first time it is needed",
+    )
+    holdout_topic_data: Path | None = Field(
+        None, description="Labelled file used as the frozen topic holdout; empty = as for sentiment"
+    )
+    gate_macro_f1_tolerance: float = Field(
+        0.01, ge=0.0, description="Largest drop in frozen-holdout macro-F1 (per task) a challenger may show"
+    )
+    gate_recall_floor: float = Field(
+        0.2, ge=0.0, le=1.0, description="Lowest per-class recall on the frozen holdout a challenger may show"
+    )
+    gate_recall_floors: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Per-class recall floors overriding the default, JSON: {"topic": {"IPO": 0.1}}',
+    )
+    gate_min_recent_improvement: float = Field(
+        0.0,
+        ge=0.0,
+        description="Recent-holdout mean macro-F1 gain a challenger must exceed (0: strictly better)",
+    )
+    gate_min_recent_examples: int = Field(
+        30,
+        ge=1,
+        description="Recent labels a task needs before improvement is required on it (fewer: no regression)",
+    )
+    # Retraining and its scheduler (docs/learning.md).
+    retrain_min_new_labels: int = Field(
+        50, ge=1, description="A retraining is skipped (with its reason logged) below this many new labels"
+    )
+    retrain_max_minutes: float = Field(
+        10.0, gt=0, description="Time budget of one retraining's fine-tuning (the best checkpoint is kept)"
+    )
+    retrain_epochs: int = Field(3, ge=1, description="Epochs over new labels + replay within the time budget")
+    retrain_learning_rate: float = Field(
+        5e-5, gt=0, le=1e-2, description="Encoder learning rate of a warm-started retraining (heads: 10x)"
+    )
+    retrain_replay_ratio: float = Field(
+        2.0, ge=0, description="Earlier (seed) rows mixed in per analyst label, against forgetting"
+    )
+    retrain_replay_min: int = Field(500, ge=0, description="At least this many replay rows per task")
+    retrain_cron: str | None = Field(
+        None, description="Crontab schedule of `finsent scheduler` (e.g. '0 2 * * *'); empty = the interval"
+    )
+    retrain_interval_minutes: float = Field(
+        1440.0, gt=0, description="Interval of `finsent scheduler` when FINSENT_RETRAIN_CRON is empty"
+    )
+    scheduler_metrics_host: str = Field("127.0.0.1", description="Where `finsent scheduler` serves /metrics")
+    scheduler_metrics_port: int = Field(9467, ge=0, le=65535, description="0 picks a free port")
+    retrain_misfire_grace_seconds: int = Field(
+        3600, ge=1, description="A run missed by less than this (scheduler down) still runs, once"
+    )
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,3 +261,41 @@ def saved_model_dir(trained: TrainedModel, tmp_path_factory: pytest.TempPathFact
         data_hash=combined_hash(trained.train),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def model_variant(
+    saved_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Path]:
+    """Factory: a new model directory derived from `saved_model_dir` (same labels and
+    tokenizer, slightly perturbed weights, so its version and sha256 differ), as a retrain
+    would make. `shuffle_heads=True` permutes the heads' output rows: a model that scores
+    like the parent but labels wrongly (a damaged challenger)."""
+    from bert_core import load_model_dir, save_model_dir
+
+    made = 0
+
+    def make(*, parent: Path | None = None, seed: int = 1, shuffle_heads: bool = False) -> Path:
+        nonlocal made
+        made += 1
+        loaded = load_model_dir(parent or saved_model_dir)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, param in loaded.model.named_parameters():
+                if name.startswith("heads."):
+                    if shuffle_heads:
+                        param.copy_(param[torch.randperm(param.shape[0], generator=generator)])
+                    param.add_(torch.randn(param.shape, generator=generator) * 1e-3)
+        out = tmp_path_factory.mktemp("variant") / f"model-{made}"
+        save_model_dir(
+            out,
+            loaded.model,
+            loaded.tokenizer,
+            loaded.config,
+            metrics=loaded.metrics,
+            data_hash=loaded.manifest.data_hash,
+            parent=loaded.manifest.version,
+        )
+        return out
+
+    return make

@@ -11,6 +11,7 @@ from services.cli import (
     dispatcher_command,
     ingest_commands,
     model_commands,
+    retrain_commands,
     run_command,
     subscription_commands,
     worker_commands,
@@ -39,6 +40,8 @@ app.command()(alerter_command.alerter)
 app.add_typer(db_commands.db_app, name="db")
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
 app.command()(dispatcher_command.dispatcher)
+app.command()(retrain_commands.retrain)
+app.command()(retrain_commands.scheduler)
 
 
 def main() -> None:

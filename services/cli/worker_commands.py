@@ -1,22 +1,35 @@
 """`finsent worker`: one scorer worker (faust) in the consumer group FINSENT_SCORER_GROUP.
 
 Needs FINSENT_KAFKA_BOOTSTRAP (the topics must exist: `finsent init`) and a model:
-FINSENT_MODEL, else the bootstrap model that `finsent run` trains (the model registry of a
-later issue slots in between). Migrates the database at FINSENT_DATABASE_URL first.
+FINSENT_MODEL (pinned), else the registry's champion, else the bootstrap model that
+`finsent run` trains. Unless pinned, the worker follows the champion: a promotion or a
+rollback (`model.events`, and a registry poll every FINSENT_MODEL_POLL_SECONDS) switches
+the model between two batches, and a champion that fails verification is refused while
+the old model keeps serving. Migrates the database at FINSENT_DATABASE_URL first.
 SIGTERM or Ctrl-C stops it after the batch in flight is stored. Serves Prometheus metrics
 and a health check on FINSENT_SCORER_METRICS_HOST:FINSENT_SCORER_METRICS_PORT.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from bert_core import Predictor
+    from services.observability import ScorerMetrics
     from services.scorer.batch import PredictorLike
+    from services.scorer.model_reload import ModelRef, ModelSlot, ModelWatcher
+
+log = logging.getLogger(__name__)
 
 
 def worker() -> None:
@@ -26,16 +39,6 @@ def worker() -> None:
     quiet_alembic()  # before anything imports services.storage (and with it alembic)
     settings = get_settings()
     bootstrap = configured_bootstrap()
-    from services.model_source import resolve_model_dir
-
-    model_dir = resolve_model_dir(settings)
-    if model_dir is None:
-        fail(
-            f"no model: set FINSENT_MODEL to a model directory, or run `finsent run` once to "
-            f"bootstrap one into {settings.default_model_dir}"
-        )
-    if not model_dir.is_dir():
-        fail(f"FINSENT_MODEL={model_dir}: no such directory")
     watchlist = None
     if settings.watchlist is not None:
         from services.schemas import WatchlistError, load_watchlist
@@ -45,43 +48,41 @@ def worker() -> None:
         except WatchlistError as exc:
             fail(f"FINSENT_WATCHLIST: {exc}")
     metrics_socket = _metrics_socket(settings)
+    from services.storage import make_engine, session_factory, upgrade_database
+
+    shown, _revision = guarded_database(upgrade_database)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    choice = _choose_model(settings, sessions)  # before the broker: a missing model is the likelier mistake
     from services.broker.topics import describe_topics
 
     names = [settings.topic_news_raw, settings.topic_news_scored, settings.topic_news_dlq]
+    if settings.model is None:
+        names.append(settings.topic_model_events)
     with broker_errors():
         partitions = describe_topics(bootstrap, names, timeout=settings.kafka_timeout_seconds)
     missing = [name for name, count in partitions.items() if count is None]
     if missing:
         fail(f"topics {', '.join(missing)} do not exist on {bootstrap}; create them with `finsent init`")
 
-    from services.storage import make_engine, session_factory, upgrade_database
-
-    shown, _revision = guarded_database(upgrade_database)
-
-    from bert_core import Predictor
-
-    predictor = Predictor.load(
-        model_dir,
-        precision=settings.precision,
-        threads=settings.torch_threads,
-        batch_size=settings.scorer_inference_batch,
-    )
-    warm_up(predictor)
+    predictor = _load_initial(settings, choice)
 
     from faust import Worker
 
     from services.observability import ObservabilityServer, ScorerMetrics
     from services.scorer.app import build_app
+    from services.scorer.model_reload import ModelSlot
 
     metrics = ScorerMetrics()
     metrics.set_model_version(predictor.version)
     server = ObservabilityServer(metrics, metrics_socket)
-    engine = make_engine(settings.database_url)
+    slot = ModelSlot(predictor, predictor.version)
+    watcher = _model_watcher(settings, bootstrap, slot, sessions, metrics)
     app = build_app(
         settings,
         bootstrap=bootstrap,
-        predictor=predictor,
-        session_factory=session_factory(engine),
+        predictor=slot,
+        session_factory=sessions,
         watchlist=watchlist,
         metrics=metrics,
     )
@@ -91,12 +92,102 @@ def worker() -> None:
         "Ctrl-C stops",
         flush=True,
     )
+    if watcher is not None:
+        watcher.start()
     try:
         # the server starts before the app and stops after it (see ObservabilityServer)
         Worker(app, server, loglevel=settings.log_level, override_logging=False).execute_from_commandline()
     finally:
+        if watcher is not None:
+            watcher.stop()
         engine.dispose()
         metrics_socket.close()
+
+
+def _load_predictor(settings: Settings, path: Path) -> Predictor:
+    """A ready-to-serve predictor: loaded with the serving settings and warmed up."""
+    from bert_core import Predictor
+
+    predictor = Predictor.load(
+        path,
+        precision=settings.precision,
+        threads=settings.torch_threads,
+        batch_size=settings.scorer_inference_batch,
+    )
+    warm_up(predictor)
+    return predictor
+
+
+def _registry_champion(sessions: Callable[[], Session]) -> ModelRef | None:
+    from services.learning.registry import champion
+    from services.scorer.model_reload import ModelRef
+
+    with sessions() as session:
+        row = champion(session)
+        return None if row is None else ModelRef(row.version, Path(row.path), row.sha256)
+
+
+def _choose_model(settings: Settings, sessions: Callable[[], Session]) -> ModelRef | Path:
+    """FINSENT_MODEL when set (pinned: the worker then ignores the registry), else the
+    registry's champion, else the bootstrap model that `finsent run` trains."""
+    if settings.model is not None:
+        if not settings.model.is_dir():
+            fail(f"FINSENT_MODEL={settings.model}: no such directory")
+        return settings.model
+    ref = _registry_champion(sessions)
+    if ref is not None:
+        return ref
+    bootstrap = settings.default_model_dir
+    if not (bootstrap / "manifest.json").is_file():
+        fail(
+            "no model: register one with `finsent models register DIR --champion`, set FINSENT_MODEL to a "
+            f"model directory, or run `finsent run` once to bootstrap one into {bootstrap}"
+        )
+    return bootstrap
+
+
+def _load_initial(settings: Settings, choice: ModelRef | Path) -> Predictor:
+    """Load the chosen model; a champion that fails verification falls back to the bootstrap
+    model (loudly), because a worker with no model serves nothing at all."""
+    from services.scorer.model_reload import ModelRefused, load_verified
+
+    if isinstance(choice, Path):
+        return _load_predictor(settings, choice)
+    try:
+        return cast("Predictor", load_verified(choice, lambda path: _load_predictor(settings, path)))
+    except ModelRefused as exc:
+        bootstrap = settings.default_model_dir
+        if not (bootstrap / "manifest.json").is_file():
+            fail(f"the registry's champion {choice.version} cannot be served: {exc}")
+        log.error(
+            "refusing the registry's champion %s (%s); serving %s instead", choice.version, exc, bootstrap
+        )
+        return _load_predictor(settings, bootstrap)
+
+
+def _model_watcher(
+    settings: Settings,
+    bootstrap: str,
+    slot: ModelSlot,
+    sessions: Callable[[], Session],
+    metrics: ScorerMetrics,
+) -> ModelWatcher | None:
+    """Follows the registry's champion, unless FINSENT_MODEL pins the model."""
+    from services.scorer.model_reload import KafkaModelEvents, ModelWatcher
+
+    if settings.model is not None:
+        return None
+    return ModelWatcher(
+        slot,
+        fetch_champion=lambda: _registry_champion(sessions),
+        load=lambda path: _load_predictor(settings, path),
+        poll_seconds=settings.model_poll_seconds,
+        events=lambda _stop: KafkaModelEvents(
+            bootstrap, settings.topic_model_events, timeout_seconds=settings.kafka_timeout_seconds
+        ),
+        on_switch=metrics.model_switched,
+        on_refuse=lambda ref, reason: metrics.model_refused(ref.version, reason),
+    )
 
 
 def _metrics_socket(settings: Settings) -> socket.socket:

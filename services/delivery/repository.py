@@ -4,7 +4,8 @@ The state machine of a `deliveries` row, and why each step is its own short tran
 
 1. **fan-out** (`fan_out`): for outbox rows not yet dispatched, one transaction inserts a
    delivery per matching subscription (`ON CONFLICT DO NOTHING`: a second fan-out of the
-   same row adds nothing) and sets `dispatched_at`. Either both happen or neither.
+   same row adds nothing) and sets `dispatched_at`. Either both happen or neither. A row
+   whose alert an analyst muted (`alerts.muted_until` after now) gets no deliveries.
 2. **digest** (`form_digests`): a digest subscription's deliveries whose period has closed
    are stamped with one `digest_key` (a hash of the members) before anything is sent, so a
    retry or a re-send after a crash is the same digest under the same key.
@@ -41,6 +42,7 @@ from services.delivery.render import digest_key
 from services.delivery.subscriptions import plan_fan_out
 from services.storage.alert_models import (
     AlertOutboxRow,
+    AlertRow,
     DeliveryAttemptRow,
     DeliveryRow,
     SubscriptionRow,
@@ -48,6 +50,7 @@ from services.storage.alert_models import (
 from services.storage.repository import _dialect_insert
 
 OUTBOX = cast(Table, AlertOutboxRow.__table__)
+ALERTS = cast(Table, AlertRow.__table__)
 SUBSCRIPTIONS = cast(Table, SubscriptionRow.__table__)
 DELIVERIES = cast(Table, DeliveryRow.__table__)
 ATTEMPTS = cast(Table, DeliveryAttemptRow.__table__)
@@ -122,6 +125,58 @@ def remove_subscription(session: Session, *, name: str) -> bool:
     return deleted.first() is not None
 
 
+def update_subscription(session: Session, *, name: str, subscription: Subscription) -> Subscription | None:
+    """Replace the filters and channel of the subscription called `name` with a validated
+    `subscription` (its `enabled` flag included); None if there is none. Renaming is refused
+    with `SubscriptionExists` when the new name is taken. Deliveries already fanned out keep
+    going to it: they were promised under the old settings."""
+    current = get_subscription(session, name=name)
+    if current is None:
+        return None
+    if subscription.name != name and get_subscription(session, name=subscription.name) is not None:
+        raise SubscriptionExists(f"a subscription named {subscription.name!r} already exists")
+    session.execute(
+        update(SUBSCRIPTIONS)
+        .where(SUBSCRIPTIONS.c.id == current.id)
+        .values(
+            name=subscription.name,
+            scopes=list(subscription.scopes),
+            keys=list(subscription.keys),
+            min_severity=subscription.min_severity,
+            channel=subscription.channel,
+            target=subscription.target,
+            secret_ref=subscription.secret_ref,
+            digest_minutes=subscription.digest_minutes,
+            enabled=subscription.enabled,
+        )
+    )
+    return replace(subscription, id=current.id)
+
+
+def set_subscription_enabled(session: Session, *, name: str, enabled: bool) -> bool:
+    """Pause (False) or resume (True); a paused subscription gets no new deliveries and its
+    pending ones wait. True if it exists."""
+    updated = session.execute(
+        update(SUBSCRIPTIONS)
+        .where(SUBSCRIPTIONS.c.name == name)
+        .values(enabled=enabled)
+        .returning(SUBSCRIPTIONS.c.id)
+    )
+    return updated.first() is not None
+
+
+def muted_alert_keys(session: Session, *, alert_keys: Iterable[str], now: datetime) -> set[str]:
+    """Those of `alert_keys` an analyst has muted until after `now` (the dashboard's mute)."""
+    keys = sorted(set(alert_keys))
+    if not keys:
+        return set()
+    return set(
+        session.scalars(
+            select(ALERTS.c.alert_key).where(ALERTS.c.alert_key.in_(keys), ALERTS.c.muted_until > now)
+        )
+    )
+
+
 # ------------------------------------------------------------------ fan-out
 
 
@@ -156,8 +211,13 @@ def fan_out(session: Session, *, now: datetime, limit: int) -> FanOut:
     ).all()
     if not rows:
         return FanOut(0, 0)
+    # A muted alert's notifications are marked dispatched without deliveries: muting means
+    # "not now", and a notification delivered after the mute ends would be stale news.
+    muted = muted_alert_keys(session, alert_keys=(r.alert_key for r in rows), now=now)
     planned = plan_fan_out(
-        [_notification(r) for r in rows], list_subscriptions(session, enabled_only=True), now
+        [_notification(r) for r in rows if r.alert_key not in muted],
+        list_subscriptions(session, enabled_only=True),
+        now,
     )
     created = 0
     if planned:

@@ -30,6 +30,7 @@ class HealthSnapshot:
     dead_letters: int
     started_at: float
     now: float
+    model_refused: str | None = None  # the last champion this worker refused to load, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ def health_report(snapshot: HealthSnapshot) -> HealthReport:
     body: dict[str, Any] = {
         "status": status,
         "model_version": snapshot.model_version,
+        "model_refused": snapshot.model_refused,
         "assigned_partitions": [
             {"topic": topic, "partition": partition} for topic, partition in sorted(snapshot.assigned or ())
         ],

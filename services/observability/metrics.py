@@ -66,6 +66,12 @@ class ScorerMetrics:
         self.model_info = Gauge(
             "finsent_model_info", "The model version being served (value 1)", ["model_version"], registry=r
         )
+        self.model_reloads = Counter(
+            "finsent_model_reloads",
+            "Model switches to the registry's champion (switched) and models refused at load (refused)",
+            ["outcome"],
+            registry=r,
+        )
         self.consumer_position = Gauge(
             "finsent_scorer_consumer_position",
             "Next offset to consume per assigned partition (after the last processed batch)",
@@ -87,7 +93,10 @@ class ScorerMetrics:
         )
         for stage in STAGES:  # present from the first scrape, so rate() sees the first batch
             self.batch_seconds.labels(stage=stage)
+        for outcome in ("switched", "refused"):
+            self.model_reloads.labels(outcome=outcome)
         self._model_version: str | None = None
+        self._model_refused: str | None = None
         self._assigned: frozenset[TopicPartition] | None = None
         self._positions: set[TopicPartition] = set()
         self._last_batch_at: float | None = None
@@ -105,6 +114,16 @@ class ScorerMetrics:
         self.model_info.clear()
         self.model_info.labels(model_version=version).set(1)
         self._model_version = version
+
+    def model_switched(self, previous: str, version: str) -> None:
+        self.model_reloads.labels(outcome="switched").inc()
+        self.set_model_version(version)
+        self._model_refused = None
+
+    def model_refused(self, version: str, reason: str) -> None:
+        """A model the worker would not load; it keeps serving the old one, and says so."""
+        self.model_reloads.labels(outcome="refused").inc()
+        self._model_refused = f"{version}: {reason}"
 
     def partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         """The worker's whole new assignment (faust sends all of it, not a delta)."""
@@ -152,6 +171,7 @@ class ScorerMetrics:
         assigned = self._assigned
         return HealthSnapshot(
             model_version=self._model_version,
+            model_refused=self._model_refused,
             assigned=sorted(assigned) if assigned is not None else None,
             last_batch_at=self._last_batch_at,
             database_retrying=self._database_retrying,

@@ -54,6 +54,7 @@ from services.scorer.batch import (
     dead_letter_headers,
     score_batch,
 )
+from services.scorer.model_reload import ModelSlot
 from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
 from services.scorer.transport import ScorerApp
 from services.settings import Settings
@@ -151,19 +152,21 @@ def build_app(
     settings: Settings,
     *,
     bootstrap: str,
-    predictor: PredictorLike,
+    predictor: PredictorLike | ModelSlot,
     session_factory: Callable[[], Session],
     retry: RetryPolicy | None = None,
     watchlist: Mapping[str, str] | None = None,
     metrics: ScorerMetrics | None = None,
 ) -> faust.App:
     """The scorer's faust app; topics must exist (they are never declared by the app).
+    A `ModelSlot` as `predictor` lets a `ModelWatcher` switch models between batches.
     `metrics` (served by the caller, see `services.observability`) is fed by every batch,
     database retry and rebalance; without it they are counted in a private one."""
     from services.schemas import DEFAULT_WATCHLIST
 
     retry = retry or RetryPolicy(max_delay=settings.scorer_db_retry_max_seconds)
     metrics = metrics if metrics is not None else ScorerMetrics()
+    slot = predictor if isinstance(predictor, ModelSlot) else ModelSlot(predictor, _version_of(predictor))
     watch = dict(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # faust creates only the last level
@@ -193,8 +196,9 @@ def build_app(
     async def process(records: list[RawRecord]) -> None:
         started = time.perf_counter()
         received_at = datetime.now(UTC)
+        serving = slot.current  # one model for the whole batch: a switch lands between batches
         result = await asyncio.to_thread(
-            score_batch, records, predictor=predictor, received_at=received_at, watchlist=watch
+            score_batch, records, predictor=serving, received_at=received_at, watchlist=watch
         )
         scored_s = time.perf_counter()
         by_id = {item.event_id: record for item, record in _pairs(result.scored, records)}
@@ -279,6 +283,10 @@ def build_app(
             # the next iteration acks this batch (see the module docstring)
 
     return app
+
+
+def _version_of(predictor: PredictorLike) -> str:
+    return str(getattr(predictor, "version", "unknown"))
 
 
 def _partition_names(partitions: AbstractSet[TopicPartition]) -> list[str]:

@@ -21,14 +21,18 @@ from services.storage.engine import make_engine
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Workers that start together must not race to create the same tables (PostgreSQL only).
 _MIGRATION_LOCK_KEY = 0x66696E73  # "fins"
-# Indexes the migrations create but the ORM does not model (expressions SQLite cannot hold).
-UNMODELLED_INDEXES = frozenset({"ix_news_items_headline_fts"})
+# What the migrations create but the ORM does not model: an expression index SQLite cannot
+# hold, and APScheduler's job table (its layout belongs to APScheduler).
+UNMODELLED_INDEXES = frozenset({"ix_news_items_headline_fts", "ix_apscheduler_jobs_next_run_time"})
+UNMODELLED_TABLES = frozenset({"apscheduler_jobs"})
 
 
 def include_in_autogenerate(
     obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
     """Alembic `include_object` hook: leave the unmodelled indexes out of schema comparisons."""
+    if type_ == "table":
+        return name not in UNMODELLED_TABLES
     return not (type_ == "index" and name in UNMODELLED_INDEXES)
 
 

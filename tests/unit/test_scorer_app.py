@@ -138,8 +138,8 @@ def test_worker_needs_a_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_worker_needs_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     message = one_line_error(tmp_path, monkeypatch, FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1")
     assert message == (
-        "no model: set FINSENT_MODEL to a model directory, or run `finsent run` once to "
-        "bootstrap one into .finsent/models/bootstrap"
+        "no model: register one with `finsent models register DIR --champion`, set FINSENT_MODEL to a "
+        "model directory, or run `finsent run` once to bootstrap one into .finsent/models/bootstrap"
     )
 
 

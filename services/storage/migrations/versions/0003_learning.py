@@ -1,4 +1,4 @@
-"""labels, model_versions, retrain_runs, gate_decisions; analyst columns on alerts;
+"""labels, model_versions, retrain_runs, gate_decisions, apscheduler_jobs; analyst columns on alerts;
 full-text index on news headlines (PostgreSQL)
 
 Written by hand to match services/storage/learning_models.py and alert_models.py (tests
@@ -100,6 +100,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_gate_decisions")),
     )
 
+    # APScheduler's SQLAlchemyJobStore table, in its own layout (it only creates it if missing),
+    # so that the scheduler never issues DDL of its own on the project database.
+    op.create_table(
+        "apscheduler_jobs",
+        sa.Column("id", sa.Unicode(191), nullable=False),
+        sa.Column("next_run_time", sa.Float(25), nullable=True),
+        sa.Column("job_state", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_apscheduler_jobs")),
+    )
+    op.create_index("ix_apscheduler_jobs_next_run_time", "apscheduler_jobs", ["next_run_time"])
+
     with op.batch_alter_table("alerts") as batch:
         batch.add_column(sa.Column("acknowledged_by", sa.String(200), nullable=True))
         batch.add_column(sa.Column("acknowledged_at", TIMESTAMP, nullable=True))
@@ -127,6 +138,8 @@ def downgrade() -> None:
             "acknowledged_by",
         ):
             batch.drop_column(column)
+    op.drop_index("ix_apscheduler_jobs_next_run_time", table_name="apscheduler_jobs")
+    op.drop_table("apscheduler_jobs")
     op.drop_table("gate_decisions")
     op.drop_table("retrain_runs")
     op.drop_index("ix_model_versions_status", table_name="model_versions")

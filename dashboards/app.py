@@ -1,0 +1,36 @@
+"""finsent analyst dashboard: `finsent dashboard` (or `streamlit run dashboards/app.py`).
+
+The login gate runs before the navigation is built, so without a login no page, not even
+its title, is rendered. Pages a role cannot use are left out of the navigation; each page
+and each write checks the role again (dashboards.actions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboards import auth
+from dashboards.context import load_settings
+
+HERE = Path(__file__).resolve().parent
+
+st.set_page_config(page_title="finsent", page_icon=":material/monitoring:", layout="wide")
+settings = load_settings()
+user = auth.gate(settings)
+
+pages = [
+    st.Page(HERE / "pages" / "overview.py", title="Overview", icon=":material/monitoring:", default=True),
+    st.Page(HERE / "pages" / "drilldown.py", title="Drill-down", icon=":material/zoom_in:"),
+    st.Page(HERE / "pages" / "news.py", title="News browser", icon=":material/newspaper:"),
+    st.Page(HERE / "pages" / "alerts.py", title="Alerts", icon=":material/notifications:"),
+    st.Page(HERE / "pages" / "subscriptions.py", title="Subscriptions", icon=":material/mail:"),
+]
+if user.can("label"):
+    pages.append(st.Page(HERE / "pages" / "labelling.py", title="Labelling queue", icon=":material/label:"))
+pages.append(st.Page(HERE / "pages" / "models.py", title="Models", icon=":material/model_training:"))
+
+navigation = st.navigation(pages)
+auth.account_box(user)
+navigation.run()

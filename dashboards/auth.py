@@ -1,0 +1,180 @@
+"""Login: OIDC through Streamlit's `st.login` when configured, else users with bcrypt passwords.
+
+Which one is decided by Streamlit's secrets: an `[auth]` section (redirect_uri,
+cookie_secret, client_id, client_secret, server_metadata_url, or named providers under it)
+means OIDC, and then passwords are not offered at all, so there is one way in to secure.
+Without it, users and their bcrypt hashes come from the TOML file at
+`FINSENT_DASHBOARD_USERS_FILE` (written by `finsent dashboard users add`).
+
+Either way the role comes from the users file (an OIDC identity is matched by e-mail or
+by name; unlisted identities get `FINSENT_DASHBOARD_OIDC_DEFAULT_ROLE`, by default none,
+so a stranger with an account at the identity provider sees nothing). The file is re-read
+when it changes and the user re-resolved on every script run: removing a user or lowering
+a role applies to their open sessions at their next click, and a password change ends
+them (the session remembers a fingerprint of the hash it logged in with).
+
+Until a user is resolved, `gate` renders the login form and stops the script: nothing
+else of the app runs, not even the navigation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import streamlit as st
+
+from dashboards.access import User
+from dashboards.users_file import LoginThrottle, UserEntry, UsersCache, UsersFileError, authenticate
+from services.settings import Settings
+
+SESSION_KEY = "finsent_auth"
+_users = UsersCache()
+_throttle = LoginThrottle()
+
+
+def login_state(entry: UserEntry) -> dict[str, str]:
+    """What a password login keeps in the (server-side) session state."""
+    return {"via": "password", "name": entry.name, "hash_tag": _hash_tag(entry.password_hash or "")}
+
+
+def _hash_tag(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:16]
+
+
+def oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all, or an unreadable one: not configured
+        return False
+
+
+def _users_or_error(settings: Settings) -> dict[str, UserEntry] | None:
+    try:
+        return _users.get(settings.dashboard_users_file)
+    except UsersFileError as exc:
+        st.error(f"The dashboard users file is unusable: {exc}")
+        return None
+
+
+def current_user(settings: Settings) -> User | None:
+    """The logged-in user with their current role, or None."""
+    if oidc_configured():
+        return _oidc_user(settings)
+    state = st.session_state.get(SESSION_KEY)
+    if not isinstance(state, dict) or state.get("via") != "password":
+        return None
+    users = _users_or_error(settings)
+    entry = users.get(str(state.get("name"))) if users else None
+    if (
+        entry is None
+        or entry.password_hash is None
+        or not hmac.compare_digest(str(state.get("hash_tag", "")), _hash_tag(entry.password_hash))
+    ):
+        st.session_state.pop(SESSION_KEY, None)
+        return None
+    return User(entry.name, entry.role, "password", entry.email)
+
+
+def _oidc_identity() -> tuple[str | None, str | None]:
+    user: Any = st.user
+    if not user.get("is_logged_in", False):
+        return None, None
+    email = user.get("email")
+    name = user.get("name") or user.get("preferred_username") or email or user.get("sub")
+    return (str(email) if email else None), (str(name) if name else None)
+
+
+def _oidc_user(settings: Settings) -> User | None:
+    email, name = _oidc_identity()
+    if email is None and name is None:
+        return None
+    users = _users_or_error(settings) or {}
+    entry = _match_oidc(users, email=email, name=name)
+    if entry is not None:
+        return User(entry.name, entry.role, "oidc", email)
+    role = settings.dashboard_oidc_default_role
+    if role == "none":
+        return None
+    return User(str(email or name), role, "oidc", email)
+
+
+def _match_oidc(users: dict[str, UserEntry], *, email: str | None, name: str | None) -> UserEntry | None:
+    wanted = {x.lower() for x in (email, name) if x}
+    for entry in users.values():
+        if (entry.email and entry.email.lower() in wanted) or entry.name.lower() in wanted:
+            return entry
+    return None
+
+
+def gate(settings: Settings) -> User:
+    """The logged-in user; otherwise render the login and stop the script run."""
+    user = current_user(settings)
+    if user is not None:
+        return user
+    st.title("finsent")
+    if oidc_configured():
+        _oidc_login(settings)
+    else:
+        _password_login(settings)
+    st.stop()
+
+
+def _oidc_login(settings: Settings) -> None:
+    email, name = _oidc_identity()
+    if email or name:  # authenticated by the provider, but no role here
+        st.error("Your account has no access to this dashboard. Ask an administrator to add it.")
+        st.text(f"signed in as {email or name}")
+        if st.button("Log out", key="oidc_logout"):
+            st.logout()
+        return
+    st.write("Sign in with your organisation's account.")
+    if st.button("Log in", key="oidc_login", type="primary"):
+        if settings.dashboard_oidc_provider:
+            st.login(settings.dashboard_oidc_provider)
+        else:
+            st.login()
+
+
+def _password_login(settings: Settings) -> None:
+    users = _users_or_error(settings)
+    if users is not None and not users:
+        st.info(
+            "No dashboard users exist yet. Create one on the server with "
+            "`finsent dashboard users add NAME --role admin`."
+        )
+    with st.form("login"):
+        name = st.text_input("User name", key="login_name")
+        password = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Log in", type="primary")
+    if not submitted or users is None:
+        return
+    name = name.strip()
+    wait = _throttle.blocked_for(name)
+    if wait > 0:
+        st.error(f"Too many failed logins for this user name; try again in {wait:.0f} s.")
+        return
+    entry = authenticate(users, name, password)
+    if entry is None:
+        _throttle.failed(name)
+        st.error("Unknown user name or wrong password.")
+        return
+    _throttle.succeeded(name)
+    st.session_state[SESSION_KEY] = login_state(entry)
+    st.rerun()
+
+
+def logout(user: User) -> None:
+    st.session_state.pop(SESSION_KEY, None)
+    if user.via == "oidc":
+        st.logout()
+    st.rerun()
+
+
+def account_box(user: User) -> None:
+    """Who is logged in, and the way out (sidebar)."""
+    with st.sidebar:
+        st.text(f"{user.name} ({user.role})")
+        if st.button("Log out", key="logout"):
+            logout(user)

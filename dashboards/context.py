@@ -1,0 +1,84 @@
+"""What every page needs: settings, the database, and cached queries.
+
+Settings are read on every script run (a few milliseconds) rather than once per process, so
+the same process can serve a changed environment (and tests can point each app at its own
+database). The engine is a process-wide resource per database URL. Query results are
+cached with `st.cache_data` for `FINSENT_DASHBOARD_CACHE_SECONDS`, keyed by the database URL,
+the query function and its arguments: many analysts on the same range cost one query per
+TTL. Any write clears the caches (`invalidate`), so the writer sees their change at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.settings import Settings
+from services.storage import make_engine, session_factory
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_cached: dict[float, Callable[..., Any]] = {}
+_QUERIES: dict[str, Callable[..., Any]] = {}
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str) -> Engine:
+    return make_engine(url)
+
+
+def engine(settings: Settings) -> Engine:
+    return _engine(settings.database_url)
+
+
+def sessions(settings: Settings) -> sessionmaker[Session]:
+    return session_factory(engine(settings))
+
+
+def _run(url: str, name: str, kwargs: dict[str, Any]) -> Any:
+    fn = _QUERIES[name]
+    with session_factory(_engine(url))() as session:
+        return fn(session, **kwargs)
+
+
+def _cached_runner(ttl: float) -> Callable[..., Any]:
+    with _lock:
+        runner = _cached.get(ttl)
+        if runner is None:
+            runner = st.cache_data(ttl=ttl, show_spinner=False, max_entries=512)(_run)
+            _cached[ttl] = runner
+        return runner
+
+
+def cached_query(settings: Settings, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """`fn(session, **kwargs)`, cached for the configured TTL (not cached when it is 0).
+
+    `fn` must be a module-level query function of dashboards.data and `kwargs` hashable by
+    Streamlit (scalars, datetimes, tuples, frozen dataclasses)."""
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    _QUERIES.setdefault(name, fn)
+    if settings.dashboard_cache_seconds <= 0:
+        return _run(settings.database_url, name, kwargs)  # type: ignore[no-any-return]
+    runner = _cached_runner(settings.dashboard_cache_seconds)
+    return runner(settings.database_url, name, kwargs)  # type: ignore[no-any-return]
+
+
+def fresh_query(settings: Settings, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """`fn(session, **kwargs)` uncached (the live panel, and reads right before a write)."""
+    with sessions(settings)() as session:
+        return fn(session, **kwargs)
+
+
+def invalidate() -> None:
+    """Drop every cached query result: called after each write."""
+    st.cache_data.clear()

@@ -1,0 +1,203 @@
+"""Alerts as analysts see them, and the analyst actions on them.
+
+The alerter owns `status` (open/resolved, recomputed from event time on every replay); the
+analyst owns `acknowledged_*`, `closed_*` and `muted_*`. Keeping them apart means a replay
+never undoes an analyst's close, and an analyst never corrupts the detector's lifecycle.
+`muted_until` is honoured by the dispatcher's fan-out (services.delivery.repository).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+import pandas as pd
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from dashboards.data.indices import TimeRange
+from services.storage.alert_models import AlertRow
+
+A = AlertRow
+AlertShow = Literal["open", "needs attention", "all"]
+MAX_MUTE_HOURS: Final = 24 * 30
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    id: int
+    rule: str
+    scope: str
+    key: str
+    severity: str
+    status: str
+    window_start: datetime
+    opened_at: datetime
+    last_detected_at: datetime
+    resolved_at: datetime | None
+    detections: int
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    closed_by: str | None
+    closed_at: datetime | None
+    muted_until: datetime | None
+    muted_by: str | None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    event_ids: tuple[str, ...] = ()
+
+    def muted(self, now: datetime) -> bool:
+        return self.muted_until is not None and self.muted_until > now
+
+    @property
+    def label(self) -> str:
+        return f"#{self.id} {self.severity} {self.scope} {self.key} opened {self.opened_at:%Y-%m-%d %H:%M} UTC"
+
+
+def _view(row: AlertRow) -> AlertView:
+    return AlertView(
+        id=row.id,
+        rule=row.rule,
+        scope=row.scope,
+        key=row.key,
+        severity=row.severity,
+        status=row.status,
+        window_start=row.window_start,
+        opened_at=row.opened_at,
+        last_detected_at=row.last_detected_at,
+        resolved_at=row.resolved_at,
+        detections=row.detections,
+        acknowledged_by=row.acknowledged_by,
+        acknowledged_at=row.acknowledged_at,
+        closed_by=row.closed_by,
+        closed_at=row.closed_at,
+        muted_until=row.muted_until,
+        muted_by=row.muted_by,
+        evidence=dict(row.evidence or {}),
+        event_ids=tuple(row.event_ids or ()),
+    )
+
+
+def alert_feed(
+    session: Session, *, show: AlertShow = "needs attention", scope: str | None = None, limit: int = 100
+) -> list[AlertView]:
+    """Newest first. "needs attention": open and not closed by an analyst."""
+    stmt = select(A)
+    if show == "open":
+        stmt = stmt.where(A.status == "open")
+    elif show == "needs attention":
+        stmt = stmt.where(A.status == "open", A.closed_at.is_(None))
+    if scope:
+        stmt = stmt.where(A.scope == scope)
+    stmt = stmt.order_by(A.opened_at.desc(), A.id.desc()).limit(limit)
+    return [_view(r) for r in session.scalars(stmt)]
+
+
+def get_alert(session: Session, *, alert_id: int) -> AlertView | None:
+    row = session.get(A, alert_id)
+    return _view(row) if row is not None else None
+
+
+def alerts_overlapping(session: Session, *, scope: str, key: str, period: TimeRange) -> pd.DataFrame:
+    """Alerts of one index whose span touches `period`, for marking them on its chart."""
+    stmt = (
+        select(A.id, A.severity, A.status, A.window_start, A.opened_at, A.last_detected_at, A.closed_at)
+        .where(
+            A.scope == scope,
+            A.key == key,
+            A.window_start < period.end,
+            or_(A.resolved_at.is_(None), A.resolved_at >= period.start),
+        )
+        .order_by(A.opened_at)
+        .limit(500)
+    )
+    rows = session.execute(stmt).all()
+    return pd.DataFrame(
+        [tuple(r) for r in rows],
+        columns=["id", "severity", "status", "window_start", "opened_at", "last_detected_at", "closed_at"],
+    )
+
+
+def evidence_table(evidence: dict[str, Any]) -> pd.DataFrame:
+    """The detection's numbers as (field, value) rows; absent fields are left out."""
+    fields = [
+        ("window", _window(evidence)),
+        ("stories in window", evidence.get("total")),
+        ("bearish in window", evidence.get("bearish")),
+        ("bearish share", _pct(evidence.get("share"))),
+        ("baseline bearish share", _pct(evidence.get("baseline_share"))),
+        ("expected bearish", _num(evidence.get("expected_bearish"))),
+        ("baseline stories", _num(evidence.get("baseline_items"))),
+        ("z score", _num(evidence.get("z_score"))),
+        ("p value", _sci(evidence.get("p_value"))),
+        ("rule", evidence.get("rule")),
+    ]
+    return pd.DataFrame([(k, str(v)) for k, v in fields if v is not None], columns=["evidence", "value"])
+
+
+def _window(evidence: dict[str, Any]) -> str | None:
+    start, end = evidence.get("window_start"), evidence.get("window_end")
+    return f"{start} .. {end}" if start and end else None
+
+
+def _pct(value: Any) -> str | None:
+    return f"{float(value):.1%}" if isinstance(value, int | float) else None
+
+
+def _num(value: Any) -> str | None:
+    return f"{float(value):.2f}" if isinstance(value, int | float) else None
+
+
+def _sci(value: Any) -> str | None:
+    return f"{float(value):.2e}" if isinstance(value, int | float) else None
+
+
+# --------------------------------------------------------------------------- analyst actions
+
+
+def acknowledge(session: Session, *, alert_id: int, by: str, now: datetime) -> bool:
+    """Mark seen; the first acknowledgement stands (who saw it first is what matters)."""
+    result = session.execute(
+        update(A)
+        .where(A.id == alert_id, A.acknowledged_at.is_(None))
+        .values(acknowledged_by=by, acknowledged_at=now)
+        .returning(A.id)
+    )
+    return result.first() is not None
+
+
+def close(session: Session, *, alert_id: int, by: str, now: datetime) -> bool:
+    """Analyst resolution; also acknowledges it if nobody had."""
+    found = session.execute(
+        update(A).where(A.id == alert_id).values(closed_by=by, closed_at=now).returning(A.id)
+    ).first()
+    if found is not None:
+        acknowledge(session, alert_id=alert_id, by=by, now=now)
+    return found is not None
+
+
+def reopen(session: Session, *, alert_id: int) -> bool:
+    result = session.execute(
+        update(A).where(A.id == alert_id).values(closed_by=None, closed_at=None).returning(A.id)
+    )
+    return result.first() is not None
+
+
+def mute(session: Session, *, alert_id: int, by: str, now: datetime, hours: float) -> datetime:
+    """No deliveries of this alert until now + `hours` (0 < hours <= 30 days); returns the end."""
+    if not 0 < hours <= MAX_MUTE_HOURS:
+        raise ValueError(f"mute for 0 < hours <= {MAX_MUTE_HOURS}, got {hours}")
+    until = now + timedelta(hours=hours)
+    found = session.execute(
+        update(A).where(A.id == alert_id).values(muted_until=until, muted_by=by).returning(A.id)
+    ).first()
+    if found is None:
+        raise LookupError(f"no alert #{alert_id}")
+    return until
+
+
+def unmute(session: Session, *, alert_id: int) -> bool:
+    result = session.execute(
+        update(A).where(A.id == alert_id).values(muted_until=None, muted_by=None).returning(A.id)
+    )
+    return result.first() is not None

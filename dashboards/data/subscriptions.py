@@ -1,0 +1,112 @@
+"""Subscriptions for the dashboard: the CLI's validation and channels, a form's input shape.
+
+Nothing is validated here: `build_subscription` (services.delivery.subscriptions) is the one
+place that decides what a valid subscription is, for `finsent subscriptions add` and for
+this page alike; `send_test` sends what `finsent subscriptions test` sends.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import pandas as pd
+
+from services.delivery.channels import build_channel
+from services.delivery.model import Subscription
+from services.delivery.render import make_test_message
+from services.delivery.subscriptions import build_subscription, display_target
+from services.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionForm:
+    """What the page's form collects, as typed (keys: one per line or comma-separated)."""
+
+    name: str
+    channel: str
+    target: str = ""
+    scopes: tuple[str, ...] = ()
+    keys_text: str = ""
+    min_severity: str = "warning"
+    secret_ref: str = ""
+    digest_minutes: int = 0  # 0: immediate
+    enabled: bool = True
+
+
+def split_keys(text: str) -> list[str]:
+    """Keys as typed: newline- or comma-separated, except inside a topic name such as
+    "Fed / Central Banks", which has no comma."""
+    return [k.strip() for k in re.split(r"[\n,]", text) if k.strip()]
+
+
+def to_subscription(form: SubscriptionForm) -> Subscription:
+    """A validated subscription, or `SubscriptionError` (the CLI's message, --flag names included)."""
+    sub = build_subscription(
+        name=form.name,
+        channel=form.channel,
+        target=form.target or None,
+        scopes=form.scopes,
+        keys=split_keys(form.keys_text),
+        min_severity=form.min_severity,
+        secret_ref=form.secret_ref.strip() or None,
+        digest_minutes=form.digest_minutes or None,
+    )
+    return replace(sub, enabled=form.enabled)
+
+
+def to_form(sub: Subscription) -> SubscriptionForm:
+    return SubscriptionForm(
+        name=sub.name,
+        channel=sub.channel,
+        target=sub.target,
+        scopes=tuple(sub.scopes),
+        keys_text="\n".join(sub.keys),
+        min_severity=sub.min_severity,
+        secret_ref=sub.secret_ref or "",
+        digest_minutes=sub.digest_minutes or 0,
+        enabled=sub.enabled,
+    )
+
+
+def subscriptions_frame(subs: list[Subscription]) -> pd.DataFrame:
+    rows = [
+        (
+            s.name,
+            "yes" if s.enabled else "paused",
+            s.channel,
+            display_target(s),
+            ", ".join(s.scopes) or "all",
+            ", ".join(s.keys) or "all",
+            s.min_severity,
+            f"digest {s.digest_minutes} min" if s.digest_minutes else "immediate",
+        )
+        for s in subs
+    ]
+    columns = ["name", "enabled", "channel", "target", "scopes", "keys", "min severity", "delivery"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True, slots=True)
+class TestOutcome:
+    ok: bool
+    description: str  # the channel, as `subscriptions test` names it
+    detail: str
+    seconds: float
+
+
+def send_test(sub: Subscription, settings: Settings, *, now: datetime) -> TestOutcome:
+    """A clearly marked test notification through the subscription's real channel."""
+    channel = build_channel(sub, settings)
+    message = make_test_message(sub.name, now=now, nonce=uuid.uuid4().hex)
+    t0 = time.perf_counter()
+    result = channel.send(message)
+    took = time.perf_counter() - t0
+    code = f" ({result.status_code})" if result.status_code is not None else ""
+    if result.ok:
+        return TestOutcome(True, channel.describe(), f"delivered{code}", took)
+    kind = "permanent failure" if result.verdict == "permanent" else "failed (would be retried)"
+    return TestOutcome(False, channel.describe(), f"{kind}{code}: {result.error}", took)

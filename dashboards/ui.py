@@ -1,0 +1,146 @@
+"""Widgets shared by the pages.
+
+Untrusted text (headlines, sources, URLs, model notes) is only ever shown through
+`st.text`, `st.code`, `st.json` or dataframe cells, which render it as text. Never through
+`st.markdown`, `st.write` of a string, widget labels or captions: those interpret
+Markdown (and links, and with unsafe_allow_html HTML), so a headline could restyle the
+page or carry a link that looks like ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from dashboards import auth
+from dashboards.access import Action, User
+from dashboards.context import cached_query, load_settings, sessions
+from dashboards.data import indices
+from dashboards.data.indices import TimeRange
+from services.settings import Settings
+
+PRESETS: Final[dict[str, timedelta]] = {
+    "last hour": timedelta(hours=1),
+    "last 6 hours": timedelta(hours=6),
+    "last 24 hours": timedelta(hours=24),
+    "last 7 days": timedelta(days=7),
+    "last 30 days": timedelta(days=30),
+    "last 365 days": timedelta(days=365),
+}
+CUSTOM: Final = "custom dates"
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    settings: Settings
+    user: User
+    sessions: sessionmaker[Session]
+
+
+def page_context(action: Action = "view") -> PageContext:
+    """Settings and the logged-in user; a page that is run without one stops here."""
+    settings = load_settings()
+    user = auth.current_user(settings)
+    if user is None:
+        st.warning("Log in first.")
+        st.stop()
+    if not user.can(action):
+        st.error(f"Your role ({user.role}) cannot open this page.")
+        st.stop()
+    return PageContext(settings, user, sessions(settings))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def data_end(settings: Settings) -> datetime:
+    """The end of the newest stored minute: "now" for a live stream, and for a replay of old
+    news the end of what was replayed (so the default range shows data, not an empty chart)."""
+    base = settings.alert_bucket_seconds
+    newest = cached_query(settings, indices.newest_bucket, base_width=base)
+    if newest is None:
+        return utcnow()
+    return newest + timedelta(seconds=base)
+
+
+def time_range_picker(
+    settings: Settings, *, key: str, default: str = "last 24 hours", end: datetime | None = None
+) -> TimeRange:
+    anchor = end or data_end(settings)
+    options = [*PRESETS, CUSTOM]
+    choice = st.selectbox("Time range", options, index=options.index(default), key=f"{key}_range")
+    if choice != CUSTOM:
+        period = TimeRange.ending(anchor, PRESETS[choice])
+        st.caption(f"{_fmt(period.start)} to {_fmt(period.end)} UTC (ends at the newest stored story)")
+        return period
+    last_day = anchor.date()
+    picked = st.date_input(
+        "Dates (UTC)", value=(last_day - timedelta(days=1), last_day), key=f"{key}_dates", format="YYYY-MM-DD"
+    )
+    first, last = _date_pair(picked, last_day)
+    start = datetime.combine(first, time(0), tzinfo=UTC)
+    end_ = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
+    return TimeRange(start, end_)
+
+
+def _date_pair(picked: object, fallback: date) -> tuple[date, date]:
+    if isinstance(picked, tuple | list) and len(picked) == 2:
+        first, last = picked
+        return (first, last) if first <= last else (last, first)
+    if isinstance(picked, tuple | list) and len(picked) == 1:
+        return picked[0], picked[0]
+    if isinstance(picked, date):
+        return picked, picked
+    return fallback, fallback
+
+
+def _fmt(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+STORY_COLUMNS: Final = [
+    "published_at",
+    "headline",
+    "sentiment",
+    "p_bearish",
+    "p_neutral",
+    "p_bullish",
+    "sentiment_score",
+    "confidence",
+    "influence",
+    "topic",
+    "topic_score",
+    "tickers",
+    "source",
+    "url",
+    "model_version",
+]
+
+
+def stories_table(frame: pd.DataFrame, *, key: str, columns: list[str] | None = None) -> None:
+    """Headlines with probabilities, as dataframe cells (text, never Markdown or HTML)."""
+    prob = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        key=key,
+        column_order=columns or STORY_COLUMNS,
+        column_config={
+            "published_at": st.column_config.DatetimeColumn("published (UTC)", format="YYYY-MM-DD HH:mm"),
+            "headline": st.column_config.TextColumn("headline", width="large"),
+            "p_bearish": prob,
+            "p_neutral": prob,
+            "p_bullish": prob,
+            "sentiment_score": st.column_config.NumberColumn("score", format="%+.3f"),
+            "confidence": prob,
+            "influence": prob,
+            "topic_score": prob,
+            "url": st.column_config.LinkColumn("link", display_text="open"),
+        },
+    )

@@ -1,0 +1,241 @@
+"""Dashboard users in a TOML file: bcrypt password hashes and roles, no Streamlit import.
+
+The file is written only by `finsent dashboard users add/remove` (so nobody hand-writes a
+hash), with owner-only permissions, atomically (a reader never sees half a file). The
+dashboard re-reads it when its modification time changes, so removing a user or changing a
+role takes effect at that user's next interaction, not at the next restart.
+
+Format::
+
+    [users.alice]
+    role = "analyst"
+    password_hash = "$2b$12$..."      # absent for an OIDC-only user
+    email = "alice@example.com"       # optional: matches an OIDC login to this entry
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, cast
+
+import bcrypt
+
+from dashboards.access import ROLES, Role
+
+NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+DEFAULT_ROUNDS: Final = 12
+MIN_PASSWORD_LENGTH: Final = 8
+# bcrypt reads at most 72 bytes; longer passwords would silently match on their prefix.
+MAX_PASSWORD_BYTES: Final = 72
+
+
+class UsersFileError(ValueError):
+    """The users file or an entry is unusable, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    name: str
+    role: Role
+    password_hash: str | None = None
+    email: str | None = None
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        raise UsersFileError(
+            f"user name {name!r}: use 1-100 letters, digits, '.', '_', '@', '+' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UsersFileError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise UsersFileError(f"password: at most {MAX_PASSWORD_BYTES} bytes (bcrypt ignores the rest)")
+
+
+def hash_password(password: str, *, rounds: int = DEFAULT_ROUNDS) -> str:
+    check_password(password)
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=rounds)).decode("ascii")
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    """Constant-time check; a missing or malformed hash is a mismatch, never an error."""
+    if not password_hash:
+        return False
+    encoded = password.encode("utf-8")
+    if len(encoded) > MAX_PASSWORD_BYTES:
+        return False
+    try:
+        return bcrypt.checkpw(encoded, password_hash.encode("ascii"))
+    except ValueError:
+        return False
+
+
+# A well-formed hash to check against when the user does not exist, so a login attempt for
+# an unknown name costs as long as one for a known name (no user enumeration by timing).
+_DUMMY_HASH: Final = "$2b$12$1NCNw69.Zj5Re.aql2ywFe6C4RJ6XeagymObWZmiWaRrt3PP6xafW"
+
+
+def authenticate(users: Mapping[str, UserEntry], name: str, password: str) -> UserEntry | None:
+    entry = users.get(name)
+    if entry is None or entry.password_hash is None:
+        verify_password(password, _DUMMY_HASH)
+        return None
+    return entry if verify_password(password, entry.password_hash) else None
+
+
+def parse_users(data: Mapping[str, Any], *, source: str = "users file") -> dict[str, UserEntry]:
+    table = data.get("users", {})
+    if not isinstance(table, dict):
+        raise UsersFileError(f"{source}: [users] must be a table")
+    users: dict[str, UserEntry] = {}
+    for name, raw in table.items():
+        if not isinstance(raw, dict):
+            raise UsersFileError(f"{source}: [users.{name}] must be a table")
+        check_name(name)
+        role = raw.get("role")
+        if role not in ROLES:
+            raise UsersFileError(f"{source}: user {name!r}: role must be one of {', '.join(ROLES)}")
+        password_hash = raw.get("password_hash")
+        email = raw.get("email")
+        if password_hash is not None and not isinstance(password_hash, str):
+            raise UsersFileError(f"{source}: user {name!r}: password_hash must be a string")
+        if email is not None and not isinstance(email, str):
+            raise UsersFileError(f"{source}: user {name!r}: email must be a string")
+        users[name] = UserEntry(name, cast(Role, role), password_hash, email)
+    return users
+
+
+def read_users(path: Path) -> dict[str, UserEntry]:
+    """The users in `path`; an absent file means no users (nobody can log in with a password)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsersFileError(f"{path}: not valid TOML: {exc}") from None
+    return parse_users(data, source=str(path))
+
+
+def _toml_string(value: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes; ensure_ascii=False avoids
+    # \\ud83d-style surrogate pairs, which TOML does not accept.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_users(users: Mapping[str, UserEntry]) -> str:
+    lines = ["# finsent dashboard users: written by `finsent dashboard users add`; do not edit hashes by hand", ""]
+    for name in sorted(users):
+        entry = users[name]
+        lines.append(f"[users.{_toml_string(name)}]")
+        lines.append(f"role = {_toml_string(entry.role)}")
+        if entry.password_hash is not None:
+            lines.append(f"password_hash = {_toml_string(entry.password_hash)}")
+        if entry.email is not None:
+            lines.append(f"email = {_toml_string(entry.email)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_users(path: Path, users: Mapping[str, UserEntry]) -> None:
+    """Replace `path` atomically with owner-only permissions (it holds password hashes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".users-", suffix=".toml", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(render_users(users))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def upsert_user(path: Path, entry: UserEntry) -> bool:
+    """Add or replace one user; True if it was new."""
+    users = read_users(path)
+    new = entry.name not in users
+    users[entry.name] = entry
+    write_users(path, users)
+    return new
+
+
+def remove_user(path: Path, name: str) -> bool:
+    users = read_users(path)
+    if users.pop(name, None) is None:
+        return False
+    write_users(path, users)
+    return True
+
+
+class UsersCache:
+    """`read_users` re-read only when the file's mtime or size changes (every rerun asks)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[Path, tuple[tuple[int, int] | None, dict[str, UserEntry]]] = {}
+
+    def get(self, path: Path) -> dict[str, UserEntry]:
+        try:
+            stat = path.stat()
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            cached = self._seen.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        users = read_users(path) if stamp is not None else {}
+        with self._lock:
+            self._seen[path] = (stamp, users)
+        return users
+
+
+class LoginThrottle:
+    """After `max_failures` failed logins for one name within `window` seconds, refuse that
+    name for the rest of the window. Per process (the dashboard is one process), so opening a
+    new browser session does not reset it; bcrypt's cost already slows each guess."""
+
+    def __init__(self, *, max_failures: int = 5, window: float = 300.0) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, name: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(name, []) if now - t < self.window]
+        self._failures[name] = times
+        return times
+
+    def blocked_for(self, name: str, *, now: float | None = None) -> float:
+        """Seconds until `name` may try again (0: now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._recent(name, now)
+            if len(times) < self.max_failures:
+                return 0.0
+            return max(0.0, self.window - (now - times[-self.max_failures]))
+
+    def failed(self, name: str, *, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._recent(name, now).append(now)
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)

@@ -1,0 +1,166 @@
+"""Importing a file of labels (CSV, TSV or JSONL), as `finsent labels import` and the
+dashboard's upload do.
+
+Problems in the file as a whole (unreadable, not UTF-8, no `task` column) stop the import
+with one message; problems in a row reject that row with its number, and the good rows
+are imported — unless `strict`, when any bad row means nothing is stored. Rows are numbered
+as the user sees them: CSV rows as in a spreadsheet (the header is row 1), JSONL by line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from services.learning.label_store import LabelCounts, record_labels
+from services.learning.labels import KNOWN_COLUMNS, RowError, parse_label_rows
+
+SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
+
+
+class LabelFileError(ValueError):
+    """The file cannot be imported at all; the message names the file and the fix."""
+
+
+class StrictImportError(RuntimeError):
+    """`strict` import with bad rows: raised so the caller's transaction stores nothing."""
+
+    def __init__(self, report: ImportReport) -> None:
+        super().__init__(f"{len(report.errors)} bad row(s); nothing imported")
+        self.report = report
+
+
+@dataclass
+class LabelFile:
+    rows: list[tuple[int, dict[str, object]]]
+    errors: list[RowError]  # rows that are not even a record (bad JSON, extra CSV fields)
+    columns: list[str]
+
+
+@dataclass
+class ImportReport:
+    name: str
+    rows: int = 0
+    counts: LabelCounts = field(default_factory=LabelCounts)
+    errors: list[RowError] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+def read_label_file(path: Path) -> LabelFile:
+    if not path.is_file():
+        raise LabelFileError(f"{path}: no such file")
+    return parse_label_file(path.read_bytes(), name=str(path))
+
+
+def parse_label_file(content: bytes, *, name: str) -> LabelFile:
+    """Rows of a CSV/TSV/JSONL file given as bytes (`name` picks the format and labels messages)."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise LabelFileError(f"{name}: unsupported format {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise LabelFileError(f"{name}: not valid UTF-8 (line {line}); re-save the file as UTF-8") from None
+    parsed = _read_json(text, name) if suffix in (".jsonl", ".ndjson", ".json") else _read_csv(text, suffix, name)
+    if not parsed.rows and not parsed.errors:
+        raise LabelFileError(f"{name}: no rows")
+    columns = set(parsed.columns)
+    missing = [c for c in ("task", "label") if c not in columns]
+    if "text" not in columns and "event_id" not in columns:
+        missing.insert(0, "text or event_id")
+    if missing and parsed.rows:
+        found = ", ".join(parsed.columns) or "none"
+        raise LabelFileError(f"{name}: missing column(s) {', '.join(missing)} (found: {found})")
+    return parsed
+
+
+def _read_csv(text: str, suffix: str, name: str) -> LabelFile:
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    try:
+        header = [c.strip() for c in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        rows: list[tuple[int, dict[str, object]]] = []
+        errors: list[RowError] = []
+        for number, record in enumerate(reader, start=2):
+            extra = record.pop(None, None)  # type: ignore[call-overload]
+            if extra:
+                errors.append(
+                    RowError(
+                        number,
+                        f"{len(header) + len(extra)} fields but the header has {len(header)} "
+                        "(quote texts that contain the delimiter)",
+                    )
+                )
+                continue
+            rows.append((number, dict(record)))
+    except csv.Error as exc:
+        raise LabelFileError(f"{name}: cannot parse as {suffix[1:]} (line {reader.line_num}: {exc})") from None
+    return LabelFile(rows, errors, header)
+
+
+def _read_json(text: str, name: str) -> LabelFile:
+    rows: list[tuple[int, dict[str, object]]] = []
+    errors: list[RowError] = []
+    columns: dict[str, None] = {}
+    if text.lstrip().startswith("["):  # a .json array of objects: rows are counted from 1
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LabelFileError(f"{name}: invalid JSON (line {exc.lineno}: {exc.msg})") from None
+        numbered = list(enumerate(records, start=1))
+    else:
+        numbered = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                errors.append(RowError(lineno, f"invalid JSON ({exc.msg})"))
+    for number, record in numbered:
+        if not isinstance(record, Mapping):
+            errors.append(RowError(number, f"expected a JSON object, got {type(record).__name__}"))
+            continue
+        columns.update(dict.fromkeys(str(k) for k in record))
+        rows.append((number, {str(k): v for k, v in record.items()}))
+    return LabelFile(rows, errors, list(columns))
+
+
+def import_labels(
+    session: Session,
+    labels: LabelFile,
+    *,
+    name: str,
+    default_labeller: str | None,
+    source: str,
+    now: datetime,
+    recent_share: float,
+    strict: bool = False,
+) -> ImportReport:
+    """Validate and store the rows in the caller's transaction. With `strict`, raises
+    `StrictImportError` (so the transaction rolls back) when any row is bad."""
+    report = ImportReport(name=name, rows=len(labels.rows) + len(labels.errors))
+    report.ignored_columns = [c for c in labels.columns if c not in KNOWN_COLUMNS]
+    parsed, errors = parse_label_rows(
+        (record for _, record in labels.rows),
+        default_labeller=default_labeller,
+        source=source,
+        row_numbers=(number for number, _ in labels.rows),
+    )
+    report.errors = sorted([*labels.errors, *errors], key=lambda e: e.row)
+    if strict and report.errors:
+        raise StrictImportError(report)
+    report.counts = record_labels(session, parsed, now=now, recent_share=recent_share)
+    if report.counts.errors:
+        report.errors = sorted([*report.errors, *report.counts.errors], key=lambda e: e.row)
+        if strict:
+            raise StrictImportError(report)
+    return report

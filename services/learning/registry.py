@@ -1,0 +1,288 @@
+"""The model registry: every model version, its lineage and evidence, and which one serves.
+
+Statuses:
+
+- `candidate` — registered, not (yet) judged: a retrain's challenger, or a model registered
+  by hand;
+- `champion` — the one model the workers serve; there is at most one;
+- `retired` — was champion, replaced by a promotion: a rollback target;
+- `rejected` — refused by the gate, or rolled back (a rolled-back model is judged bad, so a
+  second rollback goes one step further back instead of returning to it). Promoting a
+  rejected version needs `force`.
+
+Rollback promotes the most recently retired version (by `status_changed_at`): A → B → C,
+rollback gives B (C rejected), rollback again gives A (B rejected).
+
+Every status change appends a line to `note` (when, what, who, why), so the note is the
+version's audit trail. Promotion and rollback lock the registry rows first (`FOR UPDATE`
+on PostgreSQL; SQLite serialises writers itself), so two concurrent promotions cannot
+leave two champions. All functions work in the caller's transaction; the caller commits.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.storage.learning_models import ModelVersionRow
+
+STATUSES: Final[tuple[str, ...]] = ("candidate", "champion", "retired", "rejected")
+REGISTER_STATUSES: Final[tuple[str, ...]] = ("candidate", "rejected", "retired")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done; the message says why and what to do."""
+
+
+def _stamp(now: datetime, text: str) -> str:
+    return f"{now.astimezone(UTC).isoformat(timespec='seconds')} {text}"
+
+
+def _append_note(row: ModelVersionRow, line: str) -> None:
+    row.note = f"{row.note}\n{line}" if row.note else line
+
+
+def _verify(path: str | Path, sha256: str | None = None) -> Any:
+    """Verify a model directory against its manifest (and the registered weights hash)."""
+    from bert_core.artifacts import WEIGHTS_FILE, verify_model_dir
+    from bert_core.errors import ModelIntegrityError
+
+    try:
+        manifest = verify_model_dir(path)
+    except ModelIntegrityError as exc:
+        raise RegistryError(str(exc)) from None
+    if sha256 is not None and manifest.files.get(WEIGHTS_FILE) != sha256:
+        raise RegistryError(
+            f"{path}: its weights are not the ones registered (sha256 {sha256[:12]}…); refusing it"
+        )
+    return manifest
+
+
+def register_model(
+    session: Session,
+    model_dir: str | Path,
+    *,
+    status: str = "candidate",
+    note: str | None = None,
+    now: datetime,
+) -> ModelVersionRow:
+    """Add a verified model directory to the registry, from its manifest and metrics.json.
+
+    Registering the same version again from the same directory with the same weights returns
+    the existing row unchanged; any other clash is a `RegistryError`. A champion is made
+    with `promote`, never here, so the one-champion rule has a single gatekeeper.
+    """
+    from bert_core.artifacts import METRICS_FILE, WEIGHTS_FILE
+
+    if status not in REGISTER_STATUSES:
+        raise RegistryError(
+            f"cannot register with status {status!r}: use one of {', '.join(REGISTER_STATUSES)} "
+            "(promote makes a champion)"
+        )
+    path = Path(model_dir).expanduser().resolve()
+    manifest = _verify(path)
+    sha256 = manifest.files[WEIGHTS_FILE]
+    existing = session.get(ModelVersionRow, manifest.version)
+    if existing is not None:
+        if existing.sha256 == sha256 and existing.path == str(path):
+            return existing
+        if existing.sha256 != sha256:
+            raise RegistryError(
+                f"version {manifest.version} is already registered with other weights "
+                f"(sha256 {existing.sha256[:12]}…, at {existing.path}); refusing {path}"
+            )
+        raise RegistryError(
+            f"version {manifest.version} is already registered at {existing.path}; "
+            f"refusing a second copy at {path}"
+        )
+    metrics_path = path / METRICS_FILE
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    except ValueError as exc:
+        raise RegistryError(f"{metrics_path}: unreadable metrics ({exc})") from None
+    try:
+        created = datetime.fromisoformat(manifest.created)
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        created = now
+    line = _stamp(now, f"registered as {status}" + (f": {note}" if note else ""))
+    row = ModelVersionRow(
+        version=manifest.version,
+        parent=manifest.parent,
+        created_at=created,
+        data_hash=manifest.data_hash,
+        metrics=metrics if isinstance(metrics, dict) else {"metrics": metrics},
+        sha256=sha256,
+        path=str(path),
+        status=status,
+        status_changed_at=now,
+        note=line,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_version(session: Session, version: str) -> ModelVersionRow | None:
+    return session.get(ModelVersionRow, version)
+
+
+def champion(session: Session) -> ModelVersionRow | None:
+    """The version the workers should serve, or None before the first promotion."""
+    rows = session.scalars(
+        select(ModelVersionRow)
+        .where(ModelVersionRow.status == "champion")
+        .order_by(ModelVersionRow.status_changed_at.desc())
+    ).all()
+    return rows[0] if rows else None
+
+
+def list_versions(
+    session: Session, *, status: str | None = None, limit: int | None = None
+) -> list[ModelVersionRow]:
+    """Newest first (by creation time of the model)."""
+    stmt = select(ModelVersionRow).order_by(ModelVersionRow.created_at.desc(), ModelVersionRow.version.desc())
+    if status is not None:
+        stmt = stmt.where(ModelVersionRow.status == status)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def _lock_registry(session: Session) -> None:
+    """Serialise status changes. Locking only the champion row would not do on PostgreSQL: a
+    waiting promotion re-checks that row after the first commits, finds it retired, and sees
+    no champion, so it locks every row (a registry has hundreds, not millions)."""
+    if session.get_bind().dialect.name == "sqlite":
+        # pysqlite begins a transaction only at the first write, and an UPDATE takes SQLite's
+        # write lock even when it matches no row: from here on, reads see the latest commit.
+        session.execute(
+            update(ModelVersionRow)
+            .where(ModelVersionRow.version == "")
+            .values(status=ModelVersionRow.status)
+            .execution_options(synchronize_session=False)
+        )
+        return
+    session.execute(select(ModelVersionRow.version).order_by(ModelVersionRow.version).with_for_update()).all()
+
+
+def _fresh(session: Session, version: str) -> ModelVersionRow | None:
+    return session.scalars(
+        select(ModelVersionRow)
+        .where(ModelVersionRow.version == version)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def _current_champions(session: Session) -> list[ModelVersionRow]:
+    return list(
+        session.scalars(
+            select(ModelVersionRow)
+            .where(ModelVersionRow.status == "champion")
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def _make_champion(
+    session: Session, target: ModelVersionRow, *, line: str, retire_as: str, retire_line: str, now: datetime
+) -> None:
+    for old in _current_champions(session):
+        if old.version == target.version:
+            continue
+        old.status = retire_as
+        old.status_changed_at = now
+        _append_note(old, retire_line)
+    target.status = "champion"
+    target.status_changed_at = now
+    _append_note(target, line)
+    session.flush()
+
+
+def promote(
+    session: Session,
+    version: str,
+    *,
+    by: str,
+    reason: str,
+    now: datetime,
+    force: bool = False,
+    verify: bool = True,
+) -> ModelVersionRow:
+    """Make `version` the champion; the previous champion becomes `retired` (a rollback
+    target). Promoting the champion again changes nothing. A rejected version needs `force`.
+    `verify` re-checks the directory first, so a model that was moved or damaged since it
+    was registered is never announced to the workers."""
+    _lock_registry(session)
+    target = _fresh(session, version)
+    if target is None:
+        raise RegistryError(f"no model version {version!r} (see `finsent models list`)")
+    if target.status == "champion":
+        return target
+    if target.status == "rejected" and not force:
+        last = (target.note or "").splitlines()[-1:] or [""]
+        raise RegistryError(
+            f"version {version} was rejected ({last[0]}); promote it with force (--force) if you are sure"
+        )
+    if verify:
+        _verify(target.path, target.sha256)
+    _make_champion(
+        session,
+        target,
+        line=_stamp(now, f"champion: promoted by {by}: {reason}"),
+        retire_as="retired",
+        retire_line=_stamp(now, f"retired: {version} promoted by {by}"),
+        now=now,
+    )
+    return target
+
+
+def rollback(
+    session: Session, *, by: str, now: datetime, reason: str = "rollback", verify: bool = True
+) -> ModelVersionRow:
+    """Bring back the previous champion (the most recently retired version); the current
+    champion becomes `rejected`, so rolling back twice goes two steps back."""
+    _lock_registry(session)
+    previous = session.scalars(
+        select(ModelVersionRow)
+        .where(ModelVersionRow.status == "retired")
+        .order_by(ModelVersionRow.status_changed_at.desc(), ModelVersionRow.version.desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
+    ).first()
+    if previous is None:
+        raise RegistryError("no previous champion to roll back to (no version is retired)")
+    if verify:
+        _verify(previous.path, previous.sha256)
+    current = _current_champions(session)
+    was = ", ".join(c.version for c in current) or "none"
+    _make_champion(
+        session,
+        previous,
+        line=_stamp(now, f"champion: rollback by {by} from {was}: {reason}"),
+        retire_as="rejected",
+        retire_line=_stamp(now, f"rejected: rolled back by {by} to {previous.version}: {reason}"),
+        now=now,
+    )
+    return previous
+
+
+def reject(session: Session, version: str, *, by: str, reason: str, now: datetime) -> ModelVersionRow:
+    """Mark a candidate (or a retired version) rejected, e.g. after the gate said no."""
+    _lock_registry(session)
+    row = _fresh(session, version)
+    if row is None:
+        raise RegistryError(f"no model version {version!r} (see `finsent models list`)")
+    if row.status == "champion":
+        raise RegistryError(f"version {version} is the champion; roll back or promote another first")
+    if row.status != "rejected":
+        row.status = "rejected"
+        row.status_changed_at = now
+        _append_note(row, _stamp(now, f"rejected by {by}: {reason}"))
+        session.flush()
+    return row

@@ -1,0 +1,260 @@
+"""Hot reload: the worker follows the registry's champion without stopping the stream.
+
+Three parts, so that each can be tested alone:
+
+- `ModelSlot` holds the predictor being served. The scorer reads `slot.current` once at the
+  start of each batch and uses that object for the whole batch, so a switch lands *between*
+  batches: every item of a batch carries one `model_version`, and the consumer (offsets,
+  acks) is never touched, so nothing is lost or scored twice by a switch.
+- `load_verified` loads a registry entry only if its files match both the directory's
+  manifest and the sha256 the registry recorded at registration; a damaged or swapped
+  directory is refused (`ModelRefused`) and the old model keeps serving.
+- `ModelWatcher` is a daemon thread that reconciles the slot with the registry's champion:
+  woken by `model.events` (read without a consumer group, so every worker sees every event)
+  and, because an event can be missed while a worker is down or the broker is away, also on
+  a timer. The registry, not the event, is the truth: an event only says "look now".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from services.scorer.batch import PredictorLike
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"  # bert_core.artifacts.WEIGHTS_FILE, without importing torch here
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """A registry entry the worker may serve."""
+
+    version: str
+    path: Path
+    sha256: str | None  # of the weights file, as recorded by the registry
+
+
+class ModelRefused(Exception):
+    """A model that must not be served (damaged, tampered, not the registered one)."""
+
+
+class ModelSlot:
+    """The predictor being served; swapped whole, read once per batch."""
+
+    def __init__(self, predictor: PredictorLike, version: str) -> None:
+        self._lock = threading.Lock()
+        self._predictor = predictor
+        self._version = version
+
+    @property
+    def current(self) -> PredictorLike:
+        with self._lock:
+            return self._predictor
+
+    @property
+    def version(self) -> str:
+        with self._lock:
+            return self._version
+
+    def swap(self, predictor: PredictorLike, version: str) -> str:
+        """Serve `predictor` from the next batch on; returns the version it replaced."""
+        with self._lock:
+            previous, self._predictor, self._version = self._version, predictor, version
+        return previous
+
+
+def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> PredictorLike:
+    """`load(ref.path)` after checking the directory is the one the registry recorded."""
+    from bert_core.artifacts import verify_model_dir
+    from bert_core.errors import BertCoreError
+
+    try:
+        manifest = verify_model_dir(ref.path)
+    except BertCoreError as exc:
+        raise ModelRefused(str(exc)) from None
+    if manifest.version != ref.version:
+        raise ModelRefused(
+            f"{ref.path} holds model {manifest.version}, but the registry says {ref.version} lives there"
+        )
+    weights_sha = manifest.files.get(WEIGHTS_FILE)
+    if ref.sha256 is not None and weights_sha != ref.sha256:
+        raise ModelRefused(
+            f"{ref.path}: weights sha256 {str(weights_sha)[:12]}… differ from the registered "
+            f"{ref.sha256[:12]}…; the directory was replaced after registration"
+        )
+    try:
+        return load(ref.path)
+    except BertCoreError as exc:
+        raise ModelRefused(str(exc)) from None
+
+
+class EventSource(Protocol):
+    """Something that blocks up to `timeout` seconds and says whether a model event came."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class SleepOnly:
+    """The event source of a worker without `model.events`: the timer alone."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+
+    def wait(self, timeout: float) -> bool:
+        self._stop.wait(timeout)
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class KafkaModelEvents:
+    """`model.events` read from its end, without a consumer group (every worker sees all)."""
+
+    def __init__(self, bootstrap: str, topic: str, *, timeout_seconds: float = 10.0) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.topic = topic
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            request_timeout_ms=int(max(timeout_seconds, 5) * 1000) + 1000,
+        )
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            self._consumer.close()
+            raise ModelRefused(f"topic {topic} does not exist")
+        self._consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        self._consumer.seek_to_end()
+
+    def wait(self, timeout: float) -> bool:
+        batches = self._consumer.poll(timeout_ms=int(timeout * 1000))
+        for records in batches.values():
+            for record in records:
+                log.info(
+                    "model event received",
+                    extra={"topic": self.topic, "offset": record.offset, "event": _event_text(record.value)},
+                )
+        return bool(batches)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _event_text(value: bytes | None) -> str:
+    return (value or b"").decode("utf-8", errors="replace")[:500]
+
+
+OnSwitch = Callable[[str, str], None]  # (old version, new version)
+OnRefuse = Callable[[ModelRef, str], None]
+
+
+class ModelWatcher(threading.Thread):
+    """Keeps `slot` serving the registry's champion (see the module docstring).
+
+    `fetch_champion` reads the registry (None: no champion, keep what is served);
+    `load` builds and warms a predictor (it runs here, in this thread, not in the batch
+    path). A refused (version, sha256) is not tried again until the registry changes.
+    """
+
+    def __init__(
+        self,
+        slot: ModelSlot,
+        *,
+        fetch_champion: Callable[[], ModelRef | None],
+        load: Callable[[Path], PredictorLike],
+        poll_seconds: float,
+        events: Callable[[threading.Event], EventSource] | None = None,
+        on_switch: OnSwitch | None = None,
+        on_refuse: OnRefuse | None = None,
+    ) -> None:
+        super().__init__(name="model-watcher", daemon=True)
+        self.slot = slot
+        self._fetch = fetch_champion
+        self._load = load
+        self._poll = poll_seconds
+        self._make_events = events
+        self._on_switch = on_switch
+        self._on_refuse = on_refuse
+        self._stop_event = threading.Event()
+        self._refused: set[tuple[str, str | None]] = set()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        source = self._open_events()
+        try:
+            next_check = 0.0  # reconcile at once: a promotion may have happened while we started
+            while not self._stop_event.is_set():
+                woken = source.wait(max(0.0, min(1.0, next_check - time.monotonic())))
+                if self._stop_event.is_set():
+                    break
+                if woken or time.monotonic() >= next_check:
+                    self.reconcile()
+                    next_check = time.monotonic() + self._poll
+        finally:
+            source.close()
+
+    def reconcile(self) -> str | None:
+        """Switch to the champion if it is not the model served; return the version now served
+        if it changed, else None. Never raises: a failure is logged and the old model stays."""
+        try:
+            ref = self._fetch()
+        except Exception as exc:
+            log.warning("cannot read the model registry (will retry): %s", " ".join(str(exc).split())[:300])
+            return None
+        if ref is None or ref.version == self.slot.version or (ref.version, ref.sha256) in self._refused:
+            return None
+        log.info("loading model %s from %s", ref.version, ref.path)
+        started = time.perf_counter()
+        try:
+            predictor = load_verified(ref, self._load)
+        except Exception as exc:
+            self._refused.add((ref.version, ref.sha256))
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            log.error(
+                "refusing model %s; still serving %s: %s",
+                ref.version,
+                self.slot.version,
+                reason,
+                extra={"model_version": ref.version, "serving": self.slot.version},
+            )
+            if self._on_refuse is not None:
+                self._on_refuse(ref, reason)
+            return None
+        previous = self.slot.swap(predictor, ref.version)
+        log.info(
+            "switched model %s -> %s (loaded in %.1f s); batches from now on use it",
+            previous,
+            ref.version,
+            time.perf_counter() - started,
+            extra={"model_version": ref.version, "previous_model_version": previous},
+        )
+        if self._on_switch is not None:
+            self._on_switch(previous, ref.version)
+        return ref.version
+
+    def _open_events(self) -> EventSource:
+        if self._make_events is None:
+            return SleepOnly(self._stop_event)
+        try:
+            return self._make_events(self._stop_event)
+        except Exception as exc:
+            log.warning(
+                "cannot read model events (%s); following the registry every %.0f s instead",
+                " ".join(str(exc).split())[:300],
+                self._poll,
+            )
+            return SleepOnly(self._stop_event)

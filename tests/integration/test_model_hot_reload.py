@@ -1,0 +1,233 @@
+"""Hot reload end to end: `finsent worker` following the registry, the embedded broker, a fresh
+PostgreSQL database, tiny models.
+
+- A promotion published on `model.events` mid-stream switches the running worker between two
+  batches: every item is stored exactly once, and in offset order the model version changes
+  once, from one item on. A rollback switches it back.
+- A champion whose weights were damaged after registration is refused at load; the worker
+  keeps serving the old model, says so on /health, and loses nothing.
+
+The registry poll is set to 10 minutes, so a switch within the test's time can only come
+from the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from services.broker import EmbeddedBroker
+from services.learning.events import ModelEvent, publish_model_event
+from services.learning.registry import promote, register_model, rollback
+from services.storage import ModelVersionRow, NewsItemRow, PredictionRow
+
+from .pipeline import (
+    PacedProducer,
+    PipelineTopics,
+    Worker,
+    db_counts,
+    expected_counts,
+    migrated_engine,
+    new_group,
+    produce,
+    wait_for,
+    worker_env,
+)
+
+pytestmark = pytest.mark.integration
+
+STORE_TIMEOUT_S = 120.0
+SWITCH_TIMEOUT_S = 60.0
+
+
+@pytest.fixture
+def db_engine(fresh_postgres_url: str) -> Iterator[Engine]:
+    with migrated_engine(fresh_postgres_url) as engine:
+        yield engine
+
+
+def following_env(
+    kafka_broker: EmbeddedBroker, db_engine: Engine, topics: PipelineTopics, events_topic: str, home: Path
+) -> dict[str, str]:
+    """A worker that follows the registry (FINSENT_MODEL unset) and hears promotions only
+    through `events_topic` within the test's time."""
+    env = worker_env(
+        bootstrap=kafka_broker.bootstrap,
+        database_url=db_engine.url.render_as_string(hide_password=False),
+        model_dir=home,  # replaced below: the registry chooses the model
+        topics=topics,
+        group=new_group(),
+        home=home,
+    )
+    del env["FINSENT_MODEL"]
+    env["FINSENT_TOPIC_MODEL_EVENTS"] = events_topic
+    env["FINSENT_MODEL_POLL_SECONDS"] = "600"
+    return env
+
+
+def register(engine: Engine, model_dir: Path, *, champion: bool = False) -> ModelVersionRow:
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        row = register_model(session, model_dir, now=now)
+        if champion:
+            row = promote(session, row.version, by="test", reason="starting champion", now=now)
+        session.expunge(row)
+    return row
+
+
+def announce(kafka_broker: EmbeddedBroker, topic: str, row: ModelVersionRow, kind: str) -> None:
+    event = ModelEvent(kind=kind, version=row.version, path=row.path, sha256=row.sha256, at=datetime.now(UTC))
+    publish_model_event(kafka_broker.bootstrap, topic, event, timeout=10)
+
+
+def versions_in_offset_order(engine: Engine) -> list[str]:
+    stmt = (
+        select(PredictionRow.model_version)
+        .join(NewsItemRow, NewsItemRow.event_id == PredictionRow.event_id)
+        .order_by(NewsItemRow.kafka_offset)
+    )
+    with Session(engine) as session:
+        return list(session.scalars(stmt))
+
+
+def runs(versions: list[str]) -> list[tuple[str, int]]:
+    """Run-length encoding: [("a", 300), ("b", 1200)]."""
+    out: list[tuple[str, int]] = []
+    for version in versions:
+        if out and out[-1][0] == version:
+            out[-1] = (version, out[-1][1] + 1)
+        else:
+            out.append((version, 1))
+    return out
+
+
+def serving(worker: Worker) -> str | None:
+    health = worker.health()
+    return None if health is None else health[1].get("model_version")
+
+
+N_STREAM = 1_500
+RATE = 150.0
+PROMOTE_AT = 300
+
+
+def test_promotion_mid_stream_switches_the_worker_between_batches_and_rollback_switches_back(
+    kafka_broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    db_engine: Engine,
+    saved_model_dir: Path,
+    model_variant: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    topics = PipelineTopics.create(make_topic, partitions=1)  # one partition: offset order = scoring order
+    events_topic = make_topic("model.events")
+    first = register(db_engine, saved_model_dir, champion=True)
+    second = register(db_engine, model_variant(seed=21))
+    env = following_env(kafka_broker, db_engine, topics, events_topic, tmp_path / "home")
+    producer = PacedProducer(kafka_broker.bootstrap, topics.raw, N_STREAM, rate=RATE)
+
+    with Worker(env, tmp_path / "worker.log") as worker:
+        worker.wait_ready()
+        assert serving(worker) == first.version
+        producer.start()
+        wait_for(
+            lambda: db_counts(db_engine).news_items,
+            lambda n: n >= PROMOTE_AT,
+            timeout=STORE_TIMEOUT_S,
+            what=f"{PROMOTE_AT} items stored before the promotion",
+            workers=[worker],
+            interval=0.05,
+        )
+        with Session(db_engine) as session, session.begin():
+            promote(session, second.version, by="test", reason="better on the holdout", now=datetime.now(UTC))
+        announce(kafka_broker, events_topic, second, "promoted")
+        producer.join()
+        wait_for(
+            lambda: db_counts(db_engine),
+            lambda c: c.predictions >= N_STREAM,
+            timeout=STORE_TIMEOUT_S,
+            what=f"all {N_STREAM} items stored",
+            workers=[worker],
+        )
+        assert db_counts(db_engine) == expected_counts(N_STREAM)  # nothing lost, nothing scored twice
+        switched = runs(versions_in_offset_order(db_engine))
+        assert [version for version, _ in switched] == [first.version, second.version], switched
+        assert switched[0][1] >= PROMOTE_AT and switched[1][1] > 0
+        assert "switched model" in worker.log()
+
+        with Session(db_engine) as session, session.begin():
+            back = rollback(session, by="test", now=datetime.now(UTC))
+            assert back.version == first.version
+        announce(kafka_broker, events_topic, first, "rollback")
+        wait_for(
+            lambda: serving(worker),
+            lambda version: version == first.version,
+            timeout=SWITCH_TIMEOUT_S,
+            what="the worker serves the previous champion after the rollback",
+            workers=[worker],
+        )
+        produce(kafka_broker.bootstrap, topics.raw, range(N_STREAM, N_STREAM + 100))
+        wait_for(
+            lambda: db_counts(db_engine).predictions,
+            lambda n: n >= N_STREAM + 100,
+            timeout=STORE_TIMEOUT_S,
+            what="the items after the rollback stored",
+            workers=[worker],
+        )
+    assert db_counts(db_engine) == expected_counts(N_STREAM + 100)
+    after = runs(versions_in_offset_order(db_engine))
+    assert [version for version, _ in after] == [first.version, second.version, first.version], after
+    assert after[-1][1] == 100
+
+
+def test_a_corrupt_champion_is_refused_and_the_worker_keeps_serving(
+    kafka_broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    db_engine: Engine,
+    saved_model_dir: Path,
+    model_variant: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    topics = PipelineTopics.create(make_topic, partitions=1)
+    events_topic = make_topic("model.events")
+    first = register(db_engine, saved_model_dir, champion=True)
+    damaged_dir = model_variant(seed=33)
+    damaged = register(db_engine, damaged_dir)
+    env = following_env(kafka_broker, db_engine, topics, events_topic, tmp_path / "home")
+
+    with Worker(env, tmp_path / "worker.log") as worker:
+        worker.wait_ready()
+        with Session(db_engine) as session, session.begin():
+            promote(session, damaged.version, by="test", reason="passed the gate", now=datetime.now(UTC))
+        weights = damaged_dir / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # damaged after the promotion was verified: on disk, in a copy, …
+        weights.write_bytes(bytes(data))
+        announce(kafka_broker, events_topic, damaged, "promoted")
+        health = wait_for(
+            worker.health,
+            lambda h: h is not None and bool(h[1].get("model_refused")),
+            timeout=SWITCH_TIMEOUT_S,
+            what="the worker reports the refused model on /health",
+            workers=[worker],
+        )
+        assert health is not None
+        assert health[1]["model_version"] == first.version
+        assert damaged.version in health[1]["model_refused"]
+        assert "does not match its manifest hash" in worker.log()
+        produce(kafka_broker.bootstrap, topics.raw, range(200))
+        wait_for(
+            lambda: db_counts(db_engine).predictions,
+            lambda n: n >= 200,
+            timeout=STORE_TIMEOUT_S,
+            what="items scored after the refusal",
+            workers=[worker],
+        )
+        worker.assert_alive()
+    assert db_counts(db_engine) == expected_counts(200)
+    assert set(versions_in_offset_order(db_engine)) == {first.version}

@@ -1,0 +1,147 @@
+"""Hot reload parts on the tiny model: the slot, verified loading, the watcher's reconcile."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bert_core import Predictor
+from bert_core.artifacts import read_manifest
+from services.scorer.model_reload import ModelRef, ModelRefused, ModelSlot, ModelWatcher, load_verified
+
+
+def ref_of(path: Path) -> ModelRef:
+    manifest = read_manifest(path)
+    return ModelRef(manifest.version, path, manifest.files["model.safetensors"])
+
+
+def load(path: Path) -> Predictor:
+    return Predictor.load(path)
+
+
+def test_slot_swaps_whole_predictors() -> None:
+    first, second = object(), object()
+    slot = ModelSlot(first, "v1")  # type: ignore[arg-type]
+    assert slot.current is first and slot.version == "v1"
+    assert slot.swap(second, "v2") == "v1"  # type: ignore[arg-type]
+    assert slot.current is second and slot.version == "v2"
+
+
+def test_load_verified_serves_the_registered_model(saved_model_dir: Path) -> None:
+    predictor = load_verified(ref_of(saved_model_dir), load)
+    assert predictor.predict(["oil prices plunge"])[0].model_version == ref_of(saved_model_dir).version
+
+
+def test_damaged_weights_are_refused(saved_model_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(saved_model_dir, copy)
+    ref = ref_of(copy)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelRefused, match="does not match its manifest hash"):
+        load_verified(ref, load)
+
+
+def test_a_directory_swapped_after_registration_is_refused(
+    saved_model_dir: Path, model_variant: Callable[..., Path]
+) -> None:
+    registered = ref_of(saved_model_dir)
+    other = model_variant(seed=3)
+    # The other directory is internally consistent, but it is not what the registry recorded.
+    with pytest.raises(ModelRefused, match="registry says"):
+        load_verified(ModelRef(registered.version, other, registered.sha256), load)
+    with pytest.raises(ModelRefused, match="differ from the registered"):
+        load_verified(ModelRef(read_manifest(other).version, other, registered.sha256), load)
+
+
+def test_missing_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelRefused, match="no such model directory"):
+        load_verified(ModelRef("v", tmp_path / "absent", None), load)
+
+
+class Registry:
+    """The champion as the watcher would read it; `fail` simulates a database outage."""
+
+    def __init__(self, ref: ModelRef | None) -> None:
+        self.ref = ref
+        self.fail = False
+        self.reads = 0
+
+    def champion(self) -> ModelRef | None:
+        self.reads += 1
+        if self.fail:
+            raise ConnectionError("database unreachable")
+        return self.ref
+
+
+def test_watcher_switches_refuses_and_keeps_serving(
+    saved_model_dir: Path, model_variant: Callable[..., Path], tmp_path: Path
+) -> None:
+    first = ref_of(saved_model_dir)
+    slot = ModelSlot(load(saved_model_dir), first.version)
+    registry = Registry(first)
+    switched: list[tuple[str, str]] = []
+    refused: list[tuple[str, str]] = []
+    watcher = ModelWatcher(
+        slot,
+        fetch_champion=registry.champion,
+        load=load,
+        poll_seconds=60,
+        on_switch=lambda old, new: switched.append((old, new)),
+        on_refuse=lambda ref, reason: refused.append((ref.version, reason)),
+    )
+    assert watcher.reconcile() is None  # already serving the champion
+
+    second = ref_of(model_variant(seed=5))
+    registry.ref = second
+    assert watcher.reconcile() == second.version
+    assert slot.version == second.version
+    assert slot.current.predict(["gold rallies"])[0].model_version == second.version
+    assert switched == [(first.version, second.version)]
+
+    broken_dir = tmp_path / "broken"
+    shutil.copytree(model_variant(seed=7), broken_dir)
+    broken = ref_of(broken_dir)
+    (broken_dir / "model.safetensors").write_bytes(b"not a safetensors file")
+    registry.ref = broken
+    assert watcher.reconcile() is None
+    assert slot.version == second.version  # still serving the last good model
+    assert [version for version, _ in refused] == [broken.version]
+    assert "does not match its manifest hash" in refused[0][1]
+    assert watcher.reconcile() is None and len(refused) == 1  # a refused model is not retried
+
+    registry.fail = True
+    assert watcher.reconcile() is None  # an outage is logged, not raised
+    registry.fail = False
+    registry.ref = first  # rollback
+    assert watcher.reconcile() == first.version
+    assert slot.version == first.version
+
+
+def test_watcher_thread_polls_and_stops(saved_model_dir: Path, model_variant: Callable[..., Path]) -> None:
+    first = ref_of(saved_model_dir)
+    second = ref_of(model_variant(seed=11))
+    slot = ModelSlot(load(saved_model_dir), first.version)
+    registry = Registry(second)
+    done = threading.Event()
+    watcher = ModelWatcher(
+        slot,
+        fetch_champion=registry.champion,
+        load=load,
+        poll_seconds=0.1,
+        on_switch=lambda _old, _new: done.set(),
+    )
+    watcher.start()
+    try:
+        assert done.wait(30), "the watcher never switched"
+        assert slot.version == second.version
+    finally:
+        watcher.stop()
+        watcher.join(5)
+    assert not watcher.is_alive()

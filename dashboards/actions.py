@@ -8,6 +8,7 @@ user's name, which is also what labels record as their labeller.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,15 +22,19 @@ from dashboards.data.labelling import QueueItem
 from dashboards.data.subscriptions import SubscriptionForm, TestOutcome, send_test, to_subscription
 from services.delivery import repository as delivery_repo
 from services.delivery.model import Subscription
+from services.learning import events, registry
+from services.learning.label_store import record_labels as store_labels
+from services.learning.labels import NewLabel
 from services.settings import Settings
 
-__all__ = ["LearningUnavailable", "PermissionDenied"]
+__all__ = ["ActionFailed", "PermissionDenied"]
 
+log = logging.getLogger(__name__)
 LABEL_SOURCE = "dashboard"
 
 
-class LearningUnavailable(RuntimeError):
-    """services.learning (label store, registry) is not installed in this build."""
+class ActionFailed(ValueError):
+    """A permitted write that could not be done (unknown story, registry refused), in one line."""
 
 
 # --------------------------------------------------------------------------- alerts
@@ -89,7 +94,9 @@ def update_subscription(
         return delivery_repo.update_subscription(session, name=name, subscription=sub)
 
 
-def set_subscription_enabled(sessions: sessionmaker[Session], user: User, *, name: str, enabled: bool) -> bool:
+def set_subscription_enabled(
+    sessions: sessionmaker[Session], user: User, *, name: str, enabled: bool
+) -> bool:
     require(user, "subscription.edit")
     with sessions.begin() as session:
         return delivery_repo.set_subscription_enabled(session, name=name, enabled=enabled)
@@ -119,15 +126,6 @@ class LabelChoice:
     label: str
 
 
-def recent_share(settings: Settings) -> float:
-    """Share of new labels held out as the recent holdout (a services.learning setting)."""
-    for name in ("label_recent_share", "recent_holdout_share", "learning_recent_share"):
-        value = getattr(settings, name, None)
-        if isinstance(value, int | float):
-            return float(value)
-    raise LearningUnavailable("no recent-holdout share setting found in services.settings")
-
-
 def record_labels(
     sessions: sessionmaker[Session],
     user: User,
@@ -138,11 +136,6 @@ def record_labels(
 ) -> Any:
     """Write the analyst's labels to the label store, attributed to `user.name`."""
     require(user, "label")
-    try:
-        from services.learning.label_store import record_labels as store_labels
-        from services.learning.labels import NewLabel
-    except ImportError as exc:
-        raise LearningUnavailable(f"the label store is not available: {exc}") from None
     labels = [
         NewLabel(
             text=c.item.text,
@@ -154,37 +147,64 @@ def record_labels(
         )
         for c in choices
     ]
-    share = recent_share(settings)
     with sessions.begin() as session:
-        return store_labels(session, labels, now=now, recent_share=share)
+        counts = store_labels(session, labels, now=now, recent_share=settings.label_recent_share)
+    if counts.errors:
+        raise ActionFailed("; ".join(str(e) for e in counts.errors))
+    return counts
 
 
 # --------------------------------------------------------------------------- models
 
 
+@dataclass(frozen=True, slots=True)
+class ChampionChange:
+    version: str
+    announced: bool  # published on model.events (False: workers find it by polling the registry)
+    note: str = ""
+
+
 def promote_version(
-    sessions: sessionmaker[Session], user: User, *, version: str, reason: str, settings: Settings, now: datetime
-) -> Any:
+    sessions: sessionmaker[Session],
+    user: User,
+    *,
+    version: str,
+    reason: str,
+    settings: Settings,
+    now: datetime,
+) -> ChampionChange:
     """Make `version` the champion, then tell the workers (after the commit, so a worker that
     hears the event finds the registry already changed)."""
     require(user, "model.promote")
     try:
-        from services.learning import events, registry
-    except ImportError as exc:
-        raise LearningUnavailable(f"the model registry is not available: {exc}") from None
-    with sessions.begin() as session:
-        row = registry.promote(session, version, by=user.name, reason=reason, now=now)
-    events.announce_champion(settings, row)
-    return row
+        with sessions.begin() as session:
+            row = registry.promote(session, version, by=user.name, reason=reason, now=now)
+    except registry.RegistryError as exc:
+        raise ActionFailed(str(exc)) from None
+    return _announce(settings, row, kind="promoted", now=now)
 
 
-def rollback_champion(sessions: sessionmaker[Session], user: User, *, settings: Settings, now: datetime) -> Any:
+def rollback_champion(
+    sessions: sessionmaker[Session], user: User, *, settings: Settings, now: datetime
+) -> ChampionChange:
+    """Bring back the previous champion (the registry's rule: the current one is rejected)."""
     require(user, "model.promote")
     try:
-        from services.learning import events, registry
-    except ImportError as exc:
-        raise LearningUnavailable(f"the model registry is not available: {exc}") from None
-    with sessions.begin() as session:
-        row = registry.rollback(session, by=user.name, now=now)
-    events.announce_champion(settings, row)
-    return row
+        with sessions.begin() as session:
+            row = registry.rollback(
+                session, by=user.name, now=now, reason=f"dashboard rollback by {user.name}"
+            )
+    except registry.RegistryError as exc:
+        raise ActionFailed(str(exc)) from None
+    return _announce(settings, row, kind="rollback", now=now)
+
+
+def _announce(settings: Settings, row: Any, *, kind: events.EventKind, now: datetime) -> ChampionChange:
+    """The registry is the truth and workers poll it, so a broker that does not answer
+    delays the switch by one poll interval; it does not undo the promotion."""
+    try:
+        announced = events.announce_champion(settings, row, kind=kind, at=now)
+    except Exception as exc:
+        log.warning("model event not published", extra={"version": row.version, "error": str(exc)})
+        return ChampionChange(row.version, False, f"model.events not published ({exc}); workers poll")
+    return ChampionChange(row.version, announced)

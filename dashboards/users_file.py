@@ -139,7 +139,10 @@ def _toml_string(value: str) -> str:
 
 
 def render_users(users: Mapping[str, UserEntry]) -> str:
-    lines = ["# finsent dashboard users: written by `finsent dashboard users add`; do not edit hashes by hand", ""]
+    lines = [
+        "# finsent dashboard users: written by `finsent dashboard users add`; do not edit hashes by hand",
+        "",
+    ]
     for name in sorted(users):
         entry = users[name]
         lines.append(f"[users.{_toml_string(name)}]")

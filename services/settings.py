@@ -204,7 +204,9 @@ class Settings(BaseSettings):
     smtp_from: str = Field("finsent@localhost", description="Sender address of alert e-mails")
     smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS before login")
     # Dashboard (docs/dashboard.md).
-    dashboard_host: str = Field("127.0.0.1", description="Address `finsent dashboard` listens on (0.0.0.0: all)")
+    dashboard_host: str = Field(
+        "127.0.0.1", description="Address `finsent dashboard` listens on (0.0.0.0: all)"
+    )
     dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of `finsent dashboard`")
     dashboard_users_file: Path = Field(
         default_factory=lambda data: data["home"] / "dashboard-users.toml",

@@ -51,7 +51,9 @@ class AlertView:
 
     @property
     def label(self) -> str:
-        return f"#{self.id} {self.severity} {self.scope} {self.key} opened {self.opened_at:%Y-%m-%d %H:%M} UTC"
+        return (
+            f"#{self.id} {self.severity} {self.scope} {self.key} opened {self.opened_at:%Y-%m-%d %H:%M} UTC"
+        )
 
 
 def _view(row: AlertRow) -> AlertView:

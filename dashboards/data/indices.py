@@ -25,7 +25,15 @@ from services.storage.alert_models import SentimentBucketRow
 B = SentimentBucketRow
 WIDTHS: Final[tuple[int, ...]] = (60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
 MAX_POINTS: Final = 720
-INDEX_COLUMNS: Final = ("bucket_start", "total", "bearish", "neutral", "bullish", "mean_score", "bearish_share")
+INDEX_COLUMNS: Final = (
+    "bucket_start",
+    "total",
+    "bearish",
+    "neutral",
+    "bullish",
+    "mean_score",
+    "bearish_share",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from sqlalchemy import and_, distinct, exists, func, not_, select
+from sqlalchemy import ColumnElement, exists, func, not_, select
 from sqlalchemy.orm import Session
 
 from dashboards.data.indices import TimeRange
@@ -92,9 +92,9 @@ def uncertain_stories(session: Session, *, task: Task, period: TimeRange, limit:
         hi = greatest(dialect, P.p_bearish, P.p_neutral, P.p_bullish)
         lo = least(dialect, P.p_bearish, P.p_neutral, P.p_bullish)
         # top-2 margin of three probabilities summing to 1: max - middle = 2*max + min - 1
-        key = 2 * hi + lo - 1
+        key: ColumnElement[float] = 2 * hi + lo - 1
     else:
-        key = P.topic_score
+        key = P.topic_score.expression
     labelled = exists().where(L.event_id == P.event_id, L.task == task)
     stmt = (
         select(P, N.headline)
@@ -118,48 +118,18 @@ def _uncertain_item(task: Task, pred: PredictionRow, headline: str) -> QueueItem
             "uncertain", task, headline, pred.event_id, pred.sentiment, probs, margin(values), entropy(values)
         )
     top = pred.topic_score
-    return QueueItem(
-        "uncertain", task, headline, pred.event_id, pred.topic, ((pred.topic, top),), top, 0.0
-    )
+    return QueueItem("uncertain", task, headline, pred.event_id, pred.topic, ((pred.topic, top),), top, 0.0)
 
 
 def disagreements(session: Session, *, task: Task, limit: int = 50) -> list[QueueItem]:
-    """Texts with more than one distinct label for `task`, most recently labelled first."""
-    groups = (
-        select(L.text_hash)
-        .where(L.task == task)
-        .group_by(L.text_hash)
-        .having(func.count(distinct(L.label)) > 1)
-        .order_by(func.max(L.updated_at).desc())
-        .limit(limit)
-    )
-    hashes = list(session.scalars(groups))
-    if not hashes:
-        return []
-    rows = session.execute(
-        select(L.text_hash, L.text, L.event_id, L.labeller, L.label)
-        .where(and_(L.task == task, L.text_hash.in_(hashes)))
-        .order_by(L.text_hash, L.labeller)
-    ).all()
-    grouped: dict[str, list[Any]] = {}
-    for row in rows:
-        grouped.setdefault(row.text_hash, []).append(row)
-    items = []
-    for h in hashes:
-        members = grouped.get(h, [])
-        if not members:
-            continue
-        event_id = next((m.event_id for m in members if m.event_id), None)
-        items.append(
-            QueueItem(
-                "disagreement",
-                task,
-                members[0].text,
-                event_id,
-                labels=tuple((m.labeller, m.label) for m in members),
-            )
-        )
-    return items
+    """Texts with more than one distinct label for `task`, most recently labelled first
+    (the label store's own query; here only shaped into queue items)."""
+    from services.learning.label_store import disagreements as stored_disagreements
+
+    return [
+        QueueItem("disagreement", task, d.text, None, labels=tuple(sorted(d.labels.items())))
+        for d in stored_disagreements(session, limit=limit, task=task)
+    ]
 
 
 def label_counts(session: Session, *, labeller: str | None = None) -> dict[str, int]:

@@ -105,7 +105,9 @@ def confusion_frame(report: Mapping[str, Any]) -> pd.DataFrame | None:
 
 def list_versions(session: Session, *, limit: int = 200) -> list[VersionView]:
     rows = session.scalars(
-        select(ModelVersionRow).order_by(ModelVersionRow.created_at.desc(), ModelVersionRow.version).limit(limit)
+        select(ModelVersionRow)
+        .order_by(ModelVersionRow.created_at.desc(), ModelVersionRow.version)
+        .limit(limit)
     )
     return [
         VersionView(
@@ -126,7 +128,9 @@ def list_versions(session: Session, *, limit: int = 200) -> list[VersionView]:
 
 def gate_decisions(session: Session, *, limit: int = 50) -> list[GateView]:
     rows = session.scalars(
-        select(GateDecisionRow).order_by(GateDecisionRow.decided_at.desc(), GateDecisionRow.id.desc()).limit(limit)
+        select(GateDecisionRow)
+        .order_by(GateDecisionRow.decided_at.desc(), GateDecisionRow.id.desc())
+        .limit(limit)
     )
     return [
         GateView(

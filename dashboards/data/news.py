@@ -103,7 +103,9 @@ def rank_by_influence(rows: Iterable[Any]) -> list[Any]:
     """`rows` (with sentiment_score and p_* attributes) most influential first; ties newest first."""
     items = list(rows)
     items.sort(key=lambda r: r.published_at, reverse=True)
-    items.sort(key=lambda r: influence(r.sentiment_score, r.p_bearish, r.p_neutral, r.p_bullish), reverse=True)
+    items.sort(
+        key=lambda r: influence(r.sentiment_score, r.p_bearish, r.p_neutral, r.p_bullish), reverse=True
+    )
     return items
 
 
@@ -244,7 +246,9 @@ def clamp_page_size(page_size: int) -> int:
     return max(1, min(int(page_size), MAX_PAGE_SIZE))
 
 
-def news_page(session: Session, *, filter: NewsFilter, page_size: int, after: Cursor | None = None) -> NewsPage:
+def news_page(
+    session: Session, *, filter: NewsFilter, page_size: int, after: Cursor | None = None
+) -> NewsPage:
     """Newest first, `page_size` rows (at most MAX_PAGE_SIZE) after `after`."""
     size = clamp_page_size(page_size)
     stmt = news_statement(filter, dialect_of(session))

@@ -31,4 +31,4 @@ def epoch_seconds(dialect: str, column: Any) -> ColumnElement[int]:
 # The text search configuration is a constant, not a bound parameter, on purpose: the GIN
 # index is on the expression `to_tsvector('english', headline)` and PostgreSQL uses it only
 # for a query expression that matches it exactly ($1 in place of 'english' does not).
-FTS_CONFIG = literal_column("'english'")
+FTS_CONFIG: ColumnElement[str] = literal_column("'english'")

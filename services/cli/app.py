@@ -7,9 +7,11 @@ import typer
 from bert_core.errors import BertCoreError
 from services.cli import (
     alerter_command,
+    dashboard_command,
     db_commands,
     dispatcher_command,
     ingest_commands,
+    learning_commands,
     model_commands,
     retrain_commands,
     run_command,
@@ -39,9 +41,12 @@ app.command()(worker_commands.worker)
 app.command()(alerter_command.alerter)
 app.add_typer(db_commands.db_app, name="db")
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
+app.add_typer(learning_commands.labels_app, name="labels")
+app.add_typer(learning_commands.models_app, name="models")
 app.command()(dispatcher_command.dispatcher)
 app.command()(retrain_commands.retrain)
 app.command()(retrain_commands.scheduler)
+app.add_typer(dashboard_command.dashboard_app, name="dashboard")
 
 
 def main() -> None:

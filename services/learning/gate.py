@@ -169,8 +169,10 @@ def _check_frozen_macro_f1(
         chall = challenger.frozen[task].macro_f1
         drop = champ - chall
         passed = drop <= policy.macro_f1_tolerance + EPSILON
-        if drop <= 0:
-            verdict = f"is {-drop:.4f} above or equal to the champion's {champ:.4f}"
+        if abs(drop) <= EPSILON:
+            verdict = f"equals the champion's {champ:.4f}"
+        elif drop < 0:
+            verdict = f"is {-drop:.4f} above the champion's {champ:.4f}"
         elif passed:
             verdict = (
                 f"is {drop:.4f} below the champion's {champ:.4f}, "

@@ -63,13 +63,17 @@ def parse_label_file(content: bytes, *, name: str) -> LabelFile:
     """Rows of a CSV/TSV/JSONL file given as bytes (`name` picks the format and labels messages)."""
     suffix = Path(name).suffix.lower()
     if suffix not in SUFFIXES:
-        raise LabelFileError(f"{name}: unsupported format {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
+        raise LabelFileError(
+            f"{name}: unsupported format {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}"
+        )
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = content[: exc.start].count(b"\n") + 1
         raise LabelFileError(f"{name}: not valid UTF-8 (line {line}); re-save the file as UTF-8") from None
-    parsed = _read_json(text, name) if suffix in (".jsonl", ".ndjson", ".json") else _read_csv(text, suffix, name)
+    parsed = (
+        _read_json(text, name) if suffix in (".jsonl", ".ndjson", ".json") else _read_csv(text, suffix, name)
+    )
     if not parsed.rows and not parsed.errors:
         raise LabelFileError(f"{name}: no rows")
     columns = set(parsed.columns)
@@ -102,7 +106,9 @@ def _read_csv(text: str, suffix: str, name: str) -> LabelFile:
                 continue
             rows.append((number, dict(record)))
     except csv.Error as exc:
-        raise LabelFileError(f"{name}: cannot parse as {suffix[1:]} (line {reader.line_num}: {exc})") from None
+        raise LabelFileError(
+            f"{name}: cannot parse as {suffix[1:]} (line {reader.line_num}: {exc})"
+        ) from None
     return LabelFile(rows, errors, header)
 
 
@@ -131,7 +137,7 @@ def _read_json(text: str, name: str) -> LabelFile:
             continue
         columns.update(dict.fromkeys(str(k) for k in record))
         rows.append((number, {str(k): v for k, v in record.items()}))
-    return LabelFile(rows, errors, list(columns))
+    return LabelFile(rows, sorted(errors, key=lambda e: e.row), list(columns))
 
 
 def import_labels(

@@ -242,19 +242,24 @@ def promote(
     return target
 
 
-def rollback(
-    session: Session, *, by: str, now: datetime, reason: str = "rollback", verify: bool = True
-) -> ModelVersionRow:
-    """Bring back the previous champion (the most recently retired version); the current
-    champion becomes `rejected`, so rolling back twice goes two steps back."""
-    _lock_registry(session)
-    previous = session.scalars(
+def previous_champion(session: Session) -> ModelVersionRow | None:
+    """What `rollback` would bring back: the most recently retired version."""
+    return session.scalars(
         select(ModelVersionRow)
         .where(ModelVersionRow.status == "retired")
         .order_by(ModelVersionRow.status_changed_at.desc(), ModelVersionRow.version.desc())
         .limit(1)
         .execution_options(populate_existing=True)
     ).first()
+
+
+def rollback(
+    session: Session, *, by: str, now: datetime, reason: str = "rollback", verify: bool = True
+) -> ModelVersionRow:
+    """Bring back the previous champion (the most recently retired version); the current
+    champion becomes `rejected`, so rolling back twice goes two steps back."""
+    _lock_registry(session)
+    previous = previous_champion(session)
     if previous is None:
         raise RegistryError("no previous champion to roll back to (no version is retired)")
     if verify:

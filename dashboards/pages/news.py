@@ -1,0 +1,85 @@
+"""News browser: filters, full-text search, keyset pages, CSV export."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from bert_core.labels import TOPIC_LABELS
+from dashboards.context import cached_query, fresh_query
+from dashboards.data import news
+from dashboards.data.news import Cursor, NewsFilter
+from dashboards.ui import page_context, stories_table, time_range_picker
+
+FIRST = "first prediction of each story"
+PAGE_SIZES = [25, 50, 100, 200, 500]
+
+ctx = page_context()
+settings = ctx.settings
+
+st.title("News browser")
+row1 = st.columns([2, 3, 2])
+with row1[0]:
+    period = time_range_picker(settings, key="nb")
+topics = row1[1].multiselect("Topics", TOPIC_LABELS, key="nb_topics")
+sentiments = row1[2].multiselect("Sentiment", list(news.SENTIMENTS), key="nb_sentiments")
+row2 = st.columns([2, 2, 2, 2])
+ticker = row2[0].text_input("Ticker", key="nb_ticker").strip().upper().removeprefix("$")
+source = row2[1].text_input("Source (exact)", key="nb_source").strip()
+min_conf = row2[2].slider("Min. confidence", 0.0, 1.0, 0.0, 0.05, key="nb_conf")
+versions = cached_query(settings, news.model_versions_seen, period=period)
+version = row2[3].selectbox("Model version", [FIRST, *versions], key="nb_version")
+search = st.text_input(
+    "Search headlines",
+    key="nb_search",
+    help='Words must all occur; "quoted phrase", -excluded word (and OR on PostgreSQL).',
+).strip()
+default_size = settings.dashboard_page_size if settings.dashboard_page_size in PAGE_SIZES else 50
+page_size = st.selectbox("Rows per page", PAGE_SIZES, index=PAGE_SIZES.index(default_size), key="nb_size")
+
+flt = NewsFilter(
+    period=period,
+    topics=tuple(topics),
+    sentiments=tuple(sentiments),
+    ticker=ticker or None,
+    source=source or None,
+    min_confidence=float(min_conf),
+    text=search or None,
+    model_version=None if version == FIRST else version,
+)
+
+# Cursor stack: one entry per page visited; a changed filter starts again at page 1.
+if st.session_state.get("nb_filter") != flt:
+    st.session_state["nb_filter"] = flt
+    st.session_state["nb_cursors"] = []
+cursors: list[Cursor] = st.session_state["nb_cursors"]
+
+count, more = cached_query(settings, news.count_news, filter=flt)
+page = cached_query(
+    settings, news.news_page, filter=flt, page_size=page_size, after=cursors[-1] if cursors else None
+)
+
+st.text(f"{count:,}{'+' if more else ''} stories match; page {len(cursors) + 1}")
+stories_table(page.rows, key="nb_table")
+
+nav = st.columns([1, 1, 4])
+if nav[0].button("Newer", key="nb_newer", disabled=not cursors):
+    cursors.pop()
+    st.rerun()
+if nav[1].button("Older", key="nb_older", disabled=page.next_cursor is None):
+    assert page.next_cursor is not None
+    cursors.append(page.next_cursor)
+    st.rerun()
+
+
+def _csv() -> bytes:
+    return fresh_query(settings, news.export_csv, filter=flt, max_rows=settings.dashboard_export_max_rows)
+
+
+nav[2].download_button(
+    f"Export CSV (newest {min(count, settings.dashboard_export_max_rows):,} rows)",
+    data=_csv,
+    file_name=f"finsent-news-{period.start:%Y%m%dT%H%M}-{period.end:%Y%m%dT%H%M}.csv",
+    mime="text/csv",
+    key="nb_export",
+    disabled=count == 0,
+)

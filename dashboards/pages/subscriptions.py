@@ -1,0 +1,158 @@
+"""Subscriptions: list, create, edit, pause/resume, delete, send a test notification."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import actions
+from dashboards.access import PermissionDenied
+from dashboards.context import cached_query, invalidate
+from dashboards.data.subscriptions import SubscriptionForm, subscriptions_frame, to_form
+from dashboards.ui import page_context, utcnow
+from services.delivery import repository as delivery_repo
+from services.delivery.model import CHANNELS, SCOPES, SEVERITIES
+from services.delivery.repository import SubscriptionExists
+from services.delivery.subscriptions import SubscriptionError
+
+ctx = page_context()
+settings, user = ctx.settings, ctx.user
+
+st.title("Subscriptions")
+subs = cached_query(settings, delivery_repo.list_subscriptions)
+if subs:
+    st.dataframe(subscriptions_frame(subs), hide_index=True, key="sub_table")
+else:
+    st.info("No subscriptions yet.")
+
+flash = st.session_state.pop("sub_flash", None)
+if flash:
+    st.success(flash)
+
+if not user.can("subscription.edit"):
+    st.caption("Your role is read-only here.")
+    st.stop()
+
+
+def form_fields(prefix: str, initial: SubscriptionForm) -> SubscriptionForm:
+    """The form's widgets; `prefix` keeps create and edit (per subscription) apart."""
+    name = st.text_input("Name", value=initial.name, key=f"{prefix}_name")
+    channel = st.selectbox(
+        "Channel",
+        CHANNELS,
+        index=CHANNELS.index(initial.channel) if initial.channel in CHANNELS else 0,
+        key=f"{prefix}_channel",
+    )
+    target = st.text_input(
+        "Target",
+        value=initial.target,
+        key=f"{prefix}_target",
+        help="URL (webhook, slack), e-mail address, or logger name / stdout (log)",
+    )
+    scopes = st.multiselect(
+        "Scopes (none: all)", list(SCOPES), default=list(initial.scopes), key=f"{prefix}_scopes"
+    )
+    keys_text = st.text_area(
+        "Topics and tickers (one per line; none: all)",
+        value=initial.keys_text,
+        key=f"{prefix}_keys",
+        help="Topic names as in the model (Energy / Oil), tickers in upper case or as $cashtags",
+    )
+    severity = st.selectbox(
+        "Minimum severity", SEVERITIES, index=SEVERITIES.index(initial.min_severity), key=f"{prefix}_severity"
+    )
+    secret_ref = st.text_input(
+        "Secret reference",
+        value=initial.secret_ref,
+        key=f"{prefix}_secret",
+        help="env:NAME or file:/path of the webhook HMAC key or SMTP password (never the secret itself)",
+    )
+    digest = st.number_input(
+        "Digest every N minutes (0: immediate)",
+        min_value=0,
+        max_value=24 * 60,
+        value=initial.digest_minutes,
+        step=5,
+        key=f"{prefix}_digest",
+    )
+    enabled = st.checkbox("Enabled", value=initial.enabled, key=f"{prefix}_enabled")
+    return SubscriptionForm(
+        name=name,
+        channel=channel,
+        target=target,
+        scopes=tuple(scopes),
+        keys_text=keys_text,
+        min_severity=severity,
+        secret_ref=secret_ref,
+        digest_minutes=int(digest),
+        enabled=enabled,
+    )
+
+
+def done(message: str) -> None:
+    invalidate()
+    st.session_state["sub_flash"] = message
+    st.rerun()
+
+
+create_tab, manage_tab = st.tabs(["Create", "Edit, pause, test, delete"])
+with create_tab, st.form("sub_create"):
+    form = form_fields("new", SubscriptionForm(name="", channel="log"))
+    if st.form_submit_button("Create subscription", type="primary"):
+        try:
+            created = actions.create_subscription(ctx.sessions, user, form=form, now=utcnow())
+        except (SubscriptionError, SubscriptionExists, PermissionDenied) as exc:
+            st.error(str(exc))
+        else:
+            done(f"created subscription {created.name}")
+
+with manage_tab:
+    if not subs:
+        st.caption("Nothing to manage yet.")
+    else:
+        by_name = {s.name: s for s in subs}
+        name = st.selectbox("Subscription", list(by_name), key="sub_pick")
+        sub = by_name[name]
+        cols = st.columns(3)
+        toggle = "Resume" if not sub.enabled else "Pause"
+        if cols[0].button(toggle, key="sub_toggle"):
+            try:
+                actions.set_subscription_enabled(ctx.sessions, user, name=name, enabled=not sub.enabled)
+            except PermissionDenied as exc:
+                st.error(str(exc))
+            else:
+                done(f"{'resumed' if not sub.enabled else 'paused'} subscription {name}")
+        if cols[1].button("Send test notification", key="sub_test"):
+            try:
+                outcome = actions.test_subscription(
+                    ctx.sessions, user, name=name, settings=settings, now=utcnow()
+                )
+            except PermissionDenied as exc:
+                st.error(str(exc))
+            else:
+                if outcome is None:
+                    st.error(f"no subscription named {name}")
+                elif outcome.ok:
+                    st.success(
+                        f"test notification to {outcome.description}: {outcome.detail} "
+                        f"in {outcome.seconds:.2f} s"
+                    )
+                else:
+                    st.error(f"test notification to {outcome.description}: {outcome.detail}")
+        confirm = cols[2].checkbox("Really delete", key="sub_confirm_delete")
+        if cols[2].button("Delete", key="sub_delete", disabled=not confirm):
+            try:
+                actions.delete_subscription(ctx.sessions, user, name=name)
+            except PermissionDenied as exc:
+                st.error(str(exc))
+            else:
+                st.session_state.pop("sub_pick", None)
+                done(f"deleted subscription {name}")
+        with st.form(f"sub_edit_{name}"):
+            edited = form_fields(f"edit_{sub.id}", to_form(sub))
+            if st.form_submit_button("Save changes"):
+                try:
+                    actions.update_subscription(ctx.sessions, user, name=name, form=edited)
+                except (SubscriptionError, SubscriptionExists, PermissionDenied) as exc:
+                    st.error(str(exc))
+                else:
+                    done(f"saved subscription {edited.name}")

@@ -1,0 +1,198 @@
+"""`finsent dashboard` (serve the analyst dashboard) and `finsent dashboard users add|list|remove`.
+
+The server is Streamlit's own CLI in a child process, headless, on the address and port from
+the settings: Streamlit owns its event loop and signal handling, and a child process keeps
+them out of the `finsent` process. The database is migrated first (like every other
+service), and a port already in use ends as one line, not as a traceback from Tornado.
+
+Users are managed here so nobody hand-writes a bcrypt hash: the password is prompted for
+(twice, hidden) or read from stdin with --password-stdin for scripts, and only its hash is
+written, to a file readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.cli.errors import fail
+
+dashboard_app = typer.Typer(
+    help="The analyst dashboard (Streamlit): `finsent dashboard` serves it.",
+    invoke_without_command=True,
+)
+users_app = typer.Typer(
+    help="Dashboard users: bcrypt-hashed passwords and roles in FINSENT_DASHBOARD_USERS_FILE.",
+    no_args_is_help=True,
+)
+dashboard_app.add_typer(users_app, name="users")
+
+
+def app_path() -> Path:
+    import dashboards
+
+    return Path(dashboards.__file__).resolve().parent / "app.py"
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why (host, port) cannot be listened on, or None if it can (checked by binding it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "already in use"
+            return exc.strerror or str(exc)
+    return None
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path()),
+        "--server.headless=true",
+        f"--server.address={host}",
+        f"--server.port={port}",
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+        "--global.developmentMode=false",
+    ]
+
+
+@dashboard_app.callback()
+def dashboard(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [FINSENT_DASHBOARD_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [FINSENT_DASHBOARD_PORT]")] = None,
+) -> None:
+    """Serve the analyst dashboard (migrates the database first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from services.cli.common import guarded_database, quiet_alembic
+    from services.settings import get_settings
+    from services.storage import upgrade_database
+
+    settings = get_settings()
+    host = host or settings.dashboard_host
+    port = port if port is not None else settings.dashboard_port
+    problem = port_in_use(host, port)
+    if problem is not None:
+        fail(f"cannot serve the dashboard on {host}:{port}: {problem} (see --port, FINSENT_DASHBOARD_PORT)")
+    quiet_alembic()
+    shown, _ = guarded_database(upgrade_database)
+    typer.echo(f"dashboard  http://{host}:{port}  (database {shown})")
+    _note_users(settings.dashboard_users_file)
+    child = subprocess.Popen(streamlit_command(host, port))
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        code = 0
+    if code:
+        fail(f"the dashboard server exited with status {code}", code=code)
+
+
+def _note_users(path: Path) -> None:
+    from dashboards.users_file import UsersFileError, read_users
+
+    try:
+        users = read_users(path)
+    except UsersFileError as exc:
+        fail(str(exc))
+    if not users:
+        typer.echo(
+            f"note: no users in {path}; add one with `finsent dashboard users add NAME --role admin` "
+            "(or configure OIDC in .streamlit/secrets.toml, see docs/dashboard.md)",
+            err=True,
+        )
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Login name (letters, digits, . _ @ + -)")],
+    role: Annotated[str, typer.Option(help="viewer | analyst | admin")] = "viewer",
+    email: Annotated[str | None, typer.Option(help="E-mail that matches this user's OIDC login")] = None,
+    no_password: Annotated[
+        bool, typer.Option("--no-password", help="OIDC-only user: a role, no password login")
+    ] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin")
+    ] = False,
+) -> None:
+    """Add a user, or change an existing user's role, e-mail and password."""
+    from dashboards.access import ROLES
+    from dashboards.users_file import UserEntry, UsersFileError, check_name, hash_password, upsert_user
+    from services.settings import get_settings
+
+    path = get_settings().dashboard_users_file
+    try:
+        check_name(name)
+    except UsersFileError as exc:
+        fail(str(exc))
+    if role not in ROLES:
+        fail(f"--role {role!r}: choose one of {', '.join(ROLES)}")
+    password_hash = None
+    if not no_password:
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            password_hash = hash_password(password)
+        except UsersFileError as exc:
+            fail(str(exc))
+    try:
+        new = upsert_user(path, UserEntry(name, role, password_hash, email))  # type: ignore[arg-type]
+    except UsersFileError as exc:
+        fail(str(exc))
+    typer.echo(f"{'added' if new else 'updated'} dashboard user {name} ({role}) in {path}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users and roles (never the hashes)."""
+    from dashboards.users_file import UsersFileError, read_users
+    from services.settings import get_settings
+
+    path = get_settings().dashboard_users_file
+    try:
+        users = read_users(path)
+    except UsersFileError as exc:
+        fail(str(exc))
+    if not users:
+        typer.echo(f"no dashboard users in {path}")
+        return
+    for entry in sorted(users.values(), key=lambda e: e.name):
+        login = "password" if entry.password_hash else "oidc only"
+        typer.echo(f"{entry.name}  {entry.role}  {login}  {entry.email or ''}".rstrip())
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="Login name")]) -> None:
+    """Remove a user; their open dashboard sessions end at their next click."""
+    from dashboards.users_file import UsersFileError, remove_user
+    from services.settings import get_settings
+
+    path = get_settings().dashboard_users_file
+    try:
+        removed = remove_user(path, name)
+    except UsersFileError as exc:
+        fail(str(exc))
+    if not removed:
+        fail(f"no dashboard user {name!r} in {path}")
+    typer.echo(f"removed dashboard user {name}")

@@ -36,18 +36,27 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+@labels_app.callback()
+@models_app.callback()
+def _quiet() -> None:
+    # Importing services.learning imports services.storage and so alembic, whose plugins log
+    # at INFO when they load: silence them before any command imports anything.
+    from services.cli.common import quiet_alembic
+
+    quiet_alembic()
+
+
 TASKS = ("topic", "sentiment")
 STATUSES = ("candidate", "champion", "retired", "rejected")
 
 
 def _in_session(action: Callable[[Session], T]) -> T:
     """`action` in one transaction on the migrated database; known errors become `fail`."""
-    from services.cli.common import guarded_database, quiet_alembic
+    from services.cli.common import guarded_database
     from services.learning.holdout import HoldoutError
     from services.learning.registry import RegistryError
     from services.storage import make_engine, session_factory, upgrade_database
-
-    quiet_alembic()
 
     def run(url: str) -> T:
         upgrade_database(url)
@@ -369,7 +378,7 @@ def register(
         return row, before.version if before else None, True
 
     row, before, promoted = _in_session(store)
-    typer.echo(f"registered {row.version} ({row.status}) from {row.path}")
+    typer.echo(f"registered {row.version}" + ("" if promoted else f" ({row.status})") + f" from {row.path}")
     if promoted:
         typer.echo(f"{row.version} is the champion" + (f" (was {before})" if before else ""))
         _announce(row, "promoted")

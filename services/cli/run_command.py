@@ -30,7 +30,7 @@ from services.settings import Settings, get_settings
 DEMO_ITEMS = 300
 DEMO_RATE = 10.0
 STATUS_EVERY_S = 30.0
-SERVICES = ("worker", "alerter", "dispatcher")  # started in this order, and stopped in it
+SERVICES = ("worker", "alerter", "dispatcher", "scheduler")  # started in this order, and stopped in it
 
 
 def bootstrap_model(model_dir: Path) -> Path:
@@ -73,6 +73,37 @@ def bootstrap_model(model_dir: Path) -> Path:
         dev_fraction=settings.dev_fraction,
     )
     return model_dir
+
+
+def _champion_dir(url: str) -> Path:
+    """The registry's champion; with none, the bootstrap model (trained if missing), adopted
+    as the champion."""
+    from datetime import UTC, datetime
+
+    from services.learning.registry import RegistryError, champion, promote, register_model
+    from services.storage import make_engine, session_factory
+
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            row = champion(session)
+            if row is not None:
+                return Path(row.path)
+        model_dir = bootstrap_model(get_settings().default_model_dir)
+        now = datetime.now(UTC)
+        try:
+            with session_factory(engine).begin() as session:
+                adopted = register_model(
+                    session, model_dir, note="bootstrap model adopted by `finsent run`", now=now
+                )
+                promote(
+                    session, adopted.version, by="finsent run", reason="first champion (bootstrap)", now=now
+                )
+        except RegistryError as exc:
+            fail(f"the registry has no champion and the bootstrap model cannot be adopted: {exc}")
+        return model_dir
+    finally:
+        engine.dispose()
 
 
 def _summary_line(model_dir: Path) -> str:
@@ -216,16 +247,19 @@ def run(
         fail("--exit-when-done needs --demo (without a demo feed the pipeline runs until Ctrl-C)")
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    model_dir = model or settings.model
-    if model_dir is not None and not (model_dir / "manifest.json").is_file():
-        fail(f"{model_dir} is not a finsent model directory (no manifest.json)")
-    model_dir = bootstrap_model(model_dir or settings.default_model_dir)
+    pinned = model or settings.model
+    if pinned is not None and not (pinned / "manifest.json").is_file():
+        fail(f"{pinned} is not a finsent model directory (no manifest.json)")
     feed = _demo_feed(settings, demo_items) if demo else {}
 
     quiet_alembic()
     from services.storage import upgrade_database
 
     shown_db, _ = guarded_database(upgrade_database)
+    # Pinned: the worker serves that directory. Otherwise it follows the registry's champion
+    # (adopting the bootstrap model as the first one), so a retraining promoted by the
+    # scheduler or `finsent retrain --now` reaches it without a restart.
+    model_dir = bootstrap_model(pinned) if pinned is not None else guarded_database(_champion_dir)[1]
     started = time.monotonic()
     with ExitStack() as stack:
         bootstrap, broker_text = stack.enter_context(_broker(settings))
@@ -243,7 +277,8 @@ def run(
         services = [
             ServiceProcess(
                 name,
-                env=env | ({"FINSENT_MODEL": str(model_dir.resolve())} if name == "worker" else {}),
+                env=env
+                | ({"FINSENT_MODEL": str(model_dir.resolve())} if name == "worker" and pinned else {}),
                 log_path=settings.home / "logs" / f"{name}.log",
             )
             for name in SERVICES
@@ -317,6 +352,7 @@ def _metrics_text(settings: Settings, command: str) -> str:
         "worker": (settings.scorer_metrics_host, settings.scorer_metrics_port),
         "alerter": (settings.alerter_metrics_host, settings.alerter_metrics_port),
         "dispatcher": (settings.dispatcher_metrics_host, settings.dispatcher_metrics_port),
+        "scheduler": (settings.scheduler_metrics_host, settings.scheduler_metrics_port),
     }[command]
     if not port:
         return "its log names its metrics port"

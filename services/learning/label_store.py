@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, distinct, func, select
 from sqlalchemy.orm import Session
 
-from services.learning.labels import NewLabel, RowError, Split, split_for
+from services.learning.labels import MAX_LABELLER, MAX_SOURCE, NewLabel, RowError, Split, split_for
 from services.storage.learning_models import LabelRow
 from services.storage.models import NewsItemRow
 from services.storage.repository import _dialect_insert
@@ -131,18 +131,36 @@ def record_labels(
 ) -> LabelCounts:
     """Store labels (upsert on (text_hash, task, labeller)) in the caller's transaction.
 
-    A label given by `event_id` alone takes the stored story's headline as its text; an
-    unknown event_id is reported in `errors` (with the label's row number) and skipped.
+    A label given by `event_id` alone takes the stored story's headline as its text. Labels
+    that cannot be stored — an unknown event_id, task or class name, no labeller — are
+    reported in `errors` (with their row number, 0 when not from a file) and skipped.
     """
+    from bert_core.errors import DataError
+    from bert_core.labels import DEFAULT_LABELS, LabelSet
     from bert_core.text import normalize_text
     from services.learning.labels import text_hash as hash_text
 
+    label_sets = {task: LabelSet(task, names) for task, names in DEFAULT_LABELS.items()}
     counts = LabelCounts()
     batch = list(labels)
     lookups = {lab.event_id for lab in batch if lab.text is None and lab.event_id is not None}
     headlines = _headlines(session, lookups) if lookups else {}
     wanted: dict[tuple[str, str, str], dict[str, Any]] = {}
     for lab in batch:
+        # Callers other than the import (the dashboard) skip parse_label_rows: a label that
+        # training could not map back to a class id must not get in.
+        label_set = label_sets.get(lab.task)  # type: ignore[call-overload]
+        if label_set is None:
+            counts.errors.append(RowError(lab.row or 0, f"unknown task {lab.task!r}"))
+            continue
+        try:
+            label = label_set.names[label_set.to_id(lab.label)]
+        except DataError as exc:
+            counts.errors.append(RowError(lab.row or 0, str(exc)))
+            continue
+        if not lab.labeller.strip() or len(lab.labeller.strip()) > MAX_LABELLER:
+            counts.errors.append(RowError(lab.row or 0, f"labeller must be 1-{MAX_LABELLER} characters"))
+            continue
         raw = lab.text if lab.text is not None else headlines.get(lab.event_id or "")
         if raw is None:
             counts.errors.append(
@@ -155,7 +173,7 @@ def record_labels(
         if not text:
             counts.errors.append(RowError(lab.row or 0, "text is empty after normalisation"))
             continue
-        key = (hash_text(raw), lab.task, lab.labeller)
+        key = (hash_text(raw), lab.task, lab.labeller.strip())
         if key in wanted:
             counts.duplicates += 1
         wanted[key] = {
@@ -163,9 +181,9 @@ def record_labels(
             "text": text,
             "text_hash": key[0],
             "task": lab.task,
-            "label": lab.label,
-            "labeller": lab.labeller,
-            "source": lab.source,
+            "label": label,
+            "labeller": lab.labeller.strip(),
+            "source": lab.source[:MAX_SOURCE],
         }
     if not wanted:
         return counts
@@ -195,8 +213,11 @@ def record_labels(
             counts.inserted += 1
         to_insert.append({**values, "split": split, "created_at": created, "updated_at": now})
 
+    # A changed label must get an id above every earlier one. SQLite (INTEGER PRIMARY KEY, no
+    # AUTOINCREMENT) reuses the highest id once it is deleted, so the old row moves aside
+    # (its task is prefixed, keeping the unique key free) and is deleted after the insert.
     for chunk in _chunks(replaced_ids):
-        session.execute(LABELS.delete().where(LABELS.c.id.in_(chunk)))
+        session.execute(LABELS.update().where(LABELS.c.id.in_(chunk)).values(task="~" + LABELS.c.task))
     insert = _dialect_insert(session)
     for chunk in _chunks(to_insert):
         stmt = insert(LABELS)
@@ -211,6 +232,8 @@ def record_labels(
             },
         )
         session.execute(stmt, list(chunk))
+    for chunk in _chunks(replaced_ids):
+        session.execute(LABELS.delete().where(LABELS.c.id.in_(chunk)))
     session.expire_all()  # rows loaded above may be stale now
     return counts
 

@@ -65,13 +65,14 @@ class NewLabel:
 
 @dataclass(frozen=True)
 class RowError:
-    """One rejected input row: its number as the user counts it, and what is wrong with it."""
+    """One rejected input row: its number as the user counts it (0: not from a file), and
+    what is wrong with it."""
 
     row: int
     message: str
 
     def __str__(self) -> str:
-        return f"row {self.row}: {self.message}"
+        return f"row {self.row}: {self.message}" if self.row > 0 else self.message
 
 
 def _cell(row: Mapping[str, object], column: str) -> str | None:

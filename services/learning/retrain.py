@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from services.learning.gate import GateDecision
@@ -165,12 +165,20 @@ def _locked_run(
     from services.learning import registry
     from services.learning.label_store import count_labels_after, label_watermark
 
+    with sessions() as session, session.begin():
+        # Holding the lock, no other run can be in flight: a `running` row is a run whose
+        # process died (SIGKILL, power loss). Close it so the history does not lie.
+        session.execute(
+            update(RetrainRunRow)
+            .where(RetrainRunRow.status == "running", RetrainRunRow.id < run_id)
+            .values(status="failed", reason="interrupted: its process ended mid-run", finished_at=now())
+        )
     with sessions() as session:
         champion = registry.champion(session)
         since = last_watermark(session)
         watermark = label_watermark(session)
         new_labels = count_labels_after(session, since)
-    base = {"new_labels": new_labels, "label_watermark": watermark}
+    base: dict[str, Any] = {"new_labels": new_labels, "label_watermark": watermark}
     if champion is None:
         return _finish(
             sessions,

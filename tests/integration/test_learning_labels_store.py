@@ -313,3 +313,27 @@ def test_disagreements_list_stats(engine: Engine) -> None:
         assert sum(stats.by_task_split.values()) == 5
         assert stats.texts == {"sentiment": 2, "topic": 1}
         assert stats.watermark == label_watermark(session) > 0
+
+
+def test_direct_callers_are_validated_too(engine: Engine) -> None:
+    """The dashboard calls record_labels without parse_label_rows: names are canonicalised
+    and anything training could not use is refused, not stored."""
+    labels = [
+        NewLabel("topic", "fed | central banks", "ann", "dashboard", text="Fed holds", row=1),
+        NewLabel("topic", "Weather", "ann", "dashboard", text="Storm", row=2),
+        NewLabel("mood", "happy", "ann", "dashboard", text="Storm", row=3),
+        NewLabel("sentiment", "bearish", "  ", "dashboard", text="Storm", row=4),
+        NewLabel("sentiment", "bearish", "ann", "dashboard", event_id="ev-0", row=5),
+    ]
+    with session_factory(engine).begin() as session:
+        counts = record_labels(session, labels, now=T0, recent_share=SHARE)
+    assert counts.inserted == 2
+    assert [(e.row, e.message.split(";")[0]) for e in counts.errors] == [
+        (2, "unknown topic label 'Weather'"),
+        (3, "unknown task 'mood'"),
+        (4, "labeller must be 1-200 characters"),
+    ]
+    assert sorted((r.task, r.label, r.text) for r in all_labels(engine)) == [
+        ("sentiment", "bearish", "Acme shares plunge after profit warning"),
+        ("topic", "Fed / Central Banks", "Fed holds"),
+    ]

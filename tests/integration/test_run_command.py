@@ -6,6 +6,7 @@ run reuses the model and stores nothing twice."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,10 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.broker.embedded import free_port
-from services.storage import count_items, count_predictions, make_engine
+from services.storage import ModelVersionRow, count_items, count_predictions, make_engine
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +47,17 @@ def sqlite_counts(db: Path) -> tuple[int, int]:
         engine.dispose()
 
 
+def registry_statuses(db: Path) -> dict[str, str]:
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with Session(engine) as session:
+            return dict(
+                session.execute(select(ModelVersionRow.version, ModelVersionRow.status)).tuples().all()
+            )
+    finally:
+        engine.dispose()
+
+
 def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
     tiny_bert_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
 ) -> None:
@@ -63,6 +76,7 @@ def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
         "FINSENT_SCORER_METRICS_PORT": str(free_port()),
         "FINSENT_ALERTER_METRICS_PORT": str(free_port()),
         "FINSENT_DISPATCHER_METRICS_PORT": str(free_port()),
+        "FINSENT_SCHEDULER_METRICS_PORT": str(free_port()),
         "FINSENT_ALERTER_SESSION_TIMEOUT_SECONDS": "6",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
@@ -83,7 +97,12 @@ def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
     assert sqlite_counts(home / "finsent.db") == (DEMO_ITEMS, DEMO_ITEMS)
     assert "embedded broker at 127.0.0.1:" in output
     assert "(first item scored" in output
-    start_lines = {"worker": None, "alerter": "alerting on news.scored", "dispatcher": "dispatching alert"}
+    start_lines = {
+        "worker": None,
+        "alerter": "alerting on news.scored",
+        "dispatcher": "dispatching alert",
+        "scheduler": "retraining scheduler on",
+    }
     for name, start_line in start_lines.items():
         log = home / "logs" / f"{name}.log"
         assert re.search(rf"^{name} +pid \d+, log {re.escape(str(log))}; metrics http://", first.stdout, re.M)
@@ -92,9 +111,14 @@ def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
     assert env["FINSENT_ALERTER_METRICS_PORT"] in first.stdout
     assert env["FINSENT_DISPATCHER_METRICS_PORT"] in first.stdout
     assert "exited with code" not in output and "Traceback" not in output, output[-4000:]
+    # The bootstrap model was adopted as the registry's champion, and the worker served it.
+    version = json.loads((home / "models" / "bootstrap" / "manifest.json").read_text())["version"]
+    assert registry_statuses(home / "finsent.db") == {version: "champion"}
+    assert f"with model {version}" in (home / "logs" / "worker.log").read_text(encoding="utf-8")
 
     second = run_finsent(env, *args)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-4000:]
     assert "training one from the seed data" not in output  # the bootstrap model is reused
+    assert registry_statuses(home / "finsent.db") == {version: "champion"}
     assert sqlite_counts(home / "finsent.db") == (DEMO_ITEMS, DEMO_ITEMS)  # same stories, stored once

@@ -104,11 +104,11 @@ def test_row_numbers_from_the_reader() -> None:
 
 def test_csv_file_rows_are_numbered_as_in_a_spreadsheet() -> None:
     content = (
-        "text,task,label,labeller,comment\n"
-        'Fed holds,topic,1,ann,"a, b"\n'
-        "Oil up,topic,6,ann,x,extra\n"
-        '"two\nlines",sentiment,bearish,,\n'
-    ).encode()
+        b"text,task,label,labeller,comment\n"
+        b'Fed holds,topic,1,ann,"a, b"\n'
+        b"Oil up,topic,6,ann,x,extra\n"
+        b'"two\nlines",sentiment,bearish,,\n'
+    )
     parsed = parse_label_file(content, name="labels.csv")
     assert parsed.columns == ["text", "task", "label", "labeller", "comment"]
     assert [n for n, _ in parsed.rows] == [2, 4]
@@ -122,7 +122,10 @@ def test_csv_file_rows_are_numbered_as_in_a_spreadsheet() -> None:
 
 
 def test_jsonl_file_rows_are_numbered_by_line() -> None:
-    content = b'{"text": "a", "task": "topic", "label": 1}\n\n[1, 2]\n{oops\n{"event_id": "e", "task": "sentiment", "label": 2}\n'
+    content = (
+        b'{"text": "a", "task": "topic", "label": 1}\n\n[1, 2]\n{oops\n'
+        b'{"event_id": "e", "task": "sentiment", "label": 2}\n'
+    )
     parsed = parse_label_file(content, name="labels.jsonl")
     assert [n for n, _ in parsed.rows] == [1, 5]
     assert [(e.row, e.message.split(" (")[0]) for e in parsed.errors] == [

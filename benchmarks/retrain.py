@@ -1,0 +1,221 @@
+"""Time of one retraining with 500 new analyst labels on the real model, and what it changes on
+the frozen and the recent holdout.
+
+Usage:
+    python benchmarks/retrain.py prepare --work DIR [--champion-minutes 10]
+    python benchmarks/retrain.py run --work DIR [--labels 500]
+
+`prepare` splits the seed files (../shared/data/tfn) the way finsent does: the stratified
+dev split (seed 42, 10 %) is the frozen holdout and is never trained on; from the rest it
+sets aside a pool of 600 texts per task as "future analyst labels" and trains the champion
+(`finsent train`, time-boxed) on everything else, so the labels are news to the champion.
+
+`run` makes a fresh SQLite database and FINSENT_HOME under DIR, registers the champion,
+imports `--labels` labels from the pool (half per task, as an analyst would label them,
+with their true labels; the label store sends its usual share to the recent holdout), then
+runs one retraining with the default settings (warm start, replay, time budget) and prints
+the stage timings and both models' metrics on both holdouts. Results go to
+benchmarks/results/retrain.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_FILES = {
+    "sentiment": REPO.parent / "shared/data/tfn/sentiment_train.csv",
+    "topic": REPO.parent / "shared/data/tfn/topic_train.csv",
+}
+POOL_PER_TASK = 600
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def prepare(work: Path, champion_minutes: float) -> None:
+    from bert_core.recipes import load_task_files, split_sets
+
+    work.mkdir(parents=True, exist_ok=True)
+    split = split_sets(load_task_files(SEED_FILES), dev_fraction=0.1, seed=42)
+    rng = random.Random(7)
+    for task, data in split.train.items():
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        for name, rows in (("pool", order[:POOL_PER_TASK]), ("champion_train", order[POOL_PER_TASK:])):
+            with (work / f"{name}_{task}.csv").open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["text", "label"])
+                writer.writerows((data.texts[i], data.labels[i]) for i in rows)
+        print(f"{task}: champion trains on {len(data) - POOL_PER_TASK}, pool {POOL_PER_TASK}")
+    subprocess.run(
+        [
+            sys.executable, "-m", "services", "train",
+            "--out", str(work / "champion"),
+            "--sentiment-data", str(work / "champion_train_sentiment.csv"),
+            "--topic-data", str(work / "champion_train_topic.csv"),
+            "--max-minutes", str(champion_minutes),
+        ],
+        cwd=REPO,
+        check=True,
+    )  # fmt: skip
+
+
+def write_labels(work: Path, n: int, selection: str) -> Path:
+    """`n` pool texts (half per task) with their true labels. `random`: any pool texts;
+    `uncertain`: the ones the champion is least sure of (smallest top-2 sentiment margin,
+    lowest top topic probability), as the dashboard's labelling queue hands them out."""
+    from bert_core import DEFAULT_LABELS
+
+    out = work / f"labels_{n}_{selection}.csv"
+    predictor = None
+    if selection == "uncertain":
+        from bert_core import Predictor
+
+        predictor = Predictor.load(work / "champion", precision="auto")
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "task", "label"])
+        for task in ("sentiment", "topic"):
+            names = DEFAULT_LABELS[task]  # type: ignore[index]
+            with (work / f"pool_{task}.csv").open(encoding="utf-8") as pool:
+                rows = list(csv.DictReader(pool))
+            if predictor is not None:
+                predictions = predictor.predict([row["text"] for row in rows])
+
+                certainty = [
+                    p.topic_score if task == "topic" else _margin(p.sentiment_probs) for p in predictions
+                ]
+                rows = [rows[i] for i in sorted(range(len(rows)), key=certainty.__getitem__)]
+            writer.writerows((row["text"], task, names[int(row["label"])]) for row in rows[: n // 2])
+    return out
+
+
+def _margin(probs: dict[str, float]) -> float:
+    top = sorted(probs.values(), reverse=True)
+    return top[0] - top[1]
+
+
+def run(work: Path, n_labels: int, selection: str) -> dict:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    home = work / f"home-{stamp}"
+    env = {
+        **os.environ,
+        "FINSENT_HOME": str(home),
+        "FINSENT_DATABASE_URL": f"sqlite:///{home}/finsent.db",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    env.pop("FINSENT_KAFKA_BOOTSTRAP", None)
+
+    def finsent(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "services", *args], cwd=REPO, env=env, text=True, capture_output=True
+        )
+        sys.stdout.write(result.stdout)
+        if result.returncode not in (0, 3):
+            sys.stderr.write(result.stderr)
+            raise SystemExit(f"finsent {' '.join(args)} failed with {result.returncode}")
+        return result
+
+    home.mkdir(parents=True)
+    finsent("models", "register", str(work / "champion"), "--champion", "--note", "benchmark champion")
+    finsent("labels", "import", str(write_labels(work, n_labels, selection)), "--labeller", "benchmark")
+    started = time.perf_counter()
+    retrain = finsent("retrain", "--now")
+    wall = time.perf_counter() - started
+
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from services.storage import GateDecisionRow, RetrainRunRow
+
+    engine = create_engine(env["FINSENT_DATABASE_URL"])
+    with Session(engine) as session:
+        run_row = session.scalars(select(RetrainRunRow).order_by(RetrainRunRow.id.desc())).first()
+        decision = session.scalars(select(GateDecisionRow).order_by(GateDecisionRow.id.desc())).first()
+    assert run_row is not None and decision is not None, retrain.stdout
+    comparison = decision.comparison
+    summary: dict = {
+        "labels_imported": n_labels,
+        "selection": selection,
+        "status": run_row.status,
+        "reason": run_row.reason,
+        "wall_seconds_cli": round(wall, 1),
+        "stages": {k: run_row.details.get(k) for k in ("data_seconds", "train_seconds", "evaluate_seconds")},
+        "examples": run_row.details.get("examples"),
+        "champion": comparison["champion"],
+        "challenger": comparison["challenger"],
+        "checks": comparison["checks"],
+        "cpu": os.cpu_count(),
+        "settings": "defaults (FINSENT_RETRAIN_*: 3 epochs, 10 min budget, lr 5e-5, replay 2x / min 500)",
+    }
+    return summary
+
+
+def table(summary: dict) -> str:
+    lines = [
+        f"## Retraining with {summary['labels_imported']} new labels ({summary['selection']} pool texts; "
+        "real MiniLM-L6 model, 2 CPU cores)",
+        "",
+        f"- outcome: **{summary['status']}** — {summary['reason']}",
+        f"- wall time of `finsent retrain --now`: {summary['wall_seconds_cli']} s "
+        f"(data {summary['stages']['data_seconds']} s, fine-tuning {summary['stages']['train_seconds']} s, "
+        f"evaluation of both models on both holdouts {summary['stages']['evaluate_seconds']} s)",
+        f"- training rows: {json.dumps(summary['examples'])}",
+        "",
+        "| holdout | task | n | champion macro-F1 | challenger macro-F1 | change | champion acc "
+        "| challenger acc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for holdout in ("frozen", "recent"):
+        for task, champ in summary["champion"][holdout].items():
+            chall = summary["challenger"][holdout].get(task)
+            if chall is None:
+                continue
+            lines.append(
+                f"| {holdout} | {task} | {champ['n']} | {champ['macro_f1']:.4f} | {chall['macro_f1']:.4f} | "
+                f"{chall['macro_f1'] - champ['macro_f1']:+.4f} | {champ['accuracy']:.4f} "
+                f"| {chall['accuracy']:.4f} |"
+            )
+    lines += [
+        "",
+        "Gate checks:",
+        *[f"- {'pass' if c['passed'] else 'FAIL'}: {c['reason']}" for c in summary["checks"]],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--champion-minutes", type=float, default=10.0)
+    r = sub.add_parser("run")
+    r.add_argument("--work", type=Path, required=True)
+    r.add_argument("--labels", type=int, default=500)
+    r.add_argument("--selection", choices=("random", "uncertain"), default="uncertain")
+    args = parser.parse_args()
+    if args.command == "prepare":
+        prepare(args.work, args.champion_minutes)
+        return
+    summary = run(args.work, args.labels, args.selection)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"retrain_{args.selection}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    text = table(summary)
+    (RESULTS / f"retrain_{args.selection}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""`finsent labels ...` and `finsent models ...` on SQLite, as a user runs them: counts and
+bad rows of an import, the registry's list/show/register/promote/rollback with confirmation,
+and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from bert_core.artifacts import read_manifest
+from services.cli import app
+from services.settings import get_settings
+from services.storage import LabelRow, ModelVersionRow, make_engine
+
+CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FINSENT_")}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # settings read a .env file from the working directory
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "finsent.db"
+
+
+def invoke(db: Path, *args: str, input: str | None = None, **env: str) -> Any:
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(
+            app, list(args), input=input, env={**CLEAN_ENV, "FINSENT_DATABASE_URL": f"sqlite:///{db}", **env}
+        )
+    finally:
+        get_settings.cache_clear()
+
+
+def stored(db: Path, model: type[Any]) -> list[Any]:
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with Session(engine) as session:
+            return list(session.scalars(select(model)))
+    finally:
+        engine.dispose()
+
+
+def one_line_error(result: Any, code: int, message: str) -> None:
+    assert result.exit_code == code, result.output
+    assert result.stderr.startswith("finsent: error: ") and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_every_command_has_help(db: Path) -> None:
+    for group, commands in {
+        "labels": ("import", "list", "stats", "disagreements"),
+        "models": ("list", "show", "register", "promote", "rollback"),
+    }.items():
+        result = invoke(db, group, "--help")
+        assert result.exit_code == 0 and all(c in result.stdout for c in commands), result.output
+        for command in commands:
+            result = invoke(db, group, command, "--help")
+            assert result.exit_code == 0 and "Usage:" in result.stdout, (group, command, result.output)
+    assert not db.exists()
+
+
+def test_labels_import_reports_counts_and_bad_rows(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "text,task,label,labeller,comment\n"
+        "Oil jumps as OPEC cuts output,topic,energy / oil,,x\n"
+        "Acme misses estimates,sentiment,0,bob,\n"
+        "Acme misses estimates,sentiment,bullish,ann,\n"
+        "Gold slips,topic,Gold,,\n"
+        ",sentiment,1,,\n",
+        encoding="utf-8",
+    )
+    result = invoke(db, "labels", "import", str(path), "--labeller", "ann")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{path}: 5 row(s): 3 imported, 0 updated, 0 unchanged, 2 rejected\n"
+    assert result.stderr.splitlines() == [
+        "note: ignored column(s): comment",
+        "  row 5: unknown topic label 'Gold'; expected an id 0-19 or one of: "
+        + result.stderr.split("one of: ")[1].split("\n")[0],
+        "  row 6: needs a text or an event_id (both are empty)",
+    ]
+    labels = stored(db, LabelRow)
+    assert sorted((r.labeller, r.label, r.source) for r in labels) == [
+        ("ann", "Energy / Oil", "import:labels.csv"),
+        ("ann", "bullish", "import:labels.csv"),
+        ("bob", "bearish", "import:labels.csv"),
+    ]
+
+    path.write_text("text,task,label\nAcme misses estimates,sentiment,neutral\n", encoding="utf-8")
+    result = invoke(db, "labels", "import", str(path), "--labeller", "ann", "--source", "desk review")
+    assert result.exit_code == 0, result.output
+    assert "0 imported, 1 updated, 0 unchanged, 0 rejected" in result.stdout and result.stderr == ""
+
+    result = invoke(db, "labels", "list", "--task", "sentiment")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ID", "TASK", "LABEL", "LABELLER", "SPLIT", "UPDATED", "TEXT"]
+    assert len(lines) == 3 and "neutral" in lines[1] and "ann" in lines[1] and "bearish" in lines[2]
+
+    result = invoke(db, "labels", "stats")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(
+        "3 label(s) on 2 text(s) by 2 labeller(s); 1 disagreement(s); newest label id "
+    )
+
+    result = invoke(db, "labels", "disagreements")
+    assert result.exit_code == 0, result.output
+    assert "Acme misses estimates" in result.stdout and "ann: neutral; bob: bearish" in result.stdout
+
+
+def test_strict_import_stores_nothing_and_exits_1(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "labels.jsonl"
+    path.write_text(
+        '{"text": "fine", "task": "topic", "label": 3}\n{"text": "bad", "task": "mood", "label": 1}\n'
+    )
+    result = invoke(db, "labels", "import", str(path), "--strict", "--labeller", "ann")
+    assert result.exit_code == 1, result.output
+    assert "  row 2: unknown task 'mood'; expected one of: topic, sentiment" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"finsent: error: {path}: 1 of 2 row(s) are bad; nothing imported (--strict)"
+    )
+    assert stored(db, LabelRow) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["labels", "import", "missing.csv"], "missing.csv: no such file"),
+        (["labels", "list", "--task", "mood"], "--task must be one of topic, sentiment, not 'mood'"),
+        (["models", "list", "--status", "gold"], "--status must be one of candidate, champion"),
+        (["models", "show", "nope"], "no model version 'nope'"),
+        (["models", "promote", "nope", "--yes"], "no model version 'nope'"),
+        (["models", "rollback", "--yes"], "no previous champion to roll back to"),
+        (["models", "register", "nowhere"], "nowhere: no such model directory"),
+    ],
+)
+def test_bad_arguments_are_one_line(db: Path, args: list[str], message: str) -> None:
+    one_line_error(invoke(db, *args), 2, message)
+
+
+def test_models_register_promote_rollback(
+    db: Path, model_variant: Callable[..., Path], tmp_path: Path
+) -> None:
+    first, second = model_variant(seed=11), model_variant(seed=12)
+    v1, v2 = read_manifest(first).version, read_manifest(second).version
+    result = invoke(db, "models", "list")
+    assert result.exit_code == 0 and "no model versions" in result.stdout
+
+    result = invoke(db, "models", "register", str(first), "--champion", "--by", "ops")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"registered {v1} from {first.resolve()}",
+        f"{v1} is the champion",
+        "no broker configured (FINSENT_KAFKA_BOOTSTRAP): workers pick it up by polling the registry",
+    ]
+    result = invoke(db, "models", "register", str(second), "--note", "hand-made")
+    assert result.exit_code == 0 and f"registered {v2} (candidate)" in result.stdout, result.output
+
+    result = invoke(db, "models", "list")
+    assert result.exit_code == 0, result.output
+    table = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    assert table == {v1: "champion", v2: "candidate"}
+
+    result = invoke(db, "models", "promote", v2, input="n\n")
+    one_line_error(result, 1, "not confirmed; nothing changed")
+    assert f"Serve {v2} instead of {v1}?" in result.stdout
+    result = invoke(
+        db, "models", "promote", v2, "--by", "alice", "--reason", "better on recent news", input="y\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{v2} is the champion (was {v1})" in result.stdout
+
+    result = invoke(db, "models", "show", v2, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["status"] == "champion" and info["path"] == str(second.resolve())
+    assert info["history"][-1].endswith("champion: promoted by alice: better on recent news")
+    assert set(info["dev"]) == {"sentiment", "topic"}
+    result = invoke(db, "models", "show", v1)
+    assert result.exit_code == 0 and "status:            retired" in result.stdout, result.output
+    assert "history:" in result.stdout and f"retired: {v2} promoted by alice" in result.stdout
+
+    result = invoke(db, "models", "rollback", "--yes", "--by", "bob")
+    assert result.exit_code == 0, result.output
+    assert f"{v1} is the champion again; {v2} rejected" in result.stdout
+    assert {r.version: r.status for r in stored(db, ModelVersionRow)} == {v1: "champion", v2: "rejected"}
+
+    one_line_error(invoke(db, "models", "promote", v2, "--yes"), 2, f"version {v2} was rejected")
+    result = invoke(db, "models", "promote", v2, "--yes", "--force")
+    assert result.exit_code == 0 and f"{v2} is the champion" in result.stdout, result.output
+
+    damaged = Path(shutil.copytree(first, tmp_path / "damaged"))
+    (damaged / "model.safetensors").write_bytes(b"not weights")
+    one_line_error(invoke(db, "models", "register", str(damaged)), 2, "does not match its manifest hash")
+
+
+def test_errors_are_one_line_from_the_real_entry_point(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    env["FINSENT_DATABASE_URL"] = f"sqlite:///{tmp_path}/finsent.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "models", "promote", "v-unknown", "--yes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "finsent: error: no model version 'v-unknown' (see `finsent models list`)\n"

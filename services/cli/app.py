@@ -18,6 +18,7 @@ from services.cli import (
     subscription_commands,
     worker_commands,
 )
+from services.cli.common import quiet_alembic
 from services.cli.errors import fail
 from services.logging_setup import configure_logging
 from services.settings import get_settings
@@ -55,6 +56,7 @@ def main() -> None:
     except Exception as exc:  # pydantic ValidationError: a bad FINSENT_* variable
         fail(f"invalid setting: {' '.join(str(exc).split())}")
     configure_logging(settings.log_level, settings.log_format)
+    quiet_alembic()  # alembic's plugins log at INFO as they load; the commands say what matters
     try:
         app()
     except BertCoreError as exc:

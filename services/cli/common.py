@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from services.broker.errors import BrokerError
 from services.cli.errors import fail
 from services.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -59,3 +62,21 @@ def guarded_database(action: Callable[[str], T], url: str | None = None) -> tupl
         fail(f"invalid FINSENT_DATABASE_URL {shown}: {' '.join(str(exc).split())}")
     except CommandError as exc:  # e.g. an unknown revision
         fail(f"database {shown}: {' '.join(str(exc).split())}")
+
+
+def in_transaction(action: Callable[[Session], T]) -> T:
+    """`action(session)` in one transaction on the configured database, migrated first;
+    database errors become `fail`. For the short commands (subscriptions, labels, models)."""
+    quiet_alembic()  # before services.storage imports alembic, whose plugins log as they load
+    from services.storage import make_engine, session_factory, upgrade_database
+
+    def run(url: str) -> T:
+        upgrade_database(url)
+        engine = make_engine(url)
+        try:
+            with session_factory(engine).begin() as session:
+                return action(session)
+        finally:
+            engine.dispose()
+
+    return guarded_database(run)[1]

@@ -53,22 +53,12 @@ STATUSES = ("candidate", "champion", "retired", "rejected")
 
 def _in_session(action: Callable[[Session], T]) -> T:
     """`action` in one transaction on the migrated database; known errors become `fail`."""
-    from services.cli.common import guarded_database
+    from services.cli.common import in_transaction
     from services.learning.holdout import HoldoutError
     from services.learning.registry import RegistryError
-    from services.storage import make_engine, session_factory, upgrade_database
-
-    def run(url: str) -> T:
-        upgrade_database(url)
-        engine = make_engine(url)
-        try:
-            with session_factory(engine).begin() as session:
-                return action(session)
-        finally:
-            engine.dispose()
 
     try:
-        return guarded_database(run)[1]
+        return in_transaction(action)
     except (RegistryError, HoldoutError) as exc:
         fail(str(exc))
 

@@ -31,22 +31,9 @@ subscriptions_app = typer.Typer(
 
 
 def _in_session(action: Callable[[Session], T]) -> T:
-    """`action` in one transaction on the configured database; database errors become `fail`."""
-    from services.cli.common import guarded_database, quiet_alembic
-    from services.storage import make_engine, session_factory, upgrade_database
+    from services.cli.common import in_transaction
 
-    quiet_alembic()
-
-    def run(url: str) -> T:
-        upgrade_database(url)
-        engine = make_engine(url)
-        try:
-            with session_factory(engine).begin() as session:
-                return action(session)
-        finally:
-            engine.dispose()
-
-    return guarded_database(run)[1]
+    return in_transaction(action)
 
 
 @subscriptions_app.command()

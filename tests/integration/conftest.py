@@ -25,9 +25,11 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 from psycopg import sql
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from services.broker import BrokerError, EmbeddedBroker, TopicSpec, ensure_topics
+from services.storage import Base, head_revision, make_engine, upgrade_database
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "FINSENT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -67,6 +69,29 @@ def fresh_postgres_url() -> Iterator[str]:
     """SQLAlchemy URL of a fresh, empty PostgreSQL database for this one test."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database migrated to head with `upgrade_database`, once per backend for the module
+    (the SQLite file in a directory that does not exist yet: migrating must create it)."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/not-yet/finsent.db"
+    assert upgrade_database(url) == head_revision()
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on `database_url` with every table emptied before the test."""
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    yield engine
+    engine.dispose()
 
 
 # --------------------------------------------------------------------------- Kafka

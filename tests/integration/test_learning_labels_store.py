@@ -31,13 +31,9 @@ from services.learning.label_store import (
 )
 from services.learning.labels import NewLabel, RowError, split_for, text_hash
 from services.storage import (
-    Base,
     LabelRow,
     NewsItemRow,
-    head_revision,
-    make_engine,
     session_factory,
-    upgrade_database,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,22 +42,9 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SHARE = 0.2
 
 
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('labels')}/finsent.db"
-    assert upgrade_database(url) == head_revision()
-    return url
-
-
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
+def engine(engine: Engine) -> Iterator[Engine]:
+    """The emptied database with two stored stories to label."""
     with session_factory(engine).begin() as session:
         for i, headline in enumerate(["Acme shares plunge after profit warning", "Fed holds rates steady"]):
             session.add(
@@ -75,7 +58,6 @@ def engine(database_url: str) -> Iterator[Engine]:
                 )
             )
     yield engine
-    engine.dispose()
 
 
 def import_file(engine: Engine, path: Path, *, now: datetime = T0, strict: bool = False) -> ImportReport:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,37 +26,13 @@ from services.learning.registry import (
     rollback,
 )
 from services.storage import (
-    Base,
     ModelVersionRow,
-    head_revision,
-    make_engine,
     session_factory,
-    upgrade_database,
 )
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('registry')}/finsent.db"
-    assert upgrade_database(url) == head_revision()
-    return url
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,14 +19,12 @@ from bert_core import Predictor
 from services.schemas import DEFAULT_WATCHLIST
 from services.scorer import RawRecord, RetryPolicy, score_batch, store_batch
 from services.storage import (
-    Base,
     NewsItemRow,
     NewsTickerRow,
     PredictionRow,
     UpsertCounts,
     make_engine,
     session_factory,
-    upgrade_database,
 )
 
 pytestmark = pytest.mark.integration
@@ -41,26 +38,6 @@ HEADLINES = [
     "$MSFT and $NVDA stocks rally on strong revenue",
     "bank lender shares drops on credit loss",
 ]
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('scorer-sink')}/finsent.db"
-    upgrade_database(url)
-    return url
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ at the end); every test starts from empty tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +29,6 @@ from services.storage import (
     count_predictions,
     current_revision,
     head_revision,
-    make_engine,
     predictions_in_range,
     session_factory,
     upgrade_database,
@@ -79,27 +77,6 @@ def make_scored(news: NewsItem, i: int, model_version: str = "v1") -> ScoredItem
 
 def batch(n: int, model_version: str = "v1") -> list[ScoredItem]:
     return [make_scored(make_news(i), i, model_version) for i in range(n)]
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A database migrated with `upgrade_database`, one per backend for this module."""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/not-yet/finsent.db"  # directory made on use
-    assert upgrade_database(url) == head_revision()
-    return url
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    yield engine
-    engine.dispose()
 
 
 def store(engine: Engine, items: list[ScoredItem]) -> UpsertCounts:

@@ -31,6 +31,6 @@ if user.can("label"):
     pages.append(st.Page(HERE / "pages" / "labelling.py", title="Labelling queue", icon=":material/label:"))
 pages.append(st.Page(HERE / "pages" / "models.py", title="Models", icon=":material/model_training:"))
 
-navigation = st.navigation(pages)
+# Common to every page: drawn by this script before the chosen page runs.
 auth.account_box(user)
-navigation.run()
+st.navigation(pages).run()

@@ -171,6 +171,9 @@ def write_users(path: Path, users: Mapping[str, UserEntry]) -> None:
 
 def upsert_user(path: Path, entry: UserEntry) -> bool:
     """Add or replace one user; True if it was new."""
+    check_name(entry.name)
+    if entry.role not in ROLES:
+        raise UsersFileError(f"role must be one of {', '.join(ROLES)}")
     users = read_users(path)
     new = entry.name not in users
     users[entry.name] = entry

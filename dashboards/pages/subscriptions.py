@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import streamlit as st
 
 from dashboards import actions
@@ -148,7 +150,10 @@ with manage_tab:
                 st.session_state.pop("sub_pick", None)
                 done(f"deleted subscription {name}")
         with st.form(f"sub_edit_{name}"):
-            edited = form_fields(f"edit_{sub.id}", to_form(sub))
+            current = to_form(sub)
+            # The stored values are part of the widget keys: after a pause (or any change) the
+            # form starts from what is stored, not from what its widgets held before.
+            edited = form_fields(f"edit_{sub.id}_{zlib.crc32(repr(current).encode()):08x}", current)
             if st.form_submit_button("Save changes"):
                 try:
                     actions.update_subscription(ctx.sessions, user, name=name, form=edited)

@@ -1,9 +1,10 @@
 """`finsent dashboard` (serve the analyst dashboard) and `finsent dashboard users add|list|remove`.
 
-The server is Streamlit's own CLI in a child process, headless, on the address and port from
-the settings: Streamlit owns its event loop and signal handling, and a child process keeps
-them out of the `finsent` process. The database is migrated first (like every other
-service), and a port already in use ends as one line, not as a traceback from Tornado.
+The server is Streamlit's own CLI, headless, on the address and port from the settings,
+exec'd in place of the `finsent` process once the checks are done: Streamlit owns its event
+loop and signal handling, and SIGTERM/SIGINT then reach the server directly. The database
+is migrated first (like every other service), and a port already in use ends as one line,
+not as a traceback from the web server.
 
 Users are managed here so nobody hand-writes a bcrypt hash: the password is prompted for
 (twice, hidden) or read from stdin with --password-stdin for scripts, and only its hash is
@@ -13,8 +14,9 @@ written, to a file readable by its owner only.
 from __future__ import annotations
 
 import errno
+import importlib.util
+import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -35,9 +37,13 @@ dashboard_app.add_typer(users_app, name="users")
 
 
 def app_path() -> Path:
-    import dashboards
-
-    return Path(dashboards.__file__).resolve().parent / "app.py"
+    """dashboards/app.py, found through the import system (not `dashboards.__file__`: a
+    directory named `dashboards` on sys.path, such as tests/dashboards, can shadow the
+    package itself as a namespace package while its modules still load from here)."""
+    spec = importlib.util.find_spec("dashboards.app")
+    if spec is None or spec.origin is None:
+        fail("the dashboards package is not installed (pip install -e .)")
+    return Path(spec.origin).resolve()
 
 
 def port_in_use(host: str, port: int) -> str | None:
@@ -93,18 +99,12 @@ def dashboard(
     shown, _ = guarded_database(upgrade_database)
     typer.echo(f"dashboard  http://{host}:{port}  (database {shown})")
     _note_users(settings.dashboard_users_file)
-    child = subprocess.Popen(streamlit_command(host, port))
-    try:
-        code = child.wait()
-    except KeyboardInterrupt:
-        child.terminate()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-        code = 0
-    if code:
-        fail(f"the dashboard server exited with status {code}", code=code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Become the Streamlit server (exec, not a child): signals from a terminal, systemd or a
+    # test harness reach the server itself, and no orphaned server outlives a killed parent.
+    command = streamlit_command(host, port)
+    os.execv(command[0], command)
 
 
 def _note_users(path: Path) -> None:

@@ -42,13 +42,14 @@ def test_units_run_existing_commands() -> None:
         assert command in commands, (unit.name, command)
 
 
-def test_prometheus_config_scrapes_the_three_services() -> None:
+def test_prometheus_config_scrapes_every_service_with_metrics() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"finsent-worker", "finsent-alerter", "finsent-dispatcher"}
+    assert set(jobs) == {"finsent-worker", "finsent-alerter", "finsent-dispatcher", "finsent-scheduler"}
     ports = {
         "finsent-alerter": Settings.model_fields["alerter_metrics_port"].default,
         "finsent-dispatcher": Settings.model_fields["dispatcher_metrics_port"].default,
+        "finsent-scheduler": Settings.model_fields["scheduler_metrics_port"].default,
     }
     for job, port in ports.items():
         assert jobs[job]["static_configs"][0]["targets"] == [f"finsent-host:{port}"]

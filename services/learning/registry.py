@@ -204,6 +204,15 @@ def _make_champion(
     session.flush()
 
 
+def _check_champion(session: Session, expected: str) -> None:
+    current = [c.version for c in _current_champions(session)]
+    if current != [expected]:
+        raise RegistryError(
+            f"the champion is now {', '.join(current) or 'none'}, not {expected}: it changed "
+            "since this decision was made; check `finsent models list` and try again"
+        )
+
+
 def promote(
     session: Session,
     version: str,
@@ -213,12 +222,17 @@ def promote(
     now: datetime,
     force: bool = False,
     verify: bool = True,
+    expected_champion: str | None = None,
 ) -> ModelVersionRow:
     """Make `version` the champion; the previous champion becomes `retired` (a rollback
     target). Promoting the champion again changes nothing. A rejected version needs `force`.
     `verify` re-checks the directory first, so a model that was moved or damaged since it
-    was registered is never announced to the workers."""
+    was registered is never announced to the workers. `expected_champion`: the champion the
+    decision was made against (a retraining's gate compared with it); if it is no longer the
+    champion, nothing changes and a `RegistryError` says so."""
     _lock_registry(session)
+    if expected_champion is not None:
+        _check_champion(session, expected_champion)
     target = _fresh(session, version)
     if target is None:
         raise RegistryError(f"no model version {version!r} (see `finsent models list`)")
@@ -254,11 +268,23 @@ def previous_champion(session: Session) -> ModelVersionRow | None:
 
 
 def rollback(
-    session: Session, *, by: str, now: datetime, reason: str = "rollback", verify: bool = True
+    session: Session,
+    *,
+    by: str,
+    now: datetime,
+    reason: str = "rollback",
+    verify: bool = True,
+    expected_champion: str | None = None,
 ) -> ModelVersionRow:
     """Bring back the previous champion (the most recently retired version); the current
-    champion becomes `rejected`, so rolling back twice goes two steps back."""
+    champion becomes `rejected`, so rolling back twice goes two steps back.
+
+    `expected_champion`: the champion the caller showed to whoever confirmed the rollback;
+    if another promotion happened since, nothing changes (a `RegistryError` says so), so a
+    confirmation never rejects a model its author did not see."""
     _lock_registry(session)
+    if expected_champion is not None:
+        _check_champion(session, expected_champion)
     previous = previous_champion(session)
     if previous is None:
         raise RegistryError("no previous champion to roll back to (no version is retired)")

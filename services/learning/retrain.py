@@ -212,6 +212,7 @@ def _locked_run(
     decision, comparison = _judge(settings, sessions, champion, out_dir)
     timings["evaluate_seconds"] = round(time.perf_counter() - started, 2)
     details = {"examples": counts, "excluded_holdout_texts": exclude, **timings}
+    values = {**base, "challenger_version": manifest.version, "details": details}
     with sessions() as session, session.begin():
         challenger = registry.register_model(session, out_dir, note=f"retraining run {run_id}", now=now())
         session.add(
@@ -225,11 +226,7 @@ def _locked_run(
                 decided_at=now(),
             )
         )
-        if decision.accepted:
-            promoted = registry.promote(
-                session, challenger.version, by=f"retrain run {run_id}", reason="passed the gate", now=now()
-            )
-        else:
+        if not decision.accepted:
             registry.reject(
                 session,
                 challenger.version,
@@ -237,14 +234,42 @@ def _locked_run(
                 reason="; ".join(decision.failures),
                 now=now(),
             )
-            promoted = None
-    values = {**base, "challenger_version": manifest.version, "details": details}
-    if promoted is None:
+    if not decision.accepted:
         return _finish(sessions, run_id, "rejected", "; ".join(decision.failures), **values)
+    try:
+        with sessions() as session, session.begin():
+            # Against the champion the gate compared with: a promotion or rollback made by
+            # someone else while this run trained is never silently undone.
+            promoted = registry.promote(
+                session,
+                challenger.version,
+                by=f"retrain run {run_id}",
+                reason="passed the gate",
+                now=now(),
+                expected_champion=champion.version,
+            )
+            session.expunge(promoted)
+    except registry.RegistryError as exc:
+        return _finish(
+            sessions,
+            run_id,
+            "skipped",
+            f"the challenger passed the gate but was not promoted: {exc}; it stays a candidate, "
+            "and its labels count as new for the next run",
+            **values,
+        )
     from services.learning.events import announce_champion
 
-    announced = announce_champion(settings, promoted)
-    details["announced"] = announced
+    try:
+        details["announced"] = announce_champion(settings, promoted)
+    except Exception as exc:  # the promotion stands: workers also poll the registry
+        details["announced"] = False
+        log.warning(
+            "promoted %s but could not announce it on %s (%s); workers pick it up by polling the registry",
+            promoted.version,
+            settings.topic_model_events,
+            " ".join(str(exc).split())[:300],
+        )
     return _finish(sessions, run_id, "promoted", "; ".join(decision.reasons), **values)
 
 

@@ -59,6 +59,7 @@ def start_scheduler(settings: Settings) -> BackgroundScheduler:
     are seen as missed (and coalesced into one); a changed schedule is applied. It starts
     paused so that the job is settled before anything fires.
     """
+    from apscheduler.jobstores.base import ConflictingIdError
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -77,8 +78,11 @@ def start_scheduler(settings: Settings) -> BackgroundScheduler:
     scheduler.start(paused=True)
     job = scheduler.get_job(JOB_ID)
     if job is None:
-        scheduler.add_job(JOB_FUNC, trigger=wanted, id=JOB_ID, name="retrain on new labels")
-    elif str(job.trigger) != str(wanted):
+        try:
+            scheduler.add_job(JOB_FUNC, trigger=wanted, id=JOB_ID, name="retrain on new labels")
+        except ConflictingIdError:  # another replica, starting at the same moment, added it first
+            job = scheduler.get_job(JOB_ID)
+    if job is not None and str(job.trigger) != str(wanted):
         log.info("retraining schedule changed: %s -> %s", job.trigger, wanted)
         job.reschedule(trigger=wanted)
     scheduler.resume()

@@ -165,7 +165,9 @@ class ModelWatcher(threading.Thread):
 
     `fetch_champion` reads the registry (None: no champion, keep what is served);
     `load` builds and warms a predictor (it runs here, in this thread, not in the batch
-    path). A refused (version, sha256) is not tried again until the registry changes.
+    path). A model that fails verification (`ModelRefused`) is not tried again until the
+    next model event (a re-announcement after the directory was repaired); any other load
+    failure is retried at the next poll.
     """
 
     def __init__(
@@ -198,9 +200,21 @@ class ModelWatcher(threading.Thread):
         try:
             next_check = 0.0  # reconcile at once: a promotion may have happened while we started
             while not self._stop_event.is_set():
-                woken = source.wait(max(0.0, min(1.0, next_check - time.monotonic())))
+                try:
+                    woken = source.wait(max(0.0, min(1.0, next_check - time.monotonic())))
+                except Exception as exc:  # the broker client broke: keep following by polling
+                    log.warning(
+                        "reading model events failed (%s); following the registry every %.0f s instead",
+                        " ".join(str(exc).split())[:300],
+                        self._poll,
+                    )
+                    source.close()
+                    source = SleepOnly(self._stop_event)
+                    continue
                 if self._stop_event.is_set():
                     break
+                if woken:
+                    self._refused.clear()  # a (re-)announcement: the directory may have been repaired
                 if woken or time.monotonic() >= next_check:
                     self.reconcile()
                     next_check = time.monotonic() + self._poll
@@ -222,8 +236,16 @@ class ModelWatcher(threading.Thread):
         try:
             predictor = load_verified(ref, self._load)
         except Exception as exc:
-            self._refused.add((ref.version, ref.sha256))
             reason = " ".join(str(exc).split()) or type(exc).__name__
+            if not isinstance(exc, ModelRefused):  # e.g. out of memory, a volume not yet mounted
+                log.warning(
+                    "could not load model %s (will retry): %s; still serving %s",
+                    ref.version,
+                    reason,
+                    self.slot.version,
+                )
+                return None
+            self._refused.add((ref.version, ref.sha256))
             log.error(
                 "refusing model %s; still serving %s: %s",
                 ref.version,

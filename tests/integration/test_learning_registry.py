@@ -235,3 +235,30 @@ def test_concurrent_promotions_leave_exactly_one_champion(engine: Engine, models
         assert champions(engine) == 1
         current = statuses(engine)
         assert sorted(current.values()).count("retired") == len(versions) - 1
+
+
+def test_a_promotion_judged_against_a_replaced_champion_changes_nothing(
+    engine: Engine, models: list[Path]
+) -> None:
+    a, b, c = register_all(engine, models[:3])
+    with session_factory(engine).begin() as session:
+        promote(session, a, by="ops", reason="start", now=T0)
+    # A retraining compared its challenger (c) with a; meanwhile b was promoted by hand.
+    with session_factory(engine).begin() as session:
+        promote(session, b, by="ops", reason="hand-picked", now=T0 + timedelta(minutes=1))
+    with (
+        pytest.raises(RegistryError, match=f"the champion is now {b}, not {a}"),
+        session_factory(engine).begin() as session,
+    ):
+        promote(
+            session,
+            c,
+            by="retrain run 1",
+            reason="passed the gate",
+            now=T0 + timedelta(minutes=2),
+            expected_champion=a,
+        )
+    assert statuses(engine) == {a: "retired", b: "champion", c: "candidate"}
+    with pytest.raises(RegistryError, match="changed since"), session_factory(engine).begin() as session:
+        rollback(session, by="ops", now=T0 + timedelta(minutes=3), expected_champion=a)
+    assert statuses(engine) == {a: "retired", b: "champion", c: "candidate"}

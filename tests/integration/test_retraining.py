@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_sentiment_rows, make_topic_rows
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from bert_core import DEFAULT_LABELS
@@ -321,3 +321,111 @@ def test_two_schedulers_on_one_database_retrain_once(
     assert all("lock held" in (r.reason or "") or "new label" in (r.reason or "") for r in others)
     with Session(db_engine) as session:
         assert session.scalar(select(func.count()).select_from(GateDecisionRow)) == 1
+
+
+def test_a_promotion_stands_when_the_broker_cannot_be_told(
+    db_engine: Engine,
+    model_variant: Callable[..., Path],
+    sentiment_csv: Path,
+    topic_csv: Path,
+    tmp_path: Path,
+) -> None:
+    first = register(db_engine, model_variant(seed=43, shuffle_heads=True), champion=True)
+    env = learning_env(
+        db_engine,
+        tmp_path / "home",
+        sentiment_csv,
+        topic_csv,
+        FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1",  # nothing listens there
+        FINSENT_KAFKA_TIMEOUT_SECONDS="2",
+    )
+    assert (
+        finsent(
+            env, "labels", "import", str(write_labels(tmp_path / "labels.csv")), "--labeller", "ann"
+        ).returncode
+        == 0
+    )
+    result = finsent(env, "retrain", "--now")
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    with Session(db_engine) as session:
+        run = session.scalars(select(RetrainRunRow)).one()
+    assert run.status == "promoted" and run.details["announced"] is False
+    assert champion_version(db_engine) == run.challenger_version != first.version
+    assert "workers pick it up by polling" in result.stderr
+
+
+def test_schedulers_starting_together_on_a_fresh_database_both_run(
+    db_engine: Engine, scheduler_settings: None
+) -> None:
+    import threading
+
+    from services.learning.scheduler import JOB_ID, start_scheduler
+
+    barrier = threading.Barrier(2)
+    started: list[object] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            started.append(start_scheduler(get_settings()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert errors == [] and len(started) == 2
+        assert all(s.get_job(JOB_ID) is not None for s in started)  # type: ignore[attr-defined]
+    finally:
+        for scheduler in started:
+            scheduler.shutdown(wait=False)  # type: ignore[attr-defined]
+    with db_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar() == 1
+
+
+def test_a_champion_changed_during_training_is_not_undone(
+    db_engine: Engine,
+    saved_model_dir: Path,
+    model_variant: Callable[..., Path],
+    scheduler_settings: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    from services.learning import retrain
+    from services.learning.gate import GateDecision
+    from services.learning.registry import promote
+
+    first = register(db_engine, saved_model_dir, champion=True)
+    hand_picked = register(db_engine, model_variant(seed=51))
+    env = learning_env(
+        db_engine,
+        tmp_path / "home",
+        Path(os.environ["FINSENT_SENTIMENT_DATA"]),
+        Path(os.environ["FINSENT_TOPIC_DATA"]),
+    )
+    assert (
+        finsent(
+            env, "labels", "import", str(write_labels(tmp_path / "labels.csv")), "--labeller", "cy"
+        ).returncode
+        == 0
+    )
+
+    def judge_while_an_admin_promotes(*_args: object) -> tuple[GateDecision, dict[str, object]]:
+        with Session(db_engine) as session, session.begin():
+            promote(session, hand_picked.version, by="admin", reason="by hand", now=datetime.now(UTC))
+        return GateDecision(True, ["passes"], {"checks": []}), {"checks": []}
+
+    monkeypatch.setattr(retrain, "_judge", judge_while_an_admin_promotes)
+    outcome = retrain.run_retraining(get_settings(), db_engine, trigger="manual")
+    assert outcome.status == "skipped", outcome
+    assert f"the champion is now {hand_picked.version}, not {first.version}" in outcome.reason
+    assert champion_version(db_engine) == hand_picked.version  # the hand-made promotion stands
+    with Session(db_engine) as session:
+        challenger = session.get_one(ModelVersionRow, outcome.challenger)
+    assert challenger.status == "candidate"

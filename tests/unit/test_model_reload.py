@@ -145,3 +145,61 @@ def test_watcher_thread_polls_and_stops(saved_model_dir: Path, model_variant: Ca
         watcher.stop()
         watcher.join(5)
     assert not watcher.is_alive()
+
+
+def test_a_transient_load_failure_is_retried_and_a_refusal_waits_for_an_event(
+    saved_model_dir: Path, model_variant: Callable[..., Path]
+) -> None:
+    first = ref_of(saved_model_dir)
+    second = ref_of(model_variant(seed=13))
+    slot = ModelSlot(load(saved_model_dir), first.version)
+    failures = [MemoryError("out of memory")]
+
+    def flaky_load(path: Path) -> Predictor:
+        if failures:
+            raise failures.pop()
+        return load(path)
+
+    watcher = ModelWatcher(slot, fetch_champion=lambda: second, load=flaky_load, poll_seconds=60)
+    assert watcher.reconcile() is None and slot.version == first.version  # not refused for good…
+    assert watcher.reconcile() == second.version  # …the next poll loads it
+
+
+class BrokenEvents:
+    """An event source whose client breaks on first use."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def wait(self, timeout: float) -> bool:
+        raise OSError("connection reset by broker")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_broken_event_source_falls_back_to_polling(
+    saved_model_dir: Path, model_variant: Callable[..., Path]
+) -> None:
+    first = ref_of(saved_model_dir)
+    second = ref_of(model_variant(seed=17))
+    slot = ModelSlot(load(saved_model_dir), first.version)
+    registry = Registry(first)
+    switched = threading.Event()
+    events = BrokenEvents()
+    watcher = ModelWatcher(
+        slot,
+        fetch_champion=registry.champion,
+        load=load,
+        poll_seconds=0.2,
+        events=lambda _stop: events,
+        on_switch=lambda _old, _new: switched.set(),
+    )
+    watcher.start()
+    try:
+        registry.ref = second
+        assert switched.wait(30), "polling did not take over after the event source broke"
+        assert events.closed and watcher.is_alive()
+    finally:
+        watcher.stop()
+        watcher.join(5)

@@ -19,6 +19,10 @@ Action = Literal[
     "alert.act",  # acknowledge / close / mute alerts
     "subscription.edit",  # create, edit, pause, delete subscriptions
     "subscription.test",  # send a test notification (it reaches a real receiver)
+    # set or change a subscription's secret reference, or where a subscription that has one
+    # sends: the dispatcher reads whatever file or variable it names, so choosing it is
+    # choosing what the dashboard's server sends to a URL the editor may control
+    "subscription.secret",
     "model.promote",  # promote / roll back registry versions
 ]
 ACTIONS: Final[tuple[Action, ...]] = cast(tuple[Action, ...], get_args(Action))

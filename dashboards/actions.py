@@ -37,6 +37,10 @@ class ActionFailed(ValueError):
     """A permitted write that could not be done (unknown story, registry refused), in one line."""
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 # --------------------------------------------------------------------------- alerts
 
 
@@ -81,6 +85,8 @@ def create_subscription(
     """Validated by the CLI's rules (`SubscriptionError`), `SubscriptionExists` if the name is taken."""
     require(user, "subscription.edit")
     sub = to_subscription(form)
+    if sub.secret_ref is not None:
+        _require_secret(user)
     with sessions.begin() as session:
         return delivery_repo.add_subscription(session, subscription=sub, now=now)
 
@@ -91,7 +97,29 @@ def update_subscription(
     require(user, "subscription.edit")
     sub = to_subscription(form)
     with sessions.begin() as session:
+        current = delivery_repo.get_subscription(session, name=name)
+        if current is None:
+            return None
+        if _touches_secret(current, sub):
+            _require_secret(user)
         return delivery_repo.update_subscription(session, name=name, subscription=sub)
+
+
+def _require_secret(user: User) -> None:
+    if not user.can("subscription.secret"):
+        raise PermissionDenied(
+            f"{user.name} ({user.role}) may not set a secret reference, nor change the channel or "
+            "target of a subscription that has one: ask an administrator"
+        )
+
+
+def _touches_secret(current: Subscription, new: Subscription) -> bool:
+    """Does the edit choose a secret, or send an existing one somewhere else? Both decide
+    what the server reads from its own files or environment and to whom it goes (a Slack URL
+    from a secret, or a webhook's signature), so both are the admin's, not the editor's."""
+    if new.secret_ref != current.secret_ref:
+        return True
+    return current.secret_ref is not None and (new.channel, new.target) != (current.channel, current.target)
 
 
 def set_subscription_enabled(
@@ -180,22 +208,35 @@ def promote_version(
         with sessions.begin() as session:
             row = registry.promote(session, version, by=user.name, reason=reason, now=now)
     except registry.RegistryError as exc:
-        raise ActionFailed(str(exc)) from None
+        raise ActionFailed(_one_line(exc)) from None
     return _announce(settings, row, kind="promoted", now=now)
 
 
 def rollback_champion(
-    sessions: sessionmaker[Session], user: User, *, settings: Settings, now: datetime
+    sessions: sessionmaker[Session],
+    user: User,
+    *,
+    settings: Settings,
+    now: datetime,
+    expected_champion: str | None = None,
 ) -> ChampionChange:
-    """Bring back the previous champion (the registry's rule: the current one is rejected)."""
+    """Bring back the previous champion (the registry's rule: the current one is rejected).
+
+    `expected_champion` is the champion the confirmation named: if someone promoted another
+    version since, the registry refuses (`ActionFailed`) rather than reject a model the
+    admin never confirmed."""
     require(user, "model.promote")
     try:
         with sessions.begin() as session:
             row = registry.rollback(
-                session, by=user.name, now=now, reason=f"dashboard rollback by {user.name}"
+                session,
+                by=user.name,
+                now=now,
+                reason=f"dashboard rollback by {user.name}",
+                expected_champion=expected_champion,
             )
     except registry.RegistryError as exc:
-        raise ActionFailed(str(exc)) from None
+        raise ActionFailed(_one_line(exc)) from None
     return _announce(settings, row, kind="rollback", now=now)
 
 

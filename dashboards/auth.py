@@ -6,9 +6,14 @@ means OIDC, and then passwords are not offered at all, so there is one way in to
 Without it, users and their bcrypt hashes come from the TOML file at
 `FINSENT_DASHBOARD_USERS_FILE` (written by `finsent dashboard users add`).
 
-Either way the role comes from the users file (an OIDC identity is matched by e-mail or
-by name; unlisted identities get `FINSENT_DASHBOARD_OIDC_DEFAULT_ROLE`, by default none,
-so a stranger with an account at the identity provider sees nothing). The file is re-read
+Either way the role comes from the users file. An OIDC identity is matched by its e-mail
+address only, against the entries' `email`, and only when the provider says the address is
+verified (`email_verified`): names, display names and preferred usernames are claims a user
+can often edit at the provider, and an unverified address may be anybody's, so matching on
+them would let a user claim another user's role. A provider that sends no `email_verified`
+claim at all is trusted only with `FINSENT_DASHBOARD_OIDC_TRUST_EMAIL=true`. Identities
+without a matching entry get `FINSENT_DASHBOARD_OIDC_DEFAULT_ROLE`, by default none, so a
+stranger with an account at the identity provider sees nothing. The file is re-read
 when it changes and the user re-resolved on every script run: removing a user or lowering
 a role applies to their open sessions at their next click, and a password change ends
 them (the session remembers a fingerprint of the hash it logged in with).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -77,33 +83,49 @@ def current_user(settings: Settings) -> User | None:
     return User(entry.name, entry.role, "password", entry.email)
 
 
-def _oidc_identity() -> tuple[str | None, str | None]:
+@dataclass(frozen=True, slots=True)
+class OidcIdentity:
+    """Who the provider says is logged in: `email` is set only when it may be trusted."""
+
+    email: str | None  # the verified e-mail address, else None
+    shown: str  # for "signed in as" only; never used to decide anything
+
+
+def _oidc_identity(settings: Settings) -> OidcIdentity | None:
     user: Any = st.user
     if not user.get("is_logged_in", False):
-        return None, None
-    email = user.get("email")
-    name = user.get("name") or user.get("preferred_username") or email or user.get("sub")
-    return (str(email) if email else None), (str(name) if name else None)
+        return None
+    email = str(user.get("email") or "").strip() or None
+    claim = user.get("email_verified")
+    verified = _claim_true(claim) if claim is not None else settings.dashboard_oidc_trust_email
+    shown = email or user.get("preferred_username") or user.get("name") or user.get("sub") or "unknown"
+    return OidcIdentity(email if verified else None, str(shown))
+
+
+def _claim_true(value: object) -> bool:
+    # Some providers (AWS Cognito among them) send the claim as the string "true".
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def _oidc_user(settings: Settings) -> User | None:
-    email, name = _oidc_identity()
-    if email is None and name is None:
+    identity = _oidc_identity(settings)
+    if identity is None or identity.email is None:
         return None
     users = _users_or_error(settings) or {}
-    entry = _match_oidc(users, email=email, name=name)
+    entry = _match_oidc(users, email=identity.email)
     if entry is not None:
-        return User(entry.name, entry.role, "oidc", email)
+        return User(entry.name, entry.role, "oidc", identity.email)
     role = settings.dashboard_oidc_default_role
     if role == "none":
         return None
-    return User(str(email or name), role, "oidc", email)
+    return User(identity.email, role, "oidc", identity.email)
 
 
-def _match_oidc(users: dict[str, UserEntry], *, email: str | None, name: str | None) -> UserEntry | None:
-    wanted = {x.lower() for x in (email, name) if x}
+def _match_oidc(users: dict[str, UserEntry], *, email: str) -> UserEntry | None:
+    """The entry whose `email` is this (verified) address, case-insensitively; never by name."""
+    wanted = email.strip().casefold()
     for entry in users.values():
-        if (entry.email and entry.email.lower() in wanted) or entry.name.lower() in wanted:
+        if entry.email and entry.email.strip().casefold() == wanted:
             return entry
     return None
 
@@ -122,10 +144,16 @@ def gate(settings: Settings) -> User:
 
 
 def _oidc_login(settings: Settings) -> None:
-    email, name = _oidc_identity()
-    if email or name:  # authenticated by the provider, but no role here
-        st.error("Your account has no access to this dashboard. Ask an administrator to add it.")
-        st.text(f"signed in as {email or name}")
+    identity = _oidc_identity(settings)
+    if identity is not None:  # authenticated by the provider, but no role here
+        if identity.email is None:
+            st.error(
+                "Your identity provider did not confirm a verified e-mail address for your account, "
+                "so the dashboard cannot tell who you are. Ask an administrator."
+            )
+        else:
+            st.error("Your account has no access to this dashboard. Ask an administrator to add it.")
+        st.text(f"signed in as {identity.shown}")
         if st.button("Log out", key="oidc_logout"):
             st.logout()
         return

@@ -9,6 +9,7 @@ page or carry a link that looks like ours.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
@@ -67,6 +68,46 @@ def data_end(settings: Settings) -> datetime:
     if newest is None:
         return utcnow()
     return newest + timedelta(seconds=base)
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenEnd:
+    """`data_end`, held still for one page of one session (see `frozen_data_end`)."""
+
+    end: datetime
+    state_key: str
+    watch: tuple[str, ...]
+
+    def keep(self) -> None:
+        """Remember this end with the watched widgets' values; call after drawing them, so
+        the next run compares against what the user saw (not the defaults of a first run)."""
+        st.session_state[self.state_key] = (_widget_values(self.watch), self.end)
+
+    def refresh_button(self, label: str = "Refresh") -> None:
+        """A button that lets the next run take the newest end (its callback runs first)."""
+        st.button(
+            label, key=f"{self.state_key}_refresh", on_click=st.session_state.pop, args=(self.state_key, None)
+        )
+
+
+def frozen_data_end(settings: Settings, *, key: str, watch: Sequence[str]) -> FrozenEnd:
+    """`data_end`, unchanged for as long as the widgets named in `watch` keep their values.
+
+    On a live stream `data_end` moves every minute, and with it every preset range; a page
+    whose identity includes the range (the news browser's keyset cursors) would start over
+    at page 1 each time. Frozen, the range moves only when the user changes what they look
+    at or asks for a refresh."""
+    state_key = f"{key}_anchor"
+    watched = tuple(watch)
+    stored = st.session_state.get(state_key)
+    if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == _widget_values(watched):
+        return FrozenEnd(stored[1], state_key, watched)
+    return FrozenEnd(data_end(settings), state_key, watched)
+
+
+def _widget_values(keys: tuple[str, ...]) -> tuple[object, ...]:
+    values = (st.session_state.get(k) for k in keys)
+    return tuple(tuple(v) if isinstance(v, list | tuple) else v for v in values)
 
 
 def time_range_picker(

@@ -217,6 +217,11 @@ class Settings(BaseSettings):
         "none",
         description="Role of an OIDC-authenticated user not listed in the users file; none = refused",
     )
+    dashboard_oidc_trust_email: bool = Field(
+        False,
+        description="Accept an OIDC e-mail that comes without an email_verified claim (only for a provider "
+        "that issues verified addresses only); email_verified=false is refused regardless",
+    )
     dashboard_oidc_provider: str | None = Field(
         None, description="Provider name for st.login when [auth] lists several; empty = the [auth] one"
     )

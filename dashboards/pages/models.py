@@ -86,7 +86,13 @@ else:
                             now=utcnow(),
                         )
                     else:
-                        actions.rollback_champion(ctx.sessions, user, settings=settings, now=utcnow())
+                        actions.rollback_champion(
+                            ctx.sessions,
+                            user,
+                            settings=settings,
+                            now=utcnow(),
+                            expected_champion=target or None,  # the champion the warning named
+                        )
                 except (PermissionDenied, ActionFailed, ValueError, LookupError) as exc:
                     st.error(str(exc))
                 else:

@@ -1,4 +1,9 @@
-"""News browser: filters, full-text search, keyset pages, CSV export."""
+"""News browser: filters, full-text search, keyset pages, CSV export.
+
+The range's end is frozen while the user pages (`frozen_data_end`): on a live stream the
+newest stored minute moves every minute, and a moving range is a new filter, which would
+send the reader back to page 1. It moves on when a filter changes or on Refresh.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,31 @@ from bert_core.labels import TOPIC_LABELS
 from dashboards.context import cached_query, fresh_query
 from dashboards.data import news
 from dashboards.data.news import Cursor, NewsFilter
-from dashboards.ui import page_context, stories_table, time_range_picker
+from dashboards.ui import frozen_data_end, page_context, stories_table, time_range_picker
 
 FIRST = "first prediction of each story"
 PAGE_SIZES = [25, 50, 100, 200, 500]
+# The filter widgets: a change in any of them takes the newest end again.
+FILTER_KEYS = (
+    "nb_range",
+    "nb_dates",
+    "nb_topics",
+    "nb_sentiments",
+    "nb_ticker",
+    "nb_source",
+    "nb_conf",
+    "nb_version",
+    "nb_search",
+)
 
 ctx = page_context()
 settings = ctx.settings
 
 st.title("News browser")
+anchor = frozen_data_end(settings, key="nb", watch=FILTER_KEYS)
 row1 = st.columns([2, 3, 2])
 with row1[0]:
-    period = time_range_picker(settings, key="nb")
+    period = time_range_picker(settings, key="nb", end=anchor.end)
 topics = row1[1].multiselect("Topics", TOPIC_LABELS, key="nb_topics")
 sentiments = row1[2].multiselect("Sentiment", list(news.SENTIMENTS), key="nb_sentiments")
 row2 = st.columns([2, 2, 2, 2])
@@ -35,6 +53,8 @@ search = st.text_input(
 ).strip()
 default_size = settings.dashboard_page_size if settings.dashboard_page_size in PAGE_SIZES else 50
 page_size = st.selectbox("Rows per page", PAGE_SIZES, index=PAGE_SIZES.index(default_size), key="nb_size")
+anchor.keep()
+anchor.refresh_button("Refresh (take in newer stories)")
 
 flt = NewsFilter(
     period=period,

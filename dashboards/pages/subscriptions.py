@@ -1,7 +1,12 @@
-"""Subscriptions: list, create, edit, pause/resume, delete, send a test notification."""
+"""Subscriptions: list, create, edit, pause/resume, delete, send a test notification.
+
+A test notification's outcome holds text from the receiver (an HTTP error body), so it is
+shown with `st.text`, never inside a Markdown element.
+"""
 
 from __future__ import annotations
 
+import logging
 import zlib
 
 import streamlit as st
@@ -16,6 +21,7 @@ from services.delivery.model import CHANNELS, SCOPES, SEVERITIES
 from services.delivery.repository import SubscriptionExists
 from services.delivery.subscriptions import SubscriptionError
 
+log = logging.getLogger("dashboards.pages.subscriptions")
 ctx = page_context()
 settings, user = ctx.settings, ctx.user
 
@@ -62,11 +68,15 @@ def form_fields(prefix: str, initial: SubscriptionForm) -> SubscriptionForm:
     severity = st.selectbox(
         "Minimum severity", SEVERITIES, index=SEVERITIES.index(initial.min_severity), key=f"{prefix}_severity"
     )
+    # Only admins choose secrets (dashboards.actions enforces it); others see the stored one.
+    secret_editable = user.can("subscription.secret")
     secret_ref = st.text_input(
         "Secret reference",
         value=initial.secret_ref,
         key=f"{prefix}_secret",
-        help="env:NAME or file:/path of the webhook HMAC key or SMTP password (never the secret itself)",
+        disabled=not secret_editable,
+        help="env:NAME or file:/path of the webhook HMAC key, Slack URL or SMTP password "
+        "(never the secret itself)" + ("" if secret_editable else "; set by administrators only"),
     )
     digest = st.number_input(
         "Digest every N minutes (0: immediate)",
@@ -130,16 +140,21 @@ with manage_tab:
                 )
             except PermissionDenied as exc:
                 st.error(str(exc))
+            except Exception as exc:
+                # Its message may quote what a channel read (a URL, a secret): the log gets the
+                # type only, the page a fixed line.
+                log.error("test notification for subscription %s failed: %s", name, type(exc).__name__)
+                st.error("The test notification could not be sent (internal error; see the dashboard log).")
             else:
                 if outcome is None:
-                    st.error(f"no subscription named {name}")
-                elif outcome.ok:
-                    st.success(
-                        f"test notification to {outcome.description}: {outcome.detail} "
-                        f"in {outcome.seconds:.2f} s"
-                    )
+                    st.error("No such subscription (it was deleted or renamed).")
                 else:
-                    st.error(f"test notification to {outcome.description}: {outcome.detail}")
+                    if outcome.ok:
+                        st.success("Test notification delivered.")
+                    else:
+                        st.error("Test notification not delivered.")
+                    # the receiver's own words: plain text, never Markdown
+                    st.text(f"{outcome.description}: {outcome.detail} in {outcome.seconds:.2f} s")
         confirm = cols[2].checkbox("Really delete", key="sub_confirm_delete")
         if cols[2].button("Delete", key="sub_delete", disabled=not confirm):
             try:

@@ -73,6 +73,9 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "--browser.gatherUsageStats=false",
         "--server.fileWatcherType=none",
         "--global.developmentMode=false",
+        # The browser gets a generic message for an uncaught exception; the message and the
+        # traceback (which may quote a file, a secret or a query) go to the server log only.
+        "--client.showErrorDetails=none",
     ]
 
 
@@ -146,6 +149,9 @@ def users_add(
         fail(str(exc))
     if role not in ROLES:
         fail(f"--role {role!r}: choose one of {', '.join(ROLES)}")
+    if no_password and not email:
+        # OIDC logins match an entry by its verified e-mail only, never by name.
+        fail("--no-password needs --email: an OIDC login is matched by its verified e-mail address only")
     password_hash = None
     if not no_password:
         if password_stdin:

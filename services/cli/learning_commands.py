@@ -441,6 +441,13 @@ def rollback_cmd(
         + "?",
         yes,
     )
-    row = _in_session(lambda session: rollback(session, by=by or _user(), now=_now(), reason=reason))
+    # The champion named in the question: if another promotion lands before the answer, the
+    # registry refuses instead of rejecting a model nobody confirmed.
+    expected = current.version if current else None
+    row = _in_session(
+        lambda session: rollback(
+            session, by=by or _user(), now=_now(), reason=reason, expected_champion=expected
+        )
+    )
     typer.echo(f"{row.version} is the champion again" + (f"; {current.version} rejected" if current else ""))
     _announce(row, "rollback")

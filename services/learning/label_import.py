@@ -4,7 +4,9 @@ dashboard's upload do.
 Problems in the file as a whole (unreadable, not UTF-8, no `task` column) stop the import
 with one message; problems in a row reject that row with its number, and the good rows
 are imported — unless `strict`, when any bad row means nothing is stored. Rows are numbered
-as the user sees them: CSV rows as in a spreadsheet (the header is row 1), JSONL by line.
+as the user finds them: a CSV record by the line it starts on (the header is row 1; blank
+lines count, so the number is the spreadsheet row unless an earlier cell spans several
+lines), JSONL by line.
 """
 
 from __future__ import annotations
@@ -54,9 +56,16 @@ class ImportReport:
 
 
 def read_label_file(path: Path) -> LabelFile:
-    if not path.is_file():
-        raise LabelFileError(f"{path}: no such file")
-    return parse_label_file(path.read_bytes(), name=str(path))
+    """The file's rows; `LabelFileError` (one line, never a traceback) if it cannot be read."""
+    try:
+        if path.is_dir():
+            raise LabelFileError(f"{path}: is a directory, not a label file")
+        if not path.is_file():  # missing, or a FIFO / device that would block or never end
+            raise LabelFileError(f"{path}: no such file")
+        content = path.read_bytes()
+    except OSError as exc:  # permission denied, an I/O error, a file removed meanwhile
+        raise LabelFileError(f"{path}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    return parse_label_file(content, name=str(path))
 
 
 def parse_label_file(content: bytes, *, name: str) -> LabelFile:
@@ -87,24 +96,37 @@ def parse_label_file(content: bytes, *, name: str) -> LabelFile:
 
 
 def _read_csv(text: str, suffix: str, name: str) -> LabelFile:
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    # csv.reader rather than DictReader: DictReader skips blank lines without saying so, and
+    # the row number must be the line where each record starts, which only the reader's
+    # `line_num` before the record knows (a quoted cell may span lines).
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    header: list[str] = []
+    rows: list[tuple[int, dict[str, object]]] = []
+    errors: list[RowError] = []
     try:
-        header = [c.strip() for c in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        rows: list[tuple[int, dict[str, object]]] = []
-        errors: list[RowError] = []
-        for number, record in enumerate(reader, start=2):
-            extra = record.pop(None, None)  # type: ignore[call-overload]
-            if extra:
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            if not fields:  # a blank line: counted, never a record
+                continue
+            if not header:
+                header = [c.strip() for c in fields]
+                continue
+            if len(fields) > len(header):
                 errors.append(
                     RowError(
-                        number,
-                        f"{len(header) + len(extra)} fields but the header has {len(header)} "
+                        start,
+                        f"{len(fields)} fields but the header has {len(header)} "
                         "(quote texts that contain the delimiter)",
                     )
                 )
                 continue
-            rows.append((number, dict(record)))
+            # missing trailing fields are None, as DictReader has them
+            values: list[str | None] = [*fields, *([None] * (len(header) - len(fields)))]
+            rows.append((start, dict(zip(header, values, strict=True))))
     except csv.Error as exc:
         raise LabelFileError(
             f"{name}: cannot parse as {suffix[1:]} (line {reader.line_num}: {exc})"

@@ -170,7 +170,7 @@ def test_oidc_login(make_app) -> None:
     assert at.button(key="oidc_login")
     assert not at.text_input  # no password form when OIDC is configured
 
-    at.user = {"is_logged_in": True, "email": OIDC_EMAIL, "name": "Olga"}
+    at.user = {"is_logged_in": True, "email": OIDC_EMAIL, "email_verified": True, "name": "Olga"}
     at.run()
     assert not errors(at)
     assert [t.value for t in at.title] == ["Sentiment overview"]
@@ -188,7 +188,47 @@ def test_oidc_default_role_for_unlisted_users(make_app, monkeypatch) -> None:
     assert "someone@example.com (viewer)" in [t.value for t in at.sidebar.text]
 
 
-def _oidc(at, email: str):
+def test_oidc_matches_only_a_verified_email_never_a_name(make_app, monkeypatch) -> None:
+    # display names and usernames are the user's to choose at many providers
+    for claims in (
+        {"email": "mallory@example.com", "email_verified": True, "name": "adam"},
+        {"email": "mallory@example.com", "email_verified": True, "preferred_username": "adam"},
+        {"email": "mallory@example.com", "email_verified": True, "name": OIDC_EMAIL},
+        {"name": "adam"},
+    ):
+        at = _oidc(make_app(None), **claims).run()
+        assert "no access" in at.error[0].value or "verified e-mail" in at.error[0].value, claims
+        assert_only_login(at)
+    # the right address, but the provider does not vouch for it
+    at = _oidc(make_app(None), OIDC_EMAIL, email_verified=False).run()
+    assert "verified e-mail" in at.error[0].value
+    assert_only_login(at)
+    # no email_verified claim at all: refused unless the provider is trusted explicitly
+    at = _oidc(make_app(None), OIDC_EMAIL, email_verified=None).run()
+    assert "verified e-mail" in at.error[0].value
+    monkeypatch.setenv("FINSENT_DASHBOARD_OIDC_TRUST_EMAIL", "true")
+    at.run()
+    assert not errors(at) and "olga (analyst)" in [t.value for t in at.sidebar.text]
+    # trusting absent claims never overrides an explicit false
+    at = _oidc(make_app(None), OIDC_EMAIL, email_verified=False).run()
+    assert_only_login(at)
+    # matched case-insensitively; some providers send the claim as a string
+    at = _oidc(make_app(None), OIDC_EMAIL.upper(), email_verified="true").run()
+    assert not errors(at) and "olga (analyst)" in [t.value for t in at.sidebar.text]
+
+
+def test_oidc_default_role_needs_a_verified_email(make_app, monkeypatch) -> None:
+    monkeypatch.setenv("FINSENT_DASHBOARD_OIDC_DEFAULT_ROLE", "analyst")
+    at = _oidc(make_app(None), "someone@example.com", email_verified=False).run()
+    assert_only_login(at)
+
+
+def _oidc(at, email: str | None = None, *, email_verified: object = True, **claims: object):
     at.secrets["auth"] = AUTH_SECRETS
-    at.user = {"is_logged_in": True, "email": email}
+    user: dict[str, object] = {"is_logged_in": True, **claims}
+    if email is not None:
+        user["email"] = email
+    if email_verified is not None:
+        user["email_verified"] = email_verified
+    at.user = user
     return at

@@ -64,6 +64,9 @@ def test_users_add_list_remove(users_path: Path) -> None:
         runner.invoke(app, ["dashboard", "users", "add", "bob", "--role", "root", "--no-password"]).exit_code
         == 2
     )
+    # OIDC matches a verified e-mail only: an entry without one could never log in
+    nameless = runner.invoke(app, ["dashboard", "users", "add", "bob@example.com", "--no-password"])
+    assert nameless.exit_code == 2 and "--no-password needs --email" in nameless.output
     short = runner.invoke(app, ["dashboard", "users", "add", "bob", "--password-stdin"], input="short\n")
     assert short.exit_code == 2 and "at least 8" in short.output
     assert runner.invoke(app, ["dashboard", "users", "remove", "olga"]).exit_code == 0
@@ -84,3 +87,5 @@ def test_streamlit_command_is_headless_on_the_configured_address() -> None:
     command = streamlit_command("0.0.0.0", 8600)
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboards/app.py")
     assert {"--server.headless=true", "--server.address=0.0.0.0", "--server.port=8600"} <= set(command)
+    # an uncaught exception's message (a path, a secret) stays in the server log
+    assert "--client.showErrorDetails=none" in command

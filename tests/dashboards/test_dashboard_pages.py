@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dashboard_seed as seed
 import pytest
 from dashboard_support import *  # noqa: F403 (the fixtures)
 from dashboard_support import errors, open_page
+
+from dashboards import ui
 
 PAGES = ["overview", "drilldown", "news", "alerts", "subscriptions", "labelling", "models"]
 
@@ -65,6 +69,36 @@ def test_news_browser_pages_and_model_version(make_app) -> None:
     at.selectbox(key="nb_version").set_value("v2").run()
     assert at.text[0].value.startswith("5 stories")
     assert set(at.dataframe[0].value["sentiment"]) == {"bullish"}
+
+
+def test_news_browser_paging_survives_a_live_stream(make_app, monkeypatch) -> None:
+    """The newest stored minute moves on a live stream; the page being read must not."""
+    clock = {"minutes": 0}
+    real_end = ui.data_end
+
+    def moving_end(settings):  # a new story every run, as a busy stream has
+        clock["minutes"] += 1
+        return real_end(settings) + timedelta(minutes=clock["minutes"])
+
+    monkeypatch.setattr(ui, "data_end", moving_end)
+    at = open_page(make_app("anna"), "news")
+    at.selectbox(key="nb_size").set_value(25).run()
+    at.button(key="nb_older").click().run()
+    second = list(at.dataframe[0].value["event_id"])
+    at.button(key="nb_older").click().run()
+    assert at.text[0].value.endswith("page 3")
+    at.button(key="nb_newer").click().run()
+    assert at.text[0].value.endswith("page 2")
+    assert list(at.dataframe[0].value["event_id"]) == second
+    # a changed filter starts again at page 1 with the newest end; so does Refresh
+    at.button(key="nb_older").click().run()
+    at.multiselect(key="nb_sentiments").set_value(["bearish", "neutral", "bullish"]).run()
+    assert at.text[0].value.endswith("page 1")
+    at.button(key="nb_older").click().run()
+    assert at.text[0].value.endswith("page 2")
+    calls = clock["minutes"]
+    at.button(key="nb_anchor_refresh").click().run()
+    assert at.text[0].value.endswith("page 1") and clock["minutes"] > calls
 
 
 def test_overview_scopes_and_live_panel(make_app) -> None:

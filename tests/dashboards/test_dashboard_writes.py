@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from services.delivery import repository as delivery_repo
 from services.learning import registry
+from services.learning.label_store import record_labels
+from services.learning.labels import NewLabel
 from services.storage import (
     AlertRow,
     DeliveryRow,
@@ -64,6 +66,54 @@ def test_labelling_queue_writes_labels_with_the_analyst_name(make_app, db_url: s
         db_url, select(LabelRow.label).where(LabelRow.task == "topic", LabelRow.labeller == "anna")
     )
     assert topic.label == "Macro"
+
+
+def _add_labels(url: str, *labels: NewLabel) -> None:
+    engine = make_engine(url)
+    try:
+        with session_factory(engine).begin() as session:
+            record_labels(session, list(labels), now=datetime.now(UTC), recent_share=0.0)
+    finally:
+        engine.dispose()
+
+
+def test_a_label_goes_to_the_story_on_screen_even_if_the_queue_changed(
+    make_app, db_url: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("FINSENT_DASHBOARD_CACHE_SECONDS", "0")  # every run sees the database as it is
+    at = open_page(make_app("anna"), "labelling")
+    assert at.text[0].value == seed.DISPUTED_TEXT
+    # between the render and the click, two other analysts disagree on another text: the
+    # newest disagreement is first in the queue from now on
+    other = "a brand-new disputed headline"
+    _add_labels(
+        db_url,
+        NewLabel("sentiment", "bullish", "carl", "test", text=other),
+        NewLabel("sentiment", "bearish", "dora", "test", text=other),
+    )
+    at.button(key="lq_bullish").click().run()
+    assert not errors(at)
+    labels = query(db_url, select(LabelRow.text, LabelRow.label).where(LabelRow.labeller == "anna"))
+    assert [(r.text, r.label) for r in labels] == [(seed.DISPUTED_TEXT, "bullish")]
+    assert at.text[0].value == other  # the queue moved on to what is first now
+
+    # the topic task: the selectbox's value at the click, on the story it was drawn with
+    at.radio(key="lq_task").set_value("topic").run()
+    shown = at.text[0].value
+    topic_box = next(s for s in at.selectbox if s.key and s.key.startswith("lq_topic_"))
+    topic_box.set_value("Macro")
+    _add_labels(
+        db_url,
+        NewLabel("topic", "Macro", "carl", "test", text=other),
+        NewLabel("topic", "Earnings", "dora", "test", text=other),
+    )
+    at.button(key="lq_save_topic").click().run()
+    assert not errors(at)
+    [topic] = query(
+        db_url,
+        select(LabelRow.text, LabelRow.label).where(LabelRow.task == "topic", LabelRow.labeller == "anna"),
+    )
+    assert (topic.text, topic.label) == (shown, "Macro") and shown != other
 
 
 def test_subscription_create_edit_pause_delete(make_app, db_url: str) -> None:
@@ -178,3 +228,24 @@ def test_admin_promotes_and_rolls_back_with_confirmation(make_app, db_url: str, 
     assert not errors(at)
     status = dict(query(db_url, select(ModelVersionRow.version, ModelVersionRow.status)))
     assert status["v1"] == "champion" and status["v2"] == "rejected"
+
+
+def test_rollback_refuses_when_the_champion_changed_after_the_confirmation_was_shown(
+    make_app, db_url: str, monkeypatch
+) -> None:
+    monkeypatch.setattr(registry, "_verify", lambda path, sha256=None: None)
+    at = open_page(make_app("adam"), "models")
+    at.button(key="mv_rollback").click().run()
+    assert "Confirm: roll back v1" in at.warning[0].value
+    # meanwhile someone else (the retrainer, another admin) promotes v2
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine).begin() as session:
+            registry.promote(session, "v2", by="retrainer", reason="gate passed", now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+    at.button(key="mv_confirm").click().run()
+    [error] = [e.value for e in at.error]
+    assert "the champion is now v2, not v1" in error and "\n" not in error
+    status = dict(query(db_url, select(ModelVersionRow.version, ModelVersionRow.status)))
+    assert status == {"v0": "retired", "v1": "retired", "v2": "champion"}  # v2 was not rejected

@@ -10,16 +10,19 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from bert_core.artifacts import read_manifest
 from services.cli import app
+from services.learning import registry
 from services.settings import get_settings
 from services.storage import LabelRow, ModelVersionRow, make_engine
 
@@ -141,6 +144,7 @@ def test_strict_import_stores_nothing_and_exits_1(db: Path, tmp_path: Path) -> N
     ("args", "message"),
     [
         (["labels", "import", "missing.csv"], "missing.csv: no such file"),
+        (["labels", "import", "."], ".: is a directory, not a label file"),
         (["labels", "list", "--task", "mood"], "--task must be one of topic, sentiment, not 'mood'"),
         (["models", "list", "--status", "gold"], "--status must be one of candidate, champion"),
         (["models", "show", "nope"], "no model version 'nope'"),
@@ -222,3 +226,49 @@ def test_errors_are_one_line_from_the_real_entry_point(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == "finsent: error: no model version 'v-unknown' (see `finsent models list`)\n"
+
+
+def test_rollback_is_refused_when_the_champion_changed_after_the_question(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert invoke(db, "models", "list").exit_code == 0  # migrates the database
+    now = datetime.now(UTC)
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with Session(engine) as session, session.begin():
+            for version, status in (("v1", "retired"), ("v2", "champion"), ("v3", "candidate")):
+                session.add(
+                    ModelVersionRow(
+                        version=version,
+                        created_at=now,
+                        metrics={},
+                        path=f"/models/{version}",
+                        sha256="a" * 64,
+                        data_hash="d" * 64,
+                        status=status,
+                        status_changed_at=now,
+                    )
+                )
+    finally:
+        engine.dispose()
+    monkeypatch.setattr(registry, "_verify", lambda path, sha256=None: None)  # no model files here
+
+    def promote_v3_then_confirm(question: str, default: bool = False) -> bool:
+        assert question == "Roll back from v2 to v1 (and mark v2 rejected)?"
+        engine = make_engine(f"sqlite:///{db}")
+        try:
+            with Session(engine) as session, session.begin():
+                registry.promote(session, "v3", by="retrainer", reason="gate passed", now=now)
+        finally:
+            engine.dispose()
+        return True
+
+    monkeypatch.setattr(typer, "confirm", promote_v3_then_confirm)
+    result = invoke(db, "models", "rollback")
+    one_line_error(result, 2, "the champion is now v3, not v2")
+    assert result.stderr.count("\n") == 1
+    assert {r.version: r.status for r in stored(db, ModelVersionRow)} == {
+        "v1": "retired",
+        "v2": "retired",
+        "v3": "champion",
+    }

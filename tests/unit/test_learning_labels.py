@@ -4,11 +4,12 @@ and the file reader of services.learning.label_import)."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from bert_core.labels import TOPIC_LABELS
-from services.learning.label_import import LabelFileError, parse_label_file
+from services.learning.label_import import LabelFileError, parse_label_file, read_label_file
 from services.learning.labels import NewLabel, RowError, parse_label_rows, split_for, text_hash
 
 
@@ -119,6 +120,50 @@ def test_csv_file_rows_are_numbered_as_in_a_spreadsheet() -> None:
         (r for _, r in parsed.rows), default_labeller="me", row_numbers=(n for n, _ in parsed.rows)
     )
     assert errors == [] and [(lab.row, lab.labeller) for lab in labels] == [(2, "ann"), (4, "me")]
+
+
+def test_csv_rows_are_numbered_by_the_line_they_start_on() -> None:
+    """A blank line counts (csv skips it silently) and a quoted cell may span lines: the
+    number is where the record starts, not how many records came before."""
+    content = (
+        b"text,task,label\n"  # 1
+        b"fine,topic,1\n"  # 2
+        b"\n"  # 3: blank
+        b'"two\nlines",sentiment,bearish\n'  # 4-5
+        b"bad,sentiment,positive\n"  # 6
+        b"x,topic,1,extra\n"  # 7
+        b'"a\r\nb",topic,IPO\r\n'  # 8-9
+        b"last,topic,nope\n"  # 10
+    )
+    parsed = parse_label_file(content, name="labels.csv")
+    assert [n for n, _ in parsed.rows] == [2, 4, 6, 8, 10]
+    assert [e.row for e in parsed.errors] == [7]
+    _, errors = parse_label_rows(
+        (r for _, r in parsed.rows), default_labeller="me", row_numbers=(n for n, _ in parsed.rows)
+    )
+    assert [e.row for e in errors] == [6, 10]
+
+
+def test_a_blank_line_before_the_header_is_skipped() -> None:
+    parsed = parse_label_file(b"\ntext,task,label\nx,topic,1\n", name="labels.csv")
+    assert parsed.columns == ["text", "task", "label"] and [n for n, _ in parsed.rows] == [3]
+
+
+def test_an_unreadable_label_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(LabelFileError, match="is a directory"):
+        read_label_file(tmp_path)
+    with pytest.raises(LabelFileError, match="no such file"):
+        read_label_file(tmp_path / "missing.csv")
+    locked = tmp_path / "locked.csv"
+    locked.write_text("text,task,label\nx,topic,1\n", encoding="utf-8")
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # chmod 000 does not stop root
+    with pytest.raises(LabelFileError) as info:
+        read_label_file(locked)
+    assert str(info.value) == f"{locked}: cannot read the file (Permission denied)"
 
 
 def test_jsonl_file_rows_are_numbered_by_line() -> None:

@@ -3,15 +3,21 @@
 urllib rather than aiohttp: the dispatcher is a plain loop with a thread pool, and a
 blocking call with a hard timeout is the simplest thing that is correct there. Redirects
 are refused because urllib would turn a redirected POST into a GET without the body.
+
+Error messages never contain the URL, nor the text of an exception that may quote it: a
+Slack URL is itself a credential, and a URL read from a secret reference is the secret's
+value. The messages end up in the deliveries table and on the dashboard.
 """
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 from services.delivery.backoff import classify_http_status
 from services.delivery.channels.base import SendResult, one_line
@@ -28,13 +34,28 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect())
 
 
-def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> SendResult:
-    request = urllib.request.Request(url, data=body, method="POST")
-    request.add_header("Content-Type", "application/json; charset=utf-8")
-    request.add_header("User-Agent", USER_AGENT)
-    for name, value in headers.items():
-        request.add_header(name, value)
+def is_http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host, a valid port and no whitespace or control
+    characters: checked before urllib sees it, because urllib's own errors quote the URL."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return False
     try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> SendResult:
+    if not is_http_url(url):  # a hand-edited row; retrying cannot help
+        return SendResult("permanent", None, "the target is not an http(s) URL")
+    try:
+        request = urllib.request.Request(url, data=body, method="POST")
+        request.add_header("Content-Type", "application/json; charset=utf-8")
+        request.add_header("User-Agent", USER_AGENT)
+        for name, value in headers.items():
+            request.add_header(name, value)
         with _OPENER.open(request, timeout=timeout) as response:
             status = response.status
             response.read(MAX_ERROR_BODY)
@@ -52,11 +73,22 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
     except TimeoutError:
         return SendResult("retry", None, f"timed out after {timeout:g} s")
     except urllib.error.URLError as exc:
-        return SendResult("retry", None, one_line(f"connection failed: {exc.reason}"))
-    except (OSError, ValueError) as exc:  # reset mid-response, malformed reply
-        return SendResult("retry", None, one_line(f"{type(exc).__name__}: {exc}"))
+        return SendResult("retry", None, one_line(f"connection failed: {_reason(exc.reason)}"))
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # reset mid-response, malformed reply
+        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else _reason(exc)
+        return SendResult("retry", None, one_line(detail))
     verdict = classify_http_status(status)
     return SendResult(verdict, status, None if verdict == "delivered" else f"HTTP {status}")
+
+
+def _reason(exc: object) -> str:
+    """What went wrong, without the exception's text where that text may quote the URL:
+    ValueError's and http.client's may (InvalidURL does), socket errors do not."""
+    if isinstance(exc, OSError):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, BaseException):
+        return f"{type(exc).__name__} (details withheld: they may quote the URL or a header)"
+    return str(exc)  # URLError's string reasons are fixed texts ("no host given")
 
 
 def _retry_after(value: str | None) -> float | None:

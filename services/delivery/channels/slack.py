@@ -3,13 +3,17 @@
 Such a URL is itself the credential, so it may come from the subscription's secret
 reference instead of `target`. Slack ignores `Idempotency-Key`; it is sent anyway for
 compatible receivers that honour it. A retry after a crash may therefore show twice in Slack.
+
+A URL read from a secret is checked before it is used and never quoted: whatever the
+reference points at (a mistyped file, another service's key) must not reach an error
+message, which the dashboard and `deliveries.last_error` show.
 """
 
 from __future__ import annotations
 
 from services.delivery import render
 from services.delivery.channels.base import SendResult
-from services.delivery.channels.http import post_json
+from services.delivery.channels.http import is_http_url, post_json
 from services.delivery.model import Message
 from services.delivery.secrets import SecretError, resolve_secret
 from services.delivery.subscriptions import redact_url
@@ -35,5 +39,7 @@ class SlackChannel:
                 url = resolve_secret(self.secret_ref)
             except SecretError as exc:
                 return SendResult("retry", None, str(exc))
+            if not is_http_url(url):  # fixable by the operator, like a missing secret: retried
+                return SendResult("retry", None, f"secret {self.secret_ref} does not hold an http(s) URL")
         body = render.slack_body(message)
         return post_json(url, body, {render.IDEMPOTENCY_HEADER: message.idempotency_key}, self.timeout)

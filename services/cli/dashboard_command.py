@@ -76,6 +76,7 @@ def streamlit_command(host: str, port: int) -> list[str]:
         # The browser gets a generic message for an uncaught exception; the message and the
         # traceback (which may quote a file, a secret or a query) go to the server log only.
         "--client.showErrorDetails=none",
+        "--client.toolbarMode=viewer",  # no "Deploy" or developer menu for analysts
     ]
 
 

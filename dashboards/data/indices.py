@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from dashboards.data.sql import dialect_of, epoch_seconds
@@ -77,8 +77,7 @@ def index_series(
     """One row per non-empty `width`-second bucket: counts, mean score, bearish share."""
     if width % base_width:
         raise ValueError(f"width {width} s is not a multiple of the stored {base_width} s buckets")
-    epoch = epoch_seconds(dialect_of(session), B.bucket_start)
-    bucket = (func.floor(epoch / width) * width).label("bucket")
+    bucket = _bucket_start(dialect_of(session), width).label("bucket")
     stmt = (
         select(
             bucket,
@@ -99,10 +98,28 @@ def index_series(
         .order_by(bucket)
     )
     rows = [
-        _index_row(int(b), int(t or 0), int(be or 0), int(ne or 0), int(bu or 0), float(s or 0.0))
+        _index_row(_epoch(b), int(t or 0), int(be or 0), int(ne or 0), int(bu or 0), float(s or 0.0))
         for b, t, be, ne, bu, s in session.execute(stmt).tuples()
     ]
     return pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
+
+
+def _bucket_start(dialect: str, width: int) -> ColumnElement[Any]:
+    """The start of each `width`-second bucket. On PostgreSQL `date_bin` groups on the
+    timestamp itself: grouping a year of minute rows by a numeric epoch expression sorted on
+    disk (1.3 s at 1M stories; benchmarks/results/dashboard_queries.md). `width` comes from
+    WIDTHS (an int), never from a user, so it is rendered into the interval literal."""
+    if dialect == "postgresql":
+        return func.date_bin(
+            literal_column(f"'{int(width)} seconds'::interval"),
+            B.bucket_start,
+            literal_column("'1970-01-01 00:00:00+00'::timestamptz"),
+        )
+    return func.floor(epoch_seconds(dialect, B.bucket_start) / width) * width
+
+
+def _epoch(bucket: datetime | float | int) -> int:
+    return int(bucket.timestamp()) if isinstance(bucket, datetime) else int(bucket)
 
 
 def _index_row(epoch: int, total: int, bearish: int, neutral: int, bullish: int, score_sum: float) -> tuple:

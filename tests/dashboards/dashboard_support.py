@@ -143,7 +143,7 @@ def open_page(at: AppTest, page: str) -> AppTest:
     """Run the app once (navigation registers its pages), then switch to `page` and run it."""
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

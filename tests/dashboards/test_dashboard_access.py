@@ -41,7 +41,7 @@ def test_without_login_only_the_login_form_renders(make_app) -> None:
     assert_only_login(at)
     assert at.text_input(key="login_name") and at.text_input(key="login_password")
     # asking for a page directly shows nothing either: the gate stops before the navigation
-    at.switch_page("pages/news.py").run()
+    at.switch_page("views/news.py").run()
     assert not at.exception
     assert not {t.value for t in at.title} - {"finsent"}
     assert not at.dataframe and not at.metric and not at.subheader
@@ -70,9 +70,7 @@ def test_removed_user_is_logged_out_at_the_next_run(make_app, users_file, monkey
     monkeypatch.setenv("FINSENT_DASHBOARD_USERS_FILE", str(empty))
     at.run()
     assert SESSION_KEY not in at.session_state
-    # (AppTest shows only page-script elements after a multipage app's first run, so the
-    # login form itself is not in this tree; what matters is that no page content is)
-    assert not at.title and not at.dataframe and not at.metric
+    assert_only_login(at)  # back at the login form, no page content
 
 
 def _logout_script() -> None:
@@ -102,14 +100,14 @@ def test_viewer_sees_no_write_controls(make_app) -> None:
     assert not at.exception
     # the labelling page is not in a viewer's navigation at all
     with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/labelling.py")
-    at.switch_page("pages/models.py").run()
+        at.switch_page("views/labelling.py")
+    at.switch_page("views/models.py").run()
     assert not errors(at)
     keys = {b.key for b in at.button}
     assert not keys & {"mv_promote", "mv_rollback", "mv_confirm"}
-    at.switch_page("pages/alerts.py").run()
+    at.switch_page("views/alerts.py").run()
     assert not {b.key for b in at.button} & {"al_ack", "al_close", "al_mute"}
-    at.switch_page("pages/subscriptions.py").run()
+    at.switch_page("views/subscriptions.py").run()
     assert not {b.key for b in at.button} & {"sub_toggle", "sub_delete", "sub_test"}
     assert not at.form_submit_button
 
@@ -126,7 +124,7 @@ def test_labelling_page_refuses_a_viewer_who_reaches_it(make_app) -> None:
 def seed_page(name: str):
     from dashboard_support import APP
 
-    return APP.parent / "pages" / f"{name}.py"
+    return APP.parent / "views" / f"{name}.py"
 
 
 def test_a_viewer_write_is_refused_and_nothing_is_stored(db_url: str) -> None:

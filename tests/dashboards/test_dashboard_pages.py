@@ -129,7 +129,7 @@ def test_drilldown_from_the_overview_and_by_influence(make_app) -> None:
     assert list(frame["influence"]) == sorted(frame["influence"], reverse=True)
     assert frame["headline"].iloc[0] == seed.SCRIPT_HEADLINE
     # (AppTest keeps requesting the page it last switched to: follow st.switch_page by hand)
-    at.switch_page("pages/drilldown.py")
+    at.switch_page("views/drilldown.py")
     at.multiselect(key="dd_sentiments").set_value(["neutral"]).run()
     assert at.info[0].value == "No headlines for this index in this range."  # the spike: all bearish
     at.selectbox(key="dd_scope").set_value("market").run()

@@ -99,8 +99,8 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrated_schema_matches_models(engine: Engine, database_url: str) -> None:
-    assert current_revision(database_url) == head_revision() == "0003"
-    assert upgrade_database(database_url) == "0003"  # running it again is a no-op
+    assert current_revision(database_url) == head_revision() == "0004"
+    assert upgrade_database(database_url) == "0004"  # running it again is a no-op
     with engine.connect() as conn:
         command.check(alembic_config(conn))  # `alembic check`: raises if autogenerate finds changes
         context = MigrationContext.configure(
@@ -119,7 +119,9 @@ def test_migrated_schema_matches_models(engine: Engine, database_url: str) -> No
             for table in ("news_items", "news_tickers", "predictions")
         }
         unique = [uq["column_names"] for uq in inspector.get_unique_constraints("predictions")]
-    fts = {"ix_news_items_headline_fts"} if engine.dialect.name == "postgresql" else set()
+    postgres = engine.dialect.name == "postgresql"
+    fts = {"ix_news_items_headline_fts"} if postgres else set()
+    influence = {"ix_predictions_influence"} if postgres else set()
     assert indexes == {
         "news_items": {"ix_news_items_published_at", *fts},
         "news_tickers": {"ix_news_tickers_ticker_published_at"},
@@ -127,6 +129,7 @@ def test_migrated_schema_matches_models(engine: Engine, database_url: str) -> No
             "ix_predictions_published_at",
             "ix_predictions_topic_published_at",
             "ix_predictions_sentiment_published_at",
+            *influence,
         },
     }
     assert unique == [["event_id", "model_version"]]

@@ -100,7 +100,7 @@ if not marks.empty:
     st.dataframe(marks, hide_index=True, key="ov_alerts")
 if st.button("Read the headlines behind this range", key="ov_drill"):
     st.session_state["drill"] = {"scope": scope, "key": key, "start": period.start, "end": period.end}
-    st.switch_page("pages/drilldown.py")
+    st.switch_page("views/drilldown.py")
 
 st.subheader("Topics in this range")
 topics = cached_query(

@@ -79,7 +79,7 @@ if st.button("Open the alert window in the drill-down", key="al_drill"):
         "start": alert.window_start,
         "end": pd.Timestamp(end).to_pydatetime() if end else alert.last_detected_at + timedelta(minutes=1),
     }
-    st.switch_page("pages/drilldown.py")
+    st.switch_page("views/drilldown.py")
 
 st.subheader("Actions")
 if not user.can("alert.act"):

@@ -242,7 +242,7 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option(help="Do not print each scored item")] = False,
 ) -> None:
-    """Run the pipeline: broker, database, model, scorer worker, alerter, dispatcher (Ctrl-C stops it all)."""
+    """Run the pipeline: broker, database, model, worker, alerter, dispatcher, scheduler; Ctrl-C stops."""
     if exit_when_done and not demo:
         fail("--exit-when-done needs --demo (without a demo feed the pipeline runs until Ctrl-C)")
     settings = get_settings()

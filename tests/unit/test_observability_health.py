@@ -42,6 +42,7 @@ def test_ok_is_200_with_the_details() -> None:
     assert report.body == {
         "status": "ok",
         "model_version": "v1",
+        "model_refused": None,
         "assigned_partitions": [{"topic": "news.raw", "partition": 0}, {"topic": "news.raw", "partition": 2}],
         "last_batch_at": "2023-11-14T22:13:20.250+00:00",
         "database": "ok",
@@ -50,6 +51,13 @@ def test_ok_is_200_with_the_details() -> None:
         "dead_letters": 1,
         "uptime_seconds": 11.0,
     }
+
+
+def test_a_refused_model_is_reported_but_the_worker_stays_ok() -> None:
+    report = health_report(replace(OK, model_refused="v2: weights do not match their manifest hash"))
+    assert (report.status, report.http_status) == ("ok", 200)  # still serving v1
+    assert report.body["model_version"] == "v1"
+    assert report.body["model_refused"].startswith("v2: ")
 
 
 def test_starting_until_the_first_assignment() -> None:

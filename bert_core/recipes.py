@@ -91,15 +91,25 @@ def train_model(
         result.model_config.training["mlm"] = mlm_summary
     result.model_config.training["dev_fraction"] = dev_fraction
     result.model_config.training["data_files"] = {t: str(p) for t, p in paths.items() if p}
-    metrics = {"dev": result.dev_reports, "history": result.history}
-    manifest = save_model_dir(
+    return result, save_result(result, out_dir, split.train, overwrite=overwrite)
+
+
+def save_result(
+    result: TrainResult,
+    out_dir: str | Path,
+    train_sets: Mapping[str, LabelledData],
+    *,
+    overwrite: bool = False,
+) -> Manifest:
+    """A fine-tuning result as a model directory: dev reports and history as its metrics,
+    the hash of the rows it trained on, the model it started from as its parent."""
+    return save_model_dir(
         out_dir,
         result.model,
         result.tokenizer,
         result.model_config,
-        metrics=metrics,
-        data_hash=combined_hash(split.train),
+        metrics={"dev": result.dev_reports, "history": result.history},
+        data_hash=combined_hash(train_sets),
         parent=result.parent_version,
         overwrite=overwrite,
     )
-    return result, manifest

@@ -323,8 +323,8 @@ def _training_sets(
 def _fine_tune(settings: Settings, champion_dir: Path, sets: dict[str, Any], out_dir: Path) -> Any:
     """Warm start from the champion; a small dev split of the training rows picks the best
     checkpoint (never a holdout: the gate must judge on data no decision has seen)."""
-    from bert_core import DEFAULT_LABELS, TrainConfig, fine_tune, save_model_dir
-    from bert_core.recipes import combined_hash, split_sets
+    from bert_core import DEFAULT_LABELS, TrainConfig, fine_tune
+    from bert_core.recipes import save_result, split_sets
 
     split = split_sets(sets, dev_fraction=0.1, seed=settings.seed)
     config = TrainConfig(
@@ -338,17 +338,7 @@ def _fine_tune(settings: Settings, champion_dir: Path, sets: dict[str, Any], out
     )
     result = fine_tune(split.train, split.dev, {t: list(DEFAULT_LABELS[t]) for t in sets}, config)  # type: ignore[index]
     result.model_config.training["retrained_from"] = result.parent_version
-    metrics = {"dev": result.dev_reports, "history": result.history}
-    return save_model_dir(
-        out_dir,
-        result.model,
-        result.tokenizer,
-        result.model_config,
-        metrics=metrics,
-        data_hash=combined_hash(split.train),
-        parent=result.parent_version,
-        overwrite=True,
-    )
+    return save_result(result, out_dir, split.train, overwrite=True)
 
 
 def _judge(

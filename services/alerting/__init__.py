@@ -2,6 +2,6 @@
 
 `store` (SQL, bound parameters, PostgreSQL and SQLite), `engine` (one transaction per
 micro-batch: buckets → detector → lifecycle → alerts, outbox, checkpoint), `service` (the
-Kafka loop of `finsent alerter`), `metrics` and `server` (`/metrics`, `/health`), `config`
+Kafka loop of `finsent alerter`), `metrics` (served by services.probes), `config`
 (everything built from `Settings` in one place). Imports nothing heavy: no torch, no faust.
 """

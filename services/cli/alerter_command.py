@@ -49,9 +49,9 @@ def alerter() -> None:
     shown, _revision = guarded_database(upgrade_database)
 
     from services.alerting.metrics import AlerterMetrics
-    from services.alerting.server import ProbeServer
     from services.alerting.service import Alerter
     from services.alerting.store import AlerterLocked, acquire_alerter_lock
+    from services.probes import ProbeServer
 
     engine = make_engine(settings.database_url)
     try:
@@ -67,7 +67,7 @@ def alerter() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = ProbeServer(metrics, metrics_socket)
+    server = ProbeServer(metrics_socket, metrics.registry, metrics.health, name="alerter-probes")
     print(
         f"alerting on {settings.topic_news_scored} at {bootstrap} (group {settings.alerter_group}) "
         f"into {shown}, publishing to {settings.topic_alerts}; "
@@ -89,7 +89,7 @@ def alerter() -> None:
 
 def _metrics_socket(settings: Settings) -> socket.socket:
     """Bound now, so that a taken port fails in one line before the group is joined."""
-    from services.alerting.server import bind_socket
+    from services.probes import bind_socket
 
     host, port = settings.alerter_metrics_host, settings.alerter_metrics_port
     try:

@@ -61,9 +61,15 @@ def dispatcher(
 
 
 def _serve(worker: Dispatcher, sock: socket.socket, shown: str) -> None:
-    from services.delivery.server import MetricsServer
+    from services.delivery.health import dispatcher_health
+    from services.probes import ProbeServer
 
-    server = MetricsServer(worker.metrics, sock)
+    server = ProbeServer(
+        sock,
+        worker.metrics.registry,
+        lambda: dispatcher_health(worker.metrics.snapshot()),
+        name="dispatcher-probes",
+    )
     server.start()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -82,7 +88,7 @@ def _serve(worker: Dispatcher, sock: socket.socket, shown: str) -> None:
 
 def _metrics_socket(settings: Settings) -> socket.socket:
     """Bound now, so that a taken port fails in one line before anything starts."""
-    from services.delivery.server import bind_socket
+    from services.probes import bind_socket
 
     host, port = settings.dispatcher_metrics_host, settings.dispatcher_metrics_port
     try:

@@ -21,22 +21,13 @@ from prometheus_client.exposition import choose_encoder
 
 from services.observability.health import health_report
 from services.observability.metrics import ScorerMetrics
+from services.probes import bind_socket, socket_url
+
+__all__ = ["ObservabilityServer", "bind_socket", "create_web_app", "socket_url"]
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 2.0
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on `host:port` (0: a free port). Raises `OSError` (e.g. the port
-    is taken, `host` is not an address of this machine)."""
-    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-    return socket.create_server((host, port), family=family)
-
-
-def socket_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def create_web_app(metrics: ScorerMetrics) -> web.Application:

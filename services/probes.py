@@ -1,15 +1,12 @@
-"""`GET /metrics` and `GET /health` of the alerter, from a thread beside its loop.
+"""`GET /metrics` and `GET /health` for the services with a plain blocking loop (alerter,
+dispatcher), and the socket helpers every service's probe server uses.
 
-The scorer serves these on faust's event loop; the alerter's loop is a plain blocking
-consumer loop, so the server runs in a daemon thread instead (the standard library's
-threading HTTP server: two read-only endpoints need nothing more), and `/health` reports a
-loop that stopped coming round (see `alerter_health`). As for the worker, the socket is
-bound by the caller before anything else starts (`bind_socket`), so a taken port fails the
-command in one line and port 0 is known before it is printed.
-
-`bind_socket` and `socket_url` repeat services.observability.server's: importing that
-package imports the scorer, and with it torch (5 s and hundreds of MB the alerter does not
-need).
+The scorer serves its probes on faust's event loop (services.observability); the alerter and
+the dispatcher have no event loop to share, so a small threaded HTTP server serves them from
+a daemon thread (two read-only endpoints need nothing more). Every service binds its socket
+before anything else starts (`bind_socket`), so a taken port fails the command in one line
+and port 0 is known before it is printed. This module imports no torch and no faust: the
+alerter and dispatcher must not pay seconds and hundreds of MB for probes.
 """
 
 from __future__ import annotations
@@ -18,12 +15,12 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, Self
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-
-from services.alerting.metrics import AlerterMetrics
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +37,27 @@ def socket_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class HealthLike(Protocol):
+    """What `/health` sends: the status code decides, the body explains."""
+
+    @property
+    def http_status(self) -> int: ...
+
+    @property
+    def body(self) -> Mapping[str, Any]: ...
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, sock: socket.socket, metrics: AlerterMetrics) -> None:
+    def __init__(
+        self, sock: socket.socket, registry: CollectorRegistry, health: Callable[[], HealthLike]
+    ) -> None:
         super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock  # already bound and listening
-        self.metrics = metrics
+        self.registry = registry
+        self.health = health
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,9 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._send(200, content_type, encoder(self.server.metrics.registry))
+            self._send(200, content_type, encoder(self.server.registry))
         elif path == "/health":
-            report = self.server.metrics.health()
+            report = self.server.health()
             self._send(report.http_status, "application/json", json.dumps(report.body).encode())
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found\n")
@@ -76,18 +86,29 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ProbeServer:
-    """Serves `metrics` on `sock` until `stop()`; a context manager."""
+    """Serves `registry` at /metrics and `health()` at /health on the bound `sock` until
+    `stop()`; a context manager."""
 
-    def __init__(self, metrics: AlerterMetrics, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        registry: CollectorRegistry,
+        health: Callable[[], HealthLike],
+        *,
+        name: str,
+    ) -> None:
         self._sock = sock
-        self._server = _Server(sock, metrics)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="alerter-probes", daemon=True)
+        self._server = _Server(sock, registry, health)
+        # a short poll interval: stop() waits for the loop to notice
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name=name, daemon=True
+        )
 
     @property
     def url(self) -> str:
         return socket_url(self._sock)
 
-    def start(self) -> ProbeServer:
+    def start(self) -> Self:
         self._thread.start()
         log.info("serving metrics and health", extra={"url": self.url, "paths": ["/metrics", "/health"]})
         return self
@@ -98,7 +119,7 @@ class ProbeServer:
             self._thread.join(timeout=5)
         self._server.server_close()
 
-    def __enter__(self) -> ProbeServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

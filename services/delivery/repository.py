@@ -47,7 +47,7 @@ from services.storage.alert_models import (
     DeliveryRow,
     SubscriptionRow,
 )
-from services.storage.repository import _dialect_insert
+from services.storage.repository import dialect_insert
 
 OUTBOX = cast(Table, AlertOutboxRow.__table__)
 ALERTS = cast(Table, AlertRow.__table__)
@@ -81,7 +81,7 @@ def _subscription(row: Any) -> Subscription:
 
 def add_subscription(session: Session, *, subscription: Subscription, now: datetime) -> Subscription:
     """Store a validated subscription (`build_subscription`); `SubscriptionExists` if the name is taken."""
-    insert = _dialect_insert(session)
+    insert = dialect_insert(session)
     stmt = (
         insert(SUBSCRIPTIONS)
         .values(
@@ -221,7 +221,7 @@ def fan_out(session: Session, *, now: datetime, limit: int) -> FanOut:
     )
     created = 0
     if planned:
-        insert = _dialect_insert(session)
+        insert = dialect_insert(session)
         values = [
             {
                 "outbox_id": p.outbox_id,

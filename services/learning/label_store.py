@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from services.learning.labels import MAX_LABELLER, MAX_SOURCE, NewLabel, RowError, Split, split_for
 from services.storage.learning_models import LabelRow
 from services.storage.models import NewsItemRow
-from services.storage.repository import _dialect_insert
+from services.storage.repository import dialect_insert
 
 if TYPE_CHECKING:
     from bert_core.data import LabelledData
@@ -218,7 +218,7 @@ def record_labels(
     # (its task is prefixed, keeping the unique key free) and is deleted after the insert.
     for chunk in _chunks(replaced_ids):
         session.execute(LABELS.update().where(LABELS.c.id.in_(chunk)).values(task="~" + LABELS.c.task))
-    insert = _dialect_insert(session)
+    insert = dialect_insert(session)
     for chunk in _chunks(to_insert):
         stmt = insert(LABELS)
         # A concurrent writer may have stored the same key since we looked: theirs is replaced.

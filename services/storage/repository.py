@@ -98,7 +98,9 @@ class StoredPrediction:
     scored_at: datetime
 
 
-def _dialect_insert(session: Session) -> Callable[[Table], Any]:
+def dialect_insert(session: Session) -> Callable[[Table], Any]:
+    """The INSERT construct with ON CONFLICT of the session's database (PostgreSQL or SQLite):
+    every idempotent write in finsent is an upsert through it."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
         return postgresql.insert
@@ -117,7 +119,7 @@ def upsert_scored_batch(session: Session, *, items: Sequence[ScoredItem]) -> Ups
     """
     if not items:
         return UpsertCounts(0, 0, 0)
-    insert = _dialect_insert(session)
+    insert = dialect_insert(session)
     stories: dict[str, ScoredItem] = {}
     for item in items:
         stories.setdefault(item.event_id, item)

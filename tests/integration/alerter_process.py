@@ -11,24 +11,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from services.storage import AlerterCheckpointRow, AlertOutboxRow, AlertRow
 
-from .pipeline import LOG_TAIL_CHARS, REPO_ROOT, SESSION_TIMEOUT_S, committed_total, wait_for
+from .pipeline import SESSION_TIMEOUT_S, CliProcess, committed_total, wait_for
 
 SCORED_PARTITIONS = 4
 _SERVING = re.compile(r"metrics (http://\S+)/metrics")
@@ -74,51 +70,10 @@ def alerter_env(
     }
 
 
-class AlerterProcess:
-    """The alerter subprocess, its output in `log_path`; stopped (SIGTERM) on leaving the block.
-    Has the interface `pipeline.wait_for` expects of a worker."""
+class AlerterProcess(CliProcess):
+    """`finsent alerter`, and its probes."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, name: str = "alerter") -> None:
-        self.env, self.log_path, self.name = env, log_path, name
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services", "alerter"],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def tail(self, chars: int = LOG_TAIL_CHARS) -> str:
-        return f"--- {self.name} log ({self.log_path}), last {chars} chars:\n{self.log()[-chars:]}"
-
-    def assert_alive(self) -> None:
-        assert self.alive, f"{self.name} exited with code {self.proc.returncode}\n{self.tail()}"
-
-    def stop(self, *, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
+    command = "alerter"
 
     def url(self, *, timeout: float = 60.0) -> str:
         """Base URL of its /metrics and /health (printed at start; port 0 picks one)."""

@@ -198,19 +198,22 @@ _PARTITION = re.compile(r"TopicPartition\(topic='([^']+)', partition=(\d+)\)")
 _BATCH = re.compile(r"batch: (\d+) records, (\d+) stored, (\d+) dead-lettered")
 
 
-class Worker:
-    """`python -m services worker` as a subprocess, its stdout and stderr in `log_path`.
+class CliProcess:
+    """`python -m services <command>` as a subprocess, its stdout and stderr in `log_path`.
 
-    A context manager: leaving the block stops the worker (SIGTERM) if it still runs.
+    A context manager: leaving the block stops it (SIGTERM) if it still runs. Has what
+    `wait_for` expects of a worker (`assert_alive`, `tail`).
     """
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, name: str = "worker") -> None:
+    command = ""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, name: str | None = None) -> None:
         self.env = env
         self.log_path = log_path
-        self.name = name
+        self.name = name or self.command
         with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services", "worker"],
+                [sys.executable, "-m", "services", self.command],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=log,
@@ -239,7 +242,7 @@ class Worker:
         assert self.alive, f"{self.name} exited with code {self.proc.returncode}\n{self.tail()}"
 
     def stop(self, *, timeout: float = 30.0) -> int:
-        """SIGTERM (the batch in flight is finished and its offsets committed); SIGKILL after
+        """SIGTERM (the step in flight is finished and its offsets committed); SIGKILL after
         `timeout`. Returns the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -251,9 +254,15 @@ class Worker:
         return self.proc.returncode
 
     def kill(self) -> None:
-        """SIGKILL: no batch is finished, nothing more is committed."""
+        """SIGKILL: nothing in flight is finished, nothing more is committed."""
         self.proc.kill()
         self.proc.wait(timeout=10)
+
+
+class Worker(CliProcess):
+    """`finsent worker` (the scorer)."""
+
+    command = "worker"
 
     def ready_count(self) -> int:
         """How often faust reported the worker ready (once per completed rebalance)."""

@@ -7,7 +7,6 @@ directory is refused at load time instead of silently serving wrong predictions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from bert_core.errors import ModelIntegrityError
+from bert_core.hashing import sha256_file
 from bert_core.model import MultiTaskClassifier, Pooling
 
 FORMAT_VERSION = 1
@@ -60,14 +60,6 @@ class LoadedModel:
     manifest: Manifest
     path: Path
     metrics: dict[str, Any]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _model_card(config: ModelConfig, manifest: Manifest, metrics: dict[str, Any]) -> str:

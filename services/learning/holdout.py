@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bert_core.hashing import sha256_file
 from services.learning.gate import HoldoutReport, TaskMetrics
 
 if TYPE_CHECKING:
@@ -53,14 +54,6 @@ class FrozenHoldout:
 
 def holdout_dir(settings: Settings) -> Path:
     return settings.home / "holdout"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _atomic_write(path: Path, content: bytes) -> None:
@@ -114,7 +107,7 @@ def freeze_seed_holdout(
         "n": len(dev),
         "labels": list(names),
         "origin": origin,
-        "source_sha256": _sha256(seed_file),
+        "source_sha256": sha256_file(seed_file),
         "seed": seed,
         "dev_fraction": dev_fraction,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -141,7 +134,7 @@ def read_frozen_holdout(task: str, out_dir: Path) -> FrozenHoldout | None:
         raise HoldoutError(
             f"{path}: the frozen {task} holdout is missing (its manifest is there); restore it"
         )
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise HoldoutError(
             f"{path}: the frozen {task} holdout does not match its manifest hash (expected "
@@ -180,7 +173,7 @@ def _explicit_holdout(task: str, path: Path) -> FrozenHoldout:
         data = read_labelled(path, LabelSet(task, _label_names(task)))
     except DataError as exc:
         raise HoldoutError(f"FINSENT_HOLDOUT_{task.upper()}_DATA: {exc}") from None
-    return FrozenHoldout(task, path, _sha256(path), data, f"file {path}")
+    return FrozenHoldout(task, path, sha256_file(path), data, f"file {path}")
 
 
 def frozen_holdouts(

@@ -20,7 +20,7 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from services.learning.gate import GateDecision
+from services.learning.holdout import FrozenHoldout
 from services.learning.training_set import merge_rows, replay_sample, replay_size
 from services.settings import Settings
 from services.storage.learning_models import GateDecisionRow, LabelRow, RetrainRunRow
@@ -200,7 +201,10 @@ def _locked_run(
     log.info("retraining run %d: %d new label(s), warm start from %s", run_id, new_labels, champion.version)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    sets, counts, exclude = _training_sets(settings, sessions, watermark)
+    from services.learning.holdout import frozen_holdouts
+
+    frozen = frozen_holdouts(settings)  # read (and hash-checked) once, for training and the gate
+    sets, counts, exclude = _training_sets(settings, sessions, watermark, frozen)
     timings["data_seconds"] = round(time.perf_counter() - started, 2)
 
     out_dir = settings.home / "models" / "registry" / f"run-{run_id}"
@@ -209,7 +213,7 @@ def _locked_run(
     timings["train_seconds"] = round(time.perf_counter() - started, 2)
 
     started = time.perf_counter()
-    decision, comparison = _judge(settings, sessions, champion, out_dir)
+    decision, comparison = _judge(settings, sessions, champion, out_dir, frozen)
     timings["evaluate_seconds"] = round(time.perf_counter() - started, 2)
     details = {"examples": counts, "excluded_holdout_texts": exclude, **timings}
     values = {**base, "challenger_version": manifest.version, "details": details}
@@ -274,15 +278,14 @@ def _locked_run(
 
 
 def _training_sets(
-    settings: Settings, sessions: Callable[[], Session], watermark: int
+    settings: Settings, sessions: Callable[[], Session], watermark: int, frozen: Mapping[str, FrozenHoldout]
 ) -> tuple[dict[str, Any], dict[str, dict[str, int]], int]:
     """Per task: analyst train-split labels (one per text) + a replay sample of the seed data,
     never a frozen or recent holdout text."""
     from bert_core.recipes import load_task_files, split_sets
-    from services.learning.holdout import exclude_holdout, frozen_holdouts
+    from services.learning.holdout import exclude_holdout
     from services.learning.label_store import to_labelled_data, training_labels
 
-    frozen = frozen_holdouts(settings)
     with sessions() as session:
         analyst = {
             task: to_labelled_data(task, training_labels(session, task=task, up_to=watermark))
@@ -342,14 +345,18 @@ def _fine_tune(settings: Settings, champion_dir: Path, sets: dict[str, Any], out
 
 
 def _judge(
-    settings: Settings, sessions: Callable[[], Session], champion: Any, challenger_dir: Path
+    settings: Settings,
+    sessions: Callable[[], Session],
+    champion: Any,
+    challenger_dir: Path,
+    frozen: Mapping[str, FrozenHoldout],
 ) -> tuple[GateDecision, dict[str, Any]]:
     """Both models on the frozen and the recent holdout, and the gate's decision."""
     from services.learning.gate import GatePolicy, decide
-    from services.learning.holdout import evaluate_on_holdouts, frozen_holdouts
+    from services.learning.holdout import evaluate_on_holdouts
     from services.learning.label_store import recent_holdout, to_labelled_data
 
-    frozen = {task: h.data for task, h in frozen_holdouts(settings).items()}
+    frozen_sets = {task: h.data for task, h in frozen.items()}
     with sessions() as session:
         recent = {
             task: to_labelled_data(
@@ -357,7 +364,7 @@ def _judge(
             )
             for task in TASKS
         }
-    champion_report = evaluate_on_holdouts(Path(champion.path), frozen, recent)
-    challenger_report = evaluate_on_holdouts(challenger_dir, frozen, recent)
+    champion_report = evaluate_on_holdouts(Path(champion.path), frozen_sets, recent)
+    challenger_report = evaluate_on_holdouts(challenger_dir, frozen_sets, recent)
     decision = decide(champion_report, challenger_report, GatePolicy.from_settings(settings))
     return decision, decision.comparison

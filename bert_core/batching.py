@@ -79,3 +79,22 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Deterministic batches sorted by length, for inference and evaluation."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[j : j + batch_size] for j in range(0, len(order), batch_size)]
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Batches in length order holding at most `max_tokens` real tokens each (a text longer
+    than the budget gets a batch of its own): for unpadded inference, where the cost of a
+    pass follows its token count, not its text count."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for i in order:
+        if current and used + lengths[i] > max_tokens:
+            batches.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += lengths[i]
+    if current:
+        batches.append(current)
+    return batches

@@ -8,8 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from bert_core.batching import collate, sorted_batches
+from bert_core import packed
+from bert_core.batching import collate, sorted_batches, token_budget_batches
 from bert_core.model import MultiTaskClassifier
+
+# Real tokens per unpadded forward pass: large enough for efficient matrix products, small
+# enough to stay in cache (benchmarks/inference_throughput.py --tokens-per-pass compares).
+TOKENS_PER_PASS = 2048
 
 
 def predict_proba(
@@ -20,22 +25,40 @@ def predict_proba(
     batch_size: int = 64,
     tasks: Sequence[str] | None = None,
     bf16: bool = False,
+    unpadded: bool | None = None,
+    tokens_per_pass: int = TOKENS_PER_PASS,
 ) -> dict[str, np.ndarray]:
-    """Class probabilities per task, in input order; batches sorted by length."""
+    """Class probabilities per task, in input order.
+
+    `unpadded` (default: wherever `bert_core.packed` supports the encoder) packs each pass's
+    real tokens, up to `tokens_per_pass`; otherwise `batch_size` texts per pass are padded
+    to the longest among them, in length order.
+    """
     wanted = list(tasks) if tasks is not None else list(model.heads.keys())
     out = {t: np.zeros((len(token_ids), len(model.label_names[t])), dtype=np.float32) for t in wanted}
     if not token_ids:
         return out
+    if unpadded is None:
+        unpadded = packed.supports(model.encoder)
+    lengths = [len(t) for t in token_ids]
     was_training = model.training
     model.eval()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     try:
         with torch.inference_mode(), autocast:
-            for idx in sorted_batches([len(t) for t in token_ids], batch_size):
-                batch = collate(token_ids, idx, pad_id)
-                logits = model(batch.input_ids, batch.attention_mask, tasks=wanted)
-                for task, value in logits.items():
-                    out[task][idx] = torch.softmax(value.float(), dim=-1).numpy()
+            if unpadded:
+                for idx in token_budget_batches(lengths, tokens_per_pass):
+                    logits = model.forward_packed(packed.pack(token_ids, idx), tasks=wanted)
+                    _store(out, idx, logits)
+            else:
+                for idx in sorted_batches(lengths, batch_size):
+                    batch = collate(token_ids, idx, pad_id)
+                    _store(out, idx, model(batch.input_ids, batch.attention_mask, tasks=wanted))
     finally:
         model.train(was_training)
     return out
+
+
+def _store(out: dict[str, np.ndarray], idx: list[int], logits: dict[str, torch.Tensor]) -> None:
+    for task, value in logits.items():
+        out[task][idx] = torch.softmax(value.float(), dim=-1).numpy()

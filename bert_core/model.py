@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from bert_core import packed
 from bert_core.config import Pooling
 
 
@@ -57,5 +58,15 @@ class MultiTaskClassifier(nn.Module):
         """Return logits per task (all tasks unless `tasks` narrows it)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = self.dropout(pool_hidden(hidden, attention_mask, self.pooling))
+        wanted = tasks if tasks is not None else list(self.heads.keys())
+        return {task: self.heads[task](pooled) for task in wanted}
+
+    def forward_packed(
+        self, batch: packed.PackedBatch, tasks: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Inference-only twin of `forward` on unpadded tokens (see `bert_core.packed`);
+        callers check `packed.supports(self.encoder)` first."""
+        hidden = packed.encode(self.encoder, batch)
+        pooled = self.dropout(packed.pool(hidden, batch, self.pooling))
         wanted = tasks if tasks is not None else list(self.heads.keys())
         return {task: self.heads[task](pooled) for task in wanted}

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     scorer_batch_seconds: float = Field(
         0.05, gt=0, description="Longest wait to fill a micro-batch before scoring what is there"
     )
+    scorer_slice_items: int = Field(
+        256,
+        ge=1,
+        description="A large micro-batch is scored in slices of this many items, each stored "
+        "while the model scores the next (one transaction per slice; the batch is acked after all)",
+    )
     scorer_inference_batch: int = Field(
         32,
         ge=1,

@@ -1,6 +1,7 @@
 """The scorer: per-batch scoring (framework-free) and the database sink.
 
-`score_batch` turns a micro-batch of raw Kafka records into scored items and dead letters;
+`score_batch` (= `parse_batch` + `predict_items`) turns a micro-batch of raw Kafka records
+into scored items and dead letters;
 `store_batch` writes the scored items in one transaction, retrying connection errors with
 backoff. The faust agent and a plain consumer loop both wrap these two calls.
 """
@@ -8,9 +9,12 @@ backoff. The faust agent and a plain consumer loop both wrap these two calls.
 from services.scorer.batch import (
     BatchResult,
     DeadLetter,
+    ParsedBatch,
     PredictorLike,
     RawRecord,
     dead_letter_headers,
+    parse_batch,
+    predict_items,
     score_batch,
 )
 from services.scorer.sink import RetryPolicy, backoff_delays, is_retryable, store_batch
@@ -22,8 +26,11 @@ __all__ = [
     "RawRecord",
     "RetryPolicy",
     "backoff_delays",
+    "ParsedBatch",
     "dead_letter_headers",
     "is_retryable",
+    "parse_batch",
+    "predict_items",
     "score_batch",
     "store_batch",
 ]

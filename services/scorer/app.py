@@ -43,16 +43,19 @@ from sqlalchemy.orm import Session
 from services.observability import (
     BatchSummary,
     ScorerMetrics,
+    Stage,
     batch_log_fields,
     dead_letter_log_fields,
     summarize_batch,
 )
 from services.scorer.batch import (
+    BatchResult,
     DeadLetter,
     PredictorLike,
     RawRecord,
     dead_letter_headers,
-    score_batch,
+    parse_batch,
+    predict_items,
 )
 from services.scorer.model_reload import ModelSlot
 from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
@@ -169,6 +172,7 @@ def build_app(
     slot = predictor if isinstance(predictor, ModelSlot) else ModelSlot(predictor, _version_of(predictor))
     watch = dict(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
+    slice_items = settings.scorer_slice_items
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = ScorerApp(
         settings.scorer_group,
@@ -197,44 +201,69 @@ def build_app(
         started = time.perf_counter()
         received_at = datetime.now(UTC)
         serving = slot.current  # one model for the whole batch: a switch lands between batches
-        result = await asyncio.to_thread(
-            score_batch, records, predictor=serving, received_at=received_at, watchlist=watch
-        )
-        scored_s = time.perf_counter()
-        by_id = {item.event_id: record for item, record in _pairs(result.scored, records)}
-        stored, refused = await asyncio.to_thread(
-            store_or_dead_letter,
-            session_factory,
-            result.scored,
-            by_id,
-            retry=retry,
-            on_retry=metrics.storage_retry,
-        )
-        committed_at, stored_s = time.time(), time.perf_counter()
-        dead = [*result.dead, *refused]
-        pending = [
-            await dlq_topic.send(key=d.record.key, value=d.record.value, headers=dead_letter_headers(d))
-            for d in dead
-        ]
-        pending += [
-            await scored_topic.send(key=item.event_id.encode(), value=scored_message(item)) for item in stored
-        ]
-        await asyncio.gather(*pending)  # the broker has them all before the batch is acked
-        done_s = time.perf_counter()
+        parsed = await asyncio.to_thread(parse_batch, records, received_at=received_at, watchlist=watch)
+        stage: dict[Stage, float] = {"score": time.perf_counter() - started, "store": 0.0, "produce": 0.0}
+        stored: list[ScoredItem] = []
+        dead: list[DeadLetter] = []
+        by_id: dict[str, RawRecord] = {}
+        committed_at = time.time()
+
+        async def store_and_produce(result: BatchResult) -> None:
+            nonlocal committed_at
+            t0 = time.perf_counter()
+            slice_ids = {item.event_id: record for item, record in _pairs(result.scored, records)}
+            by_id.update(slice_ids)
+            kept, refused = await asyncio.to_thread(
+                store_or_dead_letter,
+                session_factory,
+                result.scored,
+                slice_ids,
+                retry=retry,
+                on_retry=metrics.storage_retry,
+            )
+            committed_at, t1 = time.time(), time.perf_counter()
+            failed = [*result.dead, *refused]
+            pending = [
+                await dlq_topic.send(key=d.record.key, value=d.record.value, headers=dead_letter_headers(d))
+                for d in failed
+            ]
+            pending += [
+                await scored_topic.send(key=item.event_id.encode(), value=scored_message(item))
+                for item in kept
+            ]
+            await asyncio.gather(*pending)  # the broker has them all before the batch is acked
+            stored.extend(kept)
+            dead.extend(failed)
+            stage["store"] += t1 - t0
+            stage["produce"] += time.perf_counter() - t1
+
+        # Slices: the model scores slice k+1 while slice k is stored and produced. Every slice
+        # is done before this returns, and only then is the batch acked (module docstring).
+        # The first slice carries the batch's invalid records to the dead-letter topic.
+        valid = parsed.valid
+        slices = [valid[i : i + slice_items] for i in range(0, len(valid), slice_items)] or [[]]
+        writing: asyncio.Task[None] | None = None
+        for number, part in enumerate(slices):
+            t0 = time.perf_counter()
+            result = await asyncio.to_thread(predict_items, part, predictor=serving)
+            if number == 0:
+                result.dead[:0] = parsed.dead
+            stage["score"] += time.perf_counter() - t0
+            if writing is not None:
+                await writing
+            writing = asyncio.create_task(store_and_produce(result))
+        assert writing is not None
+        await writing
+        stage["total"] = time.perf_counter() - started
         try:
             report(
                 summarize_batch(
                     records,
                     stored=[(item, by_id[item.event_id]) for item in stored],
                     dead=dead,
-                    duplicates=result.duplicates,
+                    duplicates=parsed.duplicates,
                     committed_at=committed_at,
-                    stage_seconds={
-                        "score": scored_s - started,
-                        "store": stored_s - scored_s,
-                        "produce": done_s - stored_s,
-                        "total": done_s - started,
-                    },
+                    stage_seconds=stage,
                 ),
                 dead,
             )

@@ -3,7 +3,9 @@
 No Kafka client, no database, no event loop here: the caller hands in plain `RawRecord`s
 (built from a faust event or a kafka-python record), runs `score_batch` in a worker thread
 (it calls the model), stores `BatchResult.scored` and produces `BatchResult.dead` to the DLQ
-with `dead_letter_headers`, and only then commits offsets.
+with `dead_letter_headers`, and only then commits offsets. `score_batch` is `parse_batch`
+then `predict_items`; the faust worker calls them apart, to score a large batch in slices
+while the previous slice is being stored.
 
 Every record of the batch ends up in exactly one place: scored, dead-lettered, or counted
 as a duplicate of an earlier record of the same batch (same `event_id`; scored once).
@@ -75,24 +77,25 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def score_batch(
+@dataclass(slots=True)
+class ParsedBatch:
+    """A micro-batch after validation: what can be scored, what cannot, and repeats."""
+
+    valid: list[tuple[RawRecord, NewsItem]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    duplicates: int = 0  # records whose event_id appeared earlier in the same batch
+
+
+def parse_batch(
     records: Sequence[RawRecord],
     *,
-    predictor: PredictorLike,
     received_at: datetime,
     watchlist: Mapping[str, str],
     max_bytes: int = MAX_PAYLOAD_BYTES,
-    clock: Callable[[], datetime] = _utcnow,
-) -> BatchResult:
-    """Parse, deduplicate and score `records` with one `predictor.predict` call.
-
-    If the batched call raises, every valid item is predicted on its own, so only the
-    item(s) that fail alone go to the dead letters (with the exception's class and message).
-    `received_at` (timezone-aware) is the default `published_at` of items without one;
-    `clock()` stamps `scored_at` after inference.
-    """
-    result = BatchResult()
-    valid: list[tuple[RawRecord, NewsItem]] = []
+) -> ParsedBatch:
+    """Validate `records`; the first record of an event_id is kept, later ones counted.
+    `received_at` (timezone-aware) is the default `published_at` of items without one."""
+    parsed = ParsedBatch()
     seen: set[str] = set()
     for record in records:
         try:
@@ -100,16 +103,31 @@ def score_batch(
                 record.value, received_at=received_at, watchlist=watchlist, max_bytes=max_bytes
             )
         except InvalidMessage as exc:
-            result.dead.append(DeadLetter(record, type(exc).__name__, exc.error_type, exc.reason))
+            parsed.dead.append(DeadLetter(record, type(exc).__name__, exc.error_type, exc.reason))
             continue
         if item.event_id in seen:
-            result.duplicates += 1
+            parsed.duplicates += 1
             continue
         seen.add(item.event_id)
-        valid.append((record, item))
+        parsed.valid.append((record, item))
+    return parsed
+
+
+def predict_items(
+    valid: Sequence[tuple[RawRecord, NewsItem]],
+    *,
+    predictor: PredictorLike,
+    clock: Callable[[], datetime] = _utcnow,
+) -> BatchResult:
+    """Score validated items with one `predictor.predict` call.
+
+    If the batched call raises, every item is predicted on its own, so only the item(s)
+    that fail alone go to the dead letters (with the exception's class and message).
+    `clock()` stamps `scored_at` after inference.
+    """
+    result = BatchResult()
     if not valid:
         return result
-
     predictions: list[Prediction | BaseException]
     try:
         predictions = list(_predict(predictor, [item.headline for _, item in valid]))
@@ -129,6 +147,23 @@ def score_batch(
             )
         else:
             result.scored.append(_scored(item, prediction, record, scored_at))
+    return result
+
+
+def score_batch(
+    records: Sequence[RawRecord],
+    *,
+    predictor: PredictorLike,
+    received_at: datetime,
+    watchlist: Mapping[str, str],
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    clock: Callable[[], datetime] = _utcnow,
+) -> BatchResult:
+    """`parse_batch` then `predict_items` on all of it: a whole micro-batch in one call."""
+    parsed = parse_batch(records, received_at=received_at, watchlist=watchlist, max_bytes=max_bytes)
+    result = predict_items(parsed.valid, predictor=predictor, clock=clock)
+    result.dead[:0] = parsed.dead
+    result.duplicates = parsed.duplicates
     return result
 
 

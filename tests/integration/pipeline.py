@@ -186,6 +186,9 @@ def worker_env(
         "FINSENT_SCORER_GROUP": group,
         "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_S),
         "FINSENT_SCORER_METRICS_PORT": str(_metrics_port()),
+        # Small slices: every backlog batch is scored and stored in many overlapping slices,
+        # so the exactly-once tests cover a batch acked only after all its slices are stored.
+        "FINSENT_SCORER_SLICE_ITEMS": "64",
         "FINSENT_LOG_LEVEL": "INFO",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",

@@ -1,0 +1,115 @@
+"""Unpadded inference (bert_core.packed) computes what the padded Hugging Face forward does."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+from bert_core import packed
+from bert_core.batching import token_budget_batches
+from bert_core.config import Pooling
+from bert_core.inference_core import predict_proba
+from bert_core.model import MultiTaskClassifier
+
+LABELS = {"sentiment": ["bearish", "bullish", "neutral"], "topic": [f"t{i}" for i in range(7)]}
+
+
+def tiny_classifier(pooling: Pooling = "mean") -> MultiTaskClassifier:
+    torch.manual_seed(3)
+    config = BertConfig(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=96,
+    )
+    model = MultiTaskClassifier(BertModel(config), LABELS, pooling=pooling)
+    for head in model.heads.values():  # heads start near zero: make the outputs informative
+        nn.init.normal_(head.weight, std=0.5)
+    return model.eval()
+
+
+def token_lists(n: int, seed: int = 0, longest: int = 80) -> list[list[int]]:
+    rng = random.Random(seed)
+    # [CLS] alone, very short, and up to `longest` tokens, in no particular order
+    return [[2] + [rng.randrange(5, 120) for _ in range(rng.randrange(0, longest))] for _ in range(n)]
+
+
+def test_pack_lays_texts_end_to_end() -> None:
+    batch = packed.pack([[7, 8, 9], [4], [5, 6]], [2, 0, 1])
+    assert batch.token_ids.tolist() == [5, 6, 7, 8, 9, 4]
+    assert batch.positions.tolist() == [0, 1, 0, 1, 2, 0]
+    assert batch.text_index.tolist() == [0, 0, 1, 1, 1, 2]
+    assert batch.lengths.tolist() == [2, 3, 1]
+    assert batch.starts.tolist() == [0, 2, 5]
+    assert batch.longest == 3
+    assert batch.slots.tolist() == [0, 1, 3, 4, 5, 6]
+
+
+def test_pack_refuses_an_empty_text() -> None:
+    with pytest.raises(ValueError, match="one token per text"):
+        packed.pack([[1, 2], []], [0, 1])
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_unpadded_matches_padded_in_fp32(pooling: Pooling) -> None:
+    model = tiny_classifier(pooling)
+    tokens = token_lists(150)
+    padded = predict_proba(model, tokens, 0, batch_size=16, unpadded=False)
+    unpadded = predict_proba(model, tokens, 0, unpadded=True, tokens_per_pass=300)
+    for task in LABELS:
+        assert padded[task].shape == unpadded[task].shape == (150, len(LABELS[task]))
+        np.testing.assert_allclose(unpadded[task], padded[task], atol=1e-5)
+        assert padded[task].std() > 0.01  # the comparison is not between near-constant outputs
+
+
+def test_unpadded_matches_padded_in_bf16_and_int8() -> None:
+    model = tiny_classifier()
+    tokens = token_lists(60, seed=1)
+    for task, values in predict_proba(model, tokens, 0, bf16=True, unpadded=True).items():
+        reference = predict_proba(model, tokens, 0, bf16=True, unpadded=False)[task]
+        np.testing.assert_allclose(values, reference, atol=2e-2)
+    quantised = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    assert (
+        not packed.supports(model.encoder)
+        or type(quantised.encoder.encoder.layer[0].attention.self.query) is not nn.Linear
+    )
+    padded = predict_proba(quantised, tokens, 0, unpadded=False)
+    unpadded = predict_proba(quantised, tokens, 0, unpadded=True)
+    for task in LABELS:  # int8 scales follow each input matrix's range, so not bit-equal
+        np.testing.assert_allclose(unpadded[task], padded[task], atol=2e-2)
+
+
+def test_default_path_is_unpadded_for_bert_and_padded_for_other_encoders() -> None:
+    model = tiny_classifier()
+    assert packed.supports(model.encoder)
+    tokens = token_lists(20, seed=2)
+    np.testing.assert_array_equal(
+        predict_proba(model, tokens, 0)["topic"], predict_proba(model, tokens, 0, unpadded=True)["topic"]
+    )
+    distil = DistilBertModel(
+        DistilBertConfig(
+            vocab_size=120, dim=32, n_layers=1, n_heads=2, hidden_dim=64, max_position_embeddings=96
+        )
+    )
+    other = MultiTaskClassifier(distil, LABELS).eval()
+    assert not packed.supports(other.encoder)
+    out = predict_proba(other, tokens, 0)  # falls back to padded batches, no error
+    assert out["sentiment"].shape == (20, 3)
+
+
+def test_token_budget_batches_cover_each_text_once_within_the_budget() -> None:
+    lengths = [5, 40, 12, 3, 70, 12, 9, 33]
+    batches = token_budget_batches(lengths, 50)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert sum(lengths[i] for i in b) <= 50 or len(b) == 1  # 70 > 50 rides alone
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)  # length order keeps attention padding small
+    assert token_budget_batches([], 50) == []

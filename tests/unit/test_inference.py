@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bert_core import DataError, Prediction, Predictor, load_model_dir
 
@@ -116,6 +117,23 @@ def test_reduced_precision_is_close_to_fp32(
         assert ours.sentiment == ref.sentiment
         # The top topic probability moves no more than the probabilities do.
         assert ours.topic_score == pytest.approx(ref.topic_score, abs=0.05)
+
+
+def test_bf16_predictor_equals_autocast_of_the_fp32_model_and_leaves_it_fp32(saved_model_dir: Path) -> None:
+    from bert_core.batching import tokenize
+    from bert_core.inference_core import predict_proba
+
+    loaded = load_model_dir(saved_model_dir)
+    fast = Predictor(loaded, precision="bf16")
+    texts = [BEARISH, BULLISH, NEUTRAL, OIL]
+    preds = fast.predict(texts)
+    tokens = tokenize(loaded.tokenizer, texts, loaded.config.max_length)
+    reference = predict_proba(loaded.model, tokens, fast.pad_id, bf16=True)["sentiment"]
+    order = fast.sentiment_labels
+    np.testing.assert_array_equal(
+        np.array([[p.sentiment_probs[n] for n in order] for p in preds], dtype=np.float32), reference
+    )
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())  # converted a copy
 
 
 def test_auto_precision_resolves_to_a_concrete_one(saved_model_dir: Path) -> None:

@@ -16,6 +16,7 @@ from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
 from bert_core.errors import DataError
 from bert_core.inference_core import TOKENS_PER_PASS, predict_proba
+from bert_core.model import MultiTaskClassifier
 from bert_core.text import normalize_text
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class Predictor:
         return results
 
 
-def _linear_weights_in_bf16(model: nn.Module) -> nn.Module:
+def _linear_weights_in_bf16(model: MultiTaskClassifier) -> MultiTaskClassifier:
     """A copy whose Linear layers hold bf16 weights. Autocast would cast the same weights to
     the same bf16 values on every `predict` call - 10.6M parameters, several milliseconds,
     which dominated a live stream's small calls; everything else stays as autocast runs it."""

@@ -1,10 +1,17 @@
-"""Inference throughput and accuracy of the Predictor's precision paths.
+"""Inference throughput and accuracy of the Predictor's precision paths and layouts.
 
 Usage: python benchmarks/inference_throughput.py MODEL_DIR [--texts N] [--threads T]
+       [--paths fp32,bf16,int8] [--layouts unpadded,padded] [--calls 0,256,64,16]
+       [--tokens-per-pass 2048]
 
 Throughput is measured on headlines from the model's own dev split (end to end:
-normalise, tokenise, sort, forward, softmax, result objects); accuracy on the same
-dev split for each path, so the quantised paths are compared to fp32 on equal terms.
+normalise, tokenise, sort, forward, softmax, result objects), best of 3 after a warm-up.
+`--calls`: texts per `predict` call (0 = all at once), because a live stream hands the model
+small batches and padding costs most there. Layouts: `unpadded` packs each forward pass's
+real tokens (`bert_core.packed`, the default for BERT encoders); `padded` pads each pass of
+--batch-size texts to its longest (the Hugging Face forward). Accuracy is measured on the
+same dev split for each path and layout, so the quantised paths are compared to fp32 on
+equal terms.
 """
 
 from __future__ import annotations
@@ -19,7 +26,19 @@ from pathlib import Path
 import torch
 
 from bert_core import Predictor, evaluate_sets
+from bert_core.inference_core import TOKENS_PER_PASS
 from bert_core.recipes import load_task_files, split_sets
+
+
+def texts_per_second(predictor: Predictor, texts: list[str], call: int) -> list[float]:
+    size = call or len(texts)
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for i in range(0, len(texts), size):
+            predictor.predict(texts[i : i + size])
+        runs.append(len(texts) / (time.perf_counter() - start))
+    return runs
 
 
 def main() -> None:
@@ -27,13 +46,18 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="texts per padded forward pass")
+    parser.add_argument("--tokens-per-pass", type=int, default=TOKENS_PER_PASS)
     parser.add_argument("--paths", default="fp32,bf16,int8")
+    parser.add_argument("--layouts", default="unpadded,padded")
+    parser.add_argument("--calls", default="0", help="texts per predict call, comma-separated; 0 = all")
+    parser.add_argument("--no-accuracy", action="store_true", help="throughput only")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    calls = [int(c) for c in args.calls.split(",")]
 
-    base = Predictor.load(args.model, precision="fp32", batch_size=args.batch_size)
+    base = Predictor.load(args.model, precision="fp32")
     training = base.loaded.config.training
     sets = split_sets(
         load_task_files(training["data_files"]),
@@ -43,47 +67,59 @@ def main() -> None:
     texts = [t for d in sets.values() for t in d.texts][: args.texts]
     results = []
     for precision in args.paths.split(","):
-        predictor = Predictor.load(args.model, precision=precision, batch_size=args.batch_size)  # type: ignore[arg-type]
-        predictor.predict(texts[:128])  # warm-up: first-call kernels and allocator
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            predictor.predict(texts)
-            runs.append(len(texts) / (time.perf_counter() - start))
-        reports = evaluate_sets(
-            predictor.model,  # type: ignore[arg-type]
-            predictor.tokenizer,
-            sets,
-            max_length=predictor.max_length,
-            bf16=predictor.precision == "bf16",
-        )
-        row = {
-            "precision": precision,
-            "texts_per_s": round(max(runs), 1),
-            "texts_per_s_runs": [round(r, 1) for r in runs],
-            **{f"{t}_accuracy": round(r["accuracy"], 4) for t, r in reports.items()},
-            **{f"{t}_macro_f1": round(r["macro_f1"], 4) for t, r in reports.items()},
-        }
-        results.append(row)
-        print(json.dumps(row), flush=True)
+        for layout in args.layouts.split(","):
+            predictor = Predictor.load(
+                args.model,
+                precision=precision,  # type: ignore[arg-type]
+                batch_size=args.batch_size,
+                tokens_per_pass=args.tokens_per_pass,
+                unpadded=layout == "unpadded",
+            )
+            unpadded = predictor.unpadded
+            predictor.predict(texts[:128])  # warm-up: first-call kernels and allocator
+            row: dict[str, object] = {"precision": precision, "layout": layout}
+            for call in calls:
+                runs = texts_per_second(predictor, texts, call)
+                row[f"texts_per_s_call_{call or 'all'}"] = round(max(runs), 1)
+                row[f"runs_call_{call or 'all'}"] = [round(r, 1) for r in runs]
+            if not args.no_accuracy:
+                reports = evaluate_sets(
+                    predictor.model,  # type: ignore[arg-type]
+                    predictor.tokenizer,
+                    sets,
+                    max_length=predictor.max_length,
+                    batch_size=args.batch_size,
+                    bf16=predictor.precision == "bf16",
+                    unpadded=unpadded,
+                )
+                row.update({f"{t}_accuracy": round(r["accuracy"], 4) for t, r in reports.items()})
+                row.update({f"{t}_macro_f1": round(r["macro_f1"], 4) for t, r in reports.items()})
+            results.append(row)
+            print(json.dumps(row), flush=True)
     summary = {
         "model": str(args.model),
         "model_version": base.version,
         "texts": len(texts),
         "threads": args.threads,
         "batch_size": args.batch_size,
+        "tokens_per_pass": args.tokens_per_pass,
+        "calls": calls,
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
-    print(f"\n{'path':<6}{'texts/s':>10}{'sent acc':>10}{'sent F1':>10}{'topic acc':>11}{'topic F1':>10}")
+    header = "".join(f"{'call ' + str(c or 'all'):>11}" for c in calls)
+    print(
+        f"\n{'path':<6}{'layout':<10}{header}{'sent acc':>10}{'sent F1':>10}{'topic acc':>11}{'topic F1':>10}"
+    )
     for r in results:
+        speeds = "".join(f"{r['texts_per_s_call_' + str(c or 'all')]:>11}" for c in calls)
         print(
-            f"{r['precision']:<6}{r['texts_per_s']:>10.1f}{r.get('sentiment_accuracy', 0):>10.4f}"
-            f"{r.get('sentiment_macro_f1', 0):>10.4f}{r.get('topic_accuracy', 0):>11.4f}"
-            f"{r.get('topic_macro_f1', 0):>10.4f}"
+            f"{r['precision']:<6}{r['layout']:<10}{speeds}{r.get('sentiment_accuracy', '-'):>10}"
+            f"{r.get('sentiment_macro_f1', '-'):>10}{r.get('topic_accuracy', '-'):>11}"
+            f"{r.get('topic_macro_f1', '-'):>10}"
         )
     print(f"written to {args.out}", file=sys.stderr)
 

@@ -35,6 +35,8 @@ class TrainConfig:
     evals_per_epoch: int = 2
     seed: int = 42
     progress: bool = True
+    teacher: str | None = None
+    distill_weight: float = 1.0
 
 
 @dataclass

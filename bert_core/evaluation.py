@@ -22,13 +22,16 @@ def evaluate_sets(
     max_length: int,
     batch_size: int = 64,
     bf16: bool = False,
+    unpadded: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Report per task: {"sentiment": {...}, "topic": {...}} for the sets given."""
     reports: dict[str, dict[str, Any]] = {}
     pad_id = int(tokenizer.pad_token_id or 0)
     for task, data in sets.items():
         tokens = tokenize(tokenizer, data.texts, max_length)
-        probs = predict_proba(model, tokens, pad_id, batch_size=batch_size, tasks=[task], bf16=bf16)[task]
+        probs = predict_proba(
+            model, tokens, pad_id, batch_size=batch_size, tasks=[task], bf16=bf16, unpadded=unpadded
+        )[task]
         reports[task] = classification_report(
             data.labels, probs.argmax(axis=1).tolist(), model.label_names[task], probs
         )

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
 from bert_core.errors import DataError
@@ -62,7 +63,8 @@ class Predictor:
     `precision`: fp32 (reference), bf16 (autocast; fast on CPUs with AMX/AVX512-BF16),
     int8 (dynamic quantisation of the Linear layers), or auto (bf16 where the CPU has it,
     else fp32). BERT encoders run unpadded, `tokens_per_pass` real tokens per forward pass
-    (`bert_core.packed`); other encoders in length-sorted padded passes of `batch_size` texts.
+    (`bert_core.packed`; `unpadded=False` forces padding); other encoders in length-sorted
+    padded passes of `batch_size` texts.
     Texts longer than the model's max length are truncated, empty texts are
     refused with DataError.
     """
@@ -75,6 +77,7 @@ class Predictor:
         threads: int | None = None,
         batch_size: int = 64,
         tokens_per_pass: int = TOKENS_PER_PASS,
+        unpadded: bool | None = None,
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
@@ -82,6 +85,7 @@ class Predictor:
         self.precision = resolve_precision(precision)
         self.batch_size = batch_size
         self.tokens_per_pass = tokens_per_pass
+        self.unpadded = packed.supports(loaded.model.encoder) if unpadded is None else unpadded
         self.version = loaded.manifest.version
         self.max_length = loaded.config.max_length
         self.tokenizer = loaded.tokenizer
@@ -107,6 +111,7 @@ class Predictor:
         threads: int | None = None,
         batch_size: int = 64,
         tokens_per_pass: int = TOKENS_PER_PASS,
+        unpadded: bool | None = None,
     ) -> Predictor:
         return cls(
             load_model_dir(path),
@@ -114,6 +119,7 @@ class Predictor:
             threads=threads,
             batch_size=batch_size,
             tokens_per_pass=tokens_per_pass,
+            unpadded=unpadded,
         )
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -130,6 +136,7 @@ class Predictor:
             self.pad_id,
             batch_size=self.batch_size,
             tokens_per_pass=self.tokens_per_pass,
+            unpadded=self.unpadded,
             bf16=self.precision == "bf16",
         )
         sent, topic = probs["sentiment"], probs["topic"]

@@ -14,11 +14,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bert_core.artifacts import Manifest, save_model_dir
+from bert_core.artifacts import Manifest, load_model_dir, save_model_dir
 from bert_core.data import LabelledData, read_labelled, read_texts, stratified_split
+from bert_core.errors import ModelConfigError
 from bert_core.labels import DEFAULT_LABELS, LabelSet
 from bert_core.mlm import MlmConfig, pretrain_mlm
-from bert_core.training import TrainConfig, TrainResult, fine_tune
+from bert_core.training import TeacherTargets, TrainConfig, TrainResult, fine_tune, teacher_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,15 @@ def train_model(
             )
             mlm_summary = pretrain_mlm(texts, mlm_dir, mlm_cfg)
             config = replace(config, base_model=mlm_dir)
-        result = fine_tune(split.train, split.dev, {t: list(DEFAULT_LABELS[t]) for t in sets}, config)  # type: ignore[index]
+        targets, teacher_version = _teacher_targets(config, split.train)
+        result = fine_tune(
+            split.train,
+            split.dev,
+            {t: list(DEFAULT_LABELS[t]) for t in sets},  # type: ignore[index]
+            config,
+            teacher_targets=targets,
+            teacher_version=teacher_version,
+        )
     if mlm_summary is not None:
         result.model_config.base_model = mlm_summary["base_model"]
         result.model_config.training["base_model"] = mlm_summary["base_model"]
@@ -92,6 +101,30 @@ def train_model(
     result.model_config.training["dev_fraction"] = dev_fraction
     result.model_config.training["data_files"] = {t: str(p) for t, p in paths.items() if p}
     return result, save_result(result, out_dir, split.train, overwrite=overwrite)
+
+
+def _teacher_targets(
+    config: TrainConfig, train_sets: Mapping[str, LabelledData]
+) -> tuple[TeacherTargets | None, str | None]:
+    """Soft targets from `config.teacher`, refused unless the teacher trained on exactly this
+    run's training rows: a teacher that saw this run's dev texts would leak their labels."""
+    if not config.teacher:
+        return None, None
+    teacher = load_model_dir(config.teacher)
+    expected = combined_hash(train_sets)
+    if teacher.manifest.data_hash != expected or set(teacher.config.training.get("train_rows", {})) != set(
+        train_sets
+    ):
+        raise ModelConfigError(
+            f"{config.teacher}: the teacher was trained on other rows than this run's training split "
+            "(its data hash differs), so it may have seen this run's dev texts; train the teacher "
+            "with the same files, seed and dev fraction"
+        )
+    log.info("computing the teacher's soft targets (%s)", teacher.manifest.version)
+    targets = teacher_probabilities(
+        teacher.model, teacher.tokenizer, train_sets, max_length=teacher.config.max_length
+    )
+    return targets, teacher.manifest.version
 
 
 def save_result(

@@ -1,8 +1,11 @@
 """Fine-tuning the multi-task classifier on per-task labelled sets.
 
 The topic and sentiment sets label different texts, so every batch comes from one
-task and only that task's head gets a loss; batches of both tasks are interleaved at
-random, so each epoch sees every example of both sets once.
+task and that task's head gets the cross-entropy of its labels; batches of both tasks are
+interleaved at random, so each epoch sees every example of both sets once. With soft
+targets from a teacher model (`teacher_targets`), the other heads learn from the same
+batch too: every headline teaches both heads, the one its label is for from the label,
+the others from the teacher's probabilities (cross-task distillation).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from bert_core.data import LabelledData
 from bert_core.encoder import load_encoder
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.evaluation import evaluate_sets, mean_macro_f1
+from bert_core.inference_core import predict_proba
 from bert_core.model import MultiTaskClassifier
 
 log = logging.getLogger(__name__)
@@ -122,13 +126,29 @@ def _param_groups(model: MultiTaskClassifier, config: TrainConfig) -> list[dict[
     ]
 
 
+TeacherTargets = Mapping[str, Mapping[str, np.ndarray]]
+"""Per training set (task) and per other head: teacher probabilities, one row per example."""
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of `logits` against a probability distribution per row."""
+    return -(target_probs * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
 def fine_tune(
     train_sets: Mapping[str, LabelledData],
     dev_sets: Mapping[str, LabelledData],
     label_names: Mapping[str, list[str]],
     config: TrainConfig,
+    *,
+    teacher_targets: TeacherTargets | None = None,
+    teacher_version: str | None = None,
 ) -> TrainResult:
-    """Train all heads in one run; keep the weights with the best mean dev macro-F1."""
+    """Train all heads in one run; keep the weights with the best mean dev macro-F1.
+
+    `teacher_targets[task][head]` (see `teacher_probabilities`) adds, for a batch of
+    `task`, `config.distill_weight` times the soft cross-entropy of each other `head`.
+    """
     if not train_sets:
         raise DataError("no training data: give at least one task's labelled file")
     for task in train_sets:
@@ -181,9 +201,13 @@ def fine_tune(
         for pos, k in enumerate(order, start=1):
             task, idx = batches[k]
             batch = collate(tokens[task], idx, pad_id, train_sets[task].labels)
-            logits = model(batch.input_ids, batch.attention_mask, tasks=[task])[task]
+            soft = teacher_targets.get(task, {}) if teacher_targets else {}
+            logits = model(batch.input_ids, batch.attention_mask, tasks=[task, *soft])
             assert batch.labels is not None
-            loss = losses[task](logits, batch.labels)
+            loss = losses[task](logits[task], batch.labels)
+            for head, probs in soft.items():
+                target = torch.from_numpy(probs[idx])
+                loss = loss + config.distill_weight * soft_cross_entropy(logits[head], target)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -233,12 +257,15 @@ def fine_tune(
         model.load_state_dict(best_state)
     model.eval()
     training_info = {
-        **{k: v for k, v in asdict(config).items() if k not in ("progress",)},
+        **{k: v for k, v in asdict(config).items() if k not in ("progress", "teacher", "distill_weight")},
         "train_rows": {t: len(d) for t, d in train_sets.items()},
         "dev_rows": {t: len(d) for t, d in dev_sets.items()},
         "steps": step,
         "seconds": round(time.monotonic() - started, 1),
     }
+    training_info["teacher"] = (
+        {"version": teacher_version, "distill_weight": config.distill_weight} if teacher_targets else None
+    )
     model_config = ModelConfig(
         labels={t: list(n) for t, n in label_names.items()},
         base_model=base_name,
@@ -256,6 +283,24 @@ def fine_tune(
         parent_version=parent,
         seconds=time.monotonic() - started,
     )
+
+
+def teacher_probabilities(
+    teacher: MultiTaskClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    train_sets: Mapping[str, LabelledData],
+    *,
+    max_length: int,
+) -> dict[str, dict[str, np.ndarray]]:
+    """The teacher's probabilities for every head other than each set's own task."""
+    pad_id = int(tokenizer.pad_token_id or 0)
+    targets: dict[str, dict[str, np.ndarray]] = {}
+    for task, data in train_sets.items():
+        heads = [h for h in teacher.heads if h != task]
+        if heads:
+            tokens = tokenize(tokenizer, data.texts, max_length)
+            targets[task] = predict_proba(teacher, tokens, pad_id, tasks=heads)
+    return targets
 
 
 def default_run_dir(root: str | Path = "models") -> Path:

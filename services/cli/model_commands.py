@@ -47,6 +47,16 @@ def train(
     ] = None,
     mlm_epochs: Annotated[int, typer.Option(min=1)] = MlmConfig.epochs,
     mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model trained on the same files, seed and dev fraction: every text also learns "
+            "the other task's head from its probabilities (cross-task distillation)"
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float, typer.Option(min=0.0, help="Weight of the teacher's soft targets in the loss")
+    ] = TrainConfig.distill_weight,
     seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
     dev_fraction: Annotated[
         float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
@@ -83,6 +93,8 @@ def train(
         class_weighting=class_weighting,  # type: ignore[arg-type]
         freeze_word_embeddings=freeze_word_embeddings,
         seed=settings.seed if seed is None else seed,
+        teacher=str(teacher) if teacher else None,
+        distill_weight=distill_weight,
     )
     result, manifest = train_model(
         {"sentiment": sentiment_data, "topic": topic_data},

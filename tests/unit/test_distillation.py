@@ -1,0 +1,81 @@
+"""Cross-task distillation: a teacher's probabilities teach the heads a text has no label for."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bert_core import ModelConfigError, load_model_dir
+from bert_core.batching import tokenize
+from bert_core.inference_core import predict_proba
+from bert_core.recipes import train_model
+from bert_core.training import soft_cross_entropy, teacher_probabilities
+
+
+def test_soft_cross_entropy_by_hand() -> None:
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])  # softmax: [.25, .75] and [.5, .5]
+    target = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    expected = (-(0.5 * math.log(0.25) + 0.5 * math.log(0.75)) - math.log(0.5)) / 2
+    assert float(soft_cross_entropy(logits, target)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_teacher_probabilities_cover_the_other_head_of_every_training_row(trained) -> None:
+    result = trained.result
+    targets = teacher_probabilities(result.model, result.tokenizer, trained.train, max_length=64)
+    assert set(targets) == {"sentiment", "topic"}
+    assert set(targets["sentiment"]) == {"topic"}
+    assert set(targets["topic"]) == {"sentiment"}
+    assert targets["sentiment"]["topic"].shape == (len(trained.train["sentiment"]), 20)
+    assert targets["topic"]["sentiment"].shape == (len(trained.train["topic"]), 3)
+    for per_head in targets.values():
+        for probs in per_head.values():
+            np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _agreement_with_teacher(model_dir: Path, teacher_dir: Path, texts: list[str]) -> float:
+    """Share of `texts` whose topic the model and the teacher agree on."""
+    labels = []
+    for path in (model_dir, teacher_dir):
+        loaded = load_model_dir(path)
+        tokens = tokenize(loaded.tokenizer, texts, 64)
+        labels.append(predict_proba(loaded.model, tokens, 0, tasks=["topic"])["topic"].argmax(axis=1))
+    return float((labels[0] == labels[1]).mean())
+
+
+def test_a_student_learns_the_teachers_topics_on_sentiment_texts(
+    trained, saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    paths = {"sentiment": sentiment_csv, "topic": topic_csv}
+    base = dataclasses.replace(trained.config, epochs=4, seed=0)
+    plain, _ = train_model(paths, tmp_path / "plain", base, dev_fraction=0.2)
+    taught, manifest = train_model(
+        paths,
+        tmp_path / "taught",
+        dataclasses.replace(base, teacher=str(saved_model_dir), distill_weight=1.0),
+        dev_fraction=0.2,
+    )
+    teacher_version = load_model_dir(saved_model_dir).manifest.version
+    assert taught.model_config.training["teacher"] == {"version": teacher_version, "distill_weight": 1.0}
+    assert plain.model_config.training["teacher"] is None
+    # Sentiment texts carry no topic label: only the teacher can teach their topics.
+    texts = trained.train["sentiment"].texts
+    assert _agreement_with_teacher(tmp_path / "taught", saved_model_dir, texts) > _agreement_with_teacher(
+        tmp_path / "plain", saved_model_dir, texts
+    )
+    assert manifest.version
+
+
+def test_a_teacher_from_another_split_is_refused(
+    trained, saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    config = dataclasses.replace(trained.config, epochs=1, seed=0, teacher=str(saved_model_dir))
+    with pytest.raises(ModelConfigError, match="other rows than this run's training split"):
+        train_model(
+            {"sentiment": sentiment_csv, "topic": topic_csv}, tmp_path / "m", config, dev_fraction=0.3
+        )
+    assert not (tmp_path / "m").exists()

@@ -58,8 +58,9 @@ from services.scorer.batch import (
     predict_items,
 )
 from services.scorer.model_reload import ModelSlot
+from services.scorer.publish import publish_keyed
 from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
-from services.scorer.transport import ScorerApp
+from services.scorer.transport import ScorerApp, kafka_producer
 from services.settings import Settings
 from services.storage.repository import ScoredItem
 
@@ -194,7 +195,6 @@ def build_app(
         web_bind="127.0.0.1",
     )
     raw_topic = app.topic(settings.topic_news_raw, key_serializer="raw", value_serializer="raw")
-    scored_topic = app.topic(settings.topic_news_scored, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
 
     async def process(records: list[RawRecord]) -> None:
@@ -227,10 +227,11 @@ def build_app(
                 await dlq_topic.send(key=d.record.key, value=d.record.value, headers=dead_letter_headers(d))
                 for d in failed
             ]
-            pending += [
-                await scored_topic.send(key=item.event_id.encode(), value=scored_message(item))
-                for item in kept
-            ]
+            await publish_keyed(
+                kafka_producer(app),
+                settings.topic_news_scored,
+                [(item.event_id.encode(), scored_message(item)) for item in kept],
+            )
             await asyncio.gather(*pending)  # the broker has them all before the batch is acked
             stored.extend(kept)
             dead.extend(failed)

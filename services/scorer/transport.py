@@ -8,6 +8,7 @@ which then dominates the ingest→commit latency. So the worker sets it from
 FINSENT_SCORER_FETCH_MAX_WAIT_MS. aiokafka reads the private `_fetch_max_wait_ms` when the
 consumer starts its fetcher (aiokafka 0.14, `AIOKafkaConsumer.start`); the versions are
 pinned and tests/unit/test_scorer_transport.py checks the value reaches the fetcher.
+`kafka_producer` reaches the aiokafka producer the same way, for `services.scorer.publish`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
@@ -48,3 +50,12 @@ class ScorerApp(faust.App):
 
     def _new_transport(self) -> Any:
         return self._transport_class(self.conf.broker_consumer, self)
+
+
+def kafka_producer(app: faust.App) -> AIOKafkaProducer:
+    """The started aiokafka producer inside faust's producer (faust 0.15 keeps it private as
+    `Producer._ensure_producer()`; the versions are pinned), for record-batch publishing."""
+    producer = app.producer
+    if not isinstance(producer, faust_aiokafka.Producer):
+        raise TypeError(f"expected faust's aiokafka producer, got {type(producer).__name__}")
+    return producer._ensure_producer()

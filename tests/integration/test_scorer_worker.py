@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kafka.partitioner import murmur2
 from sqlalchemy import Engine
 
 from services.broker import EmbeddedBroker
@@ -54,6 +55,11 @@ MALFORMED: list[tuple[str, bytes]] = (
     ]
     + [(f"not-utf8-{i}", b'{"headline": "acme \xff\xfe surges ' + str(i).encode() + b'"}') for i in range(7)]
 )
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """kafka-python's (and the Java client's) partition of a keyed message."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @pytest.fixture
@@ -124,6 +130,9 @@ def test_worker_scores_2000_items_exactly_once_and_dead_letters_the_malformed(
         assert len(set(expected_type.values())) == 3, expected_type  # three different reasons
 
         out = consume_topic(topics.scored, expected=N_VALID, timeout=60)
+        # published as record batches, partitioned as a keyed send would be (Java murmur2)
+        assert all(r.partition == murmur2_partition(r.key, PARTITIONS) for r in out)
+        assert len({r.partition for r in out}) == PARTITIONS
         event_ids = scored_ids(out)
         assert len(event_ids) == N_VALID
         assert set(event_ids) == {event_id(i) for i in range(N_VALID)}

@@ -264,9 +264,7 @@ def saved_model_dir(trained: TrainedModel, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
-def model_variant(
-    saved_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[..., Path]:
+def model_variant(saved_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Factory: a new model directory derived from `saved_model_dir` (same labels and
     tokenizer, slightly perturbed weights, so its version and sha256 differ), as a retrain
     would make. `shuffle_heads=True` permutes the heads' output rows: a model that scores

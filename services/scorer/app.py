@@ -5,10 +5,13 @@ Acks and offsets. The agent iterates `stream.take_events(max, within)`. faust (0
 buffered events of a batch itself, in the `finally` after the `yield` — i.e. when the
 agent's `async for` asks for the *next* batch. Acking only marks an offset safe to commit
 (`Consumer.ack`); the consumer's commit task, a rebalance and `Consumer.on_stop` commit the
-highest *contiguous* acked offset per partition. So the loop body below — score in a thread,
-store (one transaction, retried with backoff while the database is away), produce dead
-letters and scored items and wait for the broker's acks — finishes before any offset of the
-batch can be committed. A graceful stop or rebalance waits for in-flight events to be acked
+highest *contiguous* acked offset per partition. So the loop body below finishes before any
+offset of the batch can be committed: parse the batch, then score it in slices of
+FINSENT_SCORER_SLICE_ITEMS in a thread, and for each slice store it (one transaction, retried
+with backoff while the database is away), produce its dead letters and its scored items
+(record batches, `services.scorer.publish`) and wait for the broker's acks — slice k is stored
+and published while the model scores slice k+1, and the body returns only after the last
+slice is done. A graceful stop or rebalance waits for in-flight events to be acked
 (`App._stop_consumer` → `Consumer.wait_empty`) before committing, so SIGTERM finishes the
 current batch first.
 

@@ -15,7 +15,7 @@ from torch import nn
 from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
-from bert_core.errors import DataError
+from bert_core.errors import DataError, ModelConfigError
 from bert_core.inference_core import TOKENS_PER_PASS, predict_proba
 from bert_core.model import MultiTaskClassifier
 from bert_core.text import normalize_text
@@ -85,7 +85,13 @@ class Predictor:
         self.precision = resolve_precision(precision)
         self.batch_size = batch_size
         self.tokens_per_pass = tokens_per_pass
-        self.unpadded = packed.supports(loaded.model.encoder) if unpadded is None else unpadded
+        supported = packed.supports(loaded.model.encoder)
+        if unpadded and not supported:
+            raise ModelConfigError(
+                f"{loaded.path}: unpadded inference supports BERT encoders only, "
+                f"not {type(loaded.model.encoder).__name__}"
+            )
+        self.unpadded = supported if unpadded is None else unpadded
         self.version = loaded.manifest.version
         self.max_length = loaded.config.max_length
         self.tokenizer = loaded.tokenizer

@@ -40,6 +40,10 @@ def predict_proba(
         return out
     if unpadded is None:
         unpadded = packed.supports(model.encoder)
+    elif unpadded and not packed.supports(model.encoder):
+        raise ValueError(
+            f"unpadded inference supports BERT encoders only, not {type(model.encoder).__name__}"
+        )
     lengths = [len(t) for t in token_ids]
     was_training = model.training
     model.eval()

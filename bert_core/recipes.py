@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bert_core.artifacts import Manifest, load_model_dir, save_model_dir
+from bert_core.artifacts import LoadedModel, Manifest, load_model_dir, save_model_dir
 from bert_core.data import LabelledData, read_labelled, read_texts, stratified_split
 from bert_core.errors import ModelConfigError
 from bert_core.labels import DEFAULT_LABELS, LabelSet
 from bert_core.mlm import MlmConfig, pretrain_mlm
-from bert_core.training import TeacherTargets, TrainConfig, TrainResult, fine_tune, teacher_probabilities
+from bert_core.training import TrainConfig, TrainResult, fine_tune, teacher_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ def train_model(
     """Split, (optionally) MLM-adapt the encoder, fine-tune, evaluate on dev, save."""
     sets = load_task_files(paths)
     split = split_sets(sets, dev_fraction=dev_fraction, seed=config.seed)
+    teacher = _checked_teacher(config, split.train)  # before any long step: a wrong one fails fast
     mlm_summary: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="finsent-mlm-") as mlm_dir:
         if mlm_text_files:
@@ -85,7 +86,14 @@ def train_model(
             )
             mlm_summary = pretrain_mlm(texts, mlm_dir, mlm_cfg)
             config = replace(config, base_model=mlm_dir)
-        targets, teacher_version = _teacher_targets(config, split.train)
+        targets = (
+            teacher_probabilities(
+                teacher.model, teacher.tokenizer, split.train, max_length=teacher.config.max_length
+            )
+            if teacher is not None
+            else None
+        )
+        teacher_version = teacher.manifest.version if teacher is not None else None
         result = fine_tune(
             split.train,
             split.dev,
@@ -103,28 +111,25 @@ def train_model(
     return result, save_result(result, out_dir, split.train, overwrite=overwrite)
 
 
-def _teacher_targets(
-    config: TrainConfig, train_sets: Mapping[str, LabelledData]
-) -> tuple[TeacherTargets | None, str | None]:
-    """Soft targets from `config.teacher`, refused unless the teacher trained on exactly this
-    run's training rows: a teacher that saw this run's dev texts would leak their labels."""
+def _checked_teacher(config: TrainConfig, train_sets: Mapping[str, LabelledData]) -> LoadedModel | None:
+    """`config.teacher`, refused unless it trained on exactly this run's training rows (a
+    teacher that saw this run's dev texts would leak their labels) with the same label sets."""
     if not config.teacher:
-        return None, None
+        return None
     teacher = load_model_dir(config.teacher)
-    expected = combined_hash(train_sets)
-    if teacher.manifest.data_hash != expected or set(teacher.config.training.get("train_rows", {})) != set(
-        train_sets
-    ):
+    if teacher.manifest.data_hash != combined_hash(train_sets) or set(
+        teacher.config.training.get("train_rows", {})
+    ) != set(train_sets):
         raise ModelConfigError(
             f"{config.teacher}: the teacher was trained on other rows than this run's training split "
             "(its data hash differs), so it may have seen this run's dev texts; train the teacher "
             "with the same files, seed and dev fraction"
         )
-    log.info("computing the teacher's soft targets (%s)", teacher.manifest.version)
-    targets = teacher_probabilities(
-        teacher.model, teacher.tokenizer, train_sets, max_length=teacher.config.max_length
-    )
-    return targets, teacher.manifest.version
+    for task in train_sets:
+        if teacher.config.labels.get(task) != list(DEFAULT_LABELS[task]):  # type: ignore[index]
+            raise ModelConfigError(f"{config.teacher}: the teacher's {task} labels differ from this run's")
+    log.info("distilling from teacher %s", teacher.manifest.version)
+    return teacher
 
 
 def save_result(

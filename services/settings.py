@@ -90,11 +90,16 @@ class Settings(BaseSettings):
         description="A large micro-batch is scored in slices of this many items, each stored "
         "while the model scores the next (one transaction per slice; the batch is acked after all)",
     )
+    scorer_tokens_per_pass: int = Field(
+        2048,
+        ge=16,
+        description="Real tokens per unpadded forward pass of a BERT encoder (bert_core.packed)",
+    )
     scorer_inference_batch: int = Field(
         32,
         ge=1,
-        description="Texts per forward pass inside a micro-batch (length-sorted; smaller pads less, "
-        "larger uses the CPU better: 32 measured best for the worker's batch sizes)",
+        description="Texts per padded forward pass, for encoders the unpadded path does not support "
+        "(non-BERT); length-sorted, 32 measured best there",
     )
     scorer_fetch_max_wait_ms: int = Field(
         100,

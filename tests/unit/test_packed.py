@@ -102,6 +102,8 @@ def test_default_path_is_unpadded_for_bert_and_padded_for_other_encoders() -> No
     assert not packed.supports(other.encoder)
     out = predict_proba(other, tokens, 0)  # falls back to padded batches, no error
     assert out["sentiment"].shape == (20, 3)
+    with pytest.raises(ValueError, match="BERT encoders only"):
+        predict_proba(other, tokens, 0, unpadded=True)
 
 
 def test_token_budget_batches_cover_each_text_once_within_the_budget() -> None:

@@ -51,6 +51,12 @@ def main() -> None:
     parser.add_argument("--paths", default="fp32,bf16,int8")
     parser.add_argument("--layouts", default="unpadded,padded")
     parser.add_argument("--calls", default="0", help="texts per predict call, comma-separated; 0 = all")
+    parser.add_argument(
+        "--parallel-passes",
+        default="1,2",
+        help="Predictor parallel_passes values to compare, comma-separated (passes side by side, "
+        "sharing --threads)",
+    )
     parser.add_argument("--no-accuracy", action="store_true", help="throughput only")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.json"))
     args = parser.parse_args()
@@ -66,36 +72,43 @@ def main() -> None:
     ).dev
     texts = [t for d in sets.values() for t in d.texts][: args.texts]
     results = []
-    for precision in args.paths.split(","):
-        for layout in args.layouts.split(","):
-            predictor = Predictor.load(
-                args.model,
-                precision=precision,  # type: ignore[arg-type]
+    combos = [
+        (precision, layout, int(parallel))
+        for precision in args.paths.split(",")
+        for layout in args.layouts.split(",")
+        for parallel in args.parallel_passes.split(",")
+    ]
+    for precision, layout, parallel in combos:
+        predictor = Predictor.load(
+            args.model,
+            precision=precision,  # type: ignore[arg-type]
+            threads=args.threads,
+            batch_size=args.batch_size,
+            tokens_per_pass=args.tokens_per_pass,
+            unpadded=layout == "unpadded",
+            parallel_passes=parallel,
+        )
+        unpadded = predictor.unpadded
+        predictor.predict(texts[:128])  # warm-up: first-call kernels and allocator
+        row: dict[str, object] = {"precision": precision, "layout": layout, "parallel_passes": parallel}
+        for call in calls:
+            runs = texts_per_second(predictor, texts, call)
+            row[f"texts_per_s_call_{call or 'all'}"] = round(max(runs), 1)
+            row[f"runs_call_{call or 'all'}"] = [round(r, 1) for r in runs]
+        if not args.no_accuracy:
+            reports = evaluate_sets(
+                predictor.model,  # type: ignore[arg-type]
+                predictor.tokenizer,
+                sets,
+                max_length=predictor.max_length,
                 batch_size=args.batch_size,
-                tokens_per_pass=args.tokens_per_pass,
-                unpadded=layout == "unpadded",
+                bf16=predictor.precision == "bf16",
+                unpadded=unpadded,
             )
-            unpadded = predictor.unpadded
-            predictor.predict(texts[:128])  # warm-up: first-call kernels and allocator
-            row: dict[str, object] = {"precision": precision, "layout": layout}
-            for call in calls:
-                runs = texts_per_second(predictor, texts, call)
-                row[f"texts_per_s_call_{call or 'all'}"] = round(max(runs), 1)
-                row[f"runs_call_{call or 'all'}"] = [round(r, 1) for r in runs]
-            if not args.no_accuracy:
-                reports = evaluate_sets(
-                    predictor.model,  # type: ignore[arg-type]
-                    predictor.tokenizer,
-                    sets,
-                    max_length=predictor.max_length,
-                    batch_size=args.batch_size,
-                    bf16=predictor.precision == "bf16",
-                    unpadded=unpadded,
-                )
-                row.update({f"{t}_accuracy": round(r["accuracy"], 4) for t, r in reports.items()})
-                row.update({f"{t}_macro_f1": round(r["macro_f1"], 4) for t, r in reports.items()})
-            results.append(row)
-            print(json.dumps(row), flush=True)
+            row.update({f"{t}_accuracy": round(r["accuracy"], 4) for t, r in reports.items()})
+            row.update({f"{t}_macro_f1": round(r["macro_f1"], 4) for t, r in reports.items()})
+        results.append(row)
+        print(json.dumps(row), flush=True)
     summary = {
         "model": str(args.model),
         "model_version": base.version,
@@ -112,12 +125,14 @@ def main() -> None:
     args.out.write_text(json.dumps(summary, indent=2))
     header = "".join(f"{'call ' + str(c or 'all'):>11}" for c in calls)
     print(
-        f"\n{'path':<6}{'layout':<10}{header}{'sent acc':>10}{'sent F1':>10}{'topic acc':>11}{'topic F1':>10}"
+        f"\n{'path':<6}{'layout':<10}{'passes':>7}{header}"
+        f"{'sent acc':>10}{'sent F1':>10}{'topic acc':>11}{'topic F1':>10}"
     )
     for r in results:
         speeds = "".join(f"{r['texts_per_s_call_' + str(c or 'all')]:>11}" for c in calls)
         print(
-            f"{r['precision']:<6}{r['layout']:<10}{speeds}{r.get('sentiment_accuracy', '-'):>10}"
+            f"{r['precision']:<6}{r['layout']:<10}{r['parallel_passes']:>7}{speeds}"
+            f"{r.get('sentiment_accuracy', '-'):>10}"
             f"{r.get('sentiment_macro_f1', '-'):>10}{r.get('topic_accuracy', '-'):>11}"
             f"{r.get('topic_macro_f1', '-'):>10}"
         )

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from services.broker import EmbeddedBroker, TopicSpec, ensure_topics
 from services.ingest.producer import NewsProducer
+from services.settings import Settings
 from services.storage import make_engine, upgrade_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,8 @@ SOURCE = "benchmark"
 
 # --------------------------------------------------------------------------- command line
 
+DEFAULT_PARALLEL_PASSES: int = Settings.model_fields["parallel_passes"].default
+
 
 def add_common_arguments(parser: Any) -> None:
     """--model, --threads, --precision, --headlines, --keep-logs: the same in both scripts."""
@@ -77,6 +80,12 @@ def add_common_arguments(parser: Any) -> None:
         help="model directory (default: $FINSENT_MODEL)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads, worker and reference (2)")
+    parser.add_argument(
+        "--parallel-passes",
+        type=int,
+        default=DEFAULT_PARALLEL_PASSES,
+        help=f"FINSENT_PARALLEL_PASSES of the worker and the reference ({DEFAULT_PARALLEL_PASSES})",
+    )
     parser.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16", "int8"],
@@ -293,6 +302,7 @@ class Worker:
         threads: int,
         precision: str,
         work_dir: Path,
+        parallel_passes: int = 1,
         batch_seconds: float | None = None,
         max_batch: int | None = None,
         fetch_max_wait_ms: int | None = None,
@@ -309,6 +319,7 @@ class Worker:
             "FINSENT_MODEL": str(model),
             "FINSENT_PRECISION": precision,
             "FINSENT_TORCH_THREADS": str(threads),
+            "FINSENT_PARALLEL_PASSES": str(parallel_passes),
             "FINSENT_TOPIC_NEWS_RAW": topics.raw,
             "FINSENT_TOPIC_NEWS_SCORED": topics.scored,
             "FINSENT_TOPIC_NEWS_DLQ": topics.dlq,
@@ -451,6 +462,7 @@ def run_pipeline_throughput(
     threads: int,
     precision: str,
     work_dir: Path,
+    parallel_passes: int = 1,
     batch_seconds: float | None = None,
     max_batch: int | None = None,
     timeout: float = 1800.0,
@@ -488,6 +500,7 @@ def run_pipeline_throughput(
             threads=threads,
             precision=precision,
             work_dir=work_dir,
+            parallel_passes=parallel_passes,
             batch_seconds=batch_seconds,
             max_batch=max_batch,
         ) as worker:

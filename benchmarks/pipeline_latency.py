@@ -142,6 +142,7 @@ def run_latency(
             threads=args.threads,
             precision=args.precision,
             work_dir=work,
+            parallel_passes=args.parallel_passes,
             batch_seconds=batch_seconds,
             fetch_max_wait_ms=fetch_max_wait_ms,
         ) as worker,
@@ -207,8 +208,14 @@ def decide_rate(args: argparse.Namespace, broker: Broker, headlines: list[str], 
     if args.max_rate_from is not None:
         saved = json.loads(args.max_rate_from.read_text())
         max_rate = float(saved["finsent"]["items_per_s"])
-        same = {k: saved["settings"].get(k) for k in ("model", "threads", "precision")}
-        ours = {"model": str(args.model), "threads": args.threads, "precision": args.precision}
+        keys = ("model", "threads", "precision", "parallel_passes")
+        same = {k: saved["settings"].get(k, 1 if k == "parallel_passes" else None) for k in keys}
+        ours = {
+            "model": str(args.model),
+            "threads": args.threads,
+            "precision": args.precision,
+            "parallel_passes": args.parallel_passes,
+        }
         if same != ours:
             print(f"warning: {args.max_rate_from} was measured with {same}, not {ours}", file=sys.stderr)
         return {"rate": max_rate / 2, "max_rate": max_rate, "source": str(args.max_rate_from)}
@@ -221,6 +228,7 @@ def decide_rate(args: argparse.Namespace, broker: Broker, headlines: list[str], 
         threads=args.threads,
         precision=args.precision,
         work_dir=work,
+        parallel_passes=args.parallel_passes,
     )
     print(f"  {json.dumps(measured)}", file=sys.stderr)
     return {
@@ -272,6 +280,7 @@ def main() -> None:
         "settings": {
             "model": str(args.model),
             "threads": args.threads,
+            "parallel_passes": args.parallel_passes,
             "precision": args.precision,
             "duration_s": args.duration,
             "batch_seconds": batch_values,

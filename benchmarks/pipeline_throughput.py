@@ -66,9 +66,16 @@ class Reference:
     the reference is the best run of all, which makes the pipeline's ratio conservative.
     """
 
-    def __init__(self, model: Path, texts: list[str], *, precision: str, threads: int) -> None:
+    def __init__(
+        self, model: Path, texts: list[str], *, precision: str, threads: int, parallel_passes: int
+    ) -> None:
         self.texts = texts
-        self.predictor = Predictor.load(model, precision=precision, threads=threads)  # type: ignore[arg-type]
+        self.predictor = Predictor.load(
+            model,
+            precision=precision,  # type: ignore[arg-type]
+            threads=threads,
+            parallel_passes=parallel_passes,
+        )
         self.predictor.predict(texts[:128])  # warm-up: first-call kernels and allocator
         self.whole: list[float] = []
         self.chunked: list[float] = []
@@ -233,6 +240,7 @@ def main() -> None:
         "settings": {
             "model": str(args.model),
             "threads": args.threads,
+            "parallel_passes": args.parallel_passes,
             "precision": args.precision,
             "items": args.items,
             "warmup_items": args.warmup_items,
@@ -245,10 +253,17 @@ def main() -> None:
         "machine": machine,
     }
     print(
-        f"model only: Predictor on {len(texts)} headlines ({args.precision}, {args.threads} threads)",
+        f"model only: Predictor on {len(texts)} headlines ({args.precision}, {args.threads} threads, "
+        f"{args.parallel_passes} parallel passes)",
         file=sys.stderr,
     )
-    ref = Reference(args.model, texts, precision=args.precision, threads=args.threads)
+    ref = Reference(
+        args.model,
+        texts,
+        precision=args.precision,
+        threads=args.threads,
+        parallel_passes=args.parallel_passes,
+    )
     ref.measure()
     print(f"  {json.dumps(ref.summary())}", file=sys.stderr)
     with work_directory(args.keep_logs) as work, Broker(work) as broker:
@@ -260,6 +275,7 @@ def main() -> None:
             threads=args.threads,
             precision=args.precision,
             work_dir=work,
+            parallel_passes=args.parallel_passes,
             batch_seconds=args.batch_seconds,
             max_batch=args.max_batch,
             warmup=warmup,

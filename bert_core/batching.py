@@ -98,3 +98,22 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[i
     if current:
         batches.append(current)
     return batches
+
+
+def split_by_tokens(lengths: Sequence[int], parts: int) -> list[list[int]]:
+    """The texts in length order, cut into `parts` runs of about equal token counts (fewer
+    when there are fewer texts): one pass per thread for a call too small to fill the
+    token budget more than once."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    parts = max(1, min(parts, len(order)))
+    total = sum(lengths)
+    runs: list[list[int]] = [[] for _ in range(parts)]
+    used = 0
+    for position, i in enumerate(order):
+        remaining_texts = len(order) - position
+        part = min(parts - 1, used * parts // max(total, 1))
+        # every run gets at least one text: jump ahead when the texts left only just cover the runs left
+        part = max(part, parts - remaining_texts)
+        runs[part].append(i)
+        used += lengths[i]
+    return [run for run in runs if run]

@@ -37,6 +37,7 @@ class TrainConfig:
     progress: bool = True
     teacher: str | None = None
     distill_weight: float = 1.0
+    ema_decay: float = 0.0  # 0 = off; else evaluate and keep an EMA of the weights (bert_core.averaging)
 
 
 @dataclass

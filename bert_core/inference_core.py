@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 import torch
 
 from bert_core import packed
-from bert_core.batching import collate, sorted_batches, token_budget_batches
+from bert_core.batching import collate, sorted_batches, split_by_tokens, token_budget_batches
 from bert_core.model import MultiTaskClassifier
 
 # Real tokens per unpadded forward pass: large enough for efficient matrix products, small
@@ -27,12 +29,16 @@ def predict_proba(
     bf16: bool = False,
     unpadded: bool | None = None,
     tokens_per_pass: int = TOKENS_PER_PASS,
+    executor: Executor | None = None,
+    min_passes: int = 1,
 ) -> dict[str, np.ndarray]:
     """Class probabilities per task, in input order.
 
     `unpadded` (default: wherever `bert_core.packed` supports the encoder) packs each pass's
     real tokens, up to `tokens_per_pass`; otherwise `batch_size` texts per pass are padded
-    to the longest among them, in length order.
+    to the longest among them, in length order. With an `executor`, the passes run on its
+    threads (inference mode and autocast are entered in each), and a call is cut into a
+    multiple of `min_passes` passes of equal size, so that every thread has the same work.
     """
     wanted = list(tasks) if tasks is not None else list(model.heads.keys())
     out = {t: np.zeros((len(token_ids), len(model.label_names[t])), dtype=np.float32) for t in wanted}
@@ -45,19 +51,34 @@ def predict_proba(
             f"unpadded inference supports BERT encoders only, not {type(model.encoder).__name__}"
         )
     lengths = [len(t) for t in token_ids]
-    was_training = model.training
-    model.eval()
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    try:
+    if unpadded:
+        passes = token_budget_batches(lengths, tokens_per_pass)
+    else:
+        passes = sorted_batches(lengths, batch_size)
+    if min_passes > 1 and len(passes) % min_passes:
+        # A multiple of the thread count, of equal size: 3 passes on 2 threads would leave one
+        # thread idle for the whole third pass.
+        passes = split_by_tokens(lengths, math.ceil(len(passes) / min_passes) * min_passes)
+
+    def run(idx: list[int]) -> None:
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             if unpadded:
-                for idx in token_budget_batches(lengths, tokens_per_pass):
-                    logits = model.forward_packed(packed.pack(token_ids, idx), tasks=wanted)
-                    _store(out, idx, logits)
+                logits = model.forward_packed(packed.pack(token_ids, idx), tasks=wanted)
             else:
-                for idx in sorted_batches(lengths, batch_size):
-                    batch = collate(token_ids, idx, pad_id)
-                    _store(out, idx, model(batch.input_ids, batch.attention_mask, tasks=wanted))
+                batch = collate(token_ids, idx, pad_id)
+                logits = model(batch.input_ids, batch.attention_mask, tasks=wanted)
+        _store(out, idx, logits)  # passes write disjoint rows
+
+    was_training = model.training
+    model.eval()
+    try:
+        if executor is None or len(passes) == 1:
+            for idx in passes:
+                run(idx)
+        else:
+            for future in [executor.submit(run, idx) for idx in passes]:
+                future.result()
     finally:
         model.train(was_training)
     return out

@@ -107,6 +107,30 @@ def encode(model: nn.Module, batch: PackedBatch) -> torch.Tensor:
     return hidden
 
 
+def add_fused_qkv(model: nn.Module) -> None:
+    """Give every self-attention of a supported encoder a `fused_qkv` Linear: query, key and
+    value weights stacked into one layer, which `encode` then calls instead of concatenating
+    the three weights on every pass. For inference copies only (the Predictor's): training
+    updates the three projections, not this copy. Created before quantisation, it is
+    quantised as one layer (with per-channel weight scales that is exactly the three layers'
+    quantisation) and needs no per-pass concatenation of packed int8 weights.
+    """
+    encoder = cast(BertModel, model)
+    for layer in encoder.encoder.layer:
+        attention = layer.attention.self
+        projections = (attention.query, attention.key, attention.value)
+        fused = nn.Linear(
+            projections[0].in_features,
+            sum(p.out_features for p in projections),
+            dtype=projections[0].weight.dtype,
+        )
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([p.weight for p in projections]))
+            fused.bias.copy_(torch.cat([p.bias for p in projections]))
+        fused.requires_grad_(False)
+        attention.fused_qkv = fused
+
+
 def pool(hidden: torch.Tensor, batch: PackedBatch, pooling: Pooling) -> torch.Tensor:
     """One vector per text: its [CLS] state, or the mean of its token states."""
     if pooling == "cls":
@@ -129,7 +153,10 @@ def _attend(
     key_mask: torch.Tensor,
 ) -> torch.Tensor:
     projections = (self_attention.query, self_attention.key, self_attention.value)
-    if all(type(p) is nn.Linear for p in projections):
+    fused = getattr(self_attention, "fused_qkv", None)
+    if fused is not None:  # the Predictor's copies (`add_fused_qkv`)
+        qkv = fused(hidden)
+    elif all(type(p) is nn.Linear for p in projections):
         # One matrix product for query, key and value, and one scatter into the padded layout.
         weight = torch.cat([p.weight for p in projections])
         bias = torch.cat([p.bias for p in projections])

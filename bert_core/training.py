@@ -10,6 +10,7 @@ the others from the teacher's probabilities (cross-task distillation).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from bert_core.artifacts import ModelConfig, load_model_dir
+from bert_core.averaging import WeightAverage
 from bert_core.batching import bucketed_batches, collate, tokenize
 from bert_core.config import ClassWeighting, Pooling, TrainConfig
 from bert_core.data import LabelledData
@@ -187,6 +189,7 @@ def fine_tune(
     }
 
     # -inf, not -1: without dev sets the score is -loss, which is below -1 whenever loss > 1.
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     best_score, best_state, best_reports = -math.inf, None, None
     history: list[dict[str, Any]] = []
     stale = 0
@@ -213,14 +216,19 @@ def fine_tune(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if average is not None:
+                average.update()
             step += 1
             running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}")
             out_of_time = deadline is not None and time.monotonic() > deadline
             if pos in eval_points or out_of_time:
-                reports = evaluate_sets(model, tokenizer, dev_sets, max_length=config.max_length)
-                score = mean_macro_f1(reports) if reports else -loss.item()
+                with average.applied() if average is not None else contextlib.nullcontext():
+                    reports = evaluate_sets(model, tokenizer, dev_sets, max_length=config.max_length)
+                    score = mean_macro_f1(reports) if reports else -loss.item()
+                    if score > best_score:  # the weights evaluated are the ones kept
+                        best_state = copy.deepcopy(model.state_dict())
                 entry = {
                     "step": step,
                     "epoch": round(epoch + pos / len(order), 3),
@@ -239,7 +247,6 @@ def fine_tune(
                 )
                 if score > best_score:
                     best_score, best_reports, stale = score, reports, 0
-                    best_state = copy.deepcopy(model.state_dict())
                 else:
                     stale += 1
                     if stale >= config.patience:

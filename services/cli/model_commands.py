@@ -57,6 +57,15 @@ def train(
     distill_weight: Annotated[
         float, typer.Option(min=0.0, help="Weight of the teacher's soft targets in the loss")
     ] = TrainConfig.distill_weight,
+    ema_decay: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99999,
+            help="Evaluate and keep an exponential moving average of the weights with this decay "
+            "(e.g. 0.999); 0 = off",
+        ),
+    ] = TrainConfig.ema_decay,
     seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
     dev_fraction: Annotated[
         float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
@@ -95,6 +104,7 @@ def train(
         seed=settings.seed if seed is None else seed,
         teacher=str(teacher) if teacher else None,
         distill_weight=distill_weight,
+        ema_decay=ema_decay,
     )
     result, manifest = train_model(
         {"sentiment": sentiment_data, "topic": topic_data},
@@ -196,7 +206,12 @@ def predict(
                 records.append(_parse_stdin_line(line, lineno))
     if not records:
         fail("no texts: pass them as arguments or as JSONL on stdin")
-    predictor = Predictor.load(model, precision=precision, threads=settings.torch_threads)  # type: ignore[arg-type]
+    predictor = Predictor.load(
+        model,
+        precision=precision,  # type: ignore[arg-type]
+        threads=settings.torch_threads,
+        parallel_passes=settings.parallel_passes,
+    )
     results = predictor.predict([r["text"] for r in records])
     for record, pred in zip(records, results, strict=True):
         typer.echo(json.dumps({**record, **pred.to_dict()}))

@@ -112,6 +112,7 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
         path,
         precision=settings.precision,
         threads=settings.torch_threads,
+        parallel_passes=settings.parallel_passes,
         batch_size=settings.scorer_inference_batch,
         tokens_per_pass=settings.scorer_tokens_per_pass,
     )

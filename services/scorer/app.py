@@ -29,6 +29,7 @@ not a reason to redeliver a batch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -36,8 +37,9 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.types import TP as TopicPartition
@@ -68,6 +70,7 @@ from services.settings import Settings
 from services.storage.repository import ScoredItem
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STORAGE_ERROR_TYPE = "storage_error"
 PRODUCER_MAX_BATCH_BYTES = 64 * 1024
@@ -197,6 +200,16 @@ def build_app(
         web_port=web_port or 6066,
         web_bind="127.0.0.1",
     )
+    # One long-lived thread for the model. asyncio.to_thread would hand each slice to whichever
+    # pool thread is free, and every thread that calls into torch keeps its own OpenMP team:
+    # idle teams' threads then spin beside the one scoring, on the same two cores.
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finsent-model")
+
+    async def in_model_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            model_thread, functools.partial(function, *args, **kwargs)
+        )
+
     raw_topic = app.topic(settings.topic_news_raw, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
 
@@ -204,7 +217,7 @@ def build_app(
         started = time.perf_counter()
         received_at = datetime.now(UTC)
         serving = slot.current  # one model for the whole batch: a switch lands between batches
-        parsed = await asyncio.to_thread(parse_batch, records, received_at=received_at, watchlist=watch)
+        parsed = await in_model_thread(parse_batch, records, received_at=received_at, watchlist=watch)
         stage: dict[Stage, float] = {"score": time.perf_counter() - started, "store": 0.0, "produce": 0.0}
         stored: list[ScoredItem] = []
         dead: list[DeadLetter] = []
@@ -250,7 +263,7 @@ def build_app(
         try:
             for number, part in enumerate(slices):
                 t0 = time.perf_counter()
-                result = await asyncio.to_thread(predict_items, part, predictor=serving)
+                result = await in_model_thread(predict_items, part, predictor=serving)
                 if number == 0:
                     result.dead[:0] = parsed.dead
                 stage["score"] += time.perf_counter() - t0

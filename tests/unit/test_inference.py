@@ -140,7 +140,7 @@ def test_auto_precision_resolves_to_a_concrete_one(saved_model_dir: Path) -> Non
     from bert_core.inference import cpu_has_bf16
 
     fast = Predictor.load(saved_model_dir, precision="auto")
-    assert fast.precision == ("bf16" if cpu_has_bf16() else "fp32")
+    assert fast.precision == ("bf16" if cpu_has_bf16() else "int8")
 
 
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
@@ -150,3 +150,65 @@ def test_int8_does_not_change_the_loaded_model(saved_model_dir: Path) -> None:
     Predictor(loaded, precision="int8")
     assert loaded.model.heads["sentiment"].weight.dtype == weight.dtype
     assert (loaded.model.heads["sentiment"].weight == weight).all()
+    assert not hasattr(loaded.model.encoder.encoder.layer[0].attention.self, "fused_qkv")
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
+def test_int8_quantises_per_channel_and_keeps_heads_and_feed_forward_outputs_fp32(
+    saved_model_dir: Path,
+) -> None:
+    fast = Predictor.load(saved_model_dir, precision="int8")
+    layer = fast.model.encoder.encoder.layer[0]
+    quantised = [layer.attention.self.fused_qkv, layer.attention.output.dense, layer.intermediate.dense]
+    for module in quantised:
+        assert type(module) is not torch.nn.Linear
+        assert module.weight().qscheme() == torch.per_channel_affine
+    assert type(layer.output.dense) is torch.nn.Linear
+    assert type(fast.model.heads["sentiment"]) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_parallel_passes_give_the_same_predictions(saved_model_dir: Path, precision: str) -> None:
+    texts = [BEARISH, BULLISH, NEUTRAL, OIL] * 5
+    threads = torch.get_num_threads()
+    try:
+        one = Predictor.load(saved_model_dir, precision=precision, threads=2)  # type: ignore[arg-type]
+        reference = _probs(one.predict(texts))
+        two = Predictor.load(saved_model_dir, precision=precision, threads=2, parallel_passes=2)  # type: ignore[arg-type]
+        assert two.parallel_passes == 2
+        assert torch.get_num_threads() == 1  # two passes side by side, one torch thread each
+        np.testing.assert_allclose(
+            _probs(two.predict(texts)), reference, atol=1e-5 if precision == "fp32" else 2e-2
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_parallel_passes_below_one_are_refused(saved_model_dir: Path) -> None:
+    from bert_core import ModelConfigError
+
+    with pytest.raises(ModelConfigError, match="parallel_passes"):
+        Predictor.load(saved_model_dir, parallel_passes=0)
+
+
+def test_a_small_call_is_cut_into_one_pass_per_thread() -> None:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from bert_core.inference_core import predict_proba
+    from tests.unit.test_packed import tiny_classifier, token_lists
+
+    class CountingExecutor(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[no-untyped-def, override]
+            CountingExecutor.submitted += 1
+            return super().submit(fn, *args, **kwargs)
+
+    model = tiny_classifier()
+    tokens = token_lists(6, seed=7, longest=10)
+    reference = predict_proba(model, tokens, 0)
+    with CountingExecutor(2) as executor:
+        out = predict_proba(model, tokens, 0, executor=executor, min_passes=2)
+    assert CountingExecutor.submitted == 2
+    for task, values in reference.items():
+        np.testing.assert_allclose(out[task], values, atol=1e-5)

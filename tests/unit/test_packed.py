@@ -86,6 +86,33 @@ def test_unpadded_matches_padded_in_bf16_and_int8() -> None:
         np.testing.assert_allclose(unpadded[task], padded[task], atol=2e-2)
 
 
+def test_fused_qkv_computes_the_three_projections() -> None:
+    model = tiny_classifier()
+    tokens = token_lists(40, seed=4)
+    reference = predict_proba(model, tokens, 0, unpadded=True)
+    packed.add_fused_qkv(model.encoder)
+    fused = predict_proba(model, tokens, 0, unpadded=True)
+    for task in LABELS:
+        np.testing.assert_allclose(fused[task], reference[task], atol=1e-6)
+
+
+def test_fused_qkv_under_per_channel_int8_equals_three_quantised_projections() -> None:
+    """Per-channel weight scales and one shared input scale: stacking the three layers
+    before quantising changes nothing, so the fused layer is the same int8 model."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    model = tiny_classifier()
+    tokens = token_lists(40, seed=5)
+    separate = quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    reference = predict_proba(separate, tokens, 0, unpadded=True)
+    packed.add_fused_qkv(model.encoder)
+    fused = quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    assert type(fused.encoder.encoder.layer[0].attention.self.fused_qkv) is not nn.Linear  # quantised
+    out = predict_proba(fused, tokens, 0, unpadded=True)
+    for task in LABELS:
+        np.testing.assert_allclose(out[task], reference[task], atol=1e-5)
+
+
 def test_default_path_is_unpadded_for_bert_and_padded_for_other_encoders() -> None:
     model = tiny_classifier()
     assert packed.supports(model.encoder)
@@ -115,3 +142,26 @@ def test_token_budget_batches_cover_each_text_once_within_the_budget() -> None:
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(flat)  # length order keeps attention padding small
     assert token_budget_batches([], 50) == []
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 8])
+def test_split_by_tokens_gives_balanced_runs_covering_each_text_once(parts: int) -> None:
+    from bert_core.batching import split_by_tokens
+
+    rng = random.Random(parts)
+    lengths = [rng.randrange(5, 40) for _ in range(50)]
+    runs = split_by_tokens(lengths, parts)
+    assert len(runs) == parts
+    assert sorted(i for r in runs for i in r) == list(range(len(lengths)))
+    sums = [sum(lengths[i] for i in r) for r in runs]
+    assert max(sums) - min(sums) <= 2 * max(lengths)  # about equal work per thread
+    flat = [lengths[i] for r in runs for i in r]
+    assert flat == sorted(flat)
+
+
+def test_split_by_tokens_never_makes_more_runs_than_texts() -> None:
+    from bert_core.batching import split_by_tokens
+
+    assert split_by_tokens([7], 2) == [[0]]
+    assert sorted(map(len, split_by_tokens([60, 3], 2))) == [1, 1]
+    assert split_by_tokens([], 2) == []

@@ -273,3 +273,27 @@ def test_word_embeddings_stay_frozen_by_default(tiny_bert_dir, sentiment_csv) ->
     # ... while the transformer layers did train.
     layer_before = encoder.encoder.layer[0].attention.self.query.weight
     assert not torch.equal(layer_before, result.model.encoder.encoder.layer[0].attention.self.query.weight)
+
+
+def test_ema_weights_are_the_ones_evaluated_and_kept(trained, tiny_bert_dir: Path) -> None:
+    config = TrainConfig(
+        base_model=str(tiny_bert_dir),
+        epochs=2,
+        batch_size=16,
+        learning_rate=1e-3,
+        evals_per_epoch=2,
+        patience=100,
+        ema_decay=0.9,
+        progress=False,
+    )
+    sets = {"sentiment": trained.train["sentiment"]}
+    dev = {"sentiment": trained.dev["sentiment"]}
+    result = fine_tune(sets, dev, trained.label_names, config)
+    best = max(h["dev_mean_macro_f1"] for h in result.history)
+    now = evaluate_sets(result.model, result.tokenizer, dev, max_length=64)
+    assert now["sentiment"]["macro_f1"] == pytest.approx(best)
+    assert now["sentiment"]["confusion_matrix"] == result.dev_reports["sentiment"]["confusion_matrix"]
+    assert result.model_config.training["ema_decay"] == 0.9
+    plain = fine_tune(sets, dev, trained.label_names, TrainConfig(**{**config.__dict__, "ema_decay": 0.0}))
+    first = result.model.heads["sentiment"].weight
+    assert not torch.equal(first, plain.model.heads["sentiment"].weight)  # the average is not the raw run

@@ -24,6 +24,10 @@ from bert_core.text import normalize_text
 
 log = logging.getLogger(__name__)
 
+# torch's thread count when this module was imported: the default of `threads`. Not read
+# again later, since a Predictor with parallel passes lowers the process-wide count.
+_PROCESS_THREADS = torch.get_num_threads()
+
 Precision = Literal["fp32", "bf16", "int8", "auto"]
 
 
@@ -88,7 +92,7 @@ class Predictor:
     ) -> None:
         if parallel_passes < 1:
             raise ModelConfigError(f"parallel_passes must be at least 1, not {parallel_passes}")
-        total_threads = threads or torch.get_num_threads()
+        total_threads = threads or _PROCESS_THREADS
         self.parallel_passes = min(parallel_passes, total_threads)
         if threads or self.parallel_passes > 1:
             torch.set_num_threads(max(1, total_threads // self.parallel_passes))
@@ -225,14 +229,15 @@ def quantize_int8(model: MultiTaskClassifier) -> None:
     one dynamic scale per input matrix cuts coarsely) left in fp32; the classification heads
     (0.1 % of the arithmetic) left in fp32.
     """
+    config = model.encoder.config
+    inner = getattr(config, "intermediate_size", None) or getattr(config, "hidden_dim", None)
+    # The feed-forward output projection, found by shape, not by name (BERT `output.dense`,
+    # DistilBERT `ffn.lin2`, ...): the Linear that reads the inner, post-activation width.
     spec = {
         name: per_channel_dynamic_qconfig
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and not _keeps_fp32(name)
+        if isinstance(module, nn.Linear)
+        and not name.startswith("heads.")
+        and not (inner is not None and module.in_features == inner)
     }
     quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
-
-
-def _keeps_fp32(name: str) -> bool:
-    feed_forward_output = name.endswith(".output.dense") and not name.endswith(".attention.output.dense")
-    return name.startswith("heads.") or feed_forward_output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, wait
 
 import numpy as np
 import torch
@@ -55,10 +55,14 @@ def predict_proba(
         passes = token_budget_batches(lengths, tokens_per_pass)
     else:
         passes = sorted_batches(lengths, batch_size)
-    if min_passes > 1 and len(passes) % min_passes:
-        # A multiple of the thread count, of equal size: 3 passes on 2 threads would leave one
-        # thread idle for the whole third pass.
-        passes = split_by_tokens(lengths, math.ceil(len(passes) / min_passes) * min_passes)
+    if min_passes > 1:
+        # A multiple of the thread count, of equal size: passes of 2048 and 60 tokens, or three
+        # passes on two threads, would leave a thread idle for most of the call.
+        parts = math.ceil(len(passes) / min_passes) * min_passes
+        if unpadded:
+            passes = split_by_tokens(lengths, parts)
+        else:  # equal text counts keep every padded pass within batch_size
+            passes = sorted_batches(lengths, math.ceil(len(lengths) / parts))
 
     def run(idx: list[int]) -> None:
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -77,7 +81,9 @@ def predict_proba(
             for idx in passes:
                 run(idx)
         else:
-            for future in [executor.submit(run, idx) for idx in passes]:
+            futures = [executor.submit(run, idx) for idx in passes]
+            wait(futures)  # none left running into the next call, even when one failed
+            for future in futures:
                 future.result()
     finally:
         model.train(was_training)

@@ -231,6 +231,8 @@ def evaluate_model(
         loaded = model
     else:
         loaded = load_model_dir(model)
+    # A Predictor is measured as it serves: its own copy, int8 or bf16 included.
+    network = model.model if isinstance(model, Predictor) else loaded.model
     label_names = loaded.model.label_names
     sets = {
         task: _in_model_order(task, data, label_names[task])
@@ -240,7 +242,7 @@ def evaluate_model(
     if not sets:
         return {}
     reports = evaluate_sets(
-        loaded.model,
+        network,
         loaded.tokenizer,
         sets,
         max_length=loaded.config.max_length,

@@ -212,3 +212,24 @@ def test_a_small_call_is_cut_into_one_pass_per_thread() -> None:
     assert CountingExecutor.submitted == 2
     for task, values in reference.items():
         np.testing.assert_allclose(out[task], values, atol=1e-5)
+
+
+def test_passes_are_rebalanced_when_their_count_already_fits_the_threads() -> None:
+    """105 texts of 20 tokens fill a 2,048-token pass and leave 60 tokens for a second one:
+    two passes on two threads, one of them nearly idle, unless they are re-cut."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from bert_core.inference_core import predict_proba
+    from tests.unit.test_packed import tiny_classifier
+
+    sizes: list[int] = []
+
+    class RecordingExecutor(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[no-untyped-def, override]
+            sizes.append(len(args[0]))
+            return super().submit(fn, *args, **kwargs)
+
+    tokens = [[2] + [7] * 19 for _ in range(105)]
+    with RecordingExecutor(2) as executor:
+        predict_proba(tiny_classifier(), tokens, 0, executor=executor, min_passes=2, tokens_per_pass=2048)
+    assert sorted(sizes) == [52, 53]

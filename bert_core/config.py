@@ -10,6 +10,7 @@ from typing import Literal
 
 Pooling = Literal["cls", "mean"]
 ClassWeighting = Literal["none", "sqrt_inverse", "inverse"]
+TrainPrecision = Literal["fp32", "bf16", "auto"]
 
 
 @dataclass
@@ -38,6 +39,8 @@ class TrainConfig:
     teacher: str | None = None
     distill_weight: float = 1.0
     ema_decay: float = 0.0  # 0 = off; else evaluate and keep an EMA of the weights (bert_core.averaging)
+    # auto: bf16 autocast where the CPU has bf16 units (2.3x faster steps), else fp32
+    precision: TrainPrecision = "auto"
 
 
 @dataclass

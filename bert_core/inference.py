@@ -17,6 +17,7 @@ from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
+from bert_core.cpu import cpu_has_bf16
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.inference_core import TOKENS_PER_PASS, predict_proba
 from bert_core.model import MultiTaskClassifier
@@ -44,15 +45,6 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 matrix units (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(precision: Precision) -> Literal["fp32", "bf16", "int8"]:

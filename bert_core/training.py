@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,7 +29,8 @@ from transformers import PreTrainedTokenizerBase
 from bert_core.artifacts import ModelConfig, load_model_dir
 from bert_core.averaging import WeightAverage
 from bert_core.batching import bucketed_batches, collate, tokenize
-from bert_core.config import ClassWeighting, Pooling, TrainConfig
+from bert_core.config import ClassWeighting, Pooling, TrainConfig, TrainPrecision
+from bert_core.cpu import cpu_has_bf16
 from bert_core.data import LabelledData
 from bert_core.encoder import load_encoder
 from bert_core.errors import DataError, ModelConfigError
@@ -80,6 +81,22 @@ def lr_factor(step: int, *, warmup: int, total: int, time_progress: float = 0.0)
         return (step + 1) / max(warmup, 1)
     step_progress = (step - warmup) / max(total - warmup, 1)
     return max(0.0, 1.0 - max(step_progress, time_progress))
+
+
+def resolve_train_precision(precision: TrainPrecision) -> Literal["fp32", "bf16"]:
+    """`auto`: bf16 mixed precision where the CPU has bf16 units, else fp32.
+
+    Mixed precision keeps the weights, gradients and AdamW state in fp32 and runs the matrix
+    products in bf16 (torch autocast): 2.3x faster steps on an AVX512-BF16 CPU (README,
+    Model results), at the measured accuracy there. Without bf16 units it would be emulated
+    and slower than fp32, so `auto` never picks it there; asking for it anyway is honoured
+    with a warning.
+    """
+    if precision == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    if precision == "bf16" and not cpu_has_bf16():
+        log.warning("bf16 training requested on a CPU without bf16 units: emulated, slower than fp32")
+    return precision
 
 
 def _build_model(
@@ -196,8 +213,9 @@ def fine_tune(
     step = 0
     running = 0.0  # moving average of the training loss, continued across epochs
     stop = False
+    precision = resolve_train_precision(config.precision)
     model.train()
-    bar = tqdm(total=total_steps, desc="fine-tune", unit="step", disable=not config.progress)
+    bar = tqdm(total=total_steps, desc=f"fine-tune ({precision})", unit="step", disable=not config.progress)
     for epoch in range(config.epochs):
         batches = [(t, b) for t in train_sets for b in bucketed_batches(lengths[t], config.batch_size, rng)]
         order = rng.permutation(len(batches))
@@ -205,12 +223,13 @@ def fine_tune(
             task, idx = batches[k]
             batch = collate(tokens[task], idx, pad_id, train_sets[task].labels)
             soft = teacher_targets.get(task, {}) if teacher_targets else {}
-            logits = model(batch.input_ids, batch.attention_mask, tasks=[task, *soft])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = model(batch.input_ids, batch.attention_mask, tasks=[task, *soft])
             assert batch.labels is not None
-            loss = losses[task](logits[task], batch.labels)
+            loss = losses[task](logits[task].float(), batch.labels)
             for head, probs in soft.items():
                 target = torch.from_numpy(probs[idx])
-                loss = loss + config.distill_weight * soft_cross_entropy(logits[head], target)
+                loss = loss + config.distill_weight * soft_cross_entropy(logits[head].float(), target)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -267,6 +286,7 @@ def fine_tune(
         **{k: v for k, v in asdict(config).items() if k not in ("progress", "teacher", "distill_weight")},
         "train_rows": {t: len(d) for t, d in train_sets.items()},
         "dev_rows": {t: len(d) for t, d in dev_sets.items()},
+        "precision": precision,
         "steps": step,
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -66,6 +66,12 @@ def train(
             "(e.g. 0.999); 0 = off",
         ),
     ] = TrainConfig.ema_decay,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 mixed precision where the CPU has bf16 units, else fp32), fp32 or bf16"
+        ),
+    ] = TrainConfig.precision,
     seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
     dev_fraction: Annotated[
         float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
@@ -89,6 +95,10 @@ def train(
         from services.cli.errors import fail
 
         fail(f"--class-weighting must be none, sqrt_inverse or inverse, not {class_weighting!r}")
+    if precision not in ("auto", "fp32", "bf16"):
+        from services.cli.errors import fail
+
+        fail(f"--precision must be auto, fp32 or bf16, not {precision!r}")
     _set_threads(settings.torch_threads)
     config = TrainConfig(
         base_model=base_model or settings.base_model,
@@ -105,6 +115,7 @@ def train(
         teacher=str(teacher) if teacher else None,
         distill_weight=distill_weight,
         ema_decay=ema_decay,
+        precision=precision,  # type: ignore[arg-type]
     )
     result, manifest = train_model(
         {"sentiment": sentiment_data, "topic": topic_data},

@@ -297,3 +297,31 @@ def test_ema_weights_are_the_ones_evaluated_and_kept(trained, tiny_bert_dir: Pat
     plain = fine_tune(sets, dev, trained.label_names, TrainConfig(**{**config.__dict__, "ema_decay": 0.0}))
     first = result.model.heads["sentiment"].weight
     assert not torch.equal(first, plain.model.heads["sentiment"].weight)  # the average is not the raw run
+
+
+# ------------------------------------------------------------------ mixed precision
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch) -> None:
+    from bert_core import training
+
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
+    assert training.resolve_train_precision("auto") == "bf16"
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)
+    assert training.resolve_train_precision("auto") == "fp32"
+    assert training.resolve_train_precision("bf16") == "bf16"  # honoured, with a warning
+    assert training.resolve_train_precision("fp32") == "fp32"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_train_and_keep_fp32_weights(trained, tiny_bert_dir: Path, precision: str) -> None:
+    """bf16 autocast runs the products in bf16 but the weights and optimiser stay fp32."""
+    config = TrainConfig(**{**trained.config.__dict__, "precision": precision})
+    data = trained.train["sentiment"]
+    result = fine_tune({"sentiment": data}, {}, trained.label_names, config)
+    assert result.model_config.training["precision"] == precision
+    assert {p.dtype for p in result.model.parameters()} == {torch.float32}
+    torch.manual_seed(config.seed)
+    encoder, tokenizer, _ = load_encoder(tiny_bert_dir)
+    fresh = MultiTaskClassifier(encoder, trained.label_names, pooling="mean", dropout=0.0)
+    assert _mean_loss(result.model, result.tokenizer, data) < 0.7 * _mean_loss(fresh, tokenizer, data)

@@ -34,10 +34,14 @@ class TrainConfig:
     class_weighting: ClassWeighting = "none"
     patience: int = 2
     evals_per_epoch: int = 2
-    seed: int = 42
+    seed: int = 42  # the dev split's seed, and the run's unless init_seed is given
+    init_seed: int | None = None  # head init, dropout and batch order only: same dev split, another run
     progress: bool = True
-    teacher: str | None = None
-    distill_weight: float = 1.0
+    # Model directories trained on this run's training rows; their mean probabilities are
+    # the soft targets (bert_core.training: cross-task and own-task distillation).
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 1.0  # weight of the other heads' soft targets
+    own_task_weight: float = 0.0  # share of the own head's loss taken by the soft targets (0..1)
     ema_decay: float = 0.0  # 0 = off; else evaluate and keep an EMA of the weights (bert_core.averaging)
     # auto: bf16 autocast where the CPU has bf16 units (2.3x faster steps), else fp32
     precision: TrainPrecision = "auto"

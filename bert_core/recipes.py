@@ -67,7 +67,7 @@ def train_model(
     """Split, (optionally) MLM-adapt the encoder, fine-tune, evaluate on dev, save."""
     sets = load_task_files(paths)
     split = split_sets(sets, dev_fraction=dev_fraction, seed=config.seed)
-    teacher = _checked_teacher(config, split.train)  # before any long step: a wrong one fails fast
+    teachers = _checked_teachers(config, split.train)  # before any long step: a wrong one fails fast
     mlm_summary: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="finsent-mlm-") as mlm_dir:
         if mlm_text_files:
@@ -88,19 +88,20 @@ def train_model(
             config = replace(config, base_model=mlm_dir)
         targets = (
             teacher_probabilities(
-                teacher.model, teacher.tokenizer, split.train, max_length=teacher.config.max_length
+                [(t.model, t.tokenizer, t.config.max_length) for t in teachers],
+                split.train,
+                own_task=config.own_task_weight > 0,
             )
-            if teacher is not None
+            if teachers
             else None
         )
-        teacher_version = teacher.manifest.version if teacher is not None else None
         result = fine_tune(
             split.train,
             split.dev,
             {t: list(DEFAULT_LABELS[t]) for t in sets},  # type: ignore[index]
             config,
             teacher_targets=targets,
-            teacher_version=teacher_version,
+            teacher_versions=[t.manifest.version for t in teachers],
         )
     if mlm_summary is not None:
         result.model_config.base_model = mlm_summary["base_model"]
@@ -111,25 +112,26 @@ def train_model(
     return result, save_result(result, out_dir, split.train, overwrite=overwrite)
 
 
-def _checked_teacher(config: TrainConfig, train_sets: Mapping[str, LabelledData]) -> LoadedModel | None:
-    """`config.teacher`, refused unless it trained on exactly this run's training rows (a
-    teacher that saw this run's dev texts would leak their labels) with the same label sets."""
-    if not config.teacher:
-        return None
-    teacher = load_model_dir(config.teacher)
-    if teacher.manifest.data_hash != combined_hash(train_sets) or set(
-        teacher.config.training.get("train_rows", {})
-    ) != set(train_sets):
-        raise ModelConfigError(
-            f"{config.teacher}: the teacher was trained on other rows than this run's training split "
-            "(its data hash differs), so it may have seen this run's dev texts; train the teacher "
-            "with the same files, seed and dev fraction"
-        )
-    for task in train_sets:
-        if teacher.config.labels.get(task) != list(DEFAULT_LABELS[task]):  # type: ignore[index]
-            raise ModelConfigError(f"{config.teacher}: the teacher's {task} labels differ from this run's")
-    log.info("distilling from teacher %s", teacher.manifest.version)
-    return teacher
+def _checked_teachers(config: TrainConfig, train_sets: Mapping[str, LabelledData]) -> list[LoadedModel]:
+    """`config.teachers`, each refused unless it trained on exactly this run's training rows
+    (a teacher that saw this run's dev texts would leak their labels) with the same labels."""
+    teachers = []
+    for path in config.teachers:
+        teacher = load_model_dir(path)
+        if teacher.manifest.data_hash != combined_hash(train_sets) or set(
+            teacher.config.training.get("train_rows", {})
+        ) != set(train_sets):
+            raise ModelConfigError(
+                f"{path}: the teacher was trained on other rows than this run's training split "
+                "(its data hash differs), so it may have seen this run's dev texts; train the teacher "
+                "with the same files, seed and dev fraction"
+            )
+        for task in train_sets:
+            if teacher.config.labels.get(task) != list(DEFAULT_LABELS[task]):  # type: ignore[index]
+                raise ModelConfigError(f"{path}: the teacher's {task} labels differ from this run's")
+        log.info("distilling from teacher %s", teacher.manifest.version)
+        teachers.append(teacher)
+    return teachers
 
 
 def save_result(

@@ -3,9 +3,11 @@
 The topic and sentiment sets label different texts, so every batch comes from one
 task and that task's head gets the cross-entropy of its labels; batches of both tasks are
 interleaved at random, so each epoch sees every example of both sets once. With soft
-targets from a teacher model (`teacher_targets`), the other heads learn from the same
-batch too: every headline teaches both heads, the one its label is for from the label,
-the others from the teacher's probabilities (cross-task distillation).
+targets from teacher models (`teacher_targets`, the teachers' mean probabilities), the other
+heads learn from the same batch too: every headline teaches both heads, the one its label is
+for from the label, the others from the teachers' probabilities (cross-task distillation).
+With `own_task_weight` > 0 the labelled head also learns part from the teachers' soft
+targets for its own task (self- or ensemble distillation).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -145,8 +147,12 @@ def _param_groups(model: MultiTaskClassifier, config: TrainConfig) -> list[dict[
     ]
 
 
+# Left out of a model's recorded training settings: teachers are recorded by version instead.
+_NOT_RECORDED = ("progress", "teachers", "distill_weight", "own_task_weight")
+
 TeacherTargets = Mapping[str, Mapping[str, np.ndarray]]
-"""Per training set (task) and per other head: teacher probabilities, one row per example."""
+"""Per training set (task) and per head: the teachers' mean probabilities, one row per example.
+A set's own task appears only when it is distilled too (`own_task_weight` > 0)."""
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -161,12 +167,14 @@ def fine_tune(
     config: TrainConfig,
     *,
     teacher_targets: TeacherTargets | None = None,
-    teacher_version: str | None = None,
+    teacher_versions: Sequence[str] = (),
 ) -> TrainResult:
     """Train all heads in one run; keep the weights with the best mean dev macro-F1.
 
     `teacher_targets[task][head]` (see `teacher_probabilities`) adds, for a batch of
-    `task`, `config.distill_weight` times the soft cross-entropy of each other `head`.
+    `task`, `config.distill_weight` times the soft cross-entropy of each other `head`; for
+    `head == task` the loss is (1 - w) x the labels' cross-entropy + w x the soft one, with
+    w = `config.own_task_weight`.
     """
     if not train_sets:
         raise DataError("no training data: give at least one task's labelled file")
@@ -174,8 +182,9 @@ def fine_tune(
         if task not in label_names:
             raise DataError(f"no label set for task {task!r}")
     started = time.monotonic()
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    run_seed = config.seed if config.init_seed is None else config.init_seed
+    torch.manual_seed(run_seed)
+    rng = np.random.default_rng(run_seed)
     model, tokenizer, base_name, parent = _build_model(config, label_names)
     pooling: Pooling = model.pooling
     pad_id = int(tokenizer.pad_token_id or 0)
@@ -223,13 +232,17 @@ def fine_tune(
             task, idx = batches[k]
             batch = collate(tokens[task], idx, pad_id, train_sets[task].labels)
             soft = teacher_targets.get(task, {}) if teacher_targets else {}
+            heads = [task, *(h for h in soft if h != task)]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                logits = model(batch.input_ids, batch.attention_mask, tasks=[task, *soft])
+                logits = model(batch.input_ids, batch.attention_mask, tasks=heads)
             assert batch.labels is not None
             loss = losses[task](logits[task].float(), batch.labels)
             for head, probs in soft.items():
-                target = torch.from_numpy(probs[idx])
-                loss = loss + config.distill_weight * soft_cross_entropy(logits[head].float(), target)
+                soft_loss = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[idx]))
+                if head == task:
+                    loss = (1 - config.own_task_weight) * loss + config.own_task_weight * soft_loss
+                else:
+                    loss = loss + config.distill_weight * soft_loss
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -283,7 +296,7 @@ def fine_tune(
         model.load_state_dict(best_state)
     model.eval()
     training_info = {
-        **{k: v for k, v in asdict(config).items() if k not in ("progress", "teacher", "distill_weight")},
+        **{k: v for k, v in asdict(config).items() if k not in _NOT_RECORDED},
         "train_rows": {t: len(d) for t, d in train_sets.items()},
         "dev_rows": {t: len(d) for t, d in dev_sets.items()},
         "precision": precision,
@@ -291,7 +304,13 @@ def fine_tune(
         "seconds": round(time.monotonic() - started, 1),
     }
     training_info["teacher"] = (
-        {"version": teacher_version, "distill_weight": config.distill_weight} if teacher_targets else None
+        {
+            "versions": list(teacher_versions),
+            "distill_weight": config.distill_weight,
+            "own_task_weight": config.own_task_weight,
+        }
+        if teacher_targets
+        else None
     )
     model_config = ModelConfig(
         labels={t: list(n) for t, n in label_names.items()},
@@ -313,20 +332,25 @@ def fine_tune(
 
 
 def teacher_probabilities(
-    teacher: MultiTaskClassifier,
-    tokenizer: PreTrainedTokenizerBase,
+    teachers: Sequence[tuple[MultiTaskClassifier, PreTrainedTokenizerBase, int]],
     train_sets: Mapping[str, LabelledData],
     *,
-    max_length: int,
+    own_task: bool = False,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """The teacher's probabilities for every head other than each set's own task."""
-    pad_id = int(tokenizer.pad_token_id or 0)
+    """The teachers' mean probabilities (model, tokenizer, max length each) for every head
+    other than each set's own task, and for the own task too when `own_task`."""
     targets: dict[str, dict[str, np.ndarray]] = {}
     for task, data in train_sets.items():
-        heads = [h for h in teacher.heads if h != task]
-        if heads:
-            tokens = tokenize(tokenizer, data.texts, max_length)
-            targets[task] = predict_proba(teacher, tokens, pad_id, tasks=heads)
+        per_head: dict[str, list[np.ndarray]] = {}
+        for model, tokenizer, max_length in teachers:
+            heads = [h for h in model.heads if h != task or own_task]
+            if heads:
+                tokens = tokenize(tokenizer, data.texts, max_length)
+                probs = predict_proba(model, tokens, int(tokenizer.pad_token_id or 0), tasks=heads)
+                for head, p in probs.items():
+                    per_head.setdefault(head, []).append(p)
+        if per_head:
+            targets[task] = {head: np.mean(ps, axis=0) for head, ps in per_head.items()}
     return targets
 
 

@@ -48,15 +48,25 @@ def train(
     mlm_epochs: Annotated[int, typer.Option(min=1)] = MlmConfig.epochs,
     mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
     teacher: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
-            help="A model trained on the same files, seed and dev fraction: every text also learns "
-            "the other task's head from its probabilities (cross-task distillation)"
+            help="A model trained on the same files, seed and dev fraction (repeat for several: "
+            "their probabilities are averaged): every text also learns the other task's head "
+            "from them (cross-task distillation)"
         ),
     ] = None,
     distill_weight: Annotated[
-        float, typer.Option(min=0.0, help="Weight of the teacher's soft targets in the loss")
+        float, typer.Option(min=0.0, help="Weight of the teachers' soft targets for the other head")
     ] = TrainConfig.distill_weight,
+    own_task_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of each text's own-task loss taken by the teachers' probabilities instead of "
+            "its label (self/ensemble distillation; needs --teacher); 0 = labels only",
+        ),
+    ] = TrainConfig.own_task_weight,
     ema_decay: Annotated[
         float,
         typer.Option(
@@ -73,6 +83,13 @@ def train(
         ),
     ] = TrainConfig.precision,
     seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
+    init_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the run only (head init, dropout, batch order), keeping --seed's dev split: "
+            "another model on the same split, e.g. for an ensemble of teachers"
+        ),
+    ] = None,
     dev_fraction: Annotated[
         float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
     ] = None,
@@ -95,6 +112,10 @@ def train(
         from services.cli.errors import fail
 
         fail(f"--class-weighting must be none, sqrt_inverse or inverse, not {class_weighting!r}")
+    if own_task_weight > 0 and not teacher:
+        from services.cli.errors import fail
+
+        fail("--own-task-weight needs at least one --teacher model to take the soft targets from")
     if precision not in ("auto", "fp32", "bf16"):
         from services.cli.errors import fail
 
@@ -112,8 +133,10 @@ def train(
         class_weighting=class_weighting,  # type: ignore[arg-type]
         freeze_word_embeddings=freeze_word_embeddings,
         seed=settings.seed if seed is None else seed,
-        teacher=str(teacher) if teacher else None,
+        init_seed=init_seed,
+        teachers=tuple(str(t) for t in teacher or ()),
         distill_weight=distill_weight,
+        own_task_weight=own_task_weight,
         ema_decay=ema_decay,
         precision=precision,  # type: ignore[arg-type]
     )

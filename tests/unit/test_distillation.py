@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from bert_core import ModelConfigError, load_model_dir
+from bert_core import ModelConfigError, load_model_dir, save_model_dir
 from bert_core.batching import tokenize
 from bert_core.inference_core import predict_proba
 from bert_core.recipes import train_model
@@ -26,7 +27,7 @@ def test_soft_cross_entropy_by_hand() -> None:
 
 def test_teacher_probabilities_cover_the_other_head_of_every_training_row(trained) -> None:
     result = trained.result
-    targets = teacher_probabilities(result.model, result.tokenizer, trained.train, max_length=64)
+    targets = teacher_probabilities([(result.model, result.tokenizer, 64)], trained.train)
     assert set(targets) == {"sentiment", "topic"}
     assert set(targets["sentiment"]) == {"topic"}
     assert set(targets["topic"]) == {"sentiment"}
@@ -56,11 +57,15 @@ def test_a_student_learns_the_teachers_topics_on_sentiment_texts(
     taught, manifest = train_model(
         paths,
         tmp_path / "taught",
-        dataclasses.replace(base, teacher=str(saved_model_dir), distill_weight=1.0),
+        dataclasses.replace(base, teachers=(str(saved_model_dir),), distill_weight=1.0),
         dev_fraction=0.2,
     )
     teacher_version = load_model_dir(saved_model_dir).manifest.version
-    assert taught.model_config.training["teacher"] == {"version": teacher_version, "distill_weight": 1.0}
+    assert taught.model_config.training["teacher"] == {
+        "versions": [teacher_version],
+        "distill_weight": 1.0,
+        "own_task_weight": 0.0,
+    }
     assert plain.model_config.training["teacher"] is None
     # Sentiment texts carry no topic label: only the teacher can teach their topics.
     texts = trained.train["sentiment"].texts
@@ -73,9 +78,63 @@ def test_a_student_learns_the_teachers_topics_on_sentiment_texts(
 def test_a_teacher_from_another_split_is_refused(
     trained, saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
 ) -> None:
-    config = dataclasses.replace(trained.config, epochs=1, seed=0, teacher=str(saved_model_dir))
+    config = dataclasses.replace(trained.config, epochs=1, seed=0, teachers=(str(saved_model_dir),))
     with pytest.raises(ModelConfigError, match="other rows than this run's training split"):
         train_model(
             {"sentiment": sentiment_csv, "topic": topic_csv}, tmp_path / "m", config, dev_fraction=0.3
         )
     assert not (tmp_path / "m").exists()
+
+
+def test_several_teachers_give_their_mean_probabilities_own_task_included(trained, saved_model_dir) -> None:
+    first = trained.result
+    second = load_model_dir(saved_model_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():  # a different second teacher: perturb its sentiment head
+        second.model.heads["sentiment"].weight.add_(torch.randn_like(second.model.heads["sentiment"].weight))
+    teachers = [(first.model, first.tokenizer, 64), (second.model, second.tokenizer, 64)]
+    both = teacher_probabilities(teachers, trained.train, own_task=True)
+    alone = [teacher_probabilities([t], trained.train, own_task=True) for t in teachers]
+    assert set(both["sentiment"]) == {"sentiment", "topic"}
+    for task in ("sentiment", "topic"):
+        for head in ("sentiment", "topic"):
+            np.testing.assert_allclose(
+                both[task][head], (alone[0][task][head] + alone[1][task][head]) / 2, atol=1e-6
+            )
+    assert not np.allclose(alone[0]["sentiment"]["sentiment"], alone[1]["sentiment"]["sentiment"], atol=1e-3)
+
+
+def test_own_task_weight_one_learns_the_teacher_instead_of_the_labels(
+    trained, saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    """With the whole own-task loss on a teacher whose sentiment labels are flipped, the
+    student follows the teacher, not the labels: the soft targets really replace them."""
+    flipped = tmp_path / "teacher"
+    shutil.copytree(saved_model_dir, flipped)
+    teacher = load_model_dir(flipped)
+    with torch.no_grad():  # bearish <-> bullish rows of the head
+        head = teacher.model.heads["sentiment"]
+        head.weight[[0, 2]] = head.weight[[2, 0]].clone()
+        head.bias[[0, 2]] = head.bias[[2, 0]].clone()
+    save_model_dir(
+        flipped,
+        teacher.model,
+        teacher.tokenizer,
+        teacher.config,
+        metrics={},
+        data_hash=teacher.manifest.data_hash,
+        overwrite=True,
+    )
+    paths = {"sentiment": sentiment_csv, "topic": topic_csv}
+    config = dataclasses.replace(
+        trained.config, epochs=6, seed=0, teachers=(str(flipped),), own_task_weight=1.0
+    )
+    student, _ = train_model(paths, tmp_path / "student", config, dev_fraction=0.2)
+    assert student.model_config.training["teacher"]["own_task_weight"] == 1.0
+    texts = trained.train["sentiment"].texts
+    labels = np.array(trained.train["sentiment"].labels)
+    tokens = tokenize(student.tokenizer, texts, 64)
+    predicted = predict_proba(student.model, tokens, 0, tasks=["sentiment"])["sentiment"].argmax(axis=1)
+    taught = predict_proba(teacher.model, tokens, 0, tasks=["sentiment"])["sentiment"].argmax(axis=1)
+    assert (predicted == taught).mean() > 0.6
+    assert (predicted == labels).mean() < (predicted == taught).mean()

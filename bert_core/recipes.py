@@ -19,7 +19,13 @@ from bert_core.data import LabelledData, read_labelled, read_texts, stratified_s
 from bert_core.errors import ModelConfigError
 from bert_core.labels import DEFAULT_LABELS, LabelSet
 from bert_core.mlm import MlmConfig, pretrain_mlm
-from bert_core.training import TrainConfig, TrainResult, fine_tune, teacher_probabilities
+from bert_core.training import (
+    TrainConfig,
+    TrainResult,
+    fine_tune,
+    resolve_train_precision,
+    teacher_probabilities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +97,7 @@ def train_model(
                 [(t.model, t.tokenizer, t.config.max_length) for t in teachers],
                 split.train,
                 own_task=config.own_task_weight > 0,
+                bf16=resolve_train_precision(config.precision) == "bf16",
             )
             if teachers
             else None

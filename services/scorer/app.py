@@ -200,9 +200,12 @@ def build_app(
         web_port=web_port or 6066,
         web_bind="127.0.0.1",
     )
-    # One long-lived thread for the model. asyncio.to_thread would hand each slice to whichever
-    # pool thread is free, and every thread that calls into torch keeps its own OpenMP team:
-    # idle teams' threads then spin beside the one scoring, on the same two cores.
+    # One long-lived thread calls the model (parse, tokenise, predict). With one pass at a time
+    # (FINSENT_PARALLEL_PASSES=1) it runs torch itself, and asyncio.to_thread would hand each
+    # slice to whichever pool thread is free: every thread that calls into torch keeps its own
+    # OpenMP team, whose idle threads spin beside the scoring one on the same two cores. With
+    # parallel passes the forward passes run on the Predictor's own threads instead, and this
+    # thread is the single caller that keeps the slices in order.
     model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finsent-model")
 
     async def in_model_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

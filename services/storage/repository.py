@@ -1,7 +1,8 @@
 """Keyword-only data access for the pipeline.
 
 `upsert_scored_batch` is the scorer's one write per micro-batch: three bulk
-`INSERT … ON CONFLICT DO NOTHING` statements (news_items, news_tickers, predictions) in
+`INSERT … ON CONFLICT DO NOTHING` statements (news_items, news_tickers, predictions;
+`services.storage.bulk`) in
 the caller's transaction. Replaying a batch, or a batch that partly overlaps what is
 stored, changes nothing that is there: a story keeps its first sighting, and a model
 version scores a story at most once. The caller commits, then commits Kafka offsets.
@@ -19,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.schemas import NewsItem
+from services.storage.bulk import insert_ignoring_conflicts
 from services.storage.models import NewsItemRow, NewsTickerRow, PredictionRow
 
 NEWS_ITEMS = cast(Table, NewsItemRow.__table__)
@@ -119,7 +121,6 @@ def upsert_scored_batch(session: Session, *, items: Sequence[ScoredItem]) -> Ups
     """
     if not items:
         return UpsertCounts(0, 0, 0)
-    insert = dialect_insert(session)
     stories: dict[str, ScoredItem] = {}
     for item in items:
         stories.setdefault(item.event_id, item)
@@ -140,8 +141,11 @@ def upsert_scored_batch(session: Session, *, items: Sequence[ScoredItem]) -> Ups
         }
         for s in stories.values()
     ]
-    stmt = insert(NEWS_ITEMS).on_conflict_do_nothing(index_elements=["event_id"])
-    new_ids = set(session.scalars(stmt.returning(NEWS_ITEMS.c.event_id), story_rows))
+    new_ids = set(
+        insert_ignoring_conflicts(
+            session, NEWS_ITEMS, story_rows, conflict=["event_id"], returning="event_id"
+        )
+    )
 
     published = {event_id: s.published_at for event_id, s in stories.items() if event_id in new_ids}
     seen_before = [event_id for event_id in stories if event_id not in new_ids]
@@ -159,8 +163,11 @@ def upsert_scored_batch(session: Session, *, items: Sequence[ScoredItem]) -> Ups
     ]
     n_tickers = 0
     if ticker_rows:
-        stmt = insert(NEWS_TICKERS).on_conflict_do_nothing(index_elements=["event_id", "ticker"])
-        n_tickers = len(session.scalars(stmt.returning(NEWS_TICKERS.c.event_id), ticker_rows).all())
+        n_tickers = len(
+            insert_ignoring_conflicts(
+                session, NEWS_TICKERS, ticker_rows, conflict=["event_id", "ticker"], returning="event_id"
+            )
+        )
 
     scored: dict[tuple[str, str], ScoredItem] = {}
     for item in items:
@@ -181,8 +188,11 @@ def upsert_scored_batch(session: Session, *, items: Sequence[ScoredItem]) -> Ups
         }
         for p in scored.values()
     ]
-    stmt = insert(PREDICTIONS).on_conflict_do_nothing(index_elements=["event_id", "model_version"])
-    n_predictions = len(session.scalars(stmt.returning(PREDICTIONS.c.id), prediction_rows).all())
+    n_predictions = len(
+        insert_ignoring_conflicts(
+            session, PREDICTIONS, prediction_rows, conflict=["event_id", "model_version"], returning="id"
+        )
+    )
     return UpsertCounts(news_items=len(new_ids), news_tickers=n_tickers, predictions=n_predictions)
 
 

@@ -245,3 +245,36 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
 def test_foreign_keys_are_enforced(engine: Engine) -> None:
     with pytest.raises(IntegrityError), session_factory(engine).begin() as session:
         session.add(NewsTickerRow(event_id="missing", ticker="AAPL", published_at=T0))
+
+
+def test_a_large_batch_is_sent_as_short_statements(engine: Engine) -> None:
+    """PostgreSQL gets one array per column (`services.storage.bulk`), not a placeholder per
+    value: the statement text stays the same size whatever the batch size."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        counted = store(engine, batch(500))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert (counted.news_items, counted.predictions) == (500, 500)
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    if engine.dialect.name == "postgresql":
+        assert len(inserts) == 3  # stories, tickers, predictions
+        assert all("unnest(" in s and len(s) < 1500 for s in inserts)
+    else:
+        assert inserts and all("unnest(" not in s for s in inserts)
+    assert counts(engine)[0] == 500
+
+
+def test_bulk_insert_refuses_a_column_the_table_does_not_have() -> None:
+    from services.storage.bulk import _unnest_insert
+    from services.storage.repository import NEWS_ITEMS
+
+    with pytest.raises(KeyError, match="no column"):
+        _unnest_insert(NEWS_ITEMS, ("event_id", "headline; DROP TABLE x"), ("event_id",), "event_id")

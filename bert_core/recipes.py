@@ -102,13 +102,15 @@ def train_model(
             if teachers
             else None
         )
+        teacher_versions = [t.manifest.version for t in teachers]
+        del teachers  # only their targets are needed from here on: free the models' memory
         result = fine_tune(
             split.train,
             split.dev,
             {t: list(DEFAULT_LABELS[t]) for t in sets},  # type: ignore[index]
             config,
             teacher_targets=targets,
-            teacher_versions=[t.manifest.version for t in teachers],
+            teacher_versions=teacher_versions,
         )
     if mlm_summary is not None:
         result.model_config.base_model = mlm_summary["base_model"]

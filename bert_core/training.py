@@ -94,6 +94,8 @@ def resolve_train_precision(precision: TrainPrecision) -> Literal["fp32", "bf16"
     and slower than fp32, so `auto` never picks it there; asking for it anyway is honoured
     with a warning.
     """
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ModelConfigError(f"training precision must be auto, fp32 or bf16, not {precision!r}")
     if precision == "auto":
         return "bf16" if cpu_has_bf16() else "fp32"
     if precision == "bf16" and not cpu_has_bf16():
@@ -178,6 +180,10 @@ def fine_tune(
     """
     if not train_sets:
         raise DataError("no training data: give at least one task's labelled file")
+    if not 0.0 <= config.own_task_weight <= 1.0:
+        raise ModelConfigError(f"own_task_weight must be within 0..1, not {config.own_task_weight}")
+    if config.own_task_weight > 0 and not teacher_targets:
+        raise ModelConfigError("own_task_weight needs teacher models to take the soft targets from")
     for task in train_sets:
         if task not in label_names:
             raise DataError(f"no label set for task {task!r}")
@@ -237,12 +243,13 @@ def fine_tune(
                 logits = model(batch.input_ids, batch.attention_mask, tasks=heads)
             assert batch.labels is not None
             loss = losses[task](logits[task].float(), batch.labels)
+            if task in soft:  # the own head first, so the weight never scales the other heads' terms
+                own = soft_cross_entropy(logits[task].float(), torch.from_numpy(soft[task][idx]))
+                loss = (1 - config.own_task_weight) * loss + config.own_task_weight * own
             for head, probs in soft.items():
-                soft_loss = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[idx]))
-                if head == task:
-                    loss = (1 - config.own_task_weight) * loss + config.own_task_weight * soft_loss
-                else:
-                    loss = loss + config.distill_weight * soft_loss
+                if head != task:
+                    other = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[idx]))
+                    loss = loss + config.distill_weight * other
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()

@@ -7,7 +7,9 @@ every slice: measured in a live worker at 13-15 % of a core, holding the GIL the
 threads need between operations. On PostgreSQL the rows therefore go as one array per
 column through `unnest`: a short statement (parsed once, cached by psycopg) and
 array parameters that psycopg dumps in C. Same rows, same conflicts, same RETURNING.
-SQLite keeps the multi-row VALUES statement.
+SQLite keeps the multi-row VALUES statement. Like any text statement, this path applies no
+Python-side column defaults: every column a row needs must be in the row (none of the
+scorer's tables defines one).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Table, text
+from sqlalchemy import JSON, String, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
@@ -70,9 +72,14 @@ def _unnest_insert(
 
 
 def _postgres_type(table: Table, name: str) -> str:
+    """The array element type. Strings are cast without their length: an explicit cast to
+    varchar(n) would cut a longer value silently, while the insert's own assignment into the
+    varchar(n) column refuses it ("value too long"), as the VALUES statement did."""
     column_type = table.c[name].type
     if isinstance(column_type, TypeDecorator):
         column_type = column_type.impl_instance
+    if isinstance(column_type, String):
+        return "TEXT"
     return str(column_type.compile(dialect=_POSTGRES))
 
 
@@ -87,6 +94,6 @@ def _column_values(table: Table, name: str, rows: Sequence[Mapping[str, Any]], d
         except ValueError as exc:  # as SQLAlchemy reports a bad bound value
             raise StatementError(f"({type(exc).__name__}) {exc}", f"{table.name}.{name}", None, exc) from exc
         column_type = column_type.impl_instance
-    if isinstance(column_type, JSON):
-        values = [None if v is None else json.dumps(v) for v in values]
+    if isinstance(column_type, JSON):  # None too, as JSON null: SQLAlchemy's JSON default
+        values = [json.dumps(v) for v in values]
     return values

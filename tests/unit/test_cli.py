@@ -142,6 +142,23 @@ def test_train_needs_a_data_file(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--own-task-weight", "0.5"], "--own-task-weight needs at least one --teacher"),
+        (["--precision", "fp16"], "--precision must be auto, fp32 or bf16, not 'fp16'"),
+    ],
+)
+def test_train_refuses_bad_distillation_and_precision_options(
+    tmp_path: Path, sentiment_csv: Path, args: list[str], message: str
+) -> None:
+    result = invoke(["train", "--sentiment-data", str(sentiment_csv), "--out", str(tmp_path / "m"), *args])
+    assert result.exit_code == 2
+    assert f"finsent: error: {message}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
 def test_evaluate_json(saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path) -> None:
     result = invoke(
         [

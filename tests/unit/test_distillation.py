@@ -138,3 +138,36 @@ def test_own_task_weight_one_learns_the_teacher_instead_of_the_labels(
     taught = predict_proba(teacher.model, tokens, 0, tasks=["sentiment"])["sentiment"].argmax(axis=1)
     assert (predicted == taught).mean() > 0.6
     assert (predicted == labels).mean() < (predicted == taught).mean()
+
+
+def test_own_task_weight_leaves_the_other_heads_distillation_whole(trained) -> None:
+    """Topic texts teach the sentiment head from the teacher even when the whole own-task loss
+    is soft (W = 1): the weight scales the own head's terms only, in any head order."""
+    from bert_core import fine_tune
+
+    result = trained.result
+    topic_only = {"topic": trained.train["topic"]}
+    targets = teacher_probabilities([(result.model, result.tokenizer, 64)], topic_only, own_task=True)
+    assert list(targets["topic"]) == ["sentiment", "topic"]  # the own head last: the order that broke
+    config = dataclasses.replace(trained.config, epochs=1, own_task_weight=1.0)
+    heads = {}
+    for weight in (0.0, 1.0):  # same seed, same start: only the sentiment distillation differs
+        run = fine_tune(
+            topic_only,
+            {},
+            trained.label_names,
+            dataclasses.replace(config, distill_weight=weight),
+            teacher_targets=targets,
+        )
+        heads[weight] = run.model.heads["sentiment"].weight.detach().clone()
+    assert float((heads[1.0] - heads[0.0]).abs().max()) > 1e-4
+
+
+def test_own_task_weight_without_teachers_or_out_of_range_is_refused(trained) -> None:
+    from bert_core import fine_tune
+
+    sets = {"sentiment": trained.train["sentiment"]}
+    with pytest.raises(ModelConfigError, match="needs teacher models"):
+        fine_tune(sets, {}, trained.label_names, dataclasses.replace(trained.config, own_task_weight=0.5))
+    with pytest.raises(ModelConfigError, match=r"within 0\.\.1"):
+        fine_tune(sets, {}, trained.label_names, dataclasses.replace(trained.config, own_task_weight=1.5))

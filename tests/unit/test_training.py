@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -325,3 +326,27 @@ def test_both_precisions_train_and_keep_fp32_weights(trained, tiny_bert_dir: Pat
     encoder, tokenizer, _ = load_encoder(tiny_bert_dir)
     fresh = MultiTaskClassifier(encoder, trained.label_names, pooling="mean", dropout=0.0)
     assert _mean_loss(result.model, result.tokenizer, data) < 0.7 * _mean_loss(fresh, tokenizer, data)
+
+
+def test_init_seed_changes_the_run_not_the_dev_split(
+    trained, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    from bert_core.recipes import train_model
+
+    paths = {"sentiment": sentiment_csv, "topic": topic_csv}
+    base = dataclasses.replace(trained.config, epochs=1, precision="fp32")
+    runs = {
+        name: train_model(paths, tmp_path / name, config, dev_fraction=0.2)
+        for name, config in {
+            "plain": base,
+            "same": dataclasses.replace(base, init_seed=base.seed),
+            "other": dataclasses.replace(base, init_seed=base.seed + 1),
+        }.items()
+    }
+    manifests = {name: manifest for name, (_, manifest) in runs.items()}
+    weights = {name: result.model.heads["sentiment"].weight for name, (result, _) in runs.items()}
+    # One training split (the data hash covers its rows), so one dev split...
+    assert len({m.data_hash for m in manifests.values()}) == 1
+    # ...and init_seed = seed is the plain run, another init_seed another run.
+    assert torch.equal(weights["plain"], weights["same"])
+    assert not torch.equal(weights["plain"], weights["other"])

@@ -278,3 +278,21 @@ def test_bulk_insert_refuses_a_column_the_table_does_not_have() -> None:
 
     with pytest.raises(KeyError, match="no column"):
         _unnest_insert(NEWS_ITEMS, ("event_id", "headline; DROP TABLE x"), ("event_id",), "event_id")
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut(engine: Engine) -> None:
+    """The array cast has no length, so PostgreSQL's own column check still refuses a value
+    longer than varchar(n) (a cut event_id could merge two stories)."""
+    import dataclasses
+
+    from sqlalchemy.exc import DataError
+
+    item = dataclasses.replace(make_scored(make_news(1), 1), model_version="v" * 65)  # column: 64
+    if engine.dialect.name == "sqlite":  # no length checks there: stored whole, not cut
+        store(engine, [item])
+        with Session(engine) as session:
+            assert session.scalars(select(PredictionRow.model_version)).one() == "v" * 65
+        return
+    with pytest.raises(DataError, match="too long"):
+        store(engine, [item])
+    assert counts(engine) == (0, 0, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -97,7 +98,6 @@ class Predictor:
             if self.parallel_passes > 1
             else None
         )
-        self.loaded = loaded
         self.precision = resolve_precision(precision)
         if self.precision == "bf16" and not cpu_has_bf16():
             log.warning(
@@ -118,6 +118,9 @@ class Predictor:
         self.tokenizer = loaded.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.model = _inference_copy(loaded.model, self.precision, fuse_qkv=self.unpadded)
+        # Hold the prepared copy only: the loaded fp32 weights are freed once nothing else refers
+        # to them (Predictor.load's never does), so a serving process keeps one model, not two.
+        self.loaded = dataclasses.replace(loaded, model=self.model)
         labels = loaded.config.labels
         if "sentiment" not in labels or "topic" not in labels:
             raise DataError(f"{loaded.path}: model lacks a topic or sentiment head")

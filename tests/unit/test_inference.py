@@ -233,3 +233,18 @@ def test_passes_are_rebalanced_when_their_count_already_fits_the_threads() -> No
     with RecordingExecutor(2) as executor:
         predict_proba(tiny_classifier(), tokens, 0, executor=executor, min_passes=2, tokens_per_pass=2048)
     assert sorted(sizes) == [52, 53]
+
+
+def test_a_predictor_keeps_one_model_not_the_loaded_fp32_one_beside_its_copy(saved_model_dir: Path) -> None:
+    import gc
+    import weakref
+
+    predictor = Predictor.load(saved_model_dir, precision="int8")
+    assert predictor.loaded.model is predictor.model
+    loaded = load_model_dir(saved_model_dir)
+    original = weakref.ref(loaded.model)
+    predictor = Predictor(loaded, precision="int8")
+    del loaded
+    gc.collect()
+    assert original() is None  # the fp32 weights were freed: only the prepared copy is held
+    assert predictor.predict(["Shares jump after record profit"])[0].sentiment in predictor.sentiment_labels

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
     from bert_core.errors import BertCoreError, DataError, ModelConfigError, ModelIntegrityError
     from bert_core.evaluation import evaluate_sets, mean_macro_f1
-    from bert_core.inference import Prediction, Predictor, cpu_has_bf16
+    from bert_core.inference import PendingPredictions, Prediction, Predictor, cpu_has_bf16
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
     from bert_core.metrics import classification_report, expected_calibration_error, format_report
     from bert_core.mlm import mask_tokens, pretrain_mlm
@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "ModelIntegrityError": "bert_core.errors",
     "MultiTaskClassifier": "bert_core.model",
     "Pooling": "bert_core.config",
+    "PendingPredictions": "bert_core.inference",
     "Prediction": "bert_core.inference",
     "Predictor": "bert_core.inference",
     "SENTIMENT_LABELS": "bert_core.labels",
@@ -108,6 +109,7 @@ __all__ = [
     "ModelIntegrityError",
     "MultiTaskClassifier",
     "Pooling",
+    "PendingPredictions",
     "Prediction",
     "Predictor",
     "Task",

@@ -20,7 +20,7 @@ from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
 from bert_core.cpu import cpu_has_bf16
 from bert_core.errors import DataError, ModelConfigError
-from bert_core.inference_core import TOKENS_PER_PASS, predict_proba
+from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
 from bert_core.model import MultiTaskClassifier
 from bert_core.text import normalize_text
 
@@ -150,6 +150,17 @@ class Predictor:
         )
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return self.submit(texts).result()
+
+    def submit(self, texts: Sequence[str]) -> PendingPredictions:
+        """Normalise, tokenise and queue the forward passes of `texts`, without waiting for them.
+
+        With parallel passes the passes run on the Predictor's own threads while the caller
+        prepares its next call (a stream's next slice), so those threads never wait for the
+        tokeniser between calls; `PendingPredictions.done` tells an event loop when to collect.
+        Bad texts raise DataError here, before anything is queued. With one pass at a time the
+        passes run before this returns.
+        """
         clean = [normalize_text(t) if isinstance(t, str) else None for t in texts]
         for i, (raw, text) in enumerate(zip(texts, clean, strict=True)):
             if text is None:
@@ -157,7 +168,7 @@ class Predictor:
             if not text:
                 raise DataError(f"text {i} is empty")
         tokens = tokenize(self.tokenizer, [t or "" for t in clean], self.max_length)
-        probs = predict_proba(
+        pending = start_predict_proba(
             self.model,  # type: ignore[arg-type]
             tokens,
             self.pad_id,
@@ -168,11 +179,14 @@ class Predictor:
             executor=self._executor,
             min_passes=self.parallel_passes,
         )
+        return PendingPredictions(self, pending, len(tokens))
+
+    def _predictions(self, probs: dict[str, Any], count: int) -> list[Prediction]:
         sent, topic = probs["sentiment"], probs["topic"]
         bull = self.sentiment_labels.index("bullish") if "bullish" in self.sentiment_labels else None
         bear = self.sentiment_labels.index("bearish") if "bearish" in self.sentiment_labels else None
         results = []
-        for i in range(len(tokens)):
+        for i in range(count):
             s = sent[i]
             t_idx = int(topic[i].argmax())
             score = (float(s[bull]) if bull is not None else 0.0) - (
@@ -189,6 +203,24 @@ class Predictor:
                 )
             )
         return results
+
+
+class PendingPredictions:
+    """One `Predictor.submit` call whose forward passes may still be running.
+
+    `done` (a concurrent.futures Future) resolves once every pass has ended; `result()`
+    waits for that if need be and returns the predictions in input order, or raises the
+    error of a failed pass.
+    """
+
+    def __init__(self, predictor: Predictor, pending: PendingProba, count: int) -> None:
+        self._predictor = predictor
+        self._pending = pending
+        self._count = count
+        self.done = pending.done
+
+    def result(self) -> list[Prediction]:
+        return self._predictor._predictions(self._pending.result(), self._count)
 
 
 def _inference_copy(

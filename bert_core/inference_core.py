@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Sequence
-from concurrent.futures import Executor, wait
+from concurrent.futures import Executor, Future, wait
 
 import numpy as np
 import torch
@@ -17,6 +18,40 @@ from bert_core.model import MultiTaskClassifier
 # Real tokens per unpadded forward pass: large enough for efficient matrix products, small
 # enough to stay in cache (benchmarks/inference_throughput.py --tokens-per-pass compares).
 TOKENS_PER_PASS = 2048
+
+
+class PendingProba:
+    """The passes of one `start_predict_proba` call, possibly still running on an executor.
+
+    `done` resolves when every pass has ended (also when one failed), so an event loop can
+    wait for it (`asyncio.wrap_future`) without holding a thread; `result()` then returns the
+    probabilities or raises the first pass's error.
+    """
+
+    def __init__(self, out: dict[str, np.ndarray], futures: Sequence[Future[None]]) -> None:
+        self._out = out
+        self._futures = list(futures)
+        self.done: Future[None] = Future()
+        remaining = [len(self._futures)]
+        lock = threading.Lock()
+
+        def one_ended(_: Future[None]) -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self.done.set_result(None)
+
+        if not self._futures:
+            self.done.set_result(None)
+        for future in self._futures:
+            future.add_done_callback(one_ended)
+
+    def result(self) -> dict[str, np.ndarray]:
+        wait(self._futures)  # none left running into the caller's next step, even when one failed
+        for future in self._futures:
+            future.result()
+        return self._out
 
 
 def predict_proba(
@@ -40,10 +75,49 @@ def predict_proba(
     threads (inference mode and autocast are entered in each), and a call is cut into a
     multiple of `min_passes` passes of equal size, so that every thread has the same work.
     """
+    was_training = model.training
+    model.eval()
+    try:
+        return start_predict_proba(
+            model,
+            token_ids,
+            pad_id,
+            batch_size=batch_size,
+            tasks=tasks,
+            bf16=bf16,
+            unpadded=unpadded,
+            tokens_per_pass=tokens_per_pass,
+            executor=executor,
+            min_passes=min_passes,
+        ).result()
+    finally:
+        model.train(was_training)
+
+
+def start_predict_proba(
+    model: MultiTaskClassifier,
+    token_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    *,
+    batch_size: int = 64,
+    tasks: Sequence[str] | None = None,
+    bf16: bool = False,
+    unpadded: bool | None = None,
+    tokens_per_pass: int = TOKENS_PER_PASS,
+    executor: Executor | None = None,
+    min_passes: int = 1,
+) -> PendingProba:
+    """`predict_proba` without waiting: the passes are queued on `executor` and the caller
+    is free to prepare the next call while they run (a stream's next slice, tokenised while
+    this one is scored, keeps the pass threads busy). Without an executor, or for a single
+    pass, they run here before it returns. `model` must already be in eval mode: it cannot
+    be switched back while passes may still be running."""
+    if model.training:
+        raise ValueError("start_predict_proba needs a model in eval mode (model.eval())")
     wanted = list(tasks) if tasks is not None else list(model.heads.keys())
     out = {t: np.zeros((len(token_ids), len(model.label_names[t])), dtype=np.float32) for t in wanted}
     if not token_ids:
-        return out
+        return PendingProba(out, [])
     if unpadded is None:
         unpadded = packed.supports(model.encoder)
     elif unpadded and not packed.supports(model.encoder):
@@ -74,20 +148,11 @@ def predict_proba(
                 logits = model(batch.input_ids, batch.attention_mask, tasks=wanted)
         _store(out, idx, logits)  # passes write disjoint rows
 
-    was_training = model.training
-    model.eval()
-    try:
-        if executor is None or len(passes) == 1:
-            for idx in passes:
-                run(idx)
-        else:
-            futures = [executor.submit(run, idx) for idx in passes]
-            wait(futures)  # none left running into the next call, even when one failed
-            for future in futures:
-                future.result()
-    finally:
-        model.train(was_training)
-    return out
+    if executor is None or len(passes) == 1:
+        for idx in passes:
+            run(idx)
+        return PendingProba(out, [])
+    return PendingProba(out, [executor.submit(run, idx) for idx in passes])
 
 
 def _store(out: dict[str, np.ndarray], idx: list[int], logits: dict[str, torch.Tensor]) -> None:

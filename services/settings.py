@@ -96,6 +96,14 @@ class Settings(BaseSettings):
         description="A large micro-batch is scored in slices of this many items, each stored "
         "while the model scores the next (one transaction per slice; the batch is acked after all)",
     )
+    scorer_batches_in_flight: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Micro-batches a worker works on at once: with 2, the next batch is parsed and "
+        "scored while the previous one's last slice is stored (each batch is acked once stored); "
+        "1 finishes a batch before taking the next",
+    )
     scorer_tokens_per_pass: int = Field(
         2048,
         ge=16,

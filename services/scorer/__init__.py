@@ -1,7 +1,8 @@
 """The scorer: per-batch scoring (framework-free) and the database sink.
 
 `score_batch` (= `parse_batch` + `predict_items`) turns a micro-batch of raw Kafka records
-into scored items and dead letters;
+into scored items and dead letters (`start_predict_items` queues a slice's model passes and
+returns a `PendingSlice` to finish later, so a worker can prepare the next slice meanwhile);
 `store_batch` writes the scored items in one transaction, retrying connection errors with
 backoff. The faust agent and a plain consumer loop both wrap these two calls.
 """
@@ -10,18 +11,21 @@ from services.scorer.batch import (
     BatchResult,
     DeadLetter,
     ParsedBatch,
+    PendingSlice,
     PredictorLike,
     RawRecord,
     dead_letter_headers,
     parse_batch,
     predict_items,
     score_batch,
+    start_predict_items,
 )
 from services.scorer.sink import RetryPolicy, backoff_delays, is_retryable, store_batch
 
 __all__ = [
     "BatchResult",
     "DeadLetter",
+    "PendingSlice",
     "PredictorLike",
     "RawRecord",
     "RetryPolicy",
@@ -32,5 +36,6 @@ __all__ = [
     "parse_batch",
     "predict_items",
     "score_batch",
+    "start_predict_items",
     "store_batch",
 ]

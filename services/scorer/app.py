@@ -1,25 +1,29 @@
 """The scorer as a faust app: `news.raw` in micro-batches → model → Postgres/SQLite → `news.scored`.
 
-Acks and offsets. The agent iterates `stream.take_events(max, within)`. faust (0.15,
-`faust/streams.py`, `Stream.take_events`) turns the stream's automatic acks off and acks the
-buffered events of a batch itself, in the `finally` after the `yield` — i.e. when the
-agent's `async for` asks for the *next* batch. Acking only marks an offset safe to commit
+Acks and offsets. The agent takes micro-batches with `services.scorer.take.PipelinedTake`:
+the stream's automatic acks are off, and a batch's events are acked by this module only
+after every item of the batch is stored (one transaction per slice, retried with backoff
+while the database is away) and its dead letters and scored items are on the broker
+(record batches, `services.scorer.publish`). Acking only marks an offset safe to commit
 (`Consumer.ack`); the consumer's commit task, a rebalance and `Consumer.on_stop` commit the
-highest *contiguous* acked offset per partition. So the loop body below finishes before any
-offset of the batch can be committed: parse the batch, then score it in slices of
-FINSENT_SCORER_SLICE_ITEMS in a thread, and for each slice store it (one transaction, retried
-with backoff while the database is away), produce its dead letters and its scored items
-(record batches, `services.scorer.publish`) and wait for the broker's acks — slice k is stored
-and published while the model scores slice k+1, and the body returns only after the last
-slice is done. A graceful stop or rebalance waits for in-flight events to be acked
+highest *contiguous* acked offset per partition, so nothing after an unacked batch is
+committed either. A graceful stop or rebalance waits for held events to be acked
 (`App._stop_consumer` → `Consumer.wait_empty`) before committing, so SIGTERM finishes the
-current batch first.
+batches in flight first.
 
-The one trap: the same `finally` acks the batch when the generator is closed because the
-body raised or was cancelled. So nothing may leave the body with a batch half done: item
-errors become dead letters, a database outage is retried for ever (the stream pauses), and
-anything else unexpected ends the process at once (`os._exit`) without acking — the batch
-is redelivered to the next worker, and the idempotent upserts make that harmless.
+Pipelining. Up to FINSENT_SCORER_BATCHES_IN_FLIGHT batches (default 2) are worked on at
+once, and each is cut into slices of FINSENT_SCORER_SLICE_ITEMS: all of a batch's slices are
+tokenised and queued on the model's pass threads at once (`Predictor.submit`), slice k is
+stored and published while the model scores slice k+1, and the next batch is parsed and
+queued while this one's last slice is stored — so the model's threads do not wait for the
+tokeniser, the database or the broker between slices and batches. Stores run one at a time,
+in batch order, so `news.scored` keeps the stream's order and two transactions never race
+for the same rows.
+
+Failures. Item errors become dead letters; a database outage is retried for ever (the stream
+pauses once `PipelinedTake` holds its maximum of unacked events); anything else unexpected
+ends the process at once (`os._exit`) without acking — the batch is redelivered to the next
+worker, and the idempotent upserts make that harmless. A cancelled batch acks nothing.
 
 Observability (`ScorerMetrics`, the batch and dead-letter log lines) is fed only after a
 batch is committed and produced, and a failure there is logged, never raised: metrics are
@@ -35,14 +39,16 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import faust
 from faust.types import TP as TopicPartition
+from faust.types import EventT
 from sqlalchemy.orm import Session
 
 from services.observability import (
@@ -60,11 +66,12 @@ from services.scorer.batch import (
     RawRecord,
     dead_letter_headers,
     parse_batch,
-    predict_items,
+    start_predict_items,
 )
 from services.scorer.model_reload import ModelSlot
 from services.scorer.publish import publish_keyed
 from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
+from services.scorer.take import PipelinedTake
 from services.scorer.transport import ScorerApp, kafka_producer
 from services.settings import Settings
 from services.storage.repository import ScoredItem
@@ -216,7 +223,10 @@ def build_app(
     raw_topic = app.topic(settings.topic_news_raw, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
 
-    async def process(records: list[RawRecord]) -> None:
+    async def process(records: list[RawRecord], *, store_after: asyncio.Future[None] | None) -> None:
+        """Score and store one batch; its first store waits for `store_after` (the previous
+        batch's stores), so stores stay in stream order. Returns when every slice is stored
+        and published."""
         started = time.perf_counter()
         received_at = datetime.now(UTC)
         serving = slot.current  # one model for the whole batch: a switch lands between batches
@@ -227,8 +237,10 @@ def build_app(
         by_id: dict[str, RawRecord] = {}
         committed_at = time.time()  # the last slice's commit: latencies are batch-complete times
 
-        async def store_and_produce(result: BatchResult) -> None:
+        async def store_and_produce(result: BatchResult, after: asyncio.Future[None] | None) -> None:
             nonlocal committed_at
+            if after is not None:
+                await asyncio.shield(after)  # the previous batch's stores (never cancel theirs)
             t0 = time.perf_counter()
             slice_ids = {item.event_id: record for item, record in _pairs(result.scored, records)}
             by_id.update(slice_ids)
@@ -257,22 +269,29 @@ def build_app(
             stage["store"] += t1 - t0
             stage["produce"] += time.perf_counter() - t1
 
-        # Slices: the model scores slice k+1 while slice k is stored and produced. Every slice
-        # is done before this returns, and only then is the batch acked (module docstring).
-        # The first slice carries the batch's invalid records to the dead-letter topic.
+        # Every slice's passes are queued now; the model works through them in order while the
+        # results of earlier slices are collected, stored and published. Every slice is done
+        # before this returns, and only then is the batch acked (module docstring). The first
+        # slice carries the batch's invalid records to the dead-letter topic.
         valid = parsed.valid
         slices = [valid[i : i + slice_items] for i in range(0, len(valid), slice_items)] or [[]]
         writing: asyncio.Task[None] | None = None
         try:
-            for number, part in enumerate(slices):
-                t0 = time.perf_counter()
-                result = await in_model_thread(predict_items, part, predictor=serving)
+            t0 = time.perf_counter()
+            queued = [await in_model_thread(start_predict_items, part, predictor=serving) for part in slices]
+            for number, pending_slice in enumerate(queued):
+                if pending_slice.done is not None:
+                    await asyncio.wrap_future(pending_slice.done)
+                result = await in_model_thread(pending_slice.finish)
                 if number == 0:
                     result.dead[:0] = parsed.dead
                 stage["score"] += time.perf_counter() - t0
                 if writing is not None:
                     await writing
-                writing = asyncio.create_task(store_and_produce(result))
+                writing = asyncio.create_task(
+                    store_and_produce(result, store_after if writing is None else None)
+                )
+                t0 = time.perf_counter()
             assert writing is not None
             await writing
         except BaseException:
@@ -323,18 +342,43 @@ def build_app(
 
     @app.agent(raw_topic, name="scorer")
     async def scorer(stream: faust.StreamT) -> None:
-        batches = cast("faust.Stream[bytes]", stream).take_events(  # StreamT does not declare it
-            settings.scorer_max_batch, within=settings.scorer_batch_seconds
+        take = PipelinedTake(
+            stream,
+            max_batch=settings.scorer_max_batch,
+            within=settings.scorer_batch_seconds,
+            # room for a full batch waiting behind those in flight, so a backlog never hands over
+            # a batch cut short by the time limit
+            max_unacked=settings.scorer_max_batch * (settings.scorer_batches_in_flight + 1),
         )
-        async for events in batches:
-            records = [record_from_event(event) for event in events]
-            try:
-                await process(records)
-            except asyncio.CancelledError as exc:
-                _die(f"cancelled with a batch of {len(records)} records in flight; exiting unacked", exc)
-            except Exception as exc:
-                _die(f"cannot process a batch of {len(records)} records; exiting unacked", exc)
-            # the next iteration acks this batch (see the module docstring)
+        in_flight: deque[asyncio.Task[None]] = deque()
+        previous_stored: asyncio.Future[None] | None = None
+        async for events in take.batches():
+            stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            in_flight.append(asyncio.create_task(run_batch(take, events, previous_stored, stored)))
+            previous_stored = stored
+            while in_flight and (in_flight[0].done() or len(in_flight) >= settings.scorer_batches_in_flight):
+                await in_flight.popleft()
+        while in_flight:
+            await in_flight.popleft()
+
+    async def run_batch(
+        take: PipelinedTake,
+        events: list[EventT],
+        store_after: asyncio.Future[None] | None,
+        stored: asyncio.Future[None],
+    ) -> None:
+        records = [record_from_event(event) for event in events]
+        try:
+            await process(records, store_after=store_after)
+        except asyncio.CancelledError:
+            log.warning("a batch of %d records was cancelled; it stays unacked", len(records))
+            raise
+        except Exception as exc:
+            _die(f"cannot process a batch of {len(records)} records; exiting unacked", exc)
+        finally:
+            if not stored.done():
+                stored.set_result(None)
+        await take.ack(events)
 
     return app
 

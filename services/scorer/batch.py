@@ -14,6 +14,7 @@ as a duplicate of an earlier record of the same batch (same `event_id`; scored o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -125,29 +126,90 @@ def predict_items(
     that fail alone go to the dead letters (with the exception's class and message).
     `clock()` stamps `scored_at` after inference.
     """
-    result = BatchResult()
-    if not valid:
-        return result
-    predictions: list[Prediction | BaseException]
-    try:
-        predictions = list(_predict(predictor, [item.headline for _, item in valid]))
-    except Exception:
-        predictions = []
-        for _, item in valid:
-            try:
-                predictions.append(_predict(predictor, [item.headline])[0])
-            except Exception as exc:
-                predictions.append(exc)
+    return start_predict_items(valid, predictor=predictor).finish(clock=clock)
 
-    scored_at = clock()
-    for (record, item), prediction in zip(valid, predictions, strict=True):
-        if isinstance(prediction, BaseException):
-            result.dead.append(
-                DeadLetter(record, type(prediction).__name__, INFERENCE_ERROR_TYPE, _one_line(prediction))
-            )
-        else:
-            result.scored.append(_scored(item, prediction, record, scored_at))
-    return result
+
+class PendingSlice:
+    """Validated items whose model passes were queued by `start_predict_items` and may still
+    be running. `done` (a concurrent.futures Future, or None when there is nothing to wait
+    for) resolves when the passes have ended; `finish` then builds the `BatchResult` the way
+    `predict_items` does, falling back to one call per item if the batched call failed."""
+
+    def __init__(
+        self,
+        valid: Sequence[tuple[RawRecord, NewsItem]],
+        predictor: PredictorLike,
+        pending: PendingPredictionsLike | None,
+        error: Exception | None,
+    ) -> None:
+        self.valid = list(valid)
+        self.predictor = predictor
+        self._pending = pending
+        self._error = error
+        self.done: Future[None] | None = getattr(pending, "done", None)
+
+    def finish(self, *, clock: Callable[[], datetime] = _utcnow) -> BatchResult:
+        result = BatchResult()
+        if not self.valid:
+            return result
+        predictions: list[Prediction | BaseException]
+        try:
+            if self._pending is None:
+                raise self._error or RuntimeError("nothing was submitted")
+            predictions = list(_checked(self._pending.result(), len(self.valid)))
+        except Exception:
+            predictions = []
+            for _, item in self.valid:
+                try:
+                    predictions.append(_predict(self.predictor, [item.headline])[0])
+                except Exception as exc:
+                    predictions.append(exc)
+
+        scored_at = clock()
+        for (record, item), prediction in zip(self.valid, predictions, strict=True):
+            if isinstance(prediction, BaseException):
+                result.dead.append(
+                    DeadLetter(record, type(prediction).__name__, INFERENCE_ERROR_TYPE, _one_line(prediction))
+                )
+            else:
+                result.scored.append(_scored(item, prediction, record, scored_at))
+        return result
+
+
+def start_predict_items(
+    valid: Sequence[tuple[RawRecord, NewsItem]], *, predictor: PredictorLike
+) -> PendingSlice:
+    """Queue the model passes of `valid` and return without waiting for them, where the
+    predictor can (`bert_core.Predictor.submit`); a predictor with only `predict` is called
+    here. Never raises for a bad item or a failed call: `PendingSlice.finish` turns those
+    into dead letters."""
+    texts = [item.headline for _, item in valid]
+    if not texts:
+        return PendingSlice(valid, predictor, None, None)
+    submit = getattr(predictor, "submit", None)
+    try:
+        pending: PendingPredictionsLike = (
+            submit(texts) if submit is not None else _Ready(predictor.predict(texts))
+        )
+    except Exception as exc:
+        return PendingSlice(valid, predictor, None, exc)
+    return PendingSlice(valid, predictor, pending, None)
+
+
+class PendingPredictionsLike(Protocol):
+    """What `start_predict_items` needs back from a predictor's `submit` (`bert_core.PendingPredictions`)."""
+
+    def result(self) -> list[Prediction]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """Predictions already made (a predictor without `submit`)."""
+
+    predictions: list[Prediction]
+
+    def result(self) -> list[Prediction]:
+        return self.predictions
 
 
 def score_batch(
@@ -168,9 +230,12 @@ def score_batch(
 
 
 def _predict(predictor: PredictorLike, texts: list[str]) -> list[Prediction]:
-    out = predictor.predict(texts)
-    if len(out) != len(texts):
-        raise RuntimeError(f"predictor returned {len(out)} predictions for {len(texts)} texts")
+    return _checked(predictor.predict(texts), len(texts))
+
+
+def _checked(out: list[Prediction], expected: int) -> list[Prediction]:
+    if len(out) != expected:
+        raise RuntimeError(f"predictor returned {len(out)} predictions for {expected} texts")
     return out
 
 

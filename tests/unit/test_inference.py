@@ -248,3 +248,57 @@ def test_a_predictor_keeps_one_model_not_the_loaded_fp32_one_beside_its_copy(sav
     gc.collect()
     assert original() is None  # the fp32 weights were freed: only the prepared copy is held
     assert predictor.predict(["Shares jump after record profit"])[0].sentiment in predictor.sentiment_labels
+
+
+def test_submit_returns_while_the_passes_run_and_gives_what_predict_gives(saved_model_dir: Path) -> None:
+    """`submit` queues the passes and returns: a stream tokenises its next slice meanwhile.
+    The pass threads are held back here until `submit` has returned, so this fails if it waits."""
+    import threading
+
+    texts = [BEARISH, BULLISH, NEUTRAL, OIL] * 5
+    threads = torch.get_num_threads()
+    try:
+        predictor = Predictor.load(saved_model_dir, threads=2, parallel_passes=2)
+        reference = _probs(predictor.predict(texts))
+        gate = threading.Event()
+        assert predictor._executor is not None
+        for _ in range(predictor.parallel_passes):  # occupy every pass thread until the gate opens
+            predictor._executor.submit(gate.wait, 10)
+        pending = predictor.submit(texts)
+        assert not pending.done.done()  # queued behind the held threads, not run by submit
+        gate.set()
+        pending.done.result(timeout=10)
+        np.testing.assert_allclose(_probs(pending.result()), reference, atol=1e-6)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_submit_refuses_a_bad_text_before_queueing_anything(predictor: Predictor) -> None:
+    from bert_core import DataError
+
+    with pytest.raises(DataError, match="text 1 is empty"):
+        predictor.submit(["Shares jump", "   "])
+
+
+def test_a_failed_pass_is_raised_by_result_after_every_pass_ended() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bert_core.inference_core import start_predict_proba
+    from tests.unit.test_packed import tiny_classifier, token_lists
+
+    model = tiny_classifier().eval()
+    tokens = token_lists(6, seed=3, longest=10)
+    tokens[0] = [10**9]  # an id far outside the vocabulary: that pass's embedding lookup fails
+    with ThreadPoolExecutor(2) as executor:
+        pending = start_predict_proba(model, tokens, 0, executor=executor, min_passes=2)
+        pending.done.result(timeout=10)
+        with pytest.raises(IndexError):
+            pending.result()
+
+
+def test_start_predict_proba_needs_a_model_in_eval_mode() -> None:
+    from bert_core.inference_core import start_predict_proba
+    from tests.unit.test_packed import tiny_classifier, token_lists
+
+    with pytest.raises(ValueError, match="eval mode"):
+        start_predict_proba(tiny_classifier().train(), token_lists(2, seed=1, longest=5), 0)

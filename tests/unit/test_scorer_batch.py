@@ -260,3 +260,44 @@ def test_dead_letters_of_a_batch_have_headers_that_locate_them(predictor: Predic
     assert headers["error-type"] == b"invalid_json"
     assert headers["error-message"].startswith(b"message is not valid JSON")
     assert dead.record.value == b"{oops" and dead.record.key == b"k41"
+
+
+def test_queued_slices_score_as_one_predict_call_does(saved_model_dir: Path) -> None:
+    """The worker queues a slice's passes (`start_predict_items`) and collects them later;
+    with the real Predictor on two pass threads that gives exactly the one-call result."""
+    from services.scorer import parse_batch, predict_items, start_predict_items
+
+    parallel = Predictor.load(saved_model_dir, threads=2, parallel_passes=2)
+    parsed = parse_batch(valid_records(), received_at=RECEIVED, watchlist=DEFAULT_WATCHLIST)
+    pending = start_predict_items(parsed.valid, predictor=parallel)
+    assert pending.done is not None
+    queued = pending.finish(clock=lambda: SCORED_AT)
+    direct = predict_items(parsed.valid, predictor=parallel, clock=lambda: SCORED_AT)
+    assert queued == direct and len(queued.scored) == len(HEADLINES)
+
+
+def test_a_slice_whose_queued_passes_fail_is_scored_item_by_item(predictor: Predictor) -> None:
+    from services.scorer import parse_batch, start_predict_items
+
+    class FailsWhenCollected:
+        """`submit` queues fine, collecting the batch fails; items alone work."""
+
+        def __init__(self) -> None:
+            self.alone: list[str] = []
+
+        def submit(self, texts: Sequence[str]) -> Any:
+            class Broken:
+                def result(self) -> list[Prediction]:
+                    raise RuntimeError("a pass failed")
+
+            return Broken()
+
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            self.alone.extend(texts)
+            return predictor.predict(texts)
+
+    wrapper = FailsWhenCollected()
+    parsed = parse_batch(valid_records(), received_at=RECEIVED, watchlist=DEFAULT_WATCHLIST)
+    result = start_predict_items(parsed.valid, predictor=wrapper).finish(clock=lambda: SCORED_AT)
+    assert wrapper.alone == HEADLINES
+    assert [s.event_id for s in result.scored] == ["e0", "e1", "e2", "e3"] and result.dead == []

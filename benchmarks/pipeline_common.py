@@ -531,7 +531,9 @@ def run_pipeline_throughput(
         "first_to_last_commit_s": round(steady_s, 3),
         "items_per_s": round(steady_items / steady_s, 1) if steady_s > 0 else None,
         "items_per_s_from_start": None if warm else round(n / (last["committed"] - started_at), 1),
-        # Where the worker's time went from the first batch's start to the last commit, summed over batches:
+        # Where the worker's time went from the first batch's start to the last commit, summed over batches
+        # (with FINSENT_SCORER_BATCHES_IN_FLIGHT > 1 batches overlap: the sums can exceed the wall time,
+        # and a negative between_batches is the time two batches were in flight at once):
         "first_start_to_last_commit_s": round(last["committed"] - first["received"], 3),
         "phase_s": {
             "parse_and_inference": round(sum(b["scored"] - b["received"] for b in batches), 2),

@@ -39,7 +39,7 @@ class PendingProba:
             with lock:
                 remaining[0] -= 1
                 last = remaining[0] == 0
-            if last:
+            if last and not self.done.done():  # an awaiting event loop may have cancelled it
                 self.done.set_result(None)
 
         if not self._futures:

@@ -66,7 +66,7 @@ from services.scorer.batch import (
     RawRecord,
     dead_letter_headers,
     parse_batch,
-    start_predict_items,
+    start_slices,
 )
 from services.scorer.model_reload import ModelSlot
 from services.scorer.publish import publish_keyed
@@ -278,20 +278,23 @@ def build_app(
         writing: asyncio.Task[None] | None = None
         try:
             t0 = time.perf_counter()
-            queued = [await in_model_thread(start_predict_items, part, predictor=serving) for part in slices]
-            for number, pending_slice in enumerate(queued):
-                if pending_slice.done is not None:
-                    await asyncio.wrap_future(pending_slice.done)
-                result = await in_model_thread(pending_slice.finish)
-                if number == 0:
-                    result.dead[:0] = parsed.dead
-                stage["score"] += time.perf_counter() - t0
-                if writing is not None:
-                    await writing
-                writing = asyncio.create_task(
-                    store_and_produce(result, store_after if writing is None else None)
-                )
-                t0 = time.perf_counter()
+            remaining = slices
+            while remaining:
+                started_slices = await in_model_thread(start_slices, remaining, predictor=serving)
+                remaining = remaining[len(started_slices) :]
+                for pending_slice in started_slices:
+                    if pending_slice.done is not None:
+                        await asyncio.wrap_future(pending_slice.done)
+                    result = await in_model_thread(pending_slice.finish)
+                    if writing is None:
+                        result.dead[:0] = parsed.dead
+                    stage["score"] += time.perf_counter() - t0
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(
+                        store_and_produce(result, store_after if writing is None else None)
+                    )
+                    t0 = time.perf_counter()
             assert writing is not None
             await writing
         except BaseException:
@@ -352,14 +355,24 @@ def build_app(
         )
         in_flight: deque[asyncio.Task[None]] = deque()
         previous_stored: asyncio.Future[None] | None = None
-        async for events in take.batches():
-            stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            in_flight.append(asyncio.create_task(run_batch(take, events, previous_stored, stored)))
-            previous_stored = stored
-            while in_flight and (in_flight[0].done() or len(in_flight) >= settings.scorer_batches_in_flight):
+        try:
+            async for events in take.batches():
+                stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                in_flight.append(asyncio.create_task(run_batch(take, events, previous_stored, stored)))
+                previous_stored = stored
+                while in_flight and (
+                    in_flight[0].done() or len(in_flight) >= settings.scorer_batches_in_flight
+                ):
+                    await in_flight.popleft()
+            while in_flight:
                 await in_flight.popleft()
-        while in_flight:
-            await in_flight.popleft()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _die("the scorer's batch loop failed; exiting with its batches unacked", exc)
+        finally:
+            for task in in_flight:  # a stopped agent leaves no batch running towards its ack
+                task.cancel()
 
     async def run_batch(
         take: PipelinedTake,
@@ -367,18 +380,20 @@ def build_app(
         store_after: asyncio.Future[None] | None,
         stored: asyncio.Future[None],
     ) -> None:
-        records = [record_from_event(event) for event in events]
+        """One batch, acked only once stored. `stored` resolves when its stores are done, so
+        the next batch may store; it is cancelled if this batch is, and the batches after it
+        then store nothing either (they stay unacked, to be redelivered in order)."""
         try:
+            records = [record_from_event(event) for event in events]
             await process(records, store_after=store_after)
+            stored.set_result(None)
+            await take.ack(events)
         except asyncio.CancelledError:
-            log.warning("a batch of %d records was cancelled; it stays unacked", len(records))
+            stored.cancel()
+            log.warning("a batch of %d records was cancelled; it stays unacked", len(events))
             raise
         except Exception as exc:
-            _die(f"cannot process a batch of {len(records)} records; exiting unacked", exc)
-        finally:
-            if not stored.done():
-                stored.set_result(None)
-        await take.ack(events)
+            _die(f"cannot process a batch of {len(events)} records; exiting unacked", exc)
 
     return app
 

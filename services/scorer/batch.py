@@ -196,6 +196,22 @@ def start_predict_items(
     return PendingSlice(valid, predictor, pending, None)
 
 
+def start_slices(
+    slices: Sequence[Sequence[tuple[RawRecord, NewsItem]]], *, predictor: PredictorLike
+) -> list[PendingSlice]:
+    """`start_predict_items` for each slice in turn, in one call, so that no other batch's
+    work lands on the model between them; it stops after a slice that was scored before
+    its call returned (a predictor without pass threads), so that slice can be stored while
+    the caller asks for the next ones. Returns the slices started, at least one."""
+    started: list[PendingSlice] = []
+    for part in slices:
+        pending = start_predict_items(part, predictor=predictor)
+        started.append(pending)
+        if pending.done is None or pending.done.done():
+            break
+    return started
+
+
 class PendingPredictionsLike(Protocol):
     """What `start_predict_items` needs back from a predictor's `submit` (`bert_core.PendingPredictions`)."""
 

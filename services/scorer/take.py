@@ -62,20 +62,27 @@ class PipelinedTake:
 
     async def batches(self) -> AsyncIterator[list[EventT]]:
         stream: Any = self._stream
+        acks_before = stream.enable_acks
         stream.enable_acks = False  # acks are the caller's (`ack`)
         stream.add_processor(self._add)
-        # The same passive drain `take_events` uses: the stream is iterated in the background and
-        # every event passes through `_add`.
-        stream._enable_passive(aiter(stream.channel))
-        while not stream.should_stop:
-            await stream.wait_for_stopped(self._full, timeout=self.within)
-            if not self._buffer:
-                continue
-            batch = self._buffer[: self.max_batch]
-            del self._buffer[: self.max_batch]
-            if len(self._buffer) < self.max_batch:
-                self._full.clear()
-            yield batch
+        try:
+            # The same passive drain `take_events` uses: the stream is iterated in the background
+            # and every event passes through `_add`.
+            stream._enable_passive(aiter(stream.channel))
+            while not stream.should_stop:
+                await stream.wait_for_stopped(self._full, timeout=self.within)
+                if not self._buffer:
+                    continue
+                batch = self._buffer[: self.max_batch]
+                del self._buffer[: self.max_batch]
+                if len(self._buffer) < self.max_batch:
+                    self._full.clear()
+                yield batch
+        finally:
+            # As `take_events` does: a restarted agent on the same stream must not find this
+            # processor still filling a buffer that nobody reads.
+            stream.enable_acks = acks_before
+            stream._processors.remove(self._add)
 
     async def ack(self, events: Sequence[EventT]) -> None:
         """Mark `events` done (stored and published): their offsets may now be committed."""

@@ -292,6 +292,7 @@ def test_a_failed_pass_is_raised_by_result_after_every_pass_ended() -> None:
     with ThreadPoolExecutor(2) as executor:
         pending = start_predict_proba(model, tokens, 0, executor=executor, min_passes=2)
         pending.done.result(timeout=10)
+        assert all(future.done() for future in pending._futures)  # done means every pass ended
         with pytest.raises(IndexError):
             pending.result()
 

@@ -301,3 +301,52 @@ def test_a_slice_whose_queued_passes_fail_is_scored_item_by_item(predictor: Pred
     result = start_predict_items(parsed.valid, predictor=wrapper).finish(clock=lambda: SCORED_AT)
     assert wrapper.alone == HEADLINES
     assert [s.event_id for s in result.scored] == ["e0", "e1", "e2", "e3"] and result.dead == []
+
+
+def test_a_slice_whose_submit_fails_is_scored_item_by_item(predictor: Predictor) -> None:
+    from services.scorer import parse_batch, start_predict_items
+
+    class SubmitFails:
+        def submit(self, texts: Sequence[str]) -> Any:
+            raise RuntimeError("cannot queue")
+
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            return predictor.predict(texts)
+
+    parsed = parse_batch(valid_records(), received_at=RECEIVED, watchlist=DEFAULT_WATCHLIST)
+    result = start_predict_items(parsed.valid, predictor=SubmitFails()).finish(clock=lambda: SCORED_AT)
+    assert [s.event_id for s in result.scored] == ["e0", "e1", "e2", "e3"] and result.dead == []
+
+
+def test_start_slices_starts_all_with_pass_threads_and_one_at_a_time_without(
+    saved_model_dir: Path, predictor: Predictor
+) -> None:
+    """With pass threads every slice is queued in one call; a predictor that scores inside
+    `submit` gets one slice per call, so the worker can store it while the next is scored."""
+    from services.scorer import parse_batch
+    from services.scorer.batch import start_slices
+
+    parsed = parse_batch(valid_records(), received_at=RECEIVED, watchlist=DEFAULT_WATCHLIST)
+    slices = [parsed.valid[:2], parsed.valid[2:]]
+    assert len(start_slices(slices, predictor=predictor)) == 1  # parallel_passes=1: scored in submit
+
+    class Queued:
+        """Passes that never finish on their own: every slice counts as still running."""
+
+        def submit(self, texts: Sequence[str]) -> Any:
+            from concurrent.futures import Future
+
+            class Pending:
+                done: Future[None] = Future()
+
+                def result(self) -> list[Prediction]:
+                    return predictor.predict(texts)
+
+            return Pending()
+
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            return predictor.predict(texts)
+
+    started = start_slices(slices, predictor=Queued())
+    assert len(started) == 2
+    assert [s.event_id for s in started[1].finish(clock=lambda: SCORED_AT).scored] == ["e2", "e3"]

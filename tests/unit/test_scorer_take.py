@@ -76,3 +76,36 @@ def test_batches_are_never_larger_than_max_batch() -> None:
 def test_limits_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         PipelinedTake(object(), max_batch=4, within=0.1, max_unacked=3)  # type: ignore[arg-type]
+
+
+def test_a_finished_take_leaves_the_stream_as_it_found_it() -> None:
+    """Like faust's `take_events`: once the batch loop ends, the processor is gone and the
+    stream's own acks are back, so a restarted agent does not feed a buffer nobody reads."""
+    app = faust.App("take-cleanup", broker="kafka://127.0.0.1:9", store="memory://", web_enabled=False)
+    seen: dict[str, Any] = {}
+
+    @app.agent()
+    async def agent(stream: faust.StreamT) -> None:
+        take = PipelinedTake(stream, max_batch=1, within=0.02, max_unacked=2)
+        seen["before"] = (stream.enable_acks, len(stream._processors))  # type: ignore[attr-defined]
+        batches = take.batches()
+        async for events in batches:
+            seen["during"] = (stream.enable_acks, len(stream._processors))  # type: ignore[attr-defined]
+            await take.ack(events)
+            break
+        await batches.aclose()
+        seen["after"] = (stream.enable_acks, len(stream._processors))  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        async with agent.test_context() as ctx:
+            await ctx.put(1, wait=False)
+            for _ in range(200):
+                if "after" in seen:
+                    break
+                await asyncio.sleep(0.02)
+
+    asyncio.run(main())
+    acks, processors = seen["before"]
+    assert acks is True
+    assert seen["during"] == (False, processors + 1)
+    assert seen["after"] == (True, processors)

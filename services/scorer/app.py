@@ -366,9 +366,7 @@ def build_app(
                     await in_flight.popleft()
             while in_flight:
                 await in_flight.popleft()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # not CancelledError (a BaseException): a stop just ends the loop
             _die("the scorer's batch loop failed; exiting with its batches unacked", exc)
         finally:
             for task in in_flight:  # a stopped agent leaves no batch running towards its ack

@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         le=100,
         description="The worker's GIL switch interval (sys.setswitchinterval, ms; Python's default 5). "
         "A pass thread whose torch op has ended waits for the GIL while the event loop, the parser "
-        "or the database thread runs Python; 0.5 ms measured 0.84 vs 0.76 of the model in a backlog "
+        "or the database thread runs Python; 0.5 ms measured 0.82 vs 0.75 of the model in a backlog "
         "(means), 0.05 ms as much but a worse p99 latency in a live stream (README)",
     )
     scorer_db_retry_max_seconds: float = Field(

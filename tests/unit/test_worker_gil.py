@@ -27,7 +27,10 @@ def test_worker_applies_the_configured_switch_interval(
     assert sys.getswitchinterval() == pytest.approx(0.00025)
 
 
-def test_default_switch_interval_is_shorter_than_pythons(restore_switch_interval: None) -> None:
+def test_default_switch_interval_is_shorter_than_pythons(
+    monkeypatch: pytest.MonkeyPatch, restore_switch_interval: None
+) -> None:
+    monkeypatch.delenv("FINSENT_SCORER_GIL_SWITCH_MS", raising=False)  # the default, not the caller's
     apply_gil_switch_interval(Settings())
     assert sys.getswitchinterval() == pytest.approx(0.0005)
 

@@ -42,6 +42,9 @@ class TrainConfig:
     teachers: tuple[str, ...] = ()
     distill_weight: float = 1.0  # weight of the other heads' soft targets
     own_task_weight: float = 0.0  # share of the own head's loss taken by the soft targets (0..1)
+    # 1.0 = off; else layer k of L (0 = bottom) trains at lr x decay^(L - k), embeddings at decay^(L + 1)
+    layer_lr_decay: float = 1.0
+    label_smoothing: float = 0.0  # share of each hard label's target mass spread over all classes
     ema_decay: float = 0.0  # 0 = off; else evaluate and keep an EMA of the weights (bert_core.averaging)
     # auto: bf16 autocast where the CPU has bf16 units (2.3x faster steps), else fp32
     precision: TrainPrecision = "auto"

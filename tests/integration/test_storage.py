@@ -6,7 +6,7 @@ at the end); every test starts from empty tables.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -248,8 +248,8 @@ def test_foreign_keys_are_enforced(engine: Engine) -> None:
 
 
 def test_a_large_batch_is_sent_as_short_statements(engine: Engine) -> None:
-    """PostgreSQL gets one array per column (`services.storage.bulk`), not a placeholder per
-    value: the statement text stays the same size whatever the batch size."""
+    """PostgreSQL gets the rows as one JSON document (`services.storage.bulk`), not a
+    placeholder per value: the statement text stays the same size whatever the batch size."""
     from sqlalchemy import event
 
     statements: list[str] = []
@@ -266,22 +266,22 @@ def test_a_large_batch_is_sent_as_short_statements(engine: Engine) -> None:
     inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
     if engine.dialect.name == "postgresql":
         assert len(inserts) == 3  # stories, tickers, predictions
-        assert all("unnest(" in s and len(s) < 1500 for s in inserts)
+        assert all("json_to_recordset(" in s and len(s) < 1500 for s in inserts)
     else:
-        assert inserts and all("unnest(" not in s for s in inserts)
+        assert inserts and all("json_to_recordset(" not in s for s in inserts)
     assert counts(engine)[0] == 500
 
 
 def test_bulk_insert_refuses_a_column_the_table_does_not_have() -> None:
-    from services.storage.bulk import _unnest_insert
+    from services.storage.bulk import _recordset_insert
     from services.storage.repository import NEWS_ITEMS
 
     with pytest.raises(KeyError, match="no column"):
-        _unnest_insert(NEWS_ITEMS, ("event_id", "headline; DROP TABLE x"), ("event_id",), "event_id")
+        _recordset_insert(NEWS_ITEMS, ("event_id", "headline; DROP TABLE x"), ("event_id",), "event_id")
 
 
 def test_a_value_too_long_for_its_column_is_refused_not_cut(engine: Engine) -> None:
-    """The array cast has no length, so PostgreSQL's own column check still refuses a value
+    """The record's string columns have no length, so PostgreSQL's own column check still refuses a value
     longer than varchar(n) (a cut event_id could merge two stories)."""
     import dataclasses
 
@@ -295,4 +295,42 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(engine: Engine) -> N
         return
     with pytest.raises(DataError, match="too long"):
         store(engine, [item])
+    assert counts(engine) == (0, 0, 0)
+
+
+def test_values_come_back_exactly_as_stored(engine: Engine) -> None:
+    """The PostgreSQL path sends the rows as JSON text: floats, microseconds, time zones,
+    non-ASCII text, quotes and nested JSON must survive the round trip unchanged."""
+    import dataclasses
+
+    when = datetime(2025, 3, 4, 12, 0, 0, 123457, tzinfo=timezone(timedelta(hours=-5)))
+    news = make_news(
+        1,
+        headline='Société Générale "beats" \\ estimates — 北京 ✓',
+        body="line one\nline two\ttabbed",
+        url=None,
+        published_at=when,
+        extra={"quote": 'a "b"', "list": [1, 2.5, None], "unicode": "ü", "none": None},
+    )
+    exact = {"p_bearish": 1 / 3, "p_neutral": 2 / 3, "sentiment_score": -1e-300}
+    item = dataclasses.replace(make_scored(news, 1), **exact)
+    store(engine, [item])
+    with Session(engine) as session:
+        story = session.scalars(select(NewsItemRow)).one()
+        prediction = session.scalars(select(PredictionRow)).one()
+    assert (story.headline, story.body, story.url) == (news.headline, news.body, None)
+    assert story.published_at == when and story.extra == news.extra
+    assert (prediction.p_bearish, prediction.p_neutral, prediction.sentiment_score) == (1 / 3, 2 / 3, -1e-300)
+
+
+def test_a_non_finite_probability_is_refused_with_a_clear_error(engine: Engine) -> None:
+    import dataclasses
+
+    item = dataclasses.replace(make_scored(make_news(1), 1), p_bearish=float("nan"))
+    if engine.dialect.name == "sqlite":  # SQLite stores a NaN as NULL: the NOT NULL column refuses it
+        with pytest.raises(IntegrityError):
+            store(engine, [item])
+    else:
+        with pytest.raises(StatementError, match="JSON compliant"):
+            store(engine, [item])
     assert counts(engine) == (0, 0, 0)

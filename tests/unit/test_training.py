@@ -350,3 +350,35 @@ def test_init_seed_changes_the_run_not_the_dev_split(
     # ...and init_seed = seed is the plain run, another init_seed another run.
     assert torch.equal(weights["plain"], weights["same"])
     assert not torch.equal(weights["plain"], weights["other"])
+
+
+def test_layer_lr_decay_gives_each_depth_its_learning_rate(tiny_bert_dir: Path) -> None:
+    from bert_core import DEFAULT_LABELS
+    from bert_core.training import _param_groups
+
+    encoder, _, _ = load_encoder(tiny_bert_dir)  # 2 layers
+    model = MultiTaskClassifier(encoder, {"sentiment": list(DEFAULT_LABELS["sentiment"])}, pooling="mean")
+    config = TrainConfig(learning_rate=1e-4, head_learning_rate=1e-3, layer_lr_decay=0.5)
+    lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in _param_groups(model, config) for p in g["params"]}
+    named = dict(model.named_parameters())
+
+    def lr(name: str) -> float:
+        return lr_of[id(named[name])][0]
+
+    assert lr("encoder.encoder.layer.1.attention.self.query.weight") == pytest.approx(0.5e-4)  # top
+    assert lr("encoder.encoder.layer.0.attention.self.query.weight") == pytest.approx(0.25e-4)
+    assert lr("encoder.embeddings.position_embeddings.weight") == pytest.approx(0.125e-4)
+    assert all(lr(n) == 1e-3 for n in named if n.startswith("heads."))
+    assert id(named["encoder.embeddings.word_embeddings.weight"]) not in lr_of  # frozen
+    assert lr_of[id(named["encoder.encoder.layer.1.output.LayerNorm.weight"])][1] == 0.0  # not decayed
+    assert len(lr_of) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_without_layer_lr_decay_the_encoder_trains_at_one_learning_rate(tiny_bert_dir: Path) -> None:
+    from bert_core import DEFAULT_LABELS
+    from bert_core.training import _param_groups
+
+    encoder, _, _ = load_encoder(tiny_bert_dir)
+    model = MultiTaskClassifier(encoder, {"sentiment": list(DEFAULT_LABELS["sentiment"])}, pooling="mean")
+    groups = _param_groups(model, TrainConfig(learning_rate=2e-5, head_learning_rate=1e-3))
+    assert sorted({(g["lr"], g["weight_decay"]) for g in groups}) == [(2e-5, 0.0), (2e-5, 0.01), (1e-3, 0.01)]

@@ -9,7 +9,7 @@ from services.schemas.news_raw import (
     derive_event_id,
     parse_raw_news,
 )
-from services.schemas.tickers import DEFAULT_WATCHLIST, extract_tickers, normalise_tickers
+from services.schemas.tickers import DEFAULT_WATCHLIST, Watchlist, extract_tickers, normalise_tickers
 from services.schemas.watchlist import WatchlistError, load_watchlist, parse_watchlist
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "InvalidMessage",
     "NewsItem",
     "RawNews",
+    "Watchlist",
     "WatchlistError",
     "derive_event_id",
     "extract_tickers",

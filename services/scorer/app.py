@@ -179,12 +179,12 @@ def build_app(
     A `ModelSlot` as `predictor` lets a `ModelWatcher` switch models between batches.
     `metrics` (served by the caller, see `services.observability`) is fed by every batch,
     database retry and rebalance; without it they are counted in a private one."""
-    from services.schemas import DEFAULT_WATCHLIST
+    from services.schemas import DEFAULT_WATCHLIST, Watchlist
 
     retry = retry or RetryPolicy(max_delay=settings.scorer_db_retry_max_seconds)
     metrics = metrics if metrics is not None else ScorerMetrics()
     slot = predictor if isinstance(predictor, ModelSlot) else ModelSlot(predictor, _version_of(predictor))
-    watch = dict(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
+    watch = Watchlist(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
     slice_items = settings.scorer_slice_items
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # faust creates only the last level

@@ -236,3 +236,28 @@ def test_headline_with_no_text_besides_links_is_invalid(headline: str) -> None:
             json.dumps({"headline": headline}).encode(), received_at=datetime.now(UTC), watchlist={}
         )
     assert caught.value.error_type == "missing_headline"
+
+
+def test_watchlist_trie_matches_what_a_longest_first_alternation_matches() -> None:
+    """The trie regex (`services.schemas.tickers._names_pattern`) against the plain
+    alternation it replaces, on random names sharing prefixes, case variants, multi-word
+    names and punctuation, in random texts built from them."""
+    import random
+    import re
+
+    from services.schemas.tickers import _compile_watchlist
+
+    rng = random.Random(7)
+    stems = ["ab", "Ab", "abc", "a.b", "ab c", "AB  cd", "b&c", "bc's", "x", "xy z", "é", "Ét"]
+    for _ in range(300):
+        names = rng.sample(stems, rng.randint(1, len(stems)))
+        pattern, _lookup = _compile_watchlist(frozenset((n, "T") for n in names))
+        assert pattern is not None
+        ordered = sorted(names, key=len, reverse=True)
+        alternation = "|".join(r"\s+".join(re.escape(w) for w in n.split()) for n in ordered)
+        reference = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)
+        pieces = [*stems, " ", "  ", "-", "q", "AB", "C", ".", "\t"]
+        for _ in range(20):
+            text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+            got = [m.span() for m in pattern.finditer(text)]
+            assert got == [m.span() for m in reference.finditer(text)], (names, text)

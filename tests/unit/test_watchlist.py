@@ -46,3 +46,13 @@ def test_loaded_watchlist_drives_extraction(tmp_path: Path) -> None:
 def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WatchlistError, match="cannot read watchlist"):
         load_watchlist(tmp_path / "nope.csv")
+
+
+def test_a_frozen_watchlist_extracts_as_its_dict_does() -> None:
+    from services.schemas import DEFAULT_WATCHLIST, Watchlist
+
+    frozen = Watchlist(DEFAULT_WATCHLIST)
+    assert dict(frozen) == DEFAULT_WATCHLIST and len(frozen) == len(DEFAULT_WATCHLIST)
+    for text in ("Apple and Goldman  Sachs beat; $TSLA slips", "nothing to see", "JPMorgan Chase, Nvidia"):
+        assert extract_tickers(text, frozen) == extract_tickers(text, DEFAULT_WATCHLIST)
+    assert extract_tickers("Apple rises", Watchlist({})) == []

@@ -76,6 +76,19 @@ def train(
             "(e.g. 0.999); 0 = off",
         ),
     ] = TrainConfig.ema_decay,
+    layer_lr_decay: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=1.0,
+            help="Layer-wise learning-rate decay: the top encoder layer trains at --learning-rate x D, "
+            "each one below at a further x D, the embeddings last; 1 = off",
+        ),
+    ] = TrainConfig.layer_lr_decay,
+    label_smoothing: Annotated[
+        float,
+        typer.Option(min=0.0, max=0.5, help="Share of each label's target spread over all classes; 0 = off"),
+    ] = TrainConfig.label_smoothing,
     precision: Annotated[
         str,
         typer.Option(
@@ -138,6 +151,8 @@ def train(
         distill_weight=distill_weight,
         own_task_weight=own_task_weight,
         ema_decay=ema_decay,
+        layer_lr_decay=layer_lr_decay,
+        label_smoothing=label_smoothing,
         precision=precision,  # type: ignore[arg-type]
     )
     result, manifest = train_model(

@@ -115,8 +115,9 @@ def _fold(char: str) -> str:
 
 @lru_cache(maxsize=8)
 def _compile_watchlist(entries: frozenset[tuple[str, str]]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
-    # A frozenset key costs a few microseconds per headline where sorting the items cost 12 (the
-    # worker calls this for every headline); sorted here, once, so the lookup is deterministic.
+    # Keyed by a frozenset: callers with a plain mapping (not a `Watchlist`) look it up per text,
+    # and building the set is cheaper than sorting the items; sorted here, once, for a
+    # deterministic lookup.
     items = sorted(entries)
     lookup = {" ".join(name.split()).casefold(): ticker.strip().upper() for name, ticker in items}
     names = [name for name, _ in items if name.strip()]

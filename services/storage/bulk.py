@@ -82,8 +82,9 @@ def _recordset_insert(
 
 def _postgres_type(table: Table, name: str) -> str:
     """The type a value is parsed into from the JSON document. Strings are read without their
-    length: a cast to varchar(n) would cut a longer value silently, while the insert's own assignment into the
-    varchar(n) column refuses it ("value too long"), as the VALUES statement did."""
+    length: a cast to varchar(n) would cut a longer value silently, while the insert's own
+    assignment into the varchar(n) column refuses it ("value too long"), as the VALUES
+    statement did."""
     column_type = _impl(table, name)
     if isinstance(column_type, String):
         return "TEXT"

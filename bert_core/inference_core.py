@@ -19,6 +19,15 @@ from bert_core.model import MultiTaskClassifier
 # enough to stay in cache (benchmarks/inference_throughput.py --tokens-per-pass compares).
 TOKENS_PER_PASS = 2048
 
+# A call is cut into parallel passes only if each gets at least this many real tokens (about
+# three headlines). A pass of one or two headlines is bound by streaming the weights from
+# memory, not by arithmetic, and two such passes side by side slow each other down: on a
+# 2-core AVX2 EPYC, calls of two headlines cut into two passes ran no faster than one pass on
+# one thread and used 1.6x its CPU (int8: 34.5 vs 21.4 ms per headline). In a live stream,
+# where batches are small and the broker, the database and the worker's other threads share
+# the cores, that CPU is what the tail latency pays for.
+MIN_SPLIT_PASS_TOKENS = 64
+
 
 class PendingProba:
     """The passes of one `start_predict_proba` call, possibly still running on an executor.
@@ -66,6 +75,7 @@ def predict_proba(
     tokens_per_pass: int = TOKENS_PER_PASS,
     executor: Executor | None = None,
     min_passes: int = 1,
+    min_split_tokens: int = MIN_SPLIT_PASS_TOKENS,
 ) -> dict[str, np.ndarray]:
     """Class probabilities per task, in input order.
 
@@ -73,7 +83,8 @@ def predict_proba(
     real tokens, up to `tokens_per_pass`; otherwise `batch_size` texts per pass are padded
     to the longest among them, in length order. With an `executor`, the passes run on its
     threads (inference mode and autocast are entered in each), and a call is cut into a
-    multiple of `min_passes` passes of equal size, so that every thread has the same work.
+    multiple of `min_passes` passes of equal size, so that every thread has the same work —
+    unpadded, only as far as each pass keeps `min_split_tokens` real tokens.
     """
     was_training = model.training
     model.eval()
@@ -89,6 +100,7 @@ def predict_proba(
             tokens_per_pass=tokens_per_pass,
             executor=executor,
             min_passes=min_passes,
+            min_split_tokens=min_split_tokens,
         ).result()
     finally:
         model.train(was_training)
@@ -106,12 +118,14 @@ def start_predict_proba(
     tokens_per_pass: int = TOKENS_PER_PASS,
     executor: Executor | None = None,
     min_passes: int = 1,
+    min_split_tokens: int = MIN_SPLIT_PASS_TOKENS,
 ) -> PendingProba:
     """`predict_proba` without waiting: the passes are queued on `executor` and the caller
     is free to prepare the next call while they run (a stream's next slice, tokenised while
-    this one is scored, keeps the pass threads busy). Without an executor, or for a single
-    pass, they run here before it returns. `model` must already be in eval mode: it cannot
-    be switched back while passes may still be running."""
+    this one is scored, keeps the pass threads busy). A single pass is queued too: a stream's
+    next small batch then runs on the other thread beside it. Without an executor the passes
+    run here before it returns. `model` must already be in eval mode: it cannot be switched
+    back while passes may still be running."""
     if model.training:
         raise ValueError("start_predict_proba needs a model in eval mode (model.eval())")
     wanted = list(tasks) if tasks is not None else list(model.heads.keys())
@@ -134,7 +148,8 @@ def start_predict_proba(
         # passes on two threads, would leave a thread idle for most of the call.
         parts = math.ceil(len(passes) / min_passes) * min_passes
         if unpadded:
-            passes = split_by_tokens(lengths, parts)
+            affordable = sum(lengths) // min_split_tokens if min_split_tokens > 0 else parts
+            passes = split_by_tokens(lengths, max(len(passes), min(parts, affordable), 1))
         else:  # equal text counts keep every padded pass within batch_size
             passes = sorted_batches(lengths, math.ceil(len(lengths) / parts))
 
@@ -148,7 +163,7 @@ def start_predict_proba(
                 logits = model(batch.input_ids, batch.attention_mask, tasks=wanted)
         _store(out, idx, logits)  # passes write disjoint rows
 
-    if executor is None or len(passes) == 1:
+    if executor is None:
         for idx in passes:
             run(idx)
         return PendingProba(out, [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -191,25 +192,37 @@ def test_parallel_passes_below_one_are_refused(saved_model_dir: Path) -> None:
         Predictor.load(saved_model_dir, parallel_passes=0)
 
 
-def test_a_small_call_is_cut_into_one_pass_per_thread() -> None:
-    from concurrent.futures import Future, ThreadPoolExecutor
+def _recording_executor(sizes: list[int]) -> ThreadPoolExecutor:
+    """Two pass threads that record how many texts each submitted pass holds."""
 
-    from bert_core.inference_core import predict_proba
-    from tests.unit.test_packed import tiny_classifier, token_lists
-
-    class CountingExecutor(ThreadPoolExecutor):
-        submitted = 0
-
+    class RecordingExecutor(ThreadPoolExecutor):
         def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[no-untyped-def, override]
-            CountingExecutor.submitted += 1
+            sizes.append(len(args[0]))
             return super().submit(fn, *args, **kwargs)
 
+    return RecordingExecutor(2)
+
+
+@pytest.mark.parametrize(
+    ("texts", "min_split_tokens", "passes"), [(6, 10, 2), (6, 0, 2), (6, 64, 1), (8, 20, 2)]
+)
+def test_a_call_is_cut_into_one_pass_per_thread_while_each_keeps_enough_tokens(
+    texts: int, min_split_tokens: int, passes: int
+) -> None:
+    """Texts of 10 tokens: 60 of them make two passes at a minimum of 10 or 0 tokens per
+    pass, one at 64; the single pass still goes to a pass thread, so the caller is free."""
+    from bert_core.inference_core import predict_proba
+    from tests.unit.test_packed import tiny_classifier
+
     model = tiny_classifier()
-    tokens = token_lists(6, seed=7, longest=10)
+    tokens = [[2, *range(5, 13), 3] for _ in range(texts)]
     reference = predict_proba(model, tokens, 0)
-    with CountingExecutor(2) as executor:
-        out = predict_proba(model, tokens, 0, executor=executor, min_passes=2)
-    assert CountingExecutor.submitted == 2
+    sizes: list[int] = []
+    with _recording_executor(sizes) as executor:
+        out = predict_proba(
+            model, tokens, 0, executor=executor, min_passes=2, min_split_tokens=min_split_tokens
+        )
+    assert len(sizes) == passes and sum(sizes) == texts
     for task, values in reference.items():
         np.testing.assert_allclose(out[task], values, atol=1e-5)
 
@@ -217,20 +230,12 @@ def test_a_small_call_is_cut_into_one_pass_per_thread() -> None:
 def test_passes_are_rebalanced_when_their_count_already_fits_the_threads() -> None:
     """105 texts of 20 tokens fill a 2,048-token pass and leave 60 tokens for a second one:
     two passes on two threads, one of them nearly idle, unless they are re-cut."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     from bert_core.inference_core import predict_proba
     from tests.unit.test_packed import tiny_classifier
 
     sizes: list[int] = []
-
-    class RecordingExecutor(ThreadPoolExecutor):
-        def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[no-untyped-def, override]
-            sizes.append(len(args[0]))
-            return super().submit(fn, *args, **kwargs)
-
     tokens = [[2] + [7] * 19 for _ in range(105)]
-    with RecordingExecutor(2) as executor:
+    with _recording_executor(sizes) as executor:
         predict_proba(tiny_classifier(), tokens, 0, executor=executor, min_passes=2, tokens_per_pass=2048)
     assert sorted(sizes) == [52, 53]
 

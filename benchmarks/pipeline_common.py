@@ -195,6 +195,10 @@ class Broker:
     def bootstrap(self) -> str:
         return self._broker.bootstrap
 
+    @property
+    def pid(self) -> int | None:
+        return self._broker.pid
+
     def __enter__(self) -> Broker:
         self._broker.start()
         return self
@@ -339,6 +343,10 @@ class Worker:
         self.command = [sys.executable, "-m", "services", "worker"]
         self._proc: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def __enter__(self) -> Worker:
         with self.log_path.open("wb") as log:  # the child keeps its own copy
@@ -599,6 +607,73 @@ def _count_messages(bootstrap: str, topic: str, *, timeout: float = 4.0) -> int:
     finally:
         consumer.close(autocommit=False)
     return count
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+
+def _process_ticks(pid: int) -> int | None:
+    """utime + stime of a process (all its threads), in clock ticks; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in {"postgres", "postmaster"}:
+                    pids.append(int(entry.name))
+    return pids
+
+
+class CpuShares:
+    """Where the two cores went during a measured window, in cores (1.0 = one core busy).
+
+    Why: at "half the maximum rate" the worker shares the machine with the broker, PostgreSQL
+    and the benchmark's own producer; the latency tail follows how busy the machine is, so
+    each latency run reports the machine's busy share and each party's part of it.
+    """
+
+    def __init__(self, named: dict[str, int | None]) -> None:
+        self.named = {name: pid for name, pid in named.items() if pid is not None}
+
+    def start(self) -> None:
+        self._start = time.monotonic()
+        self._machine = _machine_ticks()
+        self._procs = {name: _process_ticks(pid) for name, pid in self.named.items()}
+        self._postgres = {pid: _process_ticks(pid) for pid in _postgres_pids()}
+
+    def stop(self) -> dict[str, float]:
+        hz = os.sysconf("SC_CLK_TCK")
+        seconds = time.monotonic() - self._start
+        busy, total = _machine_ticks()
+        result: dict[str, float] = {
+            "machine_busy_share": round((busy - self._machine[0]) / max(total - self._machine[1], 1), 3),
+        }
+        for name, pid in self.named.items():
+            before, after = self._procs[name], _process_ticks(pid)
+            if before is not None and after is not None:
+                result[f"{name}_cores"] = round((after - before) / hz / seconds, 3)
+        postgres = 0
+        for pid in set(self._postgres) | set(_postgres_pids()):
+            after = _process_ticks(pid)
+            if after is not None:  # backends started in the window count from zero
+                postgres += after - (self._postgres.get(pid) or 0)
+        result["postgres_cores"] = round(postgres / hz / seconds, 3)
+        return result
 
 
 # --------------------------------------------------------------------------- reporting

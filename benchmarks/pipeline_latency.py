@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ import numpy as np
 from pipeline_common import (
     RESULTS_DIR,
     Broker,
+    CpuShares,
     Worker,
     WorkerFailed,
     add_common_arguments,
@@ -152,6 +154,8 @@ def run_latency(
         time.sleep(1.0)
         producer = PacedProducer(broker.bootstrap, topics.raw, items, rate)
         print(f"  producing {n} items at {rate:.1f}/s for {args.duration:g} s", file=sys.stderr)
+        shares = CpuShares({"worker": worker.pid, "broker": broker.pid, "benchmark": os.getpid()})
+        shares.start()
         producer.start()
         try:
             last_report = time.monotonic()
@@ -165,6 +169,7 @@ def run_latency(
         finally:
             producer.stop_event.set()
             producer.join(timeout=30.0)
+            cpu = shares.stop()
         if producer.error is not None:
             raise RuntimeError(f"the paced producer failed: {producer.error}") from producer.error
         wait_stored(engine, WARMUP_ITEMS + n, worker=worker, timeout=STORE_TIMEOUT_S, desc="stored")
@@ -194,6 +199,7 @@ def run_latency(
         "wait_ms": percentiles(wait),
         "inference_ms": percentiles(infer),
         "store_ms": percentiles(store),
+        "cpu_while_producing": cpu,
         "p99_target_ms": TARGET_P99_MS,
         "met": latency["p99"] < TARGET_P99_MS,
     }
@@ -331,6 +337,8 @@ def main() -> None:
             "max",
             "<250",
             "p99 w/i/s",
+            "busy",
+            "cores w/b/p/bench",
         ],
         [
             [
@@ -345,6 +353,11 @@ def main() -> None:
                 r["latency_ms"]["max"],
                 "yes" if r["met"] else "no",
                 f"{r['wait_ms']['p99']:.0f}/{r['inference_ms']['p99']:.0f}/{r['store_ms']['p99']:.0f}",
+                f"{r['cpu_while_producing']['machine_busy_share']:.0%}",
+                "/".join(
+                    f"{r['cpu_while_producing'].get(k + '_cores', 0):.2f}"
+                    for k in ("worker", "broker", "postgres", "benchmark")
+                ),
             ]
             for r in runs
         ],
@@ -352,7 +365,8 @@ def main() -> None:
     print(
         "fetch ms: the worker consumer's fetch_max_wait_ms; `default` = the shipped setting (100 ms), "
         "a number = FINSENT_SCORER_FETCH_MAX_WAIT_MS. p99 w/i/s = p99 of wait (sent -> batch start), "
-        "inference, store+publish"
+        "inference, store+publish. busy: share of the machine's CPU time in use while the producer "
+        "ran; cores: CPU of the worker, the broker, PostgreSQL and this benchmark (its paced producer)"
     )
     print(f"load average {machine['loadavg_start']} → {machine['loadavg_end']}")
 

@@ -45,6 +45,9 @@ class TrainConfig:
     # 1.0 = off; else layer k of L (0 = bottom) trains at lr x decay^(L - k), embeddings at decay^(L + 1)
     layer_lr_decay: float = 1.0
     label_smoothing: float = 0.0  # share of each hard label's target mass spread over all classes
+    # 0 = off; else every batch runs twice (two dropout masks) and the own head's two
+    # distributions are pulled together by this weight x their symmetric KL (R-Drop)
+    rdrop_alpha: float = 0.0
     ema_decay: float = 0.0  # 0 = off; else evaluate and keep an EMA of the weights (bert_core.averaging)
     # auto: bf16 autocast where the CPU has bf16 units (2.3x faster steps), else fp32
     precision: TrainPrecision = "auto"

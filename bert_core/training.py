@@ -177,6 +177,15 @@ def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torc
     return -(target_probs * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
+def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of KL(p_a || p_b) + KL(p_b || p_a), halved: R-Drop's consistency term,
+    which penalises a prediction that changes with the dropout mask."""
+    log_a, log_b = torch.log_softmax(logits_a, dim=-1), torch.log_softmax(logits_b, dim=-1)
+    forward = (log_a.exp() * (log_a - log_b)).sum(dim=-1)
+    backward = (log_b.exp() * (log_b - log_a)).sum(dim=-1)
+    return 0.5 * (forward + backward).mean()
+
+
 def fine_tune(
     train_sets: Mapping[str, LabelledData],
     dev_sets: Mapping[str, LabelledData],
@@ -191,12 +200,16 @@ def fine_tune(
     `teacher_targets[task][head]` (see `teacher_probabilities`) adds, for a batch of
     `task`, `config.distill_weight` times the soft cross-entropy of each other `head`; for
     `head == task` the loss is (1 - w) x the labels' cross-entropy + w x the soft one, with
-    w = `config.own_task_weight`.
+    w = `config.own_task_weight`. With `config.rdrop_alpha` > 0 each batch is stacked on
+    itself, so one forward pass sees every text under two dropout masks, and the own head
+    adds alpha x the two halves' `symmetric_kl`.
     """
     if not train_sets:
         raise DataError("no training data: give at least one task's labelled file")
     if not 0.0 <= config.own_task_weight <= 1.0:
         raise ModelConfigError(f"own_task_weight must be within 0..1, not {config.own_task_weight}")
+    if config.rdrop_alpha < 0:
+        raise ModelConfigError(f"rdrop_alpha must be 0 (off) or positive, not {config.rdrop_alpha}")
     if config.own_task_weight > 0 and not teacher_targets:
         raise ModelConfigError("own_task_weight needs teacher models to take the soft targets from")
     for task in train_sets:
@@ -254,6 +267,8 @@ def fine_tune(
         order = rng.permutation(len(batches))
         for pos, k in enumerate(order, start=1):
             task, idx = batches[k]
+            if config.rdrop_alpha > 0:
+                idx = idx + idx  # dropout draws a separate mask per row
             batch = collate(tokens[task], idx, pad_id, train_sets[task].labels)
             soft = teacher_targets.get(task, {}) if teacher_targets else {}
             heads = [task, *(h for h in soft if h != task)]
@@ -268,6 +283,8 @@ def fine_tune(
                 if head != task:
                     other = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[idx]))
                     loss = loss + config.distill_weight * other
+            if config.rdrop_alpha > 0:
+                loss = loss + config.rdrop_alpha * symmetric_kl(*logits[task].float().chunk(2))
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()

@@ -89,6 +89,14 @@ def train(
         float,
         typer.Option(min=0.0, max=0.5, help="Share of each label's target spread over all classes; 0 = off"),
     ] = TrainConfig.label_smoothing,
+    rdrop_alpha: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="R-Drop: run every batch under two dropout masks and add this weight x the "
+            "symmetric KL between the two predictions (e.g. 1.0; doubles the step cost); 0 = off",
+        ),
+    ] = TrainConfig.rdrop_alpha,
     precision: Annotated[
         str,
         typer.Option(
@@ -153,6 +161,7 @@ def train(
         ema_decay=ema_decay,
         layer_lr_decay=layer_lr_decay,
         label_smoothing=label_smoothing,
+        rdrop_alpha=rdrop_alpha,
         precision=precision,  # type: ignore[arg-type]
     )
     result, manifest = train_model(

@@ -382,3 +382,64 @@ def test_without_layer_lr_decay_the_encoder_trains_at_one_learning_rate(tiny_ber
     model = MultiTaskClassifier(encoder, {"sentiment": list(DEFAULT_LABELS["sentiment"])}, pooling="mean")
     groups = _param_groups(model, TrainConfig(learning_rate=2e-5, head_learning_rate=1e-3))
     assert sorted({(g["lr"], g["weight_decay"]) for g in groups}) == [(2e-5, 0.0), (2e-5, 0.01), (1e-3, 0.01)]
+
+
+# ------------------------------------------------------------------ R-Drop
+
+
+def test_symmetric_kl_by_hand() -> None:
+    from bert_core.training import symmetric_kl
+
+    a = torch.log(torch.tensor([[0.5, 0.5], [0.2, 0.8]]))
+    b = torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8]]))
+    row0 = (
+        0.5 * math.log(0.5 / 0.9)
+        + 0.5 * math.log(0.5 / 0.1)
+        + 0.9 * math.log(0.9 / 0.5)
+        + 0.1 * math.log(0.1 / 0.5)
+    )
+    # Row 1 agrees (KL 0); halved for the symmetric pair, averaged over the two rows.
+    assert float(symmetric_kl(a, b)) == pytest.approx(0.5 * row0 / 2, rel=1e-5)
+    assert float(symmetric_kl(b, a)) == pytest.approx(float(symmetric_kl(a, b)))
+    assert float(symmetric_kl(a, a + 3.0)) == pytest.approx(0.0, abs=1e-7)  # logits, not probabilities
+
+
+def test_rdrop_trains_and_its_weight_acts(trained, tiny_bert_dir: Path) -> None:
+    config = dataclasses.replace(trained.config, rdrop_alpha=1.0)
+    data = {"sentiment": trained.train["sentiment"]}
+    result = fine_tune(data, {}, trained.label_names, config)
+    assert result.model_config.training["rdrop_alpha"] == 1.0
+    torch.manual_seed(config.seed)
+    encoder, tokenizer, _ = load_encoder(tiny_bert_dir)
+    fresh = MultiTaskClassifier(encoder, trained.label_names, pooling="mean", dropout=0.0)
+    loss = _mean_loss(result.model, result.tokenizer, data["sentiment"])
+    assert loss < 0.7 * _mean_loss(fresh, tokenizer, data["sentiment"])
+    # Same doubled batches and dropout masks, another weight on the consistency term.
+    heavier = fine_tune(data, {}, trained.label_names, dataclasses.replace(config, rdrop_alpha=4.0))
+    assert not torch.equal(result.model.heads["sentiment"].weight, heavier.model.heads["sentiment"].weight)
+
+
+def test_without_dropout_rdrop_is_the_plain_run(trained, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """The stacked batch's two halves differ only by their dropout masks: with none, the
+    consistency term is zero and the mean loss over the doubled rows is the plain loss."""
+    import shutil
+
+    from transformers import BertConfig
+
+    no_dropout = tmp_path / "tiny-bert-no-dropout"
+    shutil.copytree(tiny_bert_dir, no_dropout)
+    bert_config = BertConfig.from_pretrained(no_dropout)
+    bert_config.hidden_dropout_prob = bert_config.attention_probs_dropout_prob = 0.0
+    bert_config.save_pretrained(no_dropout)
+    config = dataclasses.replace(trained.config, base_model=str(no_dropout), dropout=0.0, epochs=2)
+    data = {"sentiment": trained.train["sentiment"]}
+    rdrop = fine_tune(data, {}, trained.label_names, dataclasses.replace(config, rdrop_alpha=1.0))
+    plain = fine_tune(data, {}, trained.label_names, config)
+    for name, weight in plain.model.state_dict().items():
+        torch.testing.assert_close(rdrop.model.state_dict()[name], weight, atol=1e-5, rtol=1e-4)
+
+
+def test_negative_rdrop_alpha_is_refused(trained) -> None:
+    config = dataclasses.replace(trained.config, rdrop_alpha=-0.5)
+    with pytest.raises(ModelConfigError, match="rdrop_alpha"):
+        fine_tune({"sentiment": trained.train["sentiment"]}, {}, trained.label_names, config)

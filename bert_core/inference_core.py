@@ -25,7 +25,10 @@ TOKENS_PER_PASS = 2048
 # 2-core AVX2 EPYC, calls of two headlines cut into two passes ran no faster than one pass on
 # one thread and used 1.6x its CPU (int8: 34.5 vs 21.4 ms per headline). In a live stream,
 # where batches are small and the broker, the database and the worker's other threads share
-# the cores, that CPU is what the tail latency pays for.
+# the cores, that CPU is what the tail latency pays for. bf16 passes stay compute-bound even
+# at two headlines: on a Zen 4 EPYC one pass saved 16-25 % of the CPU of calls of 2-4
+# headlines but took 22-26 % longer; there a live stream at 40-50 % of the maximum brings
+# batches of 12-16 headlines, which are split regardless (README, session 11).
 MIN_SPLIT_PASS_TOKENS = 64
 
 

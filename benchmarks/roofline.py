@@ -134,7 +134,7 @@ def measured_inference_rate(model_dir: Path, texts: list[str], threads: int) -> 
     for precision in ("fp32", "int8"):
         predictor = Predictor.load(model_dir, precision=precision, threads=threads, parallel_passes=threads)
         predictor.predict(texts[:256])
-        result[precision] = round(max(texts_per_second(predictor, texts, 0)), 1)
+        result[precision] = round(max(rate for rate, _ in texts_per_second(predictor, texts, 0)), 1)
     return result
 
 

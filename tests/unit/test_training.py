@@ -435,8 +435,12 @@ def test_without_dropout_rdrop_is_the_plain_run(trained, tiny_bert_dir: Path, tm
     data = {"sentiment": trained.train["sentiment"]}
     rdrop = fine_tune(data, {}, trained.label_names, dataclasses.replace(config, rdrop_alpha=1.0))
     plain = fine_tune(data, {}, trained.label_names, config)
+    # The doubled batch sums its rows in another order, and Adam's normalised steps can turn
+    # that rounding in a near-zero gradient into a visible step: on an AVX-512 CPU one weight
+    # of 8,896 ended 1.3e-5 apart. A wrong half (labels, rows, masks) moves weights by the
+    # learning rate (3e-3) per step, far beyond this tolerance.
     for name, weight in plain.model.state_dict().items():
-        torch.testing.assert_close(rdrop.model.state_dict()[name], weight, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(rdrop.model.state_dict()[name], weight, atol=1e-4, rtol=1e-3)
 
 
 def test_negative_rdrop_alpha_is_refused(trained) -> None:

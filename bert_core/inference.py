@@ -22,6 +22,8 @@ from bert_core.cpu import cpu_has_bf16
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
 from bert_core.model import MultiTaskClassifier
+from bert_core.prepacked import available as prepacked_linears_available
+from bert_core.prepacked import prepack_linears
 from bert_core.text import normalize_text
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,9 @@ class Predictor:
     `parallel_passes` passes that run side by side on threads of the Predictor's own. BERT
     encoders run unpadded, `tokens_per_pass` real tokens per forward pass (`bert_core.packed`;
     `unpadded=False` forces padding); other encoders in length-sorted padded passes of
-    `batch_size` texts.
+    `batch_size` texts. `prepacked` (default: wherever available): bf16 weights laid out once
+    for oneDNN and GELU fused into its layer (`bert_core.prepacked`); False keeps plain
+    `F.linear`, for comparison.
     Texts longer than the model's max length are truncated, empty texts are
     refused with DataError.
     """
@@ -82,6 +86,7 @@ class Predictor:
         tokens_per_pass: int = TOKENS_PER_PASS,
         unpadded: bool | None = None,
         parallel_passes: int = 1,
+        prepacked: bool | None = None,
     ) -> None:
         if parallel_passes < 1:
             raise ModelConfigError(f"parallel_passes must be at least 1, not {parallel_passes}")
@@ -117,7 +122,17 @@ class Predictor:
         self.max_length = loaded.config.max_length
         self.tokenizer = loaded.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        self.model = _inference_copy(loaded.model, self.precision, fuse_qkv=self.unpadded)
+        if prepacked and not (self.precision == "bf16" and prepacked_linears_available()):
+            raise ModelConfigError(
+                "prepacked linear layers need precision bf16 on a CPU with native bf16 units "
+                "and torch built with oneDNN"
+            )
+        self.prepacked = (
+            self.precision == "bf16" and prepacked_linears_available() if prepacked is None else prepacked
+        )
+        self.model = _inference_copy(
+            loaded.model, self.precision, fuse_qkv=self.unpadded, prepacked=self.prepacked
+        )
         # Hold the prepared copy only: the loaded fp32 weights are freed once nothing else refers
         # to them (Predictor.load's never does), so a serving process keeps one model, not two.
         self.loaded = dataclasses.replace(loaded, model=self.model)
@@ -138,6 +153,7 @@ class Predictor:
         tokens_per_pass: int = TOKENS_PER_PASS,
         unpadded: bool | None = None,
         parallel_passes: int = 1,
+        prepacked: bool | None = None,
     ) -> Predictor:
         return cls(
             load_model_dir(path),
@@ -147,6 +163,7 @@ class Predictor:
             tokens_per_pass=tokens_per_pass,
             unpadded=unpadded,
             parallel_passes=parallel_passes,
+            prepacked=prepacked,
         )
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -224,7 +241,11 @@ class PendingPredictions:
 
 
 def _inference_copy(
-    model: MultiTaskClassifier, precision: Literal["fp32", "bf16", "int8"], *, fuse_qkv: bool
+    model: MultiTaskClassifier,
+    precision: Literal["fp32", "bf16", "int8"],
+    *,
+    fuse_qkv: bool,
+    prepacked: bool = False,
 ) -> MultiTaskClassifier:
     """The Predictor's own copy of the model (the loaded one stays as saved), prepared once
     for `precision`.
@@ -232,7 +253,8 @@ def _inference_copy(
     bf16: Linear weights converted once; autocast would cast the same 10.6M parameters on
     every `predict` call, several milliseconds that dominated a live stream's small calls.
     int8: see `quantize_int8`. `fuse_qkv` (unpadded BERT): one stacked query/key/value layer
-    per attention block, built before quantisation (`packed.add_fused_qkv`).
+    per attention block, built before quantisation (`packed.add_fused_qkv`). `prepacked`
+    (bf16 only): weights reordered once for oneDNN, GELU fused (`bert_core.prepacked`).
     """
     copied = copy.deepcopy(model).eval()
     if fuse_qkv:
@@ -243,6 +265,8 @@ def _inference_copy(
         for module in copied.modules():
             if isinstance(module, nn.Linear):
                 module.to(torch.bfloat16)
+        if prepacked:
+            prepack_linears(copied)
     return copied
 
 

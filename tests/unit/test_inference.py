@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from bert_core import DataError, Prediction, Predictor, load_model_dir
+from bert_core import DataError, ModelConfigError, Prediction, Predictor, load_model_dir
+from bert_core.prepacked import PrepackedLinear
+from bert_core.prepacked import available as prepacked_linears_available
 
 BEARISH = "acme shares plunge after earnings misses estimates"
 BULLISH = "globex stock surges as profit beats"
@@ -125,7 +128,7 @@ def test_bf16_predictor_equals_autocast_of_the_fp32_model_and_leaves_it_fp32(sav
     from bert_core.inference_core import predict_proba
 
     loaded = load_model_dir(saved_model_dir)
-    fast = Predictor(loaded, precision="bf16")
+    fast = Predictor(loaded, precision="bf16", prepacked=False)  # prepacked: the next tests
     texts = [BEARISH, BULLISH, NEUTRAL, OIL]
     preds = fast.predict(texts)
     tokens = tokenize(loaded.tokenizer, texts, loaded.config.max_length)
@@ -135,6 +138,49 @@ def test_bf16_predictor_equals_autocast_of_the_fp32_model_and_leaves_it_fp32(sav
         np.array([[p.sentiment_probs[n] for n in order] for p in preds], dtype=np.float32), reference
     )
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())  # converted a copy
+
+
+@pytest.mark.skipif(not prepacked_linears_available(), reason="needs oneDNN bf16 (AVX512-BF16 or AMX)")
+def test_prepacked_bf16_predictor_agrees_with_the_plain_bf16_one(saved_model_dir: Path) -> None:
+    texts = [BEARISH, BULLISH, NEUTRAL, OIL, "Fed holds rates", "Oil slides as stocks build"]
+    plain = Predictor.load(saved_model_dir, precision="bf16", prepacked=False)
+    fast = Predictor.load(saved_model_dir, precision="bf16", parallel_passes=2)
+    assert fast.prepacked and not plain.prepacked
+    assert any(isinstance(m, PrepackedLinear) for m in fast.model.modules())
+    assert not any(type(m) is nn.Linear for m in fast.model.modules())
+    ours, reference = fast.predict(texts), plain.predict(texts)
+    # Same weights and operations; only where bf16 rounds differs (GELU runs inside the layer).
+    np.testing.assert_allclose(_probs(ours), _probs(reference), atol=0.02)
+    assert [p.topic_score for p in ours] == pytest.approx([p.topic_score for p in reference], abs=0.02)
+
+
+@pytest.mark.skipif(not prepacked_linears_available(), reason="needs oneDNN bf16 (AVX512-BF16 or AMX)")
+def test_prepacked_linear_computes_the_linear_layer_and_its_gelu() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(48, 80).to(torch.bfloat16)
+    x = torch.randn(7, 48)
+    expected = nn.functional.linear(x.to(torch.bfloat16), layer.weight, layer.bias).float()
+    got = PrepackedLinear(layer)(x).float()
+    torch.testing.assert_close(got, expected, atol=1e-2, rtol=1e-2)
+    fused = PrepackedLinear(layer, gelu=True)(x).float()
+    torch.testing.assert_close(fused, nn.functional.gelu(expected), atol=3e-2, rtol=2e-2)
+    assert not torch.equal(fused, got)  # the activation really ran
+
+
+def test_prepacked_needs_the_bf16_path(saved_model_dir: Path) -> None:
+    with pytest.raises(ModelConfigError, match="prepacked linear layers need precision bf16"):
+        Predictor.load(saved_model_dir, precision="fp32", prepacked=True)
+    assert not Predictor.load(saved_model_dir, precision="fp32").prepacked
+
+
+def test_prepacking_fuses_only_exact_gelu() -> None:
+    from transformers.activations import ACT2FN
+
+    from bert_core.prepacked import _is_exact_gelu
+
+    assert _is_exact_gelu(ACT2FN["gelu"]) and _is_exact_gelu(nn.GELU())
+    assert not _is_exact_gelu(ACT2FN["gelu_new"]) and not _is_exact_gelu(nn.GELU(approximate="tanh"))
+    assert not _is_exact_gelu(nn.ReLU())
 
 
 def test_auto_precision_resolves_to_a_concrete_one(saved_model_dir: Path) -> None:

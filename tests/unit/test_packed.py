@@ -48,8 +48,32 @@ def test_pack_lays_texts_end_to_end() -> None:
     assert batch.text_index.tolist() == [0, 0, 1, 1, 1, 2]
     assert batch.lengths.tolist() == [2, 3, 1]
     assert batch.starts.tolist() == [0, 2, 5]
-    assert batch.longest == 3
-    assert batch.slots.tolist() == [0, 1, 3, 4, 5, 6]
+    assert batch.rows == packed.CHUNK_ROWS  # all three fit one attention chunk
+    assert batch.slots.tolist() == [0, 1, 2, 3, 4, 5]
+    assert batch.segment.tolist() == [0, 0, 1, 1, 1, 2] + [-1] * (packed.CHUNK_ROWS - 6)
+
+
+def test_pack_starts_a_new_chunk_for_a_text_that_does_not_fit() -> None:
+    texts = [[1] * 10, [2] * 7, [3] * 16, [4]]
+    batch = packed.pack(texts, [0, 1, 2, 3], chunk_rows=16)
+    assert batch.rows == 16
+    # 10 + 7 > 16: the second text opens chunk 1; the third fills chunk 2; the fourth, chunk 3
+    assert batch.slots.tolist() == [*range(10), *range(16, 23), *range(32, 48), 48]
+    assert batch.segment.view(-1, 16)[:, 0].tolist() == [0, 1, 2, 3]
+
+
+def test_pack_rounds_chunks_up_for_a_text_longer_than_the_chunk() -> None:
+    batch = packed.pack([[1] * 20, [2] * 3], [0, 1], chunk_rows=16)
+    assert batch.rows == 32 and batch.slots.tolist() == [*range(23)]
+
+
+def test_attention_mask_keeps_each_text_to_itself() -> None:
+    batch = packed.pack([[1, 1], [2, 2, 2]], [0, 1], chunk_rows=16)
+    mask = packed._attention_mask(batch)[0, 0]
+    assert mask.shape == (16, 16)
+    assert mask[:2, :2].all() and not mask[:2, 2:].any()  # text 0 sees itself only
+    assert mask[2:5, 2:5].all() and not mask[2:5, :2].any() and not mask[2:5, 5:].any()
+    assert mask[5:].all()  # padding rows see everything: no all-masked row, output discarded
 
 
 def test_pack_refuses_an_empty_text() -> None:

@@ -20,16 +20,17 @@ from bert_core.model import MultiTaskClassifier
 TOKENS_PER_PASS = 2048
 
 # A call is cut into parallel passes only if each gets at least this many real tokens (about
-# three headlines). A pass of one or two headlines is bound by streaming the weights from
-# memory, not by arithmetic, and two such passes side by side slow each other down: on a
-# 2-core AVX2 EPYC, calls of two headlines cut into two passes ran no faster than one pass on
-# one thread and used 1.6x its CPU (int8: 34.5 vs 21.4 ms per headline). In a live stream,
-# where batches are small and the broker, the database and the worker's other threads share
-# the cores, that CPU is what the tail latency pays for. bf16 passes stay compute-bound even
-# at two headlines: on a Zen 4 EPYC one pass saved 16-25 % of the CPU of calls of 2-4
-# headlines but took 22-26 % longer; there a live stream at 40-50 % of the maximum brings
-# batches of 12-16 headlines, which are split regardless (README, session 11).
-MIN_SPLIT_PASS_TOKENS = 64
+# six headlines). Small passes are bound by streaming the weights from memory and by the
+# Python work of each operation, not by arithmetic, and two such passes side by side slow
+# each other down. On a 2-core AVX2 EPYC, calls of two headlines cut into two passes ran no
+# faster than one pass on one thread and used 1.6x its CPU (int8: 34.5 vs 21.4 ms per
+# headline); on session 13's AMX Xeon (bf16), calls of 8 headlines (160 tokens) took as long
+# either way (1.20 vs 1.21 ms per headline) and split used 1.52x the CPU, while from 16
+# headlines on the split was 25-40 % faster for 10-27 % more CPU. In a live stream, where
+# batches are small and the broker, the database and the worker's other threads share the
+# cores, that CPU is what the tail latency pays for. On a Zen 4 EPYC one pass saved 16-25 %
+# of the CPU of calls of 2-4 headlines but took 22-26 % longer (README, session 11).
+MIN_SPLIT_PASS_TOKENS = 128
 
 
 class PendingProba:

@@ -125,9 +125,12 @@ def encode(model: nn.Module, batch: PackedBatch) -> torch.Tensor:
     hidden = emb.LayerNorm(hidden)
     heads = int(encoder.config.num_attention_heads)
     mask = _attention_mask(batch)
+    # The chunked layout for query/key/value, shared by the layers: each writes the same real
+    # rows, so the padding rows stay zero and need no fresh zeroed buffer per layer.
+    layout: torch.Tensor | None = None
     for layer in encoder.encoder.layer:
         attention = layer.attention
-        context = _attend(attention.self, hidden, batch, heads, mask)
+        context, layout = _attend(attention.self, hidden, batch, heads, mask, layout)
         hidden = attention.output.LayerNorm(attention.output.dense(context) + hidden)
         inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(hidden))
         hidden = layer.output.LayerNorm(layer.output.dense(inner) + hidden)
@@ -180,7 +183,11 @@ def _attend(
     batch: PackedBatch,
     heads: int,
     mask: torch.Tensor,
-) -> torch.Tensor:
+    layout: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention of the packed rows; returns the context rows and the chunked layout
+    buffer, which the next layer may pass back in (`layout`) if it has the same shape and
+    dtype."""
     projections = (self_attention.query, self_attention.key, self_attention.value)
     fused = getattr(self_attention, "fused_qkv", None)
     if fused is not None:  # the Predictor's copies (`add_fused_qkv`)
@@ -193,8 +200,11 @@ def _attend(
     else:  # e.g. int8 dynamically quantised layers, whose weights are packed
         qkv = torch.cat([p(hidden) for p in projections], dim=1)
     width = qkv.shape[1] // 3
-    padded = qkv.new_zeros((batch.segment.numel(), 3 * width))
+    shape = (batch.segment.numel(), 3 * width)
+    if layout is None or layout.shape != shape or layout.dtype != qkv.dtype:
+        layout = qkv.new_zeros(shape)
+    padded = layout
     padded[batch.slots] = qkv
     query, key, value = padded.view(-1, batch.rows, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
     context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
-    return context.transpose(1, 2).reshape(batch.segment.numel(), width)[batch.slots]
+    return context.transpose(1, 2).reshape(batch.segment.numel(), width)[batch.slots], layout

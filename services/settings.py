@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     kafka_timeout_seconds: float = Field(
         10.0, gt=0, description="How long to wait for the broker to answer before giving up"
     )
+    ingest_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="How long an ingest producer (files, HTTP, feeds, the demo) gathers messages "
+        "into one request: fewer, larger record batches cost the broker and the worker far less "
+        "(README, session 13)",
+    )
     topic_news_raw: str = Field("news.raw", min_length=1, description="Incoming news (key: event_id)")
     topic_news_scored: str = Field("news.scored", min_length=1, description="Scored news for the alerter")
     topic_news_dlq: str = Field("news.dlq", min_length=1, description="Messages that cannot be processed")

@@ -46,7 +46,13 @@ def _producer(bootstrap: str, topic: str) -> NewsProducer:
     from services.ingest.producer import NewsProducer
 
     with broker_errors():
-        return NewsProducer(bootstrap, topic=topic, max_block_s=get_settings().kafka_timeout_seconds)
+        settings = get_settings()
+        return NewsProducer(
+            bootstrap,
+            topic=topic,
+            max_block_s=settings.kafka_timeout_seconds,
+            linger_ms=settings.ingest_linger_ms,
+        )
 
 
 def init() -> None:

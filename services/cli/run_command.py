@@ -216,7 +216,7 @@ def _send_demo(
             raise InterruptedError
 
     try:
-        with NewsProducer(bootstrap, topic=topic) as producer:
+        with NewsProducer(bootstrap, topic=topic, linger_ms=get_settings().ingest_linger_ms) as producer:
             records = (FileRecord(line=i + 1, item=item) for i, item in enumerate(feed))
             replay(records, producer, rate=rate, sleep=sleep)
     except InterruptedError:

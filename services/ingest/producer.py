@@ -24,7 +24,9 @@ from services.broker.errors import BrokerError, BrokerUnavailable
 from services.ingest.encoding import EncodedNews, encode_news
 from services.settings import Settings
 
-LINGER_MS = 5  # a few ms of batching: ~no latency cost, far fewer requests under load
+# A few ms of batching: one request (and one record batch per partition) per linger period
+# instead of one per message, which is what the broker and the consuming worker pay for.
+DEFAULT_LINGER_MS: int = Settings.model_fields["ingest_linger_ms"].default
 BATCH_BYTES = 64 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 1_048_576  # Apache Kafka's default message.max.bytes is about this
 # How long send() may wait for metadata (an unreachable broker, a missing topic).
@@ -50,6 +52,7 @@ class NewsProducer:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_block_s: float = DEFAULT_MAX_BLOCK_S,
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+        linger_ms: int = DEFAULT_LINGER_MS,
     ) -> None:
         self.topic = topic
         self.bootstrap = bootstrap
@@ -64,7 +67,7 @@ class NewsProducer:
                 client_id=client_id,
                 acks="all",
                 enable_idempotence=False,
-                linger_ms=LINGER_MS,
+                linger_ms=linger_ms,
                 batch_size=BATCH_BYTES,
                 max_request_size=max_request_bytes,
                 max_block_ms=int(max_block_s * 1000),

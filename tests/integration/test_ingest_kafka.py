@@ -83,6 +83,24 @@ def test_send_raw_passes_malformed_bytes_through(
     assert records[0].headers == [("test", b"yes")]
 
 
+def test_ingest_producers_batch_for_the_configured_linger(
+    kafka_broker: EmbeddedBroker, make_topic: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.cli.ingest_commands import _producer
+    from services.ingest.producer import DEFAULT_LINGER_MS
+
+    topic = make_topic()
+    with NewsProducer(kafka_broker.bootstrap, topic=topic) as producer:
+        assert producer._producer.config["linger_ms"] == DEFAULT_LINGER_MS == 20
+    monkeypatch.setenv("FINSENT_INGEST_LINGER_MS", "7")
+    get_settings.cache_clear()
+    try:
+        with _producer(kafka_broker.bootstrap, topic) as producer:
+            assert producer._producer.config["linger_ms"] == 7
+    finally:
+        get_settings.cache_clear()
+
+
 def cli(args: list[str], **env: str) -> Any:
     get_settings.cache_clear()
     try:

@@ -4,9 +4,10 @@ Why: `F.linear` on a bf16 weight hands oneDNN a plain row-major matrix, which it
 into its blocked (AMX / AVX512-BF16) layout on every call. For a live stream's small passes
 that reorder is most of the product: on session 13's AMX Xeon, one thread, a 384→1536 layer
 took 85 µs with `F.linear` and 38 µs prepacked at 16 rows, 270 vs 197 µs at 256 rows, with
-bit-identical outputs (README, "Session 13"). Reordering once at load time, and running
-BERT's feed-forward GELU inside the same oneDNN call, removes that per-call work and a
-separate pass over the widest activation.
+bit-identical outputs (a microbenchmark with the weight in cache; in the whole forward pass,
+where weights stream from memory, the gain is smaller: README, "Session 13"). Reordering
+once at load time, and running BERT's feed-forward GELU inside the same oneDNN call,
+removes that per-call work and a separate pass over the widest activation.
 
 Inference copies only: the reordered weight is an opaque oneDNN tensor that cannot be
 trained, saved or deep-copied, so it is held as a plain attribute (not a parameter or
@@ -60,28 +61,27 @@ def prepack_linears(model: nn.Module) -> int:
     """Replace every `nn.Linear` in `model` by a `PrepackedLinear`, in place, and fuse the
     exact GELU of BERT feed-forward blocks (`intermediate.dense` + `intermediate_act_fn`)
     into its layer. Returns how many layers were replaced."""
-    fused = _fuse_feed_forward_gelu(model)
-    replaced = len(fused)
+    replaced = _fuse_feed_forward_gelu(model)  # first, while those layers are still nn.Linear
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear and id(child) not in fused:
+            if type(child) is nn.Linear:
                 setattr(parent, name, PrepackedLinear(child))
                 replaced += 1
     return replaced
 
 
-def _fuse_feed_forward_gelu(model: nn.Module) -> set[int]:
+def _fuse_feed_forward_gelu(model: nn.Module) -> int:
     """Fuse GELU into each BERT `intermediate` block whose activation is exact (erf) GELU;
-    returns the ids of the Linear layers it replaced."""
-    done: set[int] = set()
+    returns how many it fused."""
+    fused = 0
     for module in list(model.modules()):
         dense = getattr(module, "dense", None)
         act = getattr(module, "intermediate_act_fn", None)
         if type(dense) is nn.Linear and _is_exact_gelu(act):
-            done.add(id(dense))
             module.dense = PrepackedLinear(dense, gelu=True)
             module.intermediate_act_fn = nn.Identity()
-    return done
+            fused += 1
+    return fused
 
 
 def _is_exact_gelu(act: object) -> bool:

@@ -122,14 +122,13 @@ class Predictor:
         self.max_length = loaded.config.max_length
         self.tokenizer = loaded.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        if prepacked and not (self.precision == "bf16" and prepacked_linears_available()):
+        can_prepack = self.precision == "bf16" and prepacked_linears_available()
+        if prepacked and not can_prepack:
             raise ModelConfigError(
                 "prepacked linear layers need precision bf16 on a CPU with native bf16 units "
                 "and torch built with oneDNN"
             )
-        self.prepacked = (
-            self.precision == "bf16" and prepacked_linears_available() if prepacked is None else prepacked
-        )
+        self.prepacked = can_prepack if prepacked is None else prepacked
         self.model = _inference_copy(
             loaded.model, self.precision, fuse_qkv=self.unpadded, prepacked=self.prepacked
         )

@@ -203,8 +203,7 @@ def _attend(
     shape = (batch.segment.numel(), 3 * width)
     if layout is None or layout.shape != shape or layout.dtype != qkv.dtype:
         layout = qkv.new_zeros(shape)
-    padded = layout
-    padded[batch.slots] = qkv
-    query, key, value = padded.view(-1, batch.rows, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    layout[batch.slots] = qkv
+    query, key, value = layout.view(-1, batch.rows, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
     context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
     return context.transpose(1, 2).reshape(batch.segment.numel(), width)[batch.slots], layout

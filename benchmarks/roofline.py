@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from inference_throughput import texts_per_second
-from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 from transformers import AutoConfig, AutoTokenizer
 
 from bert_core import Predictor
@@ -40,6 +39,7 @@ from bert_core.batching import bucketed_batches, collate, tokenize
 from bert_core.config import TrainConfig
 from bert_core.encoder import resolve_base_model
 from bert_core.inference_core import TOKENS_PER_PASS
+from bert_core.int8 import Int8Linear
 from bert_core.labels import DEFAULT_LABELS
 from bert_core.recipes import SplitData, load_task_files, split_sets
 from bert_core.training import _build_model, _param_groups
@@ -54,15 +54,13 @@ def gemm_rate(
     """Best-of-10 multiply rate in GFLOP/s (2·m·k·n per product) for (mxk)·(kxn) products,
     `side_by_side` of them at once on their own Python threads with threads // side_by_side
     torch threads each (the Predictor's parallel passes), or one on all threads (side_by_side
-    1). int8: a dynamic-quantised Linear with one scale per output channel, as
-    `bert_core.inference.quantize_int8` makes them."""
+    1). int8: the Predictor's `bert_core.int8.Int8Linear` (a scale per input row and per
+    output channel; before session 14, torch's dynamic quantisation)."""
     torch.set_num_threads(max(1, threads // side_by_side))
     x = torch.randn(m, k)
     linear: torch.nn.Module = torch.nn.Linear(k, n, bias=False)
     if int8:
-        linear = quantize_dynamic(
-            torch.nn.Sequential(linear), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
-        )
+        linear = Int8Linear(linear)
 
     def work(calls: int) -> None:
         with torch.inference_mode():
@@ -222,23 +220,17 @@ def main() -> None:
                 )
     big_fp32 = gemm_rate(2048, 2048, 2048, int8=False, threads=args.threads, side_by_side=1)
 
-    def layer_rate(prefix: str, *, fp32_layers: tuple[str, ...] = ()) -> float:
-        """Best layout's rate for the dense layers' mix of shapes (time-weighted harmonic mean);
-        `fp32_layers` take the same layout's fp32 rate."""
+    def layer_rate(prefix: str) -> float:
+        """Best layout's rate for the dense layers' mix of shapes (time-weighted harmonic mean)."""
         total = sum(weights.values())
-
-        def rate(key: str, layer: str) -> float:
-            return measured[key.replace("/int8/", "/fp32/") if layer in fp32_layers else key][layer]
-
         return max(
-            total / sum(w / rate(key, layer) for layer, w in weights.items())
+            total / sum(w / measured[key][layer] for layer, w in weights.items())
             for key in measured
             if key.startswith(prefix)
         )
 
     fp32_rate = layer_rate("train/fp32")
-    # the Predictor's int8 path keeps the feed-forward output projection in fp32 (quantize_int8)
-    infer_fp32, int8_rate = layer_rate("infer/fp32"), layer_rate("infer/int8", fp32_layers=("ffn out",))
+    infer_fp32, int8_rate = layer_rate("infer/fp32"), layer_rate("infer/int8")
     min_train_minutes = train_flops / (fp32_rate * 1e9) / 60
     max_fp32_rate = infer_fp32 * 1e9 / infer_flops
     max_int8_rate = int8_rate * 1e9 / infer_flops

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
@@ -21,6 +20,7 @@ from bert_core.batching import tokenize
 from bert_core.cpu import cpu_has_bf16
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
+from bert_core.int8 import quantize_linears
 from bert_core.model import MultiTaskClassifier
 from bert_core.prepacked import available as prepacked_linears_available
 from bert_core.prepacked import prepack_linears
@@ -270,24 +270,14 @@ def _inference_copy(
 
 
 def quantize_int8(model: MultiTaskClassifier) -> None:
-    """Dynamic int8 quantisation of the encoder's Linear layers, in place.
+    """int8 copy of the encoder's Linear layers, in place: a scale per weight output channel
+    and per input row (`bert_core.int8`), so a text scores the same whatever shares its call.
 
-    Measured on the default model's dev split (README): one weight scale per matrix and
-    every Linear quantised lost 1.2 / 1.3 points (sentiment / topic accuracy). Three choices
-    bring it within half a point: one scale per output channel; the feed-forward output
-    projections (`BertOutput.dense`, whose inputs are GELU activations with a long tail that
-    one dynamic scale per input matrix cuts coarsely) left in fp32; the classification heads
-    (0.1 % of the arithmetic) left in fp32.
+    The classification heads (0.1 % of the arithmetic) stay fp32. History, measured on the
+    default model's dev split (README): torch's dynamic quantisation with one scale per
+    weight matrix lost 1.2 / 1.3 points (sentiment / topic accuracy); per-channel weight
+    scales with the feed-forward output projections in fp32 came within half a point on
+    fp32-trained models, but with one activation scale per call it scored a headline
+    differently by batch and lost 0.4-0.7 points on bf16-trained ones.
     """
-    config = model.encoder.config
-    inner = getattr(config, "intermediate_size", None) or getattr(config, "hidden_dim", None)
-    # The feed-forward output projection, found by shape, not by name (BERT `output.dense`,
-    # DistilBERT `ffn.lin2`, ...): the Linear that reads the inner, post-activation width.
-    spec = {
-        name: per_channel_dynamic_qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear)
-        and not name.startswith("heads.")
-        and not (inner is not None and module.in_features == inner)
-    }
-    quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
+    quantize_linears(model.encoder)

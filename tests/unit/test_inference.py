@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from bert_core import DataError, ModelConfigError, Prediction, Predictor, load_model_dir
+from bert_core.int8 import Int8Linear
 from bert_core.prepacked import PrepackedLinear
 from bert_core.prepacked import available as prepacked_linears_available
 
@@ -103,7 +104,6 @@ def test_no_texts_no_predictions(predictor: Predictor) -> None:
     assert predictor.predict([]) == []
 
 
-@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
 @pytest.mark.parametrize("precision", ["int8", "bf16"])
 def test_reduced_precision_is_close_to_fp32(
     predictor: Predictor, saved_model_dir: Path, precision: str
@@ -190,7 +190,6 @@ def test_auto_precision_resolves_to_a_concrete_one(saved_model_dir: Path) -> Non
     assert fast.precision == ("bf16" if cpu_has_bf16() else "int8")
 
 
-@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
 def test_int8_does_not_change_the_loaded_model(saved_model_dir: Path) -> None:
     loaded = load_model_dir(saved_model_dir)
     weight = loaded.model.heads["sentiment"].weight.detach().clone()
@@ -200,18 +199,32 @@ def test_int8_does_not_change_the_loaded_model(saved_model_dir: Path) -> None:
     assert not hasattr(loaded.model.encoder.encoder.layer[0].attention.self, "fused_qkv")
 
 
-@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
-def test_int8_quantises_per_channel_and_keeps_heads_and_feed_forward_outputs_fp32(
-    saved_model_dir: Path,
-) -> None:
+def test_int8_quantises_every_encoder_linear_and_keeps_the_heads_fp32(saved_model_dir: Path) -> None:
     fast = Predictor.load(saved_model_dir, precision="int8")
     layer = fast.model.encoder.encoder.layer[0]
-    quantised = [layer.attention.self.fused_qkv, layer.attention.output.dense, layer.intermediate.dense]
+    quantised = [
+        layer.attention.self.fused_qkv,
+        layer.attention.output.dense,
+        layer.intermediate.dense,
+        layer.output.dense,
+    ]
     for module in quantised:
-        assert type(module) is not torch.nn.Linear
-        assert module.weight().qscheme() == torch.per_channel_affine
-    assert type(layer.output.dense) is torch.nn.Linear
+        assert isinstance(module, Int8Linear)
+        assert module.weight_int8.dtype == torch.int8
     assert type(fast.model.heads["sentiment"]) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("unpadded", [True, False])
+def test_int8_scores_a_text_the_same_whatever_shares_its_call(saved_model_dir: Path, unpadded: bool) -> None:
+    """One activation scale per call made a headline's int8 score depend on its neighbours
+    (2.4 % of sentiment labels flipped between call sizes, session 14); per-row scales do not."""
+    fast = Predictor.load(saved_model_dir, precision="int8", unpadded=unpadded, batch_size=8)
+    texts = [BEARISH, BULLISH, NEUTRAL, OIL]
+    loud = ["ACME $$$ 1000000000 %%% !!! " * 8]  # a neighbour with very different activations
+    alone = _probs([fast.predict([t])[0] for t in texts])
+    together = _probs(fast.predict(texts + loud * 20)[: len(texts)])
+    # float rounding outside the int8 products only (one scale per call moved them by ~1e-2)
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -1,0 +1,57 @@
+"""int8 layers with a scale per input row and per weight channel (`bert_core.int8`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bert_core.int8 import Int8Linear, quantize_linears
+
+
+def _linear(inputs: int = 48, outputs: int = 40, seed: int = 0) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(inputs, outputs)
+
+
+def test_close_to_the_fp32_layer() -> None:
+    linear = _linear()
+    x = torch.randn(64, 48) * torch.linspace(0.1, 10.0, 64).unsqueeze(1)  # rows of very different range
+    with torch.inference_mode():
+        reference = linear(x)
+        out = Int8Linear(linear)(x)
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    # per row, the error is a small share of that row's own range, loud rows and quiet alike
+    error = (out - reference).abs().amax(dim=1)
+    scale = reference.abs().amax(dim=1)
+    assert bool((error <= 0.02 * scale).all())
+
+
+def test_a_row_scores_the_same_alone_or_beside_others() -> None:
+    layer = Int8Linear(_linear(seed=1))
+    torch.manual_seed(2)
+    quiet = torch.randn(5, 48) * 0.01
+    loud = torch.randn(30, 48) * 100.0
+    with torch.inference_mode():
+        alone = layer(quiet)
+        together = layer(torch.cat([loud[:10], quiet, loud[10:]]))[10:15]
+    assert torch.equal(alone, together)
+
+
+def test_keeps_leading_dimensions_and_handles_zero_and_empty_inputs() -> None:
+    linear = _linear(seed=3)
+    layer = Int8Linear(linear)
+    with torch.inference_mode():
+        assert layer(torch.randn(2, 7, 48)).shape == (2, 7, 40)
+        zeros = layer(torch.zeros(3, 48))
+        assert torch.allclose(zeros, linear.bias.detach().expand(3, 40))
+        assert layer(torch.zeros(0, 48)).shape == (0, 40)
+
+
+def test_quantize_linears_replaces_all_but_the_kept_layers() -> None:
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 3)))
+    head = model[2][1]
+    assert quantize_linears(model, keep={head}) == 2
+    assert isinstance(model[0], Int8Linear) and isinstance(model[2][0], Int8Linear)
+    assert model[2][1] is head
+    with torch.inference_mode():
+        assert model(torch.randn(4, 8)).shape == (4, 3)

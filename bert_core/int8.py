@@ -34,6 +34,10 @@ class Int8Linear(nn.Module):
     """`y = x Wᵀ + b` with W in int8 (a scale per output channel) and x quantised to int8 per
     row on every call; accumulation in int32, output fp32."""
 
+    weight_int8: torch.Tensor  # (out, in)
+    weight_scale: torch.Tensor  # (out,)
+    bias: torch.Tensor  # (out,)
+
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features = linear.in_features

@@ -12,13 +12,18 @@ small batches and padding costs most there. Layouts: `unpadded` packs each forwa
 real tokens (`bert_core.packed`, the default for BERT encoders); `padded` pads each pass of
 --batch-size texts to its longest (the Hugging Face forward). Accuracy is measured on the
 same dev split for each path and layout, so the quantised paths are compared to fp32 on
-equal terms.
+equal terms. `batching_changed_labels`: the share of dev texts whose sentiment or topic
+differs between one call of all of them and calls of 16 (a text's result should not depend
+on what shares its call). `--int8-levels 63` gives the int8 path the 7-bit activations of a
+CPU without VNNI; with `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` set as well, a
+VNNI CPU then runs the int8 path as an AVX2-only one would.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+import bert_core.int8
 from bert_core import Predictor, evaluate_sets
 from bert_core.inference_core import TOKENS_PER_PASS
 from bert_core.recipes import load_task_files, split_sets
@@ -46,6 +52,14 @@ def texts_per_second(predictor: Predictor, texts: list[str], call: int) -> list[
     return runs
 
 
+def changed_by_batching(predictor: Predictor, texts: list[str], call: int = 16) -> float:
+    """Share of `texts` whose sentiment or topic differs between one call and calls of `call`."""
+    whole = predictor.predict(texts)
+    parts = [p for i in range(0, len(texts), call) for p in predictor.predict(texts[i : i + call])]
+    changed = sum((a.sentiment, a.topic) != (b.sentiment, b.topic) for a, b in zip(whole, parts, strict=True))
+    return changed / len(texts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
@@ -63,9 +77,18 @@ def main() -> None:
         "sharing --threads)",
     )
     parser.add_argument("--no-accuracy", action="store_true", help="throughput only")
+    parser.add_argument(
+        "--int8-levels",
+        type=int,
+        choices=(63, 127),
+        help="int8 activation levels either side of zero (default: this CPU's, 127 with VNNI)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.int8_levels:
+        levels = args.int8_levels
+        bert_core.int8.activation_levels = lambda: levels  # read by each Int8Linear at load
     calls = [int(c) for c in args.calls.split(",")]
 
     base = Predictor.load(args.model, precision="fp32")
@@ -75,7 +98,8 @@ def main() -> None:
         dev_fraction=float(training.get("dev_fraction", 0.1)),
         seed=int(training.get("seed", 42)),
     ).dev
-    texts = [t for d in sets.values() for t in d.texts][: args.texts]
+    dev_texts = [t for d in sets.values() for t in d.texts]
+    texts = dev_texts[: args.texts]
     results = []
     combos = [
         (precision, layout, int(parallel))
@@ -114,6 +138,7 @@ def main() -> None:
             )
             row.update({f"{t}_accuracy": round(r["accuracy"], 4) for t, r in reports.items()})
             row.update({f"{t}_macro_f1": round(r["macro_f1"], 4) for t, r in reports.items()})
+            row["batching_changed_labels"] = round(changed_by_batching(predictor, dev_texts), 4)
         results.append(row)
         print(json.dumps(row), flush=True)
     summary = {
@@ -125,6 +150,8 @@ def main() -> None:
         "tokens_per_pass": args.tokens_per_pass,
         "calls": calls,
         "cpu": platform.processor() or platform.machine(),
+        "int8_levels": bert_core.int8.activation_levels(),
+        "isa_limits": {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ},
         "torch": torch.__version__,
         "results": results,
     }

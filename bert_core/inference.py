@@ -20,6 +20,7 @@ from bert_core.batching import tokenize
 from bert_core.cpu import cpu_has_bf16
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
+from bert_core.int8 import available as int8_available
 from bert_core.int8 import quantize_linears
 from bert_core.model import MultiTaskClassifier
 from bert_core.prepacked import available as prepacked_linears_available
@@ -57,7 +58,9 @@ def resolve_precision(precision: Precision) -> Literal["fp32", "bf16", "int8"]:
     with oneDNN and ATen held to AVX2, as the previous int8 path was on a real AVX2 CPU),
     since emulated bf16 is 7x slower than fp32."""
     if precision == "auto":
-        return "bf16" if cpu_has_bf16() else "int8"
+        if cpu_has_bf16():
+            return "bf16"
+        return "int8" if int8_available() else "fp32"
     return precision
 
 
@@ -105,6 +108,11 @@ class Predictor:
             else None
         )
         self.precision = resolve_precision(precision)
+        if self.precision == "int8" and not int8_available():
+            raise ModelConfigError(
+                "precision int8 needs torch built with oneDNN's quantised linear ops (x86); "
+                "use precision auto or fp32"
+            )
         if self.precision == "bf16" and not cpu_has_bf16():
             log.warning(
                 "bf16 requested on a CPU without native bf16 units (AVX512-BF16/AMX): it is emulated "

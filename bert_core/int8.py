@@ -98,7 +98,9 @@ class Int8Linear(nn.Module):
         )
 
 
-def quantize_linears(model: nn.Module, *, keep: set[nn.Module] | None = None, levels: int | None = None) -> int:
+def quantize_linears(
+    model: nn.Module, *, keep: set[nn.Module] | None = None, levels: int | None = None
+) -> int:
     """Replace every `nn.Linear` of `model` not in `keep` by an `Int8Linear`, in place;
     returns how many were replaced."""
     kept = keep or set()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
-
-import pytest
 
 from bert_core.int8 import Int8Linear, activation_levels, quantize_linears
 

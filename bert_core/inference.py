@@ -54,9 +54,9 @@ class Prediction:
 def resolve_precision(precision: Precision) -> Literal["fp32", "bf16", "int8"]:
     """`auto`: the fastest path within half a point of fp32's dev accuracy (README). bf16
     where the CPU has native bf16 units (it matched fp32, 1.8x faster there); elsewhere int8
-    (`quantize_int8`: within 0.25 points on both tasks on session 14's model; 1.45x fp32
-    with oneDNN and ATen held to AVX2, as the previous int8 path was on a real AVX2 CPU),
-    since emulated bf16 is 7x slower than fp32."""
+    (`quantize_int8`: within 0.25 points on both tasks on session 14's model; 1.65x fp32
+    with oneDNN and ATen held to AVX2), since emulated bf16 is 7x slower than fp32; fp32
+    where torch lacks oneDNN's quantised linear ops."""
     if precision == "auto":
         if cpu_has_bf16():
             return "bf16"

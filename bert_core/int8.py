@@ -15,7 +15,7 @@ in exact int32, and the row's scale is applied afterwards, so a row's result dep
 row alone: a headline scores the same whatever else is in the call. Rows quantise finely
 enough that the feed-forward output projection (whose GELU inputs defeated a per-matrix
 scale) is int8 as well. Same model, same dev split: sentiment / topic accuracy 0.8669 /
-0.8964 against fp32's 0.8648 / 0.8970, and 1,023 headlines/s against the per-matrix path's
+0.8964 against fp32's 0.8648 / 0.8970, and 1,025 headlines/s against the per-matrix path's
 687/s (README, session 14).
 
 Activations go in as uint8 with a zero point. CPUs without VNNI multiply uint8 by int8 in

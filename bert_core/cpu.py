@@ -1,8 +1,11 @@
-"""What the CPU can do, read once per call from /proc/cpuinfo (Linux; elsewhere: nothing)."""
+"""What the CPU can do, read once per call from /proc/cpuinfo (Linux; elsewhere: nothing),
+and which of torch's oneDNN ops this build has."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import torch
 
 
 def cpu_has_bf16() -> bool:
@@ -16,3 +19,13 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def onednn_has_ops(namespace: str, *names: str) -> bool:
+    """True where torch is built with oneDNN and `torch.ops.<namespace>` has every op named
+    (x86 builds have the prepacked and quantised linear ops; other builds may lack them)."""
+    try:
+        ops = getattr(torch.ops, namespace)
+        return torch.backends.mkldnn.is_available() and all(hasattr(ops, name) for name in names)
+    except (AttributeError, RuntimeError):
+        return False

@@ -32,21 +32,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bert_core.cpu import onednn_has_ops
+
 _WEIGHT_LEVELS = 127.0  # symmetric int8 weights: -127..127
 _TINY = 1e-12  # the scale of an all-zero row or channel: any positive value quantises it to zeros
 
 
 def available() -> bool:
     """True where torch has oneDNN's quantised linear ops (x86 builds with oneDNN)."""
-    ops = torch.ops.onednn
-    try:
-        return (
-            torch.backends.mkldnn.is_available()
-            and hasattr(ops, "qlinear_prepack")
-            and hasattr(ops, "qlinear_pointwise")
-        )
-    except (AttributeError, RuntimeError):
-        return False
+    return onednn_has_ops("onednn", "qlinear_prepack", "qlinear_pointwise")
 
 
 def activation_levels() -> int:

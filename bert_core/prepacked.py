@@ -19,17 +19,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bert_core.cpu import onednn_has_ops
+
 
 def available() -> bool:
     """True where torch has oneDNN with native bf16 matrix units and the prepacked ops."""
-    ops = torch.ops.mkldnn
+    if not onednn_has_ops("mkldnn", "_reorder_linear_weight", "_linear_pointwise"):
+        return False
     try:
-        return (
-            torch.backends.mkldnn.is_available()
-            and hasattr(ops, "_reorder_linear_weight")
-            and hasattr(ops, "_linear_pointwise")
-            and bool(ops._is_mkldnn_bf16_supported())
-        )
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 

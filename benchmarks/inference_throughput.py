@@ -14,9 +14,9 @@ real tokens (`bert_core.packed`, the default for BERT encoders); `padded` pads e
 same dev split for each path and layout, so the quantised paths are compared to fp32 on
 equal terms. `batching_changed_labels`: the share of dev texts whose sentiment or topic
 differs between one call of all of them and calls of 16 (a text's result should not depend
-on what shares its call). `--int8-levels 63` gives the int8 path the 7-bit activations of a
-CPU without VNNI; with `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` set as well, a
-VNNI CPU then runs the int8 path as an AVX2-only one would.
+on what shares its call). With `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` set, a
+VNNI CPU runs the int8 path as an AVX2-only one would (7-bit activations included: they are
+chosen by trying oneDNN, `bert_core.int8.activation_levels`).
 """
 
 from __future__ import annotations
@@ -80,18 +80,9 @@ def main() -> None:
         "sharing --threads)",
     )
     parser.add_argument("--no-accuracy", action="store_true", help="throughput only")
-    parser.add_argument(
-        "--int8-levels",
-        type=int,
-        choices=(63, 127),
-        help="int8 activation levels either side of zero (default: this CPU's, 127 with VNNI)",
-    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.int8_levels:
-        levels = args.int8_levels
-        bert_core.int8.activation_levels = lambda: levels  # read by each Int8Linear at load
     calls = [int(c) for c in args.calls.split(",")]
 
     base = Predictor.load(args.model, precision="fp32")

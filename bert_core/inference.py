@@ -67,8 +67,9 @@ def resolve_precision(precision: Precision) -> Literal["fp32", "bf16", "int8"]:
 class Predictor:
     """Topic + sentiment for a list of texts, using a verified model directory.
 
-    `precision`: fp32 (reference), bf16 (fast on CPUs with AMX/AVX512-BF16), int8 (dynamic
-    quantisation, `quantize_int8`), or auto (bf16 where the CPU has it, else int8).
+    `precision`: fp32 (reference), bf16 (fast on CPUs with AMX/AVX512-BF16), int8 (a scale
+    per input row and weight channel, `quantize_int8`), or auto (`resolve_precision`: bf16
+    where the CPU has it, else int8 where torch has oneDNN's int8 ops, else fp32).
     `threads` torch threads in all (default: torch's current count), shared by
     `parallel_passes` passes that run side by side on threads of the Predictor's own. BERT
     encoders run unpadded, `tokens_per_pass` real tokens per forward pass (`bert_core.packed`;
@@ -92,6 +93,12 @@ class Predictor:
         parallel_passes: int = 1,
         prepacked: bool | None = None,
     ) -> None:
+        self.precision = resolve_precision(precision)
+        if self.precision == "int8" and not int8_available():
+            raise ModelConfigError(
+                "precision int8 needs torch built with oneDNN's quantised linear ops (x86); "
+                "use precision auto or fp32"
+            )
         if parallel_passes < 1:
             raise ModelConfigError(f"parallel_passes must be at least 1, not {parallel_passes}")
         total_threads = threads or _PROCESS_THREADS
@@ -107,12 +114,6 @@ class Predictor:
             if self.parallel_passes > 1
             else None
         )
-        self.precision = resolve_precision(precision)
-        if self.precision == "int8" and not int8_available():
-            raise ModelConfigError(
-                "precision int8 needs torch built with oneDNN's quantised linear ops (x86); "
-                "use precision auto or fp32"
-            )
         if self.precision == "bf16" and not cpu_has_bf16():
             log.warning(
                 "bf16 requested on a CPU without native bf16 units (AVX512-BF16/AMX): it is emulated "

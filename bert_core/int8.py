@@ -21,13 +21,17 @@ scale) is int8 as well. Same model, same dev split: sentiment / topic accuracy 0
 Activations go in as uint8 with a zero point. CPUs without VNNI multiply uint8 by int8 in
 pairs summed into 16 bits, which overflows for full-range values (oneDNN held to AVX2 here
 gave wrong sums), so there activations get 7 bits (±63) and the sums stay exact — as fbgemm
-did for the old path (`reduce_range`).
+did for the old path (`reduce_range`). Which applies is found by trying the worst case once
+(`activation_levels`), not read from the CPU flags: oneDNN may be held to an older
+instruction set (`ONEDNN_MAX_CPU_ISA`), and AVX-VNNI without AVX512-VNNI sums exactly too.
 
 Inference copies only: the laid-out weight is an opaque oneDNN tensor that cannot be
 trained, saved or deep-copied, so it is a plain attribute, as in `bert_core.prepacked`.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
@@ -43,10 +47,26 @@ def available() -> bool:
     return onednn_has_ops("onednn", "qlinear_prepack", "qlinear_pointwise")
 
 
+@functools.cache
 def activation_levels() -> int:
-    """127 where the CPU sums uint8 x int8 products straight into 32 bits (AVX512-VNNI,
-    AMX), else 63, so that a pair of products cannot overflow 16 bits."""
-    return 127 if torch.cpu._is_vnni_supported() else 63
+    """127 where oneDNN sums uint8 x int8 products exactly at full range here (VNNI, AMX),
+    else 63, so that a pair of products cannot overflow 16 bits."""
+    return 127 if _sums_exactly(127) else 63
+
+
+def _sums_exactly(levels: int) -> bool:
+    """Whether the largest products, all of one sign, come back exact at `levels`."""
+    inner = 64
+    weight = torch.full((16, inner), int(_WEIGHT_LEVELS), dtype=torch.int8)
+    weight[1::2] = -int(_WEIGHT_LEVELS)
+    shifted = torch.full((2, inner), 2 * levels + 1, dtype=torch.uint8)  # +levels
+    shifted[1] = 1  # -levels
+    expected = (shifted.int() - (levels + 1)) @ weight.int().t()
+    out = torch.ops.onednn.qlinear_pointwise(
+        shifted, 1.0, levels + 1, torch.ops.onednn.qlinear_prepack(weight, None), torch.ones(16),
+        torch.zeros(16, dtype=torch.long), None, 1.0, 0, torch.float32, "none", [], "",
+    )  # fmt: skip
+    return torch.equal(out, expected.float())
 
 
 class Int8Linear(nn.Module):
@@ -55,9 +75,11 @@ class Int8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear, *, levels: int | None = None) -> None:
         super().__init__()
+        if levels is not None and not 1 <= levels <= 127:
+            raise ValueError(f"levels must be within 1..127 (int8), not {levels}")
         self.in_features = linear.in_features
         self.out_features = linear.out_features
-        self.levels = levels or activation_levels()
+        self.levels = levels if levels is not None else activation_levels()
         weight = linear.weight.detach().float()
         scale = (weight.abs().amax(dim=1) / _WEIGHT_LEVELS).clamp_min(_TINY)
         weight_int8 = torch.round(weight / scale[:, None]).to(torch.int8)
@@ -70,6 +92,7 @@ class Int8Linear(nn.Module):
             else torch.zeros(self.out_features)
         )
 
+    @torch.no_grad()  # the int8 product has no gradient; do not pretend otherwise
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
         if rows.shape[0] == 0:
@@ -92,16 +115,13 @@ class Int8Linear(nn.Module):
         )
 
 
-def quantize_linears(
-    model: nn.Module, *, keep: set[nn.Module] | None = None, levels: int | None = None
-) -> int:
-    """Replace every `nn.Linear` of `model` not in `keep` by an `Int8Linear`, in place;
-    returns how many were replaced."""
-    kept = keep or set()
+def quantize_linears(model: nn.Module) -> int:
+    """Replace every `nn.Linear` of `model` by an `Int8Linear`, in place; returns how many
+    were replaced."""
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear and child not in kept:
-                setattr(parent, name, Int8Linear(child, levels=levels))
+            if type(child) is nn.Linear:
+                setattr(parent, name, Int8Linear(child))
                 replaced += 1
     return replaced

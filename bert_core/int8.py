@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from bert_core.cpu import onednn_has_ops
+from bert_core.linear_swap import replace_linears
 
 _WEIGHT_LEVELS = 127.0  # symmetric int8 weights: -127..127
 _TINY = 1e-12  # the scale of an all-zero row or channel: any positive value quantises it to zeros
@@ -118,10 +119,4 @@ class Int8Linear(nn.Module):
 def quantize_linears(model: nn.Module) -> int:
     """Replace every `nn.Linear` of `model` by an `Int8Linear`, in place; returns how many
     were replaced."""
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                setattr(parent, name, Int8Linear(child))
-                replaced += 1
-    return replaced
+    return replace_linears(model, Int8Linear)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from bert_core.cpu import onednn_has_ops
+from bert_core.linear_swap import replace_linears
 
 
 def available() -> bool:
@@ -59,13 +60,8 @@ def prepack_linears(model: nn.Module) -> int:
     """Replace every `nn.Linear` in `model` by a `PrepackedLinear`, in place, and fuse the
     exact GELU of BERT feed-forward blocks (`intermediate.dense` + `intermediate_act_fn`)
     into its layer. Returns how many layers were replaced."""
-    replaced = _fuse_feed_forward_gelu(model)  # first, while those layers are still nn.Linear
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                setattr(parent, name, PrepackedLinear(child))
-                replaced += 1
-    return replaced
+    fused = _fuse_feed_forward_gelu(model)  # first, while those layers are still nn.Linear
+    return fused + replace_linears(model, PrepackedLinear)
 
 
 def _fuse_feed_forward_gelu(model: nn.Module) -> int:

@@ -144,7 +144,7 @@ def main() -> None:
         "tokens_per_pass": args.tokens_per_pass,
         "calls": calls,
         "cpu": platform.processor() or platform.machine(),
-        "int8_levels": bert_core.int8.activation_levels(),
+        "int8_levels": bert_core.int8.activation_levels() if bert_core.int8.available() else None,
         "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
         "torch": torch.__version__,
         "results": results,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bert_core.int8 import Int8Linear, activation_levels, quantize_linears
+from bert_core.int8 import Int8Linear, _to_uint8, activation_levels, quantize_linears
 
 
 def _linear(inputs: int = 48, outputs: int = 40, seed: int = 0) -> nn.Linear:
@@ -52,6 +52,15 @@ def test_the_sums_are_exact_integer_products() -> None:
     with torch.inference_mode():
         out = Int8Linear(linear, levels=levels)(x / levels)
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("levels", [127, 63, 1])
+def test_activations_become_uint8_offset_by_the_zero_point(levels: int) -> None:
+    """The fast conversion (through int8, the zero point added in wrapping uint8) gives the
+    same bytes as the plain one, at both ends of the range and at zero."""
+    whole = torch.arange(-levels, levels + 1, dtype=torch.float32).repeat(3, 1)
+    expected = (whole + levels + 1).to(torch.uint8)
+    assert torch.equal(_to_uint8(whole, levels + 1), expected)
 
 
 @pytest.mark.parametrize("levels", LEVELS)

@@ -17,7 +17,7 @@ from torch import nn
 from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
-from bert_core.cpu import cpu_has_bf16
+from bert_core.cpu import cpu_has_amx_bf16, cpu_has_bf16
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
 from bert_core.int8 import available as int8_available
@@ -52,15 +52,20 @@ class Prediction:
 
 
 def resolve_precision(precision: Precision) -> Literal["fp32", "bf16", "int8"]:
-    """`auto`: the fastest path within half a point of fp32's dev accuracy (README). bf16
-    where the CPU has native bf16 units (it matched fp32, 1.8x faster there); elsewhere int8
-    (`quantize_int8`: within 0.25 points on both tasks on session 14's model; 1.65x fp32
-    with oneDNN and ATen held to AVX2), since emulated bf16 is 7x slower than fp32; fp32
-    where torch lacks oneDNN's quantised linear ops."""
+    """`auto`: the fastest path within half a point of fp32's dev accuracy (README).
+
+    bf16 on CPUs with AMX tiles (2-2.5x int8 there, matching fp32). Elsewhere int8
+    (`quantize_int8`, within 0.25 points of fp32 on both tasks): on AVX512-BF16 CPUs without
+    AMX it outran bf16 since session 15 (Zen 4: 731 vs 607 headlines/s alone, 615 vs 577/s
+    in the worker, and less CPU per headline in a live stream's small calls), on AVX2 ones
+    it is 1.65x fp32 while emulated bf16 is 7x slower than fp32. bf16 where torch lacks
+    oneDNN's quantised linear ops but the CPU has bf16 units, else fp32."""
     if precision == "auto":
-        if cpu_has_bf16():
+        if cpu_has_amx_bf16():
             return "bf16"
-        return "int8" if int8_available() else "fp32"
+        if int8_available():
+            return "int8"
+        return "bf16" if cpu_has_bf16() else "fp32"
     return precision
 
 
@@ -69,7 +74,7 @@ class Predictor:
 
     `precision`: fp32 (reference), bf16 (fast on CPUs with AMX/AVX512-BF16), int8 (a scale
     per input row and weight channel, `quantize_int8`), or auto (`resolve_precision`: bf16
-    where the CPU has it, else int8 where torch has oneDNN's int8 ops, else fp32).
+    on CPUs with AMX, else int8 where torch has oneDNN's int8 ops, else bf16 or fp32).
     `threads` torch threads in all (default: torch's current count), shared by
     `parallel_passes` passes that run side by side on threads of the Predictor's own. BERT
     encoders run unpadded, `tokens_per_pass` real tokens per forward pass (`bert_core.packed`;

@@ -184,11 +184,32 @@ def test_prepacking_fuses_only_exact_gelu() -> None:
 
 
 def test_auto_precision_resolves_to_a_concrete_one(saved_model_dir: Path) -> None:
-    from bert_core.inference import cpu_has_bf16
-    from bert_core.int8 import available as int8_available
+    from bert_core.inference import resolve_precision
 
     fast = Predictor.load(saved_model_dir, precision="auto")
-    assert fast.precision == ("bf16" if cpu_has_bf16() else "int8" if int8_available() else "fp32")
+    assert fast.precision == resolve_precision("auto") != "auto"
+
+
+@pytest.mark.parametrize(
+    ("amx", "int8", "bf16", "expected"),
+    [
+        (True, True, True, "bf16"),  # AMX: bf16 tiles beat every int8 path measured
+        (False, True, True, "int8"),  # AVX512-BF16 without AMX (Zen 4/5): int8 measured faster
+        (False, True, False, "int8"),  # AVX2: int8, bf16 would be emulated
+        (False, False, True, "bf16"),
+        (False, False, False, "fp32"),
+    ],
+)
+def test_auto_precision_by_cpu(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, int8: bool, bf16: bool, expected: str
+) -> None:
+    from bert_core import inference
+
+    monkeypatch.setattr(inference, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(inference, "int8_available", lambda: int8)
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: bf16)
+    assert inference.resolve_precision("auto") == expected
+    assert inference.resolve_precision("fp32") == "fp32"
 
 
 def test_int8_does_not_change_the_loaded_model(saved_model_dir: Path) -> None:

@@ -64,6 +64,7 @@ from pipeline_common import (
     write_json,
 )
 
+from bert_core.inference import resolve_precision
 from services.ingest.producer import NewsProducer
 
 TARGET_P99_MS = 250.0
@@ -216,10 +217,13 @@ def decide_rate(args: argparse.Namespace, broker: Broker, headlines: list[str], 
         max_rate = float(saved["finsent"]["items_per_s"])
         keys = ("model", "threads", "precision", "parallel_passes")
         same = {k: saved["settings"].get(k, 1 if k == "parallel_passes" else None) for k in keys}
+        # `auto` has meant different paths over time (bf16 on AVX512-BF16 CPUs until session
+        # 15), so compare the path that ran where the file says it.
+        same["precision"] = saved["settings"].get("precision_resolved", same["precision"])
         ours = {
             "model": str(args.model),
             "threads": args.threads,
-            "precision": args.precision,
+            "precision": resolve_precision(args.precision),
             "parallel_passes": args.parallel_passes,
         }
         if same != ours:
@@ -288,6 +292,7 @@ def main() -> None:
             "threads": args.threads,
             "parallel_passes": args.parallel_passes,
             "precision": args.precision,
+            "precision_resolved": resolve_precision(args.precision),
             "duration_s": args.duration,
             "batch_seconds": batch_values,
             "fetch_max_wait_ms": [v if v is not None else "default" for v in fetch_values],

@@ -55,6 +55,7 @@ from pipeline_common import (
 )
 
 from bert_core import Predictor
+from bert_core.inference import resolve_precision
 
 WORKER_MAX_BATCH = 256  # FINSENT_SCORER_MAX_BATCH default
 
@@ -242,6 +243,7 @@ def main() -> None:
             "threads": args.threads,
             "parallel_passes": args.parallel_passes,
             "precision": args.precision,
+            "precision_resolved": resolve_precision(args.precision),
             "items": args.items,
             "warmup_items": args.warmup_items,
             "naive_items": 0 if args.skip_naive else args.naive_items,

@@ -1,13 +1,15 @@
-"""What the CPU can do, read once per call from /proc/cpuinfo (Linux; elsewhere: nothing),
+"""What the CPU can do, read once per process from /proc/cpuinfo (Linux; elsewhere: nothing),
 and which of torch's oneDNN ops this build has."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
 
 
+@functools.cache  # the flags do not change while the process runs
 def _cpu_flags() -> str:
     try:
         return Path("/proc/cpuinfo").read_text()

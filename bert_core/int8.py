@@ -79,11 +79,26 @@ def _sums_exactly(levels: int) -> bool:
     shifted = torch.full((2, inner), 2 * levels + 1, dtype=torch.uint8)  # +levels
     shifted[1] = 1  # -levels
     expected = (shifted.int() - (levels + 1)) @ weight.int().t()
-    out = torch.ops.onednn.qlinear_pointwise(
-        shifted, 1.0, levels + 1, torch.ops.onednn.qlinear_prepack(weight, None), torch.ones(16),
-        torch.zeros(16, dtype=torch.long), None, 1.0, 0, torch.float32, "none", [], "",
+    out = _int8_product(
+        shifted, levels + 1, torch.ops.onednn.qlinear_prepack(weight, None), torch.ones(16),
+        torch.zeros(16, dtype=torch.long),
     )  # fmt: skip
     return torch.equal(out, expected.float())
+
+
+def _int8_product(
+    shifted: torch.Tensor,
+    zero_point: int,
+    packed: torch.Tensor,
+    weight_scale: torch.Tensor,
+    weight_zero_points: torch.Tensor,
+) -> torch.Tensor:
+    """oneDNN's quantised product of uint8 rows (input scale 1) and a laid-out int8 weight,
+    as fp32: the exact integer sums times the weight's channel scales; no bias, no post-op."""
+    return torch.ops.onednn.qlinear_pointwise(
+        shifted, 1.0, zero_point, packed, weight_scale, weight_zero_points,
+        None, 1.0, 0, torch.float32, "none", [], "",
+    )  # fmt: skip
 
 
 class Int8Linear(nn.Module):
@@ -117,12 +132,9 @@ class Int8Linear(nn.Module):
         row_scale = _row_absmax(rows).clamp_min_(_TINY).div_(self.levels)
         zero_point = self.levels + 1
         shifted = _to_uint8(rows.div(row_scale).round_(), zero_point)
-        # Input scale 1: the product comes back as exact sums times the weight's channel
-        # scales, and each row's own scale is applied here, with the bias, in one pass.
-        out = torch.ops.onednn.qlinear_pointwise(
-            shifted, 1.0, zero_point, self._packed, self.weight_scale, self._zero_points,
-            None, 1.0, 0, torch.float32, "none", [], "",
-        )  # fmt: skip
+        # The product carries the weight's channel scales; each row's own scale is applied
+        # here, with the bias, in one pass.
+        out = _int8_product(shifted, zero_point, self._packed, self.weight_scale, self._zero_points)
         out = torch.addcmul(self.bias, out, row_scale, out=out)
         return out.view(*x.shape[:-1], self.out_features)
 

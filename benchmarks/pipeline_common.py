@@ -93,6 +93,11 @@ def add_common_arguments(parser: Any) -> None:
         help="Predictor precision of the worker and the model-only reference (auto)",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="the worker and the model-only reference compile the encoder pass (FINSENT_COMPILE)",
+    )
+    parser.add_argument(
         "--headlines", type=Path, default=HEADLINES_CSV, help="CSV with a `text` column (tfn sentiment_train)"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker and broker logs")
@@ -307,12 +312,13 @@ class Worker:
         precision: str,
         work_dir: Path,
         parallel_passes: int = 1,
+        compiled: bool = False,
         batch_seconds: float | None = None,
         max_batch: int | None = None,
         fetch_max_wait_ms: int | None = None,
     ) -> None:
         """`batch_seconds`, `max_batch`, `fetch_max_wait_ms`: the worker's FINSENT_SCORER_* settings
-        of those names; None keeps the shipped default."""
+        of those names; None keeps the shipped default. `compiled`: FINSENT_COMPILE."""
         self.log_path = work_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
         self.group = f"finsent-bench-{uuid.uuid4().hex[:12]}"
         self.env = {
@@ -324,6 +330,7 @@ class Worker:
             "FINSENT_PRECISION": precision,
             "FINSENT_TORCH_THREADS": str(threads),
             "FINSENT_PARALLEL_PASSES": str(parallel_passes),
+            "FINSENT_COMPILE": "true" if compiled else "false",
             "FINSENT_TOPIC_NEWS_RAW": topics.raw,
             "FINSENT_TOPIC_NEWS_SCORED": topics.scored,
             "FINSENT_TOPIC_NEWS_DLQ": topics.dlq,
@@ -471,6 +478,7 @@ def run_pipeline_throughput(
     precision: str,
     work_dir: Path,
     parallel_passes: int = 1,
+    compiled: bool = False,
     batch_seconds: float | None = None,
     max_batch: int | None = None,
     timeout: float = 1800.0,
@@ -509,6 +517,7 @@ def run_pipeline_throughput(
             precision=precision,
             work_dir=work_dir,
             parallel_passes=parallel_passes,
+            compiled=compiled,
             batch_seconds=batch_seconds,
             max_batch=max_batch,
         ) as worker:

@@ -146,6 +146,7 @@ def run_latency(
             precision=args.precision,
             work_dir=work,
             parallel_passes=args.parallel_passes,
+            compiled=args.compile,
             batch_seconds=batch_seconds,
             fetch_max_wait_ms=fetch_max_wait_ms,
         ) as worker,
@@ -215,8 +216,9 @@ def decide_rate(args: argparse.Namespace, broker: Broker, headlines: list[str], 
     if args.max_rate_from is not None:
         saved = json.loads(args.max_rate_from.read_text())
         max_rate = float(saved["finsent"]["items_per_s"])
-        keys = ("model", "threads", "precision", "parallel_passes")
-        same = {k: saved["settings"].get(k, 1 if k == "parallel_passes" else None) for k in keys}
+        keys = ("model", "threads", "precision", "parallel_passes", "compiled")
+        defaults: dict[str, Any] = {"parallel_passes": 1, "compiled": False}
+        same = {k: saved["settings"].get(k, defaults.get(k)) for k in keys}
         # `auto` has meant different paths over time (bf16 on AVX512-BF16 CPUs until session
         # 15), so compare the path that ran where the file says it.
         same["precision"] = saved["settings"].get("precision_resolved", same["precision"])
@@ -225,6 +227,7 @@ def decide_rate(args: argparse.Namespace, broker: Broker, headlines: list[str], 
             "threads": args.threads,
             "precision": resolve_precision(args.precision),
             "parallel_passes": args.parallel_passes,
+            "compiled": args.compile,
         }
         if same != ours:
             print(f"warning: {args.max_rate_from} was measured with {same}, not {ours}", file=sys.stderr)
@@ -239,6 +242,7 @@ def decide_rate(args: argparse.Namespace, broker: Broker, headlines: list[str], 
         precision=args.precision,
         work_dir=work,
         parallel_passes=args.parallel_passes,
+        compiled=args.compile,
     )
     print(f"  {json.dumps(measured)}", file=sys.stderr)
     return {
@@ -293,6 +297,7 @@ def main() -> None:
             "parallel_passes": args.parallel_passes,
             "precision": args.precision,
             "precision_resolved": resolve_precision(args.precision),
+            "compiled": args.compile,
             "duration_s": args.duration,
             "batch_seconds": batch_values,
             "fetch_max_wait_ms": [v if v is not None else "default" for v in fetch_values],

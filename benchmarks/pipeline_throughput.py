@@ -68,7 +68,14 @@ class Reference:
     """
 
     def __init__(
-        self, model: Path, texts: list[str], *, precision: str, threads: int, parallel_passes: int
+        self,
+        model: Path,
+        texts: list[str],
+        *,
+        precision: str,
+        threads: int,
+        parallel_passes: int,
+        compiled: bool = False,
     ) -> None:
         self.texts = texts
         self.predictor = Predictor.load(
@@ -76,6 +83,7 @@ class Reference:
             precision=precision,  # type: ignore[arg-type]
             threads=threads,
             parallel_passes=parallel_passes,
+            compiled=compiled,
         )
         self.predictor.predict(texts[:128])  # warm-up: first-call kernels and allocator
         self.whole: list[float] = []
@@ -99,6 +107,7 @@ class Reference:
     def summary(self) -> dict[str, Any]:
         return {
             "precision": self.predictor.precision,
+            "compiled": self.predictor.compiled,
             "model_version": self.predictor.version,
             "texts": len(self.texts),
             "texts_per_s": self.texts_per_s,
@@ -244,6 +253,7 @@ def main() -> None:
             "parallel_passes": args.parallel_passes,
             "precision": args.precision,
             "precision_resolved": resolve_precision(args.precision),
+            "compiled": args.compile,
             "items": args.items,
             "warmup_items": args.warmup_items,
             "naive_items": 0 if args.skip_naive else args.naive_items,
@@ -265,6 +275,7 @@ def main() -> None:
         precision=args.precision,
         threads=args.threads,
         parallel_passes=args.parallel_passes,
+        compiled=args.compile,
     )
     ref.measure()
     print(f"  {json.dumps(ref.summary())}", file=sys.stderr)
@@ -278,6 +289,7 @@ def main() -> None:
             precision=args.precision,
             work_dir=work,
             parallel_passes=args.parallel_passes,
+            compiled=args.compile,
             batch_seconds=args.batch_seconds,
             max_batch=args.max_batch,
             warmup=warmup,

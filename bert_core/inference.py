@@ -17,6 +17,8 @@ from torch import nn
 from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
+from bert_core.compiled import CompiledPackedEncoder
+from bert_core.compiled import available as compiler_available
 from bert_core.cpu import cpu_has_amx_bf16, cpu_has_bf16
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
@@ -34,6 +36,13 @@ log = logging.getLogger(__name__)
 _PROCESS_THREADS = torch.get_num_threads()
 
 Precision = Literal["fp32", "bf16", "int8", "auto"]
+
+# Texts for compiling a Predictor's pass before its first call: lengths unlike each other.
+_WARM_UP_TEXTS = (
+    "Stocks rise",
+    "Central bank holds rates steady as inflation cools",
+    "$AAPL beats estimates on services revenue, shares climb after hours in heavy trading",
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,8 @@ class Predictor:
     `unpadded=False` forces padding); other encoders in length-sorted padded passes of
     `batch_size` texts. `prepacked` (default: wherever available): bf16 weights laid out once
     for oneDNN and GELU fused into its layer (`bert_core.prepacked`); False keeps plain
-    `F.linear`, for comparison.
+    `F.linear`, for comparison. `compiled`: the unpadded pass compiled by `torch.compile`
+    (`bert_core.compiled`), at construction, which then takes tens of seconds.
     Texts longer than the model's max length are truncated, empty texts are
     refused with DataError.
     """
@@ -97,6 +107,7 @@ class Predictor:
         unpadded: bool | None = None,
         parallel_passes: int = 1,
         prepacked: bool | None = None,
+        compiled: bool = False,
     ) -> None:
         self.precision = resolve_precision(precision)
         if self.precision == "int8" and not int8_available():
@@ -147,6 +158,9 @@ class Predictor:
         self.model = _inference_copy(
             loaded.model, self.precision, fuse_qkv=self.unpadded, prepacked=self.prepacked
         )
+        self.compiled = compiled
+        if compiled:
+            self._compile(str(loaded.path))
         # Hold the prepared copy only: the loaded fp32 weights are freed once nothing else refers
         # to them (Predictor.load's never does), so a serving process keeps one model, not two.
         self.loaded = dataclasses.replace(loaded, model=self.model)
@@ -168,6 +182,7 @@ class Predictor:
         unpadded: bool | None = None,
         parallel_passes: int = 1,
         prepacked: bool | None = None,
+        compiled: bool = False,
     ) -> Predictor:
         return cls(
             load_model_dir(path),
@@ -178,10 +193,35 @@ class Predictor:
             unpadded=unpadded,
             parallel_passes=parallel_passes,
             prepacked=prepacked,
+            compiled=compiled,
         )
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.submit(texts).result()
+
+    def _compile(self, where: str) -> None:
+        """Replace the copy's unpadded pass by a compiled one (`bert_core.compiled`), compiled
+        now rather than inside the first real call."""
+        if not self.unpadded:
+            raise ModelConfigError(f"{where}: compiled inference needs the unpadded (BERT) path")
+        if not compiler_available():
+            raise ModelConfigError(
+                "compiled inference needs a C++ compiler (g++) and Python's headers (Python.h); "
+                "install them, or turn compilation off (FINSENT_COMPILE=false)"
+            )
+        encoder = CompiledPackedEncoder(self.model.encoder)
+        self.model.packed_encode = encoder
+        samples = tokenize(self.tokenizer, list(_WARM_UP_TEXTS), self.max_length)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        try:
+            with autocast:
+                encoder.warm_up(samples)
+        except Exception as exc:  # inductor's errors carry pages of context; one line is enough
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelConfigError(
+                f"{where}: compiling the encoder failed ({first}); turn compilation off "
+                "(FINSENT_COMPILE=false)"
+            ) from exc
 
     def submit(self, texts: Sequence[str]) -> PendingPredictions:
         """Normalise, tokenise and queue the forward passes of `texts`, without waiting for them.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ class MultiTaskClassifier(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.packed_encode: Callable[[nn.Module, packed.PackedBatch], torch.Tensor] = packed.encode
         self.pooling: Pooling = pooling
         self.label_names = {task: list(names) for task, names in label_names.items()}
         hidden = int(encoder.config.hidden_size)
@@ -65,8 +66,9 @@ class MultiTaskClassifier(nn.Module):
         self, batch: packed.PackedBatch, tasks: Sequence[str] | None = None
     ) -> dict[str, torch.Tensor]:
         """Inference-only twin of `forward` on unpadded tokens (see `bert_core.packed`);
-        callers check `packed.supports(self.encoder)` first."""
-        hidden = packed.encode(self.encoder, batch)
+        callers check `packed.supports(self.encoder)` first. The pass is `packed_encode`:
+        `packed.encode`, or an inference copy's compiled one (`bert_core.compiled`)."""
+        hidden = self.packed_encode(self.encoder, batch)
         pooled = self.dropout(packed.pool(hidden, batch, self.pooling))
         wanted = tasks if tasks is not None else list(self.heads.keys())
         return {task: self.heads[task](pooled) for task in wanted}

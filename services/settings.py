@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         description="How often a worker re-reads the registry's champion (model.events wakes it sooner)",
     )
     precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    compile: bool = Field(
+        False,
+        description="Serve with the encoder pass compiled by torch.compile (needs g++; adds tens of "
+        "seconds to each model load; README, session 16)",
+    )
     torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     parallel_passes: int = Field(
         2,

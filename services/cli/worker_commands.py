@@ -127,6 +127,7 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
         precision=settings.precision,
         threads=settings.torch_threads,
         parallel_passes=settings.parallel_passes,
+        compiled=settings.compile,
         batch_size=settings.scorer_inference_batch,
         tokens_per_pass=settings.scorer_tokens_per_pass,
     )

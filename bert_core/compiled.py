@@ -1,0 +1,87 @@
+"""The unpadded encoder pass compiled with `torch.compile` (inductor's C++ backend), for the
+Predictor's inference copy.
+
+Why: run op by op, a pass makes a separate trip through memory, and a separate return to
+Python for the GIL, for every small step between the matrix products: the int8 layers'
+per-row quantisation (row maximum, divide, round, convert, zero point) and their scale and
+bias, GELU, the residual adds and LayerNorms, the scatter into attention's layout and back.
+Inductor fuses those steps into a few generated C++ loops and keeps oneDNN's matrix products
+(README, session 16, for the measured gain). The operations are the same; results differ
+from eager mode only by floating-point rounding order (fp32: ≤ 1e-5), which in int8 can move
+a value across a rounding boundary of its row's quantisation.
+
+What it costs: a C++ compiler on the serving machine, and a compilation when the Predictor
+is made (tens of seconds; inductor caches its output on disk, so a restart is quicker). The
+graph is traced for any number of texts and tokens (`dynamic=True`); `warm_up` compiles it
+before the first real call, so a stream never waits for a compilation.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch._inductor.config
+from torch import nn
+
+from bert_core import packed
+
+
+def available() -> bool:
+    """True where inductor can build its C++ kernels: a C++ compiler and Python's headers."""
+    include = sysconfig.get_paths().get("include")
+    has_headers = include is not None and (Path(include) / "Python.h").is_file()
+    return has_headers and any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))
+
+
+class _PackedEncode(nn.Module):
+    """`packed.encode` of one encoder as a module, so that inductor's freezing can treat its
+    weights (including int8 layers' prepacked oneDNN weights) as constants."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, batch: packed.PackedBatch) -> torch.Tensor:
+        return packed.encode(self.encoder, batch)
+
+
+class CompiledPackedEncoder:
+    """Callable like `packed.encode(encoder, batch)`, for the one encoder it was made for.
+
+    Not an `nn.Module` on purpose: held as an attribute of the classifier, it must not join the
+    module tree (state dicts, `.to()`, `modules()`), which already holds the encoder."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        if not packed.supports(encoder):
+            name = type(encoder).__name__
+            raise ValueError(f"compiled unpadded inference supports BERT encoders only, not {name}")
+        self._encoder = encoder
+        # Freezing: weights become constants of the graph, which inductor's int8 lowering needs
+        # (it reads the prepacked weights at compile time). Set process-wide, not per compile:
+        # dynamo reads it while tracing, before a per-compile option would apply, and a
+        # recompilation later (a new shape) must see it too.
+        torch._inductor.config.freezing = True
+        torch._inductor.config.cpp_wrapper = True
+        self._compiled = torch.compile(_PackedEncode(encoder), dynamic=True)
+
+    def __call__(self, encoder: nn.Module, batch: packed.PackedBatch) -> torch.Tensor:
+        if encoder is not self._encoder:
+            raise ValueError("this compiled pass belongs to another encoder")
+        return self._compiled(batch)
+
+    def warm_up(self, token_ids: Sequence[Sequence[int]]) -> None:
+        """Compile now, for every kind of pass a stream makes, so that none compiles inside a
+        pass thread: dynamo specialises sizes of 1, so one text, several texts in one attention
+        chunk, and several chunks each need a graph of their own. `token_ids`: two or more
+        texts that fit one chunk together."""
+        if len(token_ids) < 2 or sum(map(len, token_ids[:2])) > packed.CHUNK_ROWS:
+            raise ValueError("warm_up needs two or more texts that fit one attention chunk together")
+        many = [token_ids[i % len(token_ids)] for i in range(2 * packed.CHUNK_ROWS)]
+        passes = (many, token_ids[:1], token_ids[:2])
+        with torch.inference_mode():
+            for texts in passes:
+                self._compiled(packed.pack(texts, list(range(len(texts)))))

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import shutil
 import sysconfig
+import types
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch._dynamo
 import torch._inductor.config
 from torch import nn
 
@@ -39,13 +42,24 @@ def available() -> bool:
 
 class _PackedEncode(nn.Module):
     """`packed.encode` of one encoder as a module, so that inductor's freezing can treat its
-    weights (including int8 layers' prepacked oneDNN weights) as constants."""
+    weights (including int8 layers' prepacked oneDNN weights) as constants.
+
+    Each instance runs its own copy of `forward`'s code: dynamo files compiled graphs under
+    the code object they were traced from, at most `recompile_limit` (8) per code object, and
+    past that silently runs eager. A worker that hot-reloads models makes one of these per
+    model; with a shared code object the fifth model (two graphs each) would run uncompiled.
+    With its own code, a model's graphs are its own; `CompiledPackedEncoder` drops them
+    (and the frozen weights they hold) when it is collected.
+    """
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
+        shared = _PackedEncode._encode
+        own = types.FunctionType(shared.__code__.replace(), shared.__globals__, shared.__name__)
+        self.forward = types.MethodType(own, self)
 
-    def forward(self, batch: packed.PackedBatch) -> torch.Tensor:
+    def _encode(self, batch: packed.PackedBatch) -> torch.Tensor:
         return packed.encode(self.encoder, batch)
 
 
@@ -66,7 +80,11 @@ class CompiledPackedEncoder:
         # recompilation later (a new shape) must see it too.
         torch._inductor.config.freezing = True
         torch._inductor.config.cpp_wrapper = True
-        self._compiled = torch.compile(_PackedEncode(encoder), dynamic=True)
+        module = _PackedEncode(encoder)
+        self._compiled = torch.compile(module, dynamic=True)
+        # dynamo's cache on the code object holds the graphs' constants (the weights), and
+        # something in dynamo keeps the code object alive after the module is gone.
+        weakref.finalize(self, torch._dynamo.reset_code, module.forward.__code__)
 
     def __call__(self, encoder: nn.Module, batch: packed.PackedBatch) -> torch.Tensor:
         if encoder is not self._encoder:

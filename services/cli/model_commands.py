@@ -187,6 +187,10 @@ def evaluate(
     ] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     precision: Annotated[str, typer.Option(help="fp32, bf16, int8 or auto")] = "fp32",
+    compiled: Annotated[
+        bool,
+        typer.Option("--compile", help="Score with the compiled encoder pass, as FINSENT_COMPILE serves"),
+    ] = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix and calibration error per task.
 
@@ -202,7 +206,7 @@ def evaluate(
     if precision not in ("fp32", "bf16", "int8", "auto"):
         fail(f"--precision must be fp32, bf16, int8 or auto, not {precision!r}")
     _set_threads(get_settings().torch_threads)
-    predictor = Predictor.load(model, precision=precision)  # type: ignore[arg-type]
+    predictor = Predictor.load(model, precision=precision, compiled=compiled)  # type: ignore[arg-type]
     cfg = predictor.loaded.config
     paths: dict[str, Any] = {"sentiment": sentiment_data, "topic": topic_data}
     if sentiment_data is None and topic_data is None:

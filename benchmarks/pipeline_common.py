@@ -20,6 +20,7 @@ Timestamps. Every time used in a result comes from this machine's wall clock:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import ctypes
@@ -94,8 +95,10 @@ def add_common_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--compile",
-        action="store_true",
-        help="the worker and the model-only reference compile the encoder pass (FINSENT_COMPILE)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the worker and the model-only reference compile the encoder pass (FINSENT_COMPILE; "
+        "default: on, as the worker ships)",
     )
     parser.add_argument(
         "--headlines", type=Path, default=HEADLINES_CSV, help="CSV with a `text` column (tfn sentiment_train)"

@@ -148,11 +148,13 @@ class Predictor:
         self.max_length = loaded.config.max_length
         self.tokenizer = loaded.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        can_prepack = self.precision == "bf16" and prepacked_linears_available()
+        # Compiled, inductor lays out bf16 weights for oneDNN itself (freezing), and cannot
+        # trace through the prepacked layers' opaque weights.
+        can_prepack = self.precision == "bf16" and prepacked_linears_available() and not compiled
         if prepacked and not can_prepack:
             raise ModelConfigError(
                 "prepacked linear layers need precision bf16 on a CPU with native bf16 units "
-                "and torch built with oneDNN"
+                "and torch built with oneDNN, and an uncompiled pass"
             )
         self.prepacked = can_prepack if prepacked is None else prepacked
         self.model = _inference_copy(

@@ -87,7 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ProbeServer:
     """Serves `registry` at /metrics and `health()` at /health on the bound `sock` until
-    `stop()`; a context manager."""
+    `stop()`; a context manager. `close_socket=False` leaves the socket open at `stop()`, for
+    a server that takes it over (the scorer worker's, after its model has loaded)."""
 
     def __init__(
         self,
@@ -96,8 +97,10 @@ class ProbeServer:
         health: Callable[[], HealthLike],
         *,
         name: str,
+        close_socket: bool = True,
     ) -> None:
         self._sock = sock
+        self._close_socket = close_socket
         self._server = _Server(sock, registry, health)
         # a short poll interval: stop() waits for the loop to notice
         self._thread = threading.Thread(
@@ -117,7 +120,8 @@ class ProbeServer:
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join(timeout=5)
-        self._server.server_close()
+        if self._close_socket:
+            self._server.server_close()
 
     def __enter__(self) -> Self:
         return self.start()

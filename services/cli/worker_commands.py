@@ -66,16 +66,27 @@ def worker() -> None:
     if missing:
         fail(f"topics {', '.join(missing)} do not exist on {bootstrap}; create them with `finsent init`")
 
-    predictor = _load_initial(settings, choice)
+    from services.observability import ObservabilityServer, ScorerMetrics, health_report
+    from services.probes import ProbeServer
+
+    metrics = ScorerMetrics()
+    # Loading can take a minute (FINSENT_COMPILE): /health answers 503 `starting` meanwhile, as
+    # it does while the group is joined, instead of leaving a probe's connection unanswered.
+    with ProbeServer(
+        metrics_socket,
+        metrics.registry,
+        lambda: health_report(metrics.health_snapshot()),
+        name="finsent-loading-probe",
+        close_socket=False,
+    ):
+        predictor = _load_initial(settings, choice)
     apply_gil_switch_interval(settings)
 
     from faust import Worker
 
-    from services.observability import ObservabilityServer, ScorerMetrics
     from services.scorer.app import build_app
     from services.scorer.model_reload import ModelSlot
 
-    metrics = ScorerMetrics()
     metrics.set_model_version(predictor.version)
     server = ObservabilityServer(metrics, metrics_socket)
     slot = ModelSlot(predictor, predictor.version)

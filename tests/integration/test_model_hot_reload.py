@@ -48,7 +48,9 @@ def db_engine(fresh_postgres_url: str) -> Iterator[Engine]:
         yield engine
 
 
-N_STREAM = 1_500
+# 30 s of stream: the promoted model is loaded and its pass compiled (FINSENT_COMPILE, 10-20 s
+# for the test's tiny model on two busy cores) while the first one goes on serving.
+N_STREAM = 4_500
 RATE = 150.0
 PROMOTE_AT = 300
 

@@ -274,6 +274,10 @@ def run(
             "FINSENT_DATABASE_URL": settings.database_url,
             "FINSENT_HOME": str(settings.home.resolve()),
         }
+        if demo and "compile" not in settings.model_fields_set:
+            # A demo feeds 10 headlines/s: compiling the pass (up to a minute) would only delay
+            # the first scored one. FINSENT_COMPILE, when set, is honoured.
+            env["FINSENT_COMPILE"] = "false"
         services = [
             ServiceProcess(
                 name,

@@ -13,7 +13,7 @@ a value across a rounding boundary of its row's quantisation.
 What it costs: a C++ compiler on the serving machine, and a compilation when the Predictor
 is made (tens of seconds; inductor caches its output on disk, so a restart is quicker). The
 graph is traced for any number of texts and tokens (`dynamic=True`); `warm_up` compiles it
-before the first real call, so a stream never waits for a compilation.
+before the first real call, and calls never compile, so a stream never waits for a compilation.
 """
 
 from __future__ import annotations
@@ -81,7 +81,12 @@ class CompiledPackedEncoder:
         torch._inductor.config.freezing = True
         torch._inductor.config.cpp_wrapper = True
         module = _PackedEncode(encoder)
-        self._compiled = torch.compile(module, dynamic=True)
+        self._compiling = torch.compile(module, dynamic=True)
+        # Serving runs the graphs `warm_up` compiled and never compiles: a pass of a kind the
+        # warm-up did not foresee runs eager (same results, slower) instead of stalling a pass
+        # thread for a minute's compilation - which inductor could not even finish there (its
+        # int8 lowering failed outside the thread that first compiled, in a trial).
+        self._serving = torch._dynamo.run(module.forward)
         # dynamo's cache on the code object holds the graphs' constants (the weights), and
         # something in dynamo keeps the code object alive after the module is gone.
         weakref.finalize(self, torch._dynamo.reset_code, module.forward.__code__)
@@ -89,7 +94,7 @@ class CompiledPackedEncoder:
     def __call__(self, encoder: nn.Module, batch: packed.PackedBatch) -> torch.Tensor:
         if encoder is not self._encoder:
             raise ValueError("this compiled pass belongs to another encoder")
-        return self._compiled(batch)
+        return self._serving(batch)
 
     def warm_up(self, token_ids: Sequence[Sequence[int]]) -> None:
         """Compile now, for every kind of pass a stream makes, so that none compiles inside a
@@ -102,4 +107,4 @@ class CompiledPackedEncoder:
         passes = (many, token_ids[:1], token_ids[:2])
         with torch.inference_mode():
             for texts in passes:
-                self._compiled(packed.pack(texts, list(range(len(texts)))))
+                self._compiling(packed.pack(texts, list(range(len(texts)))))

@@ -39,7 +39,10 @@ def test_compiled_pass_matches_eager_and_never_compiles_after_warm_up() -> None:
     with torch.inference_mode(), torch.compiler.set_stance("fail_on_recompile"):
         for batch in passes():
             expected = packed.encode(model.encoder, batch)
-            torch.testing.assert_close(compiled(model.encoder, batch), expected, rtol=1e-5, atol=1e-5)
+            with torch.profiler.profile() as profile:
+                got = compiled(model.encoder, batch)
+            assert any("CompiledFxGraph" in e.name for e in profile.events()), "ran eager"
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_each_model_gets_its_own_graphs_and_frees_them() -> None:
@@ -65,6 +68,17 @@ def test_each_model_gets_its_own_graphs_and_frees_them() -> None:
     del encoders, encoder, models, model, second
     gc.collect()
     assert weight() is None, "the compiled graphs still hold a released model's weights"
+
+
+def test_calls_never_compile_they_run_eager_until_warmed_up() -> None:
+    model = tiny_classifier()
+    compiled = CompiledPackedEncoder(model.encoder)
+    before = compiled_graphs()
+    with torch.inference_mode():
+        for batch in passes():
+            expected = packed.encode(model.encoder, batch)
+            torch.testing.assert_close(compiled(model.encoder, batch), expected, rtol=1e-5, atol=1e-5)
+    assert compiled_graphs() == before
 
 
 def test_a_compiled_pass_refuses_another_encoder() -> None:

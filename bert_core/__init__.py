@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from bert_core.config import MlmConfig, Pooling, TrainConfig
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
-    from bert_core.errors import BertCoreError, DataError, ModelConfigError, ModelIntegrityError
+    from bert_core.errors import BertCoreError, CompileError, DataError, ModelConfigError, ModelIntegrityError
     from bert_core.evaluation import evaluate_sets, mean_macro_f1
     from bert_core.inference import PendingPredictions, Prediction, Predictor, cpu_has_bf16
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 _EXPORTS: dict[str, str] = {
     "BertCoreError": "bert_core.errors",
+    "CompileError": "bert_core.errors",
     "DEFAULT_LABELS": "bert_core.labels",
     "DataError": "bert_core.errors",
     "LabelSet": "bert_core.labels",
@@ -106,6 +107,7 @@ __all__ = [
     "MlmConfig",
     "ModelConfig",
     "ModelConfigError",
+    "CompileError",
     "ModelIntegrityError",
     "MultiTaskClassifier",
     "Pooling",

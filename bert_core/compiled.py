@@ -10,14 +10,16 @@ Inductor fuses those steps into a few generated C++ loops and keeps oneDNN's mat
 from eager mode only by floating-point rounding order (fp32: ≤ 1e-5), which in int8 can move
 a value across a rounding boundary of its row's quantisation.
 
-What it costs: a C++ compiler on the serving machine, and a compilation when the Predictor
-is made (tens of seconds; inductor caches its output on disk, so a restart is quicker). The
+What it costs: a C++ compiler on the serving machine, and a compilation whenever a
+Predictor is made (30-60 s for the default model on two cores: with frozen weights inductor
+bypasses its graph cache, so a restart pays it again). The
 graph is traced for any number of texts and tokens (`dynamic=True`); `warm_up` compiles it
 before the first real call, and calls never compile, so a stream never waits for a compilation.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sysconfig
 import types
@@ -33,11 +35,16 @@ from torch import nn
 from bert_core import packed
 
 
+def compiler_command() -> str:
+    """The C++ compiler inductor runs on Linux: `$CXX`, else g++."""
+    return os.environ.get("CXX") or "g++"
+
+
 def available() -> bool:
-    """True where inductor can build its C++ kernels: a C++ compiler and Python's headers."""
+    """True where inductor can build its C++ kernels: its C++ compiler and Python's headers."""
     include = sysconfig.get_paths().get("include")
     has_headers = include is not None and (Path(include) / "Python.h").is_file()
-    return has_headers and any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))
+    return has_headers and shutil.which(compiler_command().split()[0]) is not None
 
 
 class _PackedEncode(nn.Module):
@@ -84,12 +91,16 @@ class CompiledPackedEncoder:
         self._compiling = torch.compile(module, dynamic=True)
         # Serving runs the graphs `warm_up` compiled and never compiles: a pass of a kind the
         # warm-up did not foresee runs eager (same results, slower) instead of stalling a pass
-        # thread for a minute's compilation - which inductor could not even finish there (its
-        # int8 lowering failed outside the thread that first compiled, in a trial).
+        # thread for a minute's compilation - which, tried once inside the Predictor's pass
+        # threads, failed there (inductor's int8 lowering found no frozen weights).
         self._serving = torch._dynamo.run(module.forward)
         # dynamo's cache on the code object holds the graphs' constants (the weights), and
         # something in dynamo keeps the code object alive after the module is gone.
         weakref.finalize(self, torch._dynamo.reset_code, module.forward.__code__)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> object:
+        """A copied model gets the uncompiled pass: these graphs hold the original's weights."""
+        return packed.encode
 
     def __call__(self, encoder: nn.Module, batch: packed.PackedBatch) -> torch.Tensor:
         if encoder is not self._encoder:
@@ -97,10 +108,10 @@ class CompiledPackedEncoder:
         return self._serving(batch)
 
     def warm_up(self, token_ids: Sequence[Sequence[int]]) -> None:
-        """Compile now, for every kind of pass a stream makes, so that none compiles inside a
-        pass thread: dynamo specialises sizes of 1, so one text, several texts in one attention
-        chunk, and several chunks each need a graph of their own. `token_ids`: two or more
-        texts that fit one chunk together."""
+        """Compile now, for every kind of pass a stream makes, as serving never compiles:
+        dynamo specialises sizes of 1, so passes of one attention chunk and of several need a
+        graph each (one text and several texts in one chunk share one, measured; both are run
+        here all the same). `token_ids`: two or more texts that fit one chunk together."""
         if len(token_ids) < 2 or sum(map(len, token_ids[:2])) > packed.CHUNK_ROWS:
             raise ValueError("warm_up needs two or more texts that fit one attention chunk together")
         many = [token_ids[i % len(token_ids)] for i in range(2 * packed.CHUNK_ROWS)]

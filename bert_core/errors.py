@@ -19,3 +19,9 @@ class ModelIntegrityError(BertCoreError):
 
 class ModelConfigError(BertCoreError):
     """A model or base encoder cannot be built from the given configuration."""
+
+
+class CompileError(BertCoreError):
+    """The encoder pass could not be compiled (`bert_core.compiled`): a fault of this machine
+    (no compiler, a full disk, memory), not of the model, so a worker retries such a model
+    instead of refusing it."""

@@ -17,10 +17,10 @@ from torch import nn
 from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
-from bert_core.compiled import CompiledPackedEncoder
+from bert_core.compiled import CompiledPackedEncoder, compiler_command
 from bert_core.compiled import available as compiler_available
 from bert_core.cpu import cpu_has_amx_bf16, cpu_has_bf16
-from bert_core.errors import DataError, ModelConfigError
+from bert_core.errors import CompileError, DataError, ModelConfigError
 from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
 from bert_core.int8 import available as int8_available
 from bert_core.int8 import quantize_linears
@@ -89,9 +89,10 @@ class Predictor:
     encoders run unpadded, `tokens_per_pass` real tokens per forward pass (`bert_core.packed`;
     `unpadded=False` forces padding); other encoders in length-sorted padded passes of
     `batch_size` texts. `prepacked` (default: wherever available): bf16 weights laid out once
-    for oneDNN and GELU fused into its layer (`bert_core.prepacked`); False keeps plain
-    `F.linear`, for comparison. `compiled`: the unpadded pass compiled by `torch.compile`
-    (`bert_core.compiled`), at construction, which then takes tens of seconds.
+    for oneDNN and GELU fused into its layer (`bert_core.prepacked`; not with `compiled`); False
+    keeps plain `F.linear`, for comparison. `compiled`: the unpadded pass compiled by
+    `torch.compile` (`bert_core.compiled`), at construction, which then takes 30-60 s; a
+    failure raises CompileError.
     Texts longer than the model's max length are truncated, empty texts are
     refused with DataError.
     """
@@ -203,13 +204,16 @@ class Predictor:
 
     def _compile(self, where: str) -> None:
         """Replace the copy's unpadded pass by a compiled one (`bert_core.compiled`), compiled
-        now rather than inside the first real call."""
+        now rather than inside the first real call. Encoders without the unpadded path (not
+        BERT) are served uncompiled, with a warning: compiling is a speed-up, not a feature."""
         if not self.unpadded:
-            raise ModelConfigError(f"{where}: compiled inference needs the unpadded (BERT) path")
+            log.warning("%s: only the unpadded (BERT) pass compiles; serving this model uncompiled", where)
+            self.compiled = False
+            return
         if not compiler_available():
-            raise ModelConfigError(
-                "compiled inference needs a C++ compiler (g++) and Python's headers (Python.h); "
-                "install them, or turn compilation off (FINSENT_COMPILE=false)"
+            raise CompileError(
+                f"compiled inference needs a C++ compiler ({compiler_command()}) and Python's headers "
+                "(Python.h); install them, or turn compilation off (FINSENT_COMPILE=false)"
             )
         encoder = CompiledPackedEncoder(self.model.encoder)
         self.model.packed_encode = encoder
@@ -219,9 +223,8 @@ class Predictor:
             with autocast:
                 encoder.warm_up(samples)
         except Exception as exc:  # inductor's errors carry pages of context; one line is enough
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelConfigError(
-                f"{where}: compiling the encoder failed ({first}); turn compilation off "
+            raise CompileError(
+                f"{where}: compiling the encoder failed ({_root_cause(exc)}); turn compilation off "
                 "(FINSENT_COMPILE=false)"
             ) from exc
 
@@ -324,6 +327,15 @@ def _inference_copy(
         if prepacked:
             prepack_linears(copied)
     return copied
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the innermost cause: torch wraps a compiler's failure in errors whose
+    own first line says only which backend raised."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def quantize_int8(model: MultiTaskClassifier) -> None:

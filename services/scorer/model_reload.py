@@ -73,7 +73,7 @@ class ModelSlot:
 def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> PredictorLike:
     """`load(ref.path)` after checking the directory is the one the registry recorded."""
     from bert_core.artifacts import verify_model_dir
-    from bert_core.errors import BertCoreError
+    from bert_core.errors import BertCoreError, CompileError
 
     try:
         manifest = verify_model_dir(ref.path)
@@ -91,6 +91,8 @@ def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> Predi
         )
     try:
         return load(ref.path)
+    except CompileError:
+        raise  # this machine's fault, not the model's: the caller retries, or stops in one line
     except BertCoreError as exc:
         raise ModelRefused(str(exc)) from None
 

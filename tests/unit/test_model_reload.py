@@ -60,6 +60,18 @@ def test_a_directory_swapped_after_registration_is_refused(
         load_verified(ModelRef(read_manifest(other).version, other, registered.sha256), load)
 
 
+def test_a_compile_failure_is_not_a_refusal(saved_model_dir: Path) -> None:
+    """A pass that cannot be compiled is this machine's fault, not the model's: the error
+    passes through (the watcher retries it; a starting worker stops in one line)."""
+    from bert_core import CompileError
+
+    def failing(_: Path) -> Predictor:
+        raise CompileError("compiling the encoder failed (OSError: No space left on device)")
+
+    with pytest.raises(CompileError, match="No space left"):
+        load_verified(ref_of(saved_model_dir), failing)
+
+
 def test_missing_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelRefused, match="no such model directory"):
         load_verified(ModelRef("v", tmp_path / "absent", None), load)

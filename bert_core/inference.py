@@ -161,9 +161,6 @@ class Predictor:
         self.model = _inference_copy(
             loaded.model, self.precision, fuse_qkv=self.unpadded, prepacked=self.prepacked
         )
-        self.compiled = compiled
-        if compiled:
-            self._compile(str(loaded.path))
         # Hold the prepared copy only: the loaded fp32 weights are freed once nothing else refers
         # to them (Predictor.load's never does), so a serving process keeps one model, not two.
         self.loaded = dataclasses.replace(loaded, model=self.model)
@@ -172,6 +169,9 @@ class Predictor:
             raise DataError(f"{loaded.path}: model lacks a topic or sentiment head")
         self.sentiment_labels = labels["sentiment"]
         self.topic_labels = labels["topic"]
+        self.compiled = compiled
+        if compiled:  # last: a model refused above should not cost a minute's compilation first
+            self._compile(str(loaded.path))
 
     @classmethod
     def load(

@@ -19,7 +19,6 @@ to be acked (`Consumer.wait_empty`), so `max_unacked` also bounds how long that 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -27,14 +26,8 @@ from faust.types import EventT, StreamT
 
 
 class PipelinedTake:
-    """Batches of up to `max_batch` events, handed over when full, `within` seconds after the
-    caller asked for one, or as soon as the oldest buffered event has waited `within` —
-    whichever is first (an empty wait just waits again).
-
-    The last rule matters when the caller is busy: events that arrived while the batches in
-    flight were worked on have had their `within` of gathering already, and waiting another
-    `within` for more would only add it to their latency (session 17, README).
-    """
+    """Batches of up to `max_batch` events, handed over when full or `within` seconds after
+    the caller asked for one (whichever is first; an empty wait just waits again)."""
 
     def __init__(self, stream: StreamT[Any], *, max_batch: int, within: float, max_unacked: int) -> None:
         if max_batch < 1 or max_unacked < max_batch:
@@ -44,7 +37,6 @@ class PipelinedTake:
         self.within = within
         self.max_unacked = max_unacked
         self._buffer: list[EventT] = []
-        self._arrived: list[float] = []  # time.monotonic() of each buffered event
         self._held = 0  # buffered + handed over, not yet acked
         self._full = asyncio.Event()
         self._room = asyncio.Event()
@@ -60,7 +52,6 @@ class PipelinedTake:
         if event is None:
             raise RuntimeError("stream processor called without a current event")
         self._buffer.append(event)
-        self._arrived.append(time.monotonic())
         self._held += 1
         if len(self._buffer) >= self.max_batch:
             self._full.set()
@@ -79,16 +70,11 @@ class PipelinedTake:
             # and every event passes through `_add`.
             stream._enable_passive(aiter(stream.channel))
             while not stream.should_stop:
-                timeout = self.within
-                if self._arrived:
-                    timeout = min(timeout, self._arrived[0] + self.within - time.monotonic())
-                if timeout > 0:
-                    await stream.wait_for_stopped(self._full, timeout=timeout)
+                await stream.wait_for_stopped(self._full, timeout=self.within)
                 if not self._buffer:
                     continue
                 batch = self._buffer[: self.max_batch]
                 del self._buffer[: self.max_batch]
-                del self._arrived[: self.max_batch]
                 if len(self._buffer) < self.max_batch:
                     self._full.clear()
                 yield batch

@@ -5,7 +5,6 @@ is taken until the caller acks."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import faust
@@ -72,46 +71,6 @@ def test_batches_are_never_larger_than_max_batch() -> None:
         assert sizes == [3, 3, 1]
 
     run_agent(3, 9, script)
-
-
-def test_events_that_waited_while_the_caller_was_busy_are_handed_over_at_once() -> None:
-    """The window runs from the oldest buffered event's arrival as well as from the caller's
-    ask: an event that arrived while the caller worked has had its window already."""
-    app = faust.App("take-busy", broker="kafka://127.0.0.1:9", store="memory://", web_enabled=False)
-    within, busy = 0.5, 0.8
-    asked_to_handed: list[float] = []
-    values: list[list[int]] = []
-
-    @app.agent()
-    async def agent(stream: faust.StreamT) -> None:
-        take = PipelinedTake(stream, max_batch=100, within=within, max_unacked=200)
-        batches = take.batches()
-        asked = time.monotonic()
-        async for events in batches:
-            asked_to_handed.append(time.monotonic() - asked)
-            values.append([event.value for event in events])
-            await take.ack(events)
-            if len(values) == 2:
-                break
-            await asyncio.sleep(busy)  # the caller works on the batch; the next event arrives meanwhile
-            asked = time.monotonic()
-        await batches.aclose()
-
-    async def main() -> None:
-        async with agent.test_context() as ctx:
-            await ctx.put(1, wait=False)
-            while not values:
-                await asyncio.sleep(0.01)
-            await ctx.put(2, wait=False)
-            for _ in range(300):
-                if len(values) == 2:
-                    break
-                await asyncio.sleep(0.01)
-
-    asyncio.run(main())
-    assert values == [[1], [2]]
-    assert asked_to_handed[0] >= within * 0.9  # a lone event waits out the window for company
-    assert asked_to_handed[1] < within / 2  # event 2 had waited `busy` > `within` already
 
 
 def test_limits_are_checked() -> None:

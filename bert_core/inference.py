@@ -169,9 +169,8 @@ class Predictor:
             raise DataError(f"{loaded.path}: model lacks a topic or sentiment head")
         self.sentiment_labels = labels["sentiment"]
         self.topic_labels = labels["topic"]
-        self.compiled = compiled
-        if compiled:  # last: a model refused above should not cost a minute's compilation first
-            self._compile(str(loaded.path))
+        # last: a model refused above should not cost a minute's compilation first
+        self.compiled = compiled and self._compile(str(loaded.path))
 
     @classmethod
     def load(
@@ -202,14 +201,14 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.submit(texts).result()
 
-    def _compile(self, where: str) -> None:
+    def _compile(self, where: str) -> bool:
         """Replace the copy's unpadded pass by a compiled one (`bert_core.compiled`), compiled
-        now rather than inside the first real call. Encoders without the unpadded path (not
-        BERT) are served uncompiled, with a warning: compiling is a speed-up, not a feature."""
+        now rather than inside the first real call; False if the model is served uncompiled.
+        Encoders without the unpadded path (not BERT) are, with a warning: compiling is a
+        speed-up, not a feature."""
         if not self.unpadded:
             log.warning("%s: only the unpadded (BERT) pass compiles; serving this model uncompiled", where)
-            self.compiled = False
-            return
+            return False
         if not compiler_available():
             raise CompileError(
                 f"compiled inference needs a C++ compiler ({compiler_command()}) and Python's headers "
@@ -227,6 +226,7 @@ class Predictor:
                 f"{where}: compiling the encoder failed ({_root_cause(exc)}); turn compilation off "
                 "(FINSENT_COMPILE=false)"
             ) from exc
+        return True
 
     def submit(self, texts: Sequence[str]) -> PendingPredictions:
         """Normalise, tokenise and queue the forward passes of `texts`, without waiting for them.

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from bert_core.metrics import classification_report, expected_calibration_error, format_report
     from bert_core.mlm import mask_tokens, pretrain_mlm
     from bert_core.model import MultiTaskClassifier, pool_hidden
+    from bert_core.seed_data import packaged_seed_data
     from bert_core.text import normalize_text
     from bert_core.training import TrainResult, class_weights, fine_tune
 
@@ -72,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "mean_macro_f1": "bert_core.evaluation",
     "normalize_text": "bert_core.text",
     "packaged_base_model": "bert_core.encoder",
+    "packaged_seed_data": "bert_core.seed_data",
     "pool_hidden": "bert_core.model",
     "pretrain_mlm": "bert_core.mlm",
     "read_labelled": "bert_core.data",
@@ -130,6 +132,7 @@ __all__ = [
     "mean_macro_f1",
     "normalize_text",
     "packaged_base_model",
+    "packaged_seed_data",
     "pool_hidden",
     "pretrain_mlm",
     "read_labelled",

@@ -3,7 +3,8 @@ the thresholds.
 
 Usage: python benchmarks/alert_detector.py [--calm-days 7] [--bursts 12] [--seed 7]
 
-Streams are simulated from real headlines (../shared/data/tfn): each item is a headline
+Streams are simulated from real headlines (the packaged seed data, bert_core/seed_data): each
+item is a headline
 drawn at random from sentiment_train.csv with its true sentiment label (so sentiments
 follow that file's distribution: 15 % bearish, 20 % bullish, 65 % neutral) and its
 cashtag tickers, plus a topic drawn from topic_train.csv's label distribution. The two
@@ -50,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from bert_core.labels import TOPIC_LABELS
+from bert_core.seed_data import packaged_seed_data
 from services.alerts import (
     DetectorConfig,
     LifecycleConfig,
@@ -61,7 +63,7 @@ from services.alerts import (
 from services.alerts.detector import Detection
 from services.schemas import extract_tickers
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tfn"
+SEED_FILES = packaged_seed_data()
 SENTIMENT_NAMES = {0: "bearish", 1: "bullish", 2: "neutral"}
 SCORE = {"bearish": -1.0, "neutral": 0.0, "bullish": 1.0}  # true labels: p = one-hot
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday, 00:00 UTC
@@ -95,7 +97,7 @@ class Burst:
 
 class Headlines:
     def __init__(self) -> None:
-        with (DATA / "sentiment_train.csv").open(newline="") as f:
+        with SEED_FILES["sentiment"].open(newline="") as f:
             rows = [(r["text"], SENTIMENT_NAMES[int(r["label"])]) for r in csv.DictReader(f)]
         self.texts = [t for t, _ in rows]
         self.sentiments = [s for _, s in rows]
@@ -104,7 +106,7 @@ class Headlines:
         self.by_sentiment = {
             s: [i for i, x in enumerate(self.sentiments) if x == s] for s in SENTIMENT_NAMES.values()
         }
-        with (DATA / "topic_train.csv").open(newline="") as f:
+        with SEED_FILES["topic"].open(newline="") as f:
             counts = Counter(int(r["label"]) for r in csv.DictReader(f))
         total = sum(counts.values())
         self.topic_p = np.array([counts[i] / total for i in range(len(TOPIC_LABELS))])

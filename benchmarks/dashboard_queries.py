@@ -11,7 +11,8 @@ kept: seeding takes minutes, timing seconds. `--reuse` insists on an existing se
 database, `--fresh` drops and reseeds it. What was seeded (items, seed, end) is recorded as
 the database's comment, so a run never times a database of another size by mistake.
 
-The data is a year of realistic news: real headlines from ../shared/data/tfn (their cashtags
+The data is a year of realistic news: real headlines from the packaged seed data,
+bert_core/seed_data (their cashtags
 become tickers, their labels steer topic and sentiment), event ids derived as the ingest
 derives them (hashes: id order is not time order, which matters to plans that walk the
 primary key), arrivals with a daily and weekly cycle, the model's probabilities drawn from
@@ -79,6 +80,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bert_core.labels import TOPIC_LABELS  # noqa: E402
+from bert_core.seed_data import packaged_seed_data  # noqa: E402
 from services.schemas.news_raw import derive_event_id  # noqa: E402
 from services.storage import (  # noqa: E402
     current_revision,
@@ -88,7 +90,7 @@ from services.storage import (  # noqa: E402
     upgrade_database,
 )
 
-DATA = ROOT.parent / "shared" / "data" / "tfn"
+SEED_FILES = packaged_seed_data()
 RESULTS = ROOT / "benchmarks" / "results"
 ADMIN_URL = os.environ.get("FINSENT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 END = datetime(2026, 11, 1, tzinfo=UTC)  # the newest story is just before this
@@ -161,12 +163,10 @@ class Headline:
 
 
 def headline_pool() -> list[Headline]:
-    if not DATA.is_dir():
-        sys.exit(f"dashboard_queries: {DATA} not found (the labelled headlines, see ARCHITECTURE.md)")
     pool: list[Headline] = []
     sentiment_of = {"0": "bearish", "1": "bullish", "2": "neutral"}
-    for name, kind in (("topic_train.csv", "topic"), ("sentiment_train.csv", "sentiment")):
-        with (DATA / name).open(encoding="utf-8", newline="") as fh:
+    for kind in ("topic", "sentiment"):
+        with SEED_FILES[kind].open(encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):
                 raw = row["text"]
                 tickers = tuple(dict.fromkeys(CASHTAG.findall(raw)))[:5]

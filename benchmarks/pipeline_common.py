@@ -49,6 +49,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from tqdm import tqdm
 
+from bert_core.seed_data import packaged_seed_data
 from services.broker import EmbeddedBroker, TopicSpec, ensure_topics
 from services.ingest.producer import NewsProducer
 from services.settings import Settings
@@ -56,7 +57,7 @@ from services.storage import make_engine, upgrade_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-HEADLINES_CSV = REPO_ROOT.parent / "shared" / "data" / "tfn" / "sentiment_train.csv"
+HEADLINES_CSV = packaged_seed_data()["sentiment"]
 POSTGRES_ADMIN_URL = os.environ.get(
     "FINSENT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -5,7 +5,8 @@ Usage:
     python benchmarks/retrain.py prepare --work DIR [--champion-minutes 10]
     python benchmarks/retrain.py run --work DIR [--labels 500]
 
-`prepare` splits the seed files (../shared/data/tfn) the way finsent does: the stratified
+`prepare` splits the seed files (the packaged seed data, bert_core/seed_data) the way finsent
+does: the stratified
 dev split (seed 42, 10 %) is the frozen holdout and is never trained on; from the rest it
 sets aside a pool of 600 texts per task as "future analyst labels" and trains the champion
 (`finsent train`, time-boxed) on everything else, so the labels are news to the champion.
@@ -31,11 +32,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bert_core.seed_data import packaged_seed_data
+
 REPO = Path(__file__).resolve().parents[1]
-SEED_FILES = {
-    "sentiment": REPO.parent / "shared/data/tfn/sentiment_train.csv",
-    "topic": REPO.parent / "shared/data/tfn/topic_train.csv",
-}
+SEED_FILES = packaged_seed_data()
 POOL_PER_TASK = 600
 RESULTS = REPO / "benchmarks" / "results"
 

@@ -13,11 +13,18 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bert_core.seed_data import packaged_seed_data
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
 
-    home: Path = Field(Path(".finsent"), description="Working directory for the embedded default")
+    home: Path = Field(
+        Path("~/.finsent"),
+        validate_default=True,
+        description="Where finsent keeps its state: the SQLite database (finsent.db), models/, logs/, "
+        "holdout/ and the dashboard users file; the same from any working directory",
+    )
     base_model: str | None = Field(
         None, description="Pretrained encoder directory; empty = packaged all-MiniLM-L6-v2"
     )
@@ -45,10 +52,14 @@ class Settings(BaseSettings):
     seed: int = 42
     dev_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     sentiment_data: Path = Field(
-        Path("../shared/data/tfn/sentiment_train.csv"), description="Seed sentiment file for bootstrap"
+        default_factory=lambda: packaged_seed_data()["sentiment"],
+        description="Seed sentiment file (text,label) for the bootstrap model, the frozen holdout and the "
+        "demo; default: the packaged Twitter Financial News set (bert_core/seed_data, MIT)",
     )
     topic_data: Path = Field(
-        Path("../shared/data/tfn/topic_train.csv"), description="Seed topic file for bootstrap"
+        default_factory=lambda: packaged_seed_data()["topic"],
+        description="Seed topic file (text,label) for the bootstrap model and the frozen holdout; "
+        "default: the packaged Twitter Financial News set (bert_core/seed_data, MIT)",
     )
     bootstrap_minutes: float = Field(
         6.0,
@@ -358,15 +369,53 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # `~` expanded and made absolute once, here: the child processes of `finsent run`, the
+        # dashboard and the SQLite URL then all name the same folder whatever their working
+        # directory.
+        try:
+            return value.expanduser().absolute()
+        except RuntimeError as exc:  # no home directory to expand `~` against
+            raise ValueError(f"{exc}; set FINSENT_HOME to an absolute path") from None
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _blank_is_embedded(cls, value: str | None) -> str | None:
         # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
         return (value.strip() or None) if value is not None else None
 
+    # Everything finsent writes on its own lives under `home`; these are the only places that
+    # name its sub-folders.
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
     @property
     def default_model_dir(self) -> Path:
-        return self.home / "models" / "bootstrap"
+        """The bootstrap model `finsent run` trains from the seed data when there is none."""
+        return self.models_dir / "bootstrap"
+
+    @property
+    def registry_models_dir(self) -> Path:
+        """Where retraining saves each challenger (run-<id>)."""
+        return self.models_dir / "registry"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Logs of the broker and the services `finsent run` starts."""
+        return self.home / "logs"
+
+    @property
+    def holdout_dir(self) -> Path:
+        """The frozen holdout, written the first time the promotion gate needs it."""
+        return self.home / "holdout"
+
+    @property
+    def faust_dir(self) -> Path:
+        """The scorer worker's faust data directory (its table state)."""
+        return self.home / "faust"
 
 
 @lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +154,18 @@ def write_csv(path: Path, rows: list[tuple[str, int]]) -> Path:
 def _light_torch() -> None:
     """Other work shares this machine: one intra-op thread keeps the suite light."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _own_finsent_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """FINSENT_HOME defaults to ~/.finsent, the same for every run as this user: each test gets
+    its own, so none reads or writes the real one (a test that sets FINSENT_HOME overrides it)."""
+    from services.settings import get_settings
+
+    monkeypatch.setenv("FINSENT_HOME", str(tmp_path / ".finsent"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -100,7 +100,7 @@ def _parent_death_signal() -> Callable[[], None] | None:
 class EmbeddedBroker:
     """A Tansu broker subprocess on 127.0.0.1, ready for Kafka clients once `start()` returns.
 
-    with EmbeddedBroker(log_dir=Path(".finsent")) as broker:
+    with EmbeddedBroker(log_dir=get_settings().logs_dir) as broker:
         ensure_topics(broker.bootstrap, specs)
     """
 

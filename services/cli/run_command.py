@@ -52,8 +52,10 @@ def bootstrap_model(model_dir: Path) -> Path:
                 f"seed data {path} not found; set FINSENT_SENTIMENT_DATA / FINSENT_TOPIC_DATA "
                 "or FINSENT_MODEL to an existing model directory"
             )
+    seeds = {settings.sentiment_data.parent, settings.topic_data.parent}
+    where = f"in {seeds.pop()}" if len(seeds) == 1 else f"{settings.sentiment_data}, {settings.topic_data}"
     typer.echo(
-        f"no model at {model_dir}: training one from the seed data "
+        f"no model at {model_dir}: training one from the seed data {where} "
         f"(budget {settings.bootstrap_minutes:g} min on {settings.torch_threads} threads; "
         "`finsent train` makes a better one without the time box)"
     )
@@ -163,7 +165,7 @@ def _broker(settings: Settings) -> Iterator[tuple[str, str]]:
     from services.broker import EmbeddedBroker
 
     with broker_errors():
-        broker = EmbeddedBroker(log_dir=settings.home / "logs").start()
+        broker = EmbeddedBroker(log_dir=settings.logs_dir).start()
     try:
         yield broker.bootstrap, f"embedded broker at {broker.bootstrap} (in memory; log {broker.log_path})"
     finally:
@@ -272,7 +274,7 @@ def run(
         env = {
             "FINSENT_KAFKA_BOOTSTRAP": bootstrap,
             "FINSENT_DATABASE_URL": settings.database_url,
-            "FINSENT_HOME": str(settings.home.resolve()),
+            "FINSENT_HOME": str(settings.home),
         }
         if demo and "compile" not in settings.model_fields_set:
             # A demo feeds 10 headlines/s: compiling the pass (up to a minute) would only delay
@@ -283,7 +285,7 @@ def run(
                 name,
                 env=env
                 | ({"FINSENT_MODEL": str(model_dir.resolve())} if name == "worker" and pinned else {}),
-                log_path=settings.home / "logs" / f"{name}.log",
+                log_path=settings.logs_dir / f"{name}.log",
             )
             for name in SERVICES
         ]

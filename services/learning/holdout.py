@@ -53,7 +53,7 @@ class FrozenHoldout:
 
 
 def holdout_dir(settings: Settings) -> Path:
-    return settings.home / "holdout"
+    return settings.holdout_dir
 
 
 def _atomic_write(path: Path, content: bytes) -> None:

@@ -207,7 +207,7 @@ def _locked_run(
     sets, counts, exclude = _training_sets(settings, sessions, watermark, frozen)
     timings["data_seconds"] = round(time.perf_counter() - started, 2)
 
-    out_dir = settings.home / "models" / "registry" / f"run-{run_id}"
+    out_dir = settings.registry_models_dir / f"run-{run_id}"
     started = time.perf_counter()
     manifest = _fine_tune(settings, Path(champion.path), sets, out_dir)
     timings["train_seconds"] = round(time.perf_counter() - started, 2)

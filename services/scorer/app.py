@@ -187,7 +187,7 @@ def build_app(
     watch = Watchlist(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
     slice_items = settings.scorer_slice_items
-    (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    settings.faust_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = ScorerApp(
         settings.scorer_group,
         fetch_max_wait_ms=settings.scorer_fetch_max_wait_ms,
@@ -195,7 +195,7 @@ def build_app(
         store="memory://",
         # faust keeps a data directory even with in-memory tables; by default `<app id>-data` in
         # the working directory, which litters wherever the worker happens to be started.
-        datadir=str(settings.home / "faust" / "{conf.name}-data"),
+        datadir=str(settings.faust_dir / "{conf.name}-data"),
         broker_session_timeout=settings.scorer_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.scorer_session_timeout_seconds / 3),
         consumer_auto_offset_reset="earliest",

@@ -1,6 +1,6 @@
 """Scored news streams from real headlines, for the alerter's integration tests.
 
-Headlines and their true sentiment labels come from ../shared/data/tfn/sentiment_train.csv
+Headlines and their true sentiment labels come from the packaged seed data (bert_core.seed_data)
 (15 % bearish), tickers from their cashtags, topics drawn from topic_train.csv's label
 distribution (the two files label different texts, so a story's topic is not its
 headline's; the detector sees labels and counts only). Event times are assigned here:
@@ -20,19 +20,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bert_core.labels import TOPIC_LABELS
+from bert_core.seed_data import packaged_seed_data
 from services.alerts import Action, aggregate, apply, bucket_start, detect
 from services.ingest.producer import NewsProducer
 from services.schemas import extract_tickers
 from services.scorer.app import scored_message
 from services.storage import ScoredItem, upsert_scored_batch
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tfn"
+SEED_FILES = packaged_seed_data()
 SENTIMENTS = {0: "bearish", 1: "bullish", 2: "neutral"}
 SCORE = {"bearish": -1.0, "neutral": 0.0, "bullish": 1.0}
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)  # a Monday morning; long past, so never "live"
@@ -58,10 +58,10 @@ class Corpus:
 
 @cache
 def corpus() -> Corpus:
-    with (DATA / "sentiment_train.csv").open(newline="", encoding="utf-8") as f:
+    with SEED_FILES["sentiment"].open(newline="", encoding="utf-8") as f:
         rows = [(r["text"], SENTIMENTS[int(r["label"])]) for r in csv.DictReader(f)]
     headlines = [Headline(i, t, s, tuple(extract_tickers(t))) for i, (t, s) in enumerate(rows)]
-    with (DATA / "topic_train.csv").open(newline="", encoding="utf-8") as f:
+    with SEED_FILES["topic"].open(newline="", encoding="utf-8") as f:
         counts = Counter(int(r["label"]) for r in csv.DictReader(f))
     return Corpus(headlines, [counts[i] for i in range(len(TOPIC_LABELS))])
 

@@ -136,10 +136,13 @@ def test_worker_needs_a_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_worker_needs_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    message = one_line_error(tmp_path, monkeypatch, FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1")
+    home = tmp_path / "home"
+    message = one_line_error(
+        tmp_path, monkeypatch, FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1", FINSENT_HOME=str(home)
+    )
     assert message == (
         "no model: register one with `finsent models register DIR --champion`, set FINSENT_MODEL to a "
-        "model directory, or run `finsent run` once to bootstrap one into .finsent/models/bootstrap"
+        f"model directory, or run `finsent run` once to bootstrap one into {home}/models/bootstrap"
     )
 
 

@@ -7,7 +7,7 @@ as an operator starts it) serves a seeded PostgreSQL database, a user made with
 `finsent dashboard users add` logs in through the form, and the overview and the news
 browser are screenshotted once they show data.
 
-The browser is /usr/bin/chromium from Debian (scripts/setup.sh installs it): Playwright's
+The browser is /usr/bin/chromium from Debian (scripts/test.sh installs it): Playwright's
 own browser download cannot work without internet. A missing browser fails the test; it is
 never skipped, or CI would go green without ever having looked at the page.
 """
@@ -152,7 +152,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium (apt-get)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: bash scripts/install_browser.sh installs Debian's chromium "
+            "(apt-get; scripts/test.sh runs it)"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:

@@ -1,9 +1,9 @@
 """`finsent labels ...` and `finsent models ...`: analyst labels and the model registry.
 
 Like the other database commands these migrate the database first, so they work on a fresh
-installation, and every error ends as one line. `labels import` stores the good rows and
-lists the bad ones with their row numbers (exit 0), or with `--strict` stores nothing when
-any row is bad (exit 1). `models promote` / `rollback` ask before changing what the workers
+installation, and every error ends as one line. `labels import` stores the good rows, lists
+every rejected one with its row number and exits 1 when there is any; with `--strict` it
+stores nothing unless every row is good. `models promote` / `rollback` ask before changing what the workers
 serve (unless `--yes`) and announce the change on `model.events` when a broker is
 configured; without one, workers find the new champion by polling the registry.
 """
@@ -104,7 +104,8 @@ def import_(
         str | None, typer.Option(help="Where the labels come from (default: import:<file name>)")
     ] = None,
     strict: Annotated[
-        bool, typer.Option(help="Store nothing (exit 1) if any row is bad, instead of the good rows")
+        bool,
+        typer.Option(help="Store nothing if any row is bad, instead of the good rows (exit 1 either way)"),
     ] = False,
     show_errors: Annotated[int, typer.Option(min=0, help="Bad rows to print (all are counted)")] = 20,
 ) -> None:
@@ -112,6 +113,14 @@ def import_(
 
     `label` is a class id or name (e.g. 0, bearish, "Energy / Oil"); rows given by `event_id`
     take the stored story's headline as their text.
+
+    Every row that cannot be read or is invalid is rejected and listed with its row number (a
+    CSV row is the line it starts on, the header being row 1), including a quote that is
+    never closed or that takes in the rows after it: rows are never merged. The good rows are
+    stored (with --strict: none). Exit codes: 0 every row imported; 1 some row rejected;
+    2 the file cannot be imported at all (missing, not UTF-8, no rows, a missing column).
+    Importing the same file again changes nothing already stored, so fix the rejected rows
+    and import it again.
     """
     from services.learning.label_import import (
         LabelFileError,
@@ -155,6 +164,12 @@ def import_(
     if report.ignored_columns:
         typer.echo(f"note: ignored column(s): {', '.join(report.ignored_columns)}", err=True)
     _print_row_errors(report.errors, show_errors)
+    if report.errors:
+        fail(
+            f"{file}: {len(report.errors)} of {report.rows} row(s) rejected, the others stored; fix them "
+            "and import the file again (stored rows stay unchanged), or use --strict to store none",
+            code=1,
+        )
 
 
 def _print_row_errors(errors: list[Any], limit: int) -> None:

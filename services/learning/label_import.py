@@ -6,7 +6,9 @@ with one message; problems in a row reject that row with its number, and the goo
 are imported — unless `strict`, when any bad row means nothing is stored. Rows are numbered
 as the user finds them: a CSV record by the line it starts on (the header is row 1; blank
 lines count, so the number is the spreadsheet row unless an earlier cell spans several
-lines), JSONL by line.
+lines), JSONL by line. Rows are never merged: a stray quote that would make csv's lenient
+reader take the following lines into one cell rejects its own row, and reading resumes on
+the next line (`_swallowed_lines` says when).
 """
 
 from __future__ import annotations
@@ -95,25 +97,51 @@ def parse_label_file(content: bytes, *, name: str) -> LabelFile:
     return parsed
 
 
+class _Lines:
+    """The file's physical lines for csv.reader, with a position the caller can move back:
+    after a record that swallowed lines, reading resumes on the line after its first."""
+
+    def __init__(self, text: str) -> None:
+        # StringIO with newline="" splits where csv does (\n, \r\n, \r) and keeps the ends.
+        self.lines = io.StringIO(text, newline="").readlines()
+        self.pos = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+
 def _read_csv(text: str, suffix: str, name: str) -> LabelFile:
     # csv.reader rather than DictReader: DictReader skips blank lines without saying so, and
-    # the row number must be the line where each record starts, which only the reader's
-    # `line_num` before the record knows (a quoted cell may span lines).
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    # the row number must be the line where each record starts (a quoted cell may span lines).
+    delimiter = "\t" if suffix == ".tsv" else ","
+    feed = _Lines(text)
+    reader = csv.reader(feed, delimiter=delimiter)
     header: list[str] = []
     rows: list[tuple[int, dict[str, object]]] = []
     errors: list[RowError] = []
     try:
         while True:
-            start = reader.line_num + 1
+            first = feed.pos  # 0-based index of the record's first line
             try:
                 fields = next(reader)
             except StopIteration:
                 break
+            start = first + 1
             if not fields:  # a blank line: counted, never a record
                 continue
             if not header:
                 header = [c.strip() for c in fields]
+                continue
+            swallowed = _swallowed_lines(feed.lines[first : feed.pos], fields, delimiter, len(header))
+            if swallowed is not None:
+                errors.append(RowError(start, swallowed))
+                feed.pos = first + 1  # the lines it took in are read again, as rows of their own
                 continue
             if len(fields) > len(header):
                 errors.append(
@@ -128,10 +156,47 @@ def _read_csv(text: str, suffix: str, name: str) -> LabelFile:
             values: list[str | None] = [*fields, *([None] * (len(header) - len(fields)))]
             rows.append((start, dict(zip(header, values, strict=True))))
     except csv.Error as exc:
-        raise LabelFileError(
-            f"{name}: cannot parse as {suffix[1:]} (line {reader.line_num}: {exc})"
-        ) from None
+        raise LabelFileError(f"{name}: cannot parse as {suffix[1:]} (line {feed.pos}: {exc})") from None
     return LabelFile(rows, errors, header)
+
+
+def _swallowed_lines(lines: list[str], fields: list[str], delimiter: str, columns: int) -> str | None:
+    """Why a record is really a stray quote that took in the lines after it, or None.
+
+    A quoted cell may legitimately hold a line break, so a record is only refused when (a) its
+    quote is never closed, so csv's lenient reader took the rest of the file as one cell, or
+    (b) a line inside one of its cells has as many delimiters as a whole row: that is a row
+    swallowed by a missing quote, not a headline.
+    """
+    fix = 'close the quote, or write a quote inside a text twice ("")'
+    if _ends_in_open_quote("".join(lines), delimiter):
+        return f"a quote opened in this row is never closed (it would take in the rest of the file); {fix}"
+    for cell in fields:
+        inner = cell.splitlines()
+        if len(inner) > 1 and any(line.count(delimiter) >= columns - 1 for line in inner):
+            return (
+                f"a quoted cell takes in the next {len(lines) - 1} line(s), which look like rows of "
+                f"their own; {fix}"
+            )
+    return None
+
+
+def _ends_in_open_quote(record: str, delimiter: str) -> bool:
+    """True when the record ends inside a quoted cell, by csv's own rules in its lenient mode
+    (a quote opens a cell only at its start; "" inside is a quote; a quote closes it)."""
+    state = "start"  # start of a cell | unquoted | quoted | quote seen inside a quoted cell
+    for char in record:
+        if state == "quoted":
+            state = "quote" if char == '"' else "quoted"
+        elif state == "quote":
+            state = "quoted" if char == '"' else ("start" if char in (delimiter, "\n", "\r") else "unquoted")
+        elif char in (delimiter, "\n", "\r"):
+            state = "start"
+        elif state == "start" and char == '"':
+            state = "quoted"
+        else:
+            state = "unquoted"
+    return state == "quoted"
 
 
 def _read_json(text: str, name: str) -> LabelFile:

@@ -89,13 +89,15 @@ def test_labels_import_reports_counts_and_bad_rows(db: Path, tmp_path: Path) -> 
         encoding="utf-8",
     )
     result = invoke(db, "labels", "import", str(path), "--labeller", "ann")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the good rows are stored, but not every row
     assert result.stdout == f"{path}: 5 row(s): 3 imported, 0 updated, 0 unchanged, 2 rejected\n"
     assert result.stderr.splitlines() == [
         "note: ignored column(s): comment",
         "  row 5: unknown topic label 'Gold'; expected an id 0-19 or one of: "
         + result.stderr.split("one of: ")[1].split("\n")[0],
         "  row 6: needs a text or an event_id (both are empty)",
+        f"finsent: error: {path}: 2 of 5 row(s) rejected, the others stored; fix them and import the "
+        "file again (stored rows stay unchanged), or use --strict to store none",
     ]
     labels = stored(db, LabelRow)
     assert sorted((r.labeller, r.label, r.source) for r in labels) == [
@@ -138,6 +140,81 @@ def test_strict_import_stores_nothing_and_exits_1(db: Path, tmp_path: Path) -> N
         f"finsent: error: {path}: 1 of 2 row(s) are bad; nothing imported (--strict)"
     )
     assert stored(db, LabelRow) == []
+
+
+# One unterminated quote on row 3 of six label rows: csv's lenient reader takes the rest of the
+# file as that row's text (2 rows, exit 0 before); each of the other five is a row of its own.
+STRAY_QUOTE_CSV = (
+    "text,task,label\n"
+    "Oil jumps as OPEC cuts output,topic,energy / oil\n"
+    '"Acme misses estimates,sentiment,bearish\n'
+    "Gold slips,topic,10\n"
+    "Fed holds rates,topic,1\n"
+    "Tesla rises,sentiment,bullish\n"
+    "Apple beats,sentiment,1\n"
+)
+
+
+def test_a_stray_quote_rejects_its_row_and_never_merges_the_next_ones(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(STRAY_QUOTE_CSV, encoding="utf-8")
+    result = invoke(db, "labels", "import", str(path), "--labeller", "ann")
+    assert result.exit_code == 1, result.output
+    assert result.stdout == f"{path}: 6 row(s): 5 imported, 0 updated, 0 unchanged, 1 rejected\n"
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith("  row 3: a quote opened in this row is never closed"), errors
+    assert errors[1].startswith(f"finsent: error: {path}: 1 of 6 row(s) rejected") and len(errors) == 2
+    assert sorted(r.text for r in stored(db, LabelRow)) == [
+        "Apple beats", "Fed holds rates", "Gold slips", "Oil jumps as OPEC cuts output", "Tesla rises"
+    ]
+
+    # The row fixed, the same file again: only that row is new, the others are unchanged.
+    path.write_text(STRAY_QUOTE_CSV.replace('"Acme', "Acme"), encoding="utf-8")
+    result = invoke(db, "labels", "import", str(path), "--labeller", "ann")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{path}: 6 row(s): 1 imported, 0 updated, 5 unchanged, 0 rejected\n"
+    assert result.stderr == ""
+
+
+def test_a_stray_quote_with_strict_stores_nothing(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(STRAY_QUOTE_CSV, encoding="utf-8")
+    result = invoke(db, "labels", "import", str(path), "--strict", "--labeller", "ann")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[0].startswith("  row 3: a quote opened in this row is never closed")
+    assert result.stderr.splitlines()[-1] == (
+        f"finsent: error: {path}: 1 of 6 row(s) are bad; nothing imported (--strict)"
+    )
+    assert stored(db, LabelRow) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "labels.csv: no rows"),
+        ("text,task,label\n", "labels.csv: no rows"),
+        (
+            "text,task,sentiment\nOil jumps,topic,6\n",
+            "missing column(s) label (found: text, task, sentiment)",
+        ),
+    ],
+    ids=["empty", "header-only", "wrong-column"],
+)
+def test_a_file_that_cannot_be_imported_is_one_line_and_stores_nothing(
+    db: Path, tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(content, encoding="utf-8")
+    one_line_error(invoke(db, "labels", "import", str(path), "--labeller", "ann"), 2, message)
+    assert not db.exists()  # the file is refused before the database is even opened
+
+
+def test_labels_import_help_documents_the_exit_codes(db: Path) -> None:
+    result = invoke(db, "labels", "import", "--help")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "rows are never merged" in text
+    assert "0 every row imported; 1 some row rejected; 2 the file cannot be imported" in text
 
 
 @pytest.mark.parametrize(

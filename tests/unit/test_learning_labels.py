@@ -144,6 +144,54 @@ def test_csv_rows_are_numbered_by_the_line_they_start_on() -> None:
     assert [e.row for e in errors] == [6, 10]
 
 
+def test_an_unterminated_quote_rejects_its_row_and_the_rest_are_read_as_rows() -> None:
+    content = (
+        b"text,task,label\n"  # 1
+        b"fine,topic,1\n"  # 2
+        b'"never closed,sentiment,0\n'  # 3
+        b"next,topic,2\n"  # 4
+        b"last,sentiment,1\n"  # 5
+    )
+    parsed = parse_label_file(content, name="labels.csv")
+    assert [(n, r["text"]) for n, r in parsed.rows] == [(2, "fine"), (4, "next"), (5, "last")]
+    assert [e.row for e in parsed.errors] == [3]
+    assert "never closed" in parsed.errors[0].message
+
+
+def test_an_unterminated_quote_on_the_last_line_without_a_newline() -> None:
+    parsed = parse_label_file(b'text,task,label\nfine,topic,1\n"open,topic,2', name="labels.csv")
+    assert [n for n, _ in parsed.rows] == [2]
+    assert [e.row for e in parsed.errors] == [3]
+
+
+def test_a_quote_closed_rows_later_does_not_swallow_them() -> None:
+    """The lenient reader closes the stray quote at the next quote it meets (`"rises"`), so
+    the record has three plausible fields: the swallowed row is recognised by its delimiters."""
+    content = (
+        b"text,task,label\n"  # 1
+        b'"Acme misses,sentiment,0\n'  # 2
+        b'Tesla "rises",sentiment,bullish\n'  # 3
+        b"Gold,topic,10\n"  # 4
+    )
+    parsed = parse_label_file(content, name="labels.csv")
+    assert [(n, r["text"]) for n, r in parsed.rows] == [(3, 'Tesla "rises"'), (4, "Gold")]
+    assert [(e.row, e.message.split(";")[0]) for e in parsed.errors] == [
+        (2, "a quoted cell takes in the next 1 line(s), which look like rows of their own")
+    ]
+
+
+def test_a_quoted_cell_with_line_breaks_and_a_comma_is_still_one_text() -> None:
+    content = b'text,task,label\n"Oil, gas\nand coal rally",topic,6\n'
+    parsed = parse_label_file(content, name="labels.csv")
+    assert [(n, r["text"]) for n, r in parsed.rows] == [(2, "Oil, gas\nand coal rally")]
+    assert parsed.errors == []
+    tsv = parse_label_file(
+        b'text\ttask\tlabel\n"a\nb"\ttopic\t1\n"open\ttopic\t2\nc\ttopic\t3\n', name="labels.tsv"
+    )
+    assert [(n, r["text"]) for n, r in tsv.rows] == [(2, "a\nb"), (5, "c")]
+    assert [e.row for e in tsv.errors] == [4]
+
+
 def test_a_blank_line_before_the_header_is_skipped() -> None:
     parsed = parse_label_file(b"\ntext,task,label\nx,topic,1\n", name="labels.csv")
     assert parsed.columns == ["text", "task", "label"] and [n for n, _ in parsed.rows] == [3]

@@ -15,12 +15,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bert_core.seed_data import packaged_seed_data
 
+DEFAULT_HOME = Path("~/.finsent")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
 
     home: Path = Field(
-        Path("~/.finsent"),
+        DEFAULT_HOME,
         validate_default=True,
         description="Where finsent keeps its state: the SQLite database (finsent.db), models/, logs/, "
         "holdout/ and the dashboard users file; the same from any working directory",
@@ -368,6 +370,12 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _blank_home_is_default(cls, value: object) -> object:
+        # FINSENT_HOME= (set but empty) means the default, not the working directory.
+        return DEFAULT_HOME if isinstance(value, str) and not value.strip() else value
 
     @field_validator("home")
     @classmethod

@@ -89,6 +89,11 @@ def test_an_explicit_database_url_or_users_file_wins(
     assert settings.default_model_dir == user_home / ".finsent" / "models" / "bootstrap"
 
 
+def test_a_blank_finsent_home_means_the_default(user_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINSENT_HOME", " ")
+    assert Settings().home == user_home / ".finsent"
+
+
 def test_a_home_that_cannot_be_expanded_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINSENT_HOME", "~no-such-user-finsent/state")
     with pytest.raises(ValidationError, match="set FINSENT_HOME to an absolute path"):

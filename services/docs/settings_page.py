@@ -42,17 +42,31 @@ unit their name ends in; booleans accept `true`/`false`/`1`/`0`; mappings are JS
 
 # Sections in the order a reader meets them; a field goes to the first whose prefix matches.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Home, model and inference", ("home", "base_model", "model", "precision", "compile", "torch_threads",
-                                   "parallel_passes", "max_length")),
-    ("Training and the bootstrap model", ("seed", "dev_fraction", "sentiment_data", "topic_data",
-                                          "bootstrap_", "seed_data")),
+    (
+        "Home, model and inference",
+        (
+            "home",
+            "base_model",
+            "model",
+            "model_poll_seconds",
+            "precision",
+            "compile",
+            "torch_threads",
+            "parallel_passes",
+            "max_length",
+        ),
+    ),
+    (
+        "Training and the bootstrap model",
+        ("seed", "dev_fraction", "sentiment_data", "topic_data", "bootstrap_", "seed_data"),
+    ),
     ("Broker, database and topics", ("database_url", "kafka_", "topic_", "model_events_partitions")),
     ("Ingest", ("ingest_", "feed_", "watchlist")),
     ("Scorer worker (`finsent worker`)", ("scorer_",)),
     ("Alert detector and alerter (`finsent alerter`)", ("alert_", "alerter_")),
     ("Delivery (`finsent dispatcher`)", ("dispatcher_", "delivery_", "smtp_")),
     ("Dashboard (`finsent dashboard`)", ("dashboard_",)),
-    ("Labels, holdouts and the promotion gate", ("label_", "recent_holdout", "holdout_", "gate_")),
+    ("Labels, holdouts and the promotion gate", ("label_", "recent_holdout_size", "holdout_", "gate_")),
     ("Retraining and the scheduler", ("retrain_", "scheduler_")),
     ("Logging", ("log_",)),
 )

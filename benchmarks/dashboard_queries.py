@@ -162,7 +162,7 @@ class Headline:
 
 def headline_pool() -> list[Headline]:
     if not DATA.is_dir():
-        sys.exit(f"dashboard_queries: {DATA} not found (the labelled headlines, see ARCHITECTURE.md)")
+        sys.exit(f"dashboard_queries: {DATA} not found (the labelled seed headlines)")
     pool: list[Headline] = []
     sentiment_of = {"0": "bearish", "1": "bullish", "2": "neutral"}
     for name, kind in (("topic_train.csv", "topic"), ("sentiment_train.csv", "sentiment")):

@@ -114,7 +114,8 @@ class Settings(BaseSettings):
         0.02,
         gt=0,
         description="Longest wait to fill a micro-batch before scoring what is there (20 ms: p99 154 ms "
-        "at 100/s against 202 ms with 50 ms, and no worse at higher rates; a backlog fills batches at once)",
+        "at 100/s against 202 ms with 50 ms, and no worse at higher rates; a backlog fills batches at once; "
+        "docs/performance.md#batch-window)",
     )
     scorer_slice_items: int = Field(
         256,

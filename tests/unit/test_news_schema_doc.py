@@ -17,7 +17,7 @@ NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 ACCEPTED: list[dict[str, Any]] = [
     {"headline": "$AAPL beats on earnings"},
     {"id": 17, "headline": "Fed holds rates", "published_at": "2026-01-05T11:59:00Z"},
-    {"id": "abc-1", "headline": "Oil slumps", "published_at": "2026-01-05T11:59:00+01:00", "tickers": ["XOM"]},
+    {"id": "abc-1", "headline": "Oil slumps", "published_at": "2026-01-05T11:59:00+01:00", "tickers": ["X"]},
     {"headline": "Gold rallies", "body": None, "source": "wire", "url": "https://example.com/a", "desk": "x"},
     {"schema_version": 1, "headline": "Bank merger", "tickers": []},
 ]

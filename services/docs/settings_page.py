@@ -32,8 +32,8 @@ _HEADER = f"""# Settings
 
 Every setting is an environment variable with the prefix `{ENV_PREFIX}` (or a line in a `.env`
 file in the working directory). `services/settings.py` defines each one and its default; this
-page is rendered from it, and a test fails when the two disagree. `finsent` refuses to start
-with a value of the wrong type or range and names the variable.
+page is rendered from it, and a test fails when the two disagree. A value of the wrong type
+or out of range stops `finsent` with one line before anything starts.
 
 Empty (`—`) means unset: the meaning column says what happens then. The allowed column
 gives the choices or bounds the value is checked against. Durations are in the

@@ -5,7 +5,7 @@ Usage:
 
 Why client CPU: the scorer's database thread runs beside the model's pass threads in one
 process, and every microsecond it spends in Python holds the GIL those threads need between
-torch operations (README, "Pipeline benchmarks", session 8). So what matters is the thread
+torch operations (docs/performance.md#gil-switch-interval). So what matters is the thread
 CPU time (`time.thread_time`) of `upsert_scored_batch` + commit, not only its wall time.
 
 Two paths store the same rows through `upsert_scored_batch` into a fresh database migrated

@@ -55,7 +55,7 @@ def gemm_rate(
     `side_by_side` of them at once on their own Python threads with threads // side_by_side
     torch threads each (the Predictor's parallel passes), or one on all threads (side_by_side
     1). int8: the Predictor's `bert_core.int8.Int8Linear` (a scale per input row and per
-    output channel; before session 14, torch's dynamic quantisation)."""
+    output channel; before it, torch's dynamic quantisation)."""
     torch.set_num_threads(max(1, threads // side_by_side))
     x = torch.randn(m, k)
     linear: torch.nn.Module = torch.nn.Linear(k, n, bias=False)

@@ -6,7 +6,7 @@ Python for the GIL, for every small step between the matrix products: the int8 l
 per-row quantisation (row maximum, divide, round, convert, zero point) and their scale and
 bias, GELU, the residual adds and LayerNorms, the scatter into attention's layout and back.
 Inductor fuses those steps into a few generated C++ loops and keeps oneDNN's matrix products
-(README, session 16, for the measured gain). The operations are the same; results differ
+(docs/performance.md#compiled-pass for the measured gain). The operations are the same; results differ
 from eager mode only by floating-point rounding order (fp32: ≤ 1e-5), which in int8 can move
 a value across a rounding boundary of its row's quantisation.
 

@@ -29,7 +29,7 @@ def cpu_has_bf16() -> bool:
 
 def cpu_has_amx_bf16() -> bool:
     """True when the CPU has AMX tiles for bf16 (Intel Sapphire Rapids and later), where
-    bf16 inference is 2-2.5x any int8 path measured (README, sessions 12-13)."""
+    bf16 inference is 2-2.5x any int8 path measured (docs/performance.md#precision)."""
     return "amx_bf16" in _cpu_flags()
 
 

@@ -61,11 +61,11 @@ class Prediction:
 
 
 def resolve_precision(precision: Precision) -> Literal["fp32", "bf16", "int8"]:
-    """`auto`: the fastest path within half a point of fp32's dev accuracy (README).
+    """`auto`: the fastest path within half a point of fp32's dev accuracy (docs/performance.md#precision).
 
     bf16 on CPUs with AMX tiles (2-2.5x int8 there, matching fp32). Elsewhere int8
     (`quantize_int8`, within 0.25 points of fp32 on both tasks): on AVX512-BF16 CPUs without
-    AMX it outran bf16 since session 15 (Zen 4: 731 vs 607 headlines/s alone, 615 vs 577/s
+    AMX it outruns bf16 (Zen 4: 731 vs 607 headlines/s alone, 615 vs 577/s
     in the worker, and less CPU per headline in a live stream's small calls), on AVX2 ones
     it is 1.65x fp32 while emulated bf16 is 7x slower than fp32. bf16 where torch lacks
     oneDNN's quantised linear ops but the CPU has bf16 units, else fp32."""
@@ -123,9 +123,9 @@ class Predictor:
         if threads or self.parallel_passes > 1:
             torch.set_num_threads(max(1, total_threads // self.parallel_passes))
         # Passes side by side on their own threads, each with its share of torch's threads, beat one
-        # pass at a time on all of them (README: 323 vs 259 headlines/s on two cores, and 285 vs 207
-        # when another process takes 30 % of a core): a pass on one thread never waits at a
-        # parallel region's barrier for a core that something else is using.
+        # pass at a time on all of them (323 vs 259 headlines/s on two cores, and 285 vs 207 when
+        # another process takes 30 % of a core; docs/performance.md#parallel-passes): a pass on one
+        # thread never waits at a parallel region's barrier for a core that something else is using.
         self._executor = (
             ThreadPoolExecutor(self.parallel_passes, thread_name_prefix="finsent-pass")
             if self.parallel_passes > 1
@@ -343,7 +343,7 @@ def quantize_int8(model: MultiTaskClassifier) -> None:
     and per input row (`bert_core.int8`), so a text scores the same whatever shares its call.
 
     The classification heads (0.1 % of the arithmetic) stay fp32. History, measured on the
-    default model's dev split (README): torch's dynamic quantisation with one scale per
+    default model's dev split (docs/performance.md#precision): torch's dynamic quantisation with one scale per
     weight matrix lost 1.2 / 1.3 points (sentiment / topic accuracy); per-channel weight
     scales with the feed-forward output projections in fp32 came within half a point on
     fp32-trained models, but with one activation scale per call it scored a headline

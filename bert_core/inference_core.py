@@ -24,12 +24,12 @@ TOKENS_PER_PASS = 2048
 # Python work of each operation, not by arithmetic, and two such passes side by side slow
 # each other down. On a 2-core AVX2 EPYC, calls of two headlines cut into two passes ran no
 # faster than one pass on one thread and used 1.6x its CPU (int8: 34.5 vs 21.4 ms per
-# headline); on session 13's AMX Xeon (bf16), calls of 8 headlines (160 tokens) took as long
+# headline); on an AMX Xeon (bf16), calls of 8 headlines (160 tokens) took as long
 # either way (1.20 vs 1.21 ms per headline) and split used 1.52x the CPU, while from 16
 # headlines on the split was 25-40 % faster for 10-27 % more CPU. In a live stream, where
 # batches are small and the broker, the database and the worker's other threads share the
 # cores, that CPU is what the tail latency pays for. On a Zen 4 EPYC one pass saved 16-25 %
-# of the CPU of calls of 2-4 headlines but took 22-26 % longer (README, session 11).
+# of the CPU of calls of 2-4 headlines but took 22-26 % longer (docs/performance.md#call-splitting).
 MIN_SPLIT_PASS_TOKENS = 128
 
 

@@ -1,10 +1,10 @@
 """int8 Linear layers with one activation scale per row, for the Predictor's int8 copy.
 
-Why not torch's dynamic quantisation (`quantize_dynamic`, the int8 path until session 14):
+Why not torch's dynamic quantisation (`quantize_dynamic`, the earlier int8 path):
 it quantises each call's whole input matrix with one scale. In an unpadded pass that matrix
 holds every token of up to 2,048 (`TOKENS_PER_PASS`), so one loud token coarsens the
 quantisation of all the others, and a headline's score depended on which headlines shared
-its pass. Measured on session 14's default model (AMD EPYC Zen 5), the same 2,653 dev
+its pass. Measured on the default model (AMD EPYC Zen 5), the same 2,653 dev
 headlines scored in one call and in calls of 16: 2.4 % of the sentiment labels and 2.3 % of
 the topics differed, sentiment scores by up to 0.89; bf16 and fp32 gave identical results
 both ways. Dev accuracy moved with the batching too (0.8574-0.8616 against fp32's 0.8648).
@@ -16,8 +16,8 @@ row alone: a headline scores the same whatever else is in the call. Rows quantis
 enough that the feed-forward output projection (whose GELU inputs defeated a per-matrix
 scale) is int8 as well. Same model, same dev split: sentiment / topic accuracy 0.8669 /
 0.8964 against fp32's 0.8648 / 0.8970, and 1,025 headlines/s against the per-matrix path's
-687/s (README, session 14); with the cheaper quantisation of session 15, 731/s against bf16's
-607/s on a Zen 4.
+687/s (Zen 5); with the cheaper conversion to uint8 below, 731/s against bf16's 607/s on a
+Zen 4 (docs/performance.md#precision).
 
 Activations go in as uint8 with a zero point. CPUs without VNNI multiply uint8 by int8 in
 pairs summed into 16 bits, which overflows for full-range values (oneDNN held to AVX2 here
@@ -54,7 +54,7 @@ def _to_uint8(whole: torch.Tensor, zero_point: int) -> torch.Tensor:
 
     Through int8, then the zero point added in uint8 (which wraps: a negative v's byte is
     256 + v), rather than `+ zero_point` then `.to(uint8)`: torch converts float to uint8 in
-    a scalar loop, 3-4x slower than to int8 (2,048 x 1,536 values, session 15: 0.82 against
+    a scalar loop, 3-4x slower than to int8 (2,048 x 1,536 values on a Zen 4: 0.82 against
     0.2 ms), and that conversion was much of the int8 layer's time outside the product."""
     return whole.to(torch.int8).view(torch.uint8).add_(zero_point)
 

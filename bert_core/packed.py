@@ -31,10 +31,11 @@ from bert_core.config import Pooling
 # Attention runs on a padded layout of chunks: consecutive texts share a chunk of
 # `CHUNK_ROWS` rows (a block-diagonal mask keeps each text to itself), and a chunk's row count
 # is a multiple of `ATTENTION_ROWS`. torch's CPU attention kernel runs sequence lengths that
-# are multiples of 16 two to three times faster than their neighbours (session 13, one
+# are multiples of 16 two to three times faster than their neighbours (an AMX Xeon, one
 # thread, 64 texts x 12 heads: 31 rows 4.4 ms, 32 rows 1.8 ms; 47 rows 7.2 ms, 48 rows
 # 3.7 ms; bf16 and fp32 alike), and a few long sequences beat many short ones: 85 texts
-# padded to 48 rows took 5.0 ms, the same tokens as 28 chunks of 64 rows 2.0 ms.
+# padded to 48 rows took 5.0 ms, the same tokens as 28 chunks of 64 rows 2.0 ms
+# (docs/performance.md#unpadded-passes).
 ATTENTION_ROWS = 16
 CHUNK_ROWS = 64
 

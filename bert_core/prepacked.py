@@ -2,11 +2,11 @@
 
 Why: `F.linear` on a bf16 weight hands oneDNN a plain row-major matrix, which it reorders
 into its blocked (AMX / AVX512-BF16) layout on every call. For a live stream's small passes
-that reorder is most of the product: on session 13's AMX Xeon, one thread, a 384→1536 layer
-took 85 µs with `F.linear` and 38 µs prepacked at 16 rows, 270 vs 197 µs at 256 rows, with
+that reorder is most of the product: on an AMX Xeon, one thread, a 384→1536 layer took
+85 µs with `F.linear` and 38 µs prepacked at 16 rows, 270 vs 197 µs at 256 rows, with
 bit-identical outputs (a microbenchmark with the weight in cache; in the whole forward pass,
-where weights stream from memory, the gain is smaller: README, "Session 13"). Reordering
-once at load time, and running BERT's feed-forward GELU inside the same oneDNN call,
+where weights stream from memory, the gain is smaller; docs/performance.md#unpadded-passes).
+Reordering once at load time, and running BERT's feed-forward GELU inside the same oneDNN call,
 removes that per-call work and a separate pass over the widest activation.
 
 Inference copies only: the reordered weight is an opaque oneDNN tensor that cannot be

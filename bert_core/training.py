@@ -59,8 +59,9 @@ def class_weights(labels: list[int], n_classes: int, scheme: ClassWeighting) -> 
     """Loss weights against class imbalance, normalised to mean 1 over present classes.
 
     `sqrt_inverse` weighs a class by 1/sqrt(frequency), `inverse` by 1/frequency. Measured
-    on the seed data (README), unweighted loss with macro-F1 model selection did as well on
-    sentiment macro-F1 and better everywhere else, so `none` is the default.
+    on the seed data (docs/performance.md#training-recipe), unweighted loss with macro-F1
+    model selection did as well on sentiment macro-F1 and better everywhere else, so `none`
+    is the default.
     """
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
     if scheme == "none":
@@ -90,10 +91,10 @@ def resolve_train_precision(precision: TrainPrecision) -> Literal["fp32", "bf16"
     """`auto`: bf16 mixed precision where the CPU has bf16 units, else fp32.
 
     Mixed precision keeps the weights, gradients and AdamW state in fp32 and runs the matrix
-    products in bf16 (torch autocast): 2.3x faster steps on an AVX512-BF16 CPU (README,
-    Model results), at the measured accuracy there. Without bf16 units it would be emulated
-    and slower than fp32, so `auto` never picks it there; asking for it anyway is honoured
-    with a warning.
+    products in bf16 (torch autocast): 2.3x faster steps on an AVX512-BF16 CPU, at the
+    measured accuracy there (docs/performance.md#training-recipe). Without bf16 units it would
+    be emulated and slower than fp32, so `auto` never picks it there; asking for it anyway is
+    honoured with a warning.
     """
     if precision not in ("auto", "fp32", "bf16"):
         raise ModelConfigError(f"training precision must be auto, fp32 or bf16, not {precision!r}")

@@ -36,23 +36,33 @@ class Settings(BaseSettings):
         gt=0,
         description="How often a worker re-reads the registry's champion (model.events wakes it sooner)",
     )
-    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto",
+        description="Inference path; auto = the fastest within half a point of fp32 on this CPU: bf16 with "
+        "AMX tiles, else int8, else fp32 (see docs/performance.md#precision)",
+    )
     compile: bool = Field(
         True,
         description="Serve with the encoder pass compiled by torch.compile: 7-15 % more headlines/s "
-        "and a third off the live stream's p99 (README, session 16); needs g++ and Python's headers, "
-        "and adds 30-60 s to each model load",
+        "and a third off the live stream's p99 (docs/performance.md#compiled-pass); needs g++ and "
+        "Python's headers, and adds 30-60 s to each model load",
     )
-    torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    torch_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Torch threads in all, shared by the parallel passes",
+    )
     parallel_passes: int = Field(
         2,
         ge=1,
         description="Forward passes run side by side, sharing torch_threads (measured faster than "
-        "one pass on all threads: README)",
+        "one pass on all threads: docs/performance.md#parallel-passes)",
     )
-    max_length: int = Field(64, ge=8, le=512)
-    seed: int = 42
-    dev_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    max_length: int = Field(64, ge=8, le=512, description="Most tokens per text; longer texts are truncated")
+    seed: int = Field(42, description="Seed of the dev split and of training")
+    dev_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of each seed file held out as the dev split (never trained)"
+    )
     sentiment_data: Path = Field(
         default_factory=lambda: packaged_seed_data()["sentiment"],
         description="Seed sentiment file (text,label) for the bootstrap model, the frozen holdout and the "
@@ -68,7 +78,9 @@ class Settings(BaseSettings):
         gt=0,
         description="Minutes of bootstrap training: short, so a fresh `finsent run` scores within minutes",
     )
-    bootstrap_epochs: int = Field(4, ge=1)
+    bootstrap_epochs: int = Field(
+        4, ge=1, description="Epoch cap of the bootstrap training (the time box usually ends it first)"
+    )
     database_url: str = Field(
         default_factory=lambda data: f"sqlite:///{(data['home'] / 'finsent.db').as_posix()}",
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite in `home`",
@@ -86,7 +98,7 @@ class Settings(BaseSettings):
         le=1000,
         description="How long an ingest producer (files, HTTP, feeds, the demo) gathers messages "
         "into one request: fewer, larger record batches cost the broker and the worker far less "
-        "(README, session 13)",
+        "(docs/performance.md#ingest-linger)",
     )
     topic_news_raw: str = Field("news.raw", min_length=1, description="Incoming news (key: event_id)")
     topic_news_scored: str = Field("news.scored", min_length=1, description="Scored news for the alerter")
@@ -115,7 +127,8 @@ class Settings(BaseSettings):
         0.02,
         gt=0,
         description="Longest wait to fill a micro-batch before scoring what is there (20 ms: p99 154 ms "
-        "at 100/s against 202 ms with 50 ms, and no worse at higher rates; a backlog fills batches at once)",
+        "at 100/s against 202 ms with 50 ms, and no worse at higher rates; a backlog fills batches at once; "
+        "docs/performance.md#batch-window)",
     )
     scorer_slice_items: int = Field(
         256,
@@ -155,7 +168,8 @@ class Settings(BaseSettings):
         description="The worker's GIL switch interval (sys.setswitchinterval, ms; Python's default 5). "
         "A pass thread whose torch op has ended waits for the GIL while the event loop, the parser "
         "or the database thread runs Python; 0.5 ms measured 0.82 vs 0.75 of the model in a backlog "
-        "(means), 0.05 ms as much but a worse p99 latency in a live stream (README)",
+        "(means), 0.05 ms as much but a worse p99 latency in a live stream "
+        "(docs/performance.md#gil-switch-interval)",
     )
     scorer_db_retry_max_seconds: float = Field(
         10.0,
@@ -368,8 +382,10 @@ class Settings(BaseSettings):
     retrain_misfire_grace_seconds: int = Field(
         3600, ge=1, description="A run missed by less than this (scheduler down) still runs, once"
     )
-    log_level: str = "INFO"
-    log_format: Literal["console", "json"] = "console"
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR")
+    log_format: Literal["console", "json"] = Field(
+        "console", description="json: one JSON object per line, for production log shippers"
+    )
 
     @field_validator("home", mode="before")
     @classmethod

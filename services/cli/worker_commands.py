@@ -124,7 +124,8 @@ def apply_gil_switch_interval(settings: Settings) -> None:
     ops (about a hundred per pass); with Python's 5 ms interval each such hand-back can wait
     most of an interval behind the event loop, the parser or the database thread. Measured in
     a backlog: the pass threads ran 66-71 % of the time at 5 ms, and the worker reached 0.82 of
-    the model alone at 0.5 ms against 0.75 at 5 ms (means of 4 and 5 runs; README).
+    the model alone at 0.5 ms against 0.75 at 5 ms (means of 4 and 5 runs;
+    docs/performance.md#gil-switch-interval).
     """
     sys.setswitchinterval(settings.scorer_gil_switch_ms / 1000)
 

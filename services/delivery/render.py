@@ -70,7 +70,7 @@ def sign(body: bytes, secret: str) -> str:
 
 
 def verify(body: bytes, secret: str, signature: str) -> bool:
-    """What a receiver does (constant-time comparison); here for tests and the README."""
+    """What a receiver does (constant-time comparison); here for tests and docs/alerts.md#delivery."""
     return hmac.compare_digest(sign(body, secret), signature)
 
 

@@ -3,7 +3,8 @@
 Kafka: one embedded Tansu broker per session (`kafka_broker`), with uniquely named topics per
 test (`make_topic`) so tests never see each other's messages. A broker that does not start
 fails the tests, like an unreachable PostgreSQL: nothing here is ever skipped. Consumers
-count the messages they read; on Tansu, end offsets and lag are not reliable (ARCHITECTURE.md).
+count the messages they read; on Tansu, end offsets and lag are not reliable
+(docs/architecture.md#the-embedded-broker).
 
 PostgreSQL: each test module that uses `postgres_url` (each test that uses
 `fresh_postgres_url`) gets its own database, named finsent_test_<uuid hex>, created on the

@@ -238,7 +238,8 @@ def test_int8_quantises_every_encoder_linear_and_keeps_the_heads_fp32(saved_mode
 @pytest.mark.parametrize("unpadded", [True, False])
 def test_int8_scores_a_text_the_same_whatever_shares_its_call(saved_model_dir: Path, unpadded: bool) -> None:
     """One activation scale per call made a headline's int8 score depend on its neighbours
-    (2.4 % of sentiment labels flipped between call sizes, session 14); per-row scales do not."""
+    (2.4 % of sentiment labels flipped between call sizes; docs/performance.md#precision);
+    per-row scales do not."""
     fast = Predictor.load(saved_model_dir, precision="int8", unpadded=unpadded, batch_size=8)
     texts = [BEARISH, BULLISH, NEUTRAL, OIL]
     loud = ["ACME $$$ 1000000000 %%% !!! " * 8]  # a neighbour with very different activations

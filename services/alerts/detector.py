@@ -1,31 +1,45 @@
-"""Negative-spike detector: is the bearish share of a scope's recent news unusually high?
+"""Negative-spike detector: is the bearish news of a scope unusually high, as a share of
+its stories or as a count for the market's current volume?
 
 Pure functions, no I/O; docs/alerts.md has the method, the defaults and how they were chosen.
 
 Per scope and key (the market, each topic, each ticker), at the close of every event-time
-bucket that could hold a spike:
+bucket that could hold a spike, two tests; a window fires when either does.
 
 - Window: the last `window_buckets` buckets (ten 1-minute buckets by default): `total`
   stories, `bearish` of them bearish.
 - Baseline: exponentially decayed counts (half-life `baseline_half_life`) of the scope's
   buckets *before* the window, so a burst cannot hide itself by raising its own baseline.
-  It gives a bearish share with its uncertainty: a Beta posterior whose prior is
-  `prior_items` pseudo-stories at the market's baseline share (the market itself uses
-  `prior_share`), so a thin ticker starts from "as bearish as the market", not from its
-  last two headlines. Buckets of windows found anomalous (p <= `p_learn`) are left out
-  of the baseline for up to `max_exclusion`: otherwise one burst would teach a thin
-  scope, whose baseline rests on a handful of stories, that bursts are normal.
-- Test: the window's bearish count against the beta-binomial predictive distribution of
-  `total` stories at that share; the one-sided p-value P(X >= bearish) is the statistic.
-  Conditioning on the window's own volume makes the test immune to the daily volume
-  cycle and to busy days with an ordinary mix: only a shift of the mix towards bearish
-  fires. Beta-binomial rather than binomial, so a scope with little history needs more
-  evidence.
-- Floors: no detection below `min_bearish` bearish stories in the window (two bearish
-  headlines on a thin ticker are not a spike, whatever the p-value), nor before the
-  market has `warmup` of history. A new topic or ticker needs no warm-up of its own: its
-  baseline is the market's share until its own history outweighs the prior.
-- Severity: warning / high / critical by the p-value (`p_warning`, `p_high`, `p_critical`).
+  Buckets of windows found anomalous (p <= `p_learn` in either test) are left out of the
+  baseline for up to `max_exclusion`: otherwise one burst would teach a thin scope, whose
+  baseline rests on a handful of stories, that bursts are normal.
+- Share test (the mix): the window's bearish count against the beta-binomial predictive
+  distribution of `total` stories at the scope's usual share, a Beta posterior whose
+  prior is `prior_items` pseudo-stories at the market's share (the market itself uses
+  `prior_share`). Conditioning on the window's own volume makes it blind to volume: a
+  busy hour with the usual mix raises nothing, and so does a flood of bearish news on a
+  scope that is usually bearish anyway. Floor: `min_bearish` bearish stories.
+- Surge test (the count), topics and tickers: are there many bearish stories *for the
+  market's current volume*? The scope's bearish stories X and the rest of the market's
+  stories R in the span are two Poisson streams whose ratio is the scope's usual rate
+  (bearish stories per market story, from the decayed baselines), gamma-distributed to
+  carry its uncertainty; conditioned on X + R that is X ~ BetaBinomial(X + R, a, b). The
+  daily and weekly cycle scales X and R alike and cancels; a quiet night with three
+  stories tests as three stories, not as a rate. A new scope starts from the prior
+  `topic_prior_rate` / `ticker_prior_rate` worth `surge_prior_stories` market stories,
+  and every market story it did not appear in lowers its rate, so a never-seen ticker
+  with a burst fires within minutes while a long-known busy one needs far more. Judged
+  over the window and over the last `surge_short_buckets` (the smaller p-value counts),
+  so a fast burst is seen before it fills the window. Floor: `surge_min_bearish`.
+- Rate test, the market: its bearish count against its own history at that hour of the
+  week (`RateProfile`: 24 hours x weekday/weekend, half-life `rate_half_life`), a
+  negative binomial whose gamma shape is capped at `rate_dispersion` so ordinary
+  day-to-day swings of the news flow do not fire; a slot needs `rate_min_history` of
+  history first. The bearish excess of the most anomalous topic or ticker is taken out of
+  the market's counts first: a burst on one topic is that topic's alert.
+- Floors: nothing before the market has `warmup` of history.
+- Severity: warning / high / critical by the smaller p-value (`p_warning`, `p_high`,
+  `p_critical`); the detection names the test(s) that reached `p_warning`.
 
 Determinism: the state after a bucket depends only on the bucket series up to it, never on
 wall-clock time or on how the series was split between calls, so a replay yields the same
@@ -64,9 +78,9 @@ class DetectorConfig:
     prior_items: float = 20.0  # pseudo-stories pulling a thin scope's share to the market's
     prior_share: float = 0.15  # the market's bearish share before it has history
     min_bearish: int = 5
-    p_warning: float = 1e-5
-    p_high: float = 1e-7
-    p_critical: float = 1e-10
+    p_warning: float = 1e-6
+    p_high: float = 1e-8
+    p_critical: float = 1e-11
     # Windows this unusual (and above the floor) are kept out of the baseline, so a spike
     # does not teach a thin scope that spikes are normal; a shift lasting longer than
     # `max_exclusion` is learned as the new normal.
@@ -677,8 +691,8 @@ def _judge_market(
     rate_min: float,
     explained: Mapping[int, int],
 ) -> _Judged | None:
-    """Both tests of the market. The bearish excess of the most anomalous topic is taken
-    out first: a burst on one topic is that topic's alert, not a market-wide one. The rate
+    """Both tests of the market. The bearish excess of the most anomalous topic or ticker
+    is taken out first: a burst on one topic or ticker is its alert, not a market-wide one. The rate
     test compares the market's bearish count with its history at that hour of the week
     (negative binomial: a gamma-distributed rate whose shape is capped at
     `rate_dispersion`, so ordinary day-to-day swings of the news flow do not fire)."""
@@ -812,7 +826,7 @@ def detect(
             market_spans = {n: _span(market.recent, t, n) for n in spans}
         warm = market is not None and window_first - market.first_seen >= warmup
         judged: list[_Judged] = []
-        explained: dict[int, int] = {}  # span -> excess bearish of the most anomalous topic
+        explained: dict[int, int] = {}  # span -> excess bearish of the most anomalous scope
         explained_p = 1.0
         for sk, ws in active:
             if sk == _MARKET or not warm:
@@ -823,7 +837,7 @@ def detect(
             if j is None:
                 continue
             judged.append(j)
-            if sk[0] == "topic" and j.p_surge <= config.p_learn and j.p_surge < explained_p:
+            if j.p_surge <= config.p_learn and j.p_surge < explained_p:
                 explained_p, explained = j.p_surge, j.excess
         if market is not None and warm and _MARKET in schedule[t]:
             j = _judge_market(

@@ -134,7 +134,9 @@ def scope_name(scope: str, key: str) -> str:
 
 
 def _usually(count: float) -> str:
-    return "usually none" if count < 0.5 else f"usually ~{math.floor(count + 0.5)}"
+    if count < 0.05:
+        return "usually none"
+    return f"usually ~{count:.1f}" if count < 0.95 else f"usually ~{math.floor(count + 0.5)}"
 
 
 def what_happened(scope: str, key: str, evidence: Mapping[str, Any], *, resolved: bool = False) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bert_core import Predictor
+from bert_core import Predictor, normalize_text
 from services.alerts import DetectorConfig, aggregate, apply, detect
 from services.storage import ScoredItem
 
@@ -26,7 +26,8 @@ START = datetime(2025, 3, 6, tzinfo=UTC)  # a Thursday
 def test_three_calm_days_with_the_volume_cycle_labelled_by_a_model_raise_nothing(
     saved_model_dir: Path,
 ) -> None:
-    stories = calm_cycle(days=3, start=START, seed=11)
+    # a few seed rows are empty once normalised; the scorer would dead-letter them
+    stories = [s for s in calm_cycle(days=3, start=START, seed=11) if normalize_text(s[0].text)]
     predictor = Predictor.load(saved_model_dir)
     texts = sorted({h.text for h, _, _ in stories})
     labels = {}

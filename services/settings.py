@@ -167,9 +167,9 @@ class Settings(BaseSettings):
     # Alerts (docs/alerts.md explains each detector setting and how the defaults were chosen).
     alert_bucket_seconds: int = Field(60, ge=1, description="Width of the event-time sentiment buckets")
     alert_window_buckets: int = Field(10, ge=1, description="Buckets in the detector's sliding window")
-    alert_p_warning: float = Field(1e-6, gt=0, lt=1, description="p-value at or below which a window warns")
-    alert_p_high: float = Field(1e-8, gt=0, lt=1, description="p-value for severity high")
-    alert_p_critical: float = Field(1e-11, gt=0, lt=1, description="p-value for severity critical")
+    alert_p_warning: float = Field(1e-5, gt=0, lt=1, description="p-value at or below which a window warns")
+    alert_p_high: float = Field(1e-7, gt=0, lt=1, description="p-value for severity high")
+    alert_p_critical: float = Field(1e-10, gt=0, lt=1, description="p-value for severity critical")
     alert_min_bearish: int = Field(
         5, ge=1, description="Share test: no alert with fewer bearish stories in the window"
     )

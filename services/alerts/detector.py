@@ -78,9 +78,9 @@ class DetectorConfig:
     prior_items: float = 20.0  # pseudo-stories pulling a thin scope's share to the market's
     prior_share: float = 0.15  # the market's bearish share before it has history
     min_bearish: int = 5
-    p_warning: float = 1e-6
-    p_high: float = 1e-8
-    p_critical: float = 1e-11
+    p_warning: float = 1e-5
+    p_high: float = 1e-7
+    p_critical: float = 1e-10
     # Windows this unusual (and above the floor) are kept out of the baseline, so a spike
     # does not teach a thin scope that spikes are normal; a shift lasting longer than
     # `max_exclusion` is learned as the new normal.

@@ -180,7 +180,7 @@ def test_topic_burst_raises_one_alert_for_that_topic(
             "high",
             "critical",
         )
-        assert opened["p_value"] <= 1e-6 and opened["counts"]["bearish"] >= 3
+        assert opened["p_value"] <= 1e-5 and opened["counts"]["bearish"] >= 3
         assert opened["summary"].startswith(f"{TOPIC}: ") and "bearish stories in 10 min" in opened["summary"]
         assert opened["window"]["end"] == alert.opened_at.isoformat()
         burst_texts = {i.event_id: i.headline for i in items if i.event_id.startswith("burst-")}

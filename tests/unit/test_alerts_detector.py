@@ -275,7 +275,7 @@ def test_config_is_validated() -> None:
     with pytest.raises(ValueError):
         DetectorConfig(p_warning=1e-3, p_high=1e-2)
     with pytest.raises(ValueError):
-        DetectorConfig(p_learn=1e-7)  # would learn what it alerts on
+        DetectorConfig(p_learn=1e-6)  # would learn what it alerts on
     with pytest.raises(ValueError):
         DetectorConfig(window_buckets=0)
     with pytest.raises(ValueError):

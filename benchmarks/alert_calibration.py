@@ -372,7 +372,8 @@ def sweep_table(sweep: list[dict[str, object]]) -> str:
         )
         median = row["median_delay_10plus"]
         lines.append(
-            f"| {mark}{row['surge_min_bearish']}{mark} | {row['surge_short_buckets']} min | {row['p_warning']:g} | "
+            f"| {mark}{row['surge_min_bearish']}{mark} | {row['surge_short_buckets']} min | "
+            f"{row['p_warning']:g} | "
             f"{row['false_alarms_per_day_independent']:.2f} | {row['false_alarms_per_day_clustered']:.2f} | "
             f"{'-' if median is None else f'{median:.1f}'} | {hit}/{len(big)} |"
         )

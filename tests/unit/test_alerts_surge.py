@@ -72,9 +72,9 @@ def test_nbinom_sf_against_closed_forms() -> None:
         below = sum(math.comb(j + r - 1, j) * p**r * (1 - p) ** j for j in range(k))
         assert nbinom_sf(k, float(r), p) == pytest.approx(1 - below, rel=1e-9)
     # A huge shape is a Poisson: mean 2, P(X >= 6) = 1 - sum_{j<6} e^-2 2^j / j!.
-    r = 1e7
+    shape = 1e7
     poisson = 1 - sum(math.exp(-2) * 2**j / math.factorial(j) for j in range(6))
-    assert nbinom_sf(6, r, r / (r + 2.0)) == pytest.approx(poisson, rel=1e-5)
+    assert nbinom_sf(6, shape, shape / (shape + 2.0)) == pytest.approx(poisson, rel=1e-5)
     # Far tail keeps its precision (summed upwards, not 1 - cdf).
     assert 0 < nbinom_sf(60, 1.0, 0.9) == pytest.approx(0.1**60, rel=1e-9)
     assert nbinom_sf(0, 2.0, 0.5) == 1.0 and nbinom_sf(3, 2.0, 1.0) == 0.0

@@ -197,7 +197,15 @@ class Settings(BaseSettings):
     alert_p_warning: float = Field(1e-5, gt=0, lt=1, description="p-value at or below which a window warns")
     alert_p_high: float = Field(1e-7, gt=0, lt=1, description="p-value for severity high")
     alert_p_critical: float = Field(1e-10, gt=0, lt=1, description="p-value for severity critical")
-    alert_min_bearish: int = Field(5, ge=1, description="No alert with fewer bearish stories in the window")
+    alert_min_bearish: int = Field(
+        5, ge=1, description="Share test: no alert with fewer bearish stories in the window"
+    )
+    alert_surge_min_bearish: int = Field(
+        3, ge=1, description="Surge test: no alert with fewer bearish stories in the window"
+    )
+    alert_surge_short_buckets: int = Field(
+        3, ge=1, description="Surge test: buckets of the shorter window it also judges (fast bursts)"
+    )
     alert_baseline_half_life_hours: float = Field(
         6.0, gt=0, description="Half-life of the exponentially decayed baseline of each scope"
     )

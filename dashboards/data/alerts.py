@@ -122,7 +122,9 @@ def alerts_overlapping(session: Session, *, scope: str, key: str, period: TimeRa
 
 def evidence_table(evidence: dict[str, Any]) -> pd.DataFrame:
     """The detection's numbers as (field, value) rows; absent fields are left out."""
+    tests = evidence.get("tests")
     fields = [
+        ("tests fired", ", ".join(str(t) for t in tests) if isinstance(tests, list) and tests else None),
         ("window", _window(evidence)),
         ("stories in window", evidence.get("total")),
         ("bearish in window", evidence.get("bearish")),
@@ -131,7 +133,11 @@ def evidence_table(evidence: dict[str, Any]) -> pd.DataFrame:
         ("expected bearish", _num(evidence.get("expected_bearish"))),
         ("baseline stories", _num(evidence.get("baseline_items"))),
         ("z score", _num(evidence.get("z_score"))),
+        ("usual bearish (surge test)", _num(evidence.get("usual_bearish"))),
+        ("rate ratio", _num(evidence.get("rate_ratio"))),
         ("p value", _sci(evidence.get("p_value"))),
+        ("p value, share test", _sci(evidence.get("p_share"))),
+        ("p value, surge test", _sci(evidence.get("p_surge"))),
         ("rule", evidence.get("rule")),
     ]
     return pd.DataFrame([(k, str(v)) for k, v in fields if v is not None], columns=["evidence", "value"])

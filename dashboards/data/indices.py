@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from dashboards.data.sql import dialect_of, epoch_seconds
+from dashboards.movers import KeyCounts
 from services.alerts.buckets import MARKET_KEY, Scope
 from services.storage.alert_models import SentimentBucketRow
 
@@ -173,3 +174,47 @@ def oldest_bucket(session: Session, *, base_width: int = 60) -> datetime | None:
             B.scope == "market", B.key == MARKET_KEY, B.width_seconds == base_width
         )
     )
+
+
+def mover_counts(
+    session: Session,
+    *,
+    scope: Scope,
+    window: TimeRange,
+    baseline: TimeRange,
+    base_width: int = 60,
+    max_keys: int = 500,
+) -> tuple[list[KeyCounts], int, int]:
+    """Counts for `dashboards.movers.rank_movers`: every key of `scope` with bearish stories
+    in `window` (at most `max_keys`, most bearish first) with its counts in `window` and in
+    `baseline`, and the market's stories in each. Two grouped range scans of the buckets."""
+
+    def totals(period: TimeRange, *, keys: list[str] | None = None) -> list[tuple[str, int, int]]:
+        bearish = func.sum(B.bearish)
+        stmt = select(B.key, func.sum(B.total), bearish).where(
+            B.scope == scope,
+            B.width_seconds == base_width,
+            B.bucket_start >= period.start,
+            B.bucket_start < period.end,
+        )
+        if keys is not None:
+            stmt = stmt.where(B.key.in_(keys))
+        stmt = stmt.group_by(B.key)
+        if keys is None:
+            stmt = stmt.having(bearish > 0).order_by(bearish.desc(), B.key).limit(max_keys)
+        return [(k, int(t or 0), int(b or 0)) for k, t, b in session.execute(stmt).tuples()]
+
+    def market(period: TimeRange) -> int:
+        stmt = select(func.sum(B.total)).where(
+            B.scope == "market",
+            B.key == MARKET_KEY,
+            B.width_seconds == base_width,
+            B.bucket_start >= period.start,
+            B.bucket_start < period.end,
+        )
+        return int(session.scalar(stmt) or 0)
+
+    now = totals(window)
+    before = {k: (t, b) for k, t, b in totals(baseline, keys=[k for k, _, _ in now])} if now else {}
+    rows = [KeyCounts(scope, k, t, b, *before.get(k, (0, 0))) for k, t, b in now]
+    return rows, market(window), market(baseline)

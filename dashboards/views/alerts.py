@@ -13,6 +13,7 @@ from dashboards.context import cached_query, invalidate
 from dashboards.data import alerts as alert_data
 from dashboards.data import news
 from dashboards.ui import page_context, stories_table, utcnow
+from services.alerts.message import what_happened
 
 ctx = page_context()
 settings, user = ctx.settings, ctx.user
@@ -55,6 +56,7 @@ chosen = st.selectbox("Alert", list(by_id), format_func=lambda i: by_id[i].label
 alert = by_id[chosen]
 
 st.subheader("Evidence")
+st.text(what_happened(alert.scope, alert.key, alert.evidence))  # plain text, never HTML
 st.dataframe(alert_data.evidence_table(alert.evidence), hide_index=True, key="al_evidence")
 state = [f"status {alert.status}"]
 if alert.acknowledged_by:

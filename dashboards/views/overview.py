@@ -1,4 +1,5 @@
-"""Overview: market, topic and ticker sentiment indices, open alerts on them, a live panel."""
+"""Overview: market, topic and ticker sentiment indices, open alerts on them, the movers
+(topics and tickers with far more bearish news than usual right now), a live panel."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dashboards.context import cached_query, fresh_query
 from dashboards.data import alerts as alert_data
 from dashboards.data import indices
 from dashboards.data.indices import TimeRange, choose_width, key_for
+from dashboards.movers import Mover, rank_movers
 from dashboards.ui import page_context, time_range_picker, utcnow
 from services.alerts.buckets import Scope
 
@@ -115,6 +117,79 @@ st.dataframe(
         "mean_score": st.column_config.NumberColumn("mean score", format="%+.3f"),
     },
 )
+
+
+def movers_frame(movers: list[Mover]) -> pd.DataFrame:
+    """Plain values for st.dataframe (keys are shown as text, never as HTML)."""
+    return pd.DataFrame(
+        [
+            {
+                "scope": m.scope,
+                "key": m.key,
+                "bearish": m.bearish,
+                "usually": round(m.usual_bearish, 1),
+                "x usual": None if m.count_ratio == float("inf") else round(m.count_ratio, 1),
+                "bearish share": m.share,
+                "usual share": m.usual_share,
+                "stories": m.stories,
+                "surprise": round(m.score, 1),
+            }
+            for m in movers
+        ],
+        columns=[
+            "scope",
+            "key",
+            "bearish",
+            "usually",
+            "x usual",
+            "bearish share",
+            "usual share",
+            "stories",
+            "surprise",
+        ],
+    )
+
+
+MOVERS_WINDOW = timedelta(minutes=10)
+MOVERS_BASELINE = timedelta(hours=24)
+
+st.subheader("Movers: bearish news far above normal")
+newest = cached_query(settings, indices.newest_bucket, base_width=base)
+if newest is None:
+    st.caption("No news yet.")
+else:
+    window = TimeRange.ending(newest + timedelta(seconds=base), MOVERS_WINDOW)
+    baseline = TimeRange.ending(window.start, MOVERS_BASELINE)
+    ranked: list[Mover] = []
+    for mover_scope in ("topic", "ticker"):
+        rows, market_now, market_before = cached_query(
+            settings,
+            indices.mover_counts,
+            scope=mover_scope,
+            window=window,
+            baseline=baseline,
+            base_width=base,
+        )
+        ranked += rank_movers(rows, market_total=market_now, market_base_total=market_before, limit=20)
+    ranked.sort(key=lambda m: (-m.score, -m.bearish, m.scope, m.key))
+    st.caption(
+        f"The last {MOVERS_WINDOW.seconds // 60} minutes of news (to {window.end:%H:%M} UTC) against the "
+        f"{MOVERS_BASELINE.days * 24} hours before: bearish stories now, how many the key usually gets at "
+        "the market's current volume, its bearish share against its usual one; most surprising first "
+        "(surprise = -log10 p, the alert detector's tests: 6 or more is alert territory)."
+    )
+    if ranked:
+        st.dataframe(
+            movers_frame(ranked[:20]),
+            hide_index=True,
+            key="ov_movers",
+            column_config={
+                "bearish share": st.column_config.NumberColumn("bearish share", format="percent"),
+                "usual share": st.column_config.NumberColumn("usual share", format="percent"),
+            },
+        )
+    else:
+        st.caption("No bearish news in the last minutes.")
 
 
 @st.fragment(run_every=timedelta(seconds=settings.dashboard_refresh_seconds))

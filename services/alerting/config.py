@@ -53,6 +53,8 @@ def alerter_config(settings: Settings) -> AlerterConfig:
             baseline_half_life=timedelta(hours=settings.alert_baseline_half_life_hours),
             warmup=timedelta(minutes=settings.alert_warmup_minutes),
             min_bearish=settings.alert_min_bearish,
+            surge_min_bearish=settings.alert_surge_min_bearish,
+            surge_short_buckets=min(settings.alert_surge_short_buckets, settings.alert_window_buckets),
             p_warning=settings.alert_p_warning,
             p_high=settings.alert_p_high,
             p_critical=settings.alert_p_critical,

@@ -25,10 +25,12 @@ from services.alerts.detector import (
     DetectionRun,
     DetectorConfig,
     DetectorState,
+    RateProfile,
     ScopeState,
     Severity,
     betabinom_sf,
     detect,
+    nbinom_sf,
 )
 from services.alerts.lifecycle import (
     Action,
@@ -60,6 +62,7 @@ __all__ = [
     "LifecycleConfig",
     "LifecycleRun",
     "LifecycleState",
+    "RateProfile",
     "Scope",
     "ScopeState",
     "ScoredRow",
@@ -75,6 +78,7 @@ __all__ = [
     "buckets_from_rows",
     "detect",
     "json_safe_evidence",
+    "nbinom_sf",
     "plain_text",
     "scope_keys",
     "touched_starts",

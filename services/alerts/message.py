@@ -6,7 +6,9 @@ key and the delivery idempotency key), so a receiver can drop a repeat. Everythi
 desk needs to judge the alert without opening the dashboard is in it: scope and key,
 the event-time window, counts against the baseline, the test statistic, and the
 headlines that drove it as plain text (no HTML entities or control characters, so that
-each channel can escape it for its own format).
+each channel can escape it for its own format). `summary` says in one line what happened
+("Energy / Oil: 22 bearish stories in 10 min, usually ~1"); `tests` names the test(s) that
+fired, `surge` and `p_share` / `p_surge` carry the count test's evidence.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def alert_message(
         )
     return {
         "version": MESSAGE_VERSION,
+        "summary": what_happened(alert.scope, alert.key, evidence, resolved=action.kind == "resolve"),
         "dedupe_key": action.dedupe_key,
         "alert_key": alert.alert_key,
         "kind": action.kind,
@@ -107,12 +110,65 @@ def alert_message(
             "expected_bearish": evidence.get("expected_bearish"),
         },
         "p_value": evidence.get("p_value"),
+        "tests": list(evidence.get("tests", ("share",))),
+        "surge": {
+            "usual_bearish": evidence.get("usual_bearish"),
+            "rate_ratio": _finite(evidence.get("rate_ratio")),
+            "minutes": evidence.get("surge_minutes"),
+        },
+        "p_share": evidence.get("p_share", evidence.get("p_value")),
+        "p_surge": evidence.get("p_surge"),
         "z_score": _finite(evidence.get("z_score")),
         "detection_severity": evidence.get("severity"),
         "event_ids": event_ids,
         "headlines": headlines,
         "created_at": _iso(created_at),
     }
+
+
+def scope_name(scope: str, key: str) -> str:
+    """How a desk names a scope: the topic, `$TICKER`, or the whole market."""
+    if scope == "market":
+        return "Whole market"
+    return f"${plain_text(key, limit=20)}" if scope == "ticker" else plain_text(key, limit=64)
+
+
+def _usually(count: float) -> str:
+    if count < 0.05:
+        return "usually none"
+    return f"usually ~{count:.1f}" if count < 0.95 else f"usually ~{math.floor(count + 0.5)}"
+
+
+def what_happened(scope: str, key: str, evidence: Mapping[str, Any], *, resolved: bool = False) -> str:
+    """One line saying what happened, for a human: "Energy / Oil: 22 bearish stories in
+    10 min, usually ~1" (the surge test fired), or "… 9 of 12 stories bearish in 10 min,
+    usually 20 %" (only the share test did). Empty evidence gives the scope alone."""
+    name = scope_name(scope, key)
+    bearish, total = evidence.get("bearish"), evidence.get("total")
+    if not isinstance(bearish, int) or isinstance(bearish, bool):
+        return f"{name}: back to normal" if resolved else f"{name}: bearish news spike"
+    minutes = _window_minutes(evidence)
+    span = f" in {minutes} min" if minutes else ""
+    tests = evidence.get("tests") or ["share"]
+    usual = evidence.get("usual_bearish")
+    share = evidence.get("baseline_share")
+    if isinstance(usual, int | float) and ("surge" in tests or not isinstance(share, int | float)):
+        line = f"{bearish} bearish stories{span}, {_usually(float(usual))}"
+    elif isinstance(total, int) and isinstance(share, int | float):
+        line = f"{bearish} of {total} stories bearish{span}, usually {share:.0%}"
+    else:
+        line = f"{bearish} bearish stories{span}"
+    return f"{name}: back to normal after {line}" if resolved else f"{name}: {line}"
+
+
+def _window_minutes(evidence: Mapping[str, Any]) -> int | None:
+    try:
+        start = datetime.fromisoformat(str(evidence["window_start"]))
+        end = datetime.fromisoformat(str(evidence["window_end"]))
+    except (KeyError, ValueError):
+        return None
+    minutes = round((end - start).total_seconds() / 60)
+    return minutes if minutes > 0 else None
 
 
 def _finite(value: Any) -> Any:

@@ -7,7 +7,8 @@ inject a link or an @channel.
 
 Payload contract: the outbox row's columns (kind, severity, scope, key, at, alert key) are
 authoritative. From `payload` (the alerter's message, services.alerts.message, version 1)
-the renderers read `window.start/end`, `counts.total/bearish`, `baseline.share`, `p_value`
+the renderers read `summary` (the one-line account, used as the title when present),
+`window.start/end`, `counts.total/bearish`, `baseline.share`, `p_value`
 and `headlines` (objects with `headline`, or strings); a flat `Detection.to_dict()` shape
 (`window_start`, `total`, `baseline_share`, …, possibly under `evidence`) is read too.
 Missing fields are left out of the text; the webhook sends the payload unchanged.
@@ -176,8 +177,21 @@ def scope_text(scope: str, key: str) -> str:
     return f"topic {plain(key, 64)}"
 
 
+_KIND_PREFIX: Final = {
+    "escalate": "escalated: ",
+    "renotify": "continues: ",
+    "reopen": "back: ",
+    "resolve": "",
+}
+
+
 def summary(n: Notification) -> str:
-    """One line: severity, what happened, where, and the numbers behind it."""
+    """One line: severity, what happened, where, and the numbers behind it. The alerter's
+    own line (`summary` in the payload: "Energy / Oil: 22 bearish stories in 10 min,
+    usually ~1") when it has one; otherwise built from the counts."""
+    said = n.payload.get("summary")
+    if isinstance(said, str) and said.strip():
+        return f"[{plain(n.severity, 16).upper()}] {_KIND_PREFIX.get(n.kind, '')}{plain(said, 240)}"
     what = _KIND_TEXT.get(n.kind, plain(n.kind, 20))
     line = f"[{plain(n.severity, 16).upper()}] {what} on {scope_text(n.scope, n.key)}"
     if n.kind == "resolve":

@@ -108,6 +108,11 @@ def test_overview_scopes_and_live_panel(make_app) -> None:
     assert at.metric[-2].value == "60"  # the live panel: the newest 60 minutes
     assert at.get("vega_lite_chart"), "no chart"
     assert any(s.value.startswith("Live: last") for s in at.subheader)
+    # movers: the last 10 minutes, where Energy / Oil (and its ticker XOM) turned all bearish
+    assert any(s.value.startswith("Movers") for s in at.subheader)
+    movers = next(d.value for d in at.dataframe if "surprise" in d.value.columns)
+    assert set(movers["key"][:2]) == {"Energy / Oil", "XOM"}
+    assert list(movers["surprise"]) == sorted(movers["surprise"], reverse=True)
     at.selectbox(key="ov_scope").set_value("topic").run()
     at.selectbox(key="ov_topic").set_value("Energy / Oil").run()
     assert at.metric[3].label == "Open alerts" and at.metric[3].value == "1"
@@ -143,6 +148,10 @@ def test_alert_page_shows_evidence_and_drivers(make_app) -> None:
     assert evidence["baseline bearish share"] == "25.0%"
     assert evidence["p value"] == "1.50e-08"
     assert evidence["z score"] == "4.20"
+    # the one-line account (this seeded alert predates the surge test: the share line)
+    assert any(
+        t.value.startswith("Energy / Oil: ") and "stories bearish in 10 min" in t.value for t in at.text
+    )
     drivers = at.dataframe[2].value
     assert set(drivers["event_id"]) == {"ev-357", "ev-358", "ev-356"}
     at.radio(key="al_show").set_value("all").run()

@@ -19,6 +19,7 @@ from dashboards.data import indices, labelling, models, news
 from dashboards.data.indices import TimeRange
 from dashboards.data.labelling import QueueItem
 from dashboards.data.news import NewsFilter
+from dashboards.movers import rank_movers
 from dashboards.users_file import (
     LoginThrottle,
     UserEntry,
@@ -284,3 +285,24 @@ def test_time_range_validation() -> None:
         TimeRange(datetime(2026, 1, 1), datetime(2026, 1, 2))  # naive
     assert TimeRange.ending(seed.END, timedelta(hours=1)).start == seed.END - timedelta(hours=1)
     assert seed.END.tzinfo is UTC
+
+
+def test_mover_counts_feed_the_ranking(session: Session) -> None:
+    window = TimeRange(seed.END - timedelta(minutes=30), seed.END)
+    baseline = TimeRange(seed.START, window.start)
+    rows, market_now, market_before = indices.mover_counts(
+        session, scope="topic", window=window, baseline=baseline
+    )
+    assert (market_now, market_before) == (30, seed.MINUTES - 30)
+    by_key = {r.key: r for r in rows}
+    oil_now = indices.index_series(session, scope="topic", key="Energy / Oil", period=window, width=60)
+    oil_before = indices.index_series(session, scope="topic", key="Energy / Oil", period=baseline, width=60)
+    oil = by_key["Energy / Oil"]
+    assert (oil.total, oil.bearish) == (int(oil_now["total"].sum()), int(oil_now["bearish"].sum()))
+    assert (oil.base_total, oil.base_bearish) == (
+        int(oil_before["total"].sum()),
+        int(oil_before["bearish"].sum()),
+    )
+    assert all(r.bearish > 0 for r in rows)  # keys without bearish news now are not fetched
+    ranked = rank_movers(rows, market_total=market_now, market_base_total=market_before)
+    assert ranked[0].key == "Energy / Oil" and ranked[0].share > ranked[0].usual_share

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from bert_core.labels import TOPIC_LABELS
 from bert_core.seed_data import packaged_seed_data
-from services.alerts import Action, aggregate, apply, bucket_start, detect
+from services.alerts import Action, DetectorConfig, aggregate, apply, bucket_start, detect
 from services.ingest.producer import NewsProducer
 from services.schemas import extract_tickers
 from services.scorer.app import scored_message
@@ -180,6 +180,7 @@ def expected_actions(
     *,
     lateness: timedelta = timedelta(seconds=120),
     until: datetime | None = None,
+    config: DetectorConfig | None = None,
 ) -> list[Action]:
     """The reference: the pure pipeline (default settings) run once over the whole stream,
     up to `until`, by default where the alerter's watermark ends (the last story minus the
@@ -187,4 +188,86 @@ def expected_actions(
     if until is None:
         until = bucket_start(max(i.published_at for i in items) - lateness)
     buckets = [b for b in aggregate(items).values() if b.start < until]
-    return apply(None, detect(buckets, until=until).detections, now=until).actions
+    return apply(None, detect(buckets, until=until, config=config).detections, now=until).actions
+
+
+def issue_topic_stream(
+    *, topic: str, burst_start: datetime, minutes: float = 180.0, seed: int = 1
+) -> tuple[list[ScoredItem], list[ScoredItem]]:
+    """The issue's first case: `topic` normally carries about 2 stories per 10 minutes, half
+    of them bearish, in a calm market of 3 stories a minute; from `burst_start` it receives
+    30 stories in 10 minutes, 22 of them bearish (real headlines without cashtags, in a
+    seeded order). Returns (whole stream, the burst)."""
+    c = corpus()
+    rng = random.Random(seed)
+    market = [i for i in calm(minutes=minutes, seed=seed) if i.topic != topic]
+    bearish = [h for h in c.by_sentiment("bearish") if not h.tickers]
+    other = [h for h in c.headlines if h.sentiment != "bearish" and not h.tickers]
+    usual: list[ScoredItem] = []
+    t = rng.expovariate(0.2)
+    while t < minutes:
+        h = rng.choice(bearish if rng.random() < 0.5 else other)
+        usual.append(scored(f"usual-{len(usual)}-{h.index}", h, T0 + timedelta(minutes=t), topic=topic))
+        t += rng.expovariate(0.2)
+    chosen = rng.sample(bearish, 22) + rng.sample(other, 8)
+    rng.shuffle(chosen)
+    burst = [
+        scored(f"surge-{i}-{h.index}", h, burst_start + timedelta(seconds=20 * i), topic=topic)
+        for i, h in enumerate(chosen)
+    ]
+    return in_event_order(market, usual, burst), burst
+
+
+def issue_ticker_burst(*, ticker: str, start: datetime, seed: int = 1) -> list[ScoredItem]:
+    """The issue's second case: a ticker never seen before gets 12 stories in 10 minutes, 9
+    of them bearish: real headlines that mention it by cashtag, on random topics."""
+    c = corpus()
+    rng = random.Random(seed)
+    mine = [h for h in c.headlines if ticker in h.tickers]
+    chosen = rng.sample([h for h in mine if h.sentiment == "bearish"], 9)
+    chosen += rng.sample([h for h in mine if h.sentiment != "bearish"], 3)
+    rng.shuffle(chosen)
+    return [
+        scored(
+            f"newticker-{i}-{h.index}",
+            h,
+            start + timedelta(seconds=50 * i),
+            topic=rng.choices(TOPIC_LABELS, weights=c.topic_weights)[0],
+        )
+        for i, h in enumerate(chosen)
+    ]
+
+
+def without_ticker(items: Sequence[ScoredItem], ticker: str) -> list[ScoredItem]:
+    """The stream with every story that mentions `ticker` left out: it was never seen."""
+    return [i for i in items if ticker not in i.tickers]
+
+
+def cycle_rate_per_min(at: datetime) -> float:
+    """News volume by time of week (UTC): weekdays 0.4 stories/min at night (21-07 h),
+    1.5/min in the day and 4.5/min (x3) from the US open 13:30 to 15:00; weekends 0.3/min.
+    The same cycle as benchmarks/alert_calibration.py."""
+    if at.weekday() >= 5:
+        return 0.3
+    hour = at.hour + at.minute / 60
+    if 13.5 <= hour < 15.0:
+        return 4.5
+    return 1.5 if 7.0 <= hour < 21.0 else 0.4
+
+
+def calm_cycle(*, days: float, start: datetime, seed: int) -> list[tuple[Headline, datetime, str]]:
+    """Random seed headlines at the times of a Poisson process following the weekly cycle
+    (by thinning), each with a topic drawn from the topic file's distribution; the caller
+    labels them."""
+    c = corpus()
+    rng = random.Random(seed)
+    out: list[tuple[Headline, datetime, str]] = []
+    t = 0.0
+    while True:
+        t += rng.expovariate(4.5)
+        if t >= days * 1440:
+            return out
+        at = start + timedelta(minutes=t)
+        if rng.random() * 4.5 < cycle_rate_per_min(at):
+            h = c.headlines[rng.randrange(len(c.headlines))]
+            out.append((h, at, rng.choices(TOPIC_LABELS, weights=c.topic_weights)[0]))

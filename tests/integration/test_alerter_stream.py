@@ -162,20 +162,26 @@ def test_topic_burst_raises_one_alert_for_that_topic(
         alert = next(a for a in rows if a.scope == "topic")
         assert BURST_START < alert.opened_at <= BURST_START + timedelta(minutes=5)
         assert alert.status == "resolved"  # the stream went on; the spike ended
-        assert alert.severity == "warning" and len(alert.event_ids) >= 5
+        assert len(alert.event_ids) >= 3
 
         expected = expected_actions(items)
         box = outbox(engine)
         assert [o.dedupe_key for o in box] == [a.dedupe_key for a in expected if a.notify]
-        assert [o.kind for o in box if o.scope == "topic"] == ["open", "resolve"]
+        kinds = [o.kind for o in box if o.scope == "topic"]
+        assert kinds[0] == "open" and kinds[-1] == "resolve" and set(kinds[1:-1]) <= {"escalate"}
         assert all(o.published_at is not None and o.dispatched_at is None for o in box)
 
         messages = consume_topic(topics.alerts, expected=len(box))
         assert [m.key.decode() for m in messages] == [o.dedupe_key for o in box]
         opened = json.loads(next(m.value for m in messages if dict(m.headers)["kind"] == b"open"))
         assert opened["scope"] == "topic" and opened["key"] == TOPIC and opened["kind"] == "open"
-        assert opened["alert_key"] == alert.alert_key and opened["severity"] == "warning"
-        assert opened["p_value"] <= 1e-5 and opened["counts"]["bearish"] >= 5
+        assert opened["alert_key"] == alert.alert_key and opened["severity"] in (
+            "warning",
+            "high",
+            "critical",
+        )
+        assert opened["p_value"] <= 1e-5 and opened["counts"]["bearish"] >= 3
+        assert opened["summary"].startswith(f"{TOPIC}: ") and "bearish stories in 10 min" in opened["summary"]
         assert opened["window"]["end"] == alert.opened_at.isoformat()
         burst_texts = {i.event_id: i.headline for i in items if i.event_id.startswith("burst-")}
         quoted = opened["headlines"]

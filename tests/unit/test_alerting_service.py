@@ -39,6 +39,8 @@ def test_every_alert_setting_reaches_the_config(monkeypatch: pytest.MonkeyPatch)
         "ALERT_P_HIGH": "1e-6",
         "ALERT_P_CRITICAL": "1e-9",
         "ALERT_MIN_BEARISH": "8",
+        "ALERT_SURGE_MIN_BEARISH": "4",
+        "ALERT_SURGE_SHORT_BUCKETS": "2",
         "ALERT_BASELINE_HALF_LIFE_HOURS": "3",
         "ALERT_WARMUP_MINUTES": "30",
         "ALERT_RESOLVE_AFTER_MINUTES": "10",
@@ -53,6 +55,7 @@ def test_every_alert_setting_reaches_the_config(monkeypatch: pytest.MonkeyPatch)
     c = alerter_config(Settings())
     d = c.detector
     assert (d.bucket_width, d.window_buckets, d.min_bearish) == (5 * M, 6, 8)
+    assert (d.surge_min_bearish, d.surge_short_buckets) == (4, 2)
     assert (d.p_warning, d.p_high, d.p_critical) == (1e-4, 1e-6, 1e-9)
     assert (d.baseline_half_life, d.warmup) == (timedelta(hours=3), 30 * M)
     assert c.lifecycle == LifecycleConfig(resolve_after=10 * M, cooldown=timedelta(0), renotify_every=60 * M)

@@ -85,3 +85,63 @@ def test_non_finite_statistics_become_null() -> None:
     msg = alert_message(action, evidence=d.to_dict(), stories={}, created_at=T0)
     assert msg["z_score"] is None
     json.dumps(msg, allow_nan=False)
+
+
+def test_what_happened_says_it_in_one_line() -> None:
+    from services.alerts.message import what_happened
+
+    window = {"window_start": "2025-03-03T11:50:00+00:00", "window_end": "2025-03-03T12:00:00+00:00"}
+    surge = {
+        **window,
+        "bearish": 22,
+        "total": 30,
+        "tests": ["surge"],
+        "usual_bearish": 1.2,
+        "baseline_share": 0.5,
+    }
+    assert (
+        what_happened("topic", "Energy / Oil", surge)
+        == "Energy / Oil: 22 bearish stories in 10 min, usually ~1"
+    )
+    new = {**surge, "bearish": 9, "usual_bearish": 0.004}
+    assert what_happened("ticker", "NEWCO", new) == "$NEWCO: 9 bearish stories in 10 min, usually none"
+    assert what_happened("ticker", "X", {**new, "usual_bearish": 0.34}).endswith("usually ~0.3")
+    share = {
+        **window,
+        "bearish": 9,
+        "total": 12,
+        "tests": ["share"],
+        "usual_bearish": 2.0,
+        "baseline_share": 0.2,
+    }
+    assert (
+        what_happened("market", "*", share) == "Whole market: 9 of 12 stories bearish in 10 min, usually 20%"
+    )
+    assert what_happened("topic", "Macro", surge, resolved=True).startswith("Macro: back to normal after 22 ")
+    assert what_happened("topic", "Macro", {}) == "Macro: bearish news spike"
+    # evidence stored before the surge test (no tests, no usual count): the share line
+    old = {**window, "bearish": 7, "total": 9, "baseline_share": 0.15}
+    assert what_happened("topic", "Macro", old) == "Macro: 7 of 9 stories bearish in 10 min, usually 15%"
+    assert "\n" not in what_happened("topic", "Evil\nname", surge)
+
+
+def test_a_surge_message_names_the_tests_and_carries_the_count_evidence() -> None:
+    from dataclasses import replace
+
+    d = replace(
+        detection(T0), bearish=22, total=30, tests=("surge",), p_share=0.2, p_surge=4e-12,
+        p_value=4e-12, usual_bearish=1.3, surge_minutes=3.0,
+    )  # fmt: skip
+    action = apply(None, [d], now=T0).actions[0]
+    msg = alert_message(action, evidence=d.to_dict(), stories={}, created_at=T0)
+    assert msg["summary"] == "Energy / Oil: 22 bearish stories in 10 min, usually ~1"
+    assert msg["tests"] == ["surge"] and (msg["p_share"], msg["p_surge"]) == (0.2, 4e-12)
+    assert msg["surge"] == {"usual_bearish": 1.3, "rate_ratio": 22 / 1.3, "minutes": 3.0}
+    json.dumps(msg, allow_nan=False)
+    # a never-seen key: no usual count, the ratio is infinite and stored as null
+    new = replace(d, usual_bearish=0.0)
+    msg = alert_message(
+        apply(None, [new], now=T0).actions[0], evidence=new.to_dict(), stories={}, created_at=T0
+    )
+    assert msg["surge"]["rate_ratio"] is None and msg["summary"].endswith("usually none")
+    json.dumps(msg, allow_nan=False)

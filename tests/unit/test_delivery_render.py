@@ -168,10 +168,10 @@ def test_the_alerters_real_message_renders() -> None:
         created_at=T0,
     )
     n = Notification(1, action.dedupe_key, key, "open", "critical", "ticker", "XOM", T0, payload)
-    assert summary(n) == (
-        "[CRITICAL] bearish news spike on ticker XOM "
-        "(18/30 bearish in 10 min to 12:00 UTC, baseline 12%, p=2.0e-11)"
-    )
+    assert summary(n) == f"[CRITICAL] {payload['summary']}"
+    assert payload["summary"].startswith("$XOM: 18 ")
+    esc = Notification(1, action.dedupe_key, key, "escalate", "critical", "ticker", "XOM", T0, payload)
+    assert summary(esc) == f"[CRITICAL] escalated: {payload['summary']}"
     body = text_body(Message("k", "desk", (n,)))
     assert "  - Exxon & Chevron slump\n  - Oil falls\n" in body
     assert "  window: 2025-03-03T11:50:00+00:00 to 2025-03-03T12:00:00+00:00" in body

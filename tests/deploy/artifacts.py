@@ -14,7 +14,6 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any
 
 from typer.main import get_command

@@ -136,7 +136,8 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
         "finsent-dispatcher": PROBE_PORTS["dispatcher"],
     }.items():
         assert jobs[job]["dns_sd_configs"][0]["port"] == port, job
-    assert jobs["finsent-scheduler"]["static_configs"][0]["targets"] == [f"scheduler:{PROBE_PORTS['scheduler']}"]
+    scheduler = jobs["finsent-scheduler"]["static_configs"][0]["targets"]
+    assert scheduler == [f"scheduler:{PROBE_PORTS['scheduler']}"]
 
 
 NOT_FINSENT = {"up", "kafka_consumergroup_lag"}  # Prometheus itself; kafka-exporter

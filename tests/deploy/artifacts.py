@@ -136,3 +136,31 @@ def tool(name: str) -> str:
             f"{name} is not installed: `pip install -c constraints.txt -e '.[dev]'` installs it"
         )
     return found
+
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}")
+# Fields the Compose specification types as numbers; compose converts them after interpolation.
+_NUMBERS: dict[str, type] = {"replicas": int, "cpus": float}
+
+
+def interpolate_compose(document: Any, env: dict[str, str], key: str | None = None) -> Any:
+    """`document` with `${NAME}`, `${NAME:-default}` and `${NAME:?message}` replaced as docker
+    compose does (an unset `:?` variable raises KeyError with its message), and the numeric
+    fields that interpolation leaves as strings converted."""
+    if isinstance(document, dict):
+        return {k: interpolate_compose(v, env, k) for k, v in document.items()}
+    if isinstance(document, list):
+        return [interpolate_compose(v, env) for v in document]
+    if not isinstance(document, str):
+        return document
+
+    def value(match: re.Match[str]) -> str:
+        name, operator, argument = match.groups()
+        if env.get(name):
+            return env[name]
+        if operator == ":?":
+            raise KeyError(f"{name}: {argument}")
+        return argument or ""
+
+    result = _VARIABLE.sub(value, document)
+    return _NUMBERS[key](result) if key in _NUMBERS else result

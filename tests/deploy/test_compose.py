@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 
 from services.cli.app import app
 from services.settings import Settings
-from tests.deploy.artifacts import DEPLOY, REPO, exported_metric_names, resolve_command, unknown_options
+from tests.deploy.artifacts import (
+    DEPLOY,
+    REPO,
+    exported_metric_names,
+    interpolate_compose,
+    resolve_command,
+    unknown_options,
+)
 
 # Which port each long-running command probes, from the settings that define it.
 PROBE_PORTS = {
@@ -192,3 +199,37 @@ def test_grafana_provisioning_points_at_the_dashboards() -> None:
     uid = datasource["datasources"][0]["uid"]
     dashboard = json.loads((DEPLOY / "grafana/dashboards/finsent.json").read_text())
     assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {uid}
+
+
+REQUIRED_ENV = {"POSTGRES_PASSWORD": "example", "GRAFANA_ADMIN_PASSWORD": "example"}
+
+
+def compose_spec_error(document: dict[str, Any]) -> str | None:
+    """The Compose specification's verdict (compose-spec, a strict parser of the spec: unknown
+    keys, wrong types, bad durations and conditions are errors), None when valid."""
+    compose_spec = pytest.importorskip("compose_spec", reason="compose-spec has Linux wheels only")
+    spec = {k: v for k, v in document.items() if not k.startswith("x-")}  # merged in already
+    try:
+        compose_spec.PyCompose.from_json(json.dumps(spec))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    resolved = interpolate_compose(compose, REQUIRED_ENV)
+    assert compose_spec_error(resolved) is None
+    assert resolved["services"]["worker"]["deploy"]["replicas"] == 2
+    for name in REQUIRED_ENV:  # a missing password stops compose with a message, as it should
+        with pytest.raises(KeyError, match=name):
+            interpolate_compose(compose, {k: v for k, v in REQUIRED_ENV.items() if k != name})
+
+
+def test_the_specification_check_would_catch_mistakes(compose: dict[str, Any]) -> None:
+    resolved = interpolate_compose(compose, REQUIRED_ENV)
+    typo = json.loads(json.dumps(resolved))
+    typo["services"]["worker"]["restrat"] = "always"
+    assert compose_spec_error(typo) is not None
+    wrong = json.loads(json.dumps(resolved))
+    wrong["services"]["worker"]["depends_on"]["migrate"]["condition"] = "service_done"
+    assert compose_spec_error(wrong) is not None

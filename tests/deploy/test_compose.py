@@ -3,6 +3,7 @@ the ports the services really listen on, and its Prometheus/Grafana watch real m
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -57,7 +58,12 @@ def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
     }  # fmt: skip
     assert expected <= set(services), sorted(expected - set(services))
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    kafka = services["kafka"]["environment"]
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    # Kafka refuses to format its storage unless the cluster id is a UUID in URL-safe base64
+    assert len(base64.urlsafe_b64decode(kafka["CLUSTER_ID"] + "==")) == 16
+    assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert compose["x-finsent"]["environment"]["FINSENT_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert "healthcheck" in services["postgres"]
     assert services["worker"]["deploy"]["replicas"] == "${FINSENT_WORKERS:-2}"
     # one alerter until the standby (issue #27 item 3) exists: a second only crash-loops

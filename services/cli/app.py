@@ -13,6 +13,7 @@ from services.cli import (
     ingest_commands,
     learning_commands,
     model_commands,
+    prune_command,
     retrain_commands,
     run_command,
     subscription_commands,
@@ -41,6 +42,7 @@ app.command("poll-feed")(ingest_commands.poll_feed)
 app.command()(worker_commands.worker)
 app.command()(alerter_command.alerter)
 app.add_typer(db_commands.db_app, name="db")
+app.command()(prune_command.prune)
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
 app.add_typer(learning_commands.labels_app, name="labels")
 app.add_typer(learning_commands.models_app, name="models")

@@ -25,6 +25,7 @@ from services.storage.repository import (
     predictions_in_range,
     upsert_scored_batch,
 )
+from services.storage.retention import PruneCounts, count_older, prune_older, retention_cutoff
 
 __all__ = [
     "AlertOutboxRow",
@@ -42,17 +43,21 @@ __all__ = [
     "NewsItemRow",
     "NewsTickerRow",
     "PredictionRow",
+    "PruneCounts",
     "ScoredItem",
     "StoredPrediction",
     "UpsertCounts",
     "count_items",
+    "count_older",
     "count_predictions",
     "current_revision",
     "head_revision",
     "make_engine",
     "normalise_url",
     "predictions_in_range",
+    "prune_older",
     "redact",
+    "retention_cutoff",
     "session_factory",
     "upgrade_database",
     "upsert_scored_batch",

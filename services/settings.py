@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.outbound.policy import OutboundPolicy
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
@@ -246,6 +248,13 @@ class Settings(BaseSettings):
     delivery_timeout_seconds: float = Field(
         10.0, gt=0, description="Timeout of one HTTP request or SMTP operation of a delivery"
     )
+    outbound_allow: str = Field(
+        "",
+        description="Comma-separated networks (10.1.0.0/16, 127.0.0.1) and host names (hooks.internal; "
+        ".internal for every name under it) that webhooks, Slack and feeds may reach besides public "
+        "addresses; empty = public addresses only (loopback, private, link-local, multicast and "
+        "reserved addresses are refused)",
+    )
     smtp_host: str | None = Field(None, description="SMTP server of the email channel; empty = none")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587: submission with STARTTLS)")
     smtp_user: str | None = Field(None, description="SMTP login; empty = no authentication")
@@ -363,6 +372,16 @@ class Settings(BaseSettings):
     def _blank_is_embedded(cls, value: str | None) -> str | None:
         # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
         return (value.strip() or None) if value is not None else None
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _valid_outbound_allow(cls, value: str) -> str:
+        OutboundPolicy.parse(value)  # ValueError names the entry that is neither a network nor a name
+        return value
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.parse(self.outbound_allow)
 
     @property
     def default_model_dir(self) -> Path:

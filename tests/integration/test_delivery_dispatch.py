@@ -21,6 +21,7 @@ from services.delivery.dispatcher import Dispatcher
 from services.delivery.model import Subscription
 from services.delivery.render import verify
 from services.delivery.subscriptions import build_subscription
+from services.outbound import OutboundPolicy
 from services.settings import Settings
 from services.storage import (
     AlertOutboxRow,
@@ -62,13 +63,14 @@ def settings(**overrides: Any) -> Settings:
         "delivery_timeout_seconds": 2.0,
         "delivery_max_attempts": 8,
         "dispatcher_poll_seconds": 0.02,
+        "outbound_allow": "127.0.0.1",  # the receivers are on loopback: allowed explicitly
     }
     return Settings(**{**base, **overrides})
 
 
 def add(sessions: sessionmaker[Session], **fields: Any) -> Subscription:
     fields.setdefault("secret_ref", "env:TEST_HOOK_SECRET" if fields.get("channel") == "webhook" else None)
-    sub = build_subscription(**fields)
+    sub = build_subscription(**fields, policy=OutboundPolicy.parse("127.0.0.1"))
     with sessions.begin() as session:
         return repo.add_subscription(session, subscription=sub, now=datetime.now(UTC))
 

@@ -206,6 +206,7 @@ class DripServer:
     interval: float = 0.2
     limit: float = 20.0
     silent: bool = False
+    speaks_first: bool = False  # SMTP: the server greets before the client says anything
     connections: int = 0
 
     @contextmanager
@@ -218,7 +219,8 @@ class DripServer:
             with conn:
                 conn.settimeout(1.0)
                 try:
-                    conn.recv(65536)
+                    if not self.speaks_first:
+                        conn.recv(65536)
                     started = time.monotonic()
                     for byte in self.response:
                         if stop.is_set() or time.monotonic() - started > self.limit:

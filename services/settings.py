@@ -166,6 +166,9 @@ class Settings(BaseSettings):
         8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
     )
     feed_interval_seconds: float = Field(60.0, gt=0, description="Seconds between feed polls")
+    feed_fetch_timeout_seconds: float = Field(
+        20.0, gt=0, description="Deadline of one feed fetch: redirects, headers and the whole body"
+    )
     # Alerts (docs/alerts.md explains each detector setting and how the defaults were chosen).
     alert_bucket_seconds: int = Field(60, ge=1, description="Width of the event-time sentiment buckets")
     alert_window_buckets: int = Field(10, ge=1, description="Buckets in the detector's sliding window")

@@ -165,6 +165,15 @@ class Settings(BaseSettings):
     ingest_max_request_bytes: int = Field(
         8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
     )
+    ingest_max_items_per_request: int = Field(
+        10_000, ge=1, description="Most items one POST /news may hold (more: 413, nothing sent)"
+    )
+    ingest_max_concurrent_requests: int = Field(
+        4, ge=1, description="POST /news requests handled at once; more are answered 503 with Retry-After"
+    )
+    ingest_body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Deadline for receiving a POST /news body (later: 408)"
+    )
     feed_interval_seconds: float = Field(60.0, gt=0, description="Seconds between feed polls")
     feed_fetch_timeout_seconds: float = Field(
         20.0, gt=0, description="Deadline of one feed fetch: redirects, headers and the whole body"

@@ -177,7 +177,13 @@ def serve_http(
         )
 
     with broker_errors(), _producer(bootstrap, topic) as producer:
-        app = create_app(producer, max_body_bytes=settings.ingest_max_request_bytes)
+        app = create_app(
+            producer,
+            max_body_bytes=settings.ingest_max_request_bytes,
+            max_items=settings.ingest_max_items_per_request,
+            max_concurrent=settings.ingest_max_concurrent_requests,
+            body_timeout=settings.ingest_body_timeout_seconds,
+        )
         try:
             serve(app, host=host, port=port, on_ready=ready)
         except OSError as exc:

@@ -258,7 +258,10 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Longest pause between two attempts of a delivery"
     )
     delivery_timeout_seconds: float = Field(
-        10.0, gt=0, description="Timeout of one HTTP request or SMTP operation of a delivery"
+        10.0,
+        gt=0,
+        description="Deadline of one webhook or Slack request, connect to last byte; timeout of each SMTP "
+        "operation, the whole e-mail exchange at most twice it. A round of sends ends by 8 x it + 5 s",
     )
     outbound_allow: str = Field(
         "",

@@ -19,12 +19,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from dashboards.access import PermissionDenied, User, require
 from dashboards.data import alerts as alert_data
 from dashboards.data.labelling import QueueItem
-from dashboards.data.subscriptions import SubscriptionForm, TestOutcome, send_test, to_subscription
+from dashboards.data.subscriptions import (
+    SubscriptionForm,
+    TestOutcome,
+    keep_stored_target,
+    send_test,
+    to_subscription,
+)
 from services.delivery import repository as delivery_repo
 from services.delivery.model import Subscription
 from services.learning import events, registry
 from services.learning.label_store import record_labels as store_labels
 from services.learning.labels import NewLabel
+from services.outbound import OutboundPolicy
 from services.settings import Settings
 
 __all__ = ["ActionFailed", "PermissionDenied"]
@@ -80,11 +87,17 @@ def unmute_alert(sessions: sessionmaker[Session], user: User, *, alert_id: int) 
 
 
 def create_subscription(
-    sessions: sessionmaker[Session], user: User, *, form: SubscriptionForm, now: datetime
+    sessions: sessionmaker[Session],
+    user: User,
+    *,
+    form: SubscriptionForm,
+    now: datetime,
+    settings: Settings | None = None,
 ) -> Subscription:
-    """Validated by the CLI's rules (`SubscriptionError`), `SubscriptionExists` if the name is taken."""
+    """Validated by the CLI's rules (`SubscriptionError`), `SubscriptionExists` if the name is
+    taken; a URL target must be allowed by FINSENT_OUTBOUND_ALLOW (no settings: public only)."""
     require(user, "subscription.edit")
-    sub = to_subscription(form)
+    sub = to_subscription(form, policy=_policy(settings))
     if sub.secret_ref is not None:
         _require_secret(user)
     with sessions.begin() as session:
@@ -92,17 +105,27 @@ def create_subscription(
 
 
 def update_subscription(
-    sessions: sessionmaker[Session], user: User, *, name: str, form: SubscriptionForm
+    sessions: sessionmaker[Session],
+    user: User,
+    *,
+    name: str,
+    form: SubscriptionForm,
+    settings: Settings | None = None,
 ) -> Subscription | None:
+    """As `create_subscription`; a target left as the form showed it (masked) stays as stored."""
     require(user, "subscription.edit")
-    sub = to_subscription(form)
     with sessions.begin() as session:
         current = delivery_repo.get_subscription(session, name=name)
         if current is None:
             return None
+        sub = to_subscription(keep_stored_target(form, current), policy=_policy(settings))
         if _touches_secret(current, sub):
             _require_secret(user)
         return delivery_repo.update_subscription(session, name=name, subscription=sub)
+
+
+def _policy(settings: Settings | None) -> OutboundPolicy:
+    return settings.outbound_policy if settings is not None else OutboundPolicy()
 
 
 def _require_secret(user: User) -> None:

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bert_core.seed_data import packaged_seed_data
+from services.outbound.policy import OutboundPolicy
 
 DEFAULT_HOME = Path("~/.finsent")
 
@@ -190,7 +191,19 @@ class Settings(BaseSettings):
     ingest_max_request_bytes: int = Field(
         8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
     )
+    ingest_max_items_per_request: int = Field(
+        10_000, ge=1, description="Most items one POST /news may hold (more: 413, nothing sent)"
+    )
+    ingest_max_concurrent_requests: int = Field(
+        4, ge=1, description="POST /news requests handled at once; more are answered 503 with Retry-After"
+    )
+    ingest_body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Deadline for receiving a POST /news body (later: 408)"
+    )
     feed_interval_seconds: float = Field(60.0, gt=0, description="Seconds between feed polls")
+    feed_fetch_timeout_seconds: float = Field(
+        20.0, gt=0, description="Deadline of one feed fetch: redirects, headers and the whole body"
+    )
     # Alerts (docs/alerts.md explains each detector setting and how the defaults were chosen).
     alert_bucket_seconds: int = Field(60, ge=1, description="Width of the event-time sentiment buckets")
     alert_window_buckets: int = Field(10, ge=1, description="Buckets in the detector's sliding window")
@@ -279,7 +292,17 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Longest pause between two attempts of a delivery"
     )
     delivery_timeout_seconds: float = Field(
-        10.0, gt=0, description="Timeout of one HTTP request or SMTP operation of a delivery"
+        10.0,
+        gt=0,
+        description="Deadline of one webhook or Slack request, connect to last byte; timeout of each SMTP "
+        "operation, the whole e-mail exchange at most twice it. A round of sends ends by 8 x it + 5 s",
+    )
+    outbound_allow: str = Field(
+        "",
+        description="Comma-separated networks (10.1.0.0/16, 127.0.0.1) and host names (hooks.internal; "
+        ".internal for every name under it) that webhooks, Slack and feeds may reach besides public "
+        "addresses; empty = public addresses only (loopback, private, link-local, multicast and "
+        "reserved addresses are refused)",
     )
     smtp_host: str | None = Field(None, description="SMTP server of the email channel; empty = none")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587: submission with STARTTLS)")
@@ -418,6 +441,15 @@ class Settings(BaseSettings):
         # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
         return (value.strip() or None) if value is not None else None
 
+    @field_validator("outbound_allow")
+    @classmethod
+    def _valid_outbound_allow(cls, value: str) -> str:
+        OutboundPolicy.parse(value)  # ValueError names the entry that is neither a network nor a name
+        return value
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.parse(self.outbound_allow)
     # Everything finsent writes on its own lives under `home`; these are the only places that
     # name its sub-folders.
     @property

@@ -18,7 +18,8 @@ import pandas as pd
 from services.delivery.channels import build_channel
 from services.delivery.model import Subscription
 from services.delivery.render import make_test_message
-from services.delivery.subscriptions import build_subscription, display_target
+from services.delivery.subscriptions import PUBLIC_ONLY, build_subscription, display_target
+from services.outbound import OutboundPolicy
 from services.settings import Settings
 
 
@@ -43,8 +44,9 @@ def split_keys(text: str) -> list[str]:
     return [k.strip() for k in re.split(r"[\n,]", text) if k.strip()]
 
 
-def to_subscription(form: SubscriptionForm) -> Subscription:
-    """A validated subscription, or `SubscriptionError` (the CLI's message, --flag names included)."""
+def to_subscription(form: SubscriptionForm, *, policy: OutboundPolicy = PUBLIC_ONLY) -> Subscription:
+    """A validated subscription, or `SubscriptionError` (the CLI's message, --flag names included);
+    a URL target must be allowed by the outbound `policy`."""
     sub = build_subscription(
         name=form.name,
         channel=form.channel,
@@ -54,15 +56,19 @@ def to_subscription(form: SubscriptionForm) -> Subscription:
         min_severity=form.min_severity,
         secret_ref=form.secret_ref.strip() or None,
         digest_minutes=form.digest_minutes or None,
+        policy=policy,
     )
     return replace(sub, enabled=form.enabled)
 
 
 def to_form(sub: Subscription) -> SubscriptionForm:
+    """The edit form's starting values. A Slack URL is a credential and a webhook URL may
+    carry one (user:pass@, ?token=): the form shows the masked target, as lists do, and
+    `keep_stored_target` puts the stored one back if the user leaves it unchanged."""
     return SubscriptionForm(
         name=sub.name,
         channel=sub.channel,
-        target=sub.target,
+        target=display_target(sub),
         scopes=tuple(sub.scopes),
         keys_text="\n".join(sub.keys),
         min_severity=sub.min_severity,
@@ -70,6 +76,13 @@ def to_form(sub: Subscription) -> SubscriptionForm:
         digest_minutes=sub.digest_minutes or 0,
         enabled=sub.enabled,
     )
+
+
+def keep_stored_target(form: SubscriptionForm, current: Subscription) -> SubscriptionForm:
+    """`form` with the stored target if it still shows the masked one `to_form` put there."""
+    if form.channel == current.channel and form.target == display_target(current):
+        return replace(form, target="" if current.target.startswith("url in ") else current.target)
+    return form
 
 
 def subscriptions_frame(subs: list[Subscription]) -> pd.DataFrame:

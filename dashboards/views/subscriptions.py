@@ -111,7 +111,9 @@ with create_tab, st.form("sub_create"):
     form = form_fields("new", SubscriptionForm(name="", channel="log"))
     if st.form_submit_button("Create subscription", type="primary"):
         try:
-            created = actions.create_subscription(ctx.sessions, user, form=form, now=utcnow())
+            created = actions.create_subscription(
+                ctx.sessions, user, form=form, now=utcnow(), settings=settings
+            )
         except (SubscriptionError, SubscriptionExists, PermissionDenied) as exc:
             st.error(str(exc))
         else:
@@ -153,7 +155,7 @@ with manage_tab:
                         st.success("Test notification delivered.")
                     else:
                         st.error("Test notification not delivered.")
-                    # the receiver's own words: plain text, never Markdown
+                    # plain text, never Markdown
                     st.text(f"{outcome.description}: {outcome.detail} in {outcome.seconds:.2f} s")
         confirm = cols[2].checkbox("Really delete", key="sub_confirm_delete")
         if cols[2].button("Delete", key="sub_delete", disabled=not confirm):
@@ -171,7 +173,9 @@ with manage_tab:
             edited = form_fields(f"edit_{sub.id}_{zlib.crc32(repr(current).encode()):08x}", current)
             if st.form_submit_button("Save changes"):
                 try:
-                    actions.update_subscription(ctx.sessions, user, name=name, form=edited)
+                    actions.update_subscription(
+                        ctx.sessions, user, name=name, form=edited, settings=settings
+                    )
                 except (SubscriptionError, SubscriptionExists, PermissionDenied) as exc:
                     st.error(str(exc))
                 else:

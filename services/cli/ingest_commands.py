@@ -177,7 +177,13 @@ def serve_http(
         )
 
     with broker_errors(), _producer(bootstrap, topic) as producer:
-        app = create_app(producer, max_body_bytes=settings.ingest_max_request_bytes)
+        app = create_app(
+            producer,
+            max_body_bytes=settings.ingest_max_request_bytes,
+            max_items=settings.ingest_max_items_per_request,
+            max_concurrent=settings.ingest_max_concurrent_requests,
+            body_timeout=settings.ingest_body_timeout_seconds,
+        )
         try:
             serve(app, host=host, port=port, on_ready=ready)
         except OSError as exc:
@@ -200,20 +206,23 @@ def poll_feed(
     """Poll a feed and send each new entry to news.raw once; runs until Ctrl-C."""
     from services.ingest.feed_source import FeedError, FeedPoller, PollResult, check_feed_url, run_poller
 
-    interval = interval if interval is not None else get_settings().feed_interval_seconds
+    settings = get_settings()
+    interval = interval if interval is not None else settings.feed_interval_seconds
     if not interval > 0:
         fail(f"--interval must be positive, got {interval:g}")
     try:
         check_feed_url(url)
+        settings.outbound_policy.check_url(url)
     except ValueError as exc:
         fail(str(exc))
     bootstrap, topic = _raw_topic_ready()
-    poller = FeedPoller(url)
-    skips = _SkipReporter(url, lambda message: typer.echo(message, err=True))
+    poller = FeedPoller(url, policy=settings.outbound_policy, timeout=settings.feed_fetch_timeout_seconds)
+    label = poller.label  # the URL without credentials or query, for messages
+    skips = _SkipReporter(label, lambda message: typer.echo(message, err=True))
 
     def report(result: PollResult) -> None:
         typer.echo(
-            f"polled {url}: {result.fetched} entries, {result.sent} new sent, {result.skipped} invalid"
+            f"polled {label}: {result.fetched} entries, {result.sent} new sent, {result.skipped} invalid"
         )
 
     with broker_errors(), _producer(bootstrap, topic) as producer:
@@ -223,7 +232,7 @@ def poll_feed(
             except FeedError as exc:
                 fail(str(exc))
             return
-        typer.echo(f"polling {url} every {interval:g} s into {topic} on {bootstrap}; Ctrl-C stops")
+        typer.echo(f"polling {label} every {interval:g} s into {topic} on {bootstrap}; Ctrl-C stops")
         try:
             run_poller(
                 poller,

@@ -79,6 +79,7 @@ def add(
             min_severity=min_severity,
             secret_ref=secret_ref,
             digest_minutes=digest_minutes,
+            policy=get_settings().outbound_policy,
         )
     except SubscriptionError as exc:
         fail(str(exc))

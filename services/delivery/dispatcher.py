@@ -2,17 +2,24 @@
 
 One cycle (`run_once`): fan out undispatched outbox rows into deliveries, stamp digests
 whose period has closed, then claim due sends in rounds and send each round through a
-small thread pool (one slow receiver does not hold up the others; every send has a
-timeout). Each result is recorded as soon as it arrives. The transactions and the crash
-and concurrency guarantees are described in services.delivery.repository.
+small thread pool (one slow receiver does not hold up the others). Each result is
+recorded as soon as it arrives. The transactions and the crash and concurrency
+guarantees are described in services.delivery.repository.
 
 Time: scheduling (next attempt, digest periods) uses the wall clock, through `clock`, so
 tests can move it; alert times stay event times inside the messages.
 
-The claim lease must outlast a whole round of sends, or a second dispatcher could take
-over a delivery still being sent: a round is `4 x concurrency` sends, so at most four
-timeouts back to back per worker thread (two for e-mail's connect and data phases),
-plus a margin. After a crash, that is how long a claimed delivery waits to be re-sent.
+Deadlines, not timeouts: an HTTP send has one deadline for the whole request
+(services.outbound), but a receiver that sends a byte now and then never trips a socket
+timeout, and SMTP has only those. So a round has its own deadline, `round_deadline`: a
+round is `4 x concurrency` sends, at most four back to back per worker thread, each
+allowed two timeouts (e-mail's connect and data phases), plus some slack. A send still running when it
+passes is recorded as a failed attempt ("no answer within the round's deadline"), to be
+retried with backoff, and the pool is replaced so the stuck thread holds no one else up;
+should that send still complete, the retry repeats it with the same idempotency key,
+which receivers drop. The claim lease is the round deadline plus a margin for recording,
+so a second dispatcher can never take over a delivery whose round is still going. After
+a crash, the lease is how long a claimed delivery waits to be re-sent.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 
 ROUND_PER_WORKER = 4
 LEASE_MARGIN_SECONDS = 30.0
+ROUND_SLACK_SECONDS = 5.0  # beyond the sends' own worst case, for thread and connection overheads
 MAX_FAN_OUT_ROUNDS = 100  # per cycle, so sending is never starved by a huge backlog
 MAX_SEND_ROUNDS = 50  # per cycle, so a retry backlog never starves the fan-out of new alerts
 DB_RETRY_MAX_SECONDS = 30.0
@@ -79,8 +88,13 @@ class DispatcherConfig:
         return ROUND_PER_WORKER * self.concurrency
 
     @property
+    def round_deadline(self) -> timedelta:
+        """How long one round of sends may take before the unfinished ones are failed."""
+        return timedelta(seconds=2 * ROUND_PER_WORKER * self.timeout_seconds + ROUND_SLACK_SECONDS)
+
+    @property
     def lease(self) -> timedelta:
-        return timedelta(seconds=LEASE_MARGIN_SECONDS + 2 * ROUND_PER_WORKER * self.timeout_seconds)
+        return self.round_deadline + timedelta(seconds=LEASE_MARGIN_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +179,35 @@ class Dispatcher:
         return CycleStats(outbox_rows, created, digests, **totals)
 
     def _send_round(self, claims: list[repo.Claim]) -> list[str]:
+        """Send and record every claim; by the round deadline, the unfinished ones are failed
+        attempts (see the module docstring)."""
+        started = self._clock()
+        deadline = self.config.round_deadline.total_seconds()
         futures: dict[Future[tuple[SendResult, datetime, datetime, float]], repo.Claim] = {
             self._pool.submit(self._send, claim): claim for claim in claims
         }
         outcomes = []
-        for future in as_completed(futures):
-            claim = futures[future]
-            result, started, finished, seconds = future.result()
-            outcomes.append(self._record(claim, result, started, finished, seconds))
+        recorded: set[Future[tuple[SendResult, datetime, datetime, float]]] = set()
+        try:
+            for future in as_completed(futures, timeout=deadline):
+                recorded.add(future)
+                outcomes.append(self._record(futures[future], *future.result()))
+        except FuturesTimeout:
+            pass
+        overran = False
+        for future, claim in futures.items():
+            if future in recorded:
+                continue
+            if future.done():  # finished just as the deadline passed
+                outcomes.append(self._record(claim, *future.result()))
+                continue
+            overran |= not future.cancel()  # a queued send is simply not started
+            late = SendResult("retry", None, f"no answer within the round's deadline of {deadline:g} s")
+            outcomes.append(self._record(claim, late, started, self._clock(), deadline))
+        if overran:
+            log.warning("sends overran the round deadline; their threads are abandoned")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="delivery")
         return outcomes
 
     def _send(self, claim: repo.Claim) -> tuple[SendResult, datetime, datetime, float]:

@@ -43,6 +43,9 @@ from services.delivery.model import (
 )
 from services.delivery.render import delivery_key
 from services.delivery.secrets import SecretError, parse_secret_ref
+from services.outbound.policy import DestinationDenied, OutboundPolicy
+
+PUBLIC_ONLY: Final = OutboundPolicy()
 
 MAX_DIGEST_MINUTES = 24 * 60
 DEFAULT_LOG_TARGET = "finsent.alerts"
@@ -168,11 +171,14 @@ def build_subscription(
     min_severity: str = "warning",
     secret_ref: str | None = None,
     digest_minutes: int | None = None,
+    policy: OutboundPolicy = PUBLIC_ONLY,
 ) -> Subscription:
     """A validated `Subscription`, or `SubscriptionError` naming the first problem.
 
     Whether a referenced secret resolves is not checked here: the dispatcher's environment,
-    not the shell that adds the subscription, is where it must exist.
+    not the shell that adds the subscription, is where it must exist. A URL target must be
+    allowed by the outbound `policy` (FINSENT_OUTBOUND_ALLOW) as far as that can be told
+    without DNS; a host name is checked by its addresses again at every send.
     """
     name = name.strip()
     if not _NAME.fullmatch(name):
@@ -213,7 +219,7 @@ def build_subscription(
     return Subscription(
         name=name,
         channel=chan,
-        target=_check_target(chan, (target or "").strip(), secret_ref),
+        target=_check_target(chan, (target or "").strip(), secret_ref, policy),
         scopes=cast(tuple[Scope, ...], ordered_scopes),
         keys=parsed_keys,
         min_severity=cast(Severity, min_severity),
@@ -222,18 +228,20 @@ def build_subscription(
     )
 
 
-def _check_target(channel: ChannelName, target: str, secret_ref: str | None) -> str:
+def _check_target(
+    channel: ChannelName, target: str, secret_ref: str | None, policy: OutboundPolicy
+) -> str:
     if channel == "webhook":
         if secret_ref is None:
             raise SubscriptionError(
                 "a webhook needs --secret-ref env:NAME or file:/path: the HMAC key that signs its requests"
             )
-        return _check_url(target)
+        return _check_url(target, policy)
     if channel == "slack":
         # A Slack incoming-webhook URL is itself the credential: it may live behind --secret-ref.
         if secret_ref is not None and not target:
             return f"url in {secret_ref}"
-        return _check_url(target)
+        return _check_url(target, policy)
     if channel == "email":
         if not _EMAIL.fullmatch(target):
             raise SubscriptionError(f"--target {target!r}: not an e-mail address (name@example.com)")
@@ -246,7 +254,7 @@ def _check_target(channel: ChannelName, target: str, secret_ref: str | None) -> 
     return target
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, policy: OutboundPolicy) -> str:
     if not url:
         raise SubscriptionError("--target is required: the URL to POST to")
     parts = urlsplit(url)
@@ -256,6 +264,10 @@ def _check_url(url: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError:
         raise SubscriptionError(f"--target {redact_url(url)!r}: invalid port") from None
+    try:
+        policy.check_url(url)
+    except DestinationDenied as exc:
+        raise SubscriptionError(f"--target {redact_url(url)!r}: {exc}") from None
     return url
 
 

@@ -1,12 +1,19 @@
-"""Polling an RSS 2.0 / RSS 1.0 / Atom feed or a JSON feed into `news.raw` (standard library only).
+"""Polling an RSS 2.0 / RSS 1.0 / Atom feed or a JSON feed into `news.raw`.
 
-`parse_feed` is pure: bytes in, `FeedEntry`s out. `FeedPoller` adds fetching (urllib) and
-memory of what it already sent, so each entry goes out once per process; re-sends after a
-restart are harmless because the scorer upserts by event_id.
+`parse_feed` is pure: bytes in, `FeedEntry`s out. `FeedPoller` adds fetching and memory of
+what it already sent, so each entry goes out once per process; re-sends after a restart
+are harmless because the scorer upserts by event_id.
 
-XML safety: a document with a DOCTYPE is refused before parsing. Feeds never need one, and
-refusing it rules out entity-expansion ("billion laughs") and external-entity attacks
-without the defusedxml dependency.
+XML safety: defusedxml parses, with DTDs forbidden. Feeds never need one, and refusing it
+rules out entity expansion ("billion laughs") and external entities whatever the
+document's encoding: a byte pattern that looks for `<!DOCTYPE` misses it in UTF-16
+without a byte-order mark, which expat still reads. The byte check stays as a cheap first
+look that answers the common case with a clear message.
+
+Fetching (services.outbound): the feed's host and every redirect hop are checked against
+FINSENT_OUTBOUND_ALLOW at connect time, a hop must stay http(s), hops are bounded, and the
+whole fetch, body included, has one deadline. A feed URL may carry credentials
+(`user:pass@`, `?apikey=`): `feed_label` is what items and messages show instead.
 """
 
 from __future__ import annotations
@@ -15,9 +22,7 @@ import json
 import logging
 import re
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -27,17 +32,23 @@ from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import Any
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+
 from services.broker.errors import BrokerError
 from services.ingest.encoding import EncodedNews, encode_news
 from services.ingest.producer import NewsSender
+from services.outbound import DestinationDenied, OutboundError, OutboundPolicy, request
 from services.schemas import InvalidMessage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FETCH_TIMEOUT_S = 20.0
 DEFAULT_MAX_FEED_BYTES = 10_000_000
+DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_REMEMBER = 100_000  # entry keys kept per process; the oldest are forgotten first
 USER_AGENT = "finsent-feed-poller/1"
+_UTF16_STARTS = (b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 # Element local names (lower case) per field, in order of preference.
@@ -80,16 +91,19 @@ def parse_feed(content: bytes, *, feed_url: str) -> list[FeedEntry]:
     start = content.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if start in (b"{", b"["):
         return parse_json_feed(content, feed_url=feed_url)
-    if start == b"<":
+    if start == b"<" or content[:2] in _UTF16_STARTS:  # expat reads UTF-16, with a BOM or without
         return parse_xml_feed(content, feed_url=feed_url)
     raise FeedError(f"{feed_url}: not an RSS, Atom or JSON feed")
 
 
 def parse_xml_feed(content: bytes, *, feed_url: str) -> list[FeedEntry]:
+    refused = f"{feed_url}: the feed declares a DOCTYPE or entities; refused for safety"
     if _DOCTYPE.search(content):
-        raise FeedError(f"{feed_url}: the feed declares a DOCTYPE or entities; refused for safety")
+        raise FeedError(refused)
     try:
-        root = ET.fromstring(content)
+        root = safe_fromstring(content, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise FeedError(refused) from None
     except ET.ParseError as exc:
         raise FeedError(f"{feed_url}: not well-formed XML: {exc}") from None
     channel = _first_child(root, ("channel",)) if _local(root.tag) in ("rss", "rdf") else root
@@ -295,41 +309,63 @@ def _text(element: ET.Element | None) -> str | None:
 
 
 def fetch_url(
-    url: str, *, timeout: float = DEFAULT_FETCH_TIMEOUT_S, max_bytes: int = DEFAULT_MAX_FEED_BYTES
+    url: str,
+    *,
+    timeout: float = DEFAULT_FETCH_TIMEOUT_S,
+    max_bytes: int = DEFAULT_MAX_FEED_BYTES,
+    policy: OutboundPolicy | None = None,
+    max_redirects: int = DEFAULT_MAX_REDIRECTS,
 ) -> bytes:
-    """GET an http(s) `url`; `FeedError` for HTTP errors, network errors and oversized documents."""
+    """GET an http(s) `url` within `timeout` seconds in all (redirects and body included);
+    `FeedError`, naming the URL by its label, for a refused destination or redirect, HTTP
+    errors, network errors, oversized documents. `policy`: public addresses only if None."""
     try:
         check_feed_url(url)
     except ValueError as exc:
         raise FeedError(str(exc)) from None
-    request = urllib.request.Request(
-        url,
-        headers={
-            "User-Agent": USER_AGENT,
-            "Accept": "application/rss+xml, application/atom+xml, application/feed+json, "
-            "application/json, application/xml;q=0.9, */*;q=0.5",
-        },
-    )
+    label = feed_label(url)
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/rss+xml, application/atom+xml, application/feed+json, "
+        "application/json, application/xml;q=0.9, */*;q=0.5",
+    }
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # scheme checked above
-            data: bytes = response.read(max_bytes + 1)
-    except urllib.error.HTTPError as exc:
-        raise FeedError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise FeedError(f"{url}: {exc.reason}") from None
-    except (OSError, ValueError) as exc:  # timeouts, resets, malformed responses
-        raise FeedError(f"{url}: {exc or type(exc).__name__}") from None
-    if len(data) > max_bytes:
-        raise FeedError(f"{url}: the feed is larger than {max_bytes:,} bytes")
-    return data
+        response = request(
+            "GET",
+            url,
+            policy=policy or OutboundPolicy(),
+            deadline=timeout,
+            headers=headers,
+            max_bytes=max_bytes,
+            max_redirects=max_redirects,
+        )
+    except (DestinationDenied, OutboundError) as exc:
+        raise FeedError(f"{label}: {exc}") from None
+    if not 200 <= response.status < 300:
+        raise FeedError(f"{label}: HTTP {response.status}")
+    return response.body
 
 
 def check_feed_url(url: str) -> str:
     """`url` if it is http(s); `ValueError` otherwise (urllib would also open file:// and ftp://)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"feed URL must be http:// or https://, got {url!r}")
+        raise ValueError(f"feed URL must be http:// or https://, got {feed_label(url)!r}")
     return url
+
+
+def feed_label(url: str) -> str:
+    """The feed URL as items and messages show it: no `user:pass@`, no query, no fragment
+    (API keys live there). Items from a feed without a title carry it as their `source`."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ""
+    return urllib.parse.urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
 @dataclass(slots=True)
@@ -346,11 +382,14 @@ class FeedPoller:
         self,
         url: str,
         *,
-        fetch: Callable[[str], bytes] = fetch_url,
+        fetch: Callable[[str], bytes] | None = None,
         remember: int = DEFAULT_REMEMBER,
+        policy: OutboundPolicy | None = None,
+        timeout: float = DEFAULT_FETCH_TIMEOUT_S,
     ) -> None:
         self.url = check_feed_url(url)
-        self._fetch = fetch
+        self.label = feed_label(url)
+        self._fetch = fetch or (lambda u: fetch_url(u, timeout=timeout, policy=policy))
         self._remember = remember
         self._seen: OrderedDict[str, None] = OrderedDict()
 
@@ -372,7 +411,7 @@ class FeedPoller:
         If sending fails (`BrokerError`), nothing is remembered and the next poll sends the
         entries again. Raises `FeedError` when the feed cannot be fetched or parsed.
         """
-        entries = parse_feed(self._fetch(self.url), feed_url=self.url)
+        entries = parse_feed(self._fetch(self.url), feed_url=self.label)
         result = PollResult(fetched=len(entries))
         batch: dict[str, EncodedNews] = {}  # by key: a feed that repeats an entry sends it once
         invalid: list[str] = []

@@ -4,6 +4,14 @@ All or nothing per request: if any item is invalid the answer is 400 listing eve
 item (index, reason, error type) and nothing is produced, so a client can fix and resend
 the whole request. 202 means every item is acknowledged by the broker; a resend after a
 timeout is harmless because items are keyed by event_id.
+
+Limits, because the endpoint faces the network: a body size cap (413), an item-count cap
+checked before any item is validated (413), a deadline for receiving the body (408: a
+client sending a byte at a time cannot hold a slot for ever), and a cap on requests in
+progress at once (503 with Retry-After: their bodies are held in memory). Parsing and
+validating a body of tens of thousands of items takes seconds of pure Python, so it runs in
+a worker thread: the event loop keeps answering /health and other clients meanwhile
+(json.loads itself holds the GIL, a small share of the time).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +32,14 @@ from services.ingest.producer import NewsSender
 from services.schemas import InvalidMessage
 
 DEFAULT_DELIVERY_TIMEOUT_S = 30.0
+DEFAULT_MAX_ITEMS = 10_000
+DEFAULT_MAX_CONCURRENT = 4
+DEFAULT_BODY_TIMEOUT_S = 30.0
+PARSE_THREADS = 2
+
+
+class TooManyItems(ValueError):
+    """The body holds more items than one request may."""
 
 
 class BadRequest(ValueError):
@@ -37,9 +54,10 @@ class ItemProblem:
 
 
 def parse_batch(
-    body: bytes, *, received_at: datetime | None = None
+    body: bytes, *, received_at: datetime | None = None, max_items: int | None = None
 ) -> tuple[list[EncodedNews], list[ItemProblem]]:
-    """The valid items of a request body, encoded, and a problem for each invalid one (pure)."""
+    """The valid items of a request body, encoded, and a problem for each invalid one (pure);
+    `TooManyItems` before any item is looked at if there are more than `max_items`."""
     try:
         data = json.loads(body.decode("utf-8-sig"), parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
@@ -58,6 +76,10 @@ def parse_batch(
         raise BadRequest("request body must be a JSON object (one item) or a list of objects")
     if not items:
         raise BadRequest("the list is empty: nothing to send")
+    if max_items is not None and len(items) > max_items:
+        raise TooManyItems(
+            f"{len(items):,} items: a request may hold no more than {max_items:,} items; split it"
+        )
     now = received_at or datetime.now(UTC)
     valid: list[EncodedNews] = []
     problems: list[ItemProblem] = []
@@ -82,19 +104,44 @@ def create_app(
     *,
     max_body_bytes: int,
     delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT_S,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> web.Application:
-    """The ingest web app: `POST /news` into `sender`, and `GET /health`."""
+    """The ingest web app: `POST /news` into `sender`, and `GET /health` (limits: module docstring)."""
+    parse_pool = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="ingest-parse")
+    in_progress = 0
 
-    async def post_news(request: web.Request) -> web.Response:
+    async def post_news(request: web.Request) -> web.StreamResponse:
+        nonlocal in_progress
+        if in_progress >= max_concurrent:
+            busy = {"error": f"busy: {max_concurrent} requests in progress; retry shortly"}
+            return web.json_response(busy, status=503, headers={"Retry-After": "1"})
+        in_progress += 1
+        try:
+            return await _post_news(request)
+        finally:
+            in_progress -= 1
+
+    async def _post_news(request: web.Request) -> web.StreamResponse:
         too_large = _json(413, {"error": f"request body is over the {max_body_bytes:,}-byte limit"})
         if request.content_length is not None and request.content_length > max_body_bytes:
             return too_large
         try:
-            body = await request.read()
+            async with asyncio.timeout(body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length
             return too_large
+        except TimeoutError:
+            slow = _json(408, {"error": f"the request body did not arrive within {body_timeout:g} s"})
+            slow.force_close()
+            return slow
         try:
-            batch, problems = parse_batch(body)
+            batch, problems = await asyncio.get_running_loop().run_in_executor(
+                parse_pool, lambda: parse_batch(body, max_items=max_items)
+            )
+        except TooManyItems as exc:
+            return _json(413, {"error": str(exc)})
         except BadRequest as exc:
             return _json(400, {"error": str(exc)})
         if problems:
@@ -112,7 +159,11 @@ def create_app(
     async def health(_: web.Request) -> web.Response:
         return _json(200, {"status": "ok"})
 
+    async def stop_parsing(_: web.Application) -> None:
+        parse_pool.shutdown(wait=False, cancel_futures=True)
+
     app = web.Application(client_max_size=max_body_bytes)
+    app.on_cleanup.append(stop_parsing)
     app.router.add_post("/news", post_news)
     app.router.add_get("/health", health)
     return app

@@ -1,17 +1,29 @@
 """`finsent scheduler`: APScheduler running the retraining on a cron or interval schedule.
 
-The job lives in APScheduler's SQLAlchemy job store on the project database, so a restarted
-scheduler knows when the next run is due. `coalesce=True` turns any number of runs missed
-while it was down into one run, `max_instances=1` keeps a slow run from overlapping the next
-within one process, the misfire grace time says how late a missed run may still start, and
-across processes the retraining's own database lock (services.learning.retrain) makes sure
-two scheduler replicas never train at once.
+The job is rebuilt from the settings at every start, in APScheduler's memory job store;
+the database keeps only when it is due next (`scheduled_jobs`, plain columns), so a
+restarted scheduler knows a run was missed. APScheduler's SQLAlchemy job store is not used:
+it pickles each job into the database and unpickles it on start, and every service shares
+one database role, so a database write would be code execution on the scheduler host.
+
+`coalesce=True` turns any number of runs missed while it was down into one run,
+`max_instances=1` keeps a slow run from overlapping the next within one process, the
+misfire grace time says how late a missed run may still start, and across processes the
+retraining's own database lock (services.learning.retrain) makes sure two scheduler
+replicas never train at once: each replica fires on the same schedule, the second finds
+the lock taken (or no new labels) and records a skipped run.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from services.settings import Settings, get_settings
 
@@ -21,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_ID = "finsent-retrain"
-JOB_FUNC = "services.learning.scheduler:scheduled_retrain"  # by reference: the job store keeps text
 
 
 def scheduled_retrain() -> None:
@@ -52,21 +63,72 @@ def make_trigger(settings: Settings) -> Any:
     return IntervalTrigger(seconds=settings.retrain_interval_minutes * 60, timezone="UTC")
 
 
-def start_scheduler(settings: Settings) -> BackgroundScheduler:
-    """A running background scheduler with the retraining job in the database job store.
+def settle_next_run(engine: Engine, trigger: Any, *, now: datetime) -> datetime | None:
+    """When the job is due: the stored time if the schedule is unchanged (a time in the
+    past is a missed run), else the trigger's next time from `now`, stored. Replicas
+    starting together agree: the first row written wins."""
+    from services.storage import ScheduledJobRow
 
-    A job already in the store keeps its next run time, so runs missed while no scheduler ran
-    are seen as missed (and coalesced into one); a changed schedule is applied. It starts
-    paused so that the job is settled before anything fires.
+    wanted = str(trigger)
+    with Session(engine) as session:
+        row = session.get(ScheduledJobRow, JOB_ID)
+        if row is None:
+            session.add(
+                ScheduledJobRow(id=JOB_ID, next_run_at=trigger.get_next_fire_time(None, now), trigger=wanted)
+            )
+            try:
+                session.commit()
+            except IntegrityError:  # another replica, starting at the same moment, wrote it first
+                session.rollback()
+            row = session.scalars(select(ScheduledJobRow).where(ScheduledJobRow.id == JOB_ID)).one()
+        elif row.trigger is None:  # copied from the old job table: keep its time, learn the trigger
+            row.trigger = wanted
+            session.commit()
+        elif row.trigger != wanted:
+            log.info("retraining schedule changed: %s -> %s", row.trigger, wanted)
+            row.trigger, row.next_run_at = wanted, trigger.get_next_fire_time(None, now)
+            session.commit()
+        return row.next_run_at
+
+
+def _store_next_run(engine: Engine) -> Callable[[str, datetime | None], None]:
+    def store(job_id: str, next_run_at: datetime | None) -> None:
+        from services.storage import ScheduledJobRow
+
+        try:
+            with Session(engine) as session, session.begin():
+                row = session.get(ScheduledJobRow, job_id)
+                if row is not None:
+                    row.next_run_at = next_run_at
+        except Exception:  # the schedule still runs; a restart may then repeat or skip one run
+            log.exception("could not store the next run time of %s", job_id)
+
+    return store
+
+
+def start_scheduler(settings: Settings) -> BackgroundScheduler:
+    """A running background scheduler with the retraining job rebuilt from `settings`.
+
+    It starts paused so that the job is settled (its due time read from the database)
+    before anything fires.
     """
-    from apscheduler.jobstores.base import ConflictingIdError
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from services.storage import make_engine
 
+    engine = make_engine(settings.database_url)
+    store_next_run = _store_next_run(engine)
+
+    class TimeKeepingJobStore(MemoryJobStore):
+        """The memory job store, writing each job's next run time through to `scheduled_jobs`."""
+
+        def update_job(self, job: Any) -> None:
+            super().update_job(job)
+            store_next_run(job.id, job.next_run_time)
+
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=make_engine(settings.database_url))},
+        jobstores={"default": TimeKeepingJobStore()},
         job_defaults={
             "coalesce": True,
             "max_instances": 1,
@@ -74,16 +136,16 @@ def start_scheduler(settings: Settings) -> BackgroundScheduler:
         },
         timezone="UTC",
     )
-    wanted = make_trigger(settings)
+    trigger = make_trigger(settings)
+    next_run = settle_next_run(engine, trigger, now=datetime.now(UTC))
     scheduler.start(paused=True)
-    job = scheduler.get_job(JOB_ID)
-    if job is None:
-        try:
-            scheduler.add_job(JOB_FUNC, trigger=wanted, id=JOB_ID, name="retrain on new labels")
-        except ConflictingIdError:  # another replica, starting at the same moment, added it first
-            job = scheduler.get_job(JOB_ID)
-    if job is not None and str(job.trigger) != str(wanted):
-        log.info("retraining schedule changed: %s -> %s", job.trigger, wanted)
-        job.reschedule(trigger=wanted)
+    if next_run is not None:
+        scheduler.add_job(
+            scheduled_retrain,
+            trigger=trigger,
+            id=JOB_ID,
+            name="retrain on new labels",
+            next_run_time=next_run,
+        )
     scheduler.resume()
     return scheduler

@@ -13,7 +13,13 @@ from services.storage.alert_models import (
     SubscriptionRow,
 )
 from services.storage.engine import make_engine, normalise_url, redact, session_factory
-from services.storage.learning_models import GateDecisionRow, LabelRow, ModelVersionRow, RetrainRunRow
+from services.storage.learning_models import (
+    GateDecisionRow,
+    LabelRow,
+    ModelVersionRow,
+    RetrainRunRow,
+    ScheduledJobRow,
+)
 from services.storage.migrate import current_revision, head_revision, upgrade_database
 from services.storage.models import Base, NewsItemRow, NewsTickerRow, PredictionRow
 from services.storage.repository import (
@@ -40,6 +46,7 @@ __all__ = [
     "LabelRow",
     "ModelVersionRow",
     "RetrainRunRow",
+    "ScheduledJobRow",
     "NewsItemRow",
     "NewsTickerRow",
     "PredictionRow",

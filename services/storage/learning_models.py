@@ -13,6 +13,9 @@
   their reason, and the highest label id it saw, so "new labels" means labels after it.
 - `gate_decisions` records each promotion decision with its reasons and the metrics it
   compared, for audit.
+- `scheduled_jobs` is the retraining schedule's memory across restarts: when its next run
+  is due, and the trigger that time came from. Plain columns: the scheduler rebuilds its
+  job from the settings, so nothing it reads from the database is ever unpickled.
 
 Keep versions/*.py in step with this file: tests compare the migrated schema to it.
 """
@@ -102,3 +105,13 @@ class GateDecisionRow(Base):
     reasons: Mapped[list[str]]
     comparison: Mapped[dict[str, Any]]  # both models' holdout metrics and the thresholds used
     decided_at: Mapped[datetime]
+
+
+class ScheduledJobRow(Base):
+    """When a scheduler job runs next (services.learning.scheduler)."""
+
+    __tablename__ = "scheduled_jobs"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_run_at: Mapped[datetime | None]  # None: the trigger has no further run
+    trigger: Mapped[str | None] = mapped_column(Text)  # str() of the trigger; None: not known

@@ -22,12 +22,9 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Workers that start together must not race to create the same tables (PostgreSQL only).
 _MIGRATION_LOCK_KEY = 0x66696E73  # "fins"
 # What the migrations create but the ORM does not model: expression indexes SQLite cannot
-# hold (headline full-text search, drill-down influence order; PostgreSQL only), and
-# APScheduler's job table (its layout belongs to APScheduler).
-UNMODELLED_INDEXES = frozenset(
-    {"ix_news_items_headline_fts", "ix_predictions_influence", "ix_apscheduler_jobs_next_run_time"}
-)
-UNMODELLED_TABLES = frozenset({"apscheduler_jobs"})
+# hold (headline full-text search, drill-down influence order; PostgreSQL only).
+UNMODELLED_INDEXES = frozenset({"ix_news_items_headline_fts", "ix_predictions_influence"})
+UNMODELLED_TABLES: frozenset[str] = frozenset()
 
 
 def include_in_autogenerate(

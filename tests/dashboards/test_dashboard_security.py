@@ -22,6 +22,7 @@ from services.delivery.repository import add_subscription
 from services.delivery.subscriptions import build_subscription
 from services.learning.label_store import record_labels
 from services.learning.labels import NewLabel
+from services.outbound import OutboundPolicy
 from services.storage import make_engine, session_factory
 
 PAYLOADS = ("<script", "onerror", "<img")
@@ -175,23 +176,27 @@ class _ChattyReceiver(BaseHTTPRequestHandler):
 MARKDOWN_BODY = "**pwned** [click here](https://evil.example/x) :red[alarm]"
 
 
-def test_a_receivers_reply_is_shown_as_text(make_app, db_url: str) -> None:
+def test_a_receivers_reply_never_reaches_the_page(make_app, db_url: str, monkeypatch) -> None:
+    """Only the class of outcome is shown ("HTTP 500"): a reply may hold what an internal
+    service says about itself, and Markdown in it must never render either."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ChattyReceiver)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        _add_subscription(db_url, name="chatty", channel="slack", target=url)
+        loopback = OutboundPolicy.parse("127.0.0.1")
+        _add_subscription(db_url, name="chatty", channel="slack", target=url, policy=loopback)
+        refused = _send_test(open_page(make_app("anna"), "subscriptions"), "chatty")
+        monkeypatch.setenv("FINSENT_OUTBOUND_ALLOW", "127.0.0.1")  # the operator allows loopback
         at = _send_test(open_page(make_app("anna"), "subscriptions"), "chatty")
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+    assert any("loopback address is not allowed" in t.value for t in refused.text)
     assert [e.value for e in at.error] == ["Test notification not delivered."]
-    assert any(MARKDOWN_BODY in t.value for t in at.text)  # verbatim, in a text element
-    for node in walk(at._tree):
-        if getattr(node, "proto", None) is not None and getattr(node, "type", "") not in TEXT_ELEMENTS:
-            assert "pwned" not in str(node.proto), f"reply reached a {node.type} element"
+    assert any("failed (would be retried) (500): HTTP 500 in " in t.value for t in at.text)
+    assert "pwned" not in _everything_shown(at) and "pwned" not in _everything_shown(refused)
 
 
 def test_only_admins_choose_secret_references(db_url: str) -> None:

@@ -149,6 +149,7 @@ class WebhookReceiver:
     default: int = 200
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b"ok"
     requests: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -171,9 +172,10 @@ class WebhookReceiver:
                 self.send_response(status)
                 for name, value in receiver.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", "2")
+                body = b"" if status in (204, 304) else receiver.body  # HTTP: these have no body
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 return
@@ -189,6 +191,66 @@ class WebhookReceiver:
             server.shutdown()
             server.server_close()
             thread.join(5)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@dataclass
+class DripServer:
+    """A real TCP server on 127.0.0.1 that reads what it is sent, then answers `response` one
+    byte every `interval` seconds, for at most `limit` seconds: a receiver that never trips a
+    socket-read timeout. `silent` answers nothing at all (a port that accepts and hangs)."""
+
+    response: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000
+    interval: float = 0.2
+    limit: float = 20.0
+    silent: bool = False
+    speaks_first: bool = False  # SMTP: the server greets before the client says anything
+    connections: int = 0
+
+    @contextmanager
+    def serve(self) -> Iterator[DripServer]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.port = listener.getsockname()[1]
+        stop = threading.Event()
+
+        def drip(conn: socket.socket) -> None:
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    if not self.speaks_first:
+                        conn.recv(65536)
+                    started = time.monotonic()
+                    for byte in self.response:
+                        if stop.is_set() or time.monotonic() - started > self.limit:
+                            return
+                        if not self.silent:
+                            conn.sendall(bytes([byte]))
+                        time.sleep(self.interval)
+                except OSError:  # the client gave up: what the test wants
+                    return
+
+        def accept() -> None:
+            listener.settimeout(0.05)
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                self.connections += 1
+                threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join(5)
+            listener.close()
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"

@@ -20,6 +20,7 @@ from services.delivery.dispatcher import Dispatcher
 from services.delivery.model import Message, Notification
 from services.delivery.render import verify
 from services.delivery.subscriptions import build_subscription
+from services.outbound import OutboundPolicy
 from services.settings import Settings
 from services.storage import DeliveryAttemptRow, DeliveryRow, make_engine, session_factory, upgrade_database
 
@@ -35,6 +36,8 @@ from .delivery_support import (
 )
 
 pytestmark = pytest.mark.integration
+
+LOCAL = OutboundPolicy.parse("127.0.0.1")  # the receivers here are on loopback: allowed explicitly
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +168,7 @@ def test_webhook_status_codes_are_classified(
     monkeypatch.setenv("HOOK_KEY", "k")
     receiver = WebhookReceiver(default=status, headers={"Location": "http://127.0.0.1:1/elsewhere"})
     with receiver.serve():
-        result = WebhookChannel(receiver.url(), "env:HOOK_KEY", timeout=5).send(message())
+        result = WebhookChannel(receiver.url(), "env:HOOK_KEY", timeout=5, policy=LOCAL).send(message())
     assert (result.verdict, result.status_code) == (verdict, status)
     assert len(receiver.requests) == 1  # a redirect is not followed
     assert verify(receiver.requests[0].body, "k", receiver.requests[0].headers["X-Finsent-Signature"])
@@ -175,7 +178,7 @@ def test_webhook_429_passes_retry_after_on(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HOOK_KEY", "k")
     receiver = WebhookReceiver(default=429, headers={"Retry-After": "7"})
     with receiver.serve():
-        result = WebhookChannel(receiver.url(), "env:HOOK_KEY", timeout=5).send(message())
+        result = WebhookChannel(receiver.url(), "env:HOOK_KEY", timeout=5, policy=LOCAL).send(message())
     assert (result.verdict, result.status_code, result.retry_after) == ("retry", 429, 7.0)
 
 
@@ -183,9 +186,11 @@ def test_webhook_timeout_and_refused_connection_are_retried(monkeypatch: pytest.
     monkeypatch.setenv("HOOK_KEY", "k")
     receiver = WebhookReceiver(delay=1.5)
     with receiver.serve():
-        slow = WebhookChannel(receiver.url(), "env:HOOK_KEY", timeout=0.3).send(message())
-    assert slow.verdict == "retry" and "timed out" in (slow.error or "")
-    refused = WebhookChannel(f"http://127.0.0.1:{free_port()}/", "env:HOOK_KEY", timeout=2).send(message())
+        slow = WebhookChannel(receiver.url(), "env:HOOK_KEY", timeout=0.3, policy=LOCAL).send(message())
+    assert slow.verdict == "retry" and "no complete answer within 0.3 s" in (slow.error or "")
+    refused = WebhookChannel(
+        f"http://127.0.0.1:{free_port()}/", "env:HOOK_KEY", timeout=2, policy=LOCAL
+    ).send(message())
     assert refused.verdict == "retry" and "connection failed" in (refused.error or "")
 
 
@@ -193,7 +198,9 @@ def test_webhook_without_its_secret_is_retried_not_sent(monkeypatch: pytest.Monk
     monkeypatch.delenv("MISSING_HOOK_KEY", raising=False)
     receiver = WebhookReceiver()
     with receiver.serve():
-        result = WebhookChannel(receiver.url(), "env:MISSING_HOOK_KEY", timeout=2).send(message())
+        result = WebhookChannel(receiver.url(), "env:MISSING_HOOK_KEY", timeout=2, policy=LOCAL).send(
+            message()
+        )
     assert result.verdict == "retry" and "MISSING_HOOK_KEY is not set" in (result.error or "")
     assert receiver.requests == []
 
@@ -201,7 +208,7 @@ def test_webhook_without_its_secret_is_retried_not_sent(monkeypatch: pytest.Monk
 def test_slack_gets_plain_escaped_text() -> None:
     receiver = WebhookReceiver()
     with receiver.serve():
-        result = SlackChannel(receiver.url("/services/T0/B0/xyz"), None, timeout=5).send(
+        result = SlackChannel(receiver.url("/services/T0/B0/xyz"), None, timeout=5, policy=LOCAL).send(
             message("Crude <!channel> & <http://evil.example|click>")
         )
     assert result.ok

@@ -48,7 +48,9 @@ def invoke(*args: str, **env: str) -> Any:
     get_settings.cache_clear()
     try:
         unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FINSENT_")}
-        return CliRunner().invoke(app, list(args), env={**unset, **env})
+        # the receivers are on loopback: allowed explicitly
+        env = {**unset, "FINSENT_OUTBOUND_ALLOW": "127.0.0.1", **env}
+        return CliRunner().invoke(app, list(args), env=env)
     finally:
         get_settings.cache_clear()
 
@@ -108,7 +110,8 @@ def test_dispatcher_process_delivers_serves_health_and_stops_on_sigterm(
             assert invoke(*add, FINSENT_DATABASE_URL=database).exit_code == 0
             insert_notification(session, scope="topic", key="Energy / Oil")
         env = {**CLEAN_ENV, "FINSENT_DATABASE_URL": database, "FINSENT_DISPATCHER_METRICS_PORT": "0",
-               "FINSENT_DISPATCHER_POLL_SECONDS": "0.1", "DISPATCH_TEST_KEY": "k"}  # fmt: skip
+               "FINSENT_DISPATCHER_POLL_SECONDS": "0.1", "FINSENT_OUTBOUND_ALLOW": "127.0.0.1",
+               "DISPATCH_TEST_KEY": "k"}  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "services", "dispatcher"],
             cwd=tmp_path,

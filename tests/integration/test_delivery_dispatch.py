@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,10 +19,13 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.delivery import repository as repo
+from services.delivery.channels import Channel, build_channel, smtp_config
+from services.delivery.channels.email import EmailChannel
 from services.delivery.dispatcher import Dispatcher
 from services.delivery.model import Subscription
 from services.delivery.render import verify
 from services.delivery.subscriptions import build_subscription
+from services.outbound import OutboundPolicy
 from services.settings import Settings
 from services.storage import (
     AlertOutboxRow,
@@ -31,7 +36,14 @@ from services.storage import (
     upgrade_database,
 )
 
-from .delivery_support import T0, WebhookReceiver, clear_delivery_tables, insert_notification, wait_until
+from .delivery_support import (
+    T0,
+    DripServer,
+    WebhookReceiver,
+    clear_delivery_tables,
+    insert_notification,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +74,14 @@ def settings(**overrides: Any) -> Settings:
         "delivery_timeout_seconds": 2.0,
         "delivery_max_attempts": 8,
         "dispatcher_poll_seconds": 0.02,
+        "outbound_allow": "127.0.0.1",  # the receivers are on loopback: allowed explicitly
     }
     return Settings(**{**base, **overrides})
 
 
 def add(sessions: sessionmaker[Session], **fields: Any) -> Subscription:
     fields.setdefault("secret_ref", "env:TEST_HOOK_SECRET" if fields.get("channel") == "webhook" else None)
-    sub = build_subscription(**fields)
+    sub = build_subscription(**fields, policy=OutboundPolicy.parse("127.0.0.1"))
     with sessions.begin() as session:
         return repo.add_subscription(session, subscription=sub, now=datetime.now(UTC))
 
@@ -430,3 +443,55 @@ def test_a_delivery_that_keeps_crashing_the_dispatcher_is_given_up(
     [delivery] = deliveries(sessions)
     assert (delivery.status, delivery.attempts) == ("dead", 2)
     assert "interrupted" in (delivery.last_error or "")
+
+
+def test_a_dripping_receiver_cannot_stall_the_round_past_its_deadline(
+    sessions: sessionmaker[Session],
+) -> None:
+    """An SMTP server that sends its greeting a byte every 0.2 s never trips smtplib's
+    per-read timeout; a webhook receiver that does the same with its answer never trips a
+    socket timeout either. Each send ends by its own deadline, and a channel whose own
+    limits are longer than the round's (here: e-mail with a 60 s timeout) by the round's
+    deadline, well inside the claim lease: the fast subscriber is delivered, the slow ones
+    are failed attempts to retry, and the cycle returns instead of waiting on them."""
+    smtp_drip = DripServer(
+        response=b"220 " + b"x" * 5000 + b"\r\n", interval=0.2, limit=60, speaks_first=True
+    )
+    http_drip = DripServer(interval=0.2, limit=60)
+    receiver = WebhookReceiver()
+    config = settings(
+        delivery_timeout_seconds=0.5,
+        smtp_host="127.0.0.1",
+        smtp_starttls=False,
+        dispatcher_concurrency=4,
+    )
+    with smtp_drip.serve(), http_drip.serve(), receiver.serve():
+        config = config.model_copy(update={"smtp_port": smtp_drip.port})  # known once it serves
+        add(sessions, name="fast", channel="webhook", target=receiver.url())
+        add(sessions, name="slow-hook", channel="webhook", target=http_drip.url())
+        add(sessions, name="slow-mail", channel="email", target="desk@example.com")
+        add(sessions, name="stuck-mail", channel="email", target="ops@example.com")
+        notify(sessions, scope="topic", key="Energy / Oil")
+
+        def channel_for(sub: Subscription) -> Channel:
+            if sub.name == "stuck-mail":
+                return EmailChannel(sub.target, replace(smtp_config(config), timeout=60.0))
+            return build_channel(sub, config)
+
+        dispatcher = Dispatcher(sessions, config, channel_factory=channel_for)
+        try:
+            assert dispatcher.config.round_deadline < dispatcher.config.lease
+            t0 = time.monotonic()
+            stats = dispatcher.run_once()
+            took = time.monotonic() - t0
+        finally:
+            dispatcher.close()
+    assert took < dispatcher.config.round_deadline.total_seconds() + 3, took
+    assert (stats.sends, stats.delivered, stats.failed) == (4, 1, 3)
+    rows = deliveries(sessions)
+    assert sorted(d.status for d in rows) == ["delivered", "pending", "pending", "pending"]
+    assert sorted(d.last_error or "" for d in rows if d.status == "pending") == [
+        "SMTP exchange not finished within 1 s",
+        "connection failed or no complete answer within 0.5 s",
+        "no answer within the round's deadline of 9 s",
+    ]

@@ -22,6 +22,7 @@ from services.broker import EmbeddedBroker, describe_topics
 from services.cli import app
 from services.ingest import FeedPoller, NewsProducer, encode_news
 from services.ingest.http_source import create_app
+from services.outbound import OutboundPolicy
 from services.settings import get_settings
 
 pytestmark = pytest.mark.integration
@@ -235,7 +236,7 @@ def test_feed_poller_sends_entries_once_across_polls(
     feed.write_text(
         RSS.format(items="\n".join(RSS_ITEM.format(title=t, n=n) for n, t in enumerate(titles[:2])))
     )
-    poller = FeedPoller(f"{base_url}/feed.xml")
+    poller = FeedPoller(f"{base_url}/feed.xml", policy=OutboundPolicy.parse("127.0.0.1"))  # local server
     with NewsProducer(kafka_broker.bootstrap, topic=topic) as producer:
         first = poller.poll(producer)
         second = poller.poll(producer)  # same document: nothing new

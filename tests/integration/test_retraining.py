@@ -384,7 +384,7 @@ def test_schedulers_starting_together_on_a_fresh_database_both_run(
         for scheduler in started:
             scheduler.shutdown(wait=False)  # type: ignore[attr-defined]
     with db_engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM scheduled_jobs")).scalar() == 1
 
 
 def test_a_champion_changed_during_training_is_not_undone(
@@ -429,3 +429,57 @@ def test_a_champion_changed_during_training_is_not_undone(
     with Session(db_engine) as session:
         challenger = session.get_one(ModelVersionRow, outcome.challenger)
     assert challenger.status == "candidate"
+
+
+class _Planted:
+    """A pickle that creates a file when loaded: what a database write could plant."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_planted_in_the_old_job_table_is_never_loaded(
+    db_engine: Engine, scheduler_settings: None, tmp_path: Path
+) -> None:
+    import pickle
+
+    from services.learning.scheduler import JOB_ID, start_scheduler
+
+    marker = tmp_path / "unpickled"
+    with db_engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS apscheduler_jobs "
+                "(id VARCHAR(191) PRIMARY KEY, next_run_time FLOAT, job_state BYTEA NOT NULL)"
+            )
+        )
+        conn.execute(text("DELETE FROM apscheduler_jobs"))
+        conn.execute(
+            text("INSERT INTO apscheduler_jobs VALUES (:id, :t, :state)"),
+            {"id": JOB_ID, "t": time.time() + 3600, "state": pickle.dumps(_Planted(marker))},
+        )
+    scheduler = start_scheduler(get_settings())
+    try:
+        assert scheduler.get_job(JOB_ID) is not None
+    finally:
+        scheduler.shutdown(wait=False)
+    assert not marker.exists()
+
+
+def test_the_schedule_lives_in_plain_columns(db_engine: Engine, scheduler_settings: None) -> None:
+    from sqlalchemy import inspect
+
+    from services.learning.scheduler import JOB_ID, start_scheduler
+
+    scheduler = start_scheduler(get_settings())
+    try:
+        due = scheduler.get_job(JOB_ID).next_run_time
+    finally:
+        scheduler.shutdown(wait=False)
+    assert "apscheduler_jobs" not in inspect(db_engine).get_table_names()  # dropped by the migration
+    with db_engine.connect() as conn:
+        row = conn.execute(text("SELECT id, next_run_at, trigger FROM scheduled_jobs")).one()
+    assert row.id == JOB_ID and row.next_run_at == due and "interval" in row.trigger

@@ -7,13 +7,14 @@ at the end); every test starts from empty tables.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Engine, Integer, MetaData, inspect, select
+from sqlalchemy import Column, Engine, Integer, MetaData, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
@@ -23,12 +24,14 @@ from services.storage import (
     NewsItemRow,
     NewsTickerRow,
     PredictionRow,
+    ScheduledJobRow,
     ScoredItem,
     UpsertCounts,
     count_items,
     count_predictions,
     current_revision,
     head_revision,
+    make_engine,
     predictions_in_range,
     session_factory,
     upgrade_database,
@@ -99,8 +102,8 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrated_schema_matches_models(engine: Engine, database_url: str) -> None:
-    assert current_revision(database_url) == head_revision() == "0004"
-    assert upgrade_database(database_url) == "0004"  # running it again is a no-op
+    assert current_revision(database_url) == head_revision() == "0005"
+    assert upgrade_database(database_url) == "0005"  # running it again is a no-op
     with engine.connect() as conn:
         command.check(alembic_config(conn))  # `alembic check`: raises if autogenerate finds changes
         context = MigrationContext.configure(
@@ -334,3 +337,42 @@ def test_a_non_finite_probability_is_refused_with_a_clear_error(engine: Engine) 
         with pytest.raises(StatementError, match="JSON compliant"):
             store(engine, [item])
     assert counts(engine) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_the_pickled_job_table_is_dropped_keeping_only_its_time(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """0005: APScheduler's job table goes; its next run time is copied from the plain column,
+    and the pickled job_state, planted here with a payload that would create a file, is
+    never loaded."""
+    import pickle
+
+    marker = tmp_path / "unpickled"
+
+    class Planted:
+        def __reduce__(self) -> tuple[object, tuple[str, str]]:
+            return (open, (str(marker), "w"))
+
+    url = (
+        request.getfixturevalue("fresh_postgres_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path}/db"
+    )
+    assert upgrade_database(url, revision="0004") == "0004"
+    due = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO apscheduler_jobs (id, next_run_time, job_state) VALUES (:id, :t, :s)"),
+                {"id": "finsent-retrain", "t": due.timestamp(), "s": pickle.dumps(Planted())},
+            )
+        assert upgrade_database(url) == "0005"
+        assert "apscheduler_jobs" not in inspect(engine).get_table_names()
+        with Session(engine) as session:
+            [row] = session.scalars(select(ScheduledJobRow)).all()
+        assert (row.id, row.next_run_at, row.trigger) == ("finsent-retrain", due, None)
+    finally:
+        engine.dispose()
+    assert not marker.exists()

@@ -52,6 +52,14 @@ HOOK = ["--channel", "webhook", "--target", "https://hooks.example.com/in", "--s
         (["--name", "x", *HOOK[:4], "--secret-ref", "s3cr3t"], "must be env:NAME or file:/absolute/path"),
         (["--name", "x", "--channel", "email", "--target", "desk"], "not an e-mail address"),
         (["--name", "x", "--channel", "log", "--digest-minutes", "0"], "--digest-minutes 0"),
+        (
+            ["--name", "x", *HOOK[:2], "--target", "http://169.254.169.254/latest", *HOOK[4:]],
+            "link-local address is not allowed",
+        ),
+        (
+            ["--name", "x", "--channel", "slack", "--target", "http://127.0.0.1:6379/"],
+            "loopback address is not allowed (the operator can allow it in FINSENT_OUTBOUND_ALLOW)",
+        ),
     ],
 )
 def test_invalid_input_is_one_line_and_stores_nothing(db: Path, args: list[str], message: str) -> None:
@@ -109,3 +117,10 @@ def test_test_reports_a_failing_channel(db: Path) -> None:
     result = invoke(db, "test", "mail")
     assert result.exit_code == 1
     assert "failed (would be retried)" in result.stderr and "set FINSENT_SMTP_HOST" in result.stderr
+
+
+def test_the_operator_can_allow_an_internal_receiver(db: Path) -> None:
+    add = ["add", "--name", "x", *HOOK[:2], "--target", "http://10.1.2.3/hook", *HOOK[4:]]
+    assert invoke(db, *add).exit_code == 2
+    result = invoke(db, *add, FINSENT_OUTBOUND_ALLOW="10.1.0.0/16")
+    assert result.exit_code == 0, result.output

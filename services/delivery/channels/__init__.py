@@ -45,9 +45,13 @@ def build_channel(subscription: Subscription, settings: Settings) -> Channel:
     if subscription.channel == "webhook":
         if subscription.secret_ref is None:  # refused when added; a hand-edited row ends here
             return MisconfiguredChannel("a webhook subscription needs a secret reference")
-        return WebhookChannel(subscription.target, subscription.secret_ref, timeout=timeout)
+        return WebhookChannel(
+            subscription.target, subscription.secret_ref, timeout=timeout, policy=settings.outbound_policy
+        )
     if subscription.channel == "slack":
-        return SlackChannel(subscription.target, subscription.secret_ref, timeout=timeout)
+        return SlackChannel(
+            subscription.target, subscription.secret_ref, timeout=timeout, policy=settings.outbound_policy
+        )
     if subscription.channel == "email":
         return EmailChannel(subscription.target, smtp_config(settings), subscription.secret_ref)
     if subscription.channel == "log":

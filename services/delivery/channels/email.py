@@ -4,13 +4,20 @@ The Message-ID is derived from the delivery's idempotency key, so a re-send afte
 carries the same Message-ID and mail clients and archives that deduplicate by it show one
 message. The password comes from the subscription's secret reference, else from
 FINSENT_SMTP_PASSWORD_FILE; it is never stored in the database.
+
+smtplib has only per-read timeouts, which a server answering a byte at a time never trips;
+a watchdog shuts the socket down when the whole exchange has taken longer than two
+timeouts (its connect and data phases), so a send always ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import smtplib
+import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -32,6 +39,15 @@ class SmtpConfig:
     sender: str = "finsent@localhost"
     starttls: bool = True
     timeout: float = 10.0
+
+
+def _abort(smtp: smtplib.SMTP, expired: threading.Event) -> None:
+    """Unblock whatever read the exchange is waiting in (the watchdog's action)."""
+    expired.set()
+    sock = getattr(smtp, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def message_id(idempotency_key: str, sender: str) -> str:
@@ -79,8 +95,15 @@ class EmailChannel:
         except SecretError as exc:
             return SendResult("retry", None, str(exc))
         mail = build_email(message, sender=cfg.sender, recipient=self.recipient)
+        deadline = 2 * cfg.timeout
+        smtp = smtplib.SMTP(timeout=cfg.timeout)
+        expired = threading.Event()
+        watchdog = threading.Timer(deadline, _abort, args=(smtp, expired))
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            with smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout) as smtp:
+            with smtp:
+                smtp.connect(cfg.host, cfg.port)
                 if cfg.starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if cfg.user and password is not None:
@@ -104,7 +127,11 @@ class EmailChannel:
         except TimeoutError:
             return SendResult("retry", None, f"SMTP timed out after {cfg.timeout:g} s")
         except (smtplib.SMTPException, OSError) as exc:  # connection refused/dropped, TLS failure
+            if expired.is_set():
+                return SendResult("retry", None, f"SMTP exchange not finished within {deadline:g} s")
             return SendResult("retry", None, one_line(f"SMTP {type(exc).__name__}: {exc}"))
+        finally:
+            watchdog.cancel()
         if refused:  # only possible with several recipients; kept for completeness
             return SendResult("retry", None, one_line(f"recipients refused: {refused}"))
         return SendResult("delivered", 250)

@@ -1,37 +1,31 @@
-"""One JSON POST with a timeout, no redirects, and the outcome classified for retrying.
+"""One JSON POST under the outbound policy and a deadline, no redirects, the outcome classified.
 
-urllib rather than aiohttp: the dispatcher is a plain loop with a thread pool, and a
-blocking call with a hard timeout is the simplest thing that is correct there. Redirects
-are refused because urllib would turn a redirected POST into a GET without the body.
+The request goes through services.outbound (aiohttp): the destination policy is checked
+at connect time on the addresses actually connected to, and `timeout` is a deadline for
+the whole request, not a per-read socket timeout that a receiver sending a byte a second
+never trips. A 3xx is an answer, not a redirect to follow: a redirected POST would need
+its body re-sent to a host nobody vetted.
 
-Error messages never contain the URL, nor the text of an exception that may quote it: a
-Slack URL is itself a credential, and a URL read from a secret reference is the secret's
-value. The messages end up in the deliveries table and on the dashboard.
+What a user sees (deliveries.last_error, the dashboard's "Send test") is a class of
+outcome, never the receiver's words: no response body, no reason phrase, and the same
+text whether the connection was refused, reset or never answered, so choosing URLs cannot
+map which ports exist behind the dispatcher. Nor does an error quote the URL: a Slack URL
+is itself a credential, and a URL read from a secret reference is the secret's value.
 """
 
 from __future__ import annotations
 
-import http.client
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from services.delivery.backoff import classify_http_status
-from services.delivery.channels.base import SendResult, one_line
+from services.delivery.channels.base import SendResult
+from services.outbound import DestinationDenied, OutboundError, OutboundPolicy, request
 
 USER_AGENT = "finsent-dispatcher/1"
-MAX_ERROR_BODY = 300
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # urllib then raises HTTPError with the 3xx status
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect())
+PUBLIC_ONLY = OutboundPolicy()
 
 
 def is_http_url(url: str) -> bool:
@@ -47,48 +41,34 @@ def is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> SendResult:
+def post_json(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    *,
+    policy: OutboundPolicy = PUBLIC_ONLY,
+) -> SendResult:
+    """POST `body` to `url` within `timeout` seconds in all; never raises."""
     if not is_http_url(url):  # a hand-edited row; retrying cannot help
         return SendResult("permanent", None, "the target is not an http(s) URL")
+    all_headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT, **headers}
     try:
-        request = urllib.request.Request(url, data=body, method="POST")
-        request.add_header("Content-Type", "application/json; charset=utf-8")
-        request.add_header("User-Agent", USER_AGENT)
-        for name, value in headers.items():
-            request.add_header(name, value)
-        with _OPENER.open(request, timeout=timeout) as response:
-            status = response.status
-            response.read(MAX_ERROR_BODY)
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        try:
-            detail = exc.read(MAX_ERROR_BODY).decode("utf-8", "replace")
-        except OSError:
-            detail = ""
-        finally:
-            exc.close()
-        verdict = classify_http_status(status)
-        error = one_line(f"HTTP {status} {exc.reason}: {detail}" if detail else f"HTTP {status} {exc.reason}")
-        return SendResult(verdict, status, error, _retry_after(exc.headers.get("Retry-After")))
-    except TimeoutError:
-        return SendResult("retry", None, f"timed out after {timeout:g} s")
-    except urllib.error.URLError as exc:
-        return SendResult("retry", None, one_line(f"connection failed: {_reason(exc.reason)}"))
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # reset mid-response, malformed reply
-        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else _reason(exc)
-        return SendResult("retry", None, one_line(detail))
+        response = request("POST", url, policy=policy, deadline=timeout, body=body, headers=all_headers)
+    except DestinationDenied as exc:  # the operator's policy, not the receiver: retrying cannot help
+        return SendResult("permanent", None, str(exc))
+    except OutboundError:
+        return SendResult("retry", None, no_answer(timeout))
+    status = response.status
     verdict = classify_http_status(status)
-    return SendResult(verdict, status, None if verdict == "delivered" else f"HTTP {status}")
+    if verdict == "delivered":
+        return SendResult(verdict, status)
+    return SendResult(verdict, status, f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
 
 
-def _reason(exc: object) -> str:
-    """What went wrong, without the exception's text where that text may quote the URL:
-    ValueError's and http.client's may (InvalidURL does), socket errors do not."""
-    if isinstance(exc, OSError):
-        return str(exc) or type(exc).__name__
-    if isinstance(exc, BaseException):
-        return f"{type(exc).__name__} (details withheld: they may quote the URL or a header)"
-    return str(exc)  # URLError's string reasons are fixed texts ("no host given")
+def no_answer(timeout: float) -> str:
+    """One text for refused, reset, unresolvable and silent receivers alike (see the docstring)."""
+    return f"connection failed or no complete answer within {timeout:g} s"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -13,19 +13,23 @@ from __future__ import annotations
 
 from services.delivery import render
 from services.delivery.channels.base import SendResult
-from services.delivery.channels.http import is_http_url, post_json
+from services.delivery.channels.http import PUBLIC_ONLY, is_http_url, post_json
 from services.delivery.model import Message
 from services.delivery.secrets import SecretError, resolve_secret
 from services.delivery.subscriptions import redact_url
+from services.outbound import OutboundPolicy
 
 
 class SlackChannel:
     name = "slack"
 
-    def __init__(self, target: str, secret_ref: str | None, *, timeout: float) -> None:
+    def __init__(
+        self, target: str, secret_ref: str | None, *, timeout: float, policy: OutboundPolicy = PUBLIC_ONLY
+    ) -> None:
         self.target = target
         self.secret_ref = secret_ref
         self.timeout = timeout
+        self.policy = policy
 
     def describe(self) -> str:
         if self.target.startswith("url in "):
@@ -42,4 +46,6 @@ class SlackChannel:
             if not is_http_url(url):  # fixable by the operator, like a missing secret: retried
                 return SendResult("retry", None, f"secret {self.secret_ref} does not hold an http(s) URL")
         body = render.slack_body(message)
-        return post_json(url, body, {render.IDEMPOTENCY_HEADER: message.idempotency_key}, self.timeout)
+        return post_json(
+            url, body, {render.IDEMPOTENCY_HEADER: message.idempotency_key}, self.timeout, policy=self.policy
+        )

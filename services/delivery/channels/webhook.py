@@ -13,19 +13,27 @@ from collections.abc import Callable
 
 from services.delivery import render
 from services.delivery.channels.base import SendResult
-from services.delivery.channels.http import post_json
+from services.delivery.channels.http import PUBLIC_ONLY, post_json
 from services.delivery.model import Message
 from services.delivery.secrets import SecretError, resolve_secret
 from services.delivery.subscriptions import redact_url
+from services.outbound import OutboundPolicy
 
 
 class WebhookChannel:
     name = "webhook"
 
     def __init__(
-        self, url: str, secret_ref: str, *, timeout: float, clock: Callable[[], float] = time.time
+        self,
+        url: str,
+        secret_ref: str,
+        *,
+        timeout: float,
+        clock: Callable[[], float] = time.time,
+        policy: OutboundPolicy = PUBLIC_ONLY,
     ) -> None:
         self.url = url
+        self.policy = policy
         self.secret_ref = secret_ref
         self.timeout = timeout
         self._clock = clock
@@ -44,4 +52,4 @@ class WebhookChannel:
             render.TIMESTAMP_HEADER: str(int(self._clock())),
             render.IDEMPOTENCY_HEADER: message.idempotency_key,
         }
-        return post_json(self.url, body, headers, self.timeout)
+        return post_json(self.url, body, headers, self.timeout, policy=self.policy)

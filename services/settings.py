@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SUPPORTED_DATABASES = ("postgresql", "postgres", "sqlite")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
@@ -363,6 +365,19 @@ class Settings(BaseSettings):
     def _blank_is_embedded(cls, value: str | None) -> str | None:
         # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
         return (value.strip() or None) if value is not None else None
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        # Only the two backends the migrations and the storage code are tested on; anything
+        # else would fail later with a driver traceback.
+        scheme = value.split("://", 1)[0].split("+", 1)[0].lower() if "://" in value else ""
+        if scheme not in SUPPORTED_DATABASES:
+            raise ValueError(
+                f"unsupported database {scheme or 'URL'!r}: use postgresql://user:password@host:5432/db "
+                "or sqlite:///path/to/finsent.db"
+            )
+        return value
 
     @property
     def default_model_dir(self) -> Path:

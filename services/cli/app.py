@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
+
+# typer vendors click; its usage errors are only importable from here.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from bert_core.errors import BertCoreError
 from services.cli import (
@@ -19,7 +25,7 @@ from services.cli import (
     worker_commands,
 )
 from services.cli.common import quiet_alembic
-from services.cli.errors import fail
+from services.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, fail, settings_error_line, usage_error_line
 from services.logging_setup import configure_logging
 from services.settings import get_settings
 
@@ -29,6 +35,43 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml), not a copy kept in the code."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("finsent")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed: pip install -e .)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"finsent {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print finsent's version and exit",
+        ),
+    ] = False,
+) -> None:
+    """finsent: real-time financial news topic + sentiment monitor.
+
+    Exit codes: 0 success; 1 the command ran and found a problem; 2 bad input (argument,
+    option, FINSENT_* setting, unreachable or unsupported service); 130 interrupted.
+    """
+
+
 app.command()(model_commands.train)
 app.command()(model_commands.evaluate)
 app.command()(model_commands.predict)
@@ -51,15 +94,28 @@ app.add_typer(dashboard_command.dashboard_app, name="dashboard")
 
 
 def main() -> None:
-    try:
-        settings = get_settings()
-    except Exception as exc:  # pydantic ValidationError: a bad FINSENT_* variable
-        fail(f"invalid setting: {' '.join(str(exc).split())}")
-    configure_logging(settings.log_level, settings.log_format)
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    if not {"--version", "--help", "-h"} & set(sys.argv[1:2]):
+        try:
+            settings = get_settings()
+        except (ValidationError, SettingsError) as exc:  # a bad FINSENT_* variable
+            fail(settings_error_line(exc))
+        configure_logging(settings.log_level, settings.log_format)
     quiet_alembic()  # alembic's plugins log at INFO as they load; the commands say what matters
     try:
-        app()
+        # Not standalone: click's usage errors come here and leave as one line, not a box.
+        result = app(prog_name="finsent", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(EXIT_USAGE)
+    except ClickException as exc:
+        fail(usage_error_line(exc), code=exc.exit_code)
+    except typer.Abort:
+        fail("aborted", code=EXIT_INTERRUPTED)
     except BertCoreError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted", code=130)
+        fail("interrupted", code=EXIT_INTERRUPTED)
+    sys.exit(result if isinstance(result, int) else 0)

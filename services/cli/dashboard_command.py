@@ -23,6 +23,7 @@ from typing import Annotated
 
 import typer
 
+from services.cli.choices import Role
 from services.cli.errors import fail
 
 dashboard_app = typer.Typer(
@@ -129,7 +130,7 @@ def _note_users(path: Path) -> None:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="Login name (letters, digits, . _ @ + -)")],
-    role: Annotated[str, typer.Option(help="viewer | analyst | admin")] = "viewer",
+    role: Annotated[Role, typer.Option(help="What the user may do (docs/dashboard.md)")] = Role.viewer,
     email: Annotated[str | None, typer.Option(help="E-mail that matches this user's OIDC login")] = None,
     no_password: Annotated[
         bool, typer.Option("--no-password", help="OIDC-only user: a role, no password login")
@@ -139,7 +140,6 @@ def users_add(
     ] = False,
 ) -> None:
     """Add a user, or change an existing user's role, e-mail and password."""
-    from dashboards.access import ROLES
     from dashboards.users_file import UserEntry, UsersFileError, check_name, hash_password, upsert_user
     from services.settings import get_settings
 
@@ -148,8 +148,6 @@ def users_add(
         check_name(name)
     except UsersFileError as exc:
         fail(str(exc))
-    if role not in ROLES:
-        fail(f"--role {role!r}: choose one of {', '.join(ROLES)}")
     if no_password and not email:
         # OIDC logins match an entry by its verified e-mail only, never by name.
         fail("--no-password needs --email: an OIDC login is matched by its verified e-mail address only")
@@ -164,10 +162,10 @@ def users_add(
         except UsersFileError as exc:
             fail(str(exc))
     try:
-        new = upsert_user(path, UserEntry(name, role, password_hash, email))  # type: ignore[arg-type]
+        new = upsert_user(path, UserEntry(name, role.value, password_hash, email))  # type: ignore[arg-type]
     except UsersFileError as exc:
         fail(str(exc))
-    typer.echo(f"{'added' if new else 'updated'} dashboard user {name} ({role}) in {path}")
+    typer.echo(f"{'added' if new else 'updated'} dashboard user {name} ({role.value}) in {path}")
 
 
 @users_app.command("list")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from services.cli.choices import ModelStatus, Task
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -47,10 +48,6 @@ def _quiet() -> None:
     quiet_alembic()
 
 
-TASKS = ("topic", "sentiment")
-STATUSES = ("candidate", "champion", "retired", "rejected")
-
-
 def _in_session(action: Callable[[Session], T]) -> T:
     """`action` in one transaction on the migrated database; known errors become `fail`."""
     from services.cli.common import in_transaction
@@ -72,12 +69,6 @@ def _user() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _check_task(task: str | None) -> str | None:
-    if task is not None and task not in TASKS:
-        fail(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
-    return task
 
 
 def _short(text: str, width: int) -> str:
@@ -166,7 +157,7 @@ def _print_row_errors(errors: list[Any], limit: int) -> None:
 
 @labels_app.command("list")
 def list_labels_cmd(
-    task: Annotated[str | None, typer.Option(help="topic or sentiment")] = None,
+    task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
     labeller: Annotated[str | None, typer.Option(help="Only this labeller's labels")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest N labels")] = 20,
 ) -> None:
@@ -174,8 +165,8 @@ def list_labels_cmd(
     from services.cli.subscription_commands import format_table
     from services.learning.label_store import list_labels
 
-    _check_task(task)
-    rows = _in_session(lambda session: list_labels(session, task=task, labeller=labeller, limit=limit))
+    task_name = task.value if task is not None else None
+    rows = _in_session(lambda session: list_labels(session, task=task_name, labeller=labeller, limit=limit))
     if not rows:
         typer.echo("no labels; import some with `finsent labels import FILE`")
         return
@@ -207,14 +198,14 @@ def stats() -> None:
 
 @labels_app.command("disagreements")
 def disagreements_cmd(
-    task: Annotated[str | None, typer.Option(help="topic or sentiment")] = None,
+    task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
 ) -> None:
     """Texts whose labellers disagree (for the same task), newest first."""
     from services.learning.label_store import disagreements
 
-    _check_task(task)
-    found = _in_session(lambda session: disagreements(session, task=task, limit=limit))
+    task_name = task.value if task is not None else None
+    found = _in_session(lambda session: disagreements(session, task=task_name, limit=limit))
     if not found:
         typer.echo("no disagreements")
         return
@@ -235,16 +226,15 @@ def _dev_f1(row: ModelVersionRow, task: str) -> str:
 
 @models_app.command("list")
 def list_models(
-    status: Annotated[str | None, typer.Option(help="candidate, champion, retired or rejected")] = None,
+    status: Annotated[ModelStatus | None, typer.Option(help="Only versions with this status")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """Registered versions, newest first, with their dev macro-F1."""
     from services.cli.subscription_commands import format_table
     from services.learning.registry import list_versions
 
-    if status is not None and status not in STATUSES:
-        fail(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
-    rows = _in_session(lambda session: list_versions(session, status=status, limit=limit))
+    status_name = status.value if status is not None else None
+    rows = _in_session(lambda session: list_versions(session, status=status_name, limit=limit))
     if not rows:
         typer.echo("no model versions; add one with `finsent models register DIR`")
         return

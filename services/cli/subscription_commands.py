@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from services.cli.choices import Channel, Scope, Severity
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -39,13 +40,13 @@ def _in_session(action: Callable[[Session], T]) -> T:
 @subscriptions_app.command()
 def add(
     name: Annotated[str, typer.Option("--name", help="Unique name (letters, digits, . _ -)")],
-    channel: Annotated[str, typer.Option("--channel", help="webhook | slack | email | log")],
+    channel: Annotated[Channel, typer.Option("--channel", help="How the alerts are sent")],
     target: Annotated[
         str | None,
         typer.Option(help="URL (webhook, slack), e-mail address, or logger name / 'stdout' (log)"),
     ] = None,
     scope: Annotated[
-        list[str] | None, typer.Option("--scope", help="market | topic | ticker (repeatable; default: all)")
+        list[Scope] | None, typer.Option("--scope", help="Alert scope (repeatable; default: all)")
     ] = None,
     key: Annotated[
         list[str] | None,
@@ -54,7 +55,7 @@ def add(
             help="Topic (exact name, e.g. 'Energy / Oil') or ticker (AAPL, $aapl) (repeatable; default: all)",
         ),
     ] = None,
-    min_severity: Annotated[str, typer.Option(help="warning | high | critical")] = "warning",
+    min_severity: Annotated[Severity, typer.Option(help="Lowest severity delivered")] = Severity.warning,
     secret_ref: Annotated[
         str | None,
         typer.Option(help="env:NAME or file:/path of the webhook HMAC key or SMTP password (not the value)"),
@@ -72,11 +73,11 @@ def add(
     try:
         sub = build_subscription(
             name=name,
-            channel=channel,
+            channel=channel.value,
             target=target,
-            scopes=scope or (),
+            scopes=[s.value for s in scope or ()],
             keys=key or (),
-            min_severity=min_severity,
+            min_severity=min_severity.value,
             secret_ref=secret_ref,
             digest_minutes=digest_minutes,
         )

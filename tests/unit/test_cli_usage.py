@@ -1,0 +1,143 @@
+"""`finsent --version`, and every bad setting or argument as one line with exit code 2.
+
+These run the real entry point (`python -m services`) in a subprocess: `main()` is what
+turns a bad FINSENT_* value or a click usage error into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from services.cli.errors import mask_url, settings_error_line, shown_value
+from services.settings import Settings
+
+
+def finsent(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "services", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, "FINSENT_HOME": str(cwd / "home"), **env},
+        timeout=120,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert result.returncode == code, result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("finsent: error: ")
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+def test_version_comes_from_the_package_metadata(tmp_path: Path) -> None:
+    result = finsent(["--version"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"finsent {version('finsent')}"
+
+
+def test_version_works_even_with_a_bad_setting(tmp_path: Path) -> None:
+    result = finsent(["--version"], tmp_path, FINSENT_PRECISION="fp64")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "FINSENT_PRECISION",
+            "fp64",
+            "FINSENT_PRECISION='fp64': input should be 'auto', 'fp32', 'bf16' or 'int8'",
+        ),
+        ("FINSENT_COMPILE", "maybe", "FINSENT_COMPILE='maybe'"),
+        (
+            "FINSENT_TOPIC_PARTITIONS",
+            "0",
+            "FINSENT_TOPIC_PARTITIONS='0': input should be greater than or equal to 1",
+        ),
+        ("FINSENT_SCORER_MAX_BATCH", "many", "(use a whole number)"),
+        ("FINSENT_GATE_RECALL_FLOORS", "{bad", "FINSENT_GATE_RECALL_FLOORS is not valid JSON"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    line = one_line_error(finsent(["db", "current"], tmp_path, **{variable: value}))
+    assert expected in line
+    assert not (tmp_path / "home").exists()  # nothing was created
+
+
+def test_an_unsupported_database_url_is_one_line_with_the_password_hidden(tmp_path: Path) -> None:
+    result = finsent(["labels", "stats"], tmp_path, FINSENT_DATABASE_URL="mysql://bob:hunter2@db/finsent")
+    line = one_line_error(result)
+    assert "FINSENT_DATABASE_URL='mysql://bob:****@db/finsent'" in line
+    assert "unsupported database 'mysql'" in line and "postgresql://" in line and "sqlite:///" in line
+    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nosuch"], "No such command 'nosuch'. (see `finsent --help`)"),
+        (["labels", "list", "--limit", "0"], "Invalid value for '--limit'"),
+        (["subscriptions", "remove"], "Missing argument 'name'"),
+        (["train", "--out", "m", "--pooling", "max"], "'max' is not one of 'cls', 'mean'"),
+        (["train", "--out", "m", "--precision", "fp16"], "'fp16' is not one of 'auto', 'fp32', 'bf16'"),
+        (
+            ["subscriptions", "add", "--name", "x", "--channel", "pigeon"],
+            "'pigeon' is not one of 'webhook', 'slack', 'email', 'log'",
+        ),
+        (
+            ["subscriptions", "add", "--name", "x", "--channel", "log", "--min-severity", "urgent"],
+            "'urgent' is not one of 'warning', 'high', 'critical'",
+        ),
+        (["dashboard", "users", "add", "bob", "--role", "root"], "'root' is not one of 'viewer'"),
+        (["labels", "list", "--task", "mood"], "'mood' is not one of 'topic', 'sentiment'"),
+        (
+            ["models", "list", "--status", "gold"],
+            "is not one of 'candidate', 'champion', 'retired', 'rejected'",
+        ),
+    ],
+)
+def test_a_bad_argument_is_one_line_with_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    line = one_line_error(finsent(args, tmp_path))
+    assert expected in line
+    assert "Value error" not in line
+    assert not (tmp_path / "home").exists()
+
+
+def test_help_lists_the_choices(tmp_path: Path) -> None:
+    result = finsent(["subscriptions", "add", "--help"], tmp_path, COLUMNS="200")
+    assert result.returncode == 0
+    assert "warning|high|critical" in result.stdout
+    assert "webhook|slack|email|log" in result.stdout
+
+
+def test_settings_error_line_for_several_fields() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        Settings(precision="fp64", database_url="oracle://u:secret@h/db")  # type: ignore[arg-type]
+    line = settings_error_line(caught.value)
+    assert "FINSENT_PRECISION='fp64'" in line
+    assert "FINSENT_DATABASE_URL='oracle://u:****@h/db'" in line
+    assert "secret" not in line
+    assert "\n" not in line
+
+
+def test_masking() -> None:
+    assert mask_url("postgresql://bob:pw@host:5432/db") == "postgresql://bob:****@host:5432/db"
+    assert mask_url("https://hooks.example/T0?x=1") == "https://hooks.example/T0?x=1"
+    assert mask_url("https://token@hooks.example/x") == "https://****@hooks.example/x"
+    assert shown_value("smtp_password", "pw") == "****"
+    assert shown_value("smtp_password_file", "/run/secrets/smtp") == "/run/secrets/smtp"
+    assert shown_value("database_url", "sqlite:///x.db") == "sqlite:///x.db"

@@ -6,10 +6,13 @@ unreachable service or a bad URL ends as one line naming it, never a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
 
 from services.broker.errors import BrokerError
 from services.cli.errors import fail
@@ -19,6 +22,27 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 T = TypeVar("T")
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print JSON instead of a table (the keys are listed above; new keys may be added, none renamed)",
+    ),
+]
+
+
+def echo_json(value: Any) -> None:
+    """One JSON document on stdout; datetimes as ISO 8601 strings."""
+    typer.echo(json.dumps(value, default=_json_default, ensure_ascii=False))
+
+
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def configured_bootstrap() -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from services.cli.choices import ModelStatus, Task
+from services.cli.common import JsonOption, echo_json
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -160,13 +161,27 @@ def list_labels_cmd(
     task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
     labeller: Annotated[str | None, typer.Option(help="Only this labeller's labels")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest N labels")] = 20,
+    as_json: JsonOption = False,
 ) -> None:
-    """The newest labels as a table."""
+    """The newest labels as a table.
+
+    --json: an array of {id, task, label, labeller, split, source, event_id, text,
+    created_at, updated_at} (times in ISO 8601, UTC).
+    """
     from services.cli.subscription_commands import format_table
     from services.learning.label_store import list_labels
 
     task_name = task.value if task is not None else None
     rows = _in_session(lambda session: list_labels(session, task=task_name, labeller=labeller, limit=limit))
+    if as_json:
+        keys = ("id", "task", "label", "labeller", "split", "source", "event_id", "text")
+        echo_json(
+            [
+                {**{k: getattr(r, k) for k in keys}, "created_at": r.created_at, "updated_at": r.updated_at}
+                for r in rows
+            ]
+        )
+        return
     if not rows:
         typer.echo("no labels; import some with `finsent labels import FILE`")
         return
@@ -179,13 +194,31 @@ def list_labels_cmd(
 
 
 @labels_app.command()
-def stats() -> None:
-    """Labels per task and split, labellers, disagreements, and the newest label id."""
+def stats(as_json: JsonOption = False) -> None:
+    """Labels per task and split, labellers, disagreements, and the newest label id.
+
+    --json: {labels, texts: {task: n}, labellers, disagreements, newest_label_id,
+    by_task_split: [{task, split, labels}]}.
+    """
     from services.cli.subscription_commands import format_table
     from services.learning.label_store import label_stats
 
     result = _in_session(label_stats)
     total = sum(result.by_task_split.values())
+    if as_json:
+        echo_json(
+            {
+                "labels": total,
+                "texts": result.texts,
+                "labellers": result.labellers,
+                "disagreements": result.disagreements,
+                "newest_label_id": result.watermark,
+                "by_task_split": [
+                    {"task": t, "split": s, "labels": n} for (t, s), n in sorted(result.by_task_split.items())
+                ],
+            }
+        )
+        return
     typer.echo(
         f"{total} label(s) on {sum(result.texts.values())} text(s) by {result.labellers} labeller(s); "
         f"{result.disagreements} disagreement(s); newest label id {result.watermark}"
@@ -228,13 +261,22 @@ def _dev_f1(row: ModelVersionRow, task: str) -> str:
 def list_models(
     status: Annotated[ModelStatus | None, typer.Option(help="Only versions with this status")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: JsonOption = False,
 ) -> None:
-    """Registered versions, newest first, with their dev macro-F1."""
+    """Registered versions, newest first, with their dev macro-F1.
+
+    --json: an array of what `models show --json` prints per version: {version, status,
+    parent, created_at, status_changed_at, path, sha256, data_hash, dev: {task: {accuracy,
+    macro_f1, n}}, history: [line]}.
+    """
     from services.cli.subscription_commands import format_table
     from services.learning.registry import list_versions
 
     status_name = status.value if status is not None else None
     rows = _in_session(lambda session: list_versions(session, status=status_name, limit=limit))
+    if as_json:
+        echo_json([_describe(r) for r in rows])
+        return
     if not rows:
         typer.echo("no model versions; add one with `finsent models register DIR`")
         return

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from services.cli.choices import Channel, Scope, Severity
+from services.cli.common import JsonOption, echo_json
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -109,12 +110,33 @@ def _describe(sub: Subscription, target: str) -> str:
 
 
 @subscriptions_app.command("list")
-def list_() -> None:
-    """List subscriptions as a table."""
+def list_(as_json: JsonOption = False) -> None:
+    """List subscriptions as a table.
+
+    --json: an array of {name, channel, target (secrets cut), scopes, keys, min_severity,
+    digest_minutes (null: immediate), enabled}.
+    """
     from services.delivery.repository import list_subscriptions
     from services.delivery.subscriptions import display_target
 
     subs = _in_session(list_subscriptions)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": s.name,
+                    "channel": s.channel,
+                    "target": display_target(s),
+                    "scopes": list(s.scopes),
+                    "keys": list(s.keys),
+                    "min_severity": s.min_severity,
+                    "digest_minutes": s.digest_minutes,
+                    "enabled": s.enabled,
+                }
+                for s in subs
+            ]
+        )
+        return
     if not subs:
         typer.echo("no subscriptions; add one with `finsent subscriptions add`")
         return

@@ -12,6 +12,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from bert_core.errors import BertCoreError
 from services.cli import (
+    alert_commands,
     alerter_command,
     dashboard_command,
     db_commands,
@@ -83,6 +84,7 @@ app.command("serve-http")(ingest_commands.serve_http)
 app.command("poll-feed")(ingest_commands.poll_feed)
 app.command()(worker_commands.worker)
 app.command()(alerter_command.alerter)
+app.add_typer(alert_commands.alerts_app, name="alerts")
 app.add_typer(db_commands.db_app, name="db")
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
 app.add_typer(learning_commands.labels_app, name="labels")

@@ -141,3 +141,24 @@ def test_masking() -> None:
     assert shown_value("smtp_password", "pw") == "****"
     assert shown_value("smtp_password_file", "/run/secrets/smtp") == "/run/secrets/smtp"
     assert shown_value("database_url", "sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_parse_since() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.cli.alert_commands import parse_since
+
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    assert parse_since("30m", now=now) == now - timedelta(minutes=30)
+    assert parse_since("1.5h", now=now) == now - timedelta(minutes=90)
+    assert parse_since("2d", now=now) == now - timedelta(days=2)
+    assert parse_since("2026-03-01T09:00", now=now) == datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    assert parse_since("2026-03-01T09:00+01:00", now=now) == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match="neither a duration"):
+        parse_since("yesterday", now=now)
+
+
+def test_bad_since_is_one_line(tmp_path: Path) -> None:
+    line = one_line_error(finsent(["alerts", "list", "--since", "3x"], tmp_path))
+    assert "Invalid value for '--since': '3x' is neither a duration" in line
+    assert not (tmp_path / "home").exists()

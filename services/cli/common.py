@@ -62,6 +62,33 @@ def broker_errors() -> Iterator[None]:
         fail(str(exc))
 
 
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal)")
+]
+
+
+def stdin_is_interactive() -> bool:
+    import sys
+
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def confirm_destructive(question: str, *, yes: bool) -> None:
+    """Ask before deleting something; without a terminal to ask on, refuse (exit 2) unless
+    `--yes` was given, so a script never deletes by accident or hangs on a prompt. A "no"
+    ends the command with exit 1, nothing changed."""
+    if yes:
+        return
+    if not stdin_is_interactive():
+        fail(f"{question.rstrip('?')}: not confirmed (no terminal to ask on); pass --yes to confirm")
+    try:
+        confirmed = typer.confirm(question, default=False)
+    except typer.Abort:
+        confirmed = False
+    if not confirmed:
+        fail("not confirmed; nothing changed (pass --yes to skip the question)", code=1)
+
+
 def quiet_alembic() -> None:
     # Alembic logs its plugin set-up and dialect at INFO; the commands print their own summary.
     logging.getLogger("alembic").setLevel(logging.WARNING)

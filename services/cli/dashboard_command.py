@@ -24,6 +24,7 @@ from typing import Annotated
 import typer
 
 from services.cli.choices import Role
+from services.cli.common import YesOption, confirm_destructive
 from services.cli.errors import fail
 
 dashboard_app = typer.Typer(
@@ -188,12 +189,22 @@ def users_list() -> None:
 
 
 @users_app.command("remove")
-def users_remove(name: Annotated[str, typer.Argument(help="Login name")]) -> None:
-    """Remove a user; their open dashboard sessions end at their next click."""
-    from dashboards.users_file import UsersFileError, remove_user
+def users_remove(name: Annotated[str, typer.Argument(help="Login name")], yes: YesOption = False) -> None:
+    """Remove a user (asks first); their open dashboard sessions end at their next click.
+
+    Exit codes: 0 removed; 1 not confirmed; 2 no such user, or no terminal to ask on and no --yes.
+    """
+    from dashboards.users_file import UsersFileError, read_users, remove_user
     from services.settings import get_settings
 
     path = get_settings().dashboard_users_file
+    try:
+        known = name in read_users(path)
+    except UsersFileError as exc:
+        fail(str(exc))
+    if not known:
+        fail(f"no dashboard user {name!r} in {path}")
+    confirm_destructive(f"Remove dashboard user {name} from {path}?", yes=yes)
     try:
         removed = remove_user(path, name)
     except UsersFileError as exc:

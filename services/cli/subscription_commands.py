@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from services.cli.choices import Channel, Scope, Severity
-from services.cli.common import JsonOption, echo_json
+from services.cli.common import JsonOption, YesOption, confirm_destructive, echo_json
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -164,13 +164,31 @@ def format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> st
 
 
 @subscriptions_app.command()
-def remove(name: Annotated[str, typer.Argument(help="Name of the subscription")]) -> None:
-    """Remove a subscription, with its pending deliveries and delivery history."""
-    from services.delivery.repository import remove_subscription
+def remove(
+    name: Annotated[str, typer.Argument(help="Name of the subscription")],
+    yes: YesOption = False,
+) -> None:
+    """Remove a subscription, with its pending deliveries and delivery history (asks first).
 
-    if not _in_session(lambda session: remove_subscription(session, name=name)):
+    Exit codes: 0 removed; 1 not confirmed; 2 no such subscription, or no terminal to ask
+    on and no --yes.
+    """
+    from services.delivery.repository import count_deliveries, get_subscription, remove_subscription
+
+    def look(session: Session) -> int | None:
+        if get_subscription(session, name=name) is None:
+            return None
+        return count_deliveries(session, name=name)
+
+    deliveries = _in_session(look)
+    if deliveries is None:
         fail(f"no subscription named {name!r} (see `finsent subscriptions list`)")
-    typer.echo(f"removed subscription {name}")
+    confirm_destructive(
+        f"Remove subscription {name} and delete its {deliveries} deliveries (pending and history)?", yes=yes
+    )
+    if not _in_session(lambda session: remove_subscription(session, name=name)):
+        fail(f"no subscription named {name!r} (removed meanwhile?)")
+    typer.echo(f"removed subscription {name} and {deliveries} deliveries")
 
 
 @subscriptions_app.command()

@@ -69,8 +69,12 @@ def test_users_add_list_remove(users_path: Path) -> None:
     assert nameless.exit_code == 2 and "--no-password needs --email" in nameless.output
     short = runner.invoke(app, ["dashboard", "users", "add", "bob", "--password-stdin"], input="short\n")
     assert short.exit_code == 2 and "at least 8" in short.output
-    assert runner.invoke(app, ["dashboard", "users", "remove", "olga"]).exit_code == 0
-    assert runner.invoke(app, ["dashboard", "users", "remove", "olga"]).exit_code == 2
+    unconfirmed = runner.invoke(app, ["dashboard", "users", "remove", "olga"])  # no terminal, no --yes
+    assert unconfirmed.exit_code == 2 and "pass --yes to confirm" in unconfirmed.output
+    assert "olga" in read_users(users_path)
+    assert runner.invoke(app, ["dashboard", "users", "remove", "olga", "--yes"]).exit_code == 0
+    assert "olga" not in read_users(users_path)
+    assert runner.invoke(app, ["dashboard", "users", "remove", "olga", "--yes"]).exit_code == 2
 
 
 def test_dashboard_refuses_a_port_in_use(users_path: Path) -> None:

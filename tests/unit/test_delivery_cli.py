@@ -27,11 +27,14 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "data" / "finsent.db"
 
 
-def invoke(db: Path, *args: str, **env: str) -> Any:
+def invoke(db: Path, *args: str, input: str | None = None, **env: str) -> Any:
     get_settings.cache_clear()
     try:
         return CliRunner().invoke(
-            app, ["subscriptions", *args], env={**CLEAN_ENV, "FINSENT_DATABASE_URL": f"sqlite:///{db}", **env}
+            app,
+            ["subscriptions", *args],
+            input=input,
+            env={**CLEAN_ENV, "FINSENT_DATABASE_URL": f"sqlite:///{db}", **env},
         )
     finally:
         get_settings.cache_clear()
@@ -94,9 +97,22 @@ def test_add_list_test_remove(db: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert record["test"] is True and record["idempotency_key"].startswith("test|stdout|")
     assert "test notification to log stdout: delivered" in result.stdout
 
+    # Without a terminal to ask on, removing needs --yes (one line, exit 2, nothing deleted).
     result = invoke(db, "remove", "stdout")
-    assert result.exit_code == 0 and "removed subscription stdout" in result.stdout
-    result = invoke(db, "remove", "stdout")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "finsent: error: Remove subscription stdout and delete its 0 deliveries (pending and history): "
+        "not confirmed (no terminal to ask on); pass --yes to confirm\n"
+    )
+    assert "stdout" in invoke(db, "list").stdout
+    monkeypatch.setattr("services.cli.common.stdin_is_interactive", lambda: True)
+    result = invoke(db, "remove", "stdout", input="n\n")
+    assert result.exit_code == 1 and "not confirmed; nothing changed" in result.stderr
+    assert "Remove subscription stdout and delete its 0 deliveries" in result.stdout
+    assert "stdout" in invoke(db, "list").stdout
+    result = invoke(db, "remove", "stdout", input="y\n")
+    assert result.exit_code == 0 and "removed subscription stdout and 0 deliveries" in result.stdout
+    result = invoke(db, "remove", "stdout", "--yes")
     assert result.exit_code == 2 and "no subscription named 'stdout'" in result.stderr
     result = invoke(db, "test", "nope")
     assert result.exit_code == 2 and "no subscription named 'nope'" in result.stderr

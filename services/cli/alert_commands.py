@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from services.cli.choices import AlertFilter, Scope
-from services.cli.common import JsonOption, echo_json, in_transaction
+from services.cli.common import DatabaseUrlOption, JsonOption, echo_json, in_transaction
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ def list_alerts(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest N alerts")] = 50,
     as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Alerts, newest first (opened time is event time, UTC).
 
@@ -176,6 +177,7 @@ def _table_row(row: AlertRow) -> dict[str, Any]:
 def show(
     alert_id: Annotated[int, typer.Argument(metavar="ID", help="Alert id (see `finsent alerts list`)")],
     as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """One alert: its state, the analyst actions and the detection's evidence.
 
@@ -212,6 +214,7 @@ ByOption = Annotated[str | None, typer.Option("--by", help="Who (default: your l
 def acknowledge(
     alert_id: Annotated[int, typer.Argument(metavar="ID", help="Alert id")],
     by: ByOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Acknowledge an alert (seen); the first acknowledgement stands."""
     from services.alerting.store import acknowledge_alert
@@ -241,6 +244,7 @@ def acknowledge(
 def resolve(
     alert_id: Annotated[int, typer.Argument(metavar="ID", help="Alert id")],
     by: ByOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Resolve an alert as an analyst (the dashboard's "close"); acknowledges it too.
 

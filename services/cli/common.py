@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from services.broker.errors import BrokerError
-from services.cli.errors import fail
+from services.cli.errors import fail, shown_value
 from services.settings import get_settings
 
 if TYPE_CHECKING:
@@ -64,6 +64,72 @@ def broker_errors() -> Iterator[None]:
 
 YesOption = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal)")
+]
+
+
+def _setting_override(field: str, option: str) -> Callable[[typer.Context, str | None], str | None]:
+    """The callback of an option that stands for a FINSENT_* setting.
+
+    The value becomes the environment variable for the rest of the command, so it reaches
+    every part that reads the settings (including the services `finsent run` starts and the
+    dashboard server `finsent dashboard` becomes), and it is checked like the variable is:
+    a bad value is one line naming the option. The variable is restored when the command ends.
+    """
+    import os
+
+    variable = f"FINSENT_{field.upper()}"
+
+    def apply(ctx: typer.Context, value: str | None) -> str | None:
+        if value is None or ctx.resilient_parsing:  # resilient: shell completion, nothing runs
+            return value
+        from pydantic import ValidationError
+        from pydantic_settings import SettingsError
+
+        from services.cli.errors import settings_error_line
+
+        before = os.environ.get(variable)
+
+        def restore() -> None:
+            if before is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = before
+            get_settings.cache_clear()
+
+        os.environ[variable] = value
+        get_settings.cache_clear()
+        try:
+            get_settings()
+        except (ValidationError, SettingsError) as exc:
+            restore()
+            line = settings_error_line(exc, option_names={field: option})
+            raise typer.BadParameter(line.removeprefix(f"{option}={shown_value(field, value)!r}: ")) from None
+        ctx.call_on_close(restore)
+        return value
+
+    return apply
+
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        metavar="URL",
+        callback=_setting_override("database_url", "--database-url"),
+        help="Database, e.g. postgresql://user@host/db or sqlite:///path.db "
+        "(default: FINSENT_DATABASE_URL, else SQLite in FINSENT_HOME)",
+        show_default=False,
+    ),
+]
+BootstrapServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-server",
+        metavar="HOST:PORT[,HOST:PORT]",
+        callback=_setting_override("kafka_bootstrap", "--bootstrap-server"),
+        help="Kafka bootstrap servers (default: FINSENT_KAFKA_BOOTSTRAP)",
+        show_default=False,
+    ),
 ]
 
 

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from services.cli.choices import Role
-from services.cli.common import YesOption, confirm_destructive
+from services.cli.common import DatabaseUrlOption, YesOption, confirm_destructive
 from services.cli.errors import fail
 
 dashboard_app = typer.Typer(
@@ -87,6 +87,7 @@ def dashboard(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address to listen on [FINSENT_DASHBOARD_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [FINSENT_DASHBOARD_PORT]")] = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Serve the analyst dashboard (migrates the database first)."""
     if ctx.invoked_subcommand is not None:

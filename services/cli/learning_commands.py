@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from services.cli.choices import ModelStatus, Task
-from services.cli.common import JsonOption, echo_json
+from services.cli.common import BootstrapServerOption, DatabaseUrlOption, JsonOption, echo_json
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ def import_(
         bool, typer.Option(help="Store nothing (exit 1) if any row is bad, instead of the good rows")
     ] = False,
     show_errors: Annotated[int, typer.Option(min=0, help="Bad rows to print (all are counted)")] = 20,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Import labels; a relabel by the same labeller replaces their earlier label.
 
@@ -162,6 +163,7 @@ def list_labels_cmd(
     labeller: Annotated[str | None, typer.Option(help="Only this labeller's labels")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest N labels")] = 20,
     as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """The newest labels as a table.
 
@@ -194,7 +196,10 @@ def list_labels_cmd(
 
 
 @labels_app.command()
-def stats(as_json: JsonOption = False) -> None:
+def stats(
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Labels per task and split, labellers, disagreements, and the newest label id.
 
     --json: {labels, texts: {task: n}, labellers, disagreements, newest_label_id,
@@ -233,6 +238,7 @@ def stats(as_json: JsonOption = False) -> None:
 def disagreements_cmd(
     task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Texts whose labellers disagree (for the same task), newest first."""
     from services.learning.label_store import disagreements
@@ -262,6 +268,7 @@ def list_models(
     status: Annotated[ModelStatus | None, typer.Option(help="Only versions with this status")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Registered versions, newest first, with their dev macro-F1.
 
@@ -319,6 +326,7 @@ def _describe(row: ModelVersionRow) -> dict[str, Any]:
 def show(
     version: Annotated[str, typer.Argument(help="Version (see `finsent models list`)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """One version: lineage, hashes, path, dev metrics and its status history."""
     from services.learning.registry import get_version
@@ -381,6 +389,8 @@ def register(
     ] = False,
     note: Annotated[str | None, typer.Option(help="Why it is registered")] = None,
     by: Annotated[str | None, typer.Option(help="Who registers it (default: your login name)")] = None,
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Register a verified model directory (its manifest hashes are checked first)."""
     from services.learning.registry import champion as current_champion
@@ -426,6 +436,8 @@ def promote_cmd(
     ] = False,
     reason: Annotated[str, typer.Option(help="Why (kept in the version's history)")] = "manual promotion",
     by: Annotated[str | None, typer.Option(help="Who promotes (default: your login name)")] = None,
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Make VERSION the champion; the previous champion is retired (a rollback target)."""
     from services.learning.registry import champion, get_version, promote
@@ -453,6 +465,8 @@ def rollback_cmd(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
     reason: Annotated[str, typer.Option(help="Why (kept in the history)")] = "manual rollback",
     by: Annotated[str | None, typer.Option(help="Who rolls back (default: your login name)")] = None,
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Serve the previous champion again (the current one is marked rejected).
 

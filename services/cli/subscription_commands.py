@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from services.cli.choices import Channel, Scope, Severity
-from services.cli.common import JsonOption, YesOption, confirm_destructive, echo_json
+from services.cli.common import DatabaseUrlOption, JsonOption, YesOption, confirm_destructive, echo_json
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ def add(
     digest_minutes: Annotated[
         int | None, typer.Option(help="Send one digest every N minutes instead of each alert at once")
     ] = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Add a subscription (validated; nothing is stored if anything is wrong)."""
     from services.delivery.repository import SubscriptionExists, add_subscription
@@ -110,7 +111,10 @@ def _describe(sub: Subscription, target: str) -> str:
 
 
 @subscriptions_app.command("list")
-def list_(as_json: JsonOption = False) -> None:
+def list_(
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """List subscriptions as a table.
 
     --json: an array of {name, channel, target (secrets cut), scopes, keys, min_severity,
@@ -167,6 +171,7 @@ def format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> st
 def remove(
     name: Annotated[str, typer.Argument(help="Name of the subscription")],
     yes: YesOption = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Remove a subscription, with its pending deliveries and delivery history (asks first).
 
@@ -192,7 +197,10 @@ def remove(
 
 
 @subscriptions_app.command()
-def test(name: Annotated[str, typer.Argument(help="Name of the subscription")]) -> None:
+def test(
+    name: Annotated[str, typer.Argument(help="Name of the subscription")],
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Send a clearly marked test notification through the subscription's real channel."""
     import time
 

@@ -101,6 +101,10 @@ def test_an_unsupported_database_url_is_one_line_with_the_password_hidden(tmp_pa
             "'urgent' is not one of 'warning', 'high', 'critical'",
         ),
         (["dashboard", "users", "add", "bob", "--role", "root"], "'root' is not one of 'viewer'"),
+        (
+            ["labels", "stats", "--database-url", "mysql://bob:hunter2@db/x"],
+            "Invalid value for '--database-url': unsupported database 'mysql'",
+        ),
         (["labels", "list", "--task", "mood"], "'mood' is not one of 'topic', 'sentiment'"),
         (
             ["models", "list", "--status", "gold"],

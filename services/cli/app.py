@@ -14,6 +14,7 @@ from bert_core.errors import BertCoreError
 from services.cli import (
     alert_commands,
     alerter_command,
+    config_command,
     dashboard_command,
     db_commands,
     dispatcher_command,
@@ -85,6 +86,7 @@ app.command("poll-feed")(ingest_commands.poll_feed)
 app.command()(worker_commands.worker)
 app.command()(alerter_command.alerter)
 app.add_typer(alert_commands.alerts_app, name="alerts")
+app.command()(config_command.config)
 app.add_typer(db_commands.db_app, name="db")
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
 app.add_typer(learning_commands.labels_app, name="labels")

@@ -52,19 +52,26 @@ def shown_value(field: str, value: Any) -> str:
 
 
 def mask_url(text: str) -> str:
-    """`scheme://user:****@host/...`: the password (or a bare token) of a URL hidden."""
+    """`scheme://user:****@host/...?token=****`: the password (or a bare token) of a URL
+    hidden, and query values whose names say they are secrets."""
     from urllib.parse import urlsplit
 
     try:
-        parts = urlsplit(text)
+        parts = original = urlsplit(text)
     except ValueError:
         return "<unparsable URL>"
-    if "@" not in parts.netloc:
-        return text
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    user = userinfo.split(":", 1)[0]
-    masked = f"{user}:****@{host}" if ":" in userinfo else f"****@{host}"
-    return parts._replace(netloc=masked).geturl()
+    if parts.query:
+        pairs = (p.partition("=") for p in parts.query.split("&"))
+        query = "&".join(
+            f"{k}={'****' if any(w in k.lower() for w in _SECRET_WORDS) else v}" if eq else k
+            for k, eq, v in pairs
+        )
+        parts = parts._replace(query=query)
+    if "@" in parts.netloc:
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:****@{host}" if ":" in userinfo else f"****@{host}")
+    return text if parts == original else parts.geturl()  # geturl() drops sqlite:///'s empty host
 
 
 def settings_error_line(exc: Exception, *, option_names: dict[str, str] | None = None) -> str:

@@ -142,6 +142,10 @@ def test_masking() -> None:
     assert mask_url("postgresql://bob:pw@host:5432/db") == "postgresql://bob:****@host:5432/db"
     assert mask_url("https://hooks.example/T0?x=1") == "https://hooks.example/T0?x=1"
     assert mask_url("https://token@hooks.example/x") == "https://****@hooks.example/x"
+    assert (
+        mask_url("https://h.example/x?a=1&api_key=abc&token=t")
+        == "https://h.example/x?a=1&api_key=****&token=****"
+    )
     assert shown_value("smtp_password", "pw") == "****"
     assert shown_value("smtp_password_file", "/run/secrets/smtp") == "/run/secrets/smtp"
     assert shown_value("database_url", "sqlite:///x.db") == "sqlite:///x.db"

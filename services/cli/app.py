@@ -18,6 +18,7 @@ from services.cli import (
     dashboard_command,
     db_commands,
     dispatcher_command,
+    doctor_command,
     ingest_commands,
     learning_commands,
     model_commands,
@@ -87,6 +88,7 @@ app.command()(worker_commands.worker)
 app.command()(alerter_command.alerter)
 app.add_typer(alert_commands.alerts_app, name="alerts")
 app.command()(config_command.config)
+app.command()(doctor_command.doctor)
 app.add_typer(db_commands.db_app, name="db")
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
 app.add_typer(learning_commands.labels_app, name="labels")
@@ -105,8 +107,10 @@ def main() -> None:
         try:
             settings = get_settings()
         except (ValidationError, SettingsError) as exc:  # a bad FINSENT_* variable
-            fail(settings_error_line(exc))
-        configure_logging(settings.log_level, settings.log_format)
+            if sys.argv[1:2] != ["doctor"]:  # the doctor reports it among its checks
+                fail(settings_error_line(exc))
+        else:
+            configure_logging(settings.log_level, settings.log_format)
     quiet_alembic()  # alembic's plugins log at INFO as they load; the commands say what matters
     try:
         # Not standalone: click's usage errors come here and leave as one line, not a box.

@@ -33,7 +33,11 @@ from services.logging_setup import configure_logging
 from services.settings import get_settings
 
 app = typer.Typer(
-    help="finsent: real-time financial news topic + sentiment monitor.",
+    help="finsent: real-time financial news topic + sentiment monitor.\n\n"
+    "Exit codes: 0 success; 1 the command ran and found a problem (a failed delivery, a rejected "
+    "import, a doctor check); 2 bad input (argument, option, FINSENT_* setting, unreachable or "
+    "unsupported service); 130 interrupted. `finsent doctor` checks an installation; `finsent "
+    "config` shows the effective settings.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -68,11 +72,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """finsent: real-time financial news topic + sentiment monitor.
-
-    Exit codes: 0 success; 1 the command ran and found a problem; 2 bad input (argument,
-    option, FINSENT_* setting, unreachable or unsupported service); 130 interrupted.
-    """
+    """Options of `finsent` itself (the help text is the app's)."""
 
 
 app.command()(model_commands.train)

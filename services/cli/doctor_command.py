@@ -23,9 +23,11 @@ def doctor(
     database_url: DatabaseUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check the settings, the broker, the database and its migrations, the model directory
-    and its hashes, the seed data, the CPU's features and the free disk; print each as OK or
-    PROBLEM with a one-line fix (secrets masked). Changes nothing.
+    """Check this installation: each part OK, or PROBLEM with a one-line fix.
+
+    Checks the settings, the broker (3 s timeout) and its topics, the database and its
+    migrations, the model directory and its hashes, the seed data, the CPU's features and
+    the free disk in FINSENT_HOME. Secrets are masked; nothing is created or changed.
 
     Exit codes: 0 every check is OK; 1 at least one PROBLEM; 2 a bad option.
 

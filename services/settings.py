@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SUPPORTED_DATABASES = ("postgresql", "postgres", "sqlite")
+# URL schemes of the backends the migrations and the storage code are tested on, with the
+# drivers installed (psycopg 3 for PostgreSQL; a bare postgresql:// means it).
+SUPPORTED_DATABASES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
 
 
 class Settings(BaseSettings):
@@ -369,9 +371,8 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
-        # Only the two backends the migrations and the storage code are tested on; anything
-        # else would fail later with a driver traceback.
-        scheme = value.split("://", 1)[0].split("+", 1)[0].lower() if "://" in value else ""
+        # Anything else would fail later, with a driver traceback.
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
         if scheme not in SUPPORTED_DATABASES:
             raise ValueError(
                 f"unsupported database {scheme or 'URL'!r}: use postgresql://user:password@host:5432/db "

@@ -175,7 +175,7 @@ def guarded_database(action: Callable[[str], T], url: str | None = None) -> tupl
     except DBAPIError as exc:  # OperationalError & co: unreachable, auth, permissions
         detail = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
         fail(f"database {shown}: {detail}")
-    except (ArgumentError, NoSuchModuleError) as exc:
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # ImportError: a driver not installed
         fail(f"invalid FINSENT_DATABASE_URL {shown}: {' '.join(str(exc).split())}")
     except CommandError as exc:  # e.g. an unknown revision
         fail(f"database {shown}: {' '.join(str(exc).split())}")

@@ -47,11 +47,12 @@ def shown_value(field: str, value: Any) -> str:
     if any(word in field for word in _SECRET_WORDS) and not field.endswith("_file"):
         return "****" if text else ""
     if "://" in text:
-        return mask_url(text)
+        # A database URL's user is a login name; a bare user part of another URL is a token.
+        return mask_url(text, user_is_secret=field != "database_url")
     return text
 
 
-def mask_url(text: str) -> str:
+def mask_url(text: str, *, user_is_secret: bool = True) -> str:
     """`scheme://user:****@host/...?token=****`: the password (or a bare token) of a URL
     hidden, and query values whose names say they are secrets."""
     from urllib.parse import urlsplit
@@ -70,7 +71,10 @@ def mask_url(text: str) -> str:
     if "@" in parts.netloc:
         userinfo, host = parts.netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
-        parts = parts._replace(netloc=f"{user}:****@{host}" if ":" in userinfo else f"****@{host}")
+        if ":" in userinfo:
+            parts = parts._replace(netloc=f"{user}:****@{host}")
+        elif user_is_secret:
+            parts = parts._replace(netloc=f"****@{host}")
     return text if parts == original else parts.geturl()  # geturl() drops sqlite:///'s empty host
 
 

@@ -126,6 +126,16 @@ def test_help_lists_the_choices(tmp_path: Path) -> None:
     assert "webhook|slack|email|log" in result.stdout
 
 
+@pytest.mark.parametrize("url", ["postgresql+pg8000://u@h/db", "sqlite+aiosqlite:///x.db", "x.db"])
+def test_only_the_installed_drivers_are_accepted(url: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unsupported database"):
+        Settings(database_url=url)
+    for good in ("postgresql://u@h/db", "postgresql+psycopg://u@h/db", "sqlite:///x.db", "sqlite://"):
+        assert Settings(database_url=good).database_url == good
+
+
 def test_settings_error_line_for_several_fields() -> None:
     from pydantic import ValidationError
 
@@ -149,6 +159,8 @@ def test_masking() -> None:
     assert shown_value("smtp_password", "pw") == "****"
     assert shown_value("smtp_password_file", "/run/secrets/smtp") == "/run/secrets/smtp"
     assert shown_value("database_url", "sqlite:///x.db") == "sqlite:///x.db"
+    assert shown_value("database_url", "postgresql://bob@h/db") == "postgresql://bob@h/db"
+    assert shown_value("database_url", "postgresql://bob:pw@h/db") == "postgresql://bob:****@h/db"
 
 
 def test_parse_since() -> None:

@@ -86,7 +86,9 @@ def streamlit_command(host: str, port: int) -> list[str]:
 def dashboard(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address to listen on [FINSENT_DASHBOARD_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [FINSENT_DASHBOARD_PORT]")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on [FINSENT_DASHBOARD_PORT]")
+    ] = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Serve the analyst dashboard (migrates the database first)."""

@@ -105,6 +105,7 @@ def test_an_unsupported_database_url_is_one_line_with_the_password_hidden(tmp_pa
             ["labels", "stats", "--database-url", "mysql://bob:hunter2@db/x"],
             "Invalid value for '--database-url': unsupported database 'mysql'",
         ),
+        (["dashboard", "--port", "70000"], "Invalid value for '--port'"),
         (["labels", "list", "--task", "mood"], "'mood' is not one of 'topic', 'sentiment'"),
         (
             ["models", "list", "--status", "gold"],

@@ -359,7 +359,9 @@ class Settings(BaseSettings):
     retrain_misfire_grace_seconds: int = Field(
         3600, ge=1, description="A run missed by less than this (scheduler down) still runs, once"
     )
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Lowest level logged (any case)"
+    )
     log_format: Literal["console", "json"] = "console"
 
     @field_validator("kafka_bootstrap")
@@ -367,6 +369,20 @@ class Settings(BaseSettings):
     def _blank_is_embedded(cls, value: str | None) -> str | None:
         # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
         return (value.strip() or None) if value is not None else None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_directory(cls, value: Path) -> Path:
+        # Everything (database, models, logs) is created under it: a file there would fail
+        # later, in whichever command first tries to create something.
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory")
+        return value
 
     @field_validator("database_url")
     @classmethod

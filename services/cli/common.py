@@ -179,6 +179,8 @@ def guarded_database(action: Callable[[str], T], url: str | None = None) -> tupl
         fail(f"invalid FINSENT_DATABASE_URL {shown}: {' '.join(str(exc).split())}")
     except CommandError as exc:  # e.g. an unknown revision
         fail(f"database {shown}: {' '.join(str(exc).split())}")
+    except OSError as exc:  # e.g. a SQLite directory that cannot be created
+        fail(f"database {shown}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
 
 
 def in_transaction(action: Callable[[Session], T]) -> T:

@@ -65,6 +65,7 @@ def test_version_works_even_with_a_bad_setting(tmp_path: Path) -> None:
             "FINSENT_TOPIC_PARTITIONS='0': input should be greater than or equal to 1",
         ),
         ("FINSENT_SCORER_MAX_BATCH", "many", "(use a whole number)"),
+        ("FINSENT_LOG_LEVEL", "LOUD", "FINSENT_LOG_LEVEL='LOUD': input should be 'DEBUG', 'INFO',"),
         ("FINSENT_GATE_RECALL_FLOORS", "{bad", "FINSENT_GATE_RECALL_FLOORS is not valid JSON"),
     ],
 )
@@ -74,6 +75,23 @@ def test_a_bad_setting_is_one_line_naming_the_variable(
     line = one_line_error(finsent(["db", "current"], tmp_path, **{variable: value}))
     assert expected in line
     assert not (tmp_path / "home").exists()  # nothing was created
+
+
+def test_a_file_as_home_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    line = one_line_error(finsent(["labels", "stats"], tmp_path, FINSENT_HOME=str(tmp_path / "afile")))
+    assert "FINSENT_HOME=" in line and "exists and is not a directory" in line
+
+
+def test_a_sqlite_path_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    url = f"sqlite:///{tmp_path}/afile/finsent.db"
+    line = one_line_error(finsent(["labels", "stats"], tmp_path, FINSENT_DATABASE_URL=url))
+    assert line.startswith(f"finsent: error: database {url}: ")
+
+
+def test_log_level_in_any_case() -> None:
+    assert Settings(log_level="debug").log_level == "DEBUG"  # type: ignore[arg-type]
 
 
 def test_an_unsupported_database_url_is_one_line_with_the_password_hidden(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -103,7 +104,9 @@ def main() -> None:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    if not {"--version", "--help", "-h"} & set(sys.argv[1:2]):
+    # Help, the version and shell completion work even with a bad setting.
+    asks_help = {"--help", "-h"} & set(sys.argv[1:]) or sys.argv[1:2] == ["--version"]
+    if not asks_help and "_FINSENT_COMPLETE" not in os.environ:
         try:
             settings = get_settings()
         except (ValidationError, SettingsError) as exc:  # a bad FINSENT_* variable

@@ -201,3 +201,32 @@ def test_bad_since_is_one_line(tmp_path: Path) -> None:
     line = one_line_error(finsent(["alerts", "list", "--since", "3x"], tmp_path))
     assert "Invalid value for '--since': '3x' is neither a duration" in line
     assert not (tmp_path / "home").exists()
+
+
+def test_shell_completion_offers_the_choices(tmp_path: Path) -> None:
+    words = "finsent alerts list --status "
+    result = finsent(
+        [],
+        tmp_path,
+        _FINSENT_COMPLETE="complete_bash",
+        _TYPER_COMPLETE_ARGS=words,
+        COMP_WORDS=words,
+        COMP_CWORD="4",
+        FINSENT_PRECISION="bad",  # completion must work even with a bad setting
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "open",
+        "attention",
+        "acknowledged",
+        "closed",
+        "resolved",
+        "superseded",
+        "all",
+    ]
+
+
+def test_help_works_with_a_bad_setting(tmp_path: Path) -> None:
+    result = finsent(["alerts", "list", "--help"], tmp_path, FINSENT_PRECISION="bad", COLUMNS="200")
+    assert result.returncode == 0, result.stderr
+    assert "open|attention|acknowledged|closed|resolved|superseded|all" in result.stdout

@@ -196,3 +196,16 @@ def test_bad_setting_is_reported_by_the_real_entry_point(tmp_path: Path) -> None
     assert "PROBLEM  settings   FINSENT_PRECISION='fp64': input should be" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "home").exists()
+
+
+def test_model_is_the_registry_champion_without_finsent_model(
+    good_env: dict[str, str], saved_model_dir: Path
+) -> None:
+    env = {k: v for k, v in good_env.items() if k != "FINSENT_MODEL"}
+    code, checks, _ = doctor(env)
+    assert code == 1 and problems(checks) == ["model"]  # no champion, no bootstrap model yet
+    assert "(the bootstrap model) does not exist" in checks["model"]["detail"]
+    assert invoke(["models", "register", str(saved_model_dir), "--champion"], env).exit_code == 0
+    code, checks, _ = doctor(env)
+    assert code == 0, checks
+    assert f"{saved_model_dir.resolve()} (the registry's champion)" in checks["model"]["detail"]

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from services.cli.choices import Role
-from services.cli.common import DatabaseUrlOption, YesOption, confirm_destructive
+from services.cli.common import DatabaseUrlOption, JsonOption, YesOption, confirm_destructive, echo_json
 from services.cli.errors import fail
 
 dashboard_app = typer.Typer(
@@ -173,8 +173,11 @@ def users_add(
 
 
 @users_app.command("list")
-def users_list() -> None:
-    """List users and roles (never the hashes)."""
+def users_list(as_json: JsonOption = False) -> None:
+    """List users and roles (never the hashes).
+
+    --json: an array of {name, role, login ("password" or "oidc only"), email}.
+    """
     from dashboards.users_file import UsersFileError, read_users
     from services.settings import get_settings
 
@@ -183,6 +186,19 @@ def users_list() -> None:
         users = read_users(path)
     except UsersFileError as exc:
         fail(str(exc))
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": e.name,
+                    "role": e.role,
+                    "login": "password" if e.password_hash else "oidc only",
+                    "email": e.email,
+                }
+                for e in sorted(users.values(), key=lambda e: e.name)
+            ]
+        )
+        return
     if not users:
         typer.echo(f"no dashboard users in {path}")
         return

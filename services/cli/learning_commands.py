@@ -238,13 +238,25 @@ def stats(
 def disagreements_cmd(
     task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: JsonOption = False,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Texts whose labellers disagree (for the same task), newest first."""
+    """Texts whose labellers disagree (for the same task), newest first.
+
+    --json: an array of {task, text, labels: {labeller: label}, last_updated}.
+    """
     from services.learning.label_store import disagreements
 
     task_name = task.value if task is not None else None
     found = _in_session(lambda session: disagreements(session, task=task_name, limit=limit))
+    if as_json:
+        echo_json(
+            [
+                {"task": d.task, "text": d.text, "labels": d.labels, "last_updated": d.last_updated}
+                for d in found
+            ]
+        )
+        return
     if not found:
         typer.echo("no disagreements")
         return

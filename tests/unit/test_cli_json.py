@@ -83,6 +83,10 @@ def test_labels_list_and_stats(tmp_path: Path) -> None:
     assert stats["texts"] == {"sentiment": 1, "topic": 1}
     assert sum(row["labels"] for row in stats["by_task_split"]) == 3
     assert stats["newest_label_id"] == listed[0]["id"]
+    [disagreement] = as_json(db, "labels", "disagreements")
+    assert disagreement["task"] == "sentiment" and disagreement["text"] == "Oil major cuts output"
+    assert disagreement["labels"] == {"anna": "bearish", "ben": "neutral"}
+    assert set(disagreement) == {"task", "text", "labels", "last_updated"}
 
 
 def test_subscriptions_list_hides_secrets(tmp_path: Path) -> None:

@@ -20,12 +20,17 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 
 from bert_core.errors import ModelIntegrityError
 from bert_core.hashing import sha256_file
+from bert_core.manifest import (
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    WEIGHTS_FILE,
+    Manifest,
+    read_manifest,
+    verify_model_dir,
+)
 from bert_core.model import MultiTaskClassifier, Pooling
 
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "finsent.json"
-MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 
@@ -41,15 +46,6 @@ class ModelConfig:
     dropout: float = 0.1
     training: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
-
-
-@dataclass
-class Manifest:
-    version: str
-    created: str
-    data_hash: str
-    parent: str | None
-    files: dict[str, str]
 
 
 @dataclass
@@ -145,40 +141,6 @@ def save_model_dir(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return manifest
-
-
-def read_manifest(path: str | Path) -> Manifest:
-    path = Path(path)
-    manifest_path = path / MANIFEST_FILE
-    if not path.is_dir():
-        raise ModelIntegrityError(f"{path}: no such model directory")
-    if not manifest_path.is_file():
-        raise ModelIntegrityError(f"{path}: not a finsent model directory (no {MANIFEST_FILE})")
-    try:
-        return Manifest(**json.loads(manifest_path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ModelIntegrityError(f"{manifest_path}: unreadable manifest ({exc})") from None
-
-
-def verify_model_dir(path: str | Path) -> Manifest:
-    """Check every file against the manifest; raise on any missing or changed file."""
-    path = Path(path)
-    manifest = read_manifest(path)
-    for required in (WEIGHTS_FILE, CONFIG_FILE, "config.json"):
-        if required not in manifest.files:
-            raise ModelIntegrityError(f"{path}: manifest does not list {required}")
-    for name, expected in manifest.files.items():
-        file = path / name
-        if not file.is_file():
-            raise ModelIntegrityError(f"{path}: {name} is missing")
-        actual = sha256_file(file)
-        if actual != expected:
-            raise ModelIntegrityError(
-                f"{path}: {name} does not match its manifest hash "
-                f"(expected {expected[:12]}…, got {actual[:12]}…); the model was modified or "
-                "damaged, refusing to load it"
-            )
     return manifest
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import torch
-
 
 @functools.cache  # the flags do not change while the process runs
 def _cpu_flags() -> str:
@@ -15,6 +13,25 @@ def _cpu_flags() -> str:
         return Path("/proc/cpuinfo").read_text()
     except OSError:
         return ""
+
+
+# The instruction sets that decide torch's speed on a CPU, by /proc/cpuinfo flag:
+# AVX2 (the baseline of fast fp32 kernels), AVX-512, VNNI (int8 dot products: the int8
+# path), bf16 and AMX (native bf16: the bf16 paths).
+CPU_FEATURE_FLAGS: dict[str, tuple[str, ...]] = {
+    "avx2": ("avx2",),
+    "avx512": ("avx512f",),
+    "vnni": ("avx512_vnni", "avx_vnni"),
+    "bf16": ("avx512_bf16", "amx_bf16"),
+    "amx": ("amx_bf16",),
+}
+
+
+def cpu_features(flags: str | None = None) -> dict[str, bool]:
+    """Which of CPU_FEATURE_FLAGS this CPU has (`flags`: a /proc/cpuinfo text; default: this
+    machine's). All False where /proc/cpuinfo cannot be read."""
+    words = set((_cpu_flags() if flags is None else flags).split())
+    return {name: any(f in words for f in alternatives) for name, alternatives in CPU_FEATURE_FLAGS.items()}
 
 
 def cpu_has_bf16() -> bool:
@@ -36,6 +53,8 @@ def cpu_has_amx_bf16() -> bool:
 def onednn_has_ops(namespace: str, *names: str) -> bool:
     """True where torch is built with oneDNN and `torch.ops.<namespace>` has every op named
     (x86 builds have the prepacked and quantised linear ops; other builds may lack them)."""
+    import torch  # here, not at the top: reading the CPU's flags must not cost importing torch
+
     try:
         ops = getattr(torch.ops, namespace)
         return torch.backends.mkldnn.is_available() and all(hasattr(ops, name) for name in names)

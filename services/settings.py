@@ -17,6 +17,9 @@ from bert_core.seed_data import packaged_seed_data
 from services.outbound.policy import OutboundPolicy
 
 DEFAULT_HOME = Path("~/.finsent")
+# URL schemes of the backends the migrations and the storage code are tested on, with the
+# drivers installed (psycopg 3 for PostgreSQL; a bare postgresql:// means it).
+SUPPORTED_DATABASES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
 
 
 class Settings(BaseSettings):
@@ -413,7 +416,9 @@ class Settings(BaseSettings):
     retrain_misfire_grace_seconds: int = Field(
         3600, ge=1, description="A run missed by less than this (scheduler down) still runs, once"
     )
-    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Lowest level logged (any case)"
+    )
     log_format: Literal["console", "json"] = Field(
         "console", description="json: one JSON object per line, for production log shippers"
     )
@@ -450,11 +455,38 @@ class Settings(BaseSettings):
     @property
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.parse(self.outbound_allow)
+
     # Everything finsent writes on its own lives under `home`; these are the only places that
     # name its sub-folders.
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_directory(cls, value: Path) -> Path:
+        # Everything (database, models, logs) is created under it: a file there would fail
+        # later, in whichever command first tries to create something.
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        # Anything else would fail later, with a driver traceback.
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in SUPPORTED_DATABASES:
+            raise ValueError(
+                f"unsupported database {scheme or 'URL'!r}: use postgresql://user:password@host:5432/db "
+                "or sqlite:///path/to/finsent.db"
+            )
+        return value
 
     @property
     def default_model_dir(self) -> Path:

@@ -1,27 +1,29 @@
-"""Alerts as analysts see them, and the analyst actions on them.
-
-The alerter owns `status` (open/resolved, recomputed from event time on every replay); the
-analyst owns `acknowledged_*`, `closed_*` and `muted_*`. Keeping them apart means a replay
-never undoes an analyst's close, and an analyst never corrupts the detector's lifecycle.
-`muted_until` is honoured by the dispatcher's fan-out (services.delivery.repository).
+"""Alerts as analysts see them. The analyst actions (acknowledge, close, mute) live in
+services.alerting.store, shared with `finsent alerts`, and are re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from datetime import datetime
+from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dashboards.data.indices import TimeRange
+from services.alerting.store import (
+    acknowledge_alert,
+    close_alert,
+    mute_alert,
+    reopen_alert,
+    unmute_alert,
+)
 from services.storage.alert_models import AlertRow
 
 A = AlertRow
 AlertShow = Literal["open", "needs attention", "all"]
-MAX_MUTE_HOURS: Final = 24 * 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,51 +163,10 @@ def _sci(value: Any) -> str | None:
 
 
 # --------------------------------------------------------------------------- analyst actions
+# One owner, shared with `finsent alerts`: services.alerting.store.
 
-
-def acknowledge(session: Session, *, alert_id: int, by: str, now: datetime) -> bool:
-    """Mark seen; the first acknowledgement stands (who saw it first is what matters)."""
-    result = session.execute(
-        update(A)
-        .where(A.id == alert_id, A.acknowledged_at.is_(None))
-        .values(acknowledged_by=by, acknowledged_at=now)
-        .returning(A.id)
-    )
-    return result.first() is not None
-
-
-def close(session: Session, *, alert_id: int, by: str, now: datetime) -> bool:
-    """Analyst resolution; also acknowledges it if nobody had."""
-    found = session.execute(
-        update(A).where(A.id == alert_id).values(closed_by=by, closed_at=now).returning(A.id)
-    ).first()
-    if found is not None:
-        acknowledge(session, alert_id=alert_id, by=by, now=now)
-    return found is not None
-
-
-def reopen(session: Session, *, alert_id: int) -> bool:
-    result = session.execute(
-        update(A).where(A.id == alert_id).values(closed_by=None, closed_at=None).returning(A.id)
-    )
-    return result.first() is not None
-
-
-def mute(session: Session, *, alert_id: int, by: str, now: datetime, hours: float) -> datetime:
-    """No deliveries of this alert until now + `hours` (0 < hours <= 30 days); returns the end."""
-    if not 0 < hours <= MAX_MUTE_HOURS:
-        raise ValueError(f"mute for 0 < hours <= {MAX_MUTE_HOURS}, got {hours}")
-    until = now + timedelta(hours=hours)
-    found = session.execute(
-        update(A).where(A.id == alert_id).values(muted_until=until, muted_by=by).returning(A.id)
-    ).first()
-    if found is None:
-        raise LookupError(f"no alert #{alert_id}")
-    return until
-
-
-def unmute(session: Session, *, alert_id: int) -> bool:
-    result = session.execute(
-        update(A).where(A.id == alert_id).values(muted_until=None, muted_by=None).returning(A.id)
-    )
-    return result.first() is not None
+acknowledge = acknowledge_alert
+close = close_alert
+reopen = reopen_alert
+mute = mute_alert
+unmute = unmute_alert

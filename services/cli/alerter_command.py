@@ -14,6 +14,7 @@ import signal
 import socket
 from types import FrameType
 
+from services.cli.common import BootstrapServerOption, DatabaseUrlOption
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -21,7 +22,10 @@ log = logging.getLogger(__name__)
 EXIT_SOFTWARE = 70  # as the scorer: the process ended with its batch unacknowledged
 
 
-def alerter() -> None:
+def alerter(
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Watch news.scored for negative-sentiment spikes; write alerts and publish them to `alerts`."""
     from services.cli.common import broker_errors, configured_bootstrap, guarded_database, quiet_alembic
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Annotated
+
 import typer
+
+# typer vendors click; its usage errors are only importable from here.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from bert_core.errors import BertCoreError
 from services.cli import (
+    alert_commands,
     alerter_command,
+    config_command,
     dashboard_command,
     db_commands,
     dispatcher_command,
+    doctor_command,
     ingest_commands,
     learning_commands,
     model_commands,
@@ -20,16 +30,53 @@ from services.cli import (
     worker_commands,
 )
 from services.cli.common import quiet_alembic
-from services.cli.errors import fail
+from services.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, fail, settings_error_line, usage_error_line
 from services.logging_setup import configure_logging
 from services.settings import get_settings
 
 app = typer.Typer(
-    help="finsent: real-time financial news topic + sentiment monitor.",
+    help="finsent: real-time financial news topic + sentiment monitor.\n\n"
+    "Exit codes: 0 success; 1 the command ran and found a problem (a failed delivery, a rejected "
+    "import, a doctor check); 2 bad input (argument, option, FINSENT_* setting, unreachable or "
+    "unsupported service); 130 interrupted. `finsent doctor` checks an installation; `finsent "
+    "config` shows the effective settings.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml), not a copy kept in the code."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("finsent")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed: pip install -e .)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"finsent {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print finsent's version and exit",
+        ),
+    ] = False,
+) -> None:
+    """Options of `finsent` itself (the help text is the app's)."""
+
+
 app.command()(model_commands.train)
 app.command()(model_commands.evaluate)
 app.command()(model_commands.predict)
@@ -41,6 +88,9 @@ app.command("serve-http")(ingest_commands.serve_http)
 app.command("poll-feed")(ingest_commands.poll_feed)
 app.command()(worker_commands.worker)
 app.command()(alerter_command.alerter)
+app.add_typer(alert_commands.alerts_app, name="alerts")
+app.command()(config_command.config)
+app.command()(doctor_command.doctor)
 app.add_typer(db_commands.db_app, name="db")
 app.command()(prune_command.prune)
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
@@ -53,15 +103,32 @@ app.add_typer(dashboard_command.dashboard_app, name="dashboard")
 
 
 def main() -> None:
-    try:
-        settings = get_settings()
-    except Exception as exc:  # pydantic ValidationError: a bad FINSENT_* variable
-        fail(f"invalid setting: {' '.join(str(exc).split())}")
-    configure_logging(settings.log_level, settings.log_format)
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    # Help, the version and shell completion work even with a bad setting.
+    asks_help = {"--help", "-h"} & set(sys.argv[1:]) or sys.argv[1:2] == ["--version"]
+    if not asks_help and "_FINSENT_COMPLETE" not in os.environ:
+        try:
+            settings = get_settings()
+        except (ValidationError, SettingsError) as exc:  # a bad FINSENT_* variable
+            if sys.argv[1:2] != ["doctor"]:  # the doctor reports it among its checks
+                fail(settings_error_line(exc))
+        else:
+            configure_logging(settings.log_level, settings.log_format)
     quiet_alembic()  # alembic's plugins log at INFO as they load; the commands say what matters
     try:
-        app()
+        # Not standalone: click's usage errors come here and leave as one line, not a box.
+        result = app(prog_name="finsent", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(EXIT_USAGE)
+    except ClickException as exc:
+        fail(usage_error_line(exc), code=exc.exit_code)
+    except typer.Abort:
+        fail("aborted", code=EXIT_INTERRUPTED)
     except BertCoreError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted", code=130)
+        fail("interrupted", code=EXIT_INTERRUPTED)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -6,19 +6,43 @@ unreachable service or a bad URL ends as one line naming it, never a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
 
 from services.broker.errors import BrokerError
-from services.cli.errors import fail
+from services.cli.errors import fail, shown_value
 from services.settings import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 T = TypeVar("T")
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print JSON instead of a table (the keys are listed above; new keys may be added, none renamed)",
+    ),
+]
+
+
+def echo_json(value: Any) -> None:
+    """One JSON document on stdout; datetimes as ISO 8601 strings."""
+    typer.echo(json.dumps(value, default=_json_default, ensure_ascii=False))
+
+
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def configured_bootstrap() -> str:
@@ -36,6 +60,99 @@ def broker_errors() -> Iterator[None]:
         yield
     except BrokerError as exc:
         fail(str(exc))
+
+
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal)")
+]
+
+
+def _setting_override(field: str, option: str) -> Callable[[typer.Context, str | None], str | None]:
+    """The callback of an option that stands for a FINSENT_* setting.
+
+    The value becomes the environment variable for the rest of the command, so it reaches
+    every part that reads the settings (including the services `finsent run` starts and the
+    dashboard server `finsent dashboard` becomes), and it is checked like the variable is:
+    a bad value is one line naming the option. The variable is restored when the command ends.
+    """
+    import os
+
+    variable = f"FINSENT_{field.upper()}"
+
+    def apply(ctx: typer.Context, value: str | None) -> str | None:
+        if value is None or ctx.resilient_parsing:  # resilient: shell completion, nothing runs
+            return value
+        from pydantic import ValidationError
+        from pydantic_settings import SettingsError
+
+        from services.cli.errors import settings_error_line
+
+        before = os.environ.get(variable)
+
+        def restore() -> None:
+            if before is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = before
+            get_settings.cache_clear()
+
+        os.environ[variable] = value
+        get_settings.cache_clear()
+        try:
+            get_settings()
+        except (ValidationError, SettingsError) as exc:
+            restore()
+            line = settings_error_line(exc, option_names={field: option})
+            raise typer.BadParameter(line.removeprefix(f"{option}={shown_value(field, value)!r}: ")) from None
+        ctx.call_on_close(restore)
+        return value
+
+    return apply
+
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        metavar="URL",
+        callback=_setting_override("database_url", "--database-url"),
+        help="Database, e.g. postgresql://user@host/db or sqlite:///path.db "
+        "(default: FINSENT_DATABASE_URL, else SQLite in FINSENT_HOME)",
+        show_default=False,
+    ),
+]
+BootstrapServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-server",
+        metavar="HOST:PORT[,HOST:PORT]",
+        callback=_setting_override("kafka_bootstrap", "--bootstrap-server"),
+        help="Kafka bootstrap servers (default: FINSENT_KAFKA_BOOTSTRAP)",
+        show_default=False,
+    ),
+]
+
+
+def stdin_is_interactive() -> bool:
+    import sys
+
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def confirm_destructive(question: str, *, yes: bool) -> None:
+    """Ask before deleting something; without a terminal to ask on, refuse (exit 2) unless
+    `--yes` was given, so a script never deletes by accident or hangs on a prompt. A "no"
+    ends the command with exit 1, nothing changed."""
+    if yes:
+        return
+    if not stdin_is_interactive():
+        fail(f"{question.rstrip('?')}: not confirmed (no terminal to ask on); pass --yes to confirm")
+    try:
+        confirmed = typer.confirm(question, default=False)
+    except typer.Abort:
+        confirmed = False
+    if not confirmed:
+        fail("not confirmed; nothing changed (pass --yes to skip the question)", code=1)
 
 
 def quiet_alembic() -> None:
@@ -58,10 +175,12 @@ def guarded_database(action: Callable[[str], T], url: str | None = None) -> tupl
     except DBAPIError as exc:  # OperationalError & co: unreachable, auth, permissions
         detail = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
         fail(f"database {shown}: {detail}")
-    except (ArgumentError, NoSuchModuleError) as exc:
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # ImportError: a driver not installed
         fail(f"invalid FINSENT_DATABASE_URL {shown}: {' '.join(str(exc).split())}")
     except CommandError as exc:  # e.g. an unknown revision
         fail(f"database {shown}: {' '.join(str(exc).split())}")
+    except OSError as exc:  # e.g. a SQLite directory that cannot be created
+        fail(f"database {shown}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
 
 
 def in_transaction(action: Callable[[Session], T]) -> T:

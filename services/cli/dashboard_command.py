@@ -23,6 +23,8 @@ from typing import Annotated
 
 import typer
 
+from services.cli.choices import Role
+from services.cli.common import DatabaseUrlOption, JsonOption, YesOption, confirm_destructive, echo_json
 from services.cli.errors import fail
 
 dashboard_app = typer.Typer(
@@ -84,7 +86,10 @@ def streamlit_command(host: str, port: int) -> list[str]:
 def dashboard(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address to listen on [FINSENT_DASHBOARD_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [FINSENT_DASHBOARD_PORT]")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on [FINSENT_DASHBOARD_PORT]")
+    ] = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Serve the analyst dashboard (migrates the database first)."""
     if ctx.invoked_subcommand is not None:
@@ -129,7 +134,7 @@ def _note_users(path: Path) -> None:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="Login name (letters, digits, . _ @ + -)")],
-    role: Annotated[str, typer.Option(help="viewer | analyst | admin")] = "viewer",
+    role: Annotated[Role, typer.Option(help="What the user may do (docs/dashboard.md)")] = Role.viewer,
     email: Annotated[str | None, typer.Option(help="E-mail that matches this user's OIDC login")] = None,
     no_password: Annotated[
         bool, typer.Option("--no-password", help="OIDC-only user: a role, no password login")
@@ -139,7 +144,6 @@ def users_add(
     ] = False,
 ) -> None:
     """Add a user, or change an existing user's role, e-mail and password."""
-    from dashboards.access import ROLES
     from dashboards.users_file import UserEntry, UsersFileError, check_name, hash_password, upsert_user
     from services.settings import get_settings
 
@@ -148,8 +152,6 @@ def users_add(
         check_name(name)
     except UsersFileError as exc:
         fail(str(exc))
-    if role not in ROLES:
-        fail(f"--role {role!r}: choose one of {', '.join(ROLES)}")
     if no_password and not email:
         # OIDC logins match an entry by its verified e-mail only, never by name.
         fail("--no-password needs --email: an OIDC login is matched by its verified e-mail address only")
@@ -164,15 +166,18 @@ def users_add(
         except UsersFileError as exc:
             fail(str(exc))
     try:
-        new = upsert_user(path, UserEntry(name, role, password_hash, email))  # type: ignore[arg-type]
+        new = upsert_user(path, UserEntry(name, role.value, password_hash, email))  # type: ignore[arg-type]
     except UsersFileError as exc:
         fail(str(exc))
-    typer.echo(f"{'added' if new else 'updated'} dashboard user {name} ({role}) in {path}")
+    typer.echo(f"{'added' if new else 'updated'} dashboard user {name} ({role.value}) in {path}")
 
 
 @users_app.command("list")
-def users_list() -> None:
-    """List users and roles (never the hashes)."""
+def users_list(as_json: JsonOption = False) -> None:
+    """List users and roles (never the hashes).
+
+    --json: an array of {name, role, login ("password" or "oidc only"), email}.
+    """
     from dashboards.users_file import UsersFileError, read_users
     from services.settings import get_settings
 
@@ -181,6 +186,19 @@ def users_list() -> None:
         users = read_users(path)
     except UsersFileError as exc:
         fail(str(exc))
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": e.name,
+                    "role": e.role,
+                    "login": "password" if e.password_hash else "oidc only",
+                    "email": e.email,
+                }
+                for e in sorted(users.values(), key=lambda e: e.name)
+            ]
+        )
+        return
     if not users:
         typer.echo(f"no dashboard users in {path}")
         return
@@ -190,12 +208,22 @@ def users_list() -> None:
 
 
 @users_app.command("remove")
-def users_remove(name: Annotated[str, typer.Argument(help="Login name")]) -> None:
-    """Remove a user; their open dashboard sessions end at their next click."""
-    from dashboards.users_file import UsersFileError, remove_user
+def users_remove(name: Annotated[str, typer.Argument(help="Login name")], yes: YesOption = False) -> None:
+    """Remove a user (asks first); their open dashboard sessions end at their next click.
+
+    Exit codes: 0 removed; 1 not confirmed; 2 no such user, or no terminal to ask on and no --yes.
+    """
+    from dashboards.users_file import UsersFileError, read_users, remove_user
     from services.settings import get_settings
 
     path = get_settings().dashboard_users_file
+    try:
+        known = name in read_users(path)
+    except UsersFileError as exc:
+        fail(str(exc))
+    if not known:
+        fail(f"no dashboard user {name!r} in {path}")
+    confirm_destructive(f"Remove dashboard user {name} from {path}?", yes=yes)
     try:
         removed = remove_user(path, name)
     except UsersFileError as exc:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli.common import guarded_database, quiet_alembic
+from services.cli.common import DatabaseUrlOption, guarded_database, quiet_alembic
 
 db_app = typer.Typer(help="Database schema (FINSENT_DATABASE_URL).", no_args_is_help=True)
 
@@ -18,6 +18,7 @@ db_app = typer.Typer(help="Database schema (FINSENT_DATABASE_URL).", no_args_is_
 @db_app.command()
 def upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Create or migrate the schema to the newest revision (safe to run again)."""
     quiet_alembic()
@@ -32,7 +33,9 @@ def upgrade(
 
 
 @db_app.command()
-def current() -> None:
+def current(
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Print the schema revision of the database and whether it is the newest."""
     quiet_alembic()
     from services.storage import current_revision, head_revision

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from services.cli.common import DatabaseUrlOption
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 def dispatcher(
     once: Annotated[bool, typer.Option("--once", help="Run one cycle (fan out, send what is due)")] = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Deliver alert notifications (webhook, Slack, e-mail, log) with retries until stopped."""
     from services.cli.common import guarded_database, quiet_alembic

@@ -1,13 +1,156 @@
-"""Turning user errors into one line on stderr and a non-zero exit, never a traceback."""
+"""Turning user errors into one line on stderr and a non-zero exit, never a traceback.
+
+This is the one place that translates what the libraries raise for bad input: pydantic's
+validation of FINSENT_* settings (which names fields, not variables, over many lines) and
+click's usage errors (which draw a box around a multi-line message). Each becomes one line
+naming what the user typed, what is wrong and what is allowed.
+
+Exit codes of every command: 0 success; 1 the command ran and found a problem (a failed
+delivery, a rejected import, `doctor` finding a problem); 2 bad input (an argument, an
+option, a setting, an unreachable or unsupported service); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from typer._click.exceptions import ClickException
 
-def fail(message: str, *, code: int = 2) -> NoReturn:
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Values never echoed back in an error line: they may hold a password or a token.
+_SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+def fail(message: str, *, code: int = EXIT_USAGE) -> NoReturn:
     typer.echo(f"finsent: error: {message}", err=True)
     sys.exit(code)
+
+
+def env_name(field: str) -> str:
+    return f"FINSENT_{field.upper()}"
+
+
+def shown_value(field: str, value: Any) -> str:
+    """A setting's value as it may appear in a message or a listing: URLs without their
+    password, secrets not at all."""
+    if value is None:
+        return ""
+    text = str(value)
+    if any(word in field for word in _SECRET_WORDS) and not field.endswith("_file"):
+        return "****" if text else ""
+    if "://" in text:
+        # A database URL's user is a login name; a bare user part of another URL is a token.
+        return mask_url(text, user_is_secret=field != "database_url")
+    return text
+
+
+def mask_url(text: str, *, user_is_secret: bool = True) -> str:
+    """`scheme://user:****@host/...?token=****`: the password (or a bare token) of a URL
+    hidden, and query values whose names say they are secrets."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = original = urlsplit(text)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.query:
+        pairs = (p.partition("=") for p in parts.query.split("&"))
+        query = "&".join(
+            f"{k}={'****' if any(w in k.lower() for w in _SECRET_WORDS) else v}" if eq else k
+            for k, eq, v in pairs
+        )
+        parts = parts._replace(query=query)
+    if "@" in parts.netloc:
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        if ":" in userinfo:
+            parts = parts._replace(netloc=f"{user}:****@{host}")
+        elif user_is_secret:
+            parts = parts._replace(netloc=f"****@{host}")
+    return text if parts == original else parts.geturl()  # geturl() drops sqlite:///'s empty host
+
+
+def settings_error_line(exc: Exception, *, option_names: dict[str, str] | None = None) -> str:
+    """One line for a `ValidationError` / `SettingsError` of `Settings`: the environment
+    variable (or the option, when `option_names` maps the field to one), the value given,
+    what is wrong and what is allowed."""
+    from pydantic import ValidationError
+
+    names = option_names or {}
+    if not isinstance(exc, ValidationError):
+        # pydantic-settings' SettingsError: a complex value (dict, list) that is not JSON.
+        text = " ".join(str(exc).split())
+        field = _quoted_field(text)
+        if field is not None:
+            return f"{names.get(field, env_name(field))} is not valid JSON (e.g. {_json_example(field)})"
+        return f"invalid setting: {text}"
+    return "; ".join(_error_part(error, names) for error in _first_per_field(exc))
+
+
+def _first_per_field(exc: ValidationError) -> list[Any]:
+    seen: set[str] = set()
+    errors = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "default_factory_not_called":  # follows from another field's error
+            continue
+        if field not in seen:
+            seen.add(field)
+            errors.append(error)
+    return errors
+
+
+def _error_part(error: Any, names: dict[str, str]) -> str:
+    loc = error["loc"]
+    field = str(loc[0]) if loc else ""
+    where = names.get(field, env_name(field)) if field else "settings"
+    given = shown_value(field, error.get("input"))
+    message = str(error.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    return f"{where}={given!r}: {_lower_first(message)}{_allowed(field, error)}"
+
+
+def _allowed(field: str, error: Any) -> str:
+    """What to write instead, when pydantic's message does not already say it."""
+    kind = str(error.get("type", ""))
+    if kind.startswith("bool"):
+        return " (use true or false)"
+    if kind.startswith("int_"):
+        return " (use a whole number)"
+    if kind.startswith("float_"):
+        return " (use a number)"
+    return ""
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _quoted_field(text: str) -> str | None:
+    import re
+
+    match = re.search(r'field "([a-z0-9_]+)"', text)
+    return match.group(1) if match else None
+
+
+def _json_example(field: str) -> str:
+    if field == "gate_recall_floors":
+        return '{"topic": {"IPO": 0.1}}'
+    return "a JSON object"
+
+
+def usage_error_line(exc: ClickException) -> str:
+    """One line for a click usage error: the message and where to read the options."""
+    message = " ".join(exc.format_message().split()).replace("Value error, ", "")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        return f"{message} (see `{ctx.command_path} --help`)"
+    return message

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from services.cli.common import broker_errors, configured_bootstrap
+from services.cli.common import BootstrapServerOption, broker_errors, configured_bootstrap
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -55,7 +55,9 @@ def _producer(bootstrap: str, topic: str) -> NewsProducer:
         )
 
 
-def init() -> None:
+def init(
+    bootstrap_server: BootstrapServerOption = None,
+) -> None:
     """Create the pipeline's topics (news.raw, news.scored, news.dlq, model.events, alerts); idempotent."""
     from services.broker.topics import ensure_topics, pipeline_topics
 
@@ -98,6 +100,7 @@ def ingest(
         float | None,
         typer.Option("--replay-speed", help="Follow the gaps between published_at, X times faster"),
     ] = None,
+    bootstrap_server: BootstrapServerOption = None,
 ) -> None:
     """Send a news file to news.raw, validated row by row (invalid rows are reported and skipped)."""
     from tqdm import tqdm
@@ -161,6 +164,7 @@ def serve_http(
             help=f"Port (env FINSENT_INGEST_HTTP_PORT, default {_default('ingest_http_port')})",
         ),
     ] = None,
+    bootstrap_server: BootstrapServerOption = None,
 ) -> None:
     """Accept news over HTTP: POST /news (one JSON object or a list) into news.raw; GET /health."""
     from services.ingest.http_source import create_app, serve
@@ -202,6 +206,7 @@ def poll_feed(
         ),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Poll once and exit (for cron)")] = False,
+    bootstrap_server: BootstrapServerOption = None,
 ) -> None:
     """Poll a feed and send each new entry to news.raw once; runs until Ctrl-C."""
     from services.ingest.feed_source import FeedError, FeedPoller, PollResult, check_feed_url, run_poller

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from services.cli.choices import ModelStatus, Task
+from services.cli.common import BootstrapServerOption, DatabaseUrlOption, JsonOption, echo_json
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -47,10 +49,6 @@ def _quiet() -> None:
     quiet_alembic()
 
 
-TASKS = ("topic", "sentiment")
-STATUSES = ("candidate", "champion", "retired", "rejected")
-
-
 def _in_session(action: Callable[[Session], T]) -> T:
     """`action` in one transaction on the migrated database; known errors become `fail`."""
     from services.cli.common import in_transaction
@@ -72,12 +70,6 @@ def _user() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _check_task(task: str | None) -> str | None:
-    if task is not None and task not in TASKS:
-        fail(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
-    return task
 
 
 def _short(text: str, width: int) -> str:
@@ -108,6 +100,7 @@ def import_(
         typer.Option(help="Store nothing if any row is bad, instead of the good rows (exit 1 either way)"),
     ] = False,
     show_errors: Annotated[int, typer.Option(min=0, help="Bad rows to print (all are counted)")] = 20,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Import labels; a relabel by the same labeller replaces their earlier label.
 
@@ -181,16 +174,31 @@ def _print_row_errors(errors: list[Any], limit: int) -> None:
 
 @labels_app.command("list")
 def list_labels_cmd(
-    task: Annotated[str | None, typer.Option(help="topic or sentiment")] = None,
+    task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
     labeller: Annotated[str | None, typer.Option(help="Only this labeller's labels")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest N labels")] = 20,
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
-    """The newest labels as a table."""
+    """The newest labels as a table.
+
+    --json: an array of {id, task, label, labeller, split, source, event_id, text,
+    created_at, updated_at} (times in ISO 8601, UTC).
+    """
     from services.cli.subscription_commands import format_table
     from services.learning.label_store import list_labels
 
-    _check_task(task)
-    rows = _in_session(lambda session: list_labels(session, task=task, labeller=labeller, limit=limit))
+    task_name = task.value if task is not None else None
+    rows = _in_session(lambda session: list_labels(session, task=task_name, labeller=labeller, limit=limit))
+    if as_json:
+        keys = ("id", "task", "label", "labeller", "split", "source", "event_id", "text")
+        echo_json(
+            [
+                {**{k: getattr(r, k) for k in keys}, "created_at": r.created_at, "updated_at": r.updated_at}
+                for r in rows
+            ]
+        )
+        return
     if not rows:
         typer.echo("no labels; import some with `finsent labels import FILE`")
         return
@@ -203,13 +211,34 @@ def list_labels_cmd(
 
 
 @labels_app.command()
-def stats() -> None:
-    """Labels per task and split, labellers, disagreements, and the newest label id."""
+def stats(
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Labels per task and split, labellers, disagreements, and the newest label id.
+
+    --json: {labels, texts: {task: n}, labellers, disagreements, newest_label_id,
+    by_task_split: [{task, split, labels}]}.
+    """
     from services.cli.subscription_commands import format_table
     from services.learning.label_store import label_stats
 
     result = _in_session(label_stats)
     total = sum(result.by_task_split.values())
+    if as_json:
+        echo_json(
+            {
+                "labels": total,
+                "texts": result.texts,
+                "labellers": result.labellers,
+                "disagreements": result.disagreements,
+                "newest_label_id": result.watermark,
+                "by_task_split": [
+                    {"task": t, "split": s, "labels": n} for (t, s), n in sorted(result.by_task_split.items())
+                ],
+            }
+        )
+        return
     typer.echo(
         f"{total} label(s) on {sum(result.texts.values())} text(s) by {result.labellers} labeller(s); "
         f"{result.disagreements} disagreement(s); newest label id {result.watermark}"
@@ -222,14 +251,27 @@ def stats() -> None:
 
 @labels_app.command("disagreements")
 def disagreements_cmd(
-    task: Annotated[str | None, typer.Option(help="topic or sentiment")] = None,
+    task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Texts whose labellers disagree (for the same task), newest first."""
+    """Texts whose labellers disagree (for the same task), newest first.
+
+    --json: an array of {task, text, labels: {labeller: label}, last_updated}.
+    """
     from services.learning.label_store import disagreements
 
-    _check_task(task)
-    found = _in_session(lambda session: disagreements(session, task=task, limit=limit))
+    task_name = task.value if task is not None else None
+    found = _in_session(lambda session: disagreements(session, task=task_name, limit=limit))
+    if as_json:
+        echo_json(
+            [
+                {"task": d.task, "text": d.text, "labels": d.labels, "last_updated": d.last_updated}
+                for d in found
+            ]
+        )
+        return
     if not found:
         typer.echo("no disagreements")
         return
@@ -250,16 +292,25 @@ def _dev_f1(row: ModelVersionRow, task: str) -> str:
 
 @models_app.command("list")
 def list_models(
-    status: Annotated[str | None, typer.Option(help="candidate, champion, retired or rejected")] = None,
+    status: Annotated[ModelStatus | None, typer.Option(help="Only versions with this status")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Registered versions, newest first, with their dev macro-F1."""
+    """Registered versions, newest first, with their dev macro-F1.
+
+    --json: an array of what `models show --json` prints per version: {version, status,
+    parent, created_at, status_changed_at, path, sha256, data_hash, dev: {task: {accuracy,
+    macro_f1, n}}, history: [line]}.
+    """
     from services.cli.subscription_commands import format_table
     from services.learning.registry import list_versions
 
-    if status is not None and status not in STATUSES:
-        fail(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
-    rows = _in_session(lambda session: list_versions(session, status=status, limit=limit))
+    status_name = status.value if status is not None else None
+    rows = _in_session(lambda session: list_versions(session, status=status_name, limit=limit))
+    if as_json:
+        echo_json([_describe(r) for r in rows])
+        return
     if not rows:
         typer.echo("no model versions; add one with `finsent models register DIR`")
         return
@@ -302,6 +353,7 @@ def _describe(row: ModelVersionRow) -> dict[str, Any]:
 def show(
     version: Annotated[str, typer.Argument(help="Version (see `finsent models list`)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """One version: lineage, hashes, path, dev metrics and its status history."""
     from services.learning.registry import get_version
@@ -364,6 +416,8 @@ def register(
     ] = False,
     note: Annotated[str | None, typer.Option(help="Why it is registered")] = None,
     by: Annotated[str | None, typer.Option(help="Who registers it (default: your login name)")] = None,
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Register a verified model directory (its manifest hashes are checked first)."""
     from services.learning.registry import champion as current_champion
@@ -409,6 +463,8 @@ def promote_cmd(
     ] = False,
     reason: Annotated[str, typer.Option(help="Why (kept in the version's history)")] = "manual promotion",
     by: Annotated[str | None, typer.Option(help="Who promotes (default: your login name)")] = None,
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Make VERSION the champion; the previous champion is retired (a rollback target)."""
     from services.learning.registry import champion, get_version, promote
@@ -436,6 +492,8 @@ def rollback_cmd(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
     reason: Annotated[str, typer.Option(help="Why (kept in the history)")] = "manual rollback",
     by: Annotated[str | None, typer.Option(help="Who rolls back (default: your login name)")] = None,
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Serve the previous champion again (the current one is marked rejected).
 

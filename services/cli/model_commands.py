@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from bert_core.config import MlmConfig, TrainConfig
+from services.cli.choices import ClassWeighting, EvalSplit, Pooling, Precision, TrainPrecision
 from services.settings import get_settings
 
 PathOpt = Annotated[Path | None, typer.Option(dir_okay=False)]
@@ -35,10 +36,12 @@ def train(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
     learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = TrainConfig.learning_rate,
-    pooling: Annotated[str, typer.Option(help="cls or mean")] = TrainConfig.pooling,
+    pooling: Annotated[
+        Pooling, typer.Option(help="Sentence vector: the [CLS] token or the mean of all tokens")
+    ] = Pooling(TrainConfig.pooling),
     class_weighting: Annotated[
-        str, typer.Option(help="none, sqrt_inverse or inverse")
-    ] = TrainConfig.class_weighting,
+        ClassWeighting, typer.Option(help="Loss weight of rare classes")
+    ] = ClassWeighting(TrainConfig.class_weighting),
     freeze_word_embeddings: Annotated[
         bool, typer.Option(help="Keep the word-embedding matrix frozen (1.6x faster steps on CPU)")
     ] = True,
@@ -98,11 +101,9 @@ def train(
         ),
     ] = TrainConfig.rdrop_alpha,
     precision: Annotated[
-        str,
-        typer.Option(
-            help="auto (bf16 mixed precision where the CPU has bf16 units, else fp32), fp32 or bf16"
-        ),
-    ] = TrainConfig.precision,
+        TrainPrecision,
+        typer.Option(help="auto: bf16 mixed precision where the CPU has bf16 units, else fp32"),
+    ] = TrainPrecision(TrainConfig.precision),
     seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
     init_seed: Annotated[
         int | None,
@@ -125,33 +126,21 @@ def train(
         from services.cli.errors import fail
 
         fail("give --sentiment-data and/or --topic-data (CSV with text,label columns)")
-    if pooling not in ("cls", "mean"):
-        from services.cli.errors import fail
-
-        fail(f"--pooling must be cls or mean, not {pooling!r}")
-    if class_weighting not in ("none", "sqrt_inverse", "inverse"):
-        from services.cli.errors import fail
-
-        fail(f"--class-weighting must be none, sqrt_inverse or inverse, not {class_weighting!r}")
     if own_task_weight > 0 and not teacher:
         from services.cli.errors import fail
 
         fail("--own-task-weight needs at least one --teacher model to take the soft targets from")
-    if precision not in ("auto", "fp32", "bf16"):
-        from services.cli.errors import fail
-
-        fail(f"--precision must be auto, fp32 or bf16, not {precision!r}")
     _set_threads(settings.torch_threads)
     config = TrainConfig(
         base_model=base_model or settings.base_model,
         init_from=str(init_from) if init_from else None,
-        pooling=pooling,  # type: ignore[arg-type]
+        pooling=pooling.value,  # type: ignore[arg-type]
         max_length=settings.max_length,
         batch_size=batch_size,
         learning_rate=learning_rate,
         epochs=epochs,
         max_minutes=max_minutes,
-        class_weighting=class_weighting,  # type: ignore[arg-type]
+        class_weighting=class_weighting.value,  # type: ignore[arg-type]
         freeze_word_embeddings=freeze_word_embeddings,
         seed=settings.seed if seed is None else seed,
         init_seed=init_seed,
@@ -162,7 +151,7 @@ def train(
         layer_lr_decay=layer_lr_decay,
         label_smoothing=label_smoothing,
         rdrop_alpha=rdrop_alpha,
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision.value,  # type: ignore[arg-type]
     )
     result, manifest = train_model(
         {"sentiment": sentiment_data, "topic": topic_data},
@@ -183,10 +172,10 @@ def evaluate(
     sentiment_data: PathOpt = None,
     topic_data: PathOpt = None,
     split: Annotated[
-        str, typer.Option(help="all: every row of the files; dev: the model's own dev split of them")
-    ] = "all",
+        EvalSplit, typer.Option(help="all: every row of the files; dev: the model's own dev split of them")
+    ] = EvalSplit.all,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    precision: Annotated[str, typer.Option(help="fp32, bf16, int8 or auto")] = "fp32",
+    precision: Annotated[Precision, typer.Option(help="Precision to score in")] = Precision.fp32,
     compiled: Annotated[
         bool,
         typer.Option("--compile", help="Score with the compiled encoder pass, as FINSENT_COMPILE serves"),
@@ -201,21 +190,18 @@ def evaluate(
     from bert_core.recipes import load_task_files, split_sets
     from services.cli.errors import fail
 
-    if split not in ("all", "dev"):
-        fail(f"--split must be all or dev, not {split!r}")
-    if precision not in ("fp32", "bf16", "int8", "auto"):
-        fail(f"--precision must be fp32, bf16, int8 or auto, not {precision!r}")
+    split_name: str = split.value
     _set_threads(get_settings().torch_threads)
-    predictor = Predictor.load(model, precision=precision, compiled=compiled)  # type: ignore[arg-type]
+    predictor = Predictor.load(model, precision=precision.value, compiled=compiled)  # type: ignore[arg-type]
     cfg = predictor.loaded.config
     paths: dict[str, Any] = {"sentiment": sentiment_data, "topic": topic_data}
     if sentiment_data is None and topic_data is None:
         paths = dict(cfg.training.get("data_files", {}))
-        split = "dev"
+        split_name = "dev"
         if not paths:
             fail("give --sentiment-data and/or --topic-data; the model records no training files")
     sets = load_task_files(paths)
-    if split == "dev":
+    if split_name == "dev":
         sets = split_sets(
             sets,
             dev_fraction=float(cfg.training.get("dev_fraction", 0.1)),
@@ -229,7 +215,7 @@ def evaluate(
         bf16=predictor.precision == "bf16",
     )
     if as_json:
-        typer.echo(json.dumps({**reports, "model_version": predictor.version, "split": split}))
+        typer.echo(json.dumps({**reports, "model_version": predictor.version, "split": split_name}))
     else:
         for task, report in reports.items():
             typer.echo(format_report(task, report))
@@ -241,7 +227,7 @@ def predict(
     ] = None,
     model: Annotated[Path | None, typer.Option(help="Model directory (env FINSENT_MODEL)")] = None,
     precision: Annotated[
-        str | None, typer.Option(help="fp32, bf16, int8 or auto (env FINSENT_PRECISION)")
+        Precision | None, typer.Option(help="Precision to score in (env FINSENT_PRECISION)")
     ] = None,
 ) -> None:
     """Print one JSON line per text: topic, sentiment, probabilities and score.
@@ -256,9 +242,7 @@ def predict(
     model = model or settings.model
     if model is None:
         fail("give --model DIR (or set FINSENT_MODEL)")
-    precision = precision or settings.precision
-    if precision not in ("fp32", "bf16", "int8", "auto"):
-        fail(f"--precision must be fp32, bf16, int8 or auto, not {precision!r}")
+    chosen = precision.value if precision is not None else settings.precision
     records: list[dict[str, Any]] = []
     if texts:
         records = [{"text": t} for t in texts]
@@ -270,7 +254,7 @@ def predict(
         fail("no texts: pass them as arguments or as JSONL on stdin")
     predictor = Predictor.load(
         model,
-        precision=precision,  # type: ignore[arg-type]
+        precision=chosen,  # type: ignore[arg-type]
         threads=settings.torch_threads,
         parallel_passes=settings.parallel_passes,
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from services.cli.common import DatabaseUrlOption
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -32,6 +33,7 @@ def retrain(
         bool,
         typer.Option("--force", help="Train even with fewer new labels than FINSENT_RETRAIN_MIN_NEW_LABELS"),
     ] = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Retrain once: new labels + replay → challenger → holdout gate → promote or reject.
 
@@ -72,7 +74,9 @@ def retrain(
         raise typer.Exit(EXIT_REJECTED)
 
 
-def scheduler() -> None:
+def scheduler(
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Run the retraining on FINSENT_RETRAIN_CRON (or every FINSENT_RETRAIN_INTERVAL_MINUTES) until stopped.
 
     Serves Prometheus metrics on FINSENT_SCHEDULER_METRICS_HOST:FINSENT_SCHEDULER_METRICS_PORT.

@@ -23,7 +23,13 @@ from typing import Annotated, Any
 
 import typer
 
-from services.cli.common import broker_errors, guarded_database, quiet_alembic
+from services.cli.common import (
+    BootstrapServerOption,
+    DatabaseUrlOption,
+    broker_errors,
+    guarded_database,
+    quiet_alembic,
+)
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -243,6 +249,8 @@ def run(
         bool, typer.Option(help="With --demo: stop once every demo item is scored and stored")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="Do not print each scored item")] = False,
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Run the pipeline: broker, database, model, worker, alerter, dispatcher, scheduler; Ctrl-C stops."""
     if exit_when_done and not demo:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from services.cli.choices import Channel, Scope, Severity
+from services.cli.common import DatabaseUrlOption, JsonOption, YesOption, confirm_destructive, echo_json
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -39,13 +41,13 @@ def _in_session(action: Callable[[Session], T]) -> T:
 @subscriptions_app.command()
 def add(
     name: Annotated[str, typer.Option("--name", help="Unique name (letters, digits, . _ -)")],
-    channel: Annotated[str, typer.Option("--channel", help="webhook | slack | email | log")],
+    channel: Annotated[Channel, typer.Option("--channel", help="How the alerts are sent")],
     target: Annotated[
         str | None,
         typer.Option(help="URL (webhook, slack), e-mail address, or logger name / 'stdout' (log)"),
     ] = None,
     scope: Annotated[
-        list[str] | None, typer.Option("--scope", help="market | topic | ticker (repeatable; default: all)")
+        list[Scope] | None, typer.Option("--scope", help="Alert scope (repeatable; default: all)")
     ] = None,
     key: Annotated[
         list[str] | None,
@@ -54,7 +56,7 @@ def add(
             help="Topic (exact name, e.g. 'Energy / Oil') or ticker (AAPL, $aapl) (repeatable; default: all)",
         ),
     ] = None,
-    min_severity: Annotated[str, typer.Option(help="warning | high | critical")] = "warning",
+    min_severity: Annotated[Severity, typer.Option(help="Lowest severity delivered")] = Severity.warning,
     secret_ref: Annotated[
         str | None,
         typer.Option(help="env:NAME or file:/path of the webhook HMAC key or SMTP password (not the value)"),
@@ -62,6 +64,7 @@ def add(
     digest_minutes: Annotated[
         int | None, typer.Option(help="Send one digest every N minutes instead of each alert at once")
     ] = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Add a subscription (validated; nothing is stored if anything is wrong)."""
     from services.delivery.repository import SubscriptionExists, add_subscription
@@ -72,11 +75,11 @@ def add(
     try:
         sub = build_subscription(
             name=name,
-            channel=channel,
+            channel=channel.value,
             target=target,
-            scopes=scope or (),
+            scopes=[s.value for s in scope or ()],
             keys=key or (),
-            min_severity=min_severity,
+            min_severity=min_severity.value,
             secret_ref=secret_ref,
             digest_minutes=digest_minutes,
             policy=get_settings().outbound_policy,
@@ -109,12 +112,36 @@ def _describe(sub: Subscription, target: str) -> str:
 
 
 @subscriptions_app.command("list")
-def list_() -> None:
-    """List subscriptions as a table."""
+def list_(
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """List subscriptions as a table.
+
+    --json: an array of {name, channel, target (secrets cut), scopes, keys, min_severity,
+    digest_minutes (null: immediate), enabled}.
+    """
     from services.delivery.repository import list_subscriptions
     from services.delivery.subscriptions import display_target
 
     subs = _in_session(list_subscriptions)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": s.name,
+                    "channel": s.channel,
+                    "target": display_target(s),
+                    "scopes": list(s.scopes),
+                    "keys": list(s.keys),
+                    "min_severity": s.min_severity,
+                    "digest_minutes": s.digest_minutes,
+                    "enabled": s.enabled,
+                }
+                for s in subs
+            ]
+        )
+        return
     if not subs:
         typer.echo("no subscriptions; add one with `finsent subscriptions add`")
         return
@@ -142,17 +169,39 @@ def format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> st
 
 
 @subscriptions_app.command()
-def remove(name: Annotated[str, typer.Argument(help="Name of the subscription")]) -> None:
-    """Remove a subscription, with its pending deliveries and delivery history."""
-    from services.delivery.repository import remove_subscription
+def remove(
+    name: Annotated[str, typer.Argument(help="Name of the subscription")],
+    yes: YesOption = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Remove a subscription, with its pending deliveries and delivery history (asks first).
 
-    if not _in_session(lambda session: remove_subscription(session, name=name)):
+    Exit codes: 0 removed; 1 not confirmed; 2 no such subscription, or no terminal to ask
+    on and no --yes.
+    """
+    from services.delivery.repository import count_deliveries, get_subscription, remove_subscription
+
+    def look(session: Session) -> int | None:
+        if get_subscription(session, name=name) is None:
+            return None
+        return count_deliveries(session, name=name)
+
+    deliveries = _in_session(look)
+    if deliveries is None:
         fail(f"no subscription named {name!r} (see `finsent subscriptions list`)")
-    typer.echo(f"removed subscription {name}")
+    confirm_destructive(
+        f"Remove subscription {name} and delete its {deliveries} deliveries (pending and history)?", yes=yes
+    )
+    if not _in_session(lambda session: remove_subscription(session, name=name)):
+        fail(f"no subscription named {name!r} (removed meanwhile?)")
+    typer.echo(f"removed subscription {name} and {deliveries} deliveries")
 
 
 @subscriptions_app.command()
-def test(name: Annotated[str, typer.Argument(help="Name of the subscription")]) -> None:
+def test(
+    name: Annotated[str, typer.Argument(help="Name of the subscription")],
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Send a clearly marked test notification through the subscription's real channel."""
     import time
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from services.cli.common import BootstrapServerOption, DatabaseUrlOption
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -33,7 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def worker() -> None:
+def worker(
+    bootstrap_server: BootstrapServerOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Score news.raw into the database, news.scored and news.dlq until stopped."""
     from services.cli.common import broker_errors, configured_bootstrap, guarded_database, quiet_alembic
 

@@ -125,6 +125,17 @@ def remove_subscription(session: Session, *, name: str) -> bool:
     return deleted.first() is not None
 
 
+def count_deliveries(session: Session, *, name: str) -> int:
+    """Deliveries (pending, delivered or dead) of the subscription called `name`: what
+    removing it would delete."""
+    stmt = (
+        select(func.count())
+        .select_from(DELIVERIES.join(SUBSCRIPTIONS, DELIVERIES.c.subscription_id == SUBSCRIPTIONS.c.id))
+        .where(SUBSCRIPTIONS.c.name == name)
+    )
+    return int(session.scalar(stmt) or 0)
+
+
 def update_subscription(session: Session, *, name: str, subscription: Subscription) -> Subscription | None:
     """Replace the filters and channel of the subscription called `name` with a validated
     `subscription` (its `enabled` flag included); None if there is none. Renaming is refused

@@ -49,8 +49,8 @@ def _append_note(row: ModelVersionRow, line: str) -> None:
 
 def _verify(path: str | Path, sha256: str | None = None) -> Any:
     """Verify a model directory against its manifest (and the registered weights hash)."""
-    from bert_core.artifacts import WEIGHTS_FILE, verify_model_dir
     from bert_core.errors import ModelIntegrityError
+    from bert_core.manifest import WEIGHTS_FILE, verify_model_dir
 
     try:
         manifest = verify_model_dir(path)

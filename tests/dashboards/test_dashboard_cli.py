@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -69,8 +70,15 @@ def test_users_add_list_remove(users_path: Path) -> None:
     assert nameless.exit_code == 2 and "--no-password needs --email" in nameless.output
     short = runner.invoke(app, ["dashboard", "users", "add", "bob", "--password-stdin"], input="short\n")
     assert short.exit_code == 2 and "at least 8" in short.output
-    assert runner.invoke(app, ["dashboard", "users", "remove", "olga"]).exit_code == 0
-    assert runner.invoke(app, ["dashboard", "users", "remove", "olga"]).exit_code == 2
+    listed = json.loads(runner.invoke(app, ["dashboard", "users", "list", "--json"]).stdout)
+    assert {"name": "olga", "role": "viewer", "login": "oidc only", "email": "olga@example.com"} in listed
+    assert all("$2b$" not in json.dumps(entry) for entry in listed)
+    unconfirmed = runner.invoke(app, ["dashboard", "users", "remove", "olga"])  # no terminal, no --yes
+    assert unconfirmed.exit_code == 2 and "pass --yes to confirm" in unconfirmed.output
+    assert "olga" in read_users(users_path)
+    assert runner.invoke(app, ["dashboard", "users", "remove", "olga", "--yes"]).exit_code == 0
+    assert "olga" not in read_users(users_path)
+    assert runner.invoke(app, ["dashboard", "users", "remove", "olga", "--yes"]).exit_code == 2
 
 
 def test_dashboard_refuses_a_port_in_use(users_path: Path) -> None:

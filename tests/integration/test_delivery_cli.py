@@ -165,4 +165,15 @@ def test_dispatcher_once_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             assert record["idempotency_key"].startswith(key)
     with session_factory(engine)() as session:
         assert session.scalars(select(DeliveryRow.status)).all() == ["delivered"]
+
+    # Removing it deletes that history: without a terminal it needs --yes, and says how much.
+    refused = invoke("subscriptions", "remove", "out", FINSENT_DATABASE_URL=url)
+    assert refused.exit_code == 2
+    assert "delete its 1 deliveries (pending and history): not confirmed" in refused.stderr
+    with session_factory(engine)() as session:
+        assert len(session.scalars(select(DeliveryRow.id)).all()) == 1
+    removed = invoke("subscriptions", "remove", "out", "--yes", FINSENT_DATABASE_URL=url)
+    assert removed.exit_code == 0 and "removed subscription out and 1 deliveries" in removed.stdout
+    with session_factory(engine)() as session:
+        assert session.scalars(select(DeliveryRow.id)).all() == []
     engine.dispose()

@@ -27,11 +27,14 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "data" / "finsent.db"
 
 
-def invoke(db: Path, *args: str, **env: str) -> Any:
+def invoke(db: Path, *args: str, input: str | None = None, **env: str) -> Any:
     get_settings.cache_clear()
     try:
         return CliRunner().invoke(
-            app, ["subscriptions", *args], env={**CLEAN_ENV, "FINSENT_DATABASE_URL": f"sqlite:///{db}", **env}
+            app,
+            ["subscriptions", *args],
+            input=input,
+            env={**CLEAN_ENV, "FINSENT_DATABASE_URL": f"sqlite:///{db}", **env},
         )
     finally:
         get_settings.cache_clear()
@@ -47,8 +50,7 @@ HOOK = ["--channel", "webhook", "--target", "https://hooks.example.com/in", "--s
         (["--name", "x", *HOOK[:4]], "a webhook needs --secret-ref"),
         (["--name", "x", *HOOK[:2], "--target", "hooks.example.com", *HOOK[4:]], "not an http(s) URL"),
         (["--name", "x", *HOOK, "--key", "Energy"], "unknown topic; did you mean 'Energy / Oil'?"),
-        (["--name", "x", *HOOK, "--min-severity", "urgent"], "unknown severity"),
-        (["--name", "x", "--channel", "pager"], "unknown channel"),
+        # A bad --min-severity or --channel is a click choice error: tests/unit/test_cli_usage.py.
         (["--name", "x", *HOOK[:4], "--secret-ref", "s3cr3t"], "must be env:NAME or file:/absolute/path"),
         (["--name", "x", "--channel", "email", "--target", "desk"], "not an e-mail address"),
         (["--name", "x", "--channel", "log", "--digest-minutes", "0"], "--digest-minutes 0"),
@@ -103,9 +105,22 @@ def test_add_list_test_remove(db: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert record["test"] is True and record["idempotency_key"].startswith("test|stdout|")
     assert "test notification to log stdout: delivered" in result.stdout
 
+    # Without a terminal to ask on, removing needs --yes (one line, exit 2, nothing deleted).
     result = invoke(db, "remove", "stdout")
-    assert result.exit_code == 0 and "removed subscription stdout" in result.stdout
-    result = invoke(db, "remove", "stdout")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "finsent: error: Remove subscription stdout and delete its 0 deliveries (pending and history): "
+        "not confirmed (no terminal to ask on); pass --yes to confirm\n"
+    )
+    assert "stdout" in invoke(db, "list").stdout
+    monkeypatch.setattr("services.cli.common.stdin_is_interactive", lambda: True)
+    result = invoke(db, "remove", "stdout", input="n\n")
+    assert result.exit_code == 1 and "not confirmed; nothing changed" in result.stderr
+    assert "Remove subscription stdout and delete its 0 deliveries" in result.stdout
+    assert "stdout" in invoke(db, "list").stdout
+    result = invoke(db, "remove", "stdout", input="y\n")
+    assert result.exit_code == 0 and "removed subscription stdout and 0 deliveries" in result.stdout
+    result = invoke(db, "remove", "stdout", "--yes")
     assert result.exit_code == 2 and "no subscription named 'stdout'" in result.stderr
     result = invoke(db, "test", "nope")
     assert result.exit_code == 2 and "no subscription named 'nope'" in result.stderr

@@ -40,7 +40,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -64,10 +64,10 @@ from services.scorer.batch import (
     DeadLetter,
     PredictorLike,
     RawRecord,
-    dead_letter_headers,
     parse_batch,
     start_slices,
 )
+from services.scorer.dead_letters import dead_letter_record, header_only, is_record_rejection
 from services.scorer.model_reload import ModelSlot
 from services.scorer.publish import publish_keyed
 from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
@@ -223,6 +223,39 @@ def build_app(
     raw_topic = app.topic(settings.topic_news_raw, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
 
+    async def send_dead_letter(dead: DeadLetter, *, fallback: bool = False) -> Awaitable[Any]:
+        """Queue the DLQ record of `dead` (`services.scorer.dead_letters`: a bounded value);
+        a record the producer refuses outright is sent again as its header-only fallback.
+        Returns the delivery to await."""
+        record = header_only(dead) if fallback else dead_letter_record(dead)
+        try:
+            return await dlq_topic.send(key=record.key, value=record.value, headers=record.headers)
+        except Exception as exc:
+            if fallback or not is_record_rejection(exc):
+                raise
+            log.error(
+                "the dead letter of %s was refused (%s); sending it without its value",
+                _where(dead),
+                exc,
+            )
+            return await send_dead_letter(dead, fallback=True)
+
+    async def confirm_dead_letter(dead: DeadLetter, delivery: Awaitable[Any]) -> None:
+        """Wait for the broker's ack of a dead letter; a refusal that belongs to the record
+        alone is answered with its header-only fallback, anything else raises (the batch is
+        then redelivered)."""
+        try:
+            await delivery
+        except Exception as exc:
+            if not is_record_rejection(exc):
+                raise
+            log.error(
+                "the broker refused the dead letter of %s (%s); sending it without its value",
+                _where(dead),
+                exc,
+            )
+            await (await send_dead_letter(dead, fallback=True))
+
     async def process(records: list[RawRecord], *, store_after: asyncio.Future[None] | None) -> None:
         """Score and store one batch; its first store waits for `store_after` (the previous
         batch's stores), so stores stay in stream order. Returns when every slice is stored
@@ -254,16 +287,14 @@ def build_app(
             )
             committed_at, t1 = time.time(), time.perf_counter()
             failed = [*result.dead, *refused]
-            pending = [
-                await dlq_topic.send(key=d.record.key, value=d.record.value, headers=dead_letter_headers(d))
-                for d in failed
-            ]
+            pending = [(d, await send_dead_letter(d)) for d in failed]
             await publish_keyed(
                 kafka_producer(app),
                 settings.topic_news_scored,
                 [(item.event_id.encode(), scored_message(item)) for item in kept],
             )
-            await asyncio.gather(*pending)  # the broker has them all before the batch is acked
+            for d, delivery in pending:  # the broker has them all before the batch is acked
+                await confirm_dead_letter(d, delivery)
             stored.extend(kept)
             dead.extend(failed)
             stage["store"] += t1 - t0
@@ -394,6 +425,11 @@ def build_app(
             _die(f"cannot process a batch of {len(events)} records; exiting unacked", exc)
 
     return app
+
+
+def _where(dead: DeadLetter) -> str:
+    record = dead.record
+    return f"{record.topic}/{record.partition}@{record.offset}"
 
 
 def _version_of(predictor: PredictorLike) -> str:

@@ -58,8 +58,9 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record that cannot be scored, with why. The DLQ message value is `record.value`
-    unchanged (raw bytes, whatever they are) and its key is `record.key`."""
+    """A record that cannot be scored, with why. Its DLQ message is
+    `services.scorer.dead_letters.dead_letter_record`: key `record.key`, value `record.value`
+    unchanged (raw bytes, whatever they are) up to 64 KiB, a marked prefix beyond."""
 
     record: RawRecord
     error_class: str  # e.g. InvalidMessage, DataError

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import faust
@@ -187,6 +187,7 @@ def build_app(
     watch = Watchlist(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
     slice_items = settings.scorer_slice_items
+    future_skew = timedelta(seconds=settings.max_future_skew_seconds)
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = ScorerApp(
         settings.scorer_group,
@@ -263,7 +264,9 @@ def build_app(
         started = time.perf_counter()
         received_at = datetime.now(UTC)
         serving = slot.current  # one model for the whole batch: a switch lands between batches
-        parsed = await in_model_thread(parse_batch, records, received_at=received_at, watchlist=watch)
+        parsed = await in_model_thread(
+            parse_batch, records, received_at=received_at, watchlist=watch, max_future_skew=future_skew
+        )
         stage: dict[Stage, float] = {"score": time.perf_counter() - started, "store": 0.0, "produce": 0.0}
         stored: list[ScoredItem] = []
         dead: list[DeadLetter] = []

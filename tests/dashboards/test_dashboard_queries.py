@@ -284,3 +284,59 @@ def test_time_range_validation() -> None:
         TimeRange(datetime(2026, 1, 1), datetime(2026, 1, 2))  # naive
     assert TimeRange.ending(seed.END, timedelta(hours=1)).start == seed.END - timedelta(hours=1)
     assert seed.END.tzinfo is UTC
+
+
+def test_newest_bucket_ignores_buckets_dated_in_the_future(session: Session) -> None:
+    """A story stored with a date in 2099 must not move every dashboard range to 2099."""
+    from services.alerts.buckets import MARKET_KEY
+    from services.storage.alert_models import SentimentBucketRow
+
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    session.add(
+        SentimentBucketRow(
+            scope="market",
+            key=MARKET_KEY,
+            width_seconds=60,
+            bucket_start=future,
+            total=1,
+            bearish=1,
+            neutral=0,
+            bullish=0,
+            score_sum=-1.0,
+            updated_at=future,
+        )
+    )
+    session.commit()
+    now = datetime.now(UTC)
+    assert indices.newest_bucket(session, not_after=now) == seed.END - timedelta(minutes=1)
+    assert indices.newest_bucket(session, not_after=seed.END - timedelta(minutes=30)) == seed.END - timedelta(
+        minutes=30
+    )
+
+
+def test_data_end_stays_at_the_newest_minute_not_after_now(session: Session, db_url: str) -> None:
+    """The anchor of every preset range and of the labelling window, with a 2099 row stored."""
+    from dashboards import ui
+    from services.alerts.buckets import MARKET_KEY
+    from services.settings import Settings
+    from services.storage.alert_models import SentimentBucketRow
+
+    settings = Settings(database_url=db_url, dashboard_cache_seconds=0)
+    before = ui.data_end(settings)
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    session.add(
+        SentimentBucketRow(
+            scope="market",
+            key=MARKET_KEY,
+            width_seconds=settings.alert_bucket_seconds,
+            bucket_start=future,
+            total=1,
+            bearish=1,
+            neutral=0,
+            bullish=0,
+            score_sum=-1.0,
+            updated_at=future,
+        )
+    )
+    session.commit()
+    assert ui.data_end(settings) == before == seed.END

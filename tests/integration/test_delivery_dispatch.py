@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.delivery import repository as repo
 from services.delivery.dispatcher import Dispatcher
 from services.delivery.model import Subscription
-from services.delivery.render import verify
 from services.delivery.subscriptions import build_subscription
 from services.settings import Settings
 from services.storage import (
@@ -127,8 +126,8 @@ def test_webhook_failing_twice_then_succeeding_is_delivered_once(sessions: sessi
     assert {r.headers["Idempotency-Key"] for r in receiver.requests} == {delivery.idempotency_key}
     assert len({r.body for r in receiver.requests}) == 1  # byte-identical retries
     for request in receiver.requests:
-        assert verify(request.body, SECRET, request.headers["X-Finsent-Signature"])
-        assert not verify(request.body, "wrong-secret", request.headers["X-Finsent-Signature"])
+        assert request.signed_with(SECRET)
+        assert not request.signed_with("wrong-secret")
         assert request.headers["X-Finsent-Timestamp"].isdigit()
         assert request.headers["Content-Type"].startswith("application/json")
     body = json.loads(receiver.requests[0].body)

@@ -1,10 +1,11 @@
 """The `news.dlq` record of one refused `news.raw` record: a bounded value and its headers.
 
-The DLQ format. Key: the source record's key. Headers: `services.scorer.batch.dead_letter_headers`
-(source topic, partition, offset and timestamp; error class, type and message). Value: the
-source record's value unchanged when it is at most `MAX_DEAD_LETTER_VALUE_BYTES` (64 KiB),
-which every well-formed message is (`MAX_PAYLOAD_BYTES` is 1,000,000 and a real headline with
-its body is a few KiB). A larger value (in practice a `too_large` record) is cut to its first
+The DLQ format (the value's bound is `services.broker.dead_letters`). Key: the source
+record's key. Headers: `services.scorer.batch.dead_letter_headers` (source topic,
+partition, offset and timestamp; error class, type and message). Value: the source
+record's value unchanged when it is at most `MAX_DEAD_LETTER_VALUE_BYTES` (64 KiB), which
+every well-formed message is (`MAX_PAYLOAD_BYTES` is 1,000,000 and a real headline with its
+body is a few KiB). A larger value (in practice a `too_large` record) is cut to its first
 64 KiB and three more headers describe the original:
 
     truncated:        "true"
@@ -28,7 +29,6 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from aiokafka.errors import (
@@ -38,13 +38,26 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from services.broker.dead_letters import (
+    H_ORIGINAL_SHA256,
+    H_ORIGINAL_SIZE,
+    H_TRUNCATED,
+    MAX_DEAD_LETTER_VALUE_BYTES,
+    bounded_value,
+    original_headers,
+)
 from services.scorer.batch import DeadLetter, dead_letter_headers
 
-MAX_DEAD_LETTER_VALUE_BYTES = 64 * 1024
-
-H_TRUNCATED = "truncated"
-H_ORIGINAL_SIZE = "original-size"
-H_ORIGINAL_SHA256 = "original-sha256"
+__all__ = [
+    "H_ORIGINAL_SHA256",
+    "H_ORIGINAL_SIZE",
+    "H_TRUNCATED",
+    "MAX_DEAD_LETTER_VALUE_BYTES",
+    "DeadLetterRecord",
+    "dead_letter_record",
+    "header_only",
+    "is_record_rejection",
+]
 
 _INVALID_RECORD_ERRNO = 87  # INVALID_RECORD: the broker refused this record (Kafka protocol)
 _RECORD_ERRORS = (
@@ -73,12 +86,8 @@ def dead_letter_record(
 ) -> DeadLetterRecord:
     """The DLQ record of `dead` (module docstring): the value as it came, or its first
     `max_value_bytes` with the original's size and hash when it is longer."""
-    value = dead.record.value
-    headers = dead_letter_headers(dead)
-    if value is not None and len(value) > max_value_bytes:
-        headers += _original_headers(value)
-        value = bytes(value[:max_value_bytes])
-    return DeadLetterRecord(dead.record.key, value, headers)
+    value, extra = bounded_value(dead.record.value, max_bytes=max_value_bytes)
+    return DeadLetterRecord(dead.record.key, value, dead_letter_headers(dead) + extra)
 
 
 def header_only(dead: DeadLetter) -> DeadLetterRecord:
@@ -87,7 +96,7 @@ def header_only(dead: DeadLetter) -> DeadLetterRecord:
     value = dead.record.value
     headers = dead_letter_headers(dead)
     if value is not None:
-        headers += _original_headers(value)
+        headers += original_headers(value)
     key = dead.record.key if dead.record.key is None or len(dead.record.key) <= 1024 else None
     return DeadLetterRecord(key, None, headers)
 
@@ -104,11 +113,3 @@ def is_record_rejection(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
-
-
-def _original_headers(value: bytes) -> list[tuple[str, bytes]]:
-    return [
-        (H_TRUNCATED, b"true"),
-        (H_ORIGINAL_SIZE, str(len(value)).encode()),
-        (H_ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()),
-    ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,9 @@ MAX_URL_CHARS = 2_048
 MAX_TICKERS = 50
 MAX_TICKER_CHARS = 20
 DERIVED_ID_PREFIX = "h:"
+# Control characters (C0, DEL, C1), bidirectional overrides and line separators: an id or a
+# ticker is printed on terminals, in logs and on dashboards, where these rewrite what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 DEFAULT_MAX_FUTURE_SKEW = timedelta(seconds=Settings.model_fields["max_future_skew_seconds"].default)
 
 
@@ -114,6 +118,12 @@ class RawNews(BaseModel):
     @field_validator("id")
     @classmethod
     def _id_text(cls, value: str | None) -> str | None:
+        if value is not None and (found := _UNPRINTABLE.search(value)):
+            raise PydanticCustomError(
+                "invalid_id",
+                "id {id} has a control character (U+{code}); ids are shown and logged as they are",
+                {"id": ascii(value[:40]), "code": f"{ord(found.group()):04X}"},
+            )
         return _optional_text(value, "id", MAX_ID_CHARS)
 
     @field_validator("headline")
@@ -178,9 +188,9 @@ class RawNews(BaseModel):
         if len(value) > MAX_TICKERS:
             raise PydanticCustomError("too_large", f"tickers has more than {MAX_TICKERS} entries")
         for ticker in value:
-            if len(ticker) > MAX_TICKER_CHARS or len(ticker.split()) > 1:
+            if len(ticker) > MAX_TICKER_CHARS or len(ticker.split()) > 1 or _UNPRINTABLE.search(ticker):
                 raise PydanticCustomError(
-                    "invalid_ticker", "ticker '{ticker}' is not a symbol", {"ticker": ticker[:40]}
+                    "invalid_ticker", "ticker {ticker} is not a symbol", {"ticker": ascii(ticker[:40])}
                 )
         return list(normalise_tickers(value))
 
@@ -318,6 +328,7 @@ _CUSTOM_TYPES = frozenset(
         "naive_timestamp",
         "invalid_timestamp",
         "invalid_ticker",
+        "invalid_id",
         "wrong_type",
         "unsupported_version",
     }

@@ -280,3 +280,16 @@ def test_the_future_skew_is_configurable() -> None:
     rejected({"headline": "x", "published_at": in_two_days}, "future_published_at")
     kept = parse({"headline": "x", "published_at": in_two_days}, max_future_skew=timedelta(days=3))
     assert kept.published_at == RECEIVED + timedelta(days=2)
+
+
+@pytest.mark.parametrize(
+    "bad", ["a\x1b[31mred", "a\nb", "a\rb", "a\x7f", "a\x85b", "a\u202eb", "a\u2028b", "a\tb"]
+)
+def test_control_characters_in_ids_are_rejected(bad: str) -> None:
+    reason = rejected({"id": bad, "headline": "acme beats"}, "invalid_id")
+    assert "control" in reason
+
+
+@pytest.mark.parametrize("bad", ["AA\x1bPL", "MS\x85FT", "X\u202eY", "\x07"])
+def test_control_characters_in_tickers_are_rejected(bad: str) -> None:
+    rejected({"headline": "acme beats", "tickers": [bad]}, "invalid_ticker")

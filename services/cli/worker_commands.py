@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -133,6 +134,7 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
     """A ready-to-serve predictor: loaded with the serving settings and warmed up."""
     from bert_core import Predictor
 
+    started = time.perf_counter()
     predictor = Predictor.load(
         path,
         precision=settings.precision,
@@ -142,7 +144,15 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
         batch_size=settings.scorer_inference_batch,
         tokens_per_pass=settings.scorer_tokens_per_pass,
     )
+    loaded = time.perf_counter()
     warm_up(predictor)
+    log.info(  # what a start or a hot reload costs (docs/learning.md)
+        "model %s: loaded%s in %.1f s, warmed up in %.1f s",
+        path,
+        " and its encoder pass compiled" if predictor.compiled else "",
+        loaded - started,
+        time.perf_counter() - loaded,
+    )
     return predictor
 
 

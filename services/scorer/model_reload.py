@@ -75,10 +75,14 @@ def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> Predi
     from bert_core.artifacts import verify_model_dir
     from bert_core.errors import BertCoreError, CompileError
 
+    started = time.perf_counter()
     try:
         manifest = verify_model_dir(ref.path)
     except BertCoreError as exc:
         raise ModelRefused(str(exc)) from None
+    log.info(
+        "model %s: files verified against its manifest in %.2f s", ref.version, time.perf_counter() - started
+    )
     if manifest.version != ref.version:
         raise ModelRefused(
             f"{ref.path} holds model {manifest.version}, but the registry says {ref.version} lives there"

@@ -97,14 +97,50 @@ def test_users_file_refuses_bad_entries(tmp_path: Path) -> None:
     assert read_users(tmp_path / "absent.toml") == {}
 
 
+ATTACKER = "203.0.113.9"
+ADMIN_DESK = "198.51.100.7"
+
+
 def test_login_throttle_blocks_after_repeated_failures() -> None:
     throttle = LoginThrottle(max_failures=3, window=60)
     for t in (0.0, 1.0, 2.0):
-        assert throttle.blocked_for("eve", now=t) == 0
-        throttle.failed("eve", now=t)
-    assert throttle.blocked_for("eve", now=3.0) == pytest.approx(57.0)
-    assert throttle.blocked_for("bob", now=3.0) == 0
-    assert throttle.blocked_for("eve", now=61.0) == 0  # the first failure has aged out
+        assert throttle.blocked_for("eve", ATTACKER, now=t) == 0
+        throttle.failed("eve", ATTACKER, now=t)
+    assert throttle.blocked_for("eve", ATTACKER, now=3.0) == pytest.approx(57.0)
+    assert throttle.blocked_for("bob", ATTACKER, now=3.0) == 0
+    assert throttle.blocked_for("eve", ATTACKER, now=61.0) == 0  # the first failure has aged out
+
+
+def test_failed_logins_from_one_address_do_not_lock_the_user_out_elsewhere() -> None:
+    """Anyone could lock out an admin by failing five logins under the admin's name."""
+    throttle = LoginThrottle(max_failures=3, window=60)
+    for t in range(10):
+        throttle.failed("admin", ATTACKER, now=float(t))
+    assert throttle.blocked_for("admin", ATTACKER, now=10.0) > 0
+    assert throttle.blocked_for("admin", ADMIN_DESK, now=10.0) == 0
+    throttle.succeeded("admin", ADMIN_DESK)
+    assert throttle.blocked_for("admin", ATTACKER, now=11.0) > 0  # the attacker stays blocked
+
+
+def test_one_address_trying_many_names_is_blocked() -> None:
+    throttle = LoginThrottle(max_failures=3, max_client_failures=10, window=60)
+    for i in range(10):
+        throttle.failed(f"user{i}", ATTACKER, now=float(i))
+    assert throttle.blocked_for("someone-new", ATTACKER, now=10.0) > 0
+    assert throttle.blocked_for("someone-new", ADMIN_DESK, now=10.0) == 0
+
+
+def test_a_global_failure_rate_blocks_failing_addresses_but_not_a_fresh_one() -> None:
+    """A spread-out attack (many addresses) is capped by the global budget: once it is spent,
+    an address that failed in the window is refused; the real user at an address with no
+    failures still gets in."""
+    throttle = LoginThrottle(max_failures=3, max_client_failures=10, max_global_failures=20, window=60)
+    for i in range(20):
+        throttle.failed("admin", f"10.0.0.{i}", now=float(i) / 10)
+    assert throttle.blocked_for("admin", "10.0.0.1", now=3.0) > 0  # one failure there, budget spent
+    assert throttle.blocked_for("admin", "10.0.0.99", now=3.0) == 0  # no failure from there
+    assert throttle.blocked_for("admin", ADMIN_DESK, now=3.0) == 0
+    assert throttle.blocked_for("admin", "10.0.0.1", now=70.0) == 0  # the window has passed
 
 
 # --------------------------------------------------------------------------- pure ranking

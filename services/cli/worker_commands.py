@@ -162,7 +162,7 @@ def _registry_champion(sessions: Callable[[], Session]) -> ModelRef | None:
 
     with sessions() as session:
         row = champion(session)
-        return None if row is None else ModelRef(row.version, Path(row.path), row.sha256)
+        return None if row is None else ModelRef(row.version, Path(row.path), row.sha256, row.manifest_sha256)
 
 
 def _choose_model(settings: Settings, sessions: Callable[[], Session]) -> ModelRef | Path:

@@ -39,6 +39,7 @@ class ModelRef:
     version: str
     path: Path
     sha256: str | None  # of the weights file, as recorded by the registry
+    manifest_sha256: str | None = None  # of manifest.json, as recorded (None: registered before it was)
 
 
 class ModelRefused(Exception):
@@ -77,7 +78,7 @@ def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> Predi
 
     started = time.perf_counter()
     try:
-        manifest = verify_model_dir(ref.path)
+        manifest = verify_model_dir(ref.path, manifest_sha256=ref.manifest_sha256)
     except BertCoreError as exc:
         raise ModelRefused(str(exc)) from None
     log.info(

@@ -30,6 +30,7 @@ from services.scorer.dead_letters import (
 )
 
 from .pipeline import (
+    READY_TIMEOUT_S,
     PipelineTopics,
     Worker,
     db_counts,
@@ -92,7 +93,7 @@ def test_an_oversized_record_is_dead_lettered_truncated_and_the_partition_goes_o
         wait_for(
             lambda: db_counts(db_engine),
             lambda c: c.news_items >= N_GOOD,
-            timeout=120.0,
+            timeout=READY_TIMEOUT_S + 120.0,  # a deadline: includes the worker's start
             what=f"the {N_GOOD} good records after the oversized one stored",
             workers=[worker],
             interval=1.0,

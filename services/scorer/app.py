@@ -67,7 +67,12 @@ from services.scorer.batch import (
     parse_batch,
     start_slices,
 )
-from services.scorer.dead_letters import dead_letter_record, header_only, is_record_rejection
+from services.scorer.dead_letters import (
+    DeadLetterRecord,
+    dead_letter_record,
+    header_only,
+    is_record_rejection,
+)
 from services.scorer.model_reload import ModelSlot
 from services.scorer.publish import publish_keyed
 from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
@@ -156,6 +161,37 @@ def store_or_dead_letter(
     return stored, dead
 
 
+SendRecord = Callable[[DeadLetterRecord], Awaitable[Awaitable[Any]]]
+
+
+async def queue_dead_letter(send: SendRecord, dead: DeadLetter) -> Awaitable[Any]:
+    """Queue the DLQ record of `dead` (a bounded value, `services.scorer.dead_letters`) with
+    `send`, and return its delivery to await. A record the producer refuses outright (too
+    large, invalid) is sent as its header-only fallback instead; any other failure raises."""
+    try:
+        return await send(dead_letter_record(dead))
+    except Exception as exc:
+        if not is_record_rejection(exc):
+            raise
+        log.error("the dead letter of %s was refused (%s); sending it without its value", _where(dead), exc)
+        return await send(header_only(dead))
+
+
+async def confirm_dead_letter(send: SendRecord, dead: DeadLetter, delivery: Awaitable[Any]) -> None:
+    """Wait for the broker's ack of a dead letter. A refusal of that record alone is answered
+    with its header-only fallback (so one record never stalls its partition); anything else
+    (the broker away) raises, and the batch is redelivered."""
+    try:
+        await delivery
+    except Exception as exc:
+        if not is_record_rejection(exc):
+            raise
+        log.error(
+            "the broker refused the dead letter of %s (%s); sending it without its value", _where(dead), exc
+        )
+        await (await send(header_only(dead)))
+
+
 def _die(message: str, exc: BaseException | None = None) -> None:
     """End the process now, before faust can ack the batch in flight."""
     log.critical(message, exc_info=exc)
@@ -224,38 +260,8 @@ def build_app(
     raw_topic = app.topic(settings.topic_news_raw, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
 
-    async def send_dead_letter(dead: DeadLetter, *, fallback: bool = False) -> Awaitable[Any]:
-        """Queue the DLQ record of `dead` (`services.scorer.dead_letters`: a bounded value);
-        a record the producer refuses outright is sent again as its header-only fallback.
-        Returns the delivery to await."""
-        record = header_only(dead) if fallback else dead_letter_record(dead)
-        try:
-            return await dlq_topic.send(key=record.key, value=record.value, headers=record.headers)
-        except Exception as exc:
-            if fallback or not is_record_rejection(exc):
-                raise
-            log.error(
-                "the dead letter of %s was refused (%s); sending it without its value",
-                _where(dead),
-                exc,
-            )
-            return await send_dead_letter(dead, fallback=True)
-
-    async def confirm_dead_letter(dead: DeadLetter, delivery: Awaitable[Any]) -> None:
-        """Wait for the broker's ack of a dead letter; a refusal that belongs to the record
-        alone is answered with its header-only fallback, anything else raises (the batch is
-        then redelivered)."""
-        try:
-            await delivery
-        except Exception as exc:
-            if not is_record_rejection(exc):
-                raise
-            log.error(
-                "the broker refused the dead letter of %s (%s); sending it without its value",
-                _where(dead),
-                exc,
-            )
-            await (await send_dead_letter(dead, fallback=True))
+    async def send_record(record: DeadLetterRecord) -> Awaitable[Any]:
+        return await dlq_topic.send(key=record.key, value=record.value, headers=record.headers)
 
     async def process(records: list[RawRecord], *, store_after: asyncio.Future[None] | None) -> None:
         """Score and store one batch; its first store waits for `store_after` (the previous
@@ -290,14 +296,14 @@ def build_app(
             )
             committed_at, t1 = time.time(), time.perf_counter()
             failed = [*result.dead, *refused]
-            pending = [(d, await send_dead_letter(d)) for d in failed]
+            pending = [(d, await queue_dead_letter(send_record, d)) for d in failed]
             await publish_keyed(
                 kafka_producer(app),
                 settings.topic_news_scored,
                 [(item.event_id.encode(), scored_message(item)) for item in kept],
             )
             for d, delivery in pending:  # the broker has them all before the batch is acked
-                await confirm_dead_letter(d, delivery)
+                await confirm_dead_letter(send_record, d, delivery)
             stored.extend(kept)
             dead.extend(failed)
             stage["store"] += t1 - t0

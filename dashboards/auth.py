@@ -179,18 +179,29 @@ def _password_login(settings: Settings) -> None:
     if not submitted or users is None:
         return
     name = name.strip()
-    wait = _throttle.blocked_for(name)
+    client = _client_address()
+    wait = _throttle.blocked_for(name, client)
     if wait > 0:
-        st.error(f"Too many failed logins for this user name; try again in {wait:.0f} s.")
+        st.error(f"Too many failed logins; try again in {wait:.0f} s.")
         return
     entry = authenticate(users, name, password)
     if entry is None:
-        _throttle.failed(name)
+        _throttle.failed(name, client)
         st.error("Unknown user name or wrong password.")
         return
-    _throttle.succeeded(name)
+    _throttle.succeeded(name, client)
     st.session_state[SESSION_KEY] = login_state(entry)
     st.rerun()
+
+
+def _client_address() -> str:
+    """The address of this session's connection, for the login throttle (Streamlit gives
+    None for a browser on the same host)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # outside a running app (AppTest): one shared address
+        address = None
+    return address or "local"
 
 
 def logout(user: User) -> None:

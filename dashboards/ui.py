@@ -60,11 +60,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def current_minute(base_seconds: int) -> datetime:
+    """The start of the bucket now falls in: the newest a data range may be anchored at (a
+    whole bucket, so the cached query's arguments change once a bucket, not every call)."""
+    epoch = int(utcnow().timestamp())
+    return datetime.fromtimestamp(epoch - epoch % base_seconds, UTC)
+
+
 def data_end(settings: Settings) -> datetime:
     """The end of the newest stored minute: "now" for a live stream, and for a replay of old
     news the end of what was replayed (so the default range shows data, not an empty chart)."""
     base = settings.alert_bucket_seconds
-    newest = cached_query(settings, indices.newest_bucket, base_width=base)
+    newest = cached_query(settings, indices.newest_bucket, base_width=base, not_after=current_minute(base))
     if newest is None:
         return utcnow()
     return newest + timedelta(seconds=base)

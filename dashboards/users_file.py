@@ -213,35 +213,70 @@ class UsersCache:
 
 
 class LoginThrottle:
-    """After `max_failures` failed logins for one name within `window` seconds, refuse that
-    name for the rest of the window. Per process (the dashboard is one process), so opening a
-    new browser session does not reset it; bcrypt's cost already slows each guess."""
+    """Failed logins, counted three ways within `window` seconds, to slow password guessing
+    without letting anyone lock a user out:
 
-    def __init__(self, *, max_failures: int = 5, window: float = 300.0) -> None:
+    - per (user name, client address): after `max_failures`, that name is refused from that
+      address for the rest of the window; the same name from another address is not (keyed
+      on the name alone, anyone could lock out an admin by failing five logins as them);
+    - per client address: after `max_client_failures` under any names, the address is
+      refused (one address spraying names);
+    - globally: after `max_global_failures` from all addresses, every address with a failure
+      in the window is refused until the rate drops; an address with none still gets its
+      tries, so the real user is not locked out by a spread-out attack, which is held to a
+      few guesses per address per window.
+
+    A success clears that (name, address) pair only. Per process (the dashboard is one
+    process), so opening a new browser session does not reset it; bcrypt's cost already
+    slows each guess. The client address is the connection's (`st.context.ip_address`)."""
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = 5,
+        max_client_failures: int = 20,
+        max_global_failures: int = 100,
+        window: float = 300.0,
+    ) -> None:
         self.max_failures = max_failures
+        self.max_client_failures = max_client_failures
+        self.max_global_failures = max_global_failures
         self.window = window
         self._lock = threading.Lock()
-        self._failures: dict[str, list[float]] = {}
+        self._failures: list[tuple[float, str, str]] = []  # (time, name, client), oldest first
 
-    def _recent(self, name: str, now: float) -> list[float]:
-        times = [t for t in self._failures.get(name, []) if now - t < self.window]
-        self._failures[name] = times
-        return times
+    def _recent(self, now: float) -> list[tuple[float, str, str]]:
+        cut = 0
+        while cut < len(self._failures) and now - self._failures[cut][0] >= self.window:
+            cut += 1
+        del self._failures[:cut]
+        return self._failures
 
-    def blocked_for(self, name: str, *, now: float | None = None) -> float:
-        """Seconds until `name` may try again (0: now)."""
+    def _wait(self, times: list[float], limit: int, now: float) -> float:
+        if len(times) < limit:
+            return 0.0
+        return max(0.0, self.window - (now - times[-limit]))
+
+    def blocked_for(self, name: str, client: str, *, now: float | None = None) -> float:
+        """Seconds until `name` may try again from `client` (0: now)."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            times = self._recent(name, now)
-            if len(times) < self.max_failures:
-                return 0.0
-            return max(0.0, self.window - (now - times[-self.max_failures]))
+            recent = self._recent(now)
+            pair = [t for t, n, c in recent if n == name and c == client]
+            from_client = [t for t, _, c in recent if c == client]
+            waits = [
+                self._wait(pair, self.max_failures, now),
+                self._wait(from_client, self.max_client_failures, now),
+            ]
+            if from_client and len(recent) >= self.max_global_failures:
+                waits.append(self._wait([t for t, _, _ in recent], self.max_global_failures, now))
+            return max(waits)
 
-    def failed(self, name: str, *, now: float | None = None) -> None:
+    def failed(self, name: str, client: str, *, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
-            self._recent(name, now).append(now)
+            self._recent(now).append((now, name, client))
 
-    def succeeded(self, name: str) -> None:
+    def succeeded(self, name: str, client: str) -> None:
         with self._lock:
-            self._failures.pop(name, None)
+            self._failures = [f for f in self._failures if (f[1], f[2]) != (name, client)]

@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     scorer_session_timeout_seconds: float = Field(
         10.0, gt=0, description="Kafka session timeout of a scorer worker (Tansu: a join waits half of it)"
     )
+    max_future_skew_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="How far past its receive time a news item's published_at may lie; later ones go to "
+        "the DLQ as future_published_at. One hour covers clocks that drift and embargoed releases "
+        "stamped minutes ahead; anything further is a wrong zone or a bad date, and would pull every "
+        "dashboard range and the labelling window into the future",
+    )
     scorer_max_batch: int = Field(
         1024,
         ge=1,

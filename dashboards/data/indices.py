@@ -159,13 +159,21 @@ def scope_summary(
     return pd.DataFrame(rows, columns=["key", "total", "bearish", "bearish_share", "mean_score"])
 
 
-def newest_bucket(session: Session, *, base_width: int = 60) -> datetime | None:
-    """Start of the newest market bucket: where "now" is for a stream (live or replayed)."""
-    return session.scalar(
-        select(func.max(B.bucket_start)).where(
-            B.scope == "market", B.key == MARKET_KEY, B.width_seconds == base_width
-        )
+def newest_bucket(
+    session: Session, *, base_width: int = 60, not_after: datetime | None = None
+) -> datetime | None:
+    """Start of the newest market bucket: where "now" is for a stream (live or replayed).
+
+    Buckets that start after `not_after` (pass the current time) are passed over: a story
+    dated in the future (the scorer refuses those beyond FINSENT_MAX_FUTURE_SKEW_SECONDS, but
+    rows stored before that rule, or within the skew, remain) must not become the end of every
+    range. A replay of old news still anchors at its own newest minute."""
+    stmt = select(func.max(B.bucket_start)).where(
+        B.scope == "market", B.key == MARKET_KEY, B.width_seconds == base_width
     )
+    if not_after is not None:
+        stmt = stmt.where(B.bucket_start <= not_after)
+    return session.scalar(stmt)
 
 
 def oldest_bucket(session: Session, *, base_width: int = 60) -> datetime | None:

@@ -16,7 +16,7 @@ from dashboards.data import alerts as alert_data
 from dashboards.data import indices
 from dashboards.data.indices import TimeRange, choose_width, key_for
 from dashboards.movers import Mover, rank_movers
-from dashboards.ui import page_context, time_range_picker, utcnow
+from dashboards.ui import current_minute, page_context, time_range_picker, utcnow
 from services.alerts.buckets import Scope
 
 SEVERITY_COLORS = alt.Scale(domain=["warning", "high", "critical"], range=["#e6a700", "#e8590c", "#c92a2a"])
@@ -195,7 +195,7 @@ else:
 @st.fragment(run_every=timedelta(seconds=settings.dashboard_refresh_seconds))
 def live_panel() -> None:
     """The newest minutes, re-queried (uncached) on a timer without rerunning the page."""
-    newest = fresh_query(settings, indices.newest_bucket, base_width=base)
+    newest = fresh_query(settings, indices.newest_bucket, base_width=base, not_after=current_minute(base))
     end = (newest + timedelta(seconds=base)) if newest is not None else utcnow()
     live = TimeRange.ending(end, timedelta(minutes=settings.dashboard_live_minutes))
     frame = fresh_query(

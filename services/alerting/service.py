@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +52,7 @@ from services.alerting.config import AlerterConfig, alerter_config
 from services.alerting.engine import AlertEngine, StepResult
 from services.alerting.metrics import AlerterMetrics
 from services.alerts import bucket_start
+from services.broker.dead_letters import bounded_value
 from services.broker.errors import BrokerError
 from services.ingest.producer import NewsProducer
 from services.settings import Settings
@@ -58,6 +60,9 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 500
+MAX_SCORED_BYTES = 64 * 1024  # a scored message is a few hundred bytes
+MAX_EVENT_ID_CHARS = 128  # services.schemas.news_raw.MAX_ID_CHARS, and h: + 32 hex for derived ids
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # The dead-letter headers of services.scorer.batch (not imported: it pulls in torch).
 H_SOURCE_TOPIC = "source-topic"
 H_SOURCE_PARTITION = "source-partition"
@@ -84,15 +89,29 @@ class _Stopped(Exception):
 
 
 def parse_scored(value: bytes | None) -> ScoredRef:
-    """The event id and event time of a `news.scored` value (`scorer.app.scored_message`)."""
+    """The event id and event time of a `news.scored` value (`scorer.app.scored_message`).
+
+    Anything else raises `UnreadableMessage`, never another exception: a message that made
+    the loop raise would be met again after every restart. The scorer writes small flat JSON
+    (ids, labels, probabilities), so a value over `MAX_SCORED_BYTES` or nested deeper than the
+    JSON decoder's recursion limit is refused before it can cost more."""
     if value is None:
         raise UnreadableMessage("empty message")
+    if len(value) > MAX_SCORED_BYTES:
+        raise UnreadableMessage(f"message is {len(value):,} bytes, over the {MAX_SCORED_BYTES:,}-byte limit")
     try:
         data = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise UnreadableMessage("not JSON the alerter reads: nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise UnreadableMessage(f"not JSON: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("event_id"), str) or not data["event_id"]:
         raise UnreadableMessage("no event_id")
+    if len(data["event_id"]) > MAX_EVENT_ID_CHARS or _CONTROL.search(data["event_id"]):
+        raise UnreadableMessage(
+            f"event_id {data['event_id'][:40]!r} is over {MAX_EVENT_ID_CHARS} characters "
+            "or has control characters"
+        )
     raw = data.get("published_at")
     try:
         published = datetime.fromisoformat(raw) if isinstance(raw, str) else None
@@ -240,7 +259,8 @@ class Alerter:
             self._step(touched, until, now)
         for record, reason in dead:
             log.warning("unreadable news.scored message: %s", reason, extra=_where(record))
-            dlq.send_raw(record.value, record.key, headers=_dead_letter_headers(record, reason))
+            value, extra = bounded_value(record.value)
+            dlq.send_raw(value, record.key, headers=_dead_letter_headers(record, reason) + extra)
         if dead:
             dlq.flush()
         if records:

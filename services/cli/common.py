@@ -199,3 +199,14 @@ def in_transaction(action: Callable[[Session], T]) -> T:
             engine.dispose()
 
     return guarded_database(run)[1]
+
+
+def printable(value: object) -> str:
+    """`value` as text safe to print on a terminal: every character that is not printable
+    (control characters, escape sequences, bidirectional overrides, line separators) is
+    shown as its Python escape. News and ids come from outside; printed raw, an escape
+    sequence could clear or recolour the operator's terminal or hide what follows it."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -28,6 +28,7 @@ from services.cli.common import (
     DatabaseUrlOption,
     broker_errors,
     guarded_database,
+    printable,
     quiet_alembic,
 )
 from services.cli.errors import fail
@@ -149,11 +150,12 @@ class StreamPrinter:
             self.seen.add(event_id)
         if self._quiet or not new:
             return
-        tickers = ",".join(item.get("tickers") or []) or "-"
-        text = self._headlines.get(event_id, event_id)
+        tickers = ",".join(printable(t) for t in item.get("tickers") or []) or "-"
+        text = printable(self._headlines.get(event_id, event_id))
+        topic = printable(item.get("topic", "?"))
         line = (
-            f"{item.get('sentiment', '?'):<7} {float(item.get('sentiment_score', 0.0)):+.2f}  "
-            f"{str(item.get('topic', '?'))[:26]:<26}  {tickers[:14]:<14}  {text}"
+            f"{printable(item.get('sentiment', '?')):<7} {float(item.get('sentiment_score', 0.0)):+.2f}  "
+            f"{topic[:26]:<26}  {tickers[:14]:<14}  {text}"
         )
         typer.echo(line[: self._width - 1])
 
@@ -376,8 +378,8 @@ def _metrics_text(settings: Settings, command: str) -> str:
 def _print_alert(message: dict[str, Any]) -> None:
     """One line per message on the alerts topic (open, escalate, renotify, resolve)."""
     typer.echo(
-        f"ALERT   {message.get('kind', '?')} {message.get('severity', '?')}: "
-        f"{message.get('scope', '?')} {message.get('key', '?')}"
+        f"ALERT   {printable(message.get('kind', '?'))} {printable(message.get('severity', '?'))}: "
+        f"{printable(message.get('scope', '?'))} {printable(message.get('key', '?'))}"
     )
 
 

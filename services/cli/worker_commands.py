@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -138,6 +139,7 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
     """A ready-to-serve predictor: loaded with the serving settings and warmed up."""
     from bert_core import Predictor
 
+    started = time.perf_counter()
     predictor = Predictor.load(
         path,
         precision=settings.precision,
@@ -147,7 +149,15 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
         batch_size=settings.scorer_inference_batch,
         tokens_per_pass=settings.scorer_tokens_per_pass,
     )
+    loaded = time.perf_counter()
     warm_up(predictor)
+    log.info(  # what a start or a hot reload costs (docs/learning.md)
+        "model %s: loaded%s in %.1f s, warmed up in %.1f s",
+        path,
+        " and its encoder pass compiled" if predictor.compiled else "",
+        loaded - started,
+        time.perf_counter() - loaded,
+    )
     return predictor
 
 
@@ -157,7 +167,7 @@ def _registry_champion(sessions: Callable[[], Session]) -> ModelRef | None:
 
     with sessions() as session:
         row = champion(session)
-        return None if row is None else ModelRef(row.version, Path(row.path), row.sha256)
+        return None if row is None else ModelRef(row.version, Path(row.path), row.sha256, row.manifest_sha256)
 
 
 def _choose_model(settings: Settings, sessions: Callable[[], Session]) -> ModelRef | Path:

@@ -34,6 +34,7 @@ MAX_DIGEST_LINES: Final = 50
 SIGNATURE_HEADER: Final = "X-Finsent-Signature"
 TIMESTAMP_HEADER: Final = "X-Finsent-Timestamp"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+SIGNATURE_TOLERANCE_S: Final = 300  # a receiver refuses a signed request older (or newer) than this
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _KIND_TEXT: Final = {
@@ -65,14 +66,36 @@ def digest_key(subscription_id: int, member_keys: Sequence[str]) -> str:
     return f"digest|{subscription_id}|sha256:{hashlib.sha256(body).hexdigest()}"
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The `X-Finsent-Signature` value: `sha256=` + hex HMAC-SHA256 of the raw body."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, *, timestamp: str) -> str:
+    """The `X-Finsent-Signature` value: `sha256=` + hex HMAC-SHA256 of `<timestamp>.<raw body>`,
+    `timestamp` being the `X-Finsent-Timestamp` header (unix seconds of the attempt).
+
+    The timestamp is signed so that a captured request cannot be sent again later: a new
+    timestamp breaks the signature, the old one is refused once it is older than the
+    receiver's tolerance (`verify`). Retries of a delivery carry a fresh timestamp and so a
+    fresh signature; the body and the Idempotency-Key stay the same."""
+    signed = timestamp.encode("ascii") + b"." + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
-def verify(body: bytes, secret: str, signature: str) -> bool:
-    """What a receiver does (constant-time comparison); here for tests and docs/alerts.md#delivery."""
-    return hmac.compare_digest(sign(body, secret), signature)
+def verify(
+    body: bytes,
+    secret: str,
+    signature: str,
+    *,
+    timestamp: str,
+    now: float,
+    tolerance_seconds: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """What a receiver does: the timestamp is within `tolerance_seconds` of its clock (`now`,
+    unix seconds) and the signature matches (constant-time); here for tests and the README."""
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - sent_at) > tolerance_seconds:
+        return False
+    return hmac.compare_digest(sign(body, secret, timestamp=timestamp), signature)
 
 
 def make_test_message(subscription: str, *, now: datetime, nonce: str) -> Message:

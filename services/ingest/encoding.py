@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.schemas import InvalidMessage, parse_raw_news
+from services.settings import get_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,5 +36,9 @@ def encode_news(item: Any, *, received_at: datetime | None = None) -> EncodedNew
     except (TypeError, ValueError) as exc:  # a datetime or NaN in a dict, an unpaired surrogate
         raise InvalidMessage(f"item cannot be encoded as JSON: {exc}", "wrong_type") from None
     # Ticker extraction is the scorer's business; an empty watchlist keeps validation cheap.
-    news = parse_raw_news(payload, received_at=received_at or datetime.now(UTC), watchlist={})
+    # The worker's own bound on future dates, so ingest refuses what the worker would dead-letter.
+    skew = timedelta(seconds=get_settings().max_future_skew_seconds)
+    news = parse_raw_news(
+        payload, received_at=received_at or datetime.now(UTC), watchlist={}, max_future_skew=skew
+    )
     return EncodedNews(news.event_id, payload)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -30,6 +31,9 @@ from services.broker.errors import BrokerError
 from services.ingest.encoding import EncodedNews, encode_news
 from services.ingest.producer import NewsSender
 from services.schemas import InvalidMessage
+
+log = logging.getLogger(__name__)
+BROKER_UNAVAILABLE = "the message broker is unavailable; nothing was sent, retry later"
 
 DEFAULT_DELIVERY_TIMEOUT_S = 30.0
 DEFAULT_MAX_ITEMS = 10_000
@@ -152,8 +156,9 @@ def create_app(
         try:
             # kafka-python blocks; the event loop keeps serving other requests meanwhile.
             await loop.run_in_executor(None, lambda: sender.deliver(batch, timeout=delivery_timeout))
-        except BrokerError as exc:
-            return _json(503, {"error": str(exc)})
+        except BrokerError as exc:  # the details (broker addresses) go to the log, not to the client
+            log.warning("POST /news: cannot deliver %d items: %s", len(batch), exc)
+            return _json(503, {"error": BROKER_UNAVAILABLE})
         return _json(202, {"accepted": len(batch), "event_ids": [encoded.event_id for encoded in batch]})
 
     async def health(_: web.Request) -> web.Response:

@@ -47,13 +47,14 @@ def _append_note(row: ModelVersionRow, line: str) -> None:
     row.note = f"{row.note}\n{line}" if row.note else line
 
 
-def _verify(path: str | Path, sha256: str | None = None) -> Any:
-    """Verify a model directory against its manifest (and the registered weights hash)."""
+def _verify(path: str | Path, sha256: str | None = None, manifest_sha256: str | None = None) -> Any:
+    """Verify a model directory against its manifest, and against the registered weights and
+    manifest hashes: the manifest alone proves nothing, whoever can change a file can re-hash it."""
     from bert_core.errors import ModelIntegrityError
     from bert_core.manifest import WEIGHTS_FILE, verify_model_dir
 
     try:
-        manifest = verify_model_dir(path)
+        manifest = verify_model_dir(path, manifest_sha256=manifest_sha256)
     except ModelIntegrityError as exc:
         raise RegistryError(str(exc)) from None
     if sha256 is not None and manifest.files.get(WEIGHTS_FILE) != sha256:
@@ -77,7 +78,8 @@ def register_model(
     the existing row unchanged; any other clash is a `RegistryError`. A champion is made
     with `promote`, never here, so the one-champion rule has a single gatekeeper.
     """
-    from bert_core.artifacts import METRICS_FILE, WEIGHTS_FILE
+    from bert_core.artifacts import METRICS_FILE
+    from bert_core.manifest import MANIFEST_FILE, WEIGHTS_FILE, manifest_sha256
 
     if status not in REGISTER_STATUSES:
         raise RegistryError(
@@ -85,7 +87,8 @@ def register_model(
             "(promote makes a champion)"
         )
     path = Path(model_dir).expanduser().resolve()
-    manifest = _verify(path)
+    pinned_manifest = manifest_sha256(path) if (path / MANIFEST_FILE).is_file() else None
+    manifest = _verify(path, manifest_sha256=pinned_manifest)  # the bytes hashed are the ones verified
     sha256 = manifest.files[WEIGHTS_FILE]
     existing = session.get(ModelVersionRow, manifest.version)
     if existing is not None:
@@ -118,6 +121,7 @@ def register_model(
         data_hash=manifest.data_hash,
         metrics=metrics if isinstance(metrics, dict) else {"metrics": metrics},
         sha256=sha256,
+        manifest_sha256=pinned_manifest,
         path=str(path),
         status=status,
         status_changed_at=now,
@@ -244,7 +248,7 @@ def promote(
             f"version {version} was rejected ({last[0]}); promote it with force (--force) if you are sure"
         )
     if verify:
-        _verify(target.path, target.sha256)
+        _verify(target.path, target.sha256, target.manifest_sha256)
     _make_champion(
         session,
         target,
@@ -289,7 +293,7 @@ def rollback(
     if previous is None:
         raise RegistryError("no previous champion to roll back to (no version is retired)")
     if verify:
-        _verify(previous.path, previous.sha256)
+        _verify(previous.path, previous.sha256, previous.manifest_sha256)
     current = _current_champions(session)
     was = ", ".join(c.version for c in current) or "none"
     _make_champion(

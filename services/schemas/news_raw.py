@@ -16,9 +16,10 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -26,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from bert_core.text import normalize_text
 from services.schemas.tickers import extract_tickers, normalise_tickers
+from services.settings import Settings
 
 SCHEMA_VERSION = 1
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -37,6 +39,10 @@ MAX_URL_CHARS = 2_048
 MAX_TICKERS = 50
 MAX_TICKER_CHARS = 20
 DERIVED_ID_PREFIX = "h:"
+# Control characters (C0, DEL, C1), bidirectional overrides and line separators: an id or a
+# ticker is printed on terminals, in logs and on dashboards, where these rewrite what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+DEFAULT_MAX_FUTURE_SKEW = timedelta(seconds=Settings.model_fields["max_future_skew_seconds"].default)
 
 
 class InvalidMessage(ValueError):
@@ -112,6 +118,12 @@ class RawNews(BaseModel):
     @field_validator("id")
     @classmethod
     def _id_text(cls, value: str | None) -> str | None:
+        if value is not None and (found := _UNPRINTABLE.search(value)):
+            raise PydanticCustomError(
+                "invalid_id",
+                "id {id} has a control character (U+{code}); ids are shown and logged as they are",
+                {"id": ascii(value[:40]), "code": f"{ord(found.group()):04X}"},
+            )
         return _optional_text(value, "id", MAX_ID_CHARS)
 
     @field_validator("headline")
@@ -176,9 +188,9 @@ class RawNews(BaseModel):
         if len(value) > MAX_TICKERS:
             raise PydanticCustomError("too_large", f"tickers has more than {MAX_TICKERS} entries")
         for ticker in value:
-            if len(ticker) > MAX_TICKER_CHARS or len(ticker.split()) > 1:
+            if len(ticker) > MAX_TICKER_CHARS or len(ticker.split()) > 1 or _UNPRINTABLE.search(ticker):
                 raise PydanticCustomError(
-                    "invalid_ticker", "ticker '{ticker}' is not a symbol", {"ticker": ticker[:40]}
+                    "invalid_ticker", "ticker {ticker} is not a symbol", {"ticker": ascii(ticker[:40])}
                 )
         return list(normalise_tickers(value))
 
@@ -195,8 +207,13 @@ def parse_raw_news(
     received_at: datetime,
     watchlist: Mapping[str, str],
     max_bytes: int = MAX_PAYLOAD_BYTES,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
 ) -> NewsItem:
-    """Decode, validate and normalise one `news.raw` message; raise `InvalidMessage` if it cannot be."""
+    """Decode, validate and normalise one `news.raw` message; raise `InvalidMessage` if it cannot be.
+
+    A `published_at` more than `max_future_skew` after `received_at` is refused
+    (`future_published_at`): one story dated 2099 would otherwise become the newest bucket
+    every dashboard range and the labelling window end at."""
     if received_at.tzinfo is None:
         raise ValueError("received_at must be timezone-aware")  # a caller bug, not a bad message
     if payload is None:  # a Kafka record without a value
@@ -212,6 +229,14 @@ def parse_raw_news(
         raw = RawNews.model_validate(data)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    if raw.published_at is not None and raw.published_at > received_at + max_future_skew:
+        ahead = raw.published_at - received_at.astimezone(UTC)
+        raise InvalidMessage(
+            f"published_at {raw.published_at.isoformat()} is in the future: {_duration(ahead)} after "
+            f"the receive time {received_at.astimezone(UTC).isoformat()}, more than the allowed "
+            f"{_duration(max_future_skew)} (FINSENT_MAX_FUTURE_SKEW_SECONDS)",
+            "future_published_at",
+        )
     tickers = tuple(raw.tickers) if raw.tickers else ()
     if not tickers:  # absent or empty: an empty list tells nothing, extraction is cheap
         tickers = tuple(extract_tickers(f"{raw.headline}\n{raw.body or ''}", watchlist))
@@ -226,6 +251,15 @@ def parse_raw_news(
         tickers=tickers,
         extra=raw.extra,
     )
+
+
+def _duration(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:,.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds / 60:.0f} minutes"
 
 
 def _decode(payload: bytes) -> Any:
@@ -294,6 +328,7 @@ _CUSTOM_TYPES = frozenset(
         "naive_timestamp",
         "invalid_timestamp",
         "invalid_ticker",
+        "invalid_id",
         "wrong_type",
         "unsupported_version",
     }

@@ -40,10 +40,10 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import faust
@@ -64,9 +64,14 @@ from services.scorer.batch import (
     DeadLetter,
     PredictorLike,
     RawRecord,
-    dead_letter_headers,
     parse_batch,
     start_slices,
+)
+from services.scorer.dead_letters import (
+    DeadLetterRecord,
+    dead_letter_record,
+    header_only,
+    is_record_rejection,
 )
 from services.scorer.model_reload import ModelSlot
 from services.scorer.publish import publish_keyed
@@ -156,6 +161,37 @@ def store_or_dead_letter(
     return stored, dead
 
 
+SendRecord = Callable[[DeadLetterRecord], Awaitable[Awaitable[Any]]]
+
+
+async def queue_dead_letter(send: SendRecord, dead: DeadLetter) -> Awaitable[Any]:
+    """Queue the DLQ record of `dead` (a bounded value, `services.scorer.dead_letters`) with
+    `send`, and return its delivery to await. A record the producer refuses outright (too
+    large, invalid) is sent as its header-only fallback instead; any other failure raises."""
+    try:
+        return await send(dead_letter_record(dead))
+    except Exception as exc:
+        if not is_record_rejection(exc):
+            raise
+        log.error("the dead letter of %s was refused (%s); sending it without its value", _where(dead), exc)
+        return await send(header_only(dead))
+
+
+async def confirm_dead_letter(send: SendRecord, dead: DeadLetter, delivery: Awaitable[Any]) -> None:
+    """Wait for the broker's ack of a dead letter. A refusal of that record alone is answered
+    with its header-only fallback (so one record never stalls its partition); anything else
+    (the broker away) raises, and the batch is redelivered."""
+    try:
+        await delivery
+    except Exception as exc:
+        if not is_record_rejection(exc):
+            raise
+        log.error(
+            "the broker refused the dead letter of %s (%s); sending it without its value", _where(dead), exc
+        )
+        await (await send(header_only(dead)))
+
+
 def _die(message: str, exc: BaseException | None = None) -> None:
     """End the process now, before faust can ack the batch in flight."""
     log.critical(message, exc_info=exc)
@@ -187,6 +223,7 @@ def build_app(
     watch = Watchlist(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
     web_port = settings.scorer_web_port
     slice_items = settings.scorer_slice_items
+    future_skew = timedelta(seconds=settings.max_future_skew_seconds)
     settings.faust_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = ScorerApp(
         settings.scorer_group,
@@ -223,6 +260,9 @@ def build_app(
     raw_topic = app.topic(settings.topic_news_raw, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
 
+    async def send_record(record: DeadLetterRecord) -> Awaitable[Any]:
+        return await dlq_topic.send(key=record.key, value=record.value, headers=record.headers)
+
     async def process(records: list[RawRecord], *, store_after: asyncio.Future[None] | None) -> None:
         """Score and store one batch; its first store waits for `store_after` (the previous
         batch's stores), so stores stay in stream order. Returns when every slice is stored
@@ -230,7 +270,9 @@ def build_app(
         started = time.perf_counter()
         received_at = datetime.now(UTC)
         serving = slot.current  # one model for the whole batch: a switch lands between batches
-        parsed = await in_model_thread(parse_batch, records, received_at=received_at, watchlist=watch)
+        parsed = await in_model_thread(
+            parse_batch, records, received_at=received_at, watchlist=watch, max_future_skew=future_skew
+        )
         stage: dict[Stage, float] = {"score": time.perf_counter() - started, "store": 0.0, "produce": 0.0}
         stored: list[ScoredItem] = []
         dead: list[DeadLetter] = []
@@ -254,16 +296,14 @@ def build_app(
             )
             committed_at, t1 = time.time(), time.perf_counter()
             failed = [*result.dead, *refused]
-            pending = [
-                await dlq_topic.send(key=d.record.key, value=d.record.value, headers=dead_letter_headers(d))
-                for d in failed
-            ]
+            pending = [(d, await queue_dead_letter(send_record, d)) for d in failed]
             await publish_keyed(
                 kafka_producer(app),
                 settings.topic_news_scored,
                 [(item.event_id.encode(), scored_message(item)) for item in kept],
             )
-            await asyncio.gather(*pending)  # the broker has them all before the batch is acked
+            for d, delivery in pending:  # the broker has them all before the batch is acked
+                await confirm_dead_letter(send_record, d, delivery)
             stored.extend(kept)
             dead.extend(failed)
             stage["store"] += t1 - t0
@@ -394,6 +434,11 @@ def build_app(
             _die(f"cannot process a batch of {len(events)} records; exiting unacked", exc)
 
     return app
+
+
+def _where(dead: DeadLetter) -> str:
+    record = dead.record
+    return f"{record.topic}/{record.partition}@{record.offset}"
 
 
 def _version_of(predictor: PredictorLike) -> str:

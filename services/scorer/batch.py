@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bert_core.inference import Prediction
 from services.schemas import InvalidMessage, NewsItem, parse_raw_news
-from services.schemas.news_raw import MAX_PAYLOAD_BYTES
+from services.schemas.news_raw import DEFAULT_MAX_FUTURE_SKEW, MAX_PAYLOAD_BYTES
 from services.storage.repository import ScoredItem
 
 MAX_ERROR_MESSAGE_CHARS = 1_000
@@ -58,8 +58,9 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record that cannot be scored, with why. The DLQ message value is `record.value`
-    unchanged (raw bytes, whatever they are) and its key is `record.key`."""
+    """A record that cannot be scored, with why. Its DLQ message is
+    `services.scorer.dead_letters.dead_letter_record`: key `record.key`, value `record.value`
+    unchanged (raw bytes, whatever they are) up to 64 KiB, a marked prefix beyond."""
 
     record: RawRecord
     error_class: str  # e.g. InvalidMessage, DataError
@@ -93,15 +94,21 @@ def parse_batch(
     received_at: datetime,
     watchlist: Mapping[str, str],
     max_bytes: int = MAX_PAYLOAD_BYTES,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
 ) -> ParsedBatch:
     """Validate `records`; the first record of an event_id is kept, later ones counted.
-    `received_at` (timezone-aware) is the default `published_at` of items without one."""
+    `received_at` (timezone-aware) is the default `published_at` of items without one, and
+    items dated more than `max_future_skew` after it are dead letters."""
     parsed = ParsedBatch()
     seen: set[str] = set()
     for record in records:
         try:
             item = parse_raw_news(
-                record.value, received_at=received_at, watchlist=watchlist, max_bytes=max_bytes
+                record.value,
+                received_at=received_at,
+                watchlist=watchlist,
+                max_bytes=max_bytes,
+                max_future_skew=max_future_skew,
             )
         except InvalidMessage as exc:
             parsed.dead.append(DeadLetter(record, type(exc).__name__, exc.error_type, exc.reason))

@@ -39,6 +39,7 @@ class ModelRef:
     version: str
     path: Path
     sha256: str | None  # of the weights file, as recorded by the registry
+    manifest_sha256: str | None = None  # of manifest.json, as recorded (None: registered before it was)
 
 
 class ModelRefused(Exception):
@@ -75,10 +76,14 @@ def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> Predi
     from bert_core.artifacts import verify_model_dir
     from bert_core.errors import BertCoreError, CompileError
 
+    started = time.perf_counter()
     try:
-        manifest = verify_model_dir(ref.path)
+        manifest = verify_model_dir(ref.path, manifest_sha256=ref.manifest_sha256)
     except BertCoreError as exc:
         raise ModelRefused(str(exc)) from None
+    log.info(
+        "model %s: files verified against its manifest in %.2f s", ref.version, time.perf_counter() - started
+    )
     if manifest.version != ref.version:
         raise ModelRefused(
             f"{ref.path} holds model {manifest.version}, but the registry says {ref.version} lives there"

@@ -68,6 +68,8 @@ class ModelVersionRow(Base):
     data_hash: Mapped[str] = mapped_column(String(64))
     metrics: Mapped[dict[str, Any]]
     sha256: Mapped[str] = mapped_column(String(64))  # of the weights file (model.safetensors)
+    # of manifest.json, which hashes every other file; None for versions registered before 0005
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))  # candidate | champion | rejected | retired
     status_changed_at: Mapped[datetime]

@@ -98,14 +98,50 @@ def test_users_file_refuses_bad_entries(tmp_path: Path) -> None:
     assert read_users(tmp_path / "absent.toml") == {}
 
 
+ATTACKER = "203.0.113.9"
+ADMIN_DESK = "198.51.100.7"
+
+
 def test_login_throttle_blocks_after_repeated_failures() -> None:
     throttle = LoginThrottle(max_failures=3, window=60)
     for t in (0.0, 1.0, 2.0):
-        assert throttle.blocked_for("eve", now=t) == 0
-        throttle.failed("eve", now=t)
-    assert throttle.blocked_for("eve", now=3.0) == pytest.approx(57.0)
-    assert throttle.blocked_for("bob", now=3.0) == 0
-    assert throttle.blocked_for("eve", now=61.0) == 0  # the first failure has aged out
+        assert throttle.blocked_for("eve", ATTACKER, now=t) == 0
+        throttle.failed("eve", ATTACKER, now=t)
+    assert throttle.blocked_for("eve", ATTACKER, now=3.0) == pytest.approx(57.0)
+    assert throttle.blocked_for("bob", ATTACKER, now=3.0) == 0
+    assert throttle.blocked_for("eve", ATTACKER, now=61.0) == 0  # the first failure has aged out
+
+
+def test_failed_logins_from_one_address_do_not_lock_the_user_out_elsewhere() -> None:
+    """Anyone could lock out an admin by failing five logins under the admin's name."""
+    throttle = LoginThrottle(max_failures=3, window=60)
+    for t in range(10):
+        throttle.failed("admin", ATTACKER, now=float(t))
+    assert throttle.blocked_for("admin", ATTACKER, now=10.0) > 0
+    assert throttle.blocked_for("admin", ADMIN_DESK, now=10.0) == 0
+    throttle.succeeded("admin", ADMIN_DESK)
+    assert throttle.blocked_for("admin", ATTACKER, now=11.0) > 0  # the attacker stays blocked
+
+
+def test_one_address_trying_many_names_is_blocked() -> None:
+    throttle = LoginThrottle(max_failures=3, max_client_failures=10, window=60)
+    for i in range(10):
+        throttle.failed(f"user{i}", ATTACKER, now=float(i))
+    assert throttle.blocked_for("someone-new", ATTACKER, now=10.0) > 0
+    assert throttle.blocked_for("someone-new", ADMIN_DESK, now=10.0) == 0
+
+
+def test_a_global_failure_rate_blocks_failing_addresses_but_not_a_fresh_one() -> None:
+    """A spread-out attack (many addresses) is capped by the global budget: once it is spent,
+    an address that failed in the window is refused; the real user at an address with no
+    failures still gets in."""
+    throttle = LoginThrottle(max_failures=3, max_client_failures=10, max_global_failures=20, window=60)
+    for i in range(20):
+        throttle.failed("admin", f"10.0.0.{i}", now=float(i) / 10)
+    assert throttle.blocked_for("admin", "10.0.0.1", now=3.0) > 0  # one failure there, budget spent
+    assert throttle.blocked_for("admin", "10.0.0.99", now=3.0) == 0  # no failure from there
+    assert throttle.blocked_for("admin", ADMIN_DESK, now=3.0) == 0
+    assert throttle.blocked_for("admin", "10.0.0.1", now=70.0) == 0  # the window has passed
 
 
 # --------------------------------------------------------------------------- pure ranking
@@ -306,3 +342,59 @@ def test_mover_counts_feed_the_ranking(session: Session) -> None:
     assert all(r.bearish > 0 for r in rows)  # keys without bearish news now are not fetched
     ranked = rank_movers(rows, market_total=market_now, market_base_total=market_before)
     assert ranked[0].key == "Energy / Oil" and ranked[0].share > ranked[0].usual_share
+
+
+def test_newest_bucket_ignores_buckets_dated_in_the_future(session: Session) -> None:
+    """A story stored with a date in 2099 must not move every dashboard range to 2099."""
+    from services.alerts.buckets import MARKET_KEY
+    from services.storage.alert_models import SentimentBucketRow
+
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    session.add(
+        SentimentBucketRow(
+            scope="market",
+            key=MARKET_KEY,
+            width_seconds=60,
+            bucket_start=future,
+            total=1,
+            bearish=1,
+            neutral=0,
+            bullish=0,
+            score_sum=-1.0,
+            updated_at=future,
+        )
+    )
+    session.commit()
+    now = datetime.now(UTC)
+    assert indices.newest_bucket(session, not_after=now) == seed.END - timedelta(minutes=1)
+    assert indices.newest_bucket(session, not_after=seed.END - timedelta(minutes=30)) == seed.END - timedelta(
+        minutes=30
+    )
+
+
+def test_data_end_stays_at_the_newest_minute_not_after_now(session: Session, db_url: str) -> None:
+    """The anchor of every preset range and of the labelling window, with a 2099 row stored."""
+    from dashboards import ui
+    from services.alerts.buckets import MARKET_KEY
+    from services.settings import Settings
+    from services.storage.alert_models import SentimentBucketRow
+
+    settings = Settings(database_url=db_url, dashboard_cache_seconds=0)
+    before = ui.data_end(settings)
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    session.add(
+        SentimentBucketRow(
+            scope="market",
+            key=MARKET_KEY,
+            width_seconds=settings.alert_bucket_seconds,
+            bucket_start=future,
+            total=1,
+            bearish=1,
+            neutral=0,
+            bullish=0,
+            score_sum=-1.0,
+            updated_at=future,
+        )
+    )
+    session.commit()
+    assert ui.data_end(settings) == before == seed.END

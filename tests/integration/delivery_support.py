@@ -139,6 +139,18 @@ class Received:
     headers: dict[str, str]
     body: bytes
 
+    def signed_with(self, secret: str) -> bool:
+        """What a webhook receiver checks: signature over timestamp and body, timestamp fresh."""
+        from services.delivery.render import verify
+
+        return verify(
+            self.body,
+            secret,
+            self.headers.get("X-Finsent-Signature", ""),
+            timestamp=self.headers.get("X-Finsent-Timestamp", ""),
+            now=time.time(),
+        )
+
 
 @dataclass
 class WebhookReceiver:

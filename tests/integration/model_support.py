@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from services.broker import EmbeddedBroker
@@ -46,7 +47,9 @@ def register(engine: Engine, model_dir: Path, *, champion: bool = False) -> Mode
     return row
 
 
-def announce(kafka_broker: EmbeddedBroker, topic: str, row: ModelVersionRow, kind: str) -> None:
+def announce(
+    kafka_broker: EmbeddedBroker, topic: str, row: ModelVersionRow, kind: Literal["promoted", "rollback"]
+) -> None:
     event = ModelEvent(kind=kind, version=row.version, path=row.path, sha256=row.sha256, at=datetime.now(UTC))
     publish_model_event(kafka_broker.bootstrap, topic, event, timeout=10)
 
@@ -59,6 +62,13 @@ def versions_in_offset_order(engine: Engine) -> list[str]:
     )
     with Session(engine) as session:
         return list(session.scalars(stmt))
+
+
+def scored_by(engine: Engine, version: str) -> int:
+    """How many predictions `version` has stored."""
+    stmt = select(func.count()).select_from(PredictionRow).where(PredictionRow.model_version == version)
+    with Session(engine) as session:
+        return int(session.scalar(stmt) or 0)
 
 
 def runs(versions: list[str]) -> list[tuple[str, int]]:

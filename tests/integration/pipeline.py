@@ -39,7 +39,7 @@ from services.storage import NewsItemRow, NewsTickerRow, PredictionRow, make_eng
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 SESSION_TIMEOUT_S = 6  # Tansu: a group join waits session_timeout/2
-READY_TIMEOUT_S = 90.0  # a worker's start: imports, model load, group join
+READY_TIMEOUT_S = 300.0  # a deadline: imports, model load and compile, group join on a loaded machine
 LOG_TAIL_CHARS = 3000
 TICKERS = ("AAPL", "MSFT")  # every fourth item carries these two
 
@@ -91,12 +91,17 @@ def produce(bootstrap: str, topic: str, items: Iterable[int]) -> int:
 
 class PacedProducer:
     """Sends items 0..n-1 at `rate` per second from a background thread, so that a worker is
-    mid-stream (with batches in flight) while the test kills it or cuts its database."""
+    mid-stream (with batches in flight) while the test kills it or cuts its database.
 
-    def __init__(self, bootstrap: str, topic: str, n: int, *, rate: float) -> None:
+    With `n=None` it keeps sending until `stop()`: a test that waits for a state of the worker
+    (a model switch, a recovery) keeps the stream going until it sees it, instead of betting
+    on a stream long enough for the slowest machine. `sent` is then the stream's length."""
+
+    def __init__(self, bootstrap: str, topic: str, n: int | None, *, rate: float) -> None:
         self.bootstrap, self.topic, self.n, self.rate = bootstrap, topic, n, rate
         self.sent = 0
         self._error: BaseException | None = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="paced-producer", daemon=True)
 
     def start(self) -> Self:
@@ -107,15 +112,24 @@ class PacedProducer:
         try:
             with NewsProducer(self.bootstrap, topic=self.topic) as producer:
                 start = time.monotonic()
-                for i in range(self.n):
+                i = 0
+                while (self.n is None or i < self.n) and not self._stop.is_set():
                     delay = start + i / self.rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                    if delay > 0 and self._stop.wait(delay):
+                        break
                     producer.send_raw(valid_payload(i), event_id(i))
-                    self.sent = i + 1
+                    i += 1
+                    self.sent = i
                 producer.flush()
         except BaseException as exc:  # re-raised in the test's thread by join()
             self._error = exc
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """End an open-ended stream (`n=None`): send nothing more, wait for the broker's acks
+        of what was sent (`join`). Returns how many items were sent: 0..sent-1."""
+        self._stop.set()
+        self.join(timeout)
+        return self.sent
 
     def join(self, timeout: float = 60.0) -> None:
         """Wait until every item was sent and acknowledged by the broker; re-raise a failure."""
@@ -123,7 +137,7 @@ class PacedProducer:
         assert not self._thread.is_alive(), f"the producer did not finish within {timeout:g} s"
         if self._error is not None:
             raise AssertionError(f"producing to {self.topic} failed: {self._error!r}") from self._error
-        assert self.sent == self.n
+        assert self.sent == self.n or self._stop.is_set()
 
 
 # --------------------------------------------------------------------------- topics and the worker

@@ -77,6 +77,20 @@ class Run:
         return AlerterProcess(env, self.tmp_path / f"{name}.log", name=name)
 
 
+UNREADABLE = [
+    ("broken-1", b"{not json"),
+    # a RecursionError in the JSON decoder used to end the alerter, and it met it again on restart
+    (
+        "nested-1",
+        b'{"event_id": "n", "published_at": "2025-03-03T12:00:00Z", "x": '
+        + b"[" * 30_000
+        + b"]" * 30_000
+        + b"}",
+    ),
+    ("huge-1", b'{"event_id": "h", "x": "' + b"y" * 300_000 + b'"}'),
+]
+
+
 def test_two_calm_hours_raise_no_alert(
     kafka_broker: EmbeddedBroker,
     make_topic: Callable[..., str],
@@ -94,14 +108,15 @@ def test_two_calm_hours_raise_no_alert(
         alerter.wait_ready()  # the stream flows while the alerter runs, in many small steps
         sent = play(engine, kafka_broker.bootstrap, topics.scored, items)
         with NewsProducer(kafka_broker.bootstrap, topic=topics.scored) as producer:
-            producer.send_raw(b"{not json", "broken-1")  # a message the alerter cannot read
+            for key, value in UNREADABLE:  # messages the alerter cannot read
+                producer.send_raw(value, key)
         wait_until_caught_up(
             engine,
             alerter,
             bootstrap=kafka_broker.bootstrap,
             group=group,
             topic=topics.scored,
-            messages=sent + 1,
+            messages=sent + len(UNREADABLE),
             until=final_until(items),
         )
         assert alerts(engine) == [] and outbox(engine) == []
@@ -114,13 +129,20 @@ def test_two_calm_hours_raise_no_alert(
         assert len(health["assigned_partitions"]) == 4 and health["live"] is False
         _, metrics = alerter.get("/metrics")
         text = metrics.decode()
-        assert f"finsent_alerter_messages_total {sent + 1}.0" in text
-        assert "finsent_alerter_dead_letters_total 1.0" in text
+        assert f"finsent_alerter_messages_total {sent + len(UNREADABLE)}.0" in text
+        assert f"finsent_alerter_dead_letters_total {len(UNREADABLE)}.0" in text
         assert "finsent_alerter_watermark_lag_seconds" in text
 
-        dead = consume_topic(topics.dlq, expected=1)
-        assert [r.value for r in dead] == [b"{not json"]
-        assert dict(dead[0].headers)["error-type"] == b"invalid_scored_message"
+        dead = {r.key.decode(): r for r in consume_topic(topics.dlq, expected=len(UNREADABLE))}
+        assert sorted(dead) == sorted(key for key, _ in UNREADABLE)
+        assert dead["broken-1"].value == b"{not json"
+        assert all(dict(r.headers)["error-type"] == b"invalid_scored_message" for r in dead.values())
+        assert b"nested too deeply" in dict(dead["nested-1"].headers)["error-message"]
+        huge = dict(UNREADABLE)["huge-1"]
+        assert dict(dead["huge-1"].headers)["original-size"] == str(len(huge)).encode()
+        assert dead["huge-1"].value is not None and huge.startswith(dead["huge-1"].value)
+        assert len(dead["huge-1"].value) < len(huge)
+        alerter.assert_alive()
 
         # one alerter per database: a second one is refused in one line
         second = Run(kafka_broker, fresh_postgres_url, topics, tmp_path).alerter(new_group(), name="second")

@@ -18,7 +18,6 @@ from services.delivery.channels import LogChannel, SlackChannel, SmtpConfig, Web
 from services.delivery.channels.email import EmailChannel, message_id
 from services.delivery.dispatcher import Dispatcher
 from services.delivery.model import Message, Notification
-from services.delivery.render import verify
 from services.delivery.subscriptions import build_subscription
 from services.outbound import OutboundPolicy
 from services.settings import Settings
@@ -171,7 +170,7 @@ def test_webhook_status_codes_are_classified(
         result = WebhookChannel(receiver.url(), "env:HOOK_KEY", timeout=5, policy=LOCAL).send(message())
     assert (result.verdict, result.status_code) == (verdict, status)
     assert len(receiver.requests) == 1  # a redirect is not followed
-    assert verify(receiver.requests[0].body, "k", receiver.requests[0].headers["X-Finsent-Signature"])
+    assert receiver.requests[0].signed_with("k")
 
 
 def test_webhook_429_passes_retry_after_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.delivery import repository as repo
-from services.delivery.render import verify
 from services.settings import get_settings
 from services.storage import DeliveryRow, make_engine, session_factory, upgrade_database
 
@@ -77,7 +76,7 @@ def test_subscriptions_test_sends_a_signed_test_notification(
         assert "failed (would be retried) (500): HTTP 500" in result.stderr
 
     first = receiver.requests[0]
-    assert verify(first.body, "file-held-secret", first.headers["X-Finsent-Signature"])
+    assert first.signed_with("file-held-secret")
     doc = json.loads(first.body)
     assert doc["type"] == "test" and doc["test"] is True and doc["subscription"] == "desk"
     assert first.headers["Idempotency-Key"] != receiver.requests[1].headers["Idempotency-Key"]
@@ -140,7 +139,7 @@ def test_dispatcher_process_delivers_serves_health_and_stops_on_sigterm(
         with session_factory(engine)() as session:
             assert session.scalars(select(DeliveryRow.status)).all() == ["delivered"]
         engine.dispose()
-    assert verify(receiver.requests[0].body, "k", receiver.requests[0].headers["X-Finsent-Signature"])
+    assert receiver.requests[0].signed_with("k")
 
 
 def test_dispatcher_once_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

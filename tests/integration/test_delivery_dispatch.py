@@ -23,7 +23,6 @@ from services.delivery.channels import Channel, build_channel, smtp_config
 from services.delivery.channels.email import EmailChannel
 from services.delivery.dispatcher import Dispatcher
 from services.delivery.model import Subscription
-from services.delivery.render import verify
 from services.delivery.subscriptions import build_subscription
 from services.outbound import OutboundPolicy
 from services.settings import Settings
@@ -140,8 +139,8 @@ def test_webhook_failing_twice_then_succeeding_is_delivered_once(sessions: sessi
     assert {r.headers["Idempotency-Key"] for r in receiver.requests} == {delivery.idempotency_key}
     assert len({r.body for r in receiver.requests}) == 1  # byte-identical retries
     for request in receiver.requests:
-        assert verify(request.body, SECRET, request.headers["X-Finsent-Signature"])
-        assert not verify(request.body, "wrong-secret", request.headers["X-Finsent-Signature"])
+        assert request.signed_with(SECRET)
+        assert not request.signed_with("wrong-secret")
         assert request.headers["X-Finsent-Timestamp"].isdigit()
         assert request.headers["Content-Type"].startswith("application/json")
     body = json.loads(receiver.requests[0].body)

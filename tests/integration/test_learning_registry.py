@@ -262,3 +262,42 @@ def test_a_promotion_judged_against_a_replaced_champion_changes_nothing(
     with pytest.raises(RegistryError, match="changed since"), session_factory(engine).begin() as session:
         rollback(session, by="ops", now=T0 + timedelta(minutes=3), expected_champion=a)
     assert statuses(engine) == {a: "retired", b: "champion", c: "candidate"}
+
+
+def test_a_tampered_tokenizer_with_a_rehashed_manifest_is_refused_by_the_registry_and_the_worker(
+    engine: Engine, models: list[Path], tmp_path: Path
+) -> None:
+    """verify_model_dir alone trusts the manifest: whoever can write the directory can change
+    the tokenizer and re-hash the manifest. The registry pins the manifest's own hash."""
+    import json
+
+    from services.scorer.model_reload import ModelRef, ModelRefused, load_verified
+
+    a = register_all(engine, [models[0]])[0]
+    moved = Path(shutil.copytree(models[2], tmp_path / "c"))
+    with session_factory(engine).begin() as session:
+        promote(session, a, by="x", reason="first", now=T0)
+        row = register_model(session, moved, now=T0)
+        c, weights_sha, manifest_sha = row.version, row.sha256, row.manifest_sha256
+    assert manifest_sha == sha256_file(moved / "manifest.json")
+
+    tokenizer = moved / "tokenizer.json"
+    data = json.loads(tokenizer.read_text(encoding="utf-8"))
+    data["added_tokens"] = [*data.get("added_tokens", []), {"id": 99999, "content": "[EVIL]"}]
+    tokenizer.write_text(json.dumps(data), encoding="utf-8")
+    manifest_path = moved / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["files"]["tokenizer.json"] = sha256_file(tokenizer)  # re-hashed: self-consistent again
+    manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+    with (
+        session_factory(engine).begin() as session,
+        pytest.raises(RegistryError, match=r"manifest"),
+    ):
+        promote(session, c, by="x", reason="second", now=T0 + timedelta(minutes=1))
+    assert statuses(engine)[c] == "candidate"
+
+    loads: list[Path] = []
+    with pytest.raises(ModelRefused, match=r"manifest"):
+        load_verified(ModelRef(c, moved, weights_sha, manifest_sha), loads.append)  # type: ignore[arg-type]
+    assert loads == []  # refused before anything was loaded

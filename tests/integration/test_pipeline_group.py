@@ -21,6 +21,7 @@ from services.broker import EmbeddedBroker
 
 from .pipeline import (
     PARTITIONS,
+    READY_TIMEOUT_S,
     PipelineTopics,
     Worker,
     committed_total,
@@ -41,7 +42,7 @@ from .pipeline import (
 pytestmark = pytest.mark.integration
 
 N_ITEMS = 1_000
-JOIN_TIMEOUT_S = 90.0
+JOIN_TIMEOUT_S = READY_TIMEOUT_S  # both workers start (model load and compile) and join
 STORE_TIMEOUT_S = 120.0
 COMMIT_TIMEOUT_S = 30.0
 

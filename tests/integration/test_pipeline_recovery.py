@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from services.broker import EmbeddedBroker
 
 from .pipeline import (
+    READY_TIMEOUT_S,
     PacedProducer,
     PipelineTopics,
     Worker,
@@ -46,7 +47,7 @@ from .tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
-STORE_TIMEOUT_S = 120.0
+STORE_TIMEOUT_S = READY_TIMEOUT_S + 120.0  # a deadline: some waits include a worker (re)start
 COMMIT_TIMEOUT_S = 30.0  # faust commits acked offsets every 2.8 s
 
 

@@ -13,6 +13,7 @@ import pytest
 from services.broker import EmbeddedBroker
 
 from .pipeline import (
+    READY_TIMEOUT_S,
     PipelineTopics,
     Worker,
     committed_total,
@@ -31,7 +32,7 @@ from .pipeline import (
 pytestmark = pytest.mark.integration
 
 N_ITEMS = 1_000
-STORE_TIMEOUT_S = 120.0
+STORE_TIMEOUT_S = READY_TIMEOUT_S + 120.0  # a deadline: the wait includes the worker's start
 COMMIT_TIMEOUT_S = 30.0
 
 

@@ -25,6 +25,7 @@ from services.ingest.producer import NewsProducer
 
 from .pipeline import (
     PARTITIONS,
+    READY_TIMEOUT_S,
     PipelineTopics,
     Worker,
     committed_offsets,
@@ -45,7 +46,7 @@ MALFORMED: list[tuple[str, bytes]] = [
     *((f"no-headline-{i}", json.dumps({"id": f"nh-{i}", "body": "text"}).encode()) for i in range(3)),
     *((f"not-object-{i}", json.dumps([i]).encode()) for i in range(3)),
 ]
-TIMEOUT_S = 120.0
+TIMEOUT_S = READY_TIMEOUT_S + 120.0  # a deadline: some waits include the worker's start
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 

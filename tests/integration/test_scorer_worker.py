@@ -27,6 +27,7 @@ from services.scorer.batch import (
 
 from .pipeline import (
     PARTITIONS,
+    READY_TIMEOUT_S,
     PipelineTopics,
     Worker,
     committed_total,
@@ -44,7 +45,7 @@ from .pipeline import (
 pytestmark = pytest.mark.integration
 
 N_VALID = 2_000
-STORE_TIMEOUT_S = 180.0
+STORE_TIMEOUT_S = READY_TIMEOUT_S + 180.0  # a deadline: the wait includes the worker's start
 SETTLE_S = 5.0
 
 MALFORMED: list[tuple[str, bytes]] = (

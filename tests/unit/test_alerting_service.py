@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from services.alerting.config import alerter_config
 from services.alerting.metrics import AlerterMetrics, AlerterSnapshot, alerter_health
-from services.alerting.service import UnreadableMessage, parse_scored
+from services.alerting.service import MAX_SCORED_BYTES, UnreadableMessage, parse_scored
 from services.alerting.store import contiguous_ranges
 from services.alerts import DetectorConfig, LifecycleConfig
 from services.cli.app import app
@@ -203,3 +203,22 @@ def test_alerter_unreachable_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         FINSENT_ALERTER_METRICS_PORT="0",
     )
     assert "127.0.0.1:1" in message and "not reachable" in message, message
+
+
+def test_parse_scored_refuses_deep_nesting_huge_messages_and_control_characters() -> None:
+    deep = (
+        b'{"event_id": "a", "published_at": "2025-03-03T12:00:00Z", "x": '
+        + b"[" * 30_000
+        + b"]" * 30_000
+        + b"}"
+    )
+    assert len(deep) < MAX_SCORED_BYTES
+    with pytest.raises(UnreadableMessage, match="nested"):
+        parse_scored(deep)
+    huge = json.dumps({"event_id": "a", "published_at": "2025-03-03T12:00:00Z", "x": "y" * MAX_SCORED_BYTES})
+    with pytest.raises(UnreadableMessage, match="bytes"):
+        parse_scored(huge.encode())
+    for event_id in ("a\x1b[2Jb", "a\nb", "a\x00", "x" * 200):
+        message = json.dumps({"event_id": event_id, "published_at": "2025-03-03T12:00:00Z"}).encode()
+        with pytest.raises(UnreadableMessage, match="event_id"):
+            parse_scored(message)

@@ -13,6 +13,7 @@ import pytest
 from services.delivery.channels.email import build_email, message_id
 from services.delivery.model import Message, Notification
 from services.delivery.render import (
+    SIGNATURE_TOLERANCE_S,
     delivery_key,
     digest_key,
     log_fields,
@@ -58,13 +59,29 @@ def test_digest_key_depends_on_the_members_not_their_order() -> None:
     assert len(digest_key(3, ["k" * 400] * 1000)) <= 400
 
 
-def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
+def test_signature_is_hmac_sha256_of_the_timestamp_and_the_raw_body() -> None:
     body = b'{"a":1}'
-    expected = hmac.new(b"secret", body, hashlib.sha256).hexdigest()
-    assert sign(body, "secret") == f"sha256={expected}"
-    assert verify(body, "secret", f"sha256={expected}")
-    assert not verify(body + b" ", "secret", f"sha256={expected}")
-    assert not verify(body, "other", f"sha256={expected}")
+    expected = hmac.new(b"secret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert sign(body, "secret", timestamp="1700000000") == f"sha256={expected}"
+    now = 1_700_000_010.0
+    assert verify(body, "secret", f"sha256={expected}", timestamp="1700000000", now=now)
+    assert not verify(body + b" ", "secret", f"sha256={expected}", timestamp="1700000000", now=now)
+    assert not verify(body, "other", f"sha256={expected}", timestamp="1700000000", now=now)
+
+
+def test_a_captured_request_cannot_be_replayed_with_a_fresh_timestamp_or_later() -> None:
+    body = b'{"a":1}'
+    signature = sign(body, "secret", timestamp="1700000000")
+    # a new timestamp header on the captured body and signature: the signature no longer matches
+    assert not verify(body, "secret", signature, timestamp="1700000900", now=1_700_000_900.0)
+    # the captured request as it was, replayed after the tolerance: refused
+    assert verify(
+        body, "secret", signature, timestamp="1700000000", now=1_700_000_000.0 + SIGNATURE_TOLERANCE_S
+    )
+    assert not verify(
+        body, "secret", signature, timestamp="1700000000", now=1_700_000_001.0 + SIGNATURE_TOLERANCE_S
+    )
+    assert not verify(body, "secret", signature, timestamp="not a number", now=1_700_000_000.0)
 
 
 def test_webhook_body_is_deterministic_and_carries_the_payload() -> None:

@@ -53,3 +53,18 @@ def test_prometheus_config_scrapes_every_service_with_metrics() -> None:
     }
     for job, port in ports.items():
         assert jobs[job]["static_configs"][0]["targets"] == [f"finsent-host:{port}"]
+
+
+@pytest.mark.parametrize("path", [".env", ".env.production", "deploy/.env", ".streamlit/secrets.toml"])
+def test_secret_files_are_git_ignored(path: str) -> None:
+    """Settings read FINSENT_* from `.env`, and Streamlit its secrets from `.streamlit/secrets.toml`:
+    neither may ever be committed by a `git add -A`."""
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    root = Path(__file__).resolve().parents[2]
+    if git is None or not (root / ".git").exists():
+        pytest.fail("these tests run from a git checkout")
+    result = subprocess.run([git, "check-ignore", "-q", "--no-index", path], cwd=root, check=False)
+    assert result.returncode == 0, f"{path} is not ignored by .gitignore"

@@ -89,3 +89,24 @@ def test_service_process_logs_the_command_and_reports_its_exit(tmp_path: Path) -
     assert service.exit_code() == 0
     assert "Usage" in service.log_tail(lines=200)
     assert service.stop() == 0 and service.stop() is None  # safe to call twice
+
+
+def test_stream_printer_escapes_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    """A message cannot clear the operator's terminal, recolour it or hide text (bidi override)."""
+    printer = StreamPrinter({"e\x1b[2J": "Acme \x1b]0;pwned\x07 beats\u202e"}, quiet=False)
+    printer(
+        {
+            "event_id": "e\x1b[2J",
+            "sentiment": "bull\x1bish",
+            "sentiment_score": 0.8,
+            "topic": "Earn\nings",
+            "tickers": ["AC\x1bME"],
+        }
+    )
+    printer({"event_id": "e2\r\x1b[1A", "sentiment": "bearish", "sentiment_score": -0.5, "topic": "Macro"})
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out and "\r" not in out
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert "\\x1b]0;pwned\\x07" in lines[0] and "\\u202e" in lines[0] and "Earn\\nings" in lines[0]
+    assert lines[1].endswith("e2\\r\\x1b[1A")

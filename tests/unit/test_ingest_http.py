@@ -147,13 +147,17 @@ def test_body_over_the_limit_is_413() -> None:
     assert sender.batches == []
 
 
-def test_broker_failure_is_503() -> None:
+def test_broker_failure_is_a_generic_503_and_the_details_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario(client: TestClient) -> None:
         response = await client.post("/news", json={"headline": "x"})
         assert response.status == 503
-        assert "not reachable" in (await response.json())["error"]
+        body = await response.text()
+        assert "127.0.0.1" not in body and "Kafka broker at" not in body  # no broker address to a client
+        assert json.loads(body)["error"] == "the message broker is unavailable; nothing was sent, retry later"
 
-    run(FakeSender(fail=True), scenario)
+    with caplog.at_level("WARNING", logger="services.ingest.http_source"):
+        run(FakeSender(fail=True), scenario)
+    assert "Kafka broker at 127.0.0.1:1 is not reachable" in caplog.text
 
 
 def test_health() -> None:

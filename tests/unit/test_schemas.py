@@ -46,7 +46,7 @@ def test_valid_message_is_normalised() -> None:
             "body": "Full story.",
             "source": "wire",
             "url": "https://example.com/a",
-            "published_at": "2025-03-04T09:30:00-05:00",
+            "published_at": "2025-03-04T06:30:00-05:00",
             "tickers": ["xom", "CVX", "XOM"],
             "schema_version": 1,
         }
@@ -57,7 +57,7 @@ def test_valid_message_is_normalised() -> None:
         body="Full story.",
         source="wire",
         url="https://example.com/a",
-        published_at=datetime(2025, 3, 4, 14, 30, tzinfo=UTC),
+        published_at=datetime(2025, 3, 4, 11, 30, tzinfo=UTC),
         received_at=RECEIVED,
         tickers=("CVX", "XOM"),
         extra={},
@@ -261,3 +261,35 @@ def test_watchlist_trie_matches_what_a_longest_first_alternation_matches() -> No
             text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
             got = [m.span() for m in pattern.finditer(text)]
             assert got == [m.span() for m in reference.finditer(text)], (names, text)
+
+
+def test_published_at_far_in_the_future_is_rejected() -> None:
+    reason = rejected({"headline": "x", "published_at": "2099-01-01T00:00:00Z"}, "future_published_at")
+    assert "2099-01-01" in reason and "future" in reason
+
+
+def test_published_at_within_the_allowed_skew_is_kept() -> None:
+    soon = RECEIVED + timedelta(minutes=59)
+    assert parse({"headline": "x", "published_at": soon.isoformat()}).published_at == soon
+    late = RECEIVED + timedelta(minutes=61)
+    rejected({"headline": "x", "published_at": late.isoformat()}, "future_published_at")
+
+
+def test_the_future_skew_is_configurable() -> None:
+    in_two_days = (RECEIVED + timedelta(days=2)).isoformat()
+    rejected({"headline": "x", "published_at": in_two_days}, "future_published_at")
+    kept = parse({"headline": "x", "published_at": in_two_days}, max_future_skew=timedelta(days=3))
+    assert kept.published_at == RECEIVED + timedelta(days=2)
+
+
+@pytest.mark.parametrize(
+    "bad", ["a\x1b[31mred", "a\nb", "a\rb", "a\x7f", "a\x85b", "a\u202eb", "a\u2028b", "a\tb"]
+)
+def test_control_characters_in_ids_are_rejected(bad: str) -> None:
+    reason = rejected({"id": bad, "headline": "acme beats"}, "invalid_id")
+    assert "control" in reason
+
+
+@pytest.mark.parametrize("bad", ["AA\x1bPL", "MS\x85FT", "X\u202eY", "\x07"])
+def test_control_characters_in_tickers_are_rejected(bad: str) -> None:
+    rejected({"headline": "acme beats", "tickers": [bad]}, "invalid_ticker")

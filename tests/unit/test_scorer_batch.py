@@ -91,14 +91,14 @@ def test_valid_records_are_scored_in_one_call(predictor: Predictor) -> None:
 def test_fields_and_tickers_carried_over(predictor: Predictor) -> None:
     value = message(
         headline="$AAPL surges after earnings",
-        published_at="2025-03-04T09:30:00-05:00",
+        published_at="2025-03-04T06:30:00-05:00",
         url="https://example.com/a",
         region="us",
     )
     [item] = run([record(value, 0)], predictor).scored
     assert item.event_id.startswith("h:")  # derived: no id in the message
     assert item.tickers == ("AAPL",)
-    assert item.published_at == datetime(2025, 3, 4, 14, 30, tzinfo=UTC)
+    assert item.published_at == datetime(2025, 3, 4, 11, 30, tzinfo=UTC)
     assert item.received_at == RECEIVED
     assert item.extra == {"region": "us"}
     assert item.url == "https://example.com/a"
@@ -350,3 +350,30 @@ def test_start_slices_starts_all_with_pass_threads_and_one_at_a_time_without(
     started = start_slices(slices, predictor=Queued())
     assert len(started) == 2
     assert [s.event_id for s in started[1].finish(clock=lambda: SCORED_AT).scored] == ["e2", "e3"]
+
+
+def test_items_dated_beyond_the_future_skew_are_dead_lettered_before_the_model() -> None:
+    from datetime import timedelta
+
+    from services.scorer import parse_batch
+
+    records = [
+        record(message(id="ok", headline="acme beats", published_at=RECEIVED.isoformat()), 0),
+        record(message(id="2099", headline="acme beats", published_at="2099-01-01T00:00:00Z"), 1),
+        record(
+            message(
+                id="soon", headline="acme beats", published_at=(RECEIVED + timedelta(hours=5)).isoformat()
+            ),
+            2,
+        ),
+    ]
+    parsed = parse_batch(records, received_at=RECEIVED, watchlist=DEFAULT_WATCHLIST)
+    assert [item.event_id for _, item in parsed.valid] == ["ok"]
+    assert [(d.record.offset, d.error_type) for d in parsed.dead] == [
+        (1, "future_published_at"),
+        (2, "future_published_at"),
+    ]
+    wider = parse_batch(
+        records, received_at=RECEIVED, watchlist=DEFAULT_WATCHLIST, max_future_skew=timedelta(hours=6)
+    )
+    assert [item.event_id for _, item in wider.valid] == ["ok", "soon"]

@@ -1,9 +1,10 @@
 """Generic webhook: the JSON of `render.webhook_body`, signed with the subscription's secret.
 
-Headers: `X-Finsent-Signature: sha256=<hex HMAC-SHA256 of the raw body>`,
+Headers: `X-Finsent-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`,
 `X-Finsent-Timestamp` (unix seconds of this attempt) and `Idempotency-Key` (the delivery's
 key: identical on every retry and after a dispatcher crash, so a receiver drops repeats).
-The body does not change between retries; the timestamp header does, and is not signed.
+The body does not change between retries; the timestamp does, and is signed with it
+(`render.sign`), so a captured request cannot be replayed past the receiver's tolerance.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ class WebhookChannel:
         except SecretError as exc:  # fixable by the operator: retried, not dead
             return SendResult("retry", None, str(exc))
         body = render.webhook_body(message)
+        timestamp = str(int(self._clock()))
         headers = {
-            render.SIGNATURE_HEADER: render.sign(body, secret),
-            render.TIMESTAMP_HEADER: str(int(self._clock())),
+            render.SIGNATURE_HEADER: render.sign(body, secret, timestamp=timestamp),
+            render.TIMESTAMP_HEADER: timestamp,
             render.IDEMPOTENCY_HEADER: message.idempotency_key,
         }
         return post_json(self.url, body, headers, self.timeout, policy=self.policy)

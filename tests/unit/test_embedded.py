@@ -1,36 +1,163 @@
 from __future__ import annotations
 
+import random
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from services.alerts import buckets_from_rows, detect
 from services.cli.app import app
 from services.cli.run_command import StreamPrinter
-from services.embedded import DEMO_SOURCE, ServiceProcess, demo_items
+from services.embedded import (
+    DEMO_SOURCE,
+    MIN_ITEMS,
+    DemoFeed,
+    DemoTimeline,
+    ServiceProcess,
+    anchor_for,
+    anchor_from_burst_start,
+    demo_feed,
+    demo_timeline,
+)
+from services.embedded.demo_feed import BURST_SIZE
 from services.model_source import resolve_model_dir
 from services.settings import Settings
 
+ANCHOR = datetime(2025, 3, 4, 15, 30, tzinfo=UTC)
+TIMELINE = DemoTimeline()
 
-def test_demo_items_are_distinct_seeded_and_capped() -> None:
-    texts = ["Acme beats", "acme  beats", "Acme beats", "", "Beta misses", "Gamma holds"]
-    first = demo_items(texts, count=10, seed=1)
-    assert sorted(item["headline"] for item in first) == [
-        "Acme beats",
-        "Beta misses",
-        "Gamma holds",
-        "acme beats",
+
+def _rows(*, focus_bearish: int = 19, seed: int = 0) -> list[tuple[str, bool]]:
+    """Labelled headlines: `focus_bearish` bearish ones about $FOCUS, 20 calm ones about it,
+    a few bearish ones about other tickers, and 400 calm ones about others."""
+    rows = [(f"$FOCUS slides on report {i}", True) for i in range(focus_bearish)]
+    rows += [(f"$FOCUS holds meeting {i}", False) for i in range(20)]
+    rows += [(f"${chr(65 + i % 26)}X falls {i}", True) for i in range(30)]
+    rows += [(f"Company {i} announces results", False) for i in range(400)]
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def _tickers(text: str) -> list[str]:
+    return [word[1:] for word in text.split() if word.startswith("$")]
+
+
+def _feed(rows: list[tuple[str, bool]], count: int = 300, anchor: datetime = ANCHOR) -> DemoFeed:
+    return demo_feed(rows, count=count, seed=7, anchor=anchor, timeline=TIMELINE, tickers_of=_tickers)
+
+
+def _at(item: dict[str, object]) -> datetime:
+    return datetime.fromisoformat(str(item["published_at"]))
+
+
+def test_demo_feed_is_calm_history_then_a_burst_about_one_ticker_then_calm() -> None:
+    rows = _rows()
+    bearish = {text for text, b in rows if b}
+    feed = _feed(rows)
+    assert len(feed.items) == 300 and feed.focus == "FOCUS"
+    assert all(item["source"] == DEMO_SOURCE and "id" not in item for item in feed.items)
+    times = [_at(item) for item in feed.items]
+    assert times == sorted(times) and times[-1] < ANCHOR
+    assert feed.burst_start == ANCHOR - TIMELINE.after - TIMELINE.burst
+    assert feed.history_start == feed.burst_start - TIMELINE.history == times[0]
+    # the burst: every bearish headline about the focus, within its three minutes
+    assert sorted(str(item["headline"]) for item in feed.burst) == sorted(
+        text for text in bearish if text.startswith("$FOCUS")
+    )
+    assert all(feed.burst_start <= _at(item) < feed.burst_end for item in feed.burst)
+    # everything else is calm; the focus's own calm headlines are in the history, spread out
+    calm = [item for item in feed.items if item not in feed.burst]
+    assert not {str(item["headline"]) for item in calm} & bearish
+    assert all(not feed.burst_start <= _at(item) < feed.burst_end for item in calm)
+    focus_calm = [_at(item) for item in calm if "$FOCUS" in str(item["headline"])]
+    assert len(focus_calm) == 15 and all(t < feed.burst_start for t in focus_calm)
+    assert focus_calm[0] - feed.history_start < timedelta(minutes=15)
+    assert feed.burst_start - focus_calm[-1] < timedelta(minutes=15)
+    assert any(_at(item) >= feed.burst_end for item in calm)  # calm again after the burst
+
+
+def test_demo_feed_is_deterministic_and_a_rerun_recovers_its_anchor() -> None:
+    rows = _rows()
+    feed = _feed(rows)
+    assert _feed(list(rows)) == feed
+    assert anchor_from_burst_start(feed.burst_start, TIMELINE) == ANCHOR
+    later = _feed(rows, anchor=ANCHOR + timedelta(hours=5))
+    # the same stories (event ids come from source + headline), only at other times
+    assert [i["headline"] for i in later.items] == [i["headline"] for i in feed.items]
+    assert anchor_for(datetime(2025, 3, 4, 15, 30, 59, 999, tzinfo=UTC)) == ANCHOR
+
+
+def test_without_a_ticker_bearish_enough_the_burst_is_market_wide() -> None:
+    feed = _feed(_rows(focus_bearish=10), count=100)
+    assert feed.focus is None and len(feed.burst) == BURST_SIZE and len(feed.items) == 100
+
+
+@pytest.mark.parametrize(
+    ("rows", "count", "message"),
+    [
+        (_rows(), MIN_ITEMS - 1, "at least 29 headlines"),
+        ([(f"calm {i}", False) for i in range(100)] + [(f"bad {i}", True) for i in range(5)], 50, "bearish"),
+        ([(f"calm {i}", False) for i in range(10)] + [(f"bad {i}", True) for i in range(30)], 50, "calm"),
+    ],
+)
+def test_demo_feed_refuses_data_that_cannot_make_a_demo(
+    rows: list[tuple[str, bool]], count: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        _feed(rows, count=count)
+
+
+def test_the_timeline_leaves_room_for_the_warmup_and_the_lateness() -> None:
+    timeline = demo_timeline(
+        warmup=timedelta(hours=2), window=timedelta(minutes=10), lateness=timedelta(minutes=10)
+    )
+    assert timeline.history >= timedelta(hours=2, minutes=10)
+    assert timeline.after >= timedelta(minutes=13)
+    assert (
+        demo_timeline(warmup=timedelta(hours=1), window=timedelta(minutes=10), lateness=timedelta(minutes=2))
+        == DemoTimeline()
+    )
+
+
+@dataclass(frozen=True)
+class _Scored:
+    event_id: str
+    published_at: datetime
+    topic: str
+    sentiment: str
+    sentiment_score: float
+    tickers: tuple[str, ...]
+
+
+def test_the_default_detector_raises_the_demo_alert_on_the_burst_and_nothing_before() -> None:
+    """The feed scored as labelled, through the alerter's own detector with its defaults:
+    the first detection is on the focus ticker or the market, in a window holding the burst."""
+    rows = _rows()
+    labels = dict(rows)
+    feed = _feed(rows)
+    scored = [
+        _Scored(
+            event_id=str(i),
+            published_at=_at(item),
+            topic="Stock Movement",
+            sentiment="bearish" if labels[str(item["headline"])] else "neutral",
+            sentiment_score=0.0,
+            tickers=tuple(_tickers(str(item["headline"]))),
+        )
+        for i, item in enumerate(feed.items)
     ]
-    assert all(item["source"] == DEMO_SOURCE and "id" not in item for item in first)
-    assert demo_items(texts, count=10, seed=1) == first
-    assert len(demo_items(texts, count=2, seed=1)) == 2
-
-
-@pytest.mark.parametrize(("texts", "count"), [(["a"], 0), (["", "  "], 3)])
-def test_demo_items_refuse_nothing_to_send(texts: list[str], count: int) -> None:
-    with pytest.raises(ValueError):
-        demo_items(texts, count=count, seed=0)
+    run = detect(buckets_from_rows(scored), until=ANCHOR)
+    assert run.detections, "the demo's burst raised nothing"
+    keys = {(d.scope, d.key) for d in run.detections if d.scope != "topic"}
+    assert ("ticker", "FOCUS") in keys and ("market", "*") in keys
+    first = min(d.window_end for d in run.detections)
+    assert feed.burst_start < first <= feed.burst_end + timedelta(minutes=1)
+    strongest = min(d.p_value for d in run.detections if d.key == "FOCUS")
+    assert strongest <= 1e-7  # severity high or critical, not a borderline warning
 
 
 def test_model_resolution_order(tmp_path: Path) -> None:

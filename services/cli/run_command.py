@@ -5,7 +5,9 @@ FINSENT_DATABASE_URL it uses SQLite under FINSENT_HOME; with no model it bootstr
 the seed data (time-boxed by FINSENT_BOOTSTRAP_MINUTES). Then it creates the topics,
 migrates the database, starts the scorer worker, the alerter and the dispatcher as child
 processes (each logging to FINSENT_HOME/logs/<name>.log) and prints the scored stream and
-each alert. `--demo` replays a sample feed of real headlines into it. Ctrl-C stops
+each alert. `--demo` replays real headlines by event time so that the alerter raises an alert
+and the dispatcher delivers it (services/embedded/demo_feed.py has the layout and why; the
+database, read by `DemoWatch`, tells when the alert is delivered or certainly absent). Ctrl-C stops
 everything in order: the feed, the worker (after its batch in flight is stored), the
 alerter, the dispatcher, the broker.
 """

@@ -557,6 +557,8 @@ class DemoWatch:
         self._shown: set[str] = set()
         self.delivered = False
         self.judged_without_alert = False
+        self._hint_shown = False
+        self._absence_noted = False
 
     def poll(self) -> None:
         """At most once per DEMO_POLL_S; a busy database (SQLite locked) is asked again later."""
@@ -601,8 +603,24 @@ class DemoWatch:
     def bearish_in_burst(self) -> int:
         return self._printer.count_labelled(self.run.burst_ids, "bearish")
 
+    def note_absence(self, waited: float) -> None:
+        """Without --exit-when-done: say once that the alert did not come, and keep serving."""
+        if self._absence_noted or not (self.judged_without_alert or waited >= DEMO_ALERT_WAIT_S):
+            return
+        self._absence_noted = True
+        typer.echo(
+            f"demo      no demo alert: the model labelled {self.bearish_in_burst()} of the "
+            f"{len(self.run.burst_ids)} burst headlines bearish (a better model: `finsent train`)"
+        )
+        self.print_dashboard_hint()
+
     def print_dashboard_hint(self) -> None:
+        """How to look at the same data in the dashboard (once)."""
         from services.embedded.demo_setup import DEMO_USER
+
+        if self._hint_shown:
+            return
+        self._hint_shown = True
 
         s = self._settings
         database = "" if "database_url" not in s.model_fields_set else "FINSENT_DATABASE_URL=… "
@@ -680,6 +698,8 @@ def _supervise(
                         )
                         return
                     _demo_failure(watch, time.monotonic() - scored_at)
+                elif scored_at is not None and not watch.delivered:
+                    watch.note_absence(time.monotonic() - scored_at)
             if time.monotonic() >= next_status:
                 next_status += STATUS_EVERY_S
                 print(f"  ({printer.count()} items scored so far)", file=sys.stderr, flush=True)
@@ -694,6 +714,8 @@ def _supervise(
 def _demo_failure(watch: DemoWatch, waited: float) -> None:
     """Exit 1 with one line once it is certain (or long enough) that the demo alert will not come."""
     burst = len(watch.run.burst_ids)
+    if watch.judged_without_alert or waited >= DEMO_ALERT_WAIT_S:
+        watch.print_dashboard_hint()  # the scored news is there to look at all the same
     if watch.judged_without_alert:
         fail(
             f"the demo's alert did not appear: the alerter judged the burst and found nothing unusual; "

@@ -104,6 +104,7 @@ def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
     assert "training one from the seed data" in output
     assert (home / "models" / "bootstrap" / "manifest.json").is_file()
     assert re.search(rf"^demo +{DEMO_ITEMS} items scored and stored", first.stdout, re.M), output[-4000:]
+    assert "and log in as demo / " in first.stdout  # the dashboard hint all the same
     last_line = first.stderr.strip().splitlines()[-1]
     assert last_line.startswith(
         "finsent: error: the demo's alert did not appear: the alerter judged the burst"

@@ -18,7 +18,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -211,7 +211,7 @@ class DemoRun:
         return self.feed.burst_end + self.bucket
 
 
-def _demo_run(settings: Settings, items: int) -> DemoRun:
+def _demo_run(settings: Settings, items: int, model_dir: Path) -> DemoRun:
     """Lay out the demo feed (anchored as an earlier run on this database was, if any), and
     set up its subscription and dashboard login."""
     from bert_core.data import read_labelled
@@ -235,6 +235,8 @@ def _demo_run(settings: Settings, items: int) -> DemoRun:
         warmup=config.detector.warmup, window=config.detector.window, lateness=config.lateness
     )
 
+    model_bearish = _ModelBearish(settings, model_dir)
+
     def lay_out(anchor: datetime) -> DemoFeed:
         try:
             return demo_feed(
@@ -244,6 +246,7 @@ def _demo_run(settings: Settings, items: int) -> DemoRun:
                 anchor=anchor,
                 timeline=timeline,
                 tickers_of=extract_tickers,
+                model_bearish=model_bearish,
             )
         except ValueError as exc:
             fail(f"--demo: {path}: {exc}")
@@ -256,6 +259,12 @@ def _demo_run(settings: Settings, items: int) -> DemoRun:
     earlier = stored is not None
     if stored is not None and stored != feed.burst_start:
         feed = lay_out(anchor_from_burst_start(stored, timeline))
+    model_bearish.close()
+    if model_bearish.asked:
+        typer.echo(
+            f"demo      {model_bearish.asked} candidate headlines scored in {model_bearish.seconds:.1f} s: "
+            "it replays those the model labels as the data does (bearish in the burst, not in the calm)"
+        )
     by_id = {enc.event_id: item for item, enc in _encodable(list(feed.items))}
     burst_ids = {enc.event_id for _, enc in _encodable(list(feed.burst))}
     sub_id, enabled = _in_demo_session(_ensure_subscription)
@@ -267,6 +276,47 @@ def _demo_run(settings: Settings, items: int) -> DemoRun:
     except (UsersFileError, OSError) as exc:
         fail(f"--demo: cannot set up the demo dashboard login: {exc}")
     return DemoRun(feed, by_id, burst_ids, sub_id, enabled, password, earlier, config.detector.bucket_width)
+
+
+class _ModelBearish:
+    """Which headlines the serving model labels bearish, remembered (the demo is laid out
+    twice when it recovers an earlier run's anchor). The model is loaded on first use, as
+    the worker loads it, and let go after the layout."""
+
+    def __init__(self, settings: Settings, model_dir: Path) -> None:
+        self._settings = settings
+        self._model_dir = model_dir
+        self._predictor: Any = None
+        self._known: dict[str, bool] = {}
+        self.seconds = 0.0
+
+    def __call__(self, texts: Sequence[str]) -> list[bool]:
+        started = time.monotonic()
+        missing = [t for t in texts if t not in self._known]
+        if missing:
+            if self._predictor is None:
+                from bert_core import Predictor
+                from bert_core.errors import BertCoreError
+
+                try:
+                    self._predictor = Predictor.load(
+                        self._model_dir,
+                        precision=self._settings.precision,
+                        threads=self._settings.torch_threads,
+                    )
+                except (BertCoreError, OSError) as exc:
+                    fail(f"--demo: cannot load the model {self._model_dir}: {exc}")
+            for text, prediction in zip(missing, self._predictor.predict(missing), strict=True):
+                self._known[text] = prediction.sentiment == "bearish"
+        self.seconds += time.monotonic() - started
+        return [self._known[t] for t in texts]
+
+    @property
+    def asked(self) -> int:
+        return len(self._known)
+
+    def close(self) -> None:
+        self._predictor = None
 
 
 def _stored_time(session: Any, event_id: str | None) -> datetime | None:
@@ -385,7 +435,7 @@ def run(
     # (adopting the bootstrap model as the first one), so a retraining promoted by the
     # scheduler or `finsent retrain --now` reaches it without a restart.
     model_dir = bootstrap_model(pinned) if pinned is not None else guarded_database(_champion_dir)[1]
-    demo_run = _demo_run(settings, demo_items) if demo else None
+    demo_run = _demo_run(settings, demo_items, model_dir) if demo else None
     feed = demo_run.items if demo_run is not None else {}
     started = time.monotonic()
     started_at = datetime.now(UTC)

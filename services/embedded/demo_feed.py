@@ -38,6 +38,8 @@ BURST_SIZE = 19  # most bearish headlines in the burst (the seed data has 19 abo
 MIN_BURST = 15  # fewer bearish headlines about one ticker: the burst is market-wide instead
 FOCUS_HISTORY = 15  # calm headlines about the focus ticker spread through the history
 MIN_ITEMS = BURST_SIZE + 10
+SCORE_BATCH = 64  # headlines per question to the model
+MAX_SCAN = 640  # most bearish headlines looked at for a market-wide burst
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +98,18 @@ def demo_feed(
     anchor: datetime,
     timeline: DemoTimeline,
     tickers_of: Callable[[str], Iterable[str]],
+    model_bearish: Callable[[Sequence[str]], Sequence[bool]] | None = None,
 ) -> DemoFeed:
     """`count` items from `rows` ((headline, is_bearish) by the data's labels), laid out on
-    `timeline` ending at `anchor`. Raises ValueError when the rows cannot make a demo."""
+    `timeline` ending at `anchor`. Raises ValueError when the rows cannot make a demo.
+
+    `model_bearish`, when given, says which headlines the serving model labels bearish: the
+    burst then takes only bearish headlines the model agrees are bearish, and the calm
+    news only headlines it agrees are not, so that a model cut short (a bootstrap on a busy
+    machine) still shows the demo's alert, as long as it agrees on enough of them. It is
+    asked about as few headlines as will do, a batch at a time.
+    """
+    agree = _Agreement(model_bearish)
     if count < MIN_ITEMS:
         raise ValueError(f"the demo needs at least {MIN_ITEMS} headlines (its burst alone is {BURST_SIZE})")
     unique: dict[str, bool] = {}
@@ -114,13 +125,22 @@ def demo_feed(
     mentions = {t: set(tickers_of(t)) for t in unique}
     per_ticker = Counter(tk for t in bearish for tk in mentions[t])
     ranked = sorted(per_ticker.items(), key=lambda kv: (-kv[1], kv[0]))
-    focus = ranked[0][0] if ranked and ranked[0][1] >= MIN_BURST else None
+    top = ranked[0][0] if ranked and ranked[0][1] >= MIN_BURST else None
+    focus: str | None = top
+    burst: list[str] = []
+    if top is not None:
+        burst = agree.take([t for t in bearish if top in mentions[t]], BURST_SIZE, bearish=True)
+    if len(burst) < MIN_BURST and agree.has_model:  # the model disagrees about the focus
+        focus = None
+        burst = agree.take(bearish, BURST_SIZE, bearish=True, scan=MAX_SCAN)
+    if len(burst) < MIN_BURST:  # the model labels (almost) nothing bearish: the data's labels decide
+        agree = _Agreement(None)
+        focus = top
+        burst = [t for t in bearish if top in mentions[t]][:BURST_SIZE] if top else bearish[:BURST_SIZE]
     if focus is not None:
-        burst = [t for t in bearish if focus in mentions[t]][:BURST_SIZE]
-        focus_calm = [t for t in calm if focus in mentions[t]][:FOCUS_HISTORY]
+        focus_calm = agree.take([t for t in calm if focus in mentions[t]], FOCUS_HISTORY, bearish=False)
         others = [t for t in calm if focus not in mentions[t]]
     else:
-        burst = bearish[:BURST_SIZE]
         focus_calm = []
         others = calm
     if len(burst) < MIN_BURST:
@@ -134,8 +154,11 @@ def demo_feed(
         raise ValueError(
             f"the demo needs {n_calm - len(focus_calm)} calm headlines, the data has {len(others)}"
         )
-    before = others[: n_before - len(focus_calm)]
-    after = others[n_before - len(focus_calm) : n_calm - len(focus_calm)]
+    quiet = agree.take(others, n_calm - len(focus_calm), bearish=False, scan=MAX_SCAN + n_calm)
+    if len(quiet) < n_calm - len(focus_calm):  # the model labels (almost) everything bearish
+        quiet = others[: n_calm - len(focus_calm)]
+    before = quiet[: n_before - len(focus_calm)]
+    after = quiet[n_before - len(focus_calm) :]
     # the focus's calm headlines evenly through the history, so its usual share is known early
     if focus_calm:
         step = len(before) / len(focus_calm) if before else 1.0
@@ -160,6 +183,34 @@ def demo_feed(
         burst_start=burst_start,
         burst_end=burst_end,
     )
+
+
+class _Agreement:
+    """Which headlines the model labels as the data does, asked a batch at a time."""
+
+    def __init__(self, model_bearish: Callable[[Sequence[str]], Sequence[bool]] | None) -> None:
+        self._model = model_bearish
+        self.asked = 0
+
+    @property
+    def has_model(self) -> bool:
+        return self._model is not None
+
+    def take(self, texts: Sequence[str], wanted: int, *, bearish: bool, scan: int | None = None) -> list[str]:
+        """The first `wanted` of `texts` (looking at no more than `scan`) that the model labels
+        bearish (or not); without a model, simply the first `wanted`."""
+        if self._model is None:
+            return list(texts[:wanted])
+        taken: list[str] = []
+        limit = len(texts) if scan is None else min(scan, len(texts))
+        for start in range(0, limit, SCORE_BATCH):
+            batch = texts[start : min(start + SCORE_BATCH, limit)]
+            labels = self._model(batch)
+            self.asked += len(batch)
+            taken.extend(t for t, b in zip(batch, labels, strict=True) if b == bearish)
+            if len(taken) >= wanted:
+                break
+        return taken[:wanted]
 
 
 def _spread(texts: Sequence[str], start: datetime, span: timedelta) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +90,67 @@ def test_demo_feed_is_deterministic_and_a_rerun_recovers_its_anchor() -> None:
     # the same stories (event ids come from source + headline), only at other times
     assert [i["headline"] for i in later.items] == [i["headline"] for i in feed.items]
     assert anchor_for(datetime(2025, 3, 4, 15, 30, 59, 999, tzinfo=UTC)) == ANCHOR
+
+
+class _Model:
+    """A model that labels bearish exactly the headlines it is told to, and counts questions."""
+
+    def __init__(self, bearish: set[str]) -> None:
+        self.bearish = bearish
+        self.asked = 0
+
+    def __call__(self, texts: Sequence[str]) -> list[bool]:
+        self.asked += len(texts)
+        return [t in self.bearish for t in texts]
+
+
+def test_with_a_model_the_demo_replays_only_headlines_it_labels_as_the_data_does() -> None:
+    rows = _rows()
+    data_bearish = [t for t, b in rows if b]
+    # it misses 3 of the 19 bearish headlines about $FOCUS, and calls 50 calm ones bearish
+    missed = set(sorted(t for t in data_bearish if t.startswith("$FOCUS"))[:3])
+    wrong = {t for t, b in rows if not b and t.startswith("Company")}
+    wrong = set(sorted(wrong)[:50])
+    model = _Model((set(data_bearish) - missed) | wrong)
+    feed = demo_feed(
+        rows, count=300, seed=7, anchor=ANCHOR, timeline=TIMELINE, tickers_of=_tickers, model_bearish=model
+    )
+    assert feed.focus == "FOCUS" and len(feed.burst) == 16
+    assert not {str(i["headline"]) for i in feed.burst} & missed
+    assert not {str(i["headline"]) for i in feed.items} & wrong
+    assert model.asked < len(rows)  # asked about what it needed, not the whole data
+
+
+def test_a_model_that_disagrees_about_the_focus_gets_a_market_wide_burst_of_what_it_agrees_on() -> None:
+    rows = _rows()
+    agreed = {t for t, b in rows if b and not t.startswith("$FOCUS")}
+    feed = demo_feed(
+        rows,
+        count=300,
+        seed=7,
+        anchor=ANCHOR,
+        timeline=TIMELINE,
+        tickers_of=_tickers,
+        model_bearish=_Model(agreed),
+    )
+    assert feed.focus is None and len(feed.burst) == BURST_SIZE
+    assert {str(i["headline"]) for i in feed.burst} <= agreed
+
+
+def test_a_model_that_labels_nothing_bearish_leaves_the_data_labels_to_decide() -> None:
+    rows = _rows()
+    assert (
+        demo_feed(
+            rows,
+            count=300,
+            seed=7,
+            anchor=ANCHOR,
+            timeline=TIMELINE,
+            tickers_of=_tickers,
+            model_bearish=_Model(set()),
+        ).burst
+        == _feed(rows).burst
+    )
 
 
 def test_without_a_ticker_bearish_enough_the_burst_is_market_wide() -> None:

@@ -394,7 +394,8 @@ def run(
         ),
     ] = None,
     demo: Annotated[
-        bool, typer.Option(help="Replay a sample feed of real headlines into the pipeline")
+        bool,
+        typer.Option(help="Replay real headlines by event time: calm news, then a bearish burst that alerts"),
     ] = False,
     demo_items: Annotated[
         int, typer.Option(help=f"Headlines in the demo feed (at least {DEMO_MIN_ITEMS})", min=DEMO_MIN_ITEMS)
@@ -413,11 +414,13 @@ def run(
     """Run the pipeline: broker, database, model, worker, alerter, dispatcher, scheduler; Ctrl-C stops.
 
     --demo replays real labelled headlines by event time: about 90 minutes of calm news, then
-    a burst of bearish headlines about one ticker, then calm again, compressed into seconds.
+    a burst of bearish headlines about one ticker (or the whole market), then calm again,
+    compressed into seconds; it picks headlines the serving model labels as the data does.
     The alerter raises an alert on the burst (printed as ALERT with its evidence) and the
-    dispatcher delivers it to the demo subscription `finsent-demo` (logger finsent.demo in
-    the dispatcher's log). A re-run on the same FINSENT_HOME replays the same stories at the
-    same times: nothing new is stored or raised, and the earlier alert is shown again.
+    dispatcher delivers it to the demo subscription `finsent-demo` (a log channel: the
+    dispatcher's log). At the end it prints how to open the dashboard with the demo login.
+    A re-run on the same FINSENT_HOME replays the same stories at the same times: nothing
+    new is stored or raised, and the earlier alert is shown again.
     """
     if exit_when_done and not demo:
         fail("--exit-when-done needs --demo (without a demo feed the pipeline runs until Ctrl-C)")

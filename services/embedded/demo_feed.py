@@ -17,8 +17,8 @@ data, Boeing and the 737 MAX). Its calm headlines in the history give it a low u
 bearish share, so a burst of 15 or more bearish ones within three minutes is improbable
 enough to alert on. Data without such a ticker get a market-wide burst of bearish headlines.
 
-Determinism: the selection depends on the rows, `count` and `seed` only; the event ids on
-the headlines only (source + headline, no `id`), and the times on the anchor. The burst
+Determinism: the selection depends on the rows, `count`, `seed` and the model's labels only;
+the event ids on the headlines only (source + headline, no `id`); the times on the anchor. The burst
 starts at a fixed offset before the anchor, so a re-run can recover the anchor from the
 stored time of the first burst headline (`anchor_from_burst_start`) and send the same stories
 at the same times: the scorer stores nothing twice and the alerter raises nothing new.

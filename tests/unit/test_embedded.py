@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from services.alerts import buckets_from_rows, detect
 from services.cli.app import app
-from services.cli.run_command import StreamPrinter
+from services.cli.run_command import StreamPrinter, alert_line
 from services.embedded import (
     DEMO_SOURCE,
     MIN_ITEMS,
@@ -278,3 +278,26 @@ def test_service_process_logs_the_command_and_reports_its_exit(tmp_path: Path) -
     assert service.exit_code() == 0
     assert "Usage" in service.log_tail(lines=200)
     assert service.stop() == 0 and service.stop() is None  # safe to call twice
+
+
+def test_an_alert_line_carries_its_evidence() -> None:
+    message = {
+        "kind": "open",
+        "severity": "high",
+        "scope": "ticker",
+        "key": "BA",
+        "window": {"start": "2025-03-04T15:10:00+00:00", "end": "2025-03-04T15:20:00+00:00"},
+        "counts": {"total": 21, "bearish": 17, "share": 0.81},
+        "baseline": {"share": 0.07, "items": 15.0, "expected_bearish": 1.47},
+        "p_value": 3.2e-9,
+    }
+    assert alert_line(message) == (
+        "ALERT   open high: ticker BA: 17 of 21 stories bearish in 2025-03-04 15:10-15:20 UTC "
+        "(expected 1.5), p = 3.2e-09"
+    )
+    market = {**message, "scope": "market", "key": "*"}
+    assert alert_line(market, note="(earlier) ").startswith("ALERT   (earlier) open high: market: 17 of 21")
+    # a message without evidence (an older format) still gets its one line
+    assert alert_line({"kind": "resolve", "severity": "high", "scope": "topic", "key": "IPO"}) == (
+        "ALERT   resolve high: topic IPO"
+    )

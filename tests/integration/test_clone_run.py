@@ -2,7 +2,7 @@
 ../shared, no models, no database), `finsent run --demo --exit-when-done` from there with a
 fresh FINSENT_HOME and no seed-data variables. The bootstrap model must train on the seed data
 packaged in the clone's own bert_core/seed_data, and the demo must replay and score its
-headlines (its calm history and its burst of bearish headlines about Boeing).
+headlines (its calm history and its burst of bearish headlines).
 
 Short by configuration, not by skipping anything: the tiny BERT of tests/conftest.py as the
 base model (nothing is downloaded), a 0.2-minute, one-epoch bootstrap on the real packaged
@@ -63,16 +63,8 @@ def test_a_clone_alone_trains_on_its_packaged_seed_data_and_scores_the_demo(
     # sys.path (ahead of this checkout's editable install), and so do the child processes'.
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "services",
-            "run",
-            "--demo",
-            "--demo-items",
-            str(DEMO_ITEMS),
-            "--demo-rate",
-            "100",
-            "--exit-when-done",
+            sys.executable, "-m", "services", "run", "--demo", "--demo-items", str(DEMO_ITEMS),
+            "--demo-rate", "100", "--exit-when-done",
         ],
         cwd=source_tree,
         env=env,
@@ -88,10 +80,13 @@ def test_a_clone_alone_trains_on_its_packaged_seed_data_and_scores_the_demo(
         "sentiment": str(seed_dir / "sentiment_train.csv"),
         "topic": str(seed_dir / "topic_train.csv"),
     }
-    # The packaged data make the demo's story: calm news, then every bearish headline about Boeing.
+    # The packaged data make the demo's story: calm news, then a burst of bearish headlines, about
+    # Boeing when the model agrees they are bearish (this one labels at random: either may happen).
     assert re.search(
-        r"^demo +replaying 30 real headlines .* a burst of 19 bearish ones about \$BA ", proc.stdout, re.M
-    )
+        r"^demo +replaying 30 real headlines .* a burst of 19 bearish ones about (\$BA|the market) ",
+        proc.stdout,
+        re.M,
+    ), proc.stdout[-4000:]
     assert re.search(rf"^demo +{DEMO_ITEMS} items scored and stored", proc.stdout, re.M), output[-4000:]
     assert "finsent: error: the demo's alert did not appear" in proc.stderr, proc.stderr[-4000:]
     scored = [line for line in proc.stdout.splitlines() if re.match(r"^(bearish|bullish|neutral) ", line)]

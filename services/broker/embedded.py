@@ -25,6 +25,7 @@ from typing import IO, Self
 from kafka.errors import KafkaError
 
 from services.broker.errors import BrokerError, EmbeddedBrokerError
+from services.broker.security import PLAINTEXT
 from services.broker.topics import admin_client
 
 DEFAULT_START_TIMEOUT_S = 20.0
@@ -212,7 +213,8 @@ class EmbeddedBroker:
         except OSError:
             return False
         try:
-            with admin_client(self.bootstrap, timeout=timeout) as admin:
+            # Tansu itself speaks PLAINTEXT only, whatever FINSENT_KAFKA_SECURITY_PROTOCOL says.
+            with admin_client(self.bootstrap, timeout=timeout, security=PLAINTEXT) as admin:
                 admin.list_topics()
         except (BrokerError, KafkaError, OSError):
             return False

@@ -17,7 +17,9 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from services.broker.clients import kafka_admin
 from services.broker.errors import BrokerUnavailable, TopicError
+from services.broker.security import KafkaSecurity
 from services.settings import Settings
 
 DEFAULT_TIMEOUT_S: float = Settings.model_fields["kafka_timeout_seconds"].default
@@ -65,12 +67,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def admin_client(bootstrap: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[KafkaAdminClient]:
-    """A connected admin client; an unreachable broker raises `BrokerUnavailable` within `timeout`."""
+def admin_client(
+    bootstrap: str, *, timeout: float = DEFAULT_TIMEOUT_S, security: KafkaSecurity | None = None
+) -> Iterator[KafkaAdminClient]:
+    """A connected admin client; an unreachable broker raises `BrokerUnavailable` within `timeout`
+    (`KafkaSecurityError` when TLS fails). `security`: the settings' unless given."""
     timeout_ms = int(timeout * 1000)
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
+        admin = kafka_admin(
+            bootstrap,
+            security=security,
             client_id="finsent-admin",
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,

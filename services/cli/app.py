@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
 from bert_core.errors import BertCoreError
 from services.cli import (
@@ -50,10 +51,24 @@ app.command()(retrain_commands.scheduler)
 app.add_typer(dashboard_command.dashboard_app, name="dashboard")
 
 
+def setting_errors(exc: ValidationError) -> str:
+    """`FINSENT_NAME: what is wrong` per error, without the values (a password may be one)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        if error["type"] == "default_factory_not_called":  # a consequence of another error
+            continue
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error["loc"])
+        parts.append(f"FINSENT_{field.upper()}: {message}" if field else message)
+    return "; ".join(" ".join(part.split()) for part in parts)
+
+
 def main() -> None:
     try:
         settings = get_settings()
-    except Exception as exc:  # pydantic ValidationError: a bad FINSENT_* variable
+    except ValidationError as exc:  # a bad FINSENT_* variable
+        fail(f"invalid setting: {setting_errors(exc)}")
+    except Exception as exc:
         fail(f"invalid setting: {' '.join(str(exc).split())}")
     configure_logging(settings.log_level, settings.log_format)
     quiet_alembic()  # alembic's plugins log at INFO as they load; the commands say what matters

@@ -99,23 +99,29 @@ def _partition_counts(admin: KafkaAdminClient, names: Sequence[str]) -> dict[str
 
 
 def describe_topics(
-    bootstrap: str, names: Iterable[str], *, timeout: float = DEFAULT_TIMEOUT_S
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    security: KafkaSecurity | None = None,
 ) -> dict[str, int | None]:
     """Partition count of each named topic, None for a topic that does not exist.
 
     Uses an admin metadata request, which (unlike a producer's) never auto-creates a topic.
     """
     names = list(names)
-    with admin_client(bootstrap, timeout=timeout) as admin:
+    with admin_client(bootstrap, timeout=timeout, security=security) as admin:
         try:
             return _partition_counts(admin, names)
         except KafkaError as exc:
             raise BrokerUnavailable(f"Kafka broker at {bootstrap}: {_one_line(exc)}") from exc
 
 
-def require_topic(bootstrap: str, name: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> int:
+def require_topic(
+    bootstrap: str, name: str, *, timeout: float = DEFAULT_TIMEOUT_S, security: KafkaSecurity | None = None
+) -> int:
     """The partition count of `name`; `TopicError` telling the user to run `finsent init` if missing."""
-    partitions = describe_topics(bootstrap, [name], timeout=timeout)[name]
+    partitions = describe_topics(bootstrap, [name], timeout=timeout, security=security)[name]
     if partitions is None:
         raise TopicError(f"topic {name} does not exist on {bootstrap}; create it with `finsent init`")
     return partitions
@@ -128,6 +134,7 @@ def ensure_topics(
     timeout: float = DEFAULT_TIMEOUT_S,
     verify_attempts: int = 10,
     retry_delay: float = 0.3,
+    security: KafkaSecurity | None = None,
 ) -> list[TopicState]:
     """Create the topics that are missing and check that all of them exist afterwards.
 
@@ -138,7 +145,7 @@ def ensure_topics(
     if not specs:
         return []
     names = [spec.name for spec in specs]
-    with admin_client(bootstrap, timeout=timeout) as admin:
+    with admin_client(bootstrap, timeout=timeout, security=security) as admin:
         try:
             existing = _partition_counts(admin, names)
             missing = [spec for spec in specs if existing[spec.name] is None]

@@ -24,6 +24,7 @@ from services.broker.clients import kafka_consumer
 from services.broker.embedded import free_port
 from services.broker.security import PLAINTEXT, KafkaSecurity
 
+from .alerter_process import AlerterProcess
 from .pipeline import (
     REPO_ROOT,
     PipelineTopics,
@@ -128,6 +129,19 @@ def read_all(bootstrap: str, topic: str, security: KafkaSecurity, n: int, timeou
         consumer.close()
 
 
+def committed_total(kafka: TlsKafka, group: str, topic: str) -> int:
+    from kafka import TopicPartition
+
+    consumer = kafka_consumer(
+        bootstrap=kafka.bootstrap, security=kafka.security, group_id=group, enable_auto_commit=False
+    )
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in partitions)
+    finally:
+        consumer.close(autocommit=False)
+
+
 def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode != 0, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -184,6 +198,26 @@ def test_pipeline_through_verified_tls_kafka_and_postgres(
         scored = read_all(tls_kafka.bootstrap, topics.scored, tls_kafka.security, N_ITEMS)
         assert sorted(set(scored_ids(scored))) == sorted(event_id(i) for i in range(N_ITEMS))
         assert worker.stop() == 0, worker.tail()
+
+        # The alerter reads news.scored (a consumer group) and writes its state, both over TLS;
+        # it commits a batch only after its database transaction.
+        alerter_group = f"finsent-alerter-tls-{suffix}"
+        alerter_env = {
+            **env,
+            "FINSENT_ALERTER_GROUP": alerter_group,
+            "FINSENT_ALERTER_SESSION_TIMEOUT_SECONDS": "6",
+            "FINSENT_ALERTER_TICK_SECONDS": "0.5",
+            "FINSENT_ALERTER_METRICS_PORT": "0",
+        }
+        with AlerterProcess(alerter_env, tmp_path / "alerter.log") as alerter:
+            wait_for(
+                lambda: committed_total(tls_kafka, alerter_group, topics.scored),
+                lambda total: total >= N_ITEMS,
+                timeout=120,
+                what=f"the alerter commits all {N_ITEMS} scored records over TLS",
+                workers=[alerter],
+            )
+            assert alerter.stop() == 0, alerter.tail()
 
 
 def test_wrong_kafka_ca_fails_each_command_with_one_line(

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     kafka_timeout_seconds: float = Field(
         10.0, gt=0, description="How long to wait for the broker to answer before giving up"
     )
-    # Kafka security (docs/operations.md, "Secured connections"): services.broker.security turns
+    # Kafka security (docs/operations.md#secured-connections): services.broker.security turns
     # these into the options of every Kafka client finsent creates (faust, aiokafka, kafka-python).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT",
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
         description="Check that a broker's certificate names the host the client connected to; turn off "
         "only for brokers reached by an address their certificate does not list",
     )
-    # Postgres TLS (docs/operations.md, "Secured connections"): passed to libpq by
+    # Postgres TLS (docs/operations.md#secured-connections): passed to libpq by
     # services.storage.engine; a value also given in FINSENT_DATABASE_URL's query is refused.
     database_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
         Field(

@@ -14,7 +14,8 @@ library opens the connection.
 
 SASL PLAIN and SCRAM-SHA-256/512 are passed as the libraries' `sasl_*` options. The embedded
 test broker has no SASL, so those option sets are unit-tested (tests/unit/test_kafka_security.py)
-rather than run against a broker; TLS is tested end to end. Operators: docs/operations.md#secured-connections.
+rather than run against a broker; TLS is tested end to end. For operators:
+docs/operations.md#secured-connections.
 """
 
 from __future__ import annotations

@@ -360,3 +360,30 @@ def test_client_certificate_with_an_encrypted_key(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(KafkaSecurityError, match="cannot load the client certificate") as caught:
         ssl_context(bad)
     assert "wrong" not in str(caught.value).replace("a wrong FINSENT", "")
+
+
+def test_the_cli_prints_one_line_for_a_bad_combination(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")},
+        "FINSENT_HOME": str(tmp_path),
+        "FINSENT_KAFKA_BOOTSTRAP": "kafka.example:9093",
+        "FINSENT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "FINSENT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+        "FINSENT_KAFKA_SASL_PASSWORD": "hunter2-secret",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "init"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "finsent: error: invalid setting: FINSENT_KAFKA_SASL_USERNAME must be set with "
+        "FINSENT_KAFKA_SECURITY_PROTOCOL=SASL_SSL\n"
+    )

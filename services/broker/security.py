@@ -189,6 +189,9 @@ def faust_options(security: KafkaSecurity) -> dict[str, Any]:
     return {"broker_credentials": credentials}
 
 
+_NAME_MISMATCH = {62, 64}  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
 def explain_failure(bootstrap: str, security: KafkaSecurity, timeout: float = 5.0) -> str | None:
     """Why TLS to the first bootstrap server fails, in one line; None when the handshake works
     (or TLS is off, or the server cannot be reached at all).
@@ -210,9 +213,9 @@ def explain_failure(bootstrap: str, security: KafkaSecurity, timeout: float = 5.
             return None
     except ssl.SSLCertVerificationError as exc:
         hint = (
-            "check FINSENT_KAFKA_SSL_CAFILE"
-            if "hostname" not in str(exc.verify_message)
-            else "the certificate does not name this host; fix FINSENT_KAFKA_BOOTSTRAP or the certificate"
+            "the certificate does not name this host; fix FINSENT_KAFKA_BOOTSTRAP or the certificate"
+            if exc.verify_code in _NAME_MISMATCH
+            else "check FINSENT_KAFKA_SSL_CAFILE"
         )
         return (
             f"TLS to Kafka at {host}:{port} failed: certificate verify failed: {exc.verify_message} ({hint})"

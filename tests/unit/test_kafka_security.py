@@ -387,3 +387,57 @@ def test_the_cli_prints_one_line_for_a_bad_combination(tmp_path: Path) -> None:
         "finsent: error: invalid setting: FINSENT_KAFKA_SASL_USERNAME must be set with "
         "FINSENT_KAFKA_SECURITY_PROTOCOL=SASL_SSL\n"
     )
+
+
+def test_handshake_failures_are_explained_and_the_hostname_check_is_real(tmp_path: Path) -> None:
+    """A local TLS server whose certificate names another host: refused with the host name check
+    on (the default), accepted with it off, refused again by a client trusting another CA."""
+    import socket
+    import threading
+
+    from services.broker.security import explain_failure
+    from tests.tls_certs import make_ca
+
+    ca = make_ca("handshake CA")
+    leaf = ca.issue("elsewhere", hosts=("kafka.elsewhere.example",))
+    for name, data in {"ca.pem": ca.cert_pem, "s.pem": leaf.cert_pem, "s.key": leaf.key_pem}.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "other.pem").write_bytes(make_ca("other CA").cert_pem)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(tmp_path / "s.pem", tmp_path / "s.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with server_context.wrap_socket(raw, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                raw.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        checked = KafkaSecurity(protocol="SSL", cafile=tmp_path / "ca.pem")
+        reason = explain_failure(bootstrap, checked)
+        assert reason is not None and "does not name this host" in reason, reason
+        assert (
+            explain_failure(
+                bootstrap, KafkaSecurity(protocol="SSL", cafile=tmp_path / "ca.pem", check_hostname=False)
+            )
+            is None
+        )
+        wrong_ca = explain_failure(bootstrap, KafkaSecurity(protocol="SSL", cafile=tmp_path / "other.pem"))
+        assert wrong_ca is not None and "check FINSENT_KAFKA_SSL_CAFILE" in wrong_ca, wrong_ca
+        assert explain_failure(bootstrap, PLAINTEXT) is None  # nothing to explain without TLS
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)

@@ -2,11 +2,13 @@
 # Install, start what the tests need, run the whole suite (unit, integration, slow).
 # Beyond setup.sh, the suite needs Debian's Chromium for the dashboard's browser test
 # (install_browser.sh, apt as root or passwordless sudo): a machine that cannot have it
-# fails here, loudly, rather than skipping that test.
+# fails here, loudly, rather than skipping that test. The TLS test needs Debian's stunnel4
+# (install_tls_tools.sh, likewise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_browser.sh
+bash scripts/install_tls_tools.sh
 bash scripts/start_services.sh
 export FINSENT_TORCH_THREADS="${FINSENT_TORCH_THREADS:-2}"
 .venv/bin/ruff check .

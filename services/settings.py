@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bert_core.seed_data import packaged_seed_data
@@ -95,6 +95,61 @@ class Settings(BaseSettings):
     )
     kafka_timeout_seconds: float = Field(
         10.0, gt=0, description="How long to wait for the broker to answer before giving up"
+    )
+    # Kafka security (docs/operations.md#secured-connections): services.broker.security turns
+    # these into the options of every Kafka client finsent creates (faust, aiokafka, kafka-python).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How clients talk to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL "
+        "(SASL login over TLS: what MSK, Confluent Cloud and Aiven offer)",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism of SASL_PLAINTEXT/SASL_SSL; empty with PLAINTEXT/SSL"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (Confluent Cloud: the API key)")
+    kafka_sasl_password: SecretStr | None = Field(
+        None,
+        description="SASL password; prefer FINSENT_KAFKA_SASL_PASSWORD_FILE, which keeps it out of the "
+        "environment",
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password (a mounted secret; its trailing newline is ignored)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the brokers' certificates; empty = the system trust "
+        "store (enough for Confluent Cloud and MSK, whose certificates chain to public CAs)",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain) for mutual TLS (Aiven, Strimzi tls users)"
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the client certificate; empty = inside the certificate file"
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of an encrypted client key")
+    kafka_ssl_key_password_file: Path | None = Field(
+        None, description="File holding the client key's password (instead of FINSENT_KAFKA_SSL_KEY_PASSWORD)"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True,
+        description="Check that a broker's certificate names the host the client connected to; turn off "
+        "only for brokers reached by an address their certificate does not list",
+    )
+    # Postgres TLS (docs/operations.md#secured-connections): passed to libpq by
+    # services.storage.engine; a value also given in FINSENT_DATABASE_URL's query is refused.
+    database_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        Field(
+            None,
+            description="libpq sslmode; verify-full checks the server's certificate and host name; empty = "
+            "libpq's default (prefer) or the URL's",
+        )
+    )
+    database_sslrootcert: Path | None = Field(
+        None, description="PEM file of the CA that signed the Postgres server's certificate"
+    )
+    database_sslcert: Path | None = Field(None, description="PEM client certificate for Postgres")
+    database_sslkey: Path | None = Field(
+        None, description="PEM private key of the Postgres client certificate"
     )
     ingest_linger_ms: int = Field(
         20,
@@ -463,6 +518,14 @@ class Settings(BaseSettings):
     @property
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.parse(self.outbound_allow)
+    @model_validator(mode="after")
+    def _consistent_connection_security(self) -> Settings:
+        # Each problem is one line naming the variable to fix; `finsent` prints it before any
+        # command runs, so a half-configured cluster login fails at start, not at first use.
+        problem = _kafka_security_problem(self) or _database_tls_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     # Everything finsent writes on its own lives under `home`; these are the only places that
     # name its sub-folders.
@@ -520,6 +583,93 @@ class Settings(BaseSettings):
     def faust_dir(self) -> Path:
         """The scorer worker's faust data directory (its table state)."""
         return self.home / "faust"
+
+
+_SASL_FIELDS = (
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_sasl_password_file",
+)
+_TLS_FIELDS = (
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
+    "kafka_ssl_key_password",
+    "kafka_ssl_key_password_file",
+)
+_DATABASE_TLS_FIELDS = ("database_sslmode", "database_sslrootcert", "database_sslcert", "database_sslkey")
+
+
+def _env(field: str) -> str:
+    return f"FINSENT_{field.upper()}"
+
+
+def _unreadable(path: Path, *, secret: bool = False) -> str | None:
+    """Why `path` cannot serve as a certificate, key or secret file; None when it can."""
+    try:
+        data = path.expanduser().read_bytes()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if secret and not data.strip():
+        return f"{path} is empty"
+    return None
+
+
+def _kafka_security_problem(s: Settings) -> str | None:
+    protocol = s.kafka_security_protocol
+    where = f"with FINSENT_KAFKA_SECURITY_PROTOCOL={protocol}"
+    sasl = protocol.startswith("SASL_")
+    tls = protocol.endswith("SSL")
+    if protocol != "PLAINTEXT" and s.kafka_bootstrap is None:
+        return (
+            f"FINSENT_KAFKA_SECURITY_PROTOCOL={protocol} needs FINSENT_KAFKA_BOOTSTRAP: the embedded broker "
+            "speaks PLAINTEXT only"
+        )
+    if not sasl:
+        stray = next((f for f in _SASL_FIELDS if getattr(s, f) is not None), None)
+        if stray:
+            return f"{_env(stray)} is set but {where} no SASL login is made; use SASL_SSL (or unset it)"
+    else:
+        if s.kafka_sasl_mechanism is None:
+            return f"FINSENT_KAFKA_SASL_MECHANISM must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 {where}"
+        if not s.kafka_sasl_username:
+            return f"FINSENT_KAFKA_SASL_USERNAME must be set {where}"
+        if (s.kafka_sasl_password is None) == (s.kafka_sasl_password_file is None):
+            return f"set one of FINSENT_KAFKA_SASL_PASSWORD or FINSENT_KAFKA_SASL_PASSWORD_FILE {where}"
+        if s.kafka_sasl_password is not None and not s.kafka_sasl_password.get_secret_value():
+            return f"FINSENT_KAFKA_SASL_PASSWORD is empty {where}"
+    if not tls:
+        stray = next((f for f in _TLS_FIELDS if getattr(s, f) is not None), None)
+        if stray:
+            return f"{_env(stray)} is set but {where} the connection is not TLS; use SSL or SASL_SSL"
+        return _file_problem(s, ("kafka_sasl_password_file",))
+    if s.kafka_ssl_certfile is None:
+        stray = next((f for f in _TLS_FIELDS[2:] if getattr(s, f) is not None), None)
+        if stray:
+            return f"{_env(stray)} needs FINSENT_KAFKA_SSL_CERTFILE (the client certificate it belongs to)"
+    if s.kafka_ssl_key_password is not None and s.kafka_ssl_key_password_file is not None:
+        return "set only one of FINSENT_KAFKA_SSL_KEY_PASSWORD and FINSENT_KAFKA_SSL_KEY_PASSWORD_FILE"
+    return _file_problem(s, ("kafka_sasl_password_file", *_TLS_FIELDS))
+
+
+def _file_problem(s: Settings, fields: tuple[str, ...]) -> str | None:
+    for field in fields:
+        value = getattr(s, field)
+        if isinstance(value, Path):
+            reason = _unreadable(value, secret=field.endswith("password_file"))
+            if reason:
+                return f"{_env(field)}: {reason}"
+    return None
+
+
+def _database_tls_problem(s: Settings) -> str | None:
+    given = [f for f in _DATABASE_TLS_FIELDS if getattr(s, f) is not None]
+    if not given:
+        return None
+    if not s.database_url.startswith("postgresql"):
+        return f"{_env(given[0])} applies only to a postgresql FINSENT_DATABASE_URL"
+    return _file_problem(s, _DATABASE_TLS_FIELDS[1:])
 
 
 @lru_cache(maxsize=1)

@@ -52,8 +52,10 @@ from services.alerting.config import AlerterConfig, alerter_config
 from services.alerting.engine import AlertEngine, StepResult
 from services.alerting.metrics import AlerterMetrics
 from services.alerts import bucket_start
+from services.broker.clients import kafka_consumer
 from services.broker.dead_letters import bounded_value
 from services.broker.errors import BrokerError
+from services.broker.security import KafkaSecurity
 from services.ingest.producer import NewsProducer
 from services.settings import Settings
 
@@ -198,8 +200,10 @@ class Alerter:
     def run(self) -> None:
         s = self.settings
         session_ms = int(s.alerter_session_timeout_seconds * 1000)
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        security = KafkaSecurity.from_settings(s)
+        consumer = kafka_consumer(
+            bootstrap=self.bootstrap,
+            security=security,
             group_id=s.alerter_group,
             client_id="finsent-alerter",
             enable_auto_commit=False,
@@ -212,8 +216,12 @@ class Alerter:
         try:
             consumer.subscribe([s.topic_news_scored], listener=_Assignments(self))
             with (
-                NewsProducer(self.bootstrap, topic=s.topic_alerts, client_id="finsent-alerter") as alerts,
-                NewsProducer(self.bootstrap, topic=s.topic_news_dlq, client_id="finsent-alerter-dlq") as dlq,
+                NewsProducer(
+                    self.bootstrap, topic=s.topic_alerts, client_id="finsent-alerter", security=security
+                ) as alerts,
+                NewsProducer(
+                    self.bootstrap, topic=s.topic_news_dlq, client_id="finsent-alerter-dlq", security=security
+                ) as dlq,
             ):
                 self._clock.assign((), now=self._now())  # partitions come with the group's assignment
                 self._resume()

@@ -25,6 +25,7 @@ from typing import IO, Self
 from kafka.errors import KafkaError
 
 from services.broker.errors import BrokerError, EmbeddedBrokerError
+from services.broker.security import PLAINTEXT, KafkaSecurity
 from services.broker.topics import admin_client
 
 DEFAULT_START_TIMEOUT_S = 20.0
@@ -112,8 +113,15 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         binary: Path | None = None,
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
+        advertised: str | None = None,
+        client_security: KafkaSecurity = PLAINTEXT,
     ) -> None:
+        """`advertised` (host:port): the address the broker gives clients in its metadata, for a
+        TLS terminator in front of it (the TLS tests put stunnel there); `client_security` is
+        then how the readiness check reaches it. Default: its own listener, PLAINTEXT."""
         self._log_dir = Path(log_dir)
+        self._advertised = advertised
+        self._client_security = client_security
         self._requested_port = port
         self._port: int | None = None
         self._host = host
@@ -130,8 +138,8 @@ class EmbeddedBroker:
 
     @property
     def bootstrap(self) -> str:
-        """`host:port` for Kafka clients' bootstrap_servers."""
-        return f"{self._host}:{self.port}"
+        """`host:port` for Kafka clients' bootstrap_servers (the advertised one, when given)."""
+        return self._advertised or f"{self._host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -154,6 +162,7 @@ class EmbeddedBroker:
             _check_free(self._host, self._requested_port)
         self._port = self._requested_port or free_port(self._host)
         url = f"tcp://{self._host}:{self._port}"
+        advertised = f"tcp://{self._advertised}" if self._advertised else url
         self._log_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         try:
@@ -164,7 +173,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    advertised,
                     "--storage-engine",
                     "memory://tansu/",
                 ],
@@ -212,7 +221,9 @@ class EmbeddedBroker:
         except OSError:
             return False
         try:
-            with admin_client(self.bootstrap, timeout=timeout) as admin:
+            # Tansu itself speaks PLAINTEXT only, whatever FINSENT_KAFKA_SECURITY_PROTOCOL says;
+            # clients reach it as it advertises itself, which `client_security` describes.
+            with admin_client(self.bootstrap, timeout=timeout, security=self._client_security) as admin:
                 admin.list_topics()
         except (BrokerError, KafkaError, OSError):
             return False

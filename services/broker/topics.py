@@ -17,7 +17,9 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from services.broker.clients import kafka_admin
 from services.broker.errors import BrokerUnavailable, TopicError
+from services.broker.security import KafkaSecurity
 from services.settings import Settings
 
 DEFAULT_TIMEOUT_S: float = Settings.model_fields["kafka_timeout_seconds"].default
@@ -65,12 +67,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def admin_client(bootstrap: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[KafkaAdminClient]:
-    """A connected admin client; an unreachable broker raises `BrokerUnavailable` within `timeout`."""
+def admin_client(
+    bootstrap: str, *, timeout: float = DEFAULT_TIMEOUT_S, security: KafkaSecurity | None = None
+) -> Iterator[KafkaAdminClient]:
+    """A connected admin client; an unreachable broker raises `BrokerUnavailable` within `timeout`
+    (`KafkaSecurityError` when TLS fails). `security`: the settings' unless given."""
     timeout_ms = int(timeout * 1000)
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
+        admin = kafka_admin(
+            bootstrap,
+            security=security,
             client_id="finsent-admin",
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
@@ -93,23 +99,29 @@ def _partition_counts(admin: KafkaAdminClient, names: Sequence[str]) -> dict[str
 
 
 def describe_topics(
-    bootstrap: str, names: Iterable[str], *, timeout: float = DEFAULT_TIMEOUT_S
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    security: KafkaSecurity | None = None,
 ) -> dict[str, int | None]:
     """Partition count of each named topic, None for a topic that does not exist.
 
     Uses an admin metadata request, which (unlike a producer's) never auto-creates a topic.
     """
     names = list(names)
-    with admin_client(bootstrap, timeout=timeout) as admin:
+    with admin_client(bootstrap, timeout=timeout, security=security) as admin:
         try:
             return _partition_counts(admin, names)
         except KafkaError as exc:
             raise BrokerUnavailable(f"Kafka broker at {bootstrap}: {_one_line(exc)}") from exc
 
 
-def require_topic(bootstrap: str, name: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> int:
+def require_topic(
+    bootstrap: str, name: str, *, timeout: float = DEFAULT_TIMEOUT_S, security: KafkaSecurity | None = None
+) -> int:
     """The partition count of `name`; `TopicError` telling the user to run `finsent init` if missing."""
-    partitions = describe_topics(bootstrap, [name], timeout=timeout)[name]
+    partitions = describe_topics(bootstrap, [name], timeout=timeout, security=security)[name]
     if partitions is None:
         raise TopicError(f"topic {name} does not exist on {bootstrap}; create it with `finsent init`")
     return partitions
@@ -122,6 +134,7 @@ def ensure_topics(
     timeout: float = DEFAULT_TIMEOUT_S,
     verify_attempts: int = 10,
     retry_delay: float = 0.3,
+    security: KafkaSecurity | None = None,
 ) -> list[TopicState]:
     """Create the topics that are missing and check that all of them exist afterwards.
 
@@ -132,7 +145,7 @@ def ensure_topics(
     if not specs:
         return []
     names = [spec.name for spec in specs]
-    with admin_client(bootstrap, timeout=timeout) as admin:
+    with admin_client(bootstrap, timeout=timeout, security=security) as admin:
         try:
             existing = _partition_counts(admin, names)
             missing = [spec for spec in specs if existing[spec.name] is None]

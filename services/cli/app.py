@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 # typer vendors click; its usage errors are only importable from here.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -103,7 +104,6 @@ app.add_typer(dashboard_command.dashboard_app, name="dashboard")
 
 
 def main() -> None:
-    from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
     # Help, the version and shell completion work even with a bad setting.

@@ -111,6 +111,11 @@ def _first_per_field(exc: ValidationError) -> list[Any]:
 def _error_part(error: Any, names: dict[str, str]) -> str:
     loc = error["loc"]
     field = str(loc[0]) if loc else ""
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if not field:
+        # A check across settings (e.g. Kafka security): its message names the variables, and
+        # its input is every setting, secrets included, so it is never shown.
+        return " ".join(message.split())
     where = names.get(field, env_name(field)) if field else "settings"
     given = shown_value(field, error.get("input"))
     message = str(error.get("msg", "invalid"))

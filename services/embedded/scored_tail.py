@@ -50,10 +50,12 @@ class ScoredTail:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
+
+        from services.broker.clients import kafka_consumer
 
         try:
-            consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+            consumer = kafka_consumer(bootstrap=self._bootstrap, enable_auto_commit=False)
             partitions = consumer.partitions_for_topic(self.topic) or set()
             assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             consumer.assign(assigned)

@@ -16,11 +16,12 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.producer.future import FutureRecordMetadata
 
+from services.broker.clients import kafka_producer
 from services.broker.errors import BrokerError, BrokerUnavailable
+from services.broker.security import KafkaSecurity
 from services.ingest.encoding import EncodedNews, encode_news
 from services.settings import Settings
 
@@ -53,6 +54,7 @@ class NewsProducer:
         max_block_s: float = DEFAULT_MAX_BLOCK_S,
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
         linger_ms: int = DEFAULT_LINGER_MS,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.topic = topic
         self.bootstrap = bootstrap
@@ -62,8 +64,9 @@ class NewsProducer:
         self._lock = threading.Lock()
         request_timeout_ms = int(delivery_timeout_s * 500)  # a retry fits inside the delivery timeout
         try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap,
+            self._producer = kafka_producer(
+                bootstrap,
+                security=security,
                 client_id=client_id,
                 acks="all",
                 enable_idempotence=False,

@@ -88,15 +88,15 @@ class ModelEvent:
 
 def publish_model_event(bootstrap: str, topic: str, event: ModelEvent, *, timeout: float = 10.0) -> None:
     """Send `event` and wait for the broker's acknowledgement (acks=all); `BrokerError` if not."""
-    from kafka import KafkaProducer
     from kafka.errors import KafkaError, KafkaTimeoutError
 
+    from services.broker.clients import kafka_producer
     from services.broker.errors import BrokerError, BrokerUnavailable
 
     timeout_ms = int(timeout * 1000)
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
+        producer = kafka_producer(
+            bootstrap,
             client_id="finsent-model-events",
             acks="all",
             enable_idempotence=False,  # Tansu has none; the key and the registry make repeats harmless

@@ -51,6 +51,8 @@ from faust.types import TP as TopicPartition
 from faust.types import EventT
 from sqlalchemy.orm import Session
 
+from services.broker.clients import faust_app
+from services.broker.security import KafkaSecurity
 from services.observability import (
     BatchSummary,
     ScorerMetrics,
@@ -225,8 +227,10 @@ def build_app(
     slice_items = settings.scorer_slice_items
     future_skew = timedelta(seconds=settings.max_future_skew_seconds)
     settings.faust_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    app = ScorerApp(
+    app = faust_app(
+        ScorerApp,
         settings.scorer_group,
+        security=KafkaSecurity.from_settings(settings),
         fetch_max_wait_ms=settings.scorer_fetch_max_wait_ms,
         broker=broker_urls(bootstrap),
         store="memory://",

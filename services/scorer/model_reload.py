@@ -128,11 +128,13 @@ class KafkaModelEvents:
     """`model.events` read from its end, without a consumer group (every worker sees all)."""
 
     def __init__(self, bootstrap: str, topic: str, *, timeout_seconds: float = 10.0) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
+
+        from services.broker.clients import kafka_consumer
 
         self.topic = topic
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","),
+        self._consumer = kafka_consumer(
+            bootstrap=bootstrap.split(","),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",

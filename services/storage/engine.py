@@ -3,16 +3,26 @@
 SQLite needs per-connection settings to behave like a server database for this
 workload: WAL so the dashboard can read while the scorer writes, enforced foreign keys,
 and a busy timeout so a writer waits for a lock instead of failing at once.
+
+PostgreSQL over TLS: FINSENT_DATABASE_SSLMODE, _SSLROOTCERT, _SSLCERT and _SSLKEY become
+libpq connection parameters of every engine made here (psycopg passes them to libpq), so
+certificate paths need not be spelled into the URL. The same parameters in the URL's query
+(`?sslmode=verify-full&sslrootcert=...`) work too; giving one in both places is refused
+rather than silently picking one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from services.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 POSTGRES_CONNECT_TIMEOUT_S = 10
@@ -34,8 +44,37 @@ def redact(url: str | URL) -> str:
         return "<unparsable database URL>"
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for `url`; for a SQLite file, its directory is created first."""
+TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def postgres_tls_parameters(settings: Settings) -> dict[str, str]:
+    """The libpq TLS parameters the settings give (FINSENT_DATABASE_SSLMODE & co.)."""
+    values = {
+        "sslmode": settings.database_sslmode,
+        "sslrootcert": settings.database_sslrootcert,
+        "sslcert": settings.database_sslcert,
+        "sslkey": settings.database_sslkey,
+    }
+    return {
+        name: str(value.expanduser().absolute()) if isinstance(value, Path) else value
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def merge_tls_parameters(url: URL, connect_args: dict[str, Any], tls: dict[str, str]) -> None:
+    """Add `tls` to `connect_args`; `ArgumentError` when the URL's query names one of them too."""
+    both = sorted(set(tls) & set(url.query))
+    if both:
+        raise ArgumentError(
+            f"{both[0]} is given both in the URL and as FINSENT_DATABASE_{both[0].upper()}; keep one"
+        )
+    connect_args.update(tls)
+
+
+def make_engine(url: str | URL, *, tls: dict[str, str] | None = None, **kwargs: Any) -> Engine:
+    """An engine for `url`; for a SQLite file, its directory is created first. `tls`: libpq TLS
+    parameters for PostgreSQL; None = the settings' (`postgres_tls_parameters`)."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_dir(parsed)
@@ -46,6 +85,11 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_pre_ping", True)  # survive a database restart between batches
         connect_args = kwargs.setdefault("connect_args", {})
         connect_args.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
+        if tls is None:
+            from services.settings import get_settings
+
+            tls = postgres_tls_parameters(get_settings())
+        merge_tls_parameters(parsed, connect_args, tls)
     return create_engine(parsed, **kwargs)
 
 

@@ -53,3 +53,13 @@ def test_prometheus_config_scrapes_every_service_with_metrics() -> None:
     }
     for job, port in ports.items():
         assert jobs[job]["static_configs"][0]["targets"] == [f"finsent-host:{port}"]
+
+
+def test_probe_and_ingest_servers_bind_localhost_unless_told() -> None:
+    hosts = [name for name in Settings.model_fields if name.endswith("_metrics_host")] + ["ingest_http_host"]
+    assert len(hosts) == 5, hosts  # scorer, alerter, dispatcher, scheduler, serve-http
+    for name in hosts:
+        assert Settings.model_fields[name].default == "127.0.0.1", name
+    example = env_example()
+    for name in hosts:
+        assert example.get(f"FINSENT_{name.upper()}") in (None, "127.0.0.1"), name

@@ -6,8 +6,13 @@ token never appears in any log record, the access log names the token instead.""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.broker import EmbeddedBroker
+from services.broker.embedded import free_port
 from services.ingest import NewsProducer
 from services.ingest.http_source import create_app
 from services.ingest.token_file import TokenWatcher, add_token, revoke_token
@@ -141,3 +147,69 @@ def test_revocation_applies_to_a_running_server(
         before, after = asyncio.run(asyncio.wait_for(scenario(producer), timeout=30))
         assert producer.sent == 1
     assert (before, after) == (202, 401)
+
+
+def test_serve_http_process_end_to_end(
+    kafka_broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    consume_topic: Callable[..., list[Any]],
+    tmp_path: Path,
+) -> None:
+    """The real `finsent serve-http` process: `finsent tokens add` makes the token, the server
+    refuses what it must, stores what it may, and its JSON log has the access lines and no token."""
+    topic = make_topic()
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")},
+        "FINSENT_HOME": str(tmp_path),
+        "FINSENT_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "FINSENT_TOPIC_NEWS_RAW": topic,
+        "FINSENT_LOG_FORMAT": "json",
+        "FINSENT_INGEST_HTTP_PORT": str(port),
+    }
+    finsent = str(Path(sys.executable).with_name("finsent"))
+    added = subprocess.run(
+        [finsent, "tokens", "add", "desk-1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.splitlines()[0].removeprefix("token: ")
+    server = subprocess.Popen(
+        [finsent, "serve-http"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()  # blocks until the port is bound (or the process ends)
+        assert "listening on" in ready and "1 active token(s)" in ready, (ready, server.poll())
+
+        def post(headers: dict[str, str], items: list[dict[str, Any]]) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("POST", "/news", body=json.dumps(items).encode(), headers=headers)
+                return conn.getresponse().status
+            finally:
+                conn.close()
+
+        good = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        assert post({"Content-Type": "application/json"}, news(1, "anonymous")) == 401
+        assert post({**good, "Content-Type": "text/plain"}, news(1, "plain")) == 415
+        assert post(good, news(2, "desk")) == 202
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    records = consume_topic(topic, expected=2)
+    assert sorted(json.loads(r.value)["headline"] for r in records) == [
+        "desk 0: $ACME slides",
+        "desk 1: $ACME slides",
+    ]
+    assert token not in stderr and token not in (added.stderr or "")
+    access = [
+        line
+        for line in map(json.loads, filter(None, stderr.splitlines()))
+        if line.get("logger") == "services.ingest.access" or line.get("event") == "http request"
+    ]
+    assert [(line["status"], line["token"]) for line in access] == [
+        (401, None),
+        (415, "desk-1"),
+        (202, "desk-1"),
+    ]
+    assert access[-1]["items"] == 2 and access[-1]["client"] == "127.0.0.1"

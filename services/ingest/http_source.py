@@ -17,7 +17,8 @@ Who may post: a bearer token from `finsent tokens add` (tokens.py: hashed, compa
 constant time; token_file.py: revocations apply within a second). Checked first, then the
 content type: a request without a valid token gets 401 with `WWW-Authenticate: Bearer`, one
 that is not `application/json` 415, both before a byte of the body is read and with the
-connection closed (so the body is never drained either). Requiring JSON also shuts out the
+connection closed (so the body is never drained either); a client that asks
+`Expect: 100-continue` first gets its 100 only when it may post. Requiring JSON also shuts out the
 "simple" cross-site requests a browser sends without a CORS preflight (text/plain forms).
 
 Access log: one structured line per request (logger `services.ingest.access`): client
@@ -193,14 +194,33 @@ def create_app(
     parse_pool = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="ingest-parse")
     in_progress = 0
 
-    async def post_news(request: web.Request) -> web.StreamResponse:
-        nonlocal in_progress
+    def refusal(request: web.Request) -> web.Response | None:
+        """401 or 415 for a request that may not post; None (and its token's name noted) if it may."""
         name = match_token(bearer_token(request.headers.get("Authorization")), tokens())
         if name is None:
             return _unauthorized()
         request[_REQ_TOKEN] = name
         if not _content_type_is_json(request):
             return _unsupported_type()
+        return None
+
+    async def expect_continue(request: web.Request) -> None:
+        # A client that asks first (`Expect: 100-continue`, curl does for bodies over 1 KB) is
+        # told to send its body only if it may post; otherwise no 100 goes out and the handler
+        # answers 401/415 straight away, so the body never leaves the client.
+        if refusal(request) is not None:
+            return
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers.get('Expect')}")
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the 100 is not part of the response's size
+
+    async def post_news(request: web.Request) -> web.StreamResponse:
+        nonlocal in_progress
+        refused = refusal(request)
+        if refused is not None:
+            return refused
         if in_progress >= max_concurrent:
             busy = {"error": f"busy: {max_concurrent} requests in progress; retry shortly"}
             return web.json_response(busy, status=503, headers={"Retry-After": "1"})
@@ -253,7 +273,7 @@ def create_app(
 
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_access_logged])
     app.on_cleanup.append(stop_parsing)
-    app.router.add_post("/news", post_news)
+    app.router.add_post("/news", post_news, expect_handler=expect_continue)
     app.router.add_get("/health", health)
     return app
 

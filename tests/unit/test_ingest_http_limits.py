@@ -183,3 +183,30 @@ def test_requests_beyond_the_concurrency_limit_are_turned_away() -> None:
         after, _ = post(port, big_body(1), timeout=5)
     assert status == 503 and "busy" in answer["error"]
     assert after == 202
+
+
+def _head(sock: socket.socket, headers: str) -> bytes:
+    sock.sendall(f"POST /news HTTP/1.1\r\nHost: x\r\n{headers}Expect: 100-continue\r\n\r\n".encode())
+    return sock.recv(65536)
+
+
+def test_expect_continue_is_answered_only_for_a_client_that_may_post() -> None:
+    sender = AcceptingSender()
+    body = big_body(1)
+    length = f"Content-Length: {len(body)}\r\n"
+    with running(create_app(sender, tokens=lambda: TOKENS, max_body_bytes=8_000_000)) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            refused = _head(sock, f"Content-Type: application/json\r\n{length}")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            wrong_type = _head(sock, f"Authorization: Bearer {TOKEN}\r\nContent-Type: text/plain\r\n{length}")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            go_on = _head(
+                sock, f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n{length}"
+            )
+            sock.sendall(body)
+            answer = sock.recv(65536)
+    # the refused clients never got a 100 Continue: their bodies stay with them
+    assert refused.startswith(b"HTTP/1.1 401") and b"www-authenticate: bearer" in refused.lower()
+    assert wrong_type.startswith(b"HTTP/1.1 415")
+    assert go_on.startswith(b"HTTP/1.1 100 Continue")
+    assert answer.startswith(b"HTTP/1.1 202") and sender.items == 1

@@ -252,8 +252,20 @@ class Settings(BaseSettings):
     scorer_metrics_port: int = Field(
         9464, ge=0, le=65535, description="Port of the worker's /metrics and /health; 0 = any free port"
     )
-    ingest_http_host: str = Field("127.0.0.1", description="Address of `finsent serve-http`")
+    ingest_http_host: str = Field(
+        "127.0.0.1", description="Address of `finsent serve-http` (0.0.0.0: all; put TLS in front)"
+    )
     ingest_http_port: int = Field(8080, ge=0, le=65535, description="Port of `finsent serve-http`")
+    ingest_tokens_file: Path = Field(
+        default_factory=lambda data: data["home"] / "ingest-tokens.json",
+        description="JSON file of POST /news bearer tokens (SHA-256 hashes, names, created, revoked); "
+        "`finsent tokens add|list|revoke` writes it, a running `serve-http` follows it within a second",
+    )
+    ingest_token_hashes: str = Field(
+        "",
+        description="More POST /news tokens as comma-separated NAME:SHA256 entries (from a secret; "
+        "`finsent tokens add NAME --hash-only` prints one); a change needs a restart",
+    )
     ingest_max_request_bytes: int = Field(
         8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
     )
@@ -474,7 +486,9 @@ class Settings(BaseSettings):
     retrain_interval_minutes: float = Field(
         1440.0, gt=0, description="Interval of `finsent scheduler` when FINSENT_RETRAIN_CRON is empty"
     )
-    scheduler_metrics_host: str = Field("127.0.0.1", description="Where `finsent scheduler` serves /metrics")
+    scheduler_metrics_host: str = Field(
+        "127.0.0.1", description="Address of the scheduler's /metrics server (0.0.0.0: all)"
+    )
     scheduler_metrics_port: int = Field(9467, ge=0, le=65535, description="0 picks a free port")
     retrain_misfire_grace_seconds: int = Field(
         3600, ge=1, description="A run missed by less than this (scheduler down) still runs, once"
@@ -508,6 +522,14 @@ class Settings(BaseSettings):
     def _blank_is_embedded(cls, value: str | None) -> str | None:
         # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
         return (value.strip() or None) if value is not None else None
+
+    @field_validator("ingest_token_hashes")
+    @classmethod
+    def _valid_token_hashes(cls, value: str) -> str:
+        from services.ingest.tokens import parse_hash_list  # lazily: the ingest package pulls in Kafka
+
+        parse_hash_list(value)  # TokenConfigError (a ValueError) names the entry that is wrong
+        return value
 
     @field_validator("outbound_allow")
     @classmethod

@@ -28,6 +28,7 @@ from services.cli import (
     retrain_commands,
     run_command,
     subscription_commands,
+    token_commands,
     worker_commands,
 )
 from services.cli.common import quiet_alembic
@@ -87,6 +88,7 @@ app.command()(ingest_commands.init)
 app.command()(ingest_commands.ingest)
 app.command("serve-http")(ingest_commands.serve_http)
 app.command("poll-feed")(ingest_commands.poll_feed)
+app.add_typer(token_commands.tokens_app, name="tokens")
 app.command()(worker_commands.worker)
 app.command()(alerter_command.alerter)
 app.add_typer(alert_commands.alerts_app, name="alerts")

@@ -166,23 +166,37 @@ def serve_http(
     ] = None,
     bootstrap_server: BootstrapServerOption = None,
 ) -> None:
-    """Accept news over HTTP: POST /news (one JSON object or a list) into news.raw; GET /health."""
+    """Accept news over HTTP: POST /news (one JSON object or a list, bearer token, application/json)
+    into news.raw; GET /health. Tokens: `finsent tokens add NAME`."""
     from services.ingest.http_source import create_app, serve
+    from services.ingest.token_file import TokenWatcher
+    from services.ingest.tokens import TokenConfigError, parse_hash_list
 
     settings = get_settings()
     host = host if host is not None else settings.ingest_http_host
     port = port if port is not None else settings.ingest_http_port
+    try:
+        watcher = TokenWatcher(settings.ingest_tokens_file, parse_hash_list(settings.ingest_token_hashes))
+    except TokenConfigError as exc:
+        fail(str(exc))
+    active = sum(record.active for record in watcher.records())
+    if not active:
+        fail(
+            f"no active ingest token in {settings.ingest_tokens_file} or FINSENT_INGEST_TOKEN_HASHES: "
+            "POST /news would refuse everyone; make one with `finsent tokens add NAME`"
+        )
     bootstrap, topic = _raw_topic_ready()
 
     def ready() -> None:
         typer.echo(
             f"listening on http://{host}:{port} (POST /news, GET /health), sending to {topic} on "
-            f"{bootstrap}; Ctrl-C stops"
+            f"{bootstrap}; {active} active token(s); Ctrl-C stops"
         )
 
     with broker_errors(), _producer(bootstrap, topic) as producer:
         app = create_app(
             producer,
+            tokens=watcher.records,
             max_body_bytes=settings.ingest_max_request_bytes,
             max_items=settings.ingest_max_items_per_request,
             max_concurrent=settings.ingest_max_concurrent_requests,

@@ -12,6 +12,18 @@ progress at once (503 with Retry-After: their bodies are held in memory). Parsin
 validating a body of tens of thousands of items takes seconds of pure Python, so it runs in
 a worker thread: the event loop keeps answering /health and other clients meanwhile
 (json.loads itself holds the GIL, a small share of the time).
+
+Who may post: a bearer token from `finsent tokens add` (tokens.py: hashed, compared in
+constant time; token_file.py: revocations apply within a second). Checked first, then the
+content type: a request without a valid token gets 401 with `WWW-Authenticate: Bearer`, one
+that is not `application/json` 415, both before a byte of the body is read and with the
+connection closed (so the body is never drained either); a client that asks
+`Expect: 100-continue` first gets its 100 only when it may post. Requiring JSON also shuts out the
+"simple" cross-site requests a browser sends without a CORS preflight (text/plain forms).
+
+Access log: one structured line per request (logger `services.ingest.access`): client
+address, token name, method, path, status, items accepted, body bytes read, duration.
+Never the token or the body. /health probes log at DEBUG, everything else at INFO.
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,10 +43,12 @@ from aiohttp import web
 from services.broker.errors import BrokerError
 from services.ingest.encoding import EncodedNews, encode_news
 from services.ingest.producer import NewsSender
+from services.ingest.tokens import TokenRecord, bearer_token, match_token
 from services.schemas import InvalidMessage
 
 log = logging.getLogger(__name__)
 BROKER_UNAVAILABLE = "the message broker is unavailable; nothing was sent, retry later"
+access_log = logging.getLogger("services.ingest.access")
 
 DEFAULT_DELIVERY_TIMEOUT_S = 30.0
 DEFAULT_MAX_ITEMS = 10_000
@@ -103,21 +118,111 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
     return web.json_response(body, status=status)
 
 
+_REQ_TOKEN = web.RequestKey("token", str)  # the token's name, for the access log
+_REQ_ITEMS = web.RequestKey("items", int)
+_REQ_BYTES = web.RequestKey("bytes", int)
+
+
+def _content_type_is_json(request: web.Request) -> bool:
+    # aiohttp parses the header: `application/json; charset=utf-8` has content_type
+    # application/json; a missing header reads as application/octet-stream.
+    return request.content_type == "application/json" and (request.charset or "utf-8").lower() in (
+        "utf-8",
+        "utf8",
+    )
+
+
+def _unauthorized() -> web.Response:
+    response = web.json_response(
+        {"error": "a valid bearer token is required: Authorization: Bearer <token> (`finsent tokens add`)"},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="finsent-ingest"'},
+    )
+    response.force_close()
+    return response
+
+
+def _unsupported_type() -> web.Response:
+    response = web.json_response(
+        {"error": "Content-Type must be application/json (charset utf-8 or none)"}, status=415
+    )
+    response.force_close()
+    return response
+
+
+@web.middleware
+async def _access_logged(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        level = logging.DEBUG if request.path == "/health" else logging.INFO
+        access_log.log(
+            level,
+            "http request",
+            extra={
+                "client": request.remote,
+                "token": request.get(_REQ_TOKEN),
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "items": request.get(_REQ_ITEMS, 0),
+                "bytes": request.get(_REQ_BYTES, 0),
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+
+
 def create_app(
     sender: NewsSender,
     *,
+    tokens: Callable[[], Iterable[TokenRecord]],
     max_body_bytes: int,
     delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT_S,
     max_items: int = DEFAULT_MAX_ITEMS,
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> web.Application:
-    """The ingest web app: `POST /news` into `sender`, and `GET /health` (limits: module docstring)."""
+    """The ingest web app: `POST /news` into `sender` for holders of a token in `tokens()`
+    (called per request, so it can follow a changing file), and `GET /health`."""
     parse_pool = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="ingest-parse")
     in_progress = 0
 
+    def refusal(request: web.Request) -> web.Response | None:
+        """401 or 415 for a request that may not post; None (and its token's name noted) if it may."""
+        name = match_token(bearer_token(request.headers.get("Authorization")), tokens())
+        if name is None:
+            return _unauthorized()
+        request[_REQ_TOKEN] = name
+        if not _content_type_is_json(request):
+            return _unsupported_type()
+        return None
+
+    async def expect_continue(request: web.Request) -> None:
+        # A client that asks first (`Expect: 100-continue`, curl does for bodies over 1 KB) is
+        # told to send its body only if it may post; otherwise no 100 goes out and the handler
+        # answers 401/415 straight away, so the body never leaves the client.
+        if refusal(request) is not None:
+            return
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers.get('Expect')}")
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the 100 is not part of the response's size
+
     async def post_news(request: web.Request) -> web.StreamResponse:
         nonlocal in_progress
+        refused = refusal(request)
+        if refused is not None:
+            return refused
         if in_progress >= max_concurrent:
             busy = {"error": f"busy: {max_concurrent} requests in progress; retry shortly"}
             return web.json_response(busy, status=503, headers={"Retry-After": "1"})
@@ -140,6 +245,7 @@ def create_app(
             slow = _json(408, {"error": f"the request body did not arrive within {body_timeout:g} s"})
             slow.force_close()
             return slow
+        request[_REQ_BYTES] = len(body)
         try:
             batch, problems = await asyncio.get_running_loop().run_in_executor(
                 parse_pool, lambda: parse_batch(body, max_items=max_items)
@@ -159,6 +265,7 @@ def create_app(
         except BrokerError as exc:  # the details (broker addresses) go to the log, not to the client
             log.warning("POST /news: cannot deliver %d items: %s", len(batch), exc)
             return _json(503, {"error": BROKER_UNAVAILABLE})
+        request[_REQ_ITEMS] = len(batch)
         return _json(202, {"accepted": len(batch), "event_ids": [encoded.event_id for encoded in batch]})
 
     async def health(_: web.Request) -> web.Response:
@@ -167,9 +274,9 @@ def create_app(
     async def stop_parsing(_: web.Application) -> None:
         parse_pool.shutdown(wait=False, cancel_futures=True)
 
-    app = web.Application(client_max_size=max_body_bytes)
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_access_logged])
     app.on_cleanup.append(stop_parsing)
-    app.router.add_post("/news", post_news)
+    app.router.add_post("/news", post_news, expect_handler=expect_continue)
     app.router.add_get("/health", health)
     return app
 

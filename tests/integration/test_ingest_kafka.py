@@ -22,6 +22,7 @@ from services.broker import EmbeddedBroker, describe_topics
 from services.cli import app
 from services.ingest import FeedPoller, NewsProducer, encode_news
 from services.ingest.http_source import create_app
+from services.ingest.tokens import TokenRecord, hash_token, new_token
 from services.outbound import OutboundPolicy
 from services.settings import get_settings
 
@@ -172,7 +173,11 @@ def test_http_post_lands_valid_items_and_refuses_invalid_ones(
     valid = news(5, prefix="http")
 
     async def scenario(producer: NewsProducer) -> tuple[list[str], dict[str, Any]]:
-        client = TestClient(TestServer(create_app(producer, max_body_bytes=100_000)))
+        token = new_token()
+        app = create_app(
+            producer, tokens=lambda: [TokenRecord("it", hash_token(token))], max_body_bytes=100_000
+        )
+        client = TestClient(TestServer(app), headers={"Authorization": f"Bearer {token}"})
         await client.start_server()
         try:
             bad = await client.post("/news", json=invalid)

@@ -68,3 +68,13 @@ def test_secret_files_are_git_ignored(path: str) -> None:
         pytest.fail("these tests run from a git checkout")
     result = subprocess.run([git, "check-ignore", "-q", "--no-index", path], cwd=root, check=False)
     assert result.returncode == 0, f"{path} is not ignored by .gitignore"
+
+
+def test_probe_and_ingest_servers_bind_localhost_unless_told() -> None:
+    hosts = [name for name in Settings.model_fields if name.endswith("_metrics_host")] + ["ingest_http_host"]
+    assert len(hosts) == 5, hosts  # scorer, alerter, dispatcher, scheduler, serve-http
+    for name in hosts:
+        assert Settings.model_fields[name].default == "127.0.0.1", name
+    example = env_example()
+    for name in hosts:
+        assert example.get(f"FINSENT_{name.upper()}") in (None, "127.0.0.1"), name

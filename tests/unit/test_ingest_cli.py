@@ -79,7 +79,8 @@ def test_unsupported_file_type(tmp_path: Path) -> None:
     "command", [["init"], ["ingest", "news.jsonl"], ["serve-http"], ["poll-feed", "http://x/"]]
 )
 def test_no_broker_configured(news_file: Path, command: list[str]) -> None:
-    message = one_line_error(invoke(command, FINSENT_KAFKA_BOOTSTRAP=""))
+    hashes = f"t:{'0' * 64}"  # serve-http checks its tokens before the broker
+    message = one_line_error(invoke(command, FINSENT_KAFKA_BOOTSTRAP="", FINSENT_INGEST_TOKEN_HASHES=hashes))
     assert message == "no Kafka broker configured: set FINSENT_KAFKA_BOOTSTRAP=host:port"
 
 

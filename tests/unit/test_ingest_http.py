@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services.broker.errors import BrokerUnavailable
 from services.ingest.encoding import EncodedNews
 from services.ingest.http_source import BadRequest, create_app, parse_batch
+from services.ingest.tokens import TokenRecord, hash_token, new_token
 from services.schemas import derive_event_id
 
 
@@ -34,11 +35,17 @@ class FakeSender:
 
 
 Scenario = Callable[[TestClient], Coroutine[Any, Any, None]]
+TOKEN = new_token()
+TOKENS = [TokenRecord("unit-test", hash_token(TOKEN))]
 
 
 def run(sender: FakeSender, scenario: Scenario, *, max_body_bytes: int = 100_000) -> None:
     async def main() -> None:
-        client = TestClient(TestServer(create_app(sender, max_body_bytes=max_body_bytes)))
+        app = create_app(sender, tokens=lambda: TOKENS, max_body_bytes=max_body_bytes)
+        client = TestClient(
+            TestServer(app),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
         await client.start_server()
         try:
             await asyncio.wait_for(scenario(client), timeout=20)

@@ -18,6 +18,11 @@ from aiohttp import web
 
 from services.ingest.encoding import EncodedNews
 from services.ingest.http_source import create_app
+from services.ingest.tokens import TokenRecord, hash_token, new_token
+
+TOKEN = new_token()
+TOKENS = [TokenRecord("load-test", hash_token(TOKEN))]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class AcceptingSender:
@@ -58,7 +63,7 @@ def running(app: web.Application) -> Iterator[int]:
 def post(port: int, body: bytes, timeout: float = 60) -> tuple[int, dict[str, Any]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", "/news", body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", "/news", body=body, headers={"Content-Type": "application/json", **AUTH})
         response = conn.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     finally:
@@ -83,7 +88,7 @@ def test_health_answers_while_a_big_body_is_parsed() -> None:
     body = big_body(45_000)
     assert len(body) > 7_000_000
     sender = AcceptingSender()
-    app = create_app(sender, max_body_bytes=8_000_000, max_items=50_000)
+    app = create_app(sender, tokens=lambda: TOKENS, max_body_bytes=8_000_000, max_items=50_000)
     with running(app) as port:
         result: dict[str, Any] = {}
 
@@ -118,7 +123,7 @@ def test_health_answers_while_a_big_body_is_parsed() -> None:
 
 def test_too_many_items_is_413_before_anything_is_sent() -> None:
     sender = AcceptingSender()
-    with running(create_app(sender, max_body_bytes=8_000_000, max_items=1000)) as port:
+    with running(create_app(sender, tokens=lambda: TOKENS, max_body_bytes=8_000_000, max_items=1000)) as port:
         status, answer = post(port, big_body(1001))
         ok, _ = post(port, big_body(1000))
     assert status == 413 and "more than 1,000 items" in answer["error"]
@@ -127,9 +132,12 @@ def test_too_many_items_is_413_before_anything_is_sent() -> None:
 
 def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_the_deadline() -> None:
     sender = AcceptingSender()
-    app = create_app(sender, max_body_bytes=8_000_000, max_items=1000, body_timeout=1.0)
+    app = create_app(
+        sender, tokens=lambda: TOKENS, max_body_bytes=8_000_000, max_items=1000, body_timeout=1.0
+    )
     with running(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"POST /news HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        sock.sendall(f"Authorization: Bearer {TOKEN}\r\n".encode())
         sock.sendall(b"Content-Length: 1000\r\n\r\n")
         t0 = time.monotonic()
         answer = b""
@@ -150,12 +158,20 @@ def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_the_deadline() -> None:
 
 def test_requests_beyond_the_concurrency_limit_are_turned_away() -> None:
     sender = AcceptingSender()
-    app = create_app(sender, max_body_bytes=8_000_000, max_items=1000, max_concurrent=2, body_timeout=5)
+    app = create_app(
+        sender,
+        tokens=lambda: TOKENS,
+        max_body_bytes=8_000_000,
+        max_items=1000,
+        max_concurrent=2,
+        body_timeout=5,
+    )
     with running(app) as port:
         held = []
         for _ in range(2):  # two requests whose bodies never finish
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(b"POST /news HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[")
+            head = f"POST /news HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            sock.sendall(head.encode() + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[")
             held.append(sock)
         time.sleep(0.3)
         try:
@@ -167,3 +183,30 @@ def test_requests_beyond_the_concurrency_limit_are_turned_away() -> None:
         after, _ = post(port, big_body(1), timeout=5)
     assert status == 503 and "busy" in answer["error"]
     assert after == 202
+
+
+def _head(sock: socket.socket, headers: str) -> bytes:
+    sock.sendall(f"POST /news HTTP/1.1\r\nHost: x\r\n{headers}Expect: 100-continue\r\n\r\n".encode())
+    return sock.recv(65536)
+
+
+def test_expect_continue_is_answered_only_for_a_client_that_may_post() -> None:
+    sender = AcceptingSender()
+    body = big_body(1)
+    length = f"Content-Length: {len(body)}\r\n"
+    with running(create_app(sender, tokens=lambda: TOKENS, max_body_bytes=8_000_000)) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            refused = _head(sock, f"Content-Type: application/json\r\n{length}")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            wrong_type = _head(sock, f"Authorization: Bearer {TOKEN}\r\nContent-Type: text/plain\r\n{length}")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            go_on = _head(
+                sock, f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n{length}"
+            )
+            sock.sendall(body)
+            answer = sock.recv(65536)
+    # the refused clients never got a 100 Continue: their bodies stay with them
+    assert refused.startswith(b"HTTP/1.1 401") and b"www-authenticate: bearer" in refused.lower()
+    assert wrong_type.startswith(b"HTTP/1.1 415")
+    assert go_on.startswith(b"HTTP/1.1 100 Continue")
+    assert answer.startswith(b"HTTP/1.1 202") and sender.items == 1

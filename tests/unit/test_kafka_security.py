@@ -122,7 +122,10 @@ def test_plaintext_is_the_default_and_needs_nothing(monkeypatch: pytest.MonkeyPa
             },
             "FINSENT_KAFKA_SSL_KEYFILE needs FINSENT_KAFKA_SSL_CERTFILE",
         ),
-        ({"FINSENT_KAFKA_SECURITY_PROTOCOL": "TLS"}, "FINSENT_KAFKA_SECURITY_PROTOCOL='TLS': input should be"),
+        (
+            {"FINSENT_KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "FINSENT_KAFKA_SECURITY_PROTOCOL='TLS': input should be",
+        ),
         (
             {"FINSENT_DATABASE_SSLMODE": "verify-full"},
             "FINSENT_DATABASE_SSLMODE applies only to a postgresql",

@@ -200,6 +200,8 @@ class AlerterMetrics:
         """Another alerter holds the lock: this one waits to take over."""
         self._standby = True
         self.active.set(0)
+        self._assigned = None  # a standby reads nothing (after stepping down: no longer)
+        self.assigned_partitions.set(0)
 
     def became_active(self) -> None:
         self._standby = False

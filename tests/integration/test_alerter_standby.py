@@ -18,7 +18,11 @@ from typing import Any
 
 import pytest
 
+from services.alerting.config import alerter_config
+from services.alerting.store import alerter_lock_name
 from services.broker import EmbeddedBroker
+from services.settings import Settings
+from services.storage import LeaderLock
 
 from .alert_streams import T0, calm, expected_actions, in_event_order, play, ticker_burst
 from .alerter_process import (
@@ -33,6 +37,7 @@ from .alerter_process import (
 )
 from .pipeline import committed_total, migrated_engine, wait_for
 from .test_alerter_stream import Run, final_until
+from .test_leadership import terminate_holder
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +145,38 @@ def test_the_standby_takes_over_a_killed_alerter_and_raises_the_alert_once(
             messages = consume_topic(topics.alerts, expected=len(box))
             assert [m.key.decode() for m in messages] == [o.dedupe_key for o in box]
             assert second.stop() == 0
+
+
+def test_an_alerter_whose_lock_was_taken_steps_down_to_standby(
+    kafka_broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    fresh_postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """Its lock connection is cut (as a PostgreSQL restart or a network cut would) and the
+    lock taken by another instance (here the test) before it could take it again: the
+    alerter stops working and waits on standby; it becomes active again when the lock is free."""
+    topics = AlerterTopics.create(make_topic)
+    run = Run(kafka_broker, fresh_postgres_url, topics, tmp_path, FINSENT_STANDBY_POLL_SECONDS=POLL_SECONDS)
+    with migrated_engine(fresh_postgres_url) as engine, run.alerter(new_group()) as alerter:
+        alerter.wait_ready()
+        other = LeaderLock(engine, alerter_lock_name(alerter_config(Settings()).rule))
+        assert not other.try_acquire()  # the alerter holds it
+        assert terminate_holder(fresh_postgres_url) == 1
+        assert other.try_acquire()
+        try:
+            status, health = wait_for(
+                alerter.health,
+                lambda h: h[1]["status"] == "standby",
+                timeout=30,
+                what="the alerter to step down",
+                workers=[alerter],
+            )
+            assert status == 200 and health["assigned_partitions"] == []
+            assert active_gauge(alerter) == 0.0
+            assert "back to standby" in alerter.log()
+        finally:
+            other.release()
+        alerter.wait_ready(timeout=60)
+        assert active_gauge(alerter) == 1.0 and alerter.log().count("active: resuming") == 2
+        assert alerter.stop() == 0

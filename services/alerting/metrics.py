@@ -205,6 +205,7 @@ class AlerterMetrics:
 
     def became_active(self) -> None:
         self._standby = False
+        self._last_loop_at = None  # a stall is measured from this run's first pass
         self.active.set(1)
 
     def partitions_assigned(self, assigned: Iterable[tuple[str, int]]) -> None:

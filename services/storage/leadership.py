@@ -15,9 +15,12 @@ Why a session advisory lock and not a lease row with a heartbeat and an expiry:
 - A holder that vanishes with its host (power loss, network cut) leaves a half-open TCP
   connection; the lock connection sets the server-side TCP keepalives (`tcp_keepalives_*`,
   settable by any role) so the server drops it after about LOCK_KEEPALIVE_SECONDS.
-- A holder that hangs while connected keeps the lock, as it would keep a lease it can still
-  heartbeat from another thread. Its /health reports `degraded` once its loop stalls, and
-  the liveness probe (Kubernetes, compose healthcheck) restarts it, which releases the lock.
+- A holder that hangs while connected keeps the lock, as it would keep a lease whose
+  heartbeat runs in another thread. This is the one case a lease with an expiry on the
+  work loop would hand over by itself; here the alerter's /health turns `degraded` once its
+  loop stalls, and restarting the process (an operator alert on it, or a liveness check
+  that uses it) releases the lock. The liveness probes shipped ask /metrics, so that a
+  database outage does not restart every pod: a hang is not taken over automatically.
 
 The leader checks its lock connection (`still_held`) as it works: if PostgreSQL restarted or
 the connection broke, the lock is gone and a standby may already lead, so it stops.

@@ -337,6 +337,13 @@ class Settings(BaseSettings):
     alerter_checkpoint_hours: float = Field(
         6.0, gt=0, description="Event time of detector checkpoints kept, so late stories can be re-judged"
     )
+    standby_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a standby alerter or scheduler tries the database lock held by the active "
+        "one (and the active one checks it still holds it): the takeover delay after the active one dies",
+    )
     alerter_metrics_host: str = Field(
         "127.0.0.1", description="Address of the alerter's /metrics and /health server (0.0.0.0: all)"
     )

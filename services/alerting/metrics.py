@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # The worker's conventions (services.observability.health), not imported: that package
 # imports the scorer and torch, which the alerter does not need.
-Status = Literal["ok", "degraded", "starting"]
+Status = Literal["ok", "degraded", "starting", "standby"]
 HTTP_OK = 200
 HTTP_UNAVAILABLE = 503
 
@@ -35,6 +35,7 @@ STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 @dataclass(frozen=True, slots=True)
 class AlerterSnapshot:
+    standby: bool  # waiting for the lock another alerter holds
     assigned: tuple[tuple[str, int], ...] | None  # None: the group has not assigned anything yet
     database_retrying: bool
     last_loop_at: float | None  # unix seconds
@@ -50,11 +51,14 @@ class AlerterSnapshot:
 
 
 def alerter_health(s: AlerterSnapshot) -> HealthReport:
-    """200 when `ok`; 503 while `starting` (no assignment yet) or `degraded` (database away,
-    or the loop has not come round for `stall_seconds`)."""
+    """200 when `ok`, and when `standby` (healthy, waiting to take over: an orchestrator
+    must keep it running); 503 while `starting` (no assignment yet) or `degraded` (database
+    away, or the loop has not come round for `stall_seconds`)."""
     stalled = s.last_loop_at is not None and s.now - s.last_loop_at > s.stall_seconds
     status: Status
-    if s.database_retrying or stalled:
+    if s.standby:
+        status = "standby"
+    elif s.database_retrying or stalled:
         status = "degraded"
     elif s.assigned is None:
         status = "starting"
@@ -62,6 +66,7 @@ def alerter_health(s: AlerterSnapshot) -> HealthReport:
         status = "ok"
     body: dict[str, Any] = {
         "status": status,
+        "role": "standby" if s.standby else "active",
         "assigned_partitions": [{"topic": t, "partition": p} for t, p in sorted(s.assigned or ())],
         "database": "retrying" if s.database_retrying else "ok",
         "loop": "stalled" if stalled else "ok",
@@ -73,7 +78,7 @@ def alerter_health(s: AlerterSnapshot) -> HealthReport:
         "last_step_at": _iso(s.last_step_at),
         "uptime_seconds": round(max(0.0, s.now - s.started_at), 1),
     }
-    return HealthReport(status, HTTP_OK if status == "ok" else HTTP_UNAVAILABLE, body)
+    return HealthReport(status, HTTP_OK if status in ("ok", "standby") else HTTP_UNAVAILABLE, body)
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -172,6 +177,12 @@ class AlerterMetrics:
             "news.scored partitions assigned to the alerter",
             registry=r,
         )
+        self.active = Gauge(
+            "finsent_alerter_active",
+            "1 while this alerter holds the database lock and works, 0 while it is on standby",
+            registry=r,
+        )
+        self._standby = False
         self._assigned: tuple[tuple[str, int], ...] | None = None
         self._database_retrying = False
         self._last_loop_at: float | None = None
@@ -184,6 +195,18 @@ class AlerterMetrics:
         self._started_at = clock()
 
     # ------------------------------------------------------------------ events
+
+    def standby(self) -> None:
+        """Another alerter holds the lock: this one waits to take over."""
+        self._standby = True
+        self.active.set(0)
+        self._assigned = None  # a standby reads nothing (after stepping down: no longer)
+        self.assigned_partitions.set(0)
+
+    def became_active(self) -> None:
+        self._standby = False
+        self._last_loop_at = None  # a stall is measured from this run's first pass
+        self.active.set(1)
 
     def partitions_assigned(self, assigned: Iterable[tuple[str, int]]) -> None:
         self._assigned = tuple(sorted((t, p) for t, p in assigned))
@@ -245,6 +268,7 @@ class AlerterMetrics:
 
     def snapshot(self) -> AlerterSnapshot:
         return AlerterSnapshot(
+            standby=self._standby,
             assigned=self._assigned,
             database_retrying=self._database_retrying,
             last_loop_at=self._last_loop_at,

@@ -1,6 +1,9 @@
 """The alerter: `news.scored` → sentiment buckets → spike detector → alerts + outbox → `alerts`.
 
-One alerter per deployment (a PostgreSQL advisory lock refuses a second one): it reads
+One active alerter per database, any number on standby (services.storage.leadership: the
+CLI waits for a PostgreSQL advisory lock before it builds an `Alerter`; while it runs, the
+loop checks the lock every FINSENT_STANDBY_POLL_SECONDS and ends with `LeadershipLost` if
+another alerter took it meanwhile). The active one reads
 every partition of `news.scored` in the consumer group FINSENT_ALERTER_GROUP with a plain
 kafka-python consumer. A blocking loop rather than a faust agent, because each step is a
 database transaction that must finish before anything is acknowledged, and there is
@@ -24,6 +27,11 @@ A crash before 3 commits redoes the batch (idempotent upserts); between 3 and 4,
 with no effect (the buckets are unchanged, the windows already judged); between the send
 and the mark in 5, publishes those messages again with the same keys, which consumers can
 drop. The delivery dispatcher reads the outbox itself (`dispatched_at`), not the topic.
+
+A takeover is a restart on another host: the standby that gets the lock starts from the
+newest checkpoint and the group's committed offsets, so it redoes exactly what the dead
+alerter had not acknowledged — with the same idempotent upserts and dedupe keys, hence no
+second alert and no second outbox row.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from services.broker.errors import BrokerError
 from services.broker.security import KafkaSecurity
 from services.ingest.producer import NewsProducer
 from services.settings import Settings
+from services.storage import LeaderLock
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,10 @@ class ScoredRef:
 
 class UnreadableMessage(ValueError):
     pass
+
+
+class LeadershipLost(RuntimeError):
+    """Another alerter holds the lock now (this one's lock connection broke meanwhile)."""
 
 
 class _Stopped(Exception):
@@ -172,6 +185,7 @@ class Alerter:
         config: AlerterConfig | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retry_initial_seconds: float = 0.5,
+        lock: LeaderLock | None = None,
     ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
@@ -186,6 +200,8 @@ class Alerter:
         self._retry_initial = retry_initial_seconds
         self._retry_cap = settings.scorer_db_retry_max_seconds
         self._rng = random.Random()
+        self._lock = lock
+        self._lock_check_at = time.monotonic() + settings.standby_poll_seconds
 
     def stop(self) -> None:
         self._stop.set()
@@ -227,6 +243,7 @@ class Alerter:
                 self._resume()
                 self._publish(alerts)
                 while not self._stop.is_set():
+                    self._check_leadership()
                     polled = consumer.poll(timeout_ms=int(s.alerter_tick_seconds * 1000))
                     records = [r for batch in polled.values() for r in batch]
                     self._handle(records, consumer, dlq)
@@ -235,6 +252,30 @@ class Alerter:
             log.info("stopped while the database was unreachable; the batch in flight will be redelivered")
         finally:
             consumer.close(autocommit=False)
+
+    def _check_leadership(self) -> None:
+        """Every FINSENT_STANDBY_POLL_SECONDS: is the lock still ours? If its connection broke
+        (PostgreSQL restarted, a network cut), take it again when it is free; if another
+        alerter took it, end (`LeadershipLost`) before writing anything more. The consumer
+        group also fences a replaced alerter: its offset commits are refused after the
+        rebalance, so its last batch is redone by the new one."""
+        if self._lock is None or time.monotonic() < self._lock_check_at:
+            return
+        self._lock_check_at = time.monotonic() + self.settings.standby_poll_seconds
+        if self._lock.still_held():
+            return
+        try:
+            if self._lock.try_acquire():
+                log.warning("the alerter lock's connection broke; the lock is taken again")
+                return
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            log.warning(
+                "cannot check the alerter lock, the database is away: %s", " ".join(str(exc).split())[:300]
+            )
+            return
+        raise LeadershipLost("another alerter took the lock while this one's lock connection was broken")
 
     def _resume(self) -> None:
         """Continue from the newest checkpoint: its time seeds the event clock (and says

@@ -12,13 +12,12 @@ batch twice changes nothing.
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Engine, RowMapping, Table, delete, func, select, text, update
+from sqlalchemy import RowMapping, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -549,38 +548,11 @@ def attach_evidence(
     return out
 
 
-# --------------------------------------------------------------------------- one alerter per database
-
-
-class AlerterLocked(RuntimeError):
-    """Another alerter holds this database's alerter lock."""
-
-
-def _lock_id(rule: str) -> int:
-    # a stable signed 64-bit key for pg_advisory_lock, the same in every process
-    return zlib.crc32(f"finsent-alerter|{rule}".encode()) - 2**31
-
-
-def acquire_alerter_lock(engine: Engine, *, rule: str) -> Connection | None:
-    """Hold a PostgreSQL session advisory lock for as long as the returned connection is open.
-
-    Two alerters on one database would write competing checkpoints; the lock turns that into
-    a one-line refusal at start. It is released with the connection, also when the process
-    dies. SQLite (the embedded, single-process default) has no such lock: returns None.
-    """
-    if engine.dialect.name != "postgresql":
-        return None
-    conn = engine.connect()
-    try:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": _lock_id(rule)}).scalar()
-        conn.commit()
-    except BaseException:
-        conn.close()
-        raise
-    if not got:
-        conn.close()
-        raise AlerterLocked("another alerter is already running on this database")
-    return conn
+def alerter_lock_name(rule: str) -> str:
+    """The name of the alerter's leader lock (services.storage.leadership): one active
+    alerter per database and rule; the key is the one earlier versions took, so an old
+    alerter and a new one still exclude each other."""
+    return f"finsent-alerter|{rule}"
 
 
 # --------------------------------------------------------------------------- analyst actions and reads

@@ -1,4 +1,8 @@
-"""`finsent alerter`: the negative-spike alerter (services/alerting), one per deployment.
+"""`finsent alerter`: the negative-spike alerter (services/alerting), one active per database.
+
+Run two (or more) for a standby: the first to take the database lock is active, the others
+wait (status `standby` on /health, HTTP 200; `finsent_alerter_active` 0) and the first to
+get the lock after the active one dies takes over (services.storage.leadership).
 
 Needs FINSENT_KAFKA_BOOTSTRAP and the topics news.scored, news.dlq and alerts (`finsent
 init`); migrates the database at FINSENT_DATABASE_URL first. Reads news.scored in the
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import threading
 from types import FrameType
 
 from services.cli.common import BootstrapServerOption, DatabaseUrlOption
@@ -53,21 +58,21 @@ def alerter(
     shown, _revision = guarded_database(upgrade_database)
 
     from services.alerting.metrics import AlerterMetrics
-    from services.alerting.service import Alerter
-    from services.alerting.store import AlerterLocked, acquire_alerter_lock
+    from services.alerting.service import Alerter, LeadershipLost
+    from services.alerting.store import alerter_lock_name
     from services.probes import ProbeServer
+    from services.storage import LeaderLock
 
     engine = make_engine(settings.database_url)
-    try:
-        lock = guarded_database(lambda _url: acquire_alerter_lock(engine, rule=config.rule))[1]
-    except AlerterLocked as exc:
-        engine.dispose()
-        fail(f"database {shown}: {exc}")
+    lock = LeaderLock(engine, alerter_lock_name(config.rule))
     metrics = AlerterMetrics(stall_seconds=max(120.0, 10 * settings.alerter_tick_seconds))
-    service = Alerter(settings, bootstrap=bootstrap, engine=engine, metrics=metrics, config=config)
+    stop = threading.Event()
+    running: list[Alerter] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        service.stop()
+        stop.set()
+        for service in running:
+            service.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -79,15 +84,50 @@ def alerter(
         "Ctrl-C stops",
         flush=True,
     )
+
+    def on_standby() -> None:
+        metrics.standby()
+        log.info("standby: another alerter holds the lock", extra={"lock": lock.name})
+        print(
+            f"standby: another alerter is active on {shown}; polling its lock every "
+            f"{settings.standby_poll_seconds:g} s to take over",
+            flush=True,
+        )
+
+    def on_database_error(exc: BaseException) -> None:
+        log.warning(
+            "standby: cannot reach the database to try the lock: %s", " ".join(str(exc).split())[:300]
+        )
+
     try:
         with server, broker_errors():
-            service.run()
+            while lock.wait(
+                stop,
+                poll_seconds=settings.standby_poll_seconds,
+                on_standby=on_standby,
+                on_error=on_database_error,
+            ):
+                metrics.became_active()
+                log.info("active: this alerter holds the lock", extra={"lock": lock.name})
+                print("active: resuming from the checkpoint and the group's committed offsets", flush=True)
+                service = Alerter(
+                    settings, bootstrap=bootstrap, engine=engine, metrics=metrics, config=config, lock=lock
+                )
+                running[:] = [service]
+                if stop.is_set():
+                    break
+                try:
+                    service.run()
+                except LeadershipLost as exc:
+                    log.error("back to standby: %s", exc)
+                    lock.release()
+                    continue
+                break
     except Exception as exc:  # a bug, not an outage (those are retried): stop, batch unacknowledged
         log.critical("the alerter stopped on an unexpected error", exc_info=exc)
         fail(f"alerter stopped: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", code=EXIT_SOFTWARE)
     finally:
-        if lock is not None:
-            lock.close()
+        lock.release()
         engine.dispose()
 
 

@@ -21,6 +21,8 @@ from services.settings import Settings, get_settings
 if TYPE_CHECKING:
     from prometheus_client import Gauge
 
+    from services.storage import LeaderLock
+
 log = logging.getLogger(__name__)
 EXIT_REJECTED = 3  # the run completed, but its challenger failed the gate
 
@@ -79,42 +81,99 @@ def scheduler(
 ) -> None:
     """Run the retraining on FINSENT_RETRAIN_CRON (or every FINSENT_RETRAIN_INTERVAL_MINUTES) until stopped.
 
-    Serves Prometheus metrics on FINSENT_SCHEDULER_METRICS_HOST:FINSENT_SCHEDULER_METRICS_PORT.
+    One scheduler per database is active; run a second one as a standby: it waits for the
+    database lock and takes over when the active one stops or dies. Serves Prometheus
+    metrics on FINSENT_SCHEDULER_METRICS_HOST:FINSENT_SCHEDULER_METRICS_PORT.
     """
     from services.cli.common import guarded_database, quiet_alembic
 
     quiet_alembic()
     settings = get_settings()
-    from services.learning.scheduler import JOB_ID, make_trigger, start_scheduler
-    from services.storage import upgrade_database
+    from services.learning.scheduler import SCHEDULER_LOCK, make_trigger
+    from services.storage import LeaderLock, make_engine, upgrade_database
 
     try:
         make_trigger(settings)
     except ValueError as exc:
         fail(f"FINSENT_RETRAIN_CRON={settings.retrain_cron!r} is not a crontab expression: {exc}")
     shown, _revision = guarded_database(upgrade_database)
-    metrics = _serve_metrics(settings)
-    sched = guarded_database(lambda _url: start_scheduler(settings))[1]
-    job = sched.get_job(JOB_ID)
-    typer.echo(
-        f"retraining scheduler on {shown}: {job.trigger if job else '?'}; next run "
-        f"{job.next_run_time.isoformat() if job and job.next_run_time else '?'}; Ctrl-C stops",
-    )
+    next_run, active = _serve_metrics(settings)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    engine = make_engine(settings.database_url)
+    lock = LeaderLock(engine, SCHEDULER_LOCK)
+
+    def on_standby() -> None:
+        active.set(0)
+        typer.echo(
+            f"standby: another scheduler is active on {shown}; polling its lock every "
+            f"{settings.standby_poll_seconds:g} s to take over"
+        )
+
+    def on_database_error(exc: BaseException) -> None:
+        log.warning(
+            "standby: cannot reach the database to try the lock: %s", " ".join(str(exc).split())[:300]
+        )
+
     try:
-        while not stop.wait(5.0):
-            job = sched.get_job(JOB_ID)
-            if job is not None and job.next_run_time is not None:
-                metrics.set(job.next_run_time.timestamp())
+        while lock.wait(
+            stop,
+            poll_seconds=settings.standby_poll_seconds,
+            on_standby=on_standby,
+            on_error=on_database_error,
+        ):
+            active.set(1)
+            if not _lead(settings, shown, lock, stop, next_run):
+                break
+            active.set(0)
+            lock.release()
+            log.error(
+                "back to standby: another scheduler took the lock while this one's connection was broken"
+            )
     finally:
-        sched.shutdown(wait=True)  # a run in flight finishes (its row is never left `running`)
+        lock.release()
+        engine.dispose()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _serve_metrics(settings: Settings) -> Gauge:
-    """`finsent_scheduler_next_run_timestamp_seconds` (and the process collectors)."""
+def _lead(settings: Settings, shown: str, lock: LeaderLock, stop: threading.Event, next_run: Gauge) -> bool:
+    """Run the schedule while this scheduler holds the lock. False when stopped; True when
+    the lock was lost to another scheduler (the schedule is shut down first)."""
+    from services.cli.common import guarded_database
+    from services.learning.scheduler import JOB_ID, start_scheduler
+
+    sched = guarded_database(lambda _url: start_scheduler(settings))[1]
+    job = sched.get_job(JOB_ID)
+    typer.echo(
+        f"active: retraining scheduler on {shown}: {job.trigger if job else '?'}; next run "
+        f"{job.next_run_time.isoformat() if job and job.next_run_time else '?'}; Ctrl-C stops",
+    )
+    try:
+        while not stop.wait(settings.standby_poll_seconds):
+            job = sched.get_job(JOB_ID)
+            if job is not None and job.next_run_time is not None:
+                next_run.set(job.next_run_time.timestamp())
+            if not lock.still_held() and not _retake(lock):
+                return True
+        return False
+    finally:
+        sched.shutdown(wait=True)  # a run in flight finishes (its row is never left `running`)
+
+
+def _retake(lock: LeaderLock) -> bool:
+    """The lock connection broke: take the lock again if it is free (or the database is
+    still away: keep the schedule, the retraining's own lock still prevents two runs)."""
+    try:
+        return lock.try_acquire()
+    except Exception as exc:
+        log.warning("cannot check the scheduler lock: %s", " ".join(str(exc).split())[:300])
+        return True
+
+
+def _serve_metrics(settings: Settings) -> tuple[Gauge, Gauge]:
+    """`finsent_scheduler_next_run_timestamp_seconds`, `finsent_scheduler_active` (and the
+    process collectors)."""
     from prometheus_client import Gauge, start_http_server
 
     host, port = settings.scheduler_metrics_host, settings.scheduler_metrics_port
@@ -125,6 +184,7 @@ def _serve_metrics(settings: Settings) -> Gauge:
             f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
             "set FINSENT_SCHEDULER_METRICS_PORT to a free port (0 picks one)"
         )
-    return Gauge(
-        "finsent_scheduler_next_run_timestamp_seconds", "When the next retraining is due (unix time)"
+    return (
+        Gauge("finsent_scheduler_next_run_timestamp_seconds", "When the next retraining is due (unix time)"),
+        Gauge("finsent_scheduler_active", "1 while this scheduler holds the database lock, 0 on standby"),
     )

@@ -6,12 +6,16 @@ restarted scheduler knows a run was missed. APScheduler's SQLAlchemy job store i
 it pickles each job into the database and unpickles it on start, and every service shares
 one database role, so a database write would be code execution on the scheduler host.
 
+`finsent scheduler` runs this only while it holds the scheduler lock (services.storage.
+leadership): replicas on standby start the schedule when the active one dies, from the due
+time the database keeps, so a run due meanwhile is run (once) by the new one.
+
 `coalesce=True` turns any number of runs missed while it was down into one run,
 `max_instances=1` keeps a slow run from overlapping the next within one process, the
 misfire grace time says how late a missed run may still start, and across processes the
-retraining's own database lock (services.learning.retrain) makes sure two scheduler
-replicas never train at once: each replica fires on the same schedule, the second finds
-the lock taken (or no new labels) and records a skipped run.
+retraining's own database lock (services.learning.retrain) still makes sure two processes
+never train at once (`finsent retrain --now` beside the scheduler, or schedulers started
+by `start_scheduler` directly, each fire and the second records a skipped run).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_ID = "finsent-retrain"
+# The leader lock of `finsent scheduler` (services.storage.leadership): one active scheduler
+# per database, the others on standby.
+SCHEDULER_LOCK = "finsent-scheduler"
 
 
 def scheduled_retrain() -> None:

@@ -13,6 +13,7 @@ from services.storage.alert_models import (
     SubscriptionRow,
 )
 from services.storage.engine import make_engine, normalise_url, redact, session_factory
+from services.storage.leadership import LeaderLock, lock_key
 from services.storage.learning_models import (
     GateDecisionRow,
     LabelRow,
@@ -43,6 +44,7 @@ __all__ = [
     "SubscriptionRow",
     "Base",
     "GateDecisionRow",
+    "LeaderLock",
     "LabelRow",
     "ModelVersionRow",
     "RetrainRunRow",
@@ -57,6 +59,7 @@ __all__ = [
     "count_items",
     "count_older",
     "count_predictions",
+    "lock_key",
     "current_revision",
     "head_revision",
     "make_engine",

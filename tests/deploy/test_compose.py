@@ -66,8 +66,9 @@ def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
     assert compose["x-finsent"]["environment"]["FINSENT_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert "healthcheck" in services["postgres"]
     assert services["worker"]["deploy"]["replicas"] == "${FINSENT_WORKERS:-2}"
-    # one alerter until the standby (issue #27 item 3) exists: a second only crash-loops
-    assert services["alerter"]["deploy"]["replicas"] == 1
+    # one active alerter and scheduler, one standby each (the database lock decides)
+    assert services["alerter"]["deploy"]["replicas"] == 2
+    assert services["scheduler"]["deploy"]["replicas"] == 2
 
 
 def test_every_command_is_a_finsent_command_with_real_options(compose: dict[str, Any]) -> None:

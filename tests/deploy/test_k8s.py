@@ -101,8 +101,11 @@ def test_secret_templates_validate() -> None:
         validate(resource, KUBERNETES_VERSIONS[-1])
 
 
+ALERTER = ("Deployment", "finsent-alerter")
+
+
 def test_the_validators_reject_a_broken_resource() -> None:
-    [deployment] = [d for d in rendered("base") if d["metadata"].get("name") == "finsent-alerter"]
+    [deployment] = [d for d in rendered("base") if (d["kind"], d["metadata"].get("name")) == ALERTER]
     broken = yaml.safe_load(yaml.safe_dump(deployment))
     broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/health"
     with pytest.raises(kubernetes_validate.ValidationError):

@@ -99,9 +99,13 @@ class AlerterProcess(CliProcess):
         return status, json.loads(body)
 
     def wait_ready(self, *, timeout: float = 60.0) -> dict[str, Any]:
-        """Until /health is ok: the group has assigned the partitions, the loop is polling."""
+        """Until /health is ok: active, the group has assigned the partitions, the loop is polling."""
         return wait_for(
-            self.health, lambda h: h[0] == 200, timeout=timeout, what="/health ok", workers=[self]
+            self.health,
+            lambda h: h[0] == 200 and h[1]["status"] == "ok",  # a standby answers 200 too
+            timeout=timeout,
+            what="/health ok",
+            workers=[self],
         )[1]
 
 

@@ -37,7 +37,7 @@ from .alerter_process import (
     outbox,
     wait_until_caught_up,
 )
-from .pipeline import migrated_engine
+from .pipeline import migrated_engine, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -144,10 +144,20 @@ def test_two_calm_hours_raise_no_alert(
         assert len(dead["huge-1"].value) < len(huge)
         alerter.assert_alive()
 
-        # one alerter per database: a second one is refused in one line
-        second = Run(kafka_broker, fresh_postgres_url, topics, tmp_path).alerter(new_group(), name="second")
-        assert second.proc.wait(timeout=60) == 2
-        assert "finsent: error: " in second.log() and "another alerter is already running" in second.log()
+        # one active alerter per database: a second one waits on standby, healthy, idle
+        with Run(kafka_broker, fresh_postgres_url, topics, tmp_path).alerter(
+            new_group(), name="second"
+        ) as second:
+            status, standby = wait_for(
+                second.health,
+                lambda h: h[1]["status"] == "standby",
+                timeout=60,
+                what="standby",
+                workers=[second],
+            )
+            assert status == 200 and standby["assigned_partitions"] == [] and standby["messages"] == 0
+            assert second.stop() == 0
+        assert "standby: another alerter is active" in second.log() and "active: resuming" not in second.log()
         assert alerter.stop() == 0
 
 

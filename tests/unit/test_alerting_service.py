@@ -98,6 +98,7 @@ def test_contiguous_ranges_merge_adjacent_buckets() -> None:
 
 def snapshot(**kw: object) -> AlerterSnapshot:
     base: dict[str, object] = {
+        "standby": False,
         "assigned": (("news.scored", 0),),
         "database_retrying": False,
         "last_loop_at": 100.0,
@@ -123,6 +124,20 @@ def test_health_states() -> None:
     assert alerter_health(snapshot(database_retrying=True)).http_status == 503
     stalled = alerter_health(snapshot(now=200.0))
     assert (stalled.status, stalled.body["loop"]) == ("degraded", "stalled")
+    # a standby is healthy (an orchestrator keeps it), whatever the rest says
+    standby = alerter_health(snapshot(standby=True, assigned=None, last_loop_at=None))
+    assert (standby.status, standby.http_status, standby.body["role"]) == ("standby", 200, "standby")
+    assert ok.body["role"] == "active"
+
+
+def test_the_active_gauge_follows_the_role() -> None:
+    m = AlerterMetrics(clock=lambda: 1000.0)
+    m.standby()
+    assert m.registry.get_sample_value("finsent_alerter_active") == 0
+    assert m.health().status == "standby"
+    m.became_active()
+    assert m.registry.get_sample_value("finsent_alerter_active") == 1
+    assert m.health().status == "starting"  # active, the group has not assigned partitions yet
 
 
 def test_metrics_count_actions_by_scope_and_severity() -> None:

@@ -10,6 +10,7 @@ from services.cli import (
     dashboard_command,
     db_commands,
     dispatcher_command,
+    encoder_commands,
     ingest_commands,
     learning_commands,
     model_commands,
@@ -44,6 +45,7 @@ app.add_typer(db_commands.db_app, name="db")
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
 app.add_typer(learning_commands.labels_app, name="labels")
 app.add_typer(learning_commands.models_app, name="models")
+app.add_typer(encoder_commands.encoders_app, name="encoders")
 app.command()(dispatcher_command.dispatcher)
 app.command()(retrain_commands.retrain)
 app.command()(retrain_commands.scheduler)

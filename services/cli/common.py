@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
+import typer
+
 from services.broker.errors import BrokerError
 from services.cli.errors import fail
 from services.settings import get_settings
@@ -80,3 +82,20 @@ def in_transaction(action: Callable[[Session], T]) -> T:
             engine.dispose()
 
     return guarded_database(run)[1]
+
+
+def chosen_encoder(choice: str | None, *, install_missing: bool = False) -> str:
+    """The encoder folder for `--encoder`/FINSENT_BASE_MODEL: a catalogue name (`finsent
+    encoders list`) or a folder; unset means the packaged MiniLM. With `install_missing` a
+    named encoder whose packages are installed but which is not yet in the model store is
+    assembled first (once, with a progress bar); otherwise, or without its packages, one line
+    says what to install."""
+    from bert_core.encoders import encoder_path, find_spec, install, installed_dir
+
+    settings = get_settings()
+    name = choice if choice is not None else settings.base_model
+    spec = find_spec(name) if name else None
+    if install_missing and spec is not None and installed_dir(spec, settings.encoders_dir) is None:
+        typer.echo(f"assembling encoder {spec.name} into {settings.encoders_dir} (once)", err=True)
+        install(spec, settings.encoders_dir)
+    return encoder_path(name, settings.encoders_dir)

@@ -8,6 +8,7 @@ refuses anything else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # Weights in any of these formats are pickles: loading one can run code. Refused wherever an
@@ -116,6 +117,6 @@ DEFAULT_ENCODER = MINILM.name
 CATALOG: dict[str, EncoderSpec] = {spec.name: spec for spec in (MINILM, MPNET_BASE)}
 
 
-def find_spec(name: str) -> EncoderSpec | None:
+def find_spec(name: str, catalog: Mapping[str, EncoderSpec] = CATALOG) -> EncoderSpec | None:
     """The catalogue entry called `name` (case-insensitive), or None for anything else (a path)."""
-    return CATALOG.get(name.strip().lower())
+    return catalog.get(name.strip().lower())

@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,16 +138,18 @@ def statuses(store: Path, *, locate: PartLocator = installed_part) -> list[Encod
     return rows
 
 
-def encoder_path(choice: str | Path | None, store: Path) -> str:
-    """What `finsent train --encoder CHOICE` loads: a catalogue name's folder (it must be
+def encoder_path(
+    choice: str | Path | None, store: Path, *, catalog: Mapping[str, EncoderSpec] = CATALOG
+) -> str:
+    """What `finsent train --encoder CHOICE` loads: a `catalog` name's folder (it must be
     installed; EncoderMissingError says how otherwise), or CHOICE itself as an encoder folder.
     None or empty means the default encoder."""
     name = str(choice).strip() if choice is not None else ""
-    spec = find_spec(name or DEFAULT_ENCODER)
+    spec = find_spec(name or DEFAULT_ENCODER, catalog)
     if spec is None:
         if not Path(name).expanduser().exists():
             raise ModelConfigError(
-                f"encoder {name!r} is neither a known name ({', '.join(CATALOG)}) nor an existing "
+                f"encoder {name!r} is neither a known name ({', '.join(catalog)}) nor an existing "
                 "folder; see `finsent encoders list`"
             )
         return name

@@ -35,9 +35,10 @@ def make_parts(
     *,
     extra_members: Iterable[tuple[str, bytes]] = (),
     slices: int = 5,
+    name: str = MPNET_BASE.name,
 ) -> FakeParts:
     """`encoder_dir`'s files (plus `extra_members`, name -> bytes) zipped under ROOT, cut into
-    `slices` slices in `out`."""
+    `slices` slices in `out`; the catalogue entry is called `name`."""
     out.mkdir(parents=True, exist_ok=True)
     archive = out / "encoder.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -67,6 +68,7 @@ def make_parts(
         )
     spec = dataclasses.replace(
         MPNET_BASE,
+        name=name,
         parts=tuple(parts),
         archive_sha256=hashlib.sha256(data).hexdigest(),
         weights_mb=1,

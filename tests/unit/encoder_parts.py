@@ -46,22 +46,22 @@ def make_parts(
         for file in sorted(encoder_dir.iterdir()):
             if file.is_file():
                 zf.write(file, ROOT + file.name)
-        for name, data in extra_members:
-            zf.writestr(zipfile.ZipInfo(name), data)
+        for member, data in extra_members:
+            zf.writestr(zipfile.ZipInfo(member), data)
     data = archive.read_bytes()
     archive.unlink()
     cuts = [len(data) * k // slices for k in range(slices + 1)]
     parts, files = [], {}
     for i in range(slices):
         chunk = data[cuts[i] : cuts[i + 1]]
-        name = f"encoder.zip.{i + 1:03d}"
-        (out / name).write_bytes(chunk)
-        files[name] = out / name
+        file_name = f"encoder.zip.{i + 1:03d}"
+        (out / file_name).write_bytes(chunk)
+        files[file_name] = out / file_name
         parts.append(
             Part(
                 package=f"fake-encoder-part-{i + 1:03d}",
                 version="0.0.1",
-                file_name=name,
+                file_name=file_name,
                 size=len(chunk),
                 sha256=hashlib.sha256(chunk).hexdigest(),
             )

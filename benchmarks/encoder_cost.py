@@ -21,10 +21,12 @@ as the threads scale. Writes JSON to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,7 +97,8 @@ def main() -> None:
         train = {t: d.subset(list(range(min(rows, len(d))))) for t, d in split.train.items()}
         dev = {t: d.subset(list(range(16))) for t, d in split.dev.items()}
         start, cpu = time.perf_counter(), time.process_time()
-        result = fine_tune(train, dev, {t: labels[t] for t in train}, config)
+        with contextlib.redirect_stdout(sys.stderr):  # its evaluation lines: stdout is the JSON
+            result = fine_tune(train, dev, {t: labels[t] for t in train}, config)
         training = result.model_config.training
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         return wall, cpu, int(training["steps"]), training["precision"]

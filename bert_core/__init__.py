@@ -1,8 +1,8 @@
 """bert_core: the finsent model library (no Kafka, no database, no UI).
 
-Public API: load a pretrained encoder, build/fine-tune/evaluate the multi-task
-topic + sentiment classifier, MLM domain pre-training, fast inference, and
-versioned, hash-verified model directories.
+Public API: load a pretrained encoder (which ones, and assembling them into the model store:
+`bert_core.encoders`), build/fine-tune/evaluate the multi-task topic + sentiment classifier,
+MLM domain pre-training, fast inference, and versioned, hash-verified model directories.
 
 Imports are lazy (PEP 562): `import bert_core.errors` or a CLI start-up must not pay
 for importing torch and transformers.
@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from bert_core.config import MlmConfig, Pooling, TrainConfig
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
-    from bert_core.errors import BertCoreError, CompileError, DataError, ModelConfigError, ModelIntegrityError
+    from bert_core.errors import (
+        BertCoreError,
+        CompileError,
+        DataError,
+        EncoderMissingError,
+        ModelConfigError,
+        ModelIntegrityError,
+    )
     from bert_core.evaluation import evaluate_sets, mean_macro_f1
     from bert_core.inference import PendingPredictions, Prediction, Predictor, cpu_has_bf16
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
@@ -41,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "CompileError": "bert_core.errors",
     "DEFAULT_LABELS": "bert_core.labels",
     "DataError": "bert_core.errors",
+    "EncoderMissingError": "bert_core.errors",
     "LabelSet": "bert_core.labels",
     "LabelledData": "bert_core.data",
     "LoadedModel": "bert_core.artifacts",
@@ -103,6 +111,7 @@ __all__ = [
     "BertCoreError",
     "CompileError",
     "DataError",
+    "EncoderMissingError",
     "LabelSet",
     "LabelledData",
     "LoadedModel",

@@ -25,3 +25,8 @@ class CompileError(BertCoreError):
     """The encoder pass could not be compiled (`bert_core.compiled`): a fault of this machine
     (no compiler, a full disk, memory), not of the model, so a worker retries such a model
     instead of refusing it."""
+
+
+class EncoderMissingError(ModelConfigError):
+    """A named encoder cannot be used yet: a package it is assembled from is not installed, or
+    it has not been assembled into the model store (`finsent encoders install NAME`)."""

@@ -145,6 +145,17 @@ class Predictor:
                 f"not {type(loaded.model.encoder).__name__}"
             )
         self.unpadded = supported if unpadded is None else unpadded
+        if not supported:
+            # The fast paths reproduce BERT's forward only (`packed.supports`); int8 and bf16
+            # weights are generic Linear swaps and still apply.
+            log.warning(
+                "%s: %s encoder: the unpadded%s pass is BERT-only; serving length-sorted padded "
+                "passes of %d texts",
+                loaded.path,
+                type(loaded.model.encoder).__name__,
+                " and compiled" if compiled else "",
+                batch_size,
+            )
         self.version = loaded.manifest.version
         self.max_length = loaded.config.max_length
         self.tokenizer = loaded.tokenizer
@@ -207,7 +218,8 @@ class Predictor:
         Encoders without the unpadded path (not BERT) are, with a warning: compiling is a
         speed-up, not a feature."""
         if not self.unpadded:
-            log.warning("%s: only the unpadded (BERT) pass compiles; serving this model uncompiled", where)
+            if packed.supports(self.model.encoder):  # a non-BERT encoder was warned about above
+                log.warning("%s: only the unpadded pass compiles; serving this model uncompiled", where)
             return False
         if not compiler_available():
             raise CompileError(

@@ -21,10 +21,12 @@ def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Poo
 
 
 class MultiTaskClassifier(nn.Module):
-    """BERT encoder with a classification head per task.
+    """A pretrained encoder (BERT, MPNet, …: any Hugging Face `AutoModel` that takes input ids
+    and an attention mask) with a classification head per task.
 
     All heads read the same pooled vector, so a text costs one encoder pass however
-    many tasks are served.
+    many tasks are served. No token type ids are passed: MPNet has none, and BERT's are all 0
+    for a single text anyway.
     """
 
     def __init__(

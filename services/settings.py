@@ -32,7 +32,9 @@ class Settings(BaseSettings):
         "holdout/ and the dashboard users file; the same from any working directory",
     )
     base_model: str | None = Field(
-        None, description="Pretrained encoder directory; empty = packaged all-MiniLM-L6-v2"
+        None,
+        description="Encoder to fine-tune: a name from `finsent encoders list` (minilm, mpnet-base) or "
+        "an encoder directory; empty = minilm, the packaged all-MiniLM-L6-v2"
     )
     model: Path | None = Field(None, description="Model directory to serve (overrides registry)")
     model_poll_seconds: float = Field(
@@ -587,6 +589,11 @@ class Settings(BaseSettings):
                 "or sqlite:///path/to/finsent.db"
             )
         return value
+
+    @property
+    def encoders_dir(self) -> Path:
+        """Pretrained encoders assembled from their packages (`finsent encoders install`)."""
+        return self.models_dir / "encoders"
 
     @property
     def default_model_dir(self) -> Path:

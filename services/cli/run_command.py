@@ -57,6 +57,7 @@ def bootstrap_model(model_dir: Path) -> Path:
     from bert_core import TrainConfig, verify_model_dir
     from bert_core.errors import ModelIntegrityError
     from bert_core.recipes import train_model
+    from services.cli.common import chosen_encoder
 
     settings = get_settings()
     if (model_dir / "manifest.json").is_file():
@@ -85,7 +86,7 @@ def bootstrap_model(model_dir: Path) -> Path:
         {"sentiment": settings.sentiment_data, "topic": settings.topic_data},
         model_dir,
         TrainConfig(
-            base_model=settings.base_model,
+            base_model=chosen_encoder(settings.base_model),
             max_length=settings.max_length,
             seed=settings.seed,
             epochs=settings.bootstrap_epochs,

@@ -19,7 +19,11 @@ PathOpt = Annotated[Path | None, typer.Option(dir_okay=False)]
 def train(
     out: Annotated[Path, typer.Option("--out", help="Model directory to create")],
     sentiment_data: Annotated[
-        Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (sentiment)")
+        Path | None,
+        typer.Option(
+            help="CSV/JSONL/Parquet: text,label (sentiment); with neither file given, both seed files "
+            "(FINSENT_SENTIMENT_DATA, FINSENT_TOPIC_DATA: the packaged set by default)"
+        ),
     ] = None,
     topic_data: Annotated[Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (topic)")] = None,
     encoder: Annotated[
@@ -137,9 +141,10 @@ def train(
 
     settings = get_settings()
     if sentiment_data is None and topic_data is None:
-        from services.cli.errors import fail
-
-        fail("give --sentiment-data and/or --topic-data (CSV with text,label columns)")
+        # Neither given: the seed data (FINSENT_SENTIMENT_DATA / FINSENT_TOPIC_DATA, by default
+        # the labelled set packaged with finsent), as the bootstrap model of `finsent run` uses.
+        sentiment_data, topic_data = settings.sentiment_data, settings.topic_data
+        typer.echo(f"training on the seed data: {sentiment_data}, {topic_data}", err=True)
     if own_task_weight > 0 and not teacher:
         from services.cli.errors import fail
 

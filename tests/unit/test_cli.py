@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bert_core import DEFAULT_LABELS, ModelIntegrityError, Predictor, read_labelled, verify_model_dir
+from bert_core.errors import DataError
 from bert_core.labels import LabelSet
 from services.cli import app
 from services.settings import get_settings
@@ -135,10 +136,17 @@ def test_train_refuses_an_existing_out_dir(
     assert verify_model_dir(out).version == version
 
 
-def test_train_needs_a_data_file(tmp_path: Path) -> None:
+def test_train_without_files_uses_the_seed_data_and_says_when_it_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "gone" / "sentiment.csv"
+    monkeypatch.setenv("FINSENT_SENTIMENT_DATA", str(missing))
+    monkeypatch.setenv("FINSENT_TOPIC_DATA", str(tmp_path / "gone" / "topic.csv"))
     result = invoke(["train", "--out", str(tmp_path / "m")])
-    assert result.exit_code == 2
-    assert "finsent: error: give --sentiment-data and/or --topic-data" in result.stderr
+    assert f"training on the seed data: {missing}" in result.stderr
+    # `finsent` (services.cli.main) prints a BertCoreError as one line, exit 2 (test_cli_usage)
+    assert isinstance(result.exception, DataError)
+    assert f"{missing}: no such file" in str(result.exception)
     assert not (tmp_path / "m").exists()
 
 

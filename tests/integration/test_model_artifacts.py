@@ -171,3 +171,25 @@ def test_a_model_with_a_pickle_is_not_registered(
     (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
     with Session(engine) as session, session.begin(), pytest.raises(RegistryError, match="never pickles"):
         register_model(session, copy, now=T0, artifact_chunk_bytes=CHUNK)
+
+
+def test_doctor_accepts_a_champion_this_host_will_fetch(
+    engine: Engine, saved_model_dir: Path, tmp_path: Path
+) -> None:
+    from services.cli.doctor_checks import _champion_path, check_model
+    from services.settings import Settings
+
+    version = registered_then_moved(engine, saved_model_dir, tmp_path)
+    with Session(engine) as session, session.begin():
+        promote(session, version, by="test", reason="doctor", now=T0)
+    settings = Settings(home=tmp_path / "host", model=None)
+    url = engine.url.render_as_string(hide_password=False)
+    before = check_model(settings, _champion_path(url, settings.model_cache_dir))
+    assert before.ok and "not on this host yet" in before.detail
+    resolve(engine, version, settings.home)
+    after = check_model(settings, _champion_path(url, settings.model_cache_dir))
+    assert after.ok and "every file matches its hash" in after.detail
+    with Session(engine) as session, session.begin():  # a champion with no stored copy is still an error
+        session.execute(ModelArtifactChunkRow.__table__.delete())
+    shutil.rmtree(settings.model_cache_dir)
+    assert not check_model(settings, _champion_path(url, settings.model_cache_dir)).ok

@@ -47,6 +47,11 @@ WEIGHTS_FILE: Final = "model.safetensors"  # bert_core.manifest.WEIGHTS_FILE
 # What a model directory holds (weights, configs, tokenizer, metrics, card). Pickle formats
 # (.bin, .pt, .pkl, …) are refused: whoever can write the database must not run code here.
 SAFE_SUFFIXES: Final = frozenset({".safetensors", ".json", ".txt", ".md", ".model"})
+# Bounds on what a fetch writes to disk, checked before any byte is: far above the largest
+# encoder finsent trains (MPNet-base, ~440 MB) and the largest chunk size setting (64 MB), so
+# only a damaged or hostile database reaches them.
+MAX_MODEL_BYTES: Final = 8 * 1024**3
+MAX_CHUNK_BYTES: Final = 64 * 1024**2
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
@@ -136,10 +141,25 @@ def _stream_file(session: Session, version: str, name: str, write: Callable[[byt
     return digest.hexdigest()
 
 
+def _check_stored_size(session: Session, version: str) -> None:
+    total, largest = session.execute(
+        select(
+            func.coalesce(func.sum(func.length(ModelArtifactChunkRow.data)), 0),
+            func.coalesce(func.max(func.length(ModelArtifactChunkRow.data)), 0),
+        ).where(ModelArtifactChunkRow.version == version)
+    ).one()
+    if int(total) > MAX_MODEL_BYTES or int(largest) > MAX_CHUNK_BYTES:
+        raise ArtifactError(
+            f"model {version}: the registry's copy holds {int(total)} bytes (largest chunk {int(largest)}), "
+            f"more than a model may ({MAX_MODEL_BYTES} bytes, chunks of {MAX_CHUNK_BYTES}); refusing it"
+        )
+
+
 def _stored_manifest(session: Session, row: ModelVersionRow) -> tuple[bytes, Manifest]:
     """The stored manifest, checked against the registry's pin and its weights hash."""
     from bert_core.manifest import Manifest
 
+    _check_stored_size(session, row.version)
     parts: list[bytes] = []
     actual = _stream_file(session, row.version, MANIFEST_FILE, parts.append)
     raw = b"".join(parts)

@@ -193,3 +193,16 @@ def test_doctor_accepts_a_champion_this_host_will_fetch(
         session.execute(ModelArtifactChunkRow.__table__.delete())
     shutil.rmtree(settings.model_cache_dir)
     assert not check_model(settings, _champion_path(url, settings.model_cache_dir)).ok
+
+
+def test_a_stored_copy_larger_than_any_model_is_refused_before_writing(
+    engine: Engine, saved_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.learning import artifact_store
+
+    version = registered_then_moved(engine, saved_model_dir, tmp_path)
+    monkeypatch.setattr(artifact_store, "MAX_MODEL_BYTES", 10_000)  # the tiny model is far bigger
+    with pytest.raises(ArtifactError, match="more than a model may"):
+        resolve(engine, version, tmp_path / "host")
+    cache = tmp_path / "host" / "models" / "cache"
+    assert not cache.exists() or list(cache.iterdir()) == []

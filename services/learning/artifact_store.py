@@ -243,6 +243,22 @@ def fetch_artifact(session: Session, row: ModelVersionRow, target: Path) -> Path
         raise
 
 
+ABANDONED_AFTER_SECONDS: Final = 3600.0  # a fetch takes seconds; older partial folders are dead
+
+
+def _remove_abandoned(cache_dir: Path, version: str) -> None:
+    """Partial folders of fetches whose process died (a live fetch's folder is recent)."""
+    if not cache_dir.is_dir():
+        return
+    cutoff = time.time() - ABANDONED_AFTER_SECONDS
+    for leftover in cache_dir.glob(f".{version}.*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def local_model_dir(session: Session, version: str, *, cache_dir: Path) -> Path:
     """A local directory holding `version`, verified against the registry (see the module
     docstring); `ArtifactError` when there is none and the registry's copy is refused."""
@@ -271,6 +287,7 @@ def local_model_dir(session: Session, version: str, *, cache_dir: Path) -> Path:
             stale = cached.with_name(f".{version}.stale-{os.getpid()}-{time.monotonic_ns()}")
             os.rename(cached, stale)
             shutil.rmtree(stale, ignore_errors=True)
+    _remove_abandoned(cache_dir, version)
     started = time.perf_counter()
     path = fetch_artifact(session, row, cached)
     log.info(

@@ -206,3 +206,19 @@ def test_a_stored_copy_larger_than_any_model_is_refused_before_writing(
         resolve(engine, version, tmp_path / "host")
     cache = tmp_path / "host" / "models" / "cache"
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_a_fetch_removes_partial_folders_of_dead_fetches_only(
+    engine: Engine, saved_model_dir: Path, tmp_path: Path
+) -> None:
+    import os
+
+    version = registered_then_moved(engine, saved_model_dir, tmp_path)
+    cache = tmp_path / "host" / "models" / "cache"
+    dead, live = cache / f".{version}.dead.partial", cache / f".{version}.live.partial"
+    for folder in (dead, live):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"half")
+    os.utime(dead, (0, 0))
+    resolve(engine, version, tmp_path / "host")
+    assert not dead.exists() and live.exists()

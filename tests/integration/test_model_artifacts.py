@@ -222,3 +222,16 @@ def test_a_fetch_removes_partial_folders_of_dead_fetches_only(
     os.utime(dead, (0, 0))
     resolve(engine, version, tmp_path / "host")
     assert not dead.exists() and live.exists()
+
+
+def test_a_registered_directory_damaged_on_this_host_is_replaced_by_the_registry_copy(
+    engine: Engine, saved_model_dir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(saved_model_dir, copy)
+    with Session(engine) as session, session.begin():
+        version = register_model(session, copy, now=T0, artifact_chunk_bytes=CHUNK).version
+    (copy / "config.json").write_text("{}")
+    path = resolve(engine, version, tmp_path / "host")
+    assert path == tmp_path / "host" / "models" / "cache" / version
+    assert (path / "config.json").read_bytes() == (saved_model_dir / "config.json").read_bytes()

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         gt=0,
         description="How often a worker re-reads the registry's champion (model.events wakes it sooner)",
     )
+    model_artifact_chunk_mb: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Registering a model stores its files in the database in chunks of this many MB, so "
+        "workers on other hosts fetch it into home/models/cache (docs/operations.md#models-across-hosts)",
+    )
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto",
         description="Inference path; auto = the fastest within half a point of fp32 on this CPU: bf16 with "
@@ -599,6 +606,11 @@ class Settings(BaseSettings):
     def default_model_dir(self) -> Path:
         """The bootstrap model `finsent run` trains from the seed data when there is none."""
         return self.models_dir / "bootstrap"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Registered models fetched from the database, one folder per version."""
+        return self.models_dir / "cache"
 
     @property
     def registry_models_dir(self) -> Path:

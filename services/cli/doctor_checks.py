@@ -193,12 +193,15 @@ def check_database(settings: Settings) -> tuple[Check, str | None]:
             None,
         )
     check = judge_revision(current, head_revision(), shown)
-    return check, (_champion_path(url) if check.ok else None)
+    return check, (_champion_path(url, settings.model_cache_dir) if check.ok else None)
 
 
-def _champion_path(url: str) -> str | None:
+def _champion_path(url: str, cache_dir: Path) -> str | None:
+    """The champion's registered directory; where this host does not have it and the
+    registry holds its files, the local cache folder a worker fetches it into."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from services.learning.artifact_store import has_artifact
     from services.learning.registry import champion
     from services.storage import make_engine, session_factory
 
@@ -206,7 +209,11 @@ def _champion_path(url: str) -> str | None:
     try:
         with session_factory(engine)() as session:
             row = champion(session)
-            return row.path if row is not None else None
+            if row is None:
+                return None
+            if not Path(row.path).is_dir() and has_artifact(session, row.version):
+                return str(cache_dir / row.version)
+            return row.path
     except SQLAlchemyError:
         return None
     finally:
@@ -223,6 +230,13 @@ def check_model(settings: Settings, champion_path: str | None) -> Check:
         path, origin = Path(champion_path), "the registry's champion"
     else:
         path, origin = settings.default_model_dir, "the bootstrap model"
+    if not path.exists() and origin != "FINSENT_MODEL" and path.parent == settings.model_cache_dir:
+        return Check(
+            "model",
+            True,
+            f"{origin} {path.name} is not on this host yet: a worker fetches it from the registry's "
+            f"database copy into {path} and verifies it before loading",
+        )
     if not path.exists():
         fix = (
             "correct FINSENT_MODEL, or unset it to serve the registry's champion"

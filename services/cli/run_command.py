@@ -102,6 +102,7 @@ def _champion_dir(url: str) -> Path:
     as the champion."""
     from datetime import UTC, datetime
 
+    from services.learning.artifact_store import local_model_dir
     from services.learning.registry import RegistryError, champion, promote, register_model
     from services.storage import make_engine, session_factory
 
@@ -109,8 +110,14 @@ def _champion_dir(url: str) -> Path:
     try:
         with session_factory(engine)() as session:
             row = champion(session)
-            if row is not None:
-                return Path(row.path)
+            if row is not None:  # the registered directory, or the registry's copy fetched here
+                try:
+                    return local_model_dir(session, row.version, cache_dir=get_settings().model_cache_dir)
+                except RegistryError as exc:  # the worker it starts says so again, and falls back
+                    typer.echo(
+                        f"warning: the champion {row.version} has no usable copy here: {exc}", err=True
+                    )
+                    return Path(row.path)
         model_dir = bootstrap_model(get_settings().default_model_dir)
         now = datetime.now(UTC)
         try:

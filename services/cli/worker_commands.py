@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -84,7 +85,7 @@ def worker(
         name="finsent-loading-probe",
         close_socket=False,
     ):
-        predictor = _load_initial(settings, choice)
+        predictor = _load_initial(settings, sessions, choice)
     apply_gil_switch_interval(settings)
 
     from faust import Worker
@@ -170,6 +171,20 @@ def _registry_champion(sessions: Callable[[], Session]) -> ModelRef | None:
         return None if row is None else ModelRef(row.version, Path(row.path), row.sha256, row.manifest_sha256)
 
 
+def _localize(settings: Settings, sessions: Callable[[], Session], ref: ModelRef) -> Path:
+    """The champion's files on this host: the registered directory if it verifies here, else
+    the copy fetched from the registry's database into home/models/cache. A stored copy that
+    fails verification is refused (`ModelRefused`); a database error propagates (retried)."""
+    from services.learning.artifact_store import ArtifactError, local_model_dir
+    from services.scorer.model_reload import ModelRefused
+
+    with sessions() as session:
+        try:
+            return local_model_dir(session, ref.version, cache_dir=settings.model_cache_dir)
+        except ArtifactError as exc:
+            raise ModelRefused(str(exc)) from None
+
+
 def _choose_model(settings: Settings, sessions: Callable[[], Session]) -> ModelRef | Path:
     """FINSENT_MODEL when set (pinned: the worker then ignores the registry), else the
     registry's champion, else the bootstrap model that `finsent run` trains."""
@@ -189,7 +204,7 @@ def _choose_model(settings: Settings, sessions: Callable[[], Session]) -> ModelR
     return bootstrap
 
 
-def _load_initial(settings: Settings, choice: ModelRef | Path) -> Predictor:
+def _load_initial(settings: Settings, sessions: Callable[[], Session], choice: ModelRef | Path) -> Predictor:
     """Load the chosen model; a champion that fails verification falls back to the bootstrap
     model (loudly), because a worker with no model serves nothing at all."""
     from services.scorer.model_reload import ModelRefused, load_verified
@@ -197,6 +212,7 @@ def _load_initial(settings: Settings, choice: ModelRef | Path) -> Predictor:
     if isinstance(choice, Path):
         return _load_predictor(settings, choice)
     try:
+        choice = replace(choice, path=_localize(settings, sessions, choice))
         return cast("Predictor", load_verified(choice, lambda path: _load_predictor(settings, path)))
     except ModelRefused as exc:
         bootstrap = settings.default_model_dir
@@ -224,6 +240,7 @@ def _model_watcher(
         slot,
         fetch_champion=lambda: _registry_champion(sessions),
         load=lambda path: _load_predictor(settings, path),
+        localize=lambda ref: _localize(settings, sessions, ref),
         poll_seconds=settings.model_poll_seconds,
         events=lambda _stop: KafkaModelEvents(
             bootstrap, settings.topic_model_events, timeout_seconds=settings.kafka_timeout_seconds

@@ -64,6 +64,17 @@ def _verify(path: str | Path, sha256: str | None = None, manifest_sha256: str | 
     return manifest
 
 
+def _verify_row(session: Session, row: ModelVersionRow) -> None:
+    """The registered directory where this host has it, else the registry's database copy:
+    a promotion can be made from any host, and is never announced for damaged files."""
+    from services.learning.artifact_store import has_artifact, verify_stored
+
+    if not Path(row.path).is_dir() and has_artifact(session, row.version):
+        verify_stored(session, row)
+        return
+    _verify(row.path, row.sha256, row.manifest_sha256)
+
+
 def register_model(
     session: Session,
     model_dir: str | Path,
@@ -71,15 +82,22 @@ def register_model(
     status: str = "candidate",
     note: str | None = None,
     now: datetime,
+    artifact_chunk_bytes: int | None = None,
 ) -> ModelVersionRow:
     """Add a verified model directory to the registry, from its manifest and metrics.json.
 
     Registering the same version again from the same directory with the same weights returns
     the existing row unchanged; any other clash is a `RegistryError`. A champion is made
     with `promote`, never here, so the one-champion rule has a single gatekeeper.
+
+    The directory's files are stored in the database too (services.learning.artifact_store),
+    in the same transaction, so hosts without this directory can serve the version;
+    registering a version again stores them if an older registration did not.
+    `artifact_chunk_bytes`: chunk size; None = FINSENT_MODEL_ARTIFACT_CHUNK_MB.
     """
     from bert_core.artifacts import METRICS_FILE
     from bert_core.manifest import MANIFEST_FILE, WEIGHTS_FILE, manifest_sha256
+    from services.learning.artifact_store import has_artifact, store_artifact
 
     if status not in REGISTER_STATUSES:
         raise RegistryError(
@@ -93,6 +111,14 @@ def register_model(
     existing = session.get(ModelVersionRow, manifest.version)
     if existing is not None:
         if existing.sha256 == sha256 and existing.path == str(path):
+            if not has_artifact(session, existing.version):
+                store_artifact(
+                    session,
+                    existing.version,
+                    path,
+                    manifest.files,
+                    chunk_bytes=_chunk_bytes(artifact_chunk_bytes),
+                )
             return existing
         if existing.sha256 != sha256:
             raise RegistryError(
@@ -129,7 +155,16 @@ def register_model(
     )
     session.add(row)
     session.flush()
+    store_artifact(session, row.version, path, manifest.files, chunk_bytes=_chunk_bytes(artifact_chunk_bytes))
     return row
+
+
+def _chunk_bytes(given: int | None) -> int:
+    if given is not None:
+        return given
+    from services.settings import get_settings
+
+    return get_settings().model_artifact_chunk_mb * 1024 * 1024
 
 
 def get_version(session: Session, version: str) -> ModelVersionRow | None:
@@ -248,7 +283,7 @@ def promote(
             f"version {version} was rejected ({last[0]}); promote it with force (--force) if you are sure"
         )
     if verify:
-        _verify(target.path, target.sha256, target.manifest_sha256)
+        _verify_row(session, target)
     _make_champion(
         session,
         target,
@@ -293,7 +328,7 @@ def rollback(
     if previous is None:
         raise RegistryError("no previous champion to roll back to (no version is retired)")
     if verify:
-        _verify(previous.path, previous.sha256, previous.manifest_sha256)
+        _verify_row(session, previous)
     current = _current_champions(session)
     was = ", ".join(c.version for c in current) or "none"
     _make_champion(

@@ -208,17 +208,27 @@ def _locked_run(
     timings["data_seconds"] = round(time.perf_counter() - started, 2)
 
     out_dir = settings.registry_models_dir / f"run-{run_id}"
+    from services.learning.artifact_store import local_model_dir
+
+    with sessions() as session:  # this host may not hold the champion's registered directory
+        champion_dir = local_model_dir(session, champion.version, cache_dir=settings.model_cache_dir)
     started = time.perf_counter()
-    manifest = _fine_tune(settings, Path(champion.path), sets, out_dir)
+    manifest = _fine_tune(settings, champion_dir, sets, out_dir)
     timings["train_seconds"] = round(time.perf_counter() - started, 2)
 
     started = time.perf_counter()
-    decision, comparison = _judge(settings, sessions, champion, out_dir, frozen)
+    decision, comparison = _judge(settings, sessions, champion_dir, out_dir, frozen)
     timings["evaluate_seconds"] = round(time.perf_counter() - started, 2)
     details = {"examples": counts, "excluded_holdout_texts": exclude, **timings}
     values = {**base, "challenger_version": manifest.version, "details": details}
     with sessions() as session, session.begin():
-        challenger = registry.register_model(session, out_dir, note=f"retraining run {run_id}", now=now())
+        challenger = registry.register_model(
+            session,
+            out_dir,
+            note=f"retraining run {run_id}",
+            now=now(),
+            artifact_chunk_bytes=settings.model_artifact_chunk_mb * 1024 * 1024,
+        )
         session.add(
             GateDecisionRow(
                 run_id=run_id,
@@ -347,7 +357,7 @@ def _fine_tune(settings: Settings, champion_dir: Path, sets: dict[str, Any], out
 def _judge(
     settings: Settings,
     sessions: Callable[[], Session],
-    champion: Any,
+    champion_dir: Path,
     challenger_dir: Path,
     frozen: Mapping[str, FrozenHoldout],
 ) -> tuple[GateDecision, dict[str, Any]]:
@@ -364,7 +374,7 @@ def _judge(
             )
             for task in TASKS
         }
-    champion_report = evaluate_on_holdouts(Path(champion.path), frozen_sets, recent)
+    champion_report = evaluate_on_holdouts(champion_dir, frozen_sets, recent)
     challenger_report = evaluate_on_holdouts(challenger_dir, frozen_sets, recent)
     decision = decide(champion_report, challenger_report, GatePolicy.from_settings(settings))
     return decision, decision.comparison

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -173,10 +173,12 @@ class ModelWatcher(threading.Thread):
     """Keeps `slot` serving the registry's champion (see the module docstring).
 
     `fetch_champion` reads the registry (None: no champion, keep what is served);
-    `load` builds and warms a predictor (it runs here, in this thread, not in the batch
-    path). A model that fails verification (`ModelRefused`) is not tried again until the
-    next model event (a re-announcement after the directory was repaired); any other load
-    failure is retried at the next poll.
+    `localize` (optional) turns a registry entry into a local directory, e.g. fetched from
+    the registry's database copy when the registered path is not on this host, and raises
+    `ModelRefused` when that copy is refused; `load` builds and warms a predictor (it runs
+    here, in this thread, not in the batch path). A model that fails verification
+    (`ModelRefused`) is not tried again until the next model event (a re-announcement after
+    the directory was repaired); any other load failure is retried at the next poll.
     """
 
     def __init__(
@@ -186,6 +188,7 @@ class ModelWatcher(threading.Thread):
         fetch_champion: Callable[[], ModelRef | None],
         load: Callable[[Path], PredictorLike],
         poll_seconds: float,
+        localize: Callable[[ModelRef], Path] | None = None,
         events: Callable[[threading.Event], EventSource] | None = None,
         on_switch: OnSwitch | None = None,
         on_refuse: OnRefuse | None = None,
@@ -194,6 +197,7 @@ class ModelWatcher(threading.Thread):
         self.slot = slot
         self._fetch = fetch_champion
         self._load = load
+        self._localize = localize
         self._poll = poll_seconds
         self._make_events = events
         self._on_switch = on_switch
@@ -243,6 +247,8 @@ class ModelWatcher(threading.Thread):
         log.info("loading model %s from %s", ref.version, ref.path)
         started = time.perf_counter()
         try:
+            if self._localize is not None:
+                ref = replace(ref, path=self._localize(ref))
             predictor = load_verified(ref, self._load)
         except Exception as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__

@@ -17,6 +17,7 @@ from services.storage.leadership import LeaderLock, lock_key
 from services.storage.learning_models import (
     GateDecisionRow,
     LabelRow,
+    ModelArtifactChunkRow,
     ModelVersionRow,
     RetrainRunRow,
     ScheduledJobRow,
@@ -46,6 +47,7 @@ __all__ = [
     "GateDecisionRow",
     "LeaderLock",
     "LabelRow",
+    "ModelArtifactChunkRow",
     "ModelVersionRow",
     "RetrainRunRow",
     "ScheduledJobRow",

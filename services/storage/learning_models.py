@@ -9,6 +9,9 @@
 - `model_versions` is the registry: every model ever trained or adopted, with its parent,
   data hash, metrics, the sha256 of its weights and where it lives. Exactly one row is
   `champion` at a time (the workers serve it).
+- `model_artifacts` holds each registered version's files (those its manifest lists, and the
+  manifest), in chunks, so a worker on a host that shares only Kafka and Postgres with the
+  trainer can fetch the champion (services.learning.artifact_store).
 - `retrain_runs` records each scheduled or manual retraining, including skipped ones with
   their reason, and the highest label id it saw, so "new labels" means labels after it.
 - `gate_decisions` records each promotion decision with its reasons and the metrics it
@@ -25,7 +28,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.storage.models import BIG_ID, EVENT_ID, Base
@@ -74,6 +77,19 @@ class ModelVersionRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # candidate | champion | rejected | retired
     status_changed_at: Mapped[datetime]
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelArtifactChunkRow(Base):
+    """One chunk of one file of a registered model version."""
+
+    __tablename__ = "model_artifacts"
+
+    version: Mapped[str] = mapped_column(
+        MODEL_VERSION, ForeignKey("model_versions.version", ondelete="CASCADE"), primary_key=True
+    )
+    file_name: Mapped[str] = mapped_column(String(255), primary_key=True)  # a plain name, no folders
+    chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0, 1, … in file order
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RetrainRunRow(Base):

@@ -4,8 +4,10 @@ PostgreSQL database, tiny models.
 - A promotion published on `model.events` mid-stream switches the running worker between two
   batches: every item is stored exactly once, and in offset order the model version changes
   once, from one item on. A rollback switches it back.
-- A champion whose weights were damaged after registration is refused at load; the worker
-  keeps serving the old model, says so on /health, and loses nothing.
+- A champion whose weights were damaged after registration, in its directory and in the
+  registry's database copy, is refused at load; the worker keeps serving the old model, says
+  so on /health, and loses nothing. (Damaged in the directory only, the worker fetches the
+  registry's copy instead: tests/integration/test_model_artifacts*.py.)
 
 The registry poll is set to 10 minutes, so a switch within the test's time can only come
 from the event.
@@ -19,11 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from services.broker import EmbeddedBroker
 from services.learning.registry import promote, rollback
+from services.storage import ModelArtifactChunkRow
 
 from .model_support import (
     announce,
@@ -149,6 +152,18 @@ def test_promotion_mid_stream_switches_the_worker_between_batches_and_rollback_s
     assert after[-1][1] == 100
 
 
+def damage_stored_weights(engine: Engine, version: str) -> None:
+    where = (
+        ModelArtifactChunkRow.version == version,
+        ModelArtifactChunkRow.file_name == "model.safetensors",
+        ModelArtifactChunkRow.chunk_index == 0,
+    )
+    with Session(engine) as session, session.begin():
+        data = bytearray(session.scalars(select(ModelArtifactChunkRow.data).where(*where)).one())
+        data[len(data) // 2] ^= 0xFF
+        session.execute(update(ModelArtifactChunkRow).where(*where).values(data=bytes(data)))
+
+
 def test_a_corrupt_champion_is_refused_and_the_worker_keeps_serving(
     kafka_broker: EmbeddedBroker,
     make_topic: Callable[..., str],
@@ -172,6 +187,7 @@ def test_a_corrupt_champion_is_refused_and_the_worker_keeps_serving(
         data = bytearray(weights.read_bytes())
         data[len(data) // 2] ^= 0xFF  # damaged after the promotion was verified: on disk, in a copy, …
         weights.write_bytes(bytes(data))
+        damage_stored_weights(db_engine, damaged.version)  # and the registry's copy, else it is fetched
         announce(kafka_broker, events_topic, damaged, "promoted")
         health = wait_for(
             worker.health,

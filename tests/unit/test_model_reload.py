@@ -177,6 +177,39 @@ def test_a_transient_load_failure_is_retried_and_a_refusal_waits_for_an_event(
     assert watcher.reconcile() == second.version  # …the next poll loads it
 
 
+def test_the_watcher_loads_from_the_localized_directory_and_a_refused_copy_waits_for_an_event(
+    saved_model_dir: Path, model_variant: Callable[..., Path], tmp_path: Path
+) -> None:
+    first = ref_of(saved_model_dir)
+    source = model_variant(seed=17)
+    second = ref_of(source)
+    elsewhere = ModelRef(second.version, tmp_path / "not-on-this-host", second.sha256, second.manifest_sha256)
+    slot = ModelSlot(load(saved_model_dir), first.version)
+    localized: list[str] = []
+    refusals = [ModelRefused("model.safetensors fetched from the registry does not match")]
+
+    def localize(ref: ModelRef) -> Path:
+        localized.append(ref.version)
+        if refusals:
+            raise refusals.pop()
+        return source
+
+    refused: list[str] = []
+    watcher = ModelWatcher(
+        slot,
+        fetch_champion=lambda: elsewhere,
+        load=load,
+        localize=localize,
+        poll_seconds=60,
+        on_refuse=lambda ref, reason: refused.append(reason),
+    )
+    assert watcher.reconcile() is None and slot.version == first.version
+    assert refused == ["model.safetensors fetched from the registry does not match"]
+    assert watcher.reconcile() is None and localized == [second.version]  # refused: not fetched again
+    watcher._refused.clear()  # what a model event does
+    assert watcher.reconcile() == second.version and localized == [second.version] * 2
+
+
 class BrokenEvents:
     """An event source whose client breaks on first use."""
 

@@ -24,7 +24,7 @@ import csv
 import time
 from pathlib import Path
 
-from bert_core import Predictor
+from bert_core import Predictor, normalize_text
 from bert_core.seed_data import packaged_seed_data
 
 DATA = packaged_seed_data()["sentiment"]
@@ -60,8 +60,9 @@ def model_labels(
     out: list[tuple[int, str, str, float, float]] = []
     for i in range(0, len(rows), batch):
         chunk = rows[i : i + batch]
-        # empty texts (a few rows of the seed file) cannot be scored: labelled neutral, p = 0
-        texts = [t if t.strip() else "-" for t, _ in chunk]
+        # texts empty once normalised (a few link-only rows of the seed file) cannot be scored:
+        # a placeholder stands in for them
+        texts = [t if normalize_text(t).strip() else "-" for t, _ in chunk]
         for j, (p, (_, label)) in enumerate(zip(predictor.predict(texts), chunk, strict=True)):
             probs = p.sentiment_probs
             out.append((i + j, label, p.sentiment, probs.get("bearish", 0.0), probs.get("bullish", 0.0)))

@@ -147,6 +147,14 @@ def confirm_destructive(question: str, *, yes: bool) -> None:
         return
     if not stdin_is_interactive():
         fail(f"{question.rstrip('?')}: not confirmed (no terminal to ask on); pass --yes to confirm")
+    confirm(question, yes=False)
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask a yes/no question (default no); a "no", or no answer, ends the command with exit 1,
+    nothing changed."""
+    if yes:
+        return
     try:
         confirmed = typer.confirm(question, default=False)
     except typer.Abort:

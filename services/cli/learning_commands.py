@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from services.cli.choices import ModelStatus, Task
-from services.cli.common import BootstrapServerOption, DatabaseUrlOption, JsonOption, echo_json
+from services.cli.common import BootstrapServerOption, DatabaseUrlOption, JsonOption, confirm, echo_json
 from services.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -443,17 +443,6 @@ def register(
         _announce(row, "promoted")
 
 
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    try:
-        confirmed = typer.confirm(question, default=False)
-    except typer.Abort:
-        confirmed = False
-    if not confirmed:
-        fail("not confirmed; nothing changed (pass --yes to skip the question)", code=1)
-
-
 @models_app.command("promote")
 def promote_cmd(
     version: Annotated[str, typer.Argument(help="Version to serve")],
@@ -479,7 +468,7 @@ def promote_cmd(
         typer.echo(f"{version} is already the champion")
         _announce(current, "promoted")
         return
-    _confirm(f"Serve {version} instead of {current.version if current else 'no model'}?", yes)
+    confirm(f"Serve {version} instead of {current.version if current else 'no model'}?", yes=yes)
     row = _in_session(
         lambda session: promote(session, version, by=by or _user(), reason=reason, now=_now(), force=force)
     )
@@ -508,11 +497,11 @@ def rollback_cmd(
     current, previous = _in_session(look)
     if previous is None:
         fail("no previous champion to roll back to (no version is retired)")
-    _confirm(
+    confirm(
         f"Roll back from {current.version if current else 'no champion'} to {previous.version}"
         + (f" (and mark {current.version} rejected)" if current else "")
         + "?",
-        yes,
+        yes=yes,
     )
     # The champion named in the question: if another promotion lands before the answer, the
     # registry refuses instead of rejecting a model nobody confirmed.

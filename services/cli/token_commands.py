@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from services.cli.common import confirm
 from services.cli.errors import fail
 from services.settings import get_settings
 
@@ -119,13 +120,7 @@ def tokens_revoke(
                 f"{name!r} comes from FINSENT_INGEST_TOKEN_HASHES: remove its entry there and restart "
                 "serve-http"
             )
-        if not yes:
-            try:
-                confirmed = typer.confirm(f"revoke token {name!r}? Clients using it get 401", default=False)
-            except typer.Abort:
-                confirmed = False
-            if not confirmed:
-                fail("not confirmed; nothing changed (pass --yes to skip the question)", code=1)
+        confirm(f"revoke token {name!r}? Clients using it get 401", yes=yes)
         before = {r.name: r.revoked for r in load_tokens(path)}
         record = revoke_token(path, name)
     except TokenConfigError as exc:

@@ -34,11 +34,12 @@ if TYPE_CHECKING:
         ModelIntegrityError,
     )
     from bert_core.evaluation import evaluate_sets, mean_macro_f1
-    from bert_core.inference import PendingPredictions, Prediction, Predictor, cpu_has_bf16
+    from bert_core.inference import PendingPredictions, Predictor, cpu_has_bf16
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
     from bert_core.metrics import classification_report, expected_calibration_error, format_report
     from bert_core.mlm import mask_tokens, pretrain_mlm
     from bert_core.model import MultiTaskClassifier, pool_hidden
+    from bert_core.prediction import Prediction
     from bert_core.seed_data import packaged_seed_data
     from bert_core.text import normalize_text
     from bert_core.training import TrainResult, class_weights, fine_tune
@@ -60,7 +61,7 @@ _EXPORTS: dict[str, str] = {
     "MultiTaskClassifier": "bert_core.model",
     "Pooling": "bert_core.config",
     "PendingPredictions": "bert_core.inference",
-    "Prediction": "bert_core.inference",
+    "Prediction": "bert_core.prediction",
     "Predictor": "bert_core.inference",
     "SENTIMENT_LABELS": "bert_core.labels",
     "TASKS": "bert_core.labels",

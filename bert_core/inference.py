@@ -7,7 +7,6 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predic
 from bert_core.int8 import available as int8_available
 from bert_core.int8 import quantize_linears
 from bert_core.model import MultiTaskClassifier
+from bert_core.prediction import Prediction
 from bert_core.prepacked import available as prepacked_linears_available
 from bert_core.prepacked import prepack_linears
 from bert_core.text import normalize_text
@@ -43,21 +43,6 @@ _WARM_UP_TEXTS = (
     "Central bank holds rates steady as inflation cools",
     "$AAPL beats estimates on services revenue, shares climb after hours in heavy trading",
 )
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One text's labels. sentiment_score = P(bullish) - P(bearish), in [-1, 1]."""
-
-    topic: str
-    topic_score: float
-    sentiment: str
-    sentiment_probs: dict[str, float]
-    sentiment_score: float
-    model_version: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def resolve_precision(precision: Precision) -> Literal["fp32", "bf16", "int8"]:

@@ -52,7 +52,7 @@ import numpy as np
 
 from bert_core.labels import TOPIC_LABELS
 from bert_core.seed_data import packaged_seed_data
-from services.alerts import (
+from services.alerting import (
     DetectorConfig,
     LifecycleConfig,
     aggregate,
@@ -60,7 +60,7 @@ from services.alerts import (
     bearish_event_ids,
     detect,
 )
-from services.alerts.detector import Detection
+from services.alerting.detector import Detection
 from services.schemas import extract_tickers
 
 SEED_FILES = packaged_seed_data()

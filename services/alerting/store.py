@@ -21,7 +21,7 @@ from sqlalchemy import RowMapping, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.alerts import (
+from services.alerting import (
     SCOPES,
     Alert,
     BucketCounts,
@@ -69,7 +69,7 @@ def _scope(value: str) -> Scope:
 
 @dataclass(frozen=True, slots=True)
 class StoryRow:
-    """One story with the prediction the alerter counts (a `services.alerts.ScoredRow`)."""
+    """One story with the prediction the alerter counts (a `services.alerting.ScoredRow`)."""
 
     event_id: str
     published_at: datetime

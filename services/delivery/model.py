@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from services.alerts.buckets import SCOPES, Scope
-from services.alerts.detector import SEVERITIES, SEVERITY_RANK, Severity
+from services.alerting.buckets import SCOPES, Scope
+from services.alerting.detector import SEVERITIES, SEVERITY_RANK, Severity
 
 ChannelName = Literal["webhook", "slack", "email", "log"]
 CHANNELS: Final[tuple[ChannelName, ...]] = ("webhook", "slack", "email", "log")

@@ -66,7 +66,7 @@ class AlerterCheckpointRow(Base):
 
 
 class AlertRow(Base):
-    """One alert's current state (see services.alerts.lifecycle.Alert)."""
+    """One alert's current state (see services.alerting.lifecycle.Alert)."""
 
     __tablename__ = "alerts"
     __table_args__ = (

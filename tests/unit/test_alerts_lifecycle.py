@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.alerts import (
+from services.alerting import (
     Action,
     Detection,
     LifecycleConfig,

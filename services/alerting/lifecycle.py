@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, cast
 
-from services.alerts.buckets import SCOPES, Scope
-from services.alerts.detector import SEVERITY_RANK, Detection, Severity
+from services.alerting.buckets import SCOPES, Scope
+from services.alerting.detector import SEVERITY_RANK, Detection, Severity
 
 AlertStatus = Literal["open", "resolved"]
 ActionKind = Literal["open", "escalate", "renotify", "reopen", "resolve"]

@@ -4,10 +4,12 @@ actions on them.
 Pure logic, no I/O, exported here: `buckets` (event-time counts per scope), `detector` (the
 spike tests), `lifecycle` (detections → alerts and notification actions), `clock` (the
 alerter's event clock) and `message` (what the outbox carries). The I/O modules are imported
-by name: `store` (SQL, bound parameters, PostgreSQL and SQLite), `engine` (one transaction
-per micro-batch: buckets → detector → lifecycle → alerts, outbox, checkpoint), `service`
-(the Kafka loop of `finsent alerter`), `metrics` (served by services.probes) and `config`
-(everything built from `Settings` in one place). Imports nothing heavy: no torch, no faust.
+by name: `store` (the alerter's SQL, bound parameters, PostgreSQL and SQLite), `engine` (one
+transaction per micro-batch: buckets → detector → lifecycle → alerts, outbox, checkpoint),
+`service` (the Kafka loop of `finsent alerter`), `analyst` (the analyst's reads and writes:
+acknowledge, close, reopen, mute; the dashboard and `finsent alerts` call it, and commit),
+`metrics` (served by services.probes) and `config` (everything built from `Settings` in one
+place). Imports nothing heavy: no torch, no faust.
 """
 
 from services.alerting.buckets import (
@@ -40,6 +42,7 @@ from services.alerting.detector import (
     nbinom_sf,
 )
 from services.alerting.lifecycle import (
+    MAX_MUTE_HOURS,
     Action,
     ActionKind,
     Alert,
@@ -48,12 +51,14 @@ from services.alerting.lifecycle import (
     LifecycleState,
     alert_key,
     apply,
+    mute_until,
 )
 from services.alerting.message import Story, alert_message, json_safe_evidence, plain_text
 
 __all__ = [
     "DEFAULT_WIDTH",
     "MARKET_KEY",
+    "MAX_MUTE_HOURS",
     "SCOPES",
     "SEVERITIES",
     "Action",
@@ -85,6 +90,7 @@ __all__ = [
     "buckets_from_rows",
     "detect",
     "json_safe_evidence",
+    "mute_until",
     "nbinom_sf",
     "plain_text",
     "scope_keys",

@@ -408,7 +408,7 @@ FROM keyed GROUP BY scope, key, b
 def check_buckets(url: str, gen: Generated, rng: random.Random, samples: int = 40) -> None:
     """The bulk buckets equal the alerter's own aggregation on sample minutes (score sums to
     1e-9: SQL's sum and math.fsum may round the last bit differently)."""
-    from services.alerting.buckets import aggregate
+    from services.alerting import aggregate
     from services.alerting.store import load_stories
     from services.storage import SentimentBucketRow as B
 

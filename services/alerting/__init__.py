@@ -30,6 +30,7 @@ from services.alerting.buckets import (
 from services.alerting.clock import EventClock
 from services.alerting.detector import (
     SEVERITIES,
+    SEVERITY_RANK,
     Detection,
     DetectionRun,
     DetectorConfig,
@@ -53,7 +54,14 @@ from services.alerting.lifecycle import (
     apply,
     mute_until,
 )
-from services.alerting.message import Story, alert_message, json_safe_evidence, plain_text
+from services.alerting.message import (
+    Story,
+    alert_message,
+    json_safe_evidence,
+    message_event_ids,
+    plain_text,
+    what_happened,
+)
 
 __all__ = [
     "DEFAULT_WIDTH",
@@ -61,6 +69,7 @@ __all__ = [
     "MAX_MUTE_HOURS",
     "SCOPES",
     "SEVERITIES",
+    "SEVERITY_RANK",
     "Action",
     "ActionKind",
     "Alert",
@@ -90,9 +99,11 @@ __all__ = [
     "buckets_from_rows",
     "detect",
     "json_safe_evidence",
+    "message_event_ids",
     "mute_until",
     "nbinom_sf",
     "plain_text",
     "scope_keys",
     "touched_starts",
+    "what_happened",
 ]

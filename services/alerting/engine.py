@@ -41,10 +41,10 @@ from services.alerting import (
     apply,
     detect,
     json_safe_evidence,
+    message_event_ids,
     store,
 )
 from services.alerting.config import AlerterConfig
-from services.alerting.message import message_event_ids
 
 log = logging.getLogger(__name__)
 

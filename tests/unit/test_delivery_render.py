@@ -165,9 +165,7 @@ def test_the_alerters_real_message_renders() -> None:
     """Contract with services.alerting.message: its payload is what the outbox holds."""
     from datetime import timedelta
 
-    from services.alerting.detector import Detection
-    from services.alerting.lifecycle import Action, Alert, alert_key
-    from services.alerting.message import Story, alert_message
+    from services.alerting import Action, Alert, Detection, Story, alert_key, alert_message
 
     start = T0 - timedelta(minutes=10)
     detection = Detection(

@@ -17,7 +17,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from services.alerting.lifecycle import mute_until
-from services.storage.alert_models import AlertRow
+from services.storage import AlertRow
 
 ALERTS = cast(Table, AlertRow.__table__)
 

@@ -91,11 +91,6 @@ def alert_feed(
     return [_view(r) for r in session.scalars(stmt)]
 
 
-def get_alert(session: Session, *, alert_id: int) -> AlertView | None:
-    row = session.get(A, alert_id)
-    return _view(row) if row is not None else None
-
-
 def alerts_overlapping(session: Session, *, scope: str, key: str, period: TimeRange) -> pd.DataFrame:
     """Alerts of one index whose span touches `period`, for marking them on its chart."""
     stmt = (

@@ -511,11 +511,6 @@ def mark_published(session: Session, *, ids: Sequence[int], now: datetime) -> in
     return session.execute(stmt).rowcount or 0  # type: ignore[attr-defined]
 
 
-def open_alert_count(session: Session, *, rule: str) -> int:
-    stmt = select(func.count()).select_from(ALERTS).where(ALERTS.c.rule == rule, ALERTS.c.status == "open")
-    return session.scalar(stmt) or 0
-
-
 def attach_evidence(
     session: Session, detections: Sequence[Detection], *, width: timedelta, max_ids: int
 ) -> list[Detection]:

@@ -51,8 +51,7 @@ import numpy as np
 
 from bert_core.labels import TOPIC_LABELS
 from bert_core.seed_data import packaged_seed_data
-from services.alerts import DetectorConfig, LifecycleConfig, aggregate, apply, detect
-from services.alerts.detector import Detection
+from services.alerting import Detection, DetectorConfig, LifecycleConfig, aggregate, apply, detect
 from services.schemas import extract_tickers
 
 DATA = packaged_seed_data()["sentiment"].parent

@@ -52,7 +52,8 @@ import numpy as np
 
 from bert_core.labels import TOPIC_LABELS
 from bert_core.seed_data import packaged_seed_data
-from services.alerts import (
+from services.alerting import (
+    Detection,
     DetectorConfig,
     LifecycleConfig,
     aggregate,
@@ -60,7 +61,6 @@ from services.alerts import (
     bearish_event_ids,
     detect,
 )
-from services.alerts.detector import Detection
 from services.schemas import extract_tickers
 
 SEED_FILES = packaged_seed_data()

@@ -408,8 +408,8 @@ FROM keyed GROUP BY scope, key, b
 def check_buckets(url: str, gen: Generated, rng: random.Random, samples: int = 40) -> None:
     """The bulk buckets equal the alerter's own aggregation on sample minutes (score sums to
     1e-9: SQL's sum and math.fsum may round the last bit differently)."""
+    from services.alerting import aggregate
     from services.alerting.store import load_stories
-    from services.alerts.buckets import aggregate
     from services.storage import SentimentBucketRow as B
 
     engine = make_engine(url)

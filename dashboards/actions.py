@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboards.access import PermissionDenied, User, require
-from dashboards.data import alerts as alert_data
 from dashboards.data.labelling import QueueItem
 from dashboards.data.subscriptions import (
     SubscriptionForm,
@@ -26,6 +25,7 @@ from dashboards.data.subscriptions import (
     send_test,
     to_subscription,
 )
+from services.alerting import analyst
 from services.delivery import repository as delivery_repo
 from services.delivery.model import Subscription
 from services.learning import events, registry
@@ -54,19 +54,19 @@ def _one_line(exc: BaseException) -> str:
 def acknowledge_alert(sessions: sessionmaker[Session], user: User, *, alert_id: int, now: datetime) -> bool:
     require(user, "alert.act")
     with sessions.begin() as session:
-        return alert_data.acknowledge(session, alert_id=alert_id, by=user.name, now=now)
+        return analyst.acknowledge_alert(session, alert_id=alert_id, by=user.name, now=now)
 
 
 def close_alert(sessions: sessionmaker[Session], user: User, *, alert_id: int, now: datetime) -> bool:
     require(user, "alert.act")
     with sessions.begin() as session:
-        return alert_data.close(session, alert_id=alert_id, by=user.name, now=now)
+        return analyst.close_alert(session, alert_id=alert_id, by=user.name, now=now)
 
 
 def reopen_alert(sessions: sessionmaker[Session], user: User, *, alert_id: int) -> bool:
     require(user, "alert.act")
     with sessions.begin() as session:
-        return alert_data.reopen(session, alert_id=alert_id)
+        return analyst.reopen_alert(session, alert_id=alert_id)
 
 
 def mute_alert(
@@ -74,13 +74,13 @@ def mute_alert(
 ) -> datetime:
     require(user, "alert.act")
     with sessions.begin() as session:
-        return alert_data.mute(session, alert_id=alert_id, by=user.name, now=now, hours=hours)
+        return analyst.mute_alert(session, alert_id=alert_id, by=user.name, now=now, hours=hours)
 
 
 def unmute_alert(sessions: sessionmaker[Session], user: User, *, alert_id: int) -> bool:
     require(user, "alert.act")
     with sessions.begin() as session:
-        return alert_data.unmute(session, alert_id=alert_id)
+        return analyst.unmute_alert(session, alert_id=alert_id)
 
 
 # --------------------------------------------------------------------------- subscriptions

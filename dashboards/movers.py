@@ -3,7 +3,7 @@
 Pure ranking, no I/O (the counts come from `dashboards.data.indices.mover_counts`). The
 overview's topic table is sorted by volume, so a small topic that is surging sits near its
 bottom; this ranks by surprise instead, with the alert detector's own statistics
-(services.alerts.detector): a key's usual bearish count is its bearish stories per market
+(services.alerting.detector): a key's usual bearish count is its bearish stories per market
 story over the baseline period times the rest of the market's stories now (so the daily
 volume cycle cancels, and a never-seen key starts from the detector's prior), and its
 usual share is its baseline bearish share. The score is the larger of the two surprises,
@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from services.alerts import DetectorConfig, Scope, betabinom_sf
+from services.alerting import DetectorConfig, Scope, betabinom_sf
 
 
 @dataclass(frozen=True, slots=True)

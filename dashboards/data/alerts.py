@@ -1,5 +1,6 @@
-"""Alerts as analysts see them. The analyst actions (acknowledge, close, mute) live in
-services.alerting.store, shared with `finsent alerts`, and are re-exported here.
+"""Alerts as analysts see them: the feed, one index's alerts for its chart, the evidence
+table. The analyst's writes (acknowledge, close, mute) are services.alerting.analyst's,
+shared with `finsent alerts`; dashboards.actions calls them.
 """
 
 from __future__ import annotations
@@ -13,13 +14,6 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dashboards.data.indices import TimeRange
-from services.alerting.store import (
-    acknowledge_alert,
-    close_alert,
-    mute_alert,
-    reopen_alert,
-    unmute_alert,
-)
 from services.storage.alert_models import AlertRow
 
 A = AlertRow
@@ -97,11 +91,6 @@ def alert_feed(
     return [_view(r) for r in session.scalars(stmt)]
 
 
-def get_alert(session: Session, *, alert_id: int) -> AlertView | None:
-    row = session.get(A, alert_id)
-    return _view(row) if row is not None else None
-
-
 def alerts_overlapping(session: Session, *, scope: str, key: str, period: TimeRange) -> pd.DataFrame:
     """Alerts of one index whose span touches `period`, for marking them on its chart."""
     stmt = (
@@ -160,13 +149,3 @@ def _num(value: Any) -> str | None:
 
 def _sci(value: Any) -> str | None:
     return f"{float(value):.2e}" if isinstance(value, int | float) else None
-
-
-# --------------------------------------------------------------------------- analyst actions
-# One owner, shared with `finsent alerts`: services.alerting.store.
-
-acknowledge = acknowledge_alert
-close = close_alert
-reopen = reopen_alert
-mute = mute_alert
-unmute = unmute_alert

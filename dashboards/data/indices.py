@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from dashboards.data.sql import dialect_of, epoch_seconds
 from dashboards.movers import KeyCounts
-from services.alerts.buckets import MARKET_KEY, Scope
+from services.alerting import MARKET_KEY, Scope
 from services.storage.alert_models import SentimentBucketRow
 
 B = SentimentBucketRow

@@ -13,7 +13,7 @@ from dashboards.context import cached_query, invalidate
 from dashboards.data import alerts as alert_data
 from dashboards.data import news
 from dashboards.ui import page_context, stories_table, utcnow
-from services.alerts.message import what_happened
+from services.alerting import what_happened
 
 ctx = page_context()
 settings, user = ctx.settings, ctx.user

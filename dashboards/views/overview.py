@@ -17,7 +17,7 @@ from dashboards.data import indices
 from dashboards.data.indices import TimeRange, choose_width, key_for
 from dashboards.movers import Mover, rank_movers
 from dashboards.ui import current_minute, page_context, time_range_picker, utcnow
-from services.alerts.buckets import Scope
+from services.alerting import Scope
 
 SEVERITY_COLORS = alt.Scale(domain=["warning", "high", "critical"], range=["#e6a700", "#e8590c", "#c92a2a"])
 

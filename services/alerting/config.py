@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from services.alerts import DetectorConfig, EventClock, LifecycleConfig
+from services.alerting import DetectorConfig, EventClock, LifecycleConfig
 from services.settings import Settings
 
 

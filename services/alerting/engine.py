@@ -33,9 +33,7 @@ from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
-from services.alerting import store
-from services.alerting.config import AlerterConfig
-from services.alerts import (
+from services.alerting import (
     Action,
     Alert,
     Detection,
@@ -43,8 +41,10 @@ from services.alerts import (
     apply,
     detect,
     json_safe_evidence,
+    message_event_ids,
+    store,
 )
-from services.alerts.message import message_event_ids
+from services.alerting.config import AlerterConfig
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ Each pass of the loop:
 
 1. poll up to FINSENT_ALERTER_MAX_BATCH messages (waiting at most the idle tick);
 2. feed their `published_at` to the `EventClock` (event-time watermark; a quiet live stream
-   is advanced by the wall clock, a replay never is — see services/alerts/clock.py);
+   is advanced by the wall clock, a replay never is — see services/alerting/clock.py);
 3. in one transaction (`AlertEngine.step`): recompute the buckets the messages touched,
    judge every window that closed by the watermark minus the allowed lateness (re-judging
    from an earlier checkpoint if a late story changed judged buckets), write alerts,
@@ -55,11 +55,10 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.alerting import store
+from services.alerting import bucket_start, store
 from services.alerting.config import AlerterConfig, alerter_config
 from services.alerting.engine import AlertEngine, StepResult
 from services.alerting.metrics import AlerterMetrics
-from services.alerts import bucket_start
 from services.broker.clients import kafka_consumer
 from services.broker.dead_letters import bounded_value
 from services.broker.errors import BrokerError

@@ -21,7 +21,7 @@ from sqlalchemy import RowMapping, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.alerts import (
+from services.alerting import (
     SCOPES,
     Alert,
     BucketCounts,
@@ -69,7 +69,7 @@ def _scope(value: str) -> Scope:
 
 @dataclass(frozen=True, slots=True)
 class StoryRow:
-    """One story with the prediction the alerter counts (a `services.alerts.ScoredRow`)."""
+    """One story with the prediction the alerter counts (a `services.alerting.ScoredRow`)."""
 
     event_id: str
     published_at: datetime
@@ -511,11 +511,6 @@ def mark_published(session: Session, *, ids: Sequence[int], now: datetime) -> in
     return session.execute(stmt).rowcount or 0  # type: ignore[attr-defined]
 
 
-def open_alert_count(session: Session, *, rule: str) -> int:
-    stmt = select(func.count()).select_from(ALERTS).where(ALERTS.c.rule == rule, ALERTS.c.status == "open")
-    return session.scalar(stmt) or 0
-
-
 def attach_evidence(
     session: Session, detections: Sequence[Detection], *, width: timedelta, max_ids: int
 ) -> list[Detection]:
@@ -553,108 +548,3 @@ def alerter_lock_name(rule: str) -> str:
     alerter per database and rule; the key is the one earlier versions took, so an old
     alerter and a new one still exclude each other."""
     return f"finsent-alerter|{rule}"
-
-
-# --------------------------------------------------------------------------- analyst actions and reads
-#
-# The alerter owns `status` (open/resolved/superseded, recomputed from event time on every
-# replay); analysts own `acknowledged_*`, `closed_*` and `muted_*`, through the dashboard and
-# `finsent alerts`. Keeping them apart means a replay never undoes an analyst's close, and an
-# analyst never corrupts the detector's lifecycle. `muted_until` is honoured by the
-# dispatcher's fan-out (services.delivery.repository).
-
-MAX_MUTE_HOURS: Final = 24 * 30
-
-# What `find_alerts(status=...)` selects: the alerter's status, or the analyst's view of it.
-ALERT_FILTERS: Final = ("open", "attention", "acknowledged", "closed", "resolved", "superseded", "all")
-
-
-def acknowledge_alert(session: Session, *, alert_id: int, by: str, now: datetime) -> bool:
-    """Mark seen; the first acknowledgement stands (who saw it first is what matters).
-    False when there is no such alert or it was already acknowledged."""
-    result = session.execute(
-        update(ALERTS)
-        .where(ALERTS.c.id == alert_id, ALERTS.c.acknowledged_at.is_(None))
-        .values(acknowledged_by=by, acknowledged_at=now)
-        .returning(ALERTS.c.id)
-    )
-    return result.first() is not None
-
-
-def close_alert(session: Session, *, alert_id: int, by: str, now: datetime) -> bool:
-    """Analyst resolution; also acknowledges it if nobody had. False: no such alert."""
-    found = session.execute(
-        update(ALERTS)
-        .where(ALERTS.c.id == alert_id)
-        .values(closed_by=by, closed_at=now)
-        .returning(ALERTS.c.id)
-    ).first()
-    if found is not None:
-        acknowledge_alert(session, alert_id=alert_id, by=by, now=now)
-    return found is not None
-
-
-def reopen_alert(session: Session, *, alert_id: int) -> bool:
-    result = session.execute(
-        update(ALERTS)
-        .where(ALERTS.c.id == alert_id)
-        .values(closed_by=None, closed_at=None)
-        .returning(ALERTS.c.id)
-    )
-    return result.first() is not None
-
-
-def mute_alert(session: Session, *, alert_id: int, by: str, now: datetime, hours: float) -> datetime:
-    """No deliveries of this alert until now + `hours` (0 < hours <= 30 days); returns the end."""
-    if not 0 < hours <= MAX_MUTE_HOURS:
-        raise ValueError(f"mute for 0 < hours <= {MAX_MUTE_HOURS}, got {hours}")
-    until = now + timedelta(hours=hours)
-    found = session.execute(
-        update(ALERTS)
-        .where(ALERTS.c.id == alert_id)
-        .values(muted_until=until, muted_by=by)
-        .returning(ALERTS.c.id)
-    ).first()
-    if found is None:
-        raise LookupError(f"no alert #{alert_id}")
-    return until
-
-
-def unmute_alert(session: Session, *, alert_id: int) -> bool:
-    result = session.execute(
-        update(ALERTS)
-        .where(ALERTS.c.id == alert_id)
-        .values(muted_until=None, muted_by=None)
-        .returning(ALERTS.c.id)
-    )
-    return result.first() is not None
-
-
-def find_alerts(
-    session: Session,
-    *,
-    status: str = "all",
-    scope: str | None = None,
-    since: datetime | None = None,
-    limit: int = 50,
-) -> list[AlertRow]:
-    """Alerts newest first. `status` is one of ALERT_FILTERS: "attention" is open and not
-    closed by an analyst, "acknowledged" acknowledged but not closed, "closed" closed by an
-    analyst; the rest are the alerter's status. `since` keeps alerts opened at or after it."""
-    if status not in ALERT_FILTERS:
-        raise ValueError(f"status must be one of {', '.join(ALERT_FILTERS)}, not {status!r}")
-    stmt = select(AlertRow)
-    if status == "attention":
-        stmt = stmt.where(AlertRow.status == "open", AlertRow.closed_at.is_(None))
-    elif status == "acknowledged":
-        stmt = stmt.where(AlertRow.acknowledged_at.is_not(None), AlertRow.closed_at.is_(None))
-    elif status == "closed":
-        stmt = stmt.where(AlertRow.closed_at.is_not(None))
-    elif status != "all":
-        stmt = stmt.where(AlertRow.status == status)
-    if scope is not None:
-        stmt = stmt.where(AlertRow.scope == scope)
-    if since is not None:
-        stmt = stmt.where(AlertRow.opened_at >= since)
-    stmt = stmt.order_by(AlertRow.opened_at.desc(), AlertRow.id.desc()).limit(limit)
-    return list(session.scalars(stmt))

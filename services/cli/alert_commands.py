@@ -1,6 +1,6 @@
 """`finsent alerts list | show | ack | resolve`: the product's main output, from a terminal.
 
-Reads and the analyst actions go through services.alerting.store, the same functions the
+Reads and the analyst actions go through services.alerting.analyst, the same functions the
 dashboard calls, so both show and change alerts the same way: acknowledging keeps the first
 acknowledger, resolving (an analyst's close) never touches the alerter's own `status`, so a
 replay cannot undo it. Like the other database commands, these migrate the database first.
@@ -133,7 +133,7 @@ def list_alerts(
     opened_at, last_detected_at, resolved_at, detections, acknowledged_by, acknowledged_at,
     closed_by, closed_at, muted_until, muted_by} (times ISO 8601; absent: null).
     """
-    from services.alerting.store import find_alerts
+    from services.alerting.analyst import find_alerts
     from services.cli.subscription_commands import format_table
 
     since_at = parse_since(since, now=datetime.now(UTC)) if since is not None else None
@@ -217,7 +217,7 @@ def acknowledge(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Acknowledge an alert (seen); the first acknowledgement stands."""
-    from services.alerting.store import acknowledge_alert
+    from services.alerting.analyst import acknowledge_alert
     from services.storage.alert_models import AlertRow
 
     who = by or _user()
@@ -251,7 +251,7 @@ def resolve(
     The alerter's own status (open/resolved by the detector) is left as it is, so a replay
     of the news cannot reopen what an analyst resolved.
     """
-    from services.alerting.store import close_alert
+    from services.alerting.analyst import close_alert
 
     who = by or _user()
     if not in_transaction(

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from services.alerts.buckets import SCOPES, Scope
-from services.alerts.detector import SEVERITIES, SEVERITY_RANK, Severity
+from services.alerting import SCOPES, SEVERITIES, SEVERITY_RANK, Scope, Severity
 
 ChannelName = Literal["webhook", "slack", "email", "log"]
 CHANNELS: Final[tuple[ChannelName, ...]] = ("webhook", "slack", "email", "log")

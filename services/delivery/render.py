@@ -6,7 +6,7 @@ rendered as HTML, and Slack gets its three mandatory entity escapes so a headlin
 inject a link or an @channel.
 
 Payload contract: the outbox row's columns (kind, severity, scope, key, at, alert key) are
-authoritative. From `payload` (the alerter's message, services.alerts.message, version 1)
+authoritative. From `payload` (the alerter's message, services.alerting.message, version 1)
 the renderers read `summary` (the one-line account, used as the title when present),
 `window.start/end`, `counts.total/bearish`, `baseline.share`, `p_value`
 and `headlines` (objects with `headline`, or strings); a flat `Detection.to_dict()` shape

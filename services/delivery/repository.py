@@ -40,13 +40,7 @@ from services.delivery.channels.base import SendResult
 from services.delivery.model import Message, Notification, Subscription
 from services.delivery.render import digest_key
 from services.delivery.subscriptions import plan_fan_out
-from services.storage.alert_models import (
-    AlertOutboxRow,
-    AlertRow,
-    DeliveryAttemptRow,
-    DeliveryRow,
-    SubscriptionRow,
-)
+from services.storage import AlertOutboxRow, AlertRow, DeliveryAttemptRow, DeliveryRow, SubscriptionRow
 from services.storage.repository import dialect_insert
 
 OUTBOX = cast(Table, AlertOutboxRow.__table__)

@@ -3,15 +3,8 @@
 The same code runs on PostgreSQL (production) and SQLite (the embedded default).
 """
 
-from services.storage.alert_models import (
-    AlerterCheckpointRow,
-    AlertOutboxRow,
-    AlertRow,
-    DeliveryAttemptRow,
-    DeliveryRow,
-    SentimentBucketRow,
-    SubscriptionRow,
-)
+from services.storage.alert_models import AlerterCheckpointRow, AlertOutboxRow, AlertRow, SentimentBucketRow
+from services.storage.delivery_models import DeliveryAttemptRow, DeliveryRow, SubscriptionRow
 from services.storage.engine import make_engine, normalise_url, redact, session_factory
 from services.storage.leadership import LeaderLock, lock_key
 from services.storage.learning_models import (

@@ -1,4 +1,4 @@
-"""Tables of alerting: sentiment indices, alerts, the outbox, subscriptions and deliveries.
+"""Tables of alerting: sentiment indices, the alerter's checkpoints, alerts and the outbox.
 
 The write path, and why it is shaped like this:
 
@@ -12,9 +12,8 @@ The write path, and why it is shaped like this:
 - `alerts` holds each alert's current state, upserted by its deterministic `alert_key`;
 - `alert_outbox` holds one row per notification (`dedupe_key` unique: a replay inserts
   nothing), in the same transaction as the alert change; publishing to the `alerts` topic
-  and fanning out to subscriptions happen after the commit, so a crash loses nothing;
-- `deliveries` is one row per (outbox row, subscription) with its idempotency key, and
-  `delivery_attempts` records every try.
+  and fanning out to subscriptions happen after the commit, so a crash loses nothing
+  (the subscriptions and deliveries are in delivery_models.py).
 
 Keep versions/*.py in step with this file: tests compare the migrated schema to it.
 """
@@ -24,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.storage.models import BIG_ID, Base
@@ -66,7 +65,7 @@ class AlerterCheckpointRow(Base):
 
 
 class AlertRow(Base):
-    """One alert's current state (see services.alerts.lifecycle.Alert)."""
+    """One alert's current state (see services.alerting.lifecycle.Alert)."""
 
     __tablename__ = "alerts"
     __table_args__ = (
@@ -120,60 +119,3 @@ class AlertOutboxRow(Base):
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None]  # to the `alerts` Kafka topic
     dispatched_at: Mapped[datetime | None]  # fanned out into `deliveries`
-
-
-class SubscriptionRow(Base):
-    """Who hears about which alerts, and how."""
-
-    __tablename__ = "subscriptions"
-
-    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    scopes: Mapped[list[str]]  # subset of market/topic/ticker; empty = all
-    keys: Mapped[list[str]]  # "topic:<name>" / "ticker:<SYMBOL>" (services.delivery); empty = all
-    min_severity: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(16))  # webhook | slack | email | log
-    target: Mapped[str] = mapped_column(Text)  # URL, e-mail address, or log name
-    secret_ref: Mapped[str | None] = mapped_column(Text)  # env:NAME or file:/path, never the secret
-    digest_minutes: Mapped[int | None] = mapped_column(Integer)  # None = immediate
-    enabled: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[datetime]
-
-
-class DeliveryRow(Base):
-    """One notification for one subscription; `idempotency_key` is sent with it."""
-
-    __tablename__ = "deliveries"
-    __table_args__ = (
-        UniqueConstraint("outbox_id", "subscription_id"),
-        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
-    )
-
-    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
-    outbox_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("alert_outbox.id", ondelete="CASCADE"))
-    subscription_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("subscriptions.id", ondelete="CASCADE"))
-    idempotency_key: Mapped[str] = mapped_column(DEDUPE_KEY, unique=True)
-    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | dead
-    attempts: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime]
-    digest_key: Mapped[str | None] = mapped_column(DEDUPE_KEY)  # set when sent as part of a digest
-    last_error: Mapped[str | None] = mapped_column(Text)
-    delivered_at: Mapped[datetime | None]
-    created_at: Mapped[datetime]
-
-
-class DeliveryAttemptRow(Base):
-    """Every try of a delivery, successful or not."""
-
-    __tablename__ = "delivery_attempts"
-
-    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
-    delivery_id: Mapped[int] = mapped_column(
-        BIG_ID, ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
-    )
-    attempt: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime]
-    finished_at: Mapped[datetime]
-    ok: Mapped[bool] = mapped_column(Boolean)
-    status_code: Mapped[int | None] = mapped_column(Integer)  # HTTP status / SMTP reply code
-    error: Mapped[str | None] = mapped_column(Text)

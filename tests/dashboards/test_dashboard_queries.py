@@ -346,7 +346,7 @@ def test_mover_counts_feed_the_ranking(session: Session) -> None:
 
 def test_newest_bucket_ignores_buckets_dated_in_the_future(session: Session) -> None:
     """A story stored with a date in 2099 must not move every dashboard range to 2099."""
-    from services.alerts.buckets import MARKET_KEY
+    from services.alerting import MARKET_KEY
     from services.storage.alert_models import SentimentBucketRow
 
     future = datetime(2099, 1, 1, tzinfo=UTC)
@@ -375,7 +375,7 @@ def test_newest_bucket_ignores_buckets_dated_in_the_future(session: Session) -> 
 def test_data_end_stays_at_the_newest_minute_not_after_now(session: Session, db_url: str) -> None:
     """The anchor of every preset range and of the labelling window, with a 2099 row stored."""
     from dashboards import ui
-    from services.alerts.buckets import MARKET_KEY
+    from services.alerting import MARKET_KEY
     from services.settings import Settings
     from services.storage.alert_models import SentimentBucketRow
 

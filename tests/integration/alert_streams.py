@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from bert_core.labels import TOPIC_LABELS
 from bert_core.seed_data import packaged_seed_data
-from services.alerts import Action, DetectorConfig, aggregate, apply, bucket_start, detect
+from services.alerting import Action, DetectorConfig, aggregate, apply, bucket_start, detect
 from services.ingest.producer import NewsProducer
 from services.schemas import extract_tickers
 from services.scorer.app import scored_message

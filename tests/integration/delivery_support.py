@@ -86,7 +86,7 @@ def insert_notification(
         .on_conflict_do_nothing(index_elements=["alert_key"])
     )
     dedupe_key = f"{alert_key}|{kind}|{at.isoformat()}"
-    payload = {  # the alerter's message, services.alerts.message (version 1)
+    payload = {  # the alerter's message, services.alerting.message (version 1)
         "version": 1,
         "dedupe_key": dedupe_key,
         "alert_key": alert_key,

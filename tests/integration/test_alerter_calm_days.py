@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bert_core import Predictor, normalize_text
-from services.alerts import DetectorConfig, aggregate, apply, detect
+from services.alerting import DetectorConfig, aggregate, apply, detect
 from services.storage import ScoredItem
 
 from .alert_streams import calm_cycle, cycle_rate_per_min

@@ -16,11 +16,9 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from services.alerting import store
+from services.alerting import Action, DetectorConfig, EventClock, bucket_start, store, touched_starts
 from services.alerting.config import alerter_config
 from services.alerting.engine import AlertEngine, StepResult
-from services.alerts import DetectorConfig, EventClock, bucket_start, touched_starts
-from services.alerts.lifecycle import Action
 from services.settings import Settings
 from services.storage import (
     AlerterCheckpointRow,

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from services.alerts import bucket_start
+from services.alerting import bucket_start
 from services.broker import EmbeddedBroker
 from services.ingest.producer import NewsProducer
 from services.storage import AlerterCheckpointRow, ScoredItem, SentimentBucketRow

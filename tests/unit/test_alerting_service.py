@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from services.alerting import DetectorConfig, LifecycleConfig
 from services.alerting.config import alerter_config
 from services.alerting.metrics import AlerterMetrics, AlerterSnapshot, alerter_health
 from services.alerting.service import MAX_SCORED_BYTES, UnreadableMessage, parse_scored
 from services.alerting.store import contiguous_ranges
-from services.alerts import DetectorConfig, LifecycleConfig
 from services.cli.app import app
 from services.settings import Settings, get_settings
 

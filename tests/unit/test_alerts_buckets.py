@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from services.alerts import (
+from services.alerting import (
     MARKET_KEY,
     BucketCounts,
     aggregate,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.alerts import EventClock
+from services.alerting import EventClock
 
 T = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # event time of the test streams
 WALL = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)  # a wall clock long after them: a replay

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from services.alerts import (
+from services.alerting import (
     SEVERITIES,
     BucketCounts,
     Detection,

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 import pytest
 
-from services.alerts import (
+from services.alerting import (
+    MAX_MUTE_HOURS,
     Action,
     Detection,
     LifecycleConfig,
@@ -15,6 +16,7 @@ from services.alerts import (
     apply,
     bearish_event_ids,
     detect,
+    mute_until,
 )
 
 from .alert_streams import T0, burst, calm, end_of
@@ -189,3 +191,11 @@ def test_detector_and_lifecycle_together_give_one_alert_for_a_topic_burst() -> N
     assert {a.kind for a in run.actions if a.alert.scope == "topic"} <= {"open", "escalate", "resolve"}
     assert [a.kind for a in run.actions if a.alert.scope == "topic"][-1] == "resolve"
     assert all(a.at >= start for a in run.actions)
+
+
+def test_a_mute_ends_hours_after_now_and_is_bounded() -> None:
+    assert mute_until(T0, 6) == T0 + timedelta(hours=6)
+    assert mute_until(T0, MAX_MUTE_HOURS) == T0 + timedelta(days=30)
+    for hours in (0, -1, MAX_MUTE_HOURS + 0.5):
+        with pytest.raises(ValueError, match="mute for 0 < hours <= 720"):
+            mute_until(T0, hours)

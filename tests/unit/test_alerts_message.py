@@ -6,8 +6,7 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 
-from services.alerts import Story, alert_message, apply, json_safe_evidence, plain_text
-from services.alerts.detector import Detection
+from services.alerting import Detection, Story, alert_message, apply, json_safe_evidence, plain_text
 
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -88,7 +87,7 @@ def test_non_finite_statistics_become_null() -> None:
 
 
 def test_what_happened_says_it_in_one_line() -> None:
-    from services.alerts.message import what_happened
+    from services.alerting import what_happened
 
     window = {"window_start": "2025-03-03T11:50:00+00:00", "window_end": "2025-03-03T12:00:00+00:00"}
     surge = {

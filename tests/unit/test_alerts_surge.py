@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from services.alerts import (
+from services.alerting import (
     Detection,
     DetectorConfig,
     DetectorState,

@@ -11,8 +11,8 @@ import pytest
 from bert_core import config as train_config
 from bert_core import inference
 from dashboards.access import ROLES
-from services.alerting.store import ALERT_FILTERS
-from services.alerts import SCOPES, SEVERITIES
+from services.alerting import SCOPES, SEVERITIES
+from services.alerting.analyst import ALERT_FILTERS
 from services.cli import choices
 from services.delivery import CHANNELS
 from services.learning.holdout import HOLDOUT_TASKS

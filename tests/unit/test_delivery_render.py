@@ -162,12 +162,10 @@ def test_test_message_is_marked(nonce: str) -> None:
 
 
 def test_the_alerters_real_message_renders() -> None:
-    """Contract with services.alerts.message: its payload is what the outbox holds."""
+    """Contract with services.alerting.message: its payload is what the outbox holds."""
     from datetime import timedelta
 
-    from services.alerts.detector import Detection
-    from services.alerts.lifecycle import Action, Alert, alert_key
-    from services.alerts.message import Story, alert_message
+    from services.alerting import Action, Alert, Detection, Story, alert_key, alert_message
 
     start = T0 - timedelta(minutes=10)
     detection = Detection(

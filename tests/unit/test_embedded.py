@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.alerts import buckets_from_rows, detect
+from services.alerting import buckets_from_rows, detect
 from services.cli.app import app
 from services.cli.run_command import StreamPrinter, alert_line
 from services.embedded import (

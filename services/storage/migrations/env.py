@@ -11,7 +11,11 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
-from services.storage import alert_models, learning_models  # noqa: F401  (register their tables on Base)
+from services.storage import (  # noqa: F401  (register their tables on Base)
+    alert_models,
+    delivery_models,
+    learning_models,
+)
 from services.storage.engine import make_engine
 from services.storage.migrate import include_in_autogenerate
 from services.storage.models import Base

@@ -1,7 +1,8 @@
 """sentiment_buckets, alerter_checkpoints, alerts, alert_outbox, subscriptions, deliveries,
 delivery_attempts
 
-Written by hand to match services/storage/alert_models.py (tests compare the two).
+Written by hand to match services/storage/alert_models.py and delivery_models.py (tests
+compare the two).
 
 Revision ID: 0002
 Revises: 0001

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.alerts.buckets import DEFAULT_WIDTH, bucket_start
+from services.alerting.buckets import DEFAULT_WIDTH, bucket_start
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from services.alerts.lifecycle import Action
+from services.alerting.lifecycle import Action
 
 MESSAGE_VERSION: Final = 1
 MAX_HEADLINE_CHARS: Final = 300

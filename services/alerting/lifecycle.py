@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, cast
 
-from services.alerts.buckets import SCOPES, Scope
-from services.alerts.detector import SEVERITY_RANK, Detection, Severity
+from services.alerting.buckets import SCOPES, Scope
+from services.alerting.detector import SEVERITY_RANK, Detection, Severity
 
 AlertStatus = Literal["open", "resolved"]
 ActionKind = Literal["open", "escalate", "renotify", "reopen", "resolve"]
@@ -260,3 +260,17 @@ def _alert_from_dict(row: Mapping[str, Any]) -> Alert:
         status=cast(AlertStatus, row["status"]),
         resolved_at=None if row["resolved_at"] is None else ts(row["resolved_at"]),
     )
+
+
+# --------------------------------------------------------------------------- the analyst's mute
+
+MAX_MUTE_HOURS: Final = 24 * 30
+
+
+def mute_until(now: datetime, hours: float) -> datetime:
+    """When an analyst's mute of `hours` from `now` ends. Bounded (0 < hours <= 30 days) so a
+    typo cannot silence an alert for good; muting is the analyst's, so it never changes the
+    alerter's own state above, only whether the dispatcher delivers."""
+    if not 0 < hours <= MAX_MUTE_HOURS:
+        raise ValueError(f"mute for 0 < hours <= {MAX_MUTE_HOURS}, got {hours}")
+    return now + timedelta(hours=hours)

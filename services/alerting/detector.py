@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, cast
 
-from services.alerts.buckets import MARKET_KEY, SCOPES, BucketCounts, BucketKey, Scope, bucket_start
+from services.alerting.buckets import MARKET_KEY, SCOPES, BucketCounts, BucketKey, Scope, bucket_start
 
 Severity = Literal["warning", "high", "critical"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("warning", "high", "critical")

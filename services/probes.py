@@ -20,11 +20,11 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Self
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -75,21 +75,11 @@ def iso_timestamp(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
-class HealthLike(Protocol):
-    """What the probe servers read of a `/health` answer (`HealthReport` is one)."""
-
-    @property
-    def http_status(self) -> int: ...
-
-    @property
-    def body(self) -> Mapping[str, Any]: ...
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, sock: socket.socket, registry: CollectorRegistry, health: Callable[[], HealthLike]
+        self, sock: socket.socket, registry: CollectorRegistry, health: Callable[[], HealthReport]
     ) -> None:
         super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
         self.socket.close()
@@ -132,7 +122,7 @@ class ProbeServer:
         self,
         sock: socket.socket,
         registry: CollectorRegistry,
-        health: Callable[[], HealthLike],
+        health: Callable[[], HealthReport],
         *,
         name: str,
         close_socket: bool = True,

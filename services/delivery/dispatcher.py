@@ -277,8 +277,9 @@ class Dispatcher:
 
         The pause doubles from twice the poll interval up to DB_RETRY_MAX_SECONDS (the shared
         `services.retry` schedule, without jitter: the pauses stay predictable in the logs).
-        Every database error counts here, not only `is_retryable` ones: a cycle that fails
-        has recorded nothing, and the dispatcher must outlive whatever broke it."""
+        Every database error (`DBAPIError`) is retried here, not only the `is_retryable`
+        ones: each transaction of a cycle rolls back on its own, so the next cycle cannot
+        find half a change, and a dispatcher that ended would stop every delivery."""
         outage = RetryPolicy(
             initial=min(DB_RETRY_MAX_SECONDS, 2 * self.config.poll_seconds),
             max_delay=DB_RETRY_MAX_SECONDS,

@@ -77,6 +77,8 @@ TORCH_FREE = [
     "import services.ingest.producer, services.ingest.replay, services.ingest.http_source",
     "import services.scorer, services.scorer.sink, services.scorer.summary, services.scorer.health",
     "import services.probes, services.retry, services.storage, services.settings",
+    # the CLI's `labels` and `models list` commands (services.learning's docstring promises it)
+    "import services.learning",
 ]
 
 

@@ -15,7 +15,7 @@ import structlog
 # faust (and its service library mode) log every service's start and stop, and every late
 # timer, at INFO: ~50 lines per worker start and stop that bury the worker's own lines.
 # The faust subclasses in services.scorer.transport log their lifecycle under their own module name.
-_FRAMEWORKS = ("faust.", "mode.", "aiokafka.", "services.observability.server", "services.scorer.transport")
+_FRAMEWORKS = ("faust.", "mode.", "aiokafka.", "services.scorer.probe_server", "services.scorer.transport")
 _CHATTER = re.compile(r"^\[\^.*\]: (Starting|Stopping)\.\.\.$|^Timer \S+ woke up too late")
 
 

@@ -1,12 +1,17 @@
-"""`GET /metrics` and `GET /health` for the services with a plain blocking loop (alerter,
-dispatcher), and the socket helpers every service's probe server uses.
+"""The `/health` contract of every service; `GET /metrics` and `GET /health` for the services
+with a plain blocking loop (alerter, dispatcher); the socket helpers every probe server uses.
 
-The scorer serves its probes on faust's event loop (services.observability); the alerter and
-the dispatcher have no event loop to share, so a small threaded HTTP server serves them from
-a daemon thread (two read-only endpoints need nothing more). Every service binds its socket
-before anything else starts (`bind_socket`), so a taken port fails the command in one line
-and port 0 is known before it is printed. This module imports no torch and no faust: the
-alerter and dispatcher must not pay seconds and hundreds of MB for probes.
+`HealthReport` is what every service's `/health` answers, so that one readiness probe
+works for all of them: the HTTP code alone decides, the body explains. Each service keeps
+its own pure "snapshot → `HealthReport`" function beside its metrics
+(`services.scorer.health`, `services.delivery.health`, `services.alerting.metrics`).
+
+The scorer serves its probes on faust's event loop (services.scorer.probe_server); the
+alerter and the dispatcher have no event loop to share, so a small threaded HTTP server
+serves them from a daemon thread (two read-only endpoints need nothing more). Every service
+binds its socket before anything else starts (`bind_socket`), so a taken port fails the
+command in one line and port 0 is known before it is printed. This module imports no torch
+and no faust: the alerter and dispatcher must not pay seconds and hundreds of MB for probes.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Self
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -37,21 +44,42 @@ def socket_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class HealthLike(Protocol):
-    """What `/health` sends: the status code decides, the body explains."""
+# `starting`: not working yet (no partition assigned, no cycle finished); `degraded`: working
+# but not well (the database is away, the loop stalled); `standby`: healthy, waiting to take
+# over from the active instance (the alerter).
+Status = Literal["ok", "degraded", "starting", "standby"]
+HTTP_OK = 200
+HTTP_UNAVAILABLE = 503
+SERVING: frozenset[Status] = frozenset({"ok", "standby"})
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """A service's `/health` answer. 200 when `ok` and when `standby` (an orchestrator must
+    keep a standby running, it is the one that takes over), 503 while `starting` or
+    `degraded`: a load balancer or a readiness probe acts on the code without reading the
+    body, which is JSON for humans."""
+
+    status: Status
+    body: dict[str, Any]
 
     @property
-    def http_status(self) -> int: ...
+    def http_status(self) -> int:
+        return HTTP_OK if self.status in SERVING else HTTP_UNAVAILABLE
 
-    @property
-    def body(self) -> Mapping[str, Any]: ...
+
+def iso_timestamp(timestamp: float | None) -> str | None:
+    """Unix seconds as the ISO 8601 UTC time (milliseconds) the health bodies show."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, sock: socket.socket, registry: CollectorRegistry, health: Callable[[], HealthLike]
+        self, sock: socket.socket, registry: CollectorRegistry, health: Callable[[], HealthReport]
     ) -> None:
         super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
         self.socket.close()
@@ -94,7 +122,7 @@ class ProbeServer:
         self,
         sock: socket.socket,
         registry: CollectorRegistry,
-        health: Callable[[], HealthLike],
+        health: Callable[[], HealthReport],
         *,
         name: str,
         close_socket: bool = True,

@@ -1,4 +1,5 @@
-"""The alerter's Prometheus metrics, and its `/health` decided from a snapshot (pure).
+"""The alerter's Prometheus metrics, and its `/health` decided from a snapshot (pure; the
+contract every service shares, `services.probes.HealthReport`).
 
 Own `CollectorRegistry` per instance, like `ScorerMetrics`, so tests can hold several.
 The alerter's loop is synchronous and the HTTP server answers from another thread, so a
@@ -11,24 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# The worker's conventions (services.observability.health), not imported: that package
-# imports the scorer and torch, which the alerter does not need.
-Status = Literal["ok", "degraded", "starting", "standby"]
-HTTP_OK = 200
-HTTP_UNAVAILABLE = 503
-
-
-@dataclass(frozen=True, slots=True)
-class HealthReport:
-    status: Status
-    http_status: int
-    body: dict[str, Any]
-
+from services.probes import HealthReport, Status, iso_timestamp
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -75,16 +64,10 @@ def alerter_health(s: AlerterSnapshot) -> HealthReport:
         "live": s.live,
         "open_alerts": s.open_alerts,
         "messages": s.messages,
-        "last_step_at": _iso(s.last_step_at),
+        "last_step_at": iso_timestamp(s.last_step_at),
         "uptime_seconds": round(max(0.0, s.now - s.started_at), 1),
     }
-    return HealthReport(status, HTTP_OK if status in ("ok", "standby") else HTTP_UNAVAILABLE, body)
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    return HealthReport(status, body)
 
 
 class AlerterMetrics:

@@ -52,7 +52,6 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.alerting import bucket_start, store
@@ -60,10 +59,19 @@ from services.alerting.config import AlerterConfig, alerter_config
 from services.alerting.engine import AlertEngine, StepResult
 from services.alerting.metrics import AlerterMetrics
 from services.broker.clients import kafka_consumer
-from services.broker.dead_letters import bounded_value
+from services.broker.dead_letters import (
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_ERROR_TYPE,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+    H_SOURCE_TOPIC,
+    bounded_value,
+)
 from services.broker.errors import BrokerError
 from services.broker.security import KafkaSecurity
 from services.ingest.producer import NewsProducer
+from services.retry import RetryPolicy, backoff_delays, is_retryable
 from services.settings import Settings
 from services.storage import LeaderLock
 
@@ -73,13 +81,6 @@ PUBLISH_BATCH = 500
 MAX_SCORED_BYTES = 64 * 1024  # a scored message is a few hundred bytes
 MAX_EVENT_ID_CHARS = 128  # services.schemas.news_raw.MAX_ID_CHARS, and h: + 32 hex for derived ids
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# The dead-letter headers of services.scorer.batch (not imported: it pulls in torch).
-H_SOURCE_TOPIC = "source-topic"
-H_SOURCE_PARTITION = "source-partition"
-H_SOURCE_OFFSET = "source-offset"
-H_ERROR_CLASS = "error-class"
-H_ERROR_TYPE = "error-type"
-H_ERROR_MESSAGE = "error-message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,22 +137,6 @@ def parse_scored(value: bytes | None) -> ScoredRef:
     return ScoredRef(data["event_id"], published.astimezone(UTC))
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """A connection error (the database is away), not an error of the statement. (The same
-    rule as services.scorer.sink, which cannot be imported without torch.)"""
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
-        return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-
-
-def backoff(initial: float, cap: float, rng: random.Random) -> Iterator[float]:
-    """Exponential delays with up to 50 % jitter, capped at `cap` seconds."""
-    base = initial
-    while True:
-        yield base * (1.0 - 0.5 * rng.random())
-        base = min(cap, base * 2.0)
-
-
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
     """Called inside `poll()`, on the loop's thread."""
 
@@ -196,8 +181,12 @@ class Alerter:
         self._clock = self.config.event_clock()
         self._evaluated: datetime | None = None
         self._stop = threading.Event()
-        self._retry_initial = retry_initial_seconds
-        self._retry_cap = settings.scorer_db_retry_max_seconds
+        # the scorer's schedule (FINSENT_SCORER_DB_RETRY_MAX_SECONDS caps both); no time
+        # limit: the stream pauses for as long as the database is away
+        self._retry = RetryPolicy(
+            initial=retry_initial_seconds,
+            max_delay=max(retry_initial_seconds, settings.scorer_db_retry_max_seconds),
+        )
         self._rng = random.Random()
         self._lock = lock
         self._lock_check_at = time.monotonic() + settings.standby_poll_seconds
@@ -329,7 +318,7 @@ class Alerter:
         """Run `work` in a transaction and commit; while the database is away, retry for
         ever with backoff (the stream pauses, nothing is acknowledged). Other errors are
         bugs: they propagate and end the process with the batch unacknowledged."""
-        delays = backoff(self._retry_initial, self._retry_cap, self._rng)
+        delays = backoff_delays(self._retry, self._rng)
         attempt = 0
         while True:
             attempt += 1

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from bert_core import Predictor
-    from services.observability import ScorerMetrics
+    from services.scorer import ScorerMetrics
     from services.scorer.batch import PredictorLike
     from services.scorer.model_reload import ModelRef, ModelSlot, ModelWatcher
 
@@ -72,8 +72,9 @@ def worker(
     if missing:
         fail(f"topics {', '.join(missing)} do not exist on {bootstrap}; create them with `finsent init`")
 
-    from services.observability import ObservabilityServer, ScorerMetrics, health_report
     from services.probes import ProbeServer
+    from services.scorer import ScorerMetrics, health_report
+    from services.scorer.probe_server import ObservabilityServer
 
     metrics = ScorerMetrics()
     # Loading can take a minute (FINSENT_COMPILE): /health answers 503 `starting` meanwhile, as
@@ -252,7 +253,7 @@ def _model_watcher(
 
 def _metrics_socket(settings: Settings) -> socket.socket:
     """Bound now, so that a taken port fails in one line before the model loads."""
-    from services.observability import bind_socket
+    from services.probes import bind_socket
 
     host, port = settings.scorer_metrics_host, settings.scorer_metrics_port
     try:

@@ -2,10 +2,11 @@
 
 Pure logic (matching, validation, retry policy, rendering, signatures) lives in
 `subscriptions`, `backoff` and `render`; `repository` is the data access, `channels/` the
-senders and `dispatcher` the loop that ties them together (`finsent dispatcher`).
+senders and `dispatcher` the loop that ties them together (`finsent dispatcher`). The
+backoff schedule is the one every service shares, `services.retry`.
 """
 
-from services.delivery.backoff import RetryPolicy, after_attempt, backoff_delay, classify_http_status
+from services.delivery.backoff import after_attempt, classify_http_status
 from services.delivery.model import CHANNELS, Message, Notification, Subscription
 from services.delivery.subscriptions import SubscriptionError, build_subscription, matches, parse_key
 
@@ -13,11 +14,9 @@ __all__ = [
     "CHANNELS",
     "Message",
     "Notification",
-    "RetryPolicy",
     "Subscription",
     "SubscriptionError",
     "after_attempt",
-    "backoff_delay",
     "build_subscription",
     "classify_http_status",
     "matches",

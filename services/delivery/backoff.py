@@ -5,8 +5,11 @@ connection errors are retried with exponential backoff; a 4xx says the request i
 wrong (bad URL, revoked hook, rejected signature) and sending it again cannot help, so the
 delivery is dead at once and an operator sees it instead of eight identical failures.
 
-Jitter keeps many deliveries that failed together (a receiver outage) from retrying in
-lockstep: each pause is drawn uniformly from the upper half of its exponential step.
+The schedule is the shared `services.retry` policy with jitter 0.5, which keeps many
+deliveries that failed together (a receiver outage) from retrying in lockstep: each pause
+is drawn uniformly from the upper half of its exponential step. A delivery gives up on its
+attempt count (`RetryPolicy.max_attempts`, kept in the database across cycles and
+restarts), not on time.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
+
+from services.retry import RetryPolicy, backoff_delay, retries_exhausted
 
 Verdict = Literal["delivered", "retry", "permanent"]
 DeliveryStatus = Literal["pending", "delivered", "dead"]
@@ -41,26 +46,6 @@ def classify_smtp_code(code: int) -> Verdict:
     return "permanent"
 
 
-def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.Random | None = None) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based): in
-    [step/2, step] with step = min(maximum, initial * 2**(attempt-1))."""
-    if attempt < 1:
-        raise ValueError(f"attempt is 1-based, got {attempt}")
-    step = min(maximum, initial * 2.0 ** min(attempt - 1, 60))
-    return step / 2 + (rng or random).uniform(0.0, step / 2)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_attempts: int = 8
-    initial_seconds: float = 2.0
-    max_seconds: float = 300.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.initial_seconds <= 0 or self.max_seconds < self.initial_seconds:
-            raise ValueError("need max_attempts >= 1 and 0 < initial_seconds <= max_seconds")
-
-
 @dataclass(frozen=True, slots=True)
 class Transition:
     """A delivery's state after an attempt."""
@@ -85,9 +70,9 @@ def after_attempt(
     """
     if verdict == "delivered":
         return Transition("delivered", None)
-    if verdict == "permanent" or attempts >= policy.max_attempts:
+    if verdict == "permanent" or retries_exhausted(policy, attempts=attempts):
         return Transition("dead", None)
-    delay = backoff_delay(attempts, initial=policy.initial_seconds, maximum=policy.max_seconds, rng=rng)
+    delay = backoff_delay(policy, attempts, rng)
     if retry_after is not None and retry_after > delay:
-        delay = min(retry_after, policy.max_seconds)
+        delay = min(retry_after, policy.max_delay)
     return Transition("pending", now + timedelta(seconds=delay))

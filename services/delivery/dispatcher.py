@@ -31,18 +31,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.delivery import repository as repo
-from services.delivery.backoff import RetryPolicy, after_attempt
+from services.delivery.backoff import after_attempt
 from services.delivery.channels import Channel, SendResult, build_channel
 from services.delivery.channels.base import one_line
 from services.delivery.metrics import DispatcherMetrics
 from services.delivery.model import Subscription
+from services.retry import RetryPolicy, backoff_delay
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,15 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class DispatcherConfig:
+    policy: RetryPolicy  # of deliveries: it must count attempts (`max_attempts`)
     poll_seconds: float = 1.0
     batch_size: int = 100
     concurrency: int = 4
     timeout_seconds: float = 10.0
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if self.policy.max_attempts is None:
+            raise ValueError("a delivery's retry policy needs max_attempts: it cannot stay pending for ever")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DispatcherConfig:
@@ -76,12 +81,18 @@ class DispatcherConfig:
             timeout_seconds=settings.delivery_timeout_seconds,
             policy=RetryPolicy(
                 max_attempts=settings.delivery_max_attempts,
-                initial_seconds=settings.delivery_backoff_initial_seconds,
-                max_seconds=max(
+                initial=settings.delivery_backoff_initial_seconds,
+                max_delay=max(
                     settings.delivery_backoff_max_seconds, settings.delivery_backoff_initial_seconds
                 ),
+                jitter=0.5,  # each pause in the upper half of its step
             ),
         )
+
+    @property
+    def max_attempts(self) -> int:
+        assert self.policy.max_attempts is not None  # checked in __post_init__
+        return self.policy.max_attempts
 
     @property
     def round_size(self) -> int:
@@ -158,7 +169,7 @@ class Dispatcher:
         with self._sessions.begin() as session:
             digests = repo.form_digests(session, now=self._clock())
             interrupted = repo.give_up_interrupted(
-                session, now=self._clock(), max_attempts=self.config.policy.max_attempts
+                session, now=self._clock(), max_attempts=self.config.max_attempts
             )
         if interrupted:
             log.warning("gave up on deliveries: last attempt interrupted", extra={"count": interrupted})
@@ -262,7 +273,18 @@ class Dispatcher:
     # ------------------------------------------------------------------ the loop
 
     def run(self, stop: threading.Event) -> None:
-        """Cycle until `stop` is set; a database outage is retried with backoff, never fatal."""
+        """Cycle until `stop` is set; a database outage is retried with backoff, never fatal.
+
+        The pause doubles from twice the poll interval up to DB_RETRY_MAX_SECONDS (the shared
+        `services.retry` schedule, without jitter: the pauses stay predictable in the logs).
+        Every database error (`DBAPIError`) is retried here, not only the `is_retryable`
+        ones: each transaction of a cycle rolls back on its own, so the next cycle cannot
+        find half a change, and a dispatcher that ended would stop every delivery."""
+        outage = RetryPolicy(
+            initial=min(DB_RETRY_MAX_SECONDS, 2 * self.config.poll_seconds),
+            max_delay=DB_RETRY_MAX_SECONDS,
+            jitter=0.0,
+        )
         failures = 0
         while not stop.is_set():
             try:
@@ -270,7 +292,7 @@ class Dispatcher:
             except DBAPIError as exc:
                 failures += 1
                 self.metrics.database_error()
-                delay = min(DB_RETRY_MAX_SECONDS, self.config.poll_seconds * 2 ** min(failures, 10))
+                delay = backoff_delay(outage, failures)
                 log.warning(
                     "database error, retrying",
                     extra={"error": one_line(exc.orig if exc.orig is not None else exc), "retry_in": delay},

@@ -1,30 +1,19 @@
 """The dispatcher's health, decided from a snapshot of its state (pure, no I/O).
 
-Same contract as the scorer worker's `/health`: the HTTP code alone tells a probe what to
-do. `starting` until the first cycle has finished, `degraded` while the database is
-unreachable or when no cycle has finished for `stall_seconds` (a hung send, a stuck loop),
-`ok` otherwise. Failing receivers do not make the dispatcher unhealthy: they are the
-receivers' problem, visible in the delivery metrics.
+The contract every service's `/health` shares (`services.probes.HealthReport`): the HTTP
+code alone tells a probe what to do. `starting` until the first cycle has finished,
+`degraded` while the database is unreachable or when no cycle has finished for
+`stall_seconds` (a hung send, a stuck loop), `ok` otherwise. Failing receivers do not
+make the dispatcher unhealthy: they are the receivers' problem, visible in the delivery
+metrics.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-# The same states and codes as services.observability.health, defined here because importing
-# that package loads the scorer and torch (seconds and hundreds of MB for a dispatcher).
-Status = Literal["ok", "degraded", "starting"]
-HTTP_OK = 200
-HTTP_UNAVAILABLE = 503
-
-
-@dataclass(frozen=True, slots=True)
-class HealthReport:
-    status: Status
-    http_status: int
-    body: dict[str, Any]
+from services.probes import HealthReport, Status, iso_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +41,14 @@ def dispatcher_status(snap: DispatcherSnapshot) -> Status:
 
 def dispatcher_health(snap: DispatcherSnapshot) -> HealthReport:
     status = dispatcher_status(snap)
-    body = {
+    body: dict[str, Any] = {
         "status": status,
         "database": "failing" if snap.database_failing else "ok",
-        "last_cycle_at": _iso(snap.last_cycle_at),
+        "last_cycle_at": iso_timestamp(snap.last_cycle_at),
         "pending_deliveries": snap.pending,
         "delivered": snap.delivered,
         "dead": snap.dead,
         "database_errors": snap.database_errors,
         "uptime_seconds": round(max(0.0, snap.now - snap.started_at), 1),
     }
-    return HealthReport(status, HTTP_OK if status == "ok" else HTTP_UNAVAILABLE, body)
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return HealthReport(status, body)

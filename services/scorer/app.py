@@ -53,14 +53,7 @@ from sqlalchemy.orm import Session
 
 from services.broker.clients import faust_app
 from services.broker.security import KafkaSecurity
-from services.observability import (
-    BatchSummary,
-    ScorerMetrics,
-    Stage,
-    batch_log_fields,
-    dead_letter_log_fields,
-    summarize_batch,
-)
+from services.retry import RetryPolicy, is_retryable
 from services.scorer.batch import (
     BatchResult,
     DeadLetter,
@@ -75,9 +68,17 @@ from services.scorer.dead_letters import (
     header_only,
     is_record_rejection,
 )
+from services.scorer.metrics import ScorerMetrics
 from services.scorer.model_reload import ModelSlot
 from services.scorer.publish import publish_keyed
-from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
+from services.scorer.sink import OnRetry, store_batch
+from services.scorer.summary import (
+    BatchSummary,
+    Stage,
+    batch_log_fields,
+    dead_letter_log_fields,
+    summarize_batch,
+)
 from services.scorer.take import PipelinedTake
 from services.scorer.transport import ScorerApp, kafka_producer
 from services.settings import Settings
@@ -215,7 +216,7 @@ def build_app(
 ) -> faust.App:
     """The scorer's faust app; topics must exist (they are never declared by the app).
     A `ModelSlot` as `predictor` lets a `ModelWatcher` switch models between batches.
-    `metrics` (served by the caller, see `services.observability`) is fed by every batch,
+    `metrics` (served by the caller, see `services.scorer.probe_server`) is fed by every batch,
     database retry and rebalance; without it they are counted in a private one."""
     from services.schemas import DEFAULT_WATCHLIST, Watchlist
 

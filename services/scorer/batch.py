@@ -20,21 +20,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bert_core.prediction import Prediction
+from services.broker.dead_letters import (
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_ERROR_TYPE,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+    H_SOURCE_TIMESTAMP,
+    H_SOURCE_TOPIC,
+)
 from services.schemas import InvalidMessage, NewsItem, parse_raw_news
 from services.schemas.news_raw import DEFAULT_MAX_FUTURE_SKEW, MAX_PAYLOAD_BYTES
 from services.storage.repository import ScoredItem
 
 MAX_ERROR_MESSAGE_CHARS = 1_000
 INFERENCE_ERROR_TYPE = "inference_error"
-
-# DLQ header names (values are UTF-8 bytes; numbers as decimal text).
-H_SOURCE_TOPIC = "source-topic"
-H_SOURCE_PARTITION = "source-partition"
-H_SOURCE_OFFSET = "source-offset"
-H_SOURCE_TIMESTAMP = "source-timestamp-ms"
-H_ERROR_CLASS = "error-class"
-H_ERROR_TYPE = "error-type"
-H_ERROR_MESSAGE = "error-message"
 
 
 class PredictorLike(Protocol):

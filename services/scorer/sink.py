@@ -6,9 +6,11 @@ Retrying a batch is safe because `upsert_scored_batch` is idempotent and a faile
 is rolled back as a whole.
 
 Connection-level errors (server down, restarting, network, SQLite busy) are retried;
-anything else (a constraint or SQL error: a bug, not an outage) is raised at once. The
-backoff schedule is the pure generator `backoff_delays`; sleeping, the clock and the
-jitter source are injectable so tests never sleep.
+anything else (a constraint or SQL error: a bug, not an outage) is raised at once
+(`services.retry.is_retryable`). The backoff schedule is the pure generator
+`services.retry.backoff_delays`, and the sink gives up on time (`RetryPolicy.max_elapsed`:
+None holds the stream for as long as the outage lasts); sleeping, the clock and the jitter
+source are injectable so tests never sleep.
 """
 
 from __future__ import annotations
@@ -16,53 +18,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from services.retry import RetryPolicy, backoff_delays, is_retryable, retries_exhausted
 from services.storage.repository import ScoredItem, UpsertCounts, upsert_scored_batch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff: `initial * multiplier**n`, capped at `max_delay` seconds, each delay
-    shortened by a random fraction up to `jitter` (0 = none, 1 = full jitter) so that workers
-    do not reconnect in lockstep. `max_elapsed` None retries forever (the stream just pauses)."""
-
-    initial: float = 0.5
-    max_delay: float = 30.0
-    multiplier: float = 2.0
-    jitter: float = 0.5
-    max_elapsed: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.initial <= 0 or self.max_delay < self.initial:
-            raise ValueError("need 0 < initial <= max_delay")
-        if self.multiplier < 1:
-            raise ValueError("multiplier must be >= 1")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter must be in [0, 1]")
-        if self.max_elapsed is not None and self.max_elapsed < 0:
-            raise ValueError("max_elapsed must be >= 0 or None")
-
-
-def backoff_delays(policy: RetryPolicy, rng: random.Random) -> Iterator[float]:
-    """The endless sequence of delays (seconds) before retry 1, 2, 3, …"""
-    base = policy.initial
-    while True:
-        yield base * (1.0 - policy.jitter * rng.random())
-        base = min(policy.max_delay, base * policy.multiplier)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """True for errors of the connection, not of the statement."""
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
-        return True  # TimeoutError: no connection free in the pool
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
 OnRetry = Callable[[int, float, BaseException], None]
@@ -81,7 +44,7 @@ def store_batch(
     """Upsert `scored` in one transaction and commit; return the rows newly inserted.
 
     Blocking (it sleeps between attempts): run it in a worker thread from an event loop.
-    Raises the last error when it is not retryable or `retry.max_elapsed` would be exceeded.
+    Raises the last error when it is not retryable or `retry` gives up (`retries_exhausted`).
     `on_retry(attempt, delay, error)` is called before each sleep (metrics, health).
     """
     if not scored:
@@ -101,7 +64,7 @@ def store_batch(
                 raise
             delay = next(delays)
             elapsed = clock() - start
-            if retry.max_elapsed is not None and elapsed + delay > retry.max_elapsed:
+            if retries_exhausted(retry, attempts=attempt, elapsed=elapsed + delay):
                 log.error(
                     "storing a batch of %d items failed after %d attempts in %.1f s: %s",
                     len(scored),

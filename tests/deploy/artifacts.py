@@ -107,7 +107,7 @@ def exported_metric_names() -> set[str]:
 
     from services.alerting.metrics import AlerterMetrics
     from services.delivery.metrics import DispatcherMetrics
-    from services.observability.metrics import ScorerMetrics
+    from services.scorer.metrics import ScorerMetrics
 
     registries = [ScorerMetrics().registry, AlerterMetrics().registry, DispatcherMetrics().registry]
     # The scheduler's one gauge lives in the global registry; built the same way as there.

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from bert_core import Predictor
+from services.retry import RetryPolicy
 from services.schemas import DEFAULT_WATCHLIST
-from services.scorer import RawRecord, RetryPolicy, score_batch, store_batch
+from services.scorer import RawRecord, score_batch, store_batch
 from services.storage import (
     NewsItemRow,
     NewsTickerRow,

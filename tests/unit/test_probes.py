@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from services.probes import ProbeServer, bind_socket
+from services.probes import HealthReport, ProbeServer, Status, bind_socket, iso_timestamp
 
 
-@dataclass
-class Report:
-    http_status: int
-    body: dict[str, Any] = field(default_factory=dict)
+def test_the_status_alone_decides_the_http_code() -> None:
+    """One contract for every service: a probe needs no per-service rule."""
+    statuses: tuple[Status, ...] = ("ok", "standby", "starting", "degraded")
+    codes = {status: HealthReport(status, {}).http_status for status in statuses}
+    assert codes == {"ok": 200, "standby": 200, "starting": 503, "degraded": 503}
+
+
+def test_health_times_are_utc_with_milliseconds() -> None:
+    assert iso_timestamp(1_700_000_000.25) == "2023-11-14T22:13:20.250+00:00"
+    assert iso_timestamp(None) is None
 
 
 def get(url: str) -> tuple[int, bytes, str]:
@@ -30,14 +34,14 @@ def get(url: str) -> tuple[int, bytes, str]:
 def test_serves_metrics_and_health_until_stopped() -> None:
     registry = CollectorRegistry()
     Counter("finsent_test_things", "Things", registry=registry).inc(3)
-    health = Report(503, {"status": "starting"})
+    health = HealthReport("starting", {"status": "starting"})
     with ProbeServer(bind_socket("127.0.0.1", 0), registry, lambda: health, name="test-probes") as server:
         status, body, content_type = get(f"{server.url}/metrics")
         assert status == 200 and "finsent_test_things_total 3.0" in body.decode()
         assert content_type.startswith("text/plain")
         status, body, _ = get(f"{server.url}/health")
         assert (status, json.loads(body)) == (503, {"status": "starting"})
-        health.http_status, health.body = 200, {"status": "ok"}  # read at each request
+        health = HealthReport("ok", {"status": "ok"})  # read at each request
         assert get(f"{server.url}/health")[0] == 200
         assert get(f"{server.url}/elsewhere")[0] == 404
         url = server.url

@@ -18,7 +18,8 @@ from sqlalchemy import exc as sa_exc
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.scorer import RawRecord, RetryPolicy
+from services.retry import RetryPolicy
+from services.scorer import RawRecord
 from services.scorer import app as scorer_app
 from services.scorer.app import broker_urls, record_from_event, scored_message, store_or_dead_letter
 from services.settings import get_settings

@@ -1,75 +1,27 @@
-"""The sink's backoff schedule (pure) and retry loop (fake sleep and clock, SQLite file)."""
+"""The sink's retry loop (fake sleep and clock, SQLite file); the schedule it follows is
+services.retry's (tests/unit/test_retry.py)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
-import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.scorer import RetryPolicy, backoff_delays, is_retryable, store_batch
+from services.retry import RetryPolicy
+from services.scorer import store_batch
 from services.storage import Base, ScoredItem, UpsertCounts, count_items, count_predictions, make_engine
 
 T0 = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
 
 
-def take(policy: RetryPolicy, n: int, seed: int = 0) -> list[float]:
-    return list(itertools.islice(backoff_delays(policy, random.Random(seed)), n))
-
-
-def test_backoff_without_jitter_doubles_up_to_the_cap() -> None:
-    policy = RetryPolicy(initial=0.5, max_delay=5.0, multiplier=2.0, jitter=0.0)
-    assert take(policy, 7) == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
-
-
-def test_backoff_jitter_stays_within_bounds_and_varies() -> None:
-    policy = RetryPolicy(initial=1.0, max_delay=8.0, multiplier=2.0, jitter=0.5)
-    delays = take(policy, 200)
-    bases = [min(8.0, 2.0**n) for n in range(200)]
-    assert all(base * 0.5 <= d <= base for d, base in zip(delays, bases, strict=True))
-    assert len({round(d, 6) for d in delays[10:]}) > 100  # capped delays still spread out
-    assert take(policy, 20, seed=1) == take(policy, 20, seed=1)  # deterministic per rng
-    assert take(policy, 20, seed=1) != take(policy, 20, seed=2)
-
-
-def test_full_jitter_never_negative() -> None:
-    delays = take(RetryPolicy(initial=0.1, max_delay=1.0, jitter=1.0), 500)
-    assert all(0.0 <= d <= 1.0 for d in delays)
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"initial": 0},
-        {"initial": 2.0, "max_delay": 1.0},
-        {"multiplier": 0.5},
-        {"jitter": 1.5},
-        {"max_elapsed": -1},
-    ],
-)
-def test_policy_validation(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
-        RetryPolicy(**kwargs)
-
-
 def _db_error(cls: type[DBAPIError], *, invalidated: bool = False) -> DBAPIError:
     return cls("INSERT …", {}, Exception("server closed the connection"), connection_invalidated=invalidated)
-
-
-def test_which_errors_are_retried() -> None:
-    assert is_retryable(_db_error(OperationalError))
-    assert is_retryable(_db_error(DBAPIError, invalidated=True))
-    assert not is_retryable(_db_error(DBAPIError))
-    assert not is_retryable(_db_error(IntegrityError))
-    assert not is_retryable(_db_error(ProgrammingError))
-    assert not is_retryable(ValueError("bug"))
 
 
 # --------------------------------------------------------------------------- retry loop

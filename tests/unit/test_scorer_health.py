@@ -13,15 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.observability import (
-    HealthSnapshot,
-    ScorerMetrics,
-    bind_socket,
-    create_web_app,
-    health_report,
-    health_status,
-    socket_url,
-)
+from services.probes import bind_socket, socket_url
+from services.scorer import HealthSnapshot, ScorerMetrics, health_report, health_status
+from services.scorer.probe_server import create_web_app
 
 OK = HealthSnapshot(
     model_version="v1",

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.observability.health import HealthSnapshot
-from services.observability.summary import STAGES, BatchSummary, TopicPartition
+from services.scorer.health import HealthSnapshot
+from services.scorer.summary import STAGES, BatchSummary, TopicPartition
 
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Stage durations: milliseconds when healthy, minutes while the database is being retried.

@@ -3,7 +3,7 @@
 Why the event loop and not a thread of its own: a worker whose loop is blocked cannot
 heartbeat or consume either, and a probe that times out on `/health` then says so.
 
-Why the socket is bound before the worker starts (`bind_socket`): a taken port must end
+Why the socket is bound before the worker starts (`services.probes.bind_socket`): a taken port must end
 `finsent worker` with one line before the model loads and the group is joined, not as a
 traceback from inside faust; and port 0 must be resolved to the real port so it can be
 printed. aiohttp then serves the already bound socket (`web.SockSite`).
@@ -19,11 +19,11 @@ from aiohttp import web
 from mode import Service
 from prometheus_client.exposition import choose_encoder
 
-from services.observability.health import health_report
-from services.observability.metrics import ScorerMetrics
-from services.probes import bind_socket, socket_url
+from services.probes import socket_url
+from services.scorer.health import health_report
+from services.scorer.metrics import ScorerMetrics
 
-__all__ = ["ObservabilityServer", "bind_socket", "create_web_app", "socket_url"]
+__all__ = ["ObservabilityServer", "create_web_app"]
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.observability import (
+from services.scorer import (
     BatchSummary,
+    DeadLetter,
+    RawRecord,
     ScorerMetrics,
     batch_log_fields,
     dead_letter_log_fields,
     summarize_batch,
 )
-from services.scorer import DeadLetter, RawRecord
 from services.storage.repository import ScoredItem
 
 T0 = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)

@@ -4,19 +4,17 @@ Three states, chosen so that a readiness probe or a load balancer can act on the
 alone: `starting` (no partition assignment received yet: the worker is not consuming),
 `degraded` (the database is unreachable and the batch in flight is being retried: the
 stream is paused) and `ok`. An assignment of zero partitions is `ok`: a group with more
-workers than partitions keeps idle standbys on purpose.
+workers than partitions keeps idle standbys on purpose. The answer is the contract every
+service's `/health` shares, `services.probes.HealthReport`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-Status = Literal["ok", "degraded", "starting"]
-HTTP_OK = 200
-HTTP_UNAVAILABLE = 503
+from services.probes import HealthReport, Status, iso_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +29,6 @@ class HealthSnapshot:
     started_at: float
     now: float
     model_refused: str | None = None  # the last champion this worker refused to load, and why
-
-
-@dataclass(frozen=True, slots=True)
-class HealthReport:
-    status: Status
-    http_status: int
-    body: dict[str, Any]
 
 
 def health_status(snapshot: HealthSnapshot) -> Status:
@@ -58,17 +49,11 @@ def health_report(snapshot: HealthSnapshot) -> HealthReport:
         "assigned_partitions": [
             {"topic": topic, "partition": partition} for topic, partition in sorted(snapshot.assigned or ())
         ],
-        "last_batch_at": _iso(snapshot.last_batch_at),
+        "last_batch_at": iso_timestamp(snapshot.last_batch_at),
         "database": "retrying" if snapshot.database_retrying else "ok",
         "storage_retries": snapshot.storage_retries,
         "items_stored": snapshot.items_stored,
         "dead_letters": snapshot.dead_letters,
         "uptime_seconds": round(max(0.0, snapshot.now - snapshot.started_at), 1),
     }
-    return HealthReport(status, HTTP_OK if status == "ok" else HTTP_UNAVAILABLE, body)
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    return HealthReport(status, body)

@@ -1,0 +1,97 @@
+"""Services that do not run the model do not import torch (nor transformers).
+
+Importing torch costs seconds and hundreds of MB; the alerter, the dispatcher, the ingest
+commands and the dashboard never call the model, and a slip (a module-level
+`from bert_core import Predictor` in a helper they share with the scorer) would make each of
+them pay for it without any test noticing. So each import below runs in a fresh interpreter,
+where nothing else has loaded torch already, with an import hook that records which finsent
+module first asked for it. The scorer's batch code is on the list too: it handles
+`Prediction`s but gets its predictor handed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "transformers")
+
+# Run in the fresh interpreter: a meta-path finder that only watches (it finds nothing, so
+# the normal import goes on) and notes the chain of finsent lines that asked for a heavy
+# package (innermost first), then the import statement under test, then what ended up in
+# sys.modules.
+PROBE = """
+import json, sys, traceback
+
+ROOT = {root!r}
+HEAVY = {heavy!r}
+culprits = {{}}
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in HEAVY and top not in culprits:
+            ours = [
+                f"{{f.filename.removeprefix(ROOT + '/')}}:{{f.lineno}}"
+                for f in traceback.extract_stack()
+                if f.filename.startswith(ROOT) and "/.venv/" not in f.filename
+            ]
+            culprits[top] = " <- ".join(reversed(ours)) or "?"
+        return None
+
+
+sys.meta_path.insert(0, Watch())
+{statement}
+loaded = sorted(top for top in HEAVY if top in sys.modules)
+print(json.dumps({{"loaded": loaded, "culprits": culprits}}))
+"""
+
+
+def imports_heavy(statement: str) -> dict[str, object]:
+    """What `statement` loads of torch and transformers in a fresh interpreter, and which
+    finsent lines asked for each."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    code = PROBE.format(root=str(ROOT), heavy=HEAVY, statement=statement)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+TORCH_FREE = [
+    # what the issue names: the packages of the services that never run the model
+    "import services.alerting, services.delivery, services.scorer.batch, services.ingest, dashboards",
+    "import dashboards.data",
+    # the modules those services actually run, and what they share
+    "import services.alerting.service, services.alerting.metrics",
+    "import services.delivery.dispatcher, services.delivery.channels",
+    "import services.ingest.producer, services.ingest.replay, services.ingest.http_source",
+    "import services.scorer, services.scorer.sink, services.scorer.summary, services.scorer.health",
+    "import services.probes, services.retry, services.storage, services.settings",
+    # the CLI's `labels` and `models list` commands (services.learning's docstring promises it)
+    "import services.learning",
+]
+
+
+@pytest.mark.parametrize("statement", TORCH_FREE)
+def test_does_not_import_torch(statement: str) -> None:
+    result = imports_heavy(statement)
+    assert result["loaded"] == [], f"{statement} loads {result['loaded']}, asked for at {result['culprits']}"
+
+
+def test_the_probe_sees_torch_when_it_is_imported() -> None:
+    """The check above can fail: the model's own entry point is seen loading torch, and the
+    hook names the finsent line that asked for it."""
+    result = imports_heavy("from bert_core import Predictor")
+    assert "torch" in result["loaded"]  # type: ignore[operator]
+    culprits = result["culprits"]
+    assert isinstance(culprits, dict) and culprits["torch"].startswith("bert_core/")

@@ -174,6 +174,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=result_path("dashboard_render"))
     args = ap.parse_args()
+    if not Path(CHROMIUM).is_file():
+        sys.exit(f"no browser at {CHROMIUM}: run scripts/install_browser.sh first")
     meta = seeded_meta(args.database)
     if not meta:
         sys.exit(f"{args.database} is not seeded: run benchmarks/dashboard_queries.py first")

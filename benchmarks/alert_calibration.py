@@ -36,9 +36,7 @@ state depends on, with the loosest threshold; each threshold then keeps its dete
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import platform
 import statistics
 import time
 from collections import Counter
@@ -48,15 +46,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from result_file import describe, finish, machine, result_path
+from seed_headlines import Item, load_model_labels, load_seed_headlines
 
 from bert_core.labels import TOPIC_LABELS
-from bert_core.seed_data import packaged_seed_data
 from services.alerting import Detection, DetectorConfig, LifecycleConfig, aggregate, apply, detect
-from services.schemas import extract_tickers
 
-DATA = packaged_seed_data()["sentiment"].parent
 LABELS = Path("benchmarks/results/seed_sentiment_predictions.csv")
-NAMES = {0: "bearish", 1: "bullish", 2: "neutral"}
 SCORE = {"bearish": -1.0, "neutral": 0.0, "bullish": 1.0}
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday
 BURN_IN = timedelta(hours=6)
@@ -71,16 +67,6 @@ DEFAULT = DetectorConfig()
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
-    event_id: str
-    published_at: datetime
-    topic: str
-    sentiment: str
-    sentiment_score: float
-    tickers: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Burst:
     kind: str
     scope: str
@@ -91,32 +77,18 @@ class Burst:
 
 class Corpus:
     def __init__(self, labels: str, rng: np.random.Generator) -> None:
-        with (DATA / "sentiment_train.csv").open(newline="", encoding="utf-8") as f:
-            rows = [(r["text"], NAMES[int(r["label"])]) for r in csv.DictReader(f)]
-        self.truth = [s for _, s in rows]
-        self.tickers = [tuple(extract_tickers(t)) for t, _ in rows]
-        if labels == "true":
-            self.seen = list(self.truth)
-        else:
-            with Path(labels).open(newline="", encoding="utf-8") as f:
-                predicted = list(csv.DictReader(f))
-            if len(predicted) != len(rows) or any(
-                int(p["row"]) != i or p["label"] != s
-                for i, (p, s) in enumerate(zip(predicted, self.truth, strict=True))
-            ):
-                raise SystemExit(f"{labels} does not match {DATA / 'sentiment_train.csv'}: label it again")
-            self.seen = [p["predicted"] for p in predicted]
+        seed = load_seed_headlines()
+        self.truth = seed.truth
+        self.tickers = seed.tickers
+        self.seen = list(self.truth) if labels == "true" else load_model_labels(Path(labels), seed)
         self.bearish = np.array([i for i, s in enumerate(self.truth) if s == "bearish"])
         self.other = np.array([i for i, s in enumerate(self.truth) if s != "bearish"])
-        with (DATA / "topic_train.csv").open(newline="", encoding="utf-8") as f:
-            counts = Counter(int(r["label"]) for r in csv.DictReader(f))
-        total = sum(counts.values())
-        self.topic_p = np.array([counts[i] / total for i in range(len(TOPIC_LABELS))])
+        self.topic_p = seed.topic_p
         # fixed per-topic bearish propensity, 0.3x .. 3x the file's rate, in a seeded order
         base = len(self.bearish) / len(self.truth)
         factors = np.geomspace(0.3, 3.0, len(TOPIC_LABELS))[rng.permutation(len(TOPIC_LABELS))]
         self.topic_bearish = np.minimum(base * factors, 0.9)
-        mentions = Counter(t for ts in self.tickers for t in ts)
+        mentions = seed.ticker_mentions()
         self.thin_tickers = sorted(t for t, n in mentions.items() if 2 <= n <= 5)
 
     def topic_kinds(self) -> dict[str, str]:
@@ -280,9 +252,10 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=6, help="bursts per (kind, size)")
     parser.add_argument("--gap-hours", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/alert_calibration.json"))
-    parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/alert_calibration.md"))
+    parser.add_argument("--out", type=Path, default=result_path("alert_calibration"))
+    parser.add_argument("--markdown", type=Path, default=result_path("alert_calibration", ".md"))
     args = parser.parse_args()
+    info = machine()
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     c = Corpus(args.labels, rng)
@@ -337,17 +310,18 @@ def main() -> None:
         "labelled_bearish_share": seen_bearish,
         "topics": c.topic_kinds(),
         "elapsed_s": round(elapsed, 1),
-        "python": platform.python_version(),
     }
+    finish(info)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "sweep": sweep}, indent=1, default=str) + "\n")
+    args.out.write_text(
+        json.dumps({"meta": meta, "machine": info, "sweep": sweep}, indent=1, default=str) + "\n"
+    )
     args.markdown.write_text(
         "# Alert detector calibration (model labels)\n\n"
         f"`python benchmarks/alert_calibration.py --labels {args.labels} --calm-days {args.calm_days:g} "
-        f"--bursts {args.bursts} --seed {args.seed}` ({elapsed:.0f} s). Streams and measures: the "
-        "script's docstring; method: docs/alerts.md.\n\n## Sweep\n\n"
-        + sweep_md
-        + "\n\n## Defaults by burst kind\n\n"
+        f"--bursts {args.bursts} --seed {args.seed}` ({elapsed:.0f} s on {describe(info)}). Streams and "
+        "measures: the script's docstring; method: docs/alerts.md; every setting's bursts: "
+        f"`{args.out.name}`.\n\n## Sweep\n\n" + sweep_md + "\n\n## Defaults by burst kind\n\n"
         "Cells: median delay in minutes from the burst's first story to the first detection of its scope "
         "(detected / injected within 30 min).\n\n" + detail_md + "\n"
     )

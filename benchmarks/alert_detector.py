@@ -38,9 +38,7 @@ exact: the detector's state depends on `p_learn` and the minimum count, not on
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import platform
 import statistics
 import time
 from collections import Counter
@@ -49,9 +47,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from result_file import describe, finish, machine, result_path
+from seed_headlines import SENTIMENT_NAMES, Item, load_seed_headlines
 
 from bert_core.labels import TOPIC_LABELS
-from bert_core.seed_data import packaged_seed_data
 from services.alerting import (
     Detection,
     DetectorConfig,
@@ -61,10 +60,7 @@ from services.alerting import (
     bearish_event_ids,
     detect,
 )
-from services.schemas import extract_tickers
 
-SEED_FILES = packaged_seed_data()
-SENTIMENT_NAMES = {0: "bearish", 1: "bullish", 2: "neutral"}
 SCORE = {"bearish": -1.0, "neutral": 0.0, "bullish": 1.0}  # true labels: p = one-hot
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday, 00:00 UTC
 BURN_IN = timedelta(hours=6)
@@ -78,16 +74,6 @@ DEFAULT = DetectorConfig()
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
-    event_id: str
-    published_at: datetime
-    topic: str
-    sentiment: str
-    sentiment_score: float
-    tickers: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Burst:
     scope: str  # "topic" | "ticker"
     key: str
@@ -97,21 +83,16 @@ class Burst:
 
 class Headlines:
     def __init__(self) -> None:
-        with SEED_FILES["sentiment"].open(newline="") as f:
-            rows = [(r["text"], SENTIMENT_NAMES[int(r["label"])]) for r in csv.DictReader(f)]
-        self.texts = [t for t, _ in rows]
-        self.sentiments = [s for _, s in rows]
-        self.tickers = [tuple(extract_tickers(t)) for t in self.texts]
+        seed = load_seed_headlines()
+        self.texts = seed.texts
+        self.sentiments = seed.truth
+        self.tickers = seed.tickers
         self.bearish = [i for i, s in enumerate(self.sentiments) if s == "bearish"]
         self.by_sentiment = {
             s: [i for i, x in enumerate(self.sentiments) if x == s] for s in SENTIMENT_NAMES.values()
         }
-        with SEED_FILES["topic"].open(newline="") as f:
-            counts = Counter(int(r["label"]) for r in csv.DictReader(f))
-        total = sum(counts.values())
-        self.topic_p = np.array([counts[i] / total for i in range(len(TOPIC_LABELS))])
-        mentions = Counter(t for ts in self.tickers for t in ts)
-        self.top_tickers = [t for t, _ in mentions.most_common(10)]
+        self.topic_p = seed.topic_p
+        self.top_tickers = [t for t, _ in seed.ticker_mentions().most_common(10)]
 
 
 def rate_per_min(minutes: np.ndarray, mean: float = 3.0, amplitude: float = 0.6) -> np.ndarray:
@@ -277,12 +258,13 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=20, help="bursts per (scope, size)")
     parser.add_argument("--gap-hours", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/alerts.json"))
-    parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/alerts.md"))
+    parser.add_argument("--out", type=Path, default=result_path("alert_detector"))
+    parser.add_argument("--markdown", type=Path, default=result_path("alert_detector", ".md"))
     parser.add_argument("--prior-items", type=float, default=DEFAULT.prior_items)
     parser.add_argument("--half-life-h", type=float, default=DEFAULT.baseline_half_life / timedelta(hours=1))
     parser.add_argument("--p-learn", type=float, default=DEFAULT.p_learn)
     args = parser.parse_args()
+    info = machine()
     base = replace(
         DEFAULT,
         prior_items=args.prior_items,
@@ -359,14 +341,16 @@ def main() -> None:
         },
         "lifecycle": {"resolve_after_min": 5, "cooldown_min": 30},
         "elapsed_s": round(elapsed, 1),
-        "python": platform.python_version(),
     }
+    finish(info)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "sweep": rows, "default_detail": detail}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"meta": meta, "machine": info, "sweep": rows, "default_detail": detail}, indent=2) + "\n"
+    )
     args.markdown.write_text(
         "# Spike detector: false alarms and detection delay\n\n"
         f"`python benchmarks/alert_detector.py --calm-days {args.calm_days:g} --bursts {args.bursts} "
-        f"--seed {args.seed}` ({elapsed:.0f} s on 2 shared cores). Method: docs/alerts.md; streams: the "
+        f"--seed {args.seed}` ({elapsed:.0f} s on {describe(info)}). Method: docs/alerts.md; streams: the "
         "script's docstring (real headlines with their true sentiment labels, topics drawn from the topic "
         "file's distribution, 3 items/min on average with a daily cycle).\n\n"
         "## Sweep\n\n"

@@ -56,7 +56,6 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import re
 import statistics
@@ -79,6 +78,8 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from result_file import describe, finish, machine, result_path  # noqa: E402
+
 from bert_core.labels import TOPIC_LABELS  # noqa: E402
 from bert_core.seed_data import packaged_seed_data  # noqa: E402
 from services.schemas.news_raw import derive_event_id  # noqa: E402
@@ -91,7 +92,6 @@ from services.storage import (  # noqa: E402
 )
 
 SEED_FILES = packaged_seed_data()
-RESULTS = ROOT / "benchmarks" / "results"
 ADMIN_URL = os.environ.get("FINSENT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 END = datetime(2026, 11, 1, tzinfo=UTC)  # the newest story is just before this
 DAYS = 365
@@ -1070,8 +1070,8 @@ def markdown(
         f"sentiment_buckets (60 s), {meta['alerts']:,} alerts, {meta['labels']:,} labels, "
         f"{meta['model_versions']} model versions, {meta['retrain_runs']} retraining runs",
         f"- schema: Alembic revision {meta.get('revision')} (`upgrade_database`), then VACUUM ANALYZE",
-        f"- machine: {env['cpus']} CPUs, {env['postgres']}; load average before {env['load_before']}, "
-        f"after {env['load_after']}; {env['note']}",
+        f"- machine: {describe(env['machine'])}; {env['postgres']}; "
+        f"load average before {env['load_before']}, after {env['load_after']}; {env['note']}",
         f"- method: `benchmarks/dashboard_queries.py` (docstring). Times are wall-clock ms in the dashboard "
         f"process: query, transfer and the data layer's Python (DataFrames). cold = first call on a new "
         f"connection; warm = {env['repeats']} repeats, uncached; cached = an `st.cache_data` hit (a rerun "
@@ -1133,7 +1133,7 @@ def main() -> None:
     mode.add_argument("--fresh", action="store_true", help="drop and reseed the database")
     mode.add_argument("--reuse", action="store_true", help="only time: the database must already be seeded")
     ap.add_argument("--only", default="", help="time only pages whose name contains this (e.g. news)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "dashboard_queries")
+    ap.add_argument("--out", type=Path, default=result_path("dashboard_queries", ""))
     args = ap.parse_args()
     logging.getLogger("streamlit").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -1163,6 +1163,7 @@ def main() -> None:
     meta["revision"] = current_revision(url)
 
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info = machine()
     engine = make_engine(url)
     try:
         cases = [c for c in build_cases(engine) if args.only in c.page]
@@ -1197,8 +1198,8 @@ def main() -> None:
             f"{'yes' if s['under_1s'] else 'NO ':5}  {s['slowest_case']}"
         )
     env = {
+        "machine": finish(info),
         "cpus": os.cpu_count(),
-        "python": platform.python_version(),
         "postgres": f"{pg} ({', '.join(f'{k}={v}' for k, v in settings.items())})",
         "load_before": load_before,
         "load_after": load_after,

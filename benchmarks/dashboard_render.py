@@ -18,7 +18,6 @@ React and Vega rendering. Results: benchmarks/results/dashboard_render.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -30,7 +29,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dashboard_queries import database_url, seeded_meta  # noqa: E402
+from result_file import finish, machine, result_path, write_json  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -173,15 +172,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database", default="finsent_bench_dashboard")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dashboard_render.json")
+    ap.add_argument("--out", type=Path, default=result_path("dashboard_render"))
     args = ap.parse_args()
+    if not Path(CHROMIUM).is_file():
+        sys.exit(f"no browser at {CHROMIUM}: run scripts/install_browser.sh first")
     meta = seeded_meta(args.database)
     if not meta:
         sys.exit(f"{args.database} is not seeded: run benchmarks/dashboard_queries.py first")
     from playwright.sync_api import sync_playwright
 
     results: dict[str, dict[str, list[float]]] = {}
-    load_before = os.getloadavg()
+    info = machine()
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
@@ -203,14 +204,11 @@ def main() -> None:
     payload = {
         "items": meta["items"],
         "runs": args.runs,
-        "load_before": load_before,
-        "load_after": os.getloadavg(),
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": finish(info),
         "note": "ms from the action to its content on screen; first run of the cached server is uncached",
         "results": results,
     }
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, payload)
 
 
 if __name__ == "__main__":

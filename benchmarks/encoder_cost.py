@@ -15,7 +15,7 @@ without the loading, tokenising and evaluating both runs share, times the steps 
 of the default split. Wall seconds and this process's CPU seconds are both reported: on a
 machine shared with other work the wall figures measure the sharing, while CPU seconds per
 headline or step (divided by the threads, for a dedicated machine's wall time) do not, as long
-as the threads scale. Writes JSON to stdout.
+as the threads scale. Writes JSON to stdout and to benchmarks/results/encoder_cost.json.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import argparse
 import contextlib
 import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from result_file import finish, machine, result_path, write_json
 
 from bert_core import DEFAULT_LABELS, ModelConfig, MultiTaskClassifier, Predictor, save_model_dir
 from bert_core.config import TrainConfig
@@ -51,7 +50,9 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--out", type=Path, default=result_path("encoder_cost"))
     args = parser.parse_args()
+    info = machine()
     torch.set_num_threads(args.threads)
     base = encoder_path(args.encoder, args.store)
     seed = packaged_seed_data()
@@ -59,10 +60,8 @@ def main() -> None:
     split = split_sets(sets, dev_fraction=0.1, seed=42)
     out: dict[str, object] = {
         "encoder": args.encoder,
-        "cpu": platform.processor() or platform.machine(),
         "cpu_has_bf16": cpu_has_bf16(),
         "threads": args.threads,
-        "load_average_at_start": os.getloadavg(),
     }
 
     encoder, tokenizer, name = load_encoder(base)
@@ -117,8 +116,10 @@ def main() -> None:
         "epoch_minutes_wall_extrapolated": round(wall_per_step * epoch_steps / 60, 1),
         "epoch_minutes_if_dedicated": round(cpu_per_step / args.threads * epoch_steps / 60, 1),
     }
-    out["load_average_at_end"] = os.getloadavg()
+    out["machine"] = finish({**info, "torch": torch.__version__})
     print(json.dumps(out, indent=2))
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON
+        write_json(args.out, out)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
+from result_file import finish, machine, result_path, write_json
 
 import bert_core.int8
 from bert_core import Predictor, evaluate_sets
@@ -80,8 +79,9 @@ def main() -> None:
         "sharing --threads)",
     )
     parser.add_argument("--no-accuracy", action="store_true", help="throughput only")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.json"))
+    parser.add_argument("--out", type=Path, default=result_path("inference_throughput"))
     args = parser.parse_args()
+    info = machine()
     torch.set_num_threads(args.threads)
     calls = [int(c) for c in args.calls.split(",")]
 
@@ -143,14 +143,11 @@ def main() -> None:
         "batch_size": args.batch_size,
         "tokens_per_pass": args.tokens_per_pass,
         "calls": calls,
-        "cpu": platform.processor() or platform.machine(),
+        "machine": finish({**info, "torch": torch.__version__}),
         "int8_levels": bert_core.int8.activation_levels() if bert_core.int8.available() else None,
         "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
-        "torch": torch.__version__,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2))
     header = "".join(f"{'call ' + str(c or 'all'):>17}" for c in calls)
     print(
         f"\n{'path':<6}{'layout':<10}{'passes':>7}{header}"
@@ -167,7 +164,7 @@ def main() -> None:
             f"{r.get('sentiment_macro_f1', '-'):>10}{r.get('topic_accuracy', '-'):>11}"
             f"{r.get('topic_macro_f1', '-'):>10}"
         )
-    print(f"written to {args.out}", file=sys.stderr)
+    write_json(args.out, summary)
 
 
 if __name__ == "__main__":

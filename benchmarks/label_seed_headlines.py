@@ -13,7 +13,7 @@ so every headline is labelled by a head that never saw it.
 
 Writes one row per headline of the data file, in file order: `row` (0-based index among the
 file's rows), the true `label` name, the model's `predicted` sentiment and `p_bearish`,
-`p_bullish` (rounded to 4 decimals). `benchmarks/alert_detector.py --labels` reads it and
+`p_bullish` (rounded to 4 decimals). `benchmarks/alert_calibration.py --labels` reads it and
 checks that the rows still match the data file.
 """
 

@@ -26,7 +26,6 @@ import csv
 import ctypes
 import json
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -44,6 +43,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from result_file import finish, machine
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -56,7 +56,6 @@ from services.settings import Settings
 from services.storage import make_engine, upgrade_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 HEADLINES_CSV = packaged_seed_data()["sentiment"]
 POSTGRES_ADMIN_URL = os.environ.get(
     "FINSENT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -693,37 +692,18 @@ class CpuShares:
 
 
 def machine_info() -> dict[str, Any]:
+    """`result_file.machine()` plus the torch build and the niceness the run had."""
     import torch
 
-    model_name = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu": model_name,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "nice": os.nice(0),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return {**machine(), "torch": torch.__version__, "nice": os.nice(0)}
 
 
 def finish_machine_info(info: dict[str, Any]) -> None:
-    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    finish(info)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    print(f"written to {path}", file=sys.stderr)
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

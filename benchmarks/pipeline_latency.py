@@ -1,7 +1,7 @@
 """Ingest-to-commit latency of the scorer pipeline at half its maximum throughput.
 
 Usage: python benchmarks/pipeline_latency.py --model MODEL_DIR [--rate R | --max-rate M |
-       --max-rate-from benchmarks/results/pipeline.json] [--duration 60] [--batch-seconds 0.2,0.05]
+       --max-rate-from benchmarks/results/pipeline_throughput.json] [--duration 60] [--batch-seconds 0.2,0.05]
 
 The rate: --rate items/s as given; else half of --max-rate; else half of the finsent rate in
 a pipeline_throughput.py result file (--max-rate-from); else half of a throughput run made
@@ -21,7 +21,7 @@ own stamps in the database: wait = received_at (batch start) - sent (in Kafka an
 micro-batch buffer), inference = scored_at - received_at (parse and model), store =
 committed - scored_at (upsert transaction, then hand-off to the producer). Target: p99 < 250 ms.
 
-Prints a table and writes JSON (with machine info and settings) to benchmarks/results/latency.json.
+Prints a table and writes JSON (with machine info and settings) to benchmarks/results/pipeline_latency.json.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 from pipeline_common import (
-    RESULTS_DIR,
     Broker,
     CpuShares,
     Worker,
@@ -61,8 +60,8 @@ from pipeline_common import (
     stored_rows,
     wait_stored,
     work_directory,
-    write_json,
 )
+from result_file import result_path, write_json
 
 from bert_core.inference import resolve_precision
 from services.ingest.producer import NewsProducer
@@ -277,7 +276,7 @@ def main() -> None:
         help="comma-separated consumer fetch_max_wait_ms values for the worker: `default` = the shipped "
         "FINSENT_SCORER_FETCH_MAX_WAIT_MS (100 ms; faust alone would use 1500) (default)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latency.json")
+    parser.add_argument("--out", type=Path, default=result_path("pipeline_latency"))
     args = parser.parse_args()
     stop_on_sigterm()
     machine = machine_info()

@@ -18,7 +18,8 @@ Three numbers on the same real headlines (tfn sentiment_train.csv), same torch t
    It does less than the worker (no validation, ticker extraction, DLQ, news.scored, or
    idempotent upserts), so the comparison flatters it.
 
-Prints a table and writes JSON (with machine info and settings) to benchmarks/results/pipeline.json.
+Prints a table and writes JSON (with machine info and settings) to
+benchmarks/results/pipeline_throughput.json.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from typing import Any
 
 import torch
 from pipeline_common import (
-    RESULTS_DIR,
     SESSION_TIMEOUT_S,
     Broker,
     add_common_arguments,
@@ -51,8 +51,8 @@ from pipeline_common import (
     run_pipeline_throughput,
     stop_on_sigterm,
     work_directory,
-    write_json,
 )
+from result_file import result_path, write_json
 
 from bert_core import Predictor
 from bert_core.inference import resolve_precision
@@ -237,7 +237,7 @@ def main() -> None:
     parser.add_argument(
         "--max-batch", type=int, default=None, help="FINSENT_SCORER_MAX_BATCH of the worker (its default)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pipeline.json")
+    parser.add_argument("--out", type=Path, default=result_path("pipeline_throughput"))
     args = parser.parse_args()
     stop_on_sigterm()
     machine = machine_info()

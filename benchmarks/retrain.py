@@ -3,7 +3,7 @@ the frozen and the recent holdout.
 
 Usage:
     python benchmarks/retrain.py prepare --work DIR [--champion-minutes 10]
-    python benchmarks/retrain.py run --work DIR [--labels 500]
+    python benchmarks/retrain.py run --work DIR [--labels 500] [--selection uncertain,random]
 
 `prepare` splits the seed files (the packaged seed data, bert_core/seed_data) the way finsent
 does: the stratified
@@ -15,8 +15,9 @@ sets aside a pool of 600 texts per task as "future analyst labels" and trains th
 imports `--labels` labels from the pool (half per task, as an analyst would label them,
 with their true labels; the label store sends its usual share to the recent holdout), then
 runs one retraining with the default settings (warm start, replay, time budget) and prints
-the stage timings and both models' metrics on both holdouts. Results go to
-benchmarks/results/retrain.json and .md.
+the stage timings and both models' metrics on both holdouts; once per `--selection` (the
+least certain pool texts first, as the labelling queue orders them, then at random), each
+in a fresh home. Results go to benchmarks/results/retrain.json and .md.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from result_file import describe, finish, machine, result_path, write_json
+
 from bert_core.seed_data import packaged_seed_data
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_FILES = packaged_seed_data()
 POOL_PER_TASK = 600
-RESULTS = REPO / "benchmarks" / "results"
 
 
 def prepare(work: Path, champion_minutes: float) -> None:
@@ -204,16 +206,24 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--labels", type=int, default=500)
-    r.add_argument("--selection", choices=("random", "uncertain"), default="uncertain")
+    r.add_argument(
+        "--selection",
+        default="uncertain,random",
+        help="which pool texts the analyst labels, comma-separated runs: uncertain (least certain "
+        "first), random",
+    )
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.work, args.champion_minutes)
         return
-    summary = run(args.work, args.labels, args.selection)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"retrain_{args.selection}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    text = table(summary)
-    (RESULTS / f"retrain_{args.selection}.md").write_text(text)
+    selections = args.selection.split(",")
+    if unknown := set(selections) - {"uncertain", "random"}:
+        parser.error(f"unknown --selection {', '.join(sorted(unknown))}: use uncertain and/or random")
+    info = machine()
+    runs = {selection: run(args.work, args.labels, selection) for selection in selections}
+    write_json(result_path("retrain"), {"benchmark": "retrain", "machine": finish(info), "runs": runs})
+    text = f"Measured on {describe(info)}: `{info['command']}`.\n\n" + "\n".join(map(table, runs.values()))
+    result_path("retrain", ".md").write_text(text)
     print(text)
 
 

@@ -31,8 +31,8 @@ from pipeline_common import (
     load_headlines,
     machine_info,
     now_iso,
-    write_json,
 )
+from result_file import result_path, write_json
 from sqlalchemy import text
 
 from services.schemas.tickers import extract_tickers
@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--versions", type=int, default=1, help="Model versions scoring every story")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/storage_footprint.json"))
+    parser.add_argument("--out", type=Path, default=result_path("storage_footprint"))
     args = parser.parse_args()
     info = machine_info()
     headlines = load_headlines(args.items)

@@ -33,7 +33,14 @@ if TYPE_CHECKING:
         ModelConfigError,
         ModelIntegrityError,
     )
-    from bert_core.evaluation import evaluate_sets, mean_macro_f1
+    from bert_core.evaluation import (
+        ModelComparison,
+        compare_models,
+        evaluate_sets,
+        mean_macro_f1,
+        task_probabilities,
+        training_summary,
+    )
     from bert_core.inference import PendingPredictions, Predictor, cpu_has_bf16
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
     from bert_core.metrics import classification_report, expected_calibration_error, format_report
@@ -58,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "bert_core.artifacts",
     "ModelConfigError": "bert_core.errors",
     "ModelIntegrityError": "bert_core.errors",
+    "ModelComparison": "bert_core.evaluation",
     "MultiTaskClassifier": "bert_core.model",
     "Pooling": "bert_core.config",
     "PendingPredictions": "bert_core.inference",
@@ -72,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "class_weights": "bert_core.training",
     "classification_report": "bert_core.metrics",
     "cpu_has_bf16": "bert_core.inference",
+    "compare_models": "bert_core.evaluation",
     "evaluate_sets": "bert_core.evaluation",
     "expected_calibration_error": "bert_core.metrics",
     "fine_tune": "bert_core.training",
@@ -91,6 +100,8 @@ _EXPORTS: dict[str, str] = {
     "resolve_base_model": "bert_core.encoder",
     "save_model_dir": "bert_core.artifacts",
     "stratified_split": "bert_core.data",
+    "task_probabilities": "bert_core.evaluation",
+    "training_summary": "bert_core.evaluation",
     "verify_model_dir": "bert_core.artifacts",
 }
 
@@ -119,6 +130,7 @@ __all__ = [
     "Manifest",
     "MlmConfig",
     "ModelConfig",
+    "ModelComparison",
     "ModelConfigError",
     "ModelIntegrityError",
     "MultiTaskClassifier",
@@ -131,6 +143,7 @@ __all__ = [
     "TrainResult",
     "class_weights",
     "classification_report",
+    "compare_models",
     "cpu_has_bf16",
     "evaluate_sets",
     "expected_calibration_error",
@@ -151,5 +164,7 @@ __all__ = [
     "resolve_base_model",
     "save_model_dir",
     "stratified_split",
+    "task_probabilities",
+    "training_summary",
     "verify_model_dir",
 ]

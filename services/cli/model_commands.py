@@ -195,7 +195,13 @@ def train(
 
 
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model directory")],
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            help="Model directory; give it several times to compare models on the same texts "
+            "and score the mean of their probabilities (an ensemble)"
+        ),
+    ],
     sentiment_data: PathOpt = None,
     topic_data: PathOpt = None,
     split: Annotated[
@@ -210,17 +216,22 @@ def evaluate(
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix and calibration error per task.
 
-    With no data files, evaluates on the dev split of the files the model was trained on.
+    With no data files: the dev split of the files the (first) model was trained on.
+
+    Several --model: each model, and the mean of their probabilities (an ensemble),
+    on the same texts, with each model's training minutes.
+    On a dev split every model must have trained on the same rows
+    (`finsent train --init-seed N` on the same files), or its dev texts would not be new to it.
     """
-    from bert_core import evaluate_sets, format_report
+    from bert_core import compare_models, evaluate_sets, format_report, task_probabilities, training_summary
     from bert_core.inference import Predictor
-    from bert_core.recipes import load_task_files, split_sets
+    from bert_core.recipes import combined_hash, load_task_files, split_sets
     from services.cli.errors import fail
 
     split_name: str = split.value
     _set_threads(get_settings().torch_threads)
-    predictor = Predictor.load(model, precision=precision.value, compiled=compiled)  # type: ignore[arg-type]
-    cfg = predictor.loaded.config
+    predictors = [Predictor.load(m, precision=precision.value, compiled=compiled) for m in model]  # type: ignore[arg-type]
+    cfg = predictors[0].loaded.config
     paths: dict[str, Any] = {"sentiment": sentiment_data, "topic": topic_data}
     if sentiment_data is None and topic_data is None:
         paths = dict(cfg.training.get("data_files", {}))
@@ -229,23 +240,76 @@ def evaluate(
             fail("give --sentiment-data and/or --topic-data; the model records no training files")
     sets = load_task_files(paths)
     if split_name == "dev":
-        sets = split_sets(
+        parts = split_sets(
             sets,
             dev_fraction=float(cfg.training.get("dev_fraction", 0.1)),
             seed=int(cfg.training.get("seed", 42)),
-        ).dev
-    reports = evaluate_sets(
-        predictor.model,  # type: ignore[arg-type]
-        predictor.tokenizer,
+        )
+        sets = parts.dev
+        if len(predictors) > 1:
+            train_hash = combined_hash(parts.train)
+            for path, p in zip(model, predictors, strict=True):
+                if p.loaded.manifest.data_hash != train_hash:
+                    fail(
+                        f"{path} trained on other rows than {model[0]}: its dev split may hold their "
+                        "training texts; give --sentiment-data/--topic-data to compare on other texts"
+                    )
+    if len(predictors) == 1:
+        predictor = predictors[0]
+        reports = evaluate_sets(
+            predictor.model,  # type: ignore[arg-type]
+            predictor.tokenizer,
+            sets,
+            max_length=cfg.max_length,
+            bf16=predictor.precision == "bf16",
+        )
+        if as_json:
+            typer.echo(json.dumps({**reports, "model_version": predictor.version, "split": split_name}))
+        else:
+            for task, report in reports.items():
+                typer.echo(format_report(task, report))
+        return
+    label_names = predictors[0].loaded.config.labels
+    if any(p.loaded.config.labels != label_names for p in predictors):
+        fail("the models label different classes; only models with the same labels can be compared")
+    names = [str(m) for m in model]
+    if len(set(names)) < len(names):
+        fail("a model directory is given twice")
+    comparison = compare_models(
         sets,
-        max_length=cfg.max_length,
-        bf16=predictor.precision == "bf16",
+        {
+            name: task_probabilities(
+                p.model,  # type: ignore[arg-type]
+                p.tokenizer,
+                sets,
+                max_length=p.loaded.config.max_length,
+                bf16=p.precision == "bf16",
+            )
+            for name, p in zip(names, predictors, strict=True)
+        },
+        label_names,
     )
+    summaries = {
+        name: {
+            "model_version": p.version,
+            "pooling": p.loaded.config.pooling,
+            **training_summary(p.loaded.config.training, p.loaded.metrics),
+        }
+        for name, p in zip(names, predictors, strict=True)
+    }
     if as_json:
-        typer.echo(json.dumps({**reports, "model_version": predictor.version, "split": split_name}))
-    else:
-        for task, report in reports.items():
-            typer.echo(format_report(task, report))
+        members = [{"model": n, **summaries[n], **comparison.members[n]} for n in names]
+        typer.echo(json.dumps({"split": split_name, "models": members, "mean": comparison.ensemble}))
+        return
+    typer.echo(f"{'model':50s} {'task':10s} {'accuracy':>8s} {'macro-F1':>8s} {'ECE':>7s} {'train min':>9s}")
+    for task in sets:
+        rows = [(n, comparison.members[n][task], summaries[n]["train_minutes"]) for n in names]
+        rows.append((f"mean of {len(names)}", comparison.ensemble[task], ""))
+        for name, report, minutes in rows:
+            typer.echo(
+                f"{name[-50:]:50s} {task:10s} {report['accuracy']:8.4f} {report['macro_f1']:8.4f} "
+                f"{report.get('ece', float('nan')):7.4f} {minutes!s:>9s}"
+            )
 
 
 def predict(

@@ -9,8 +9,9 @@ stories), which psycopg re-parses in Python for every slice: measured in a live 
 walks every array element in Python. On PostgreSQL the rows therefore go as a single JSON
 document expanded by `json_to_recordset`: one `json.dumps` (C) of the whole slice and one
 text parameter; measured for 256 prediction rows at 1.8 ms of client CPU against 4.6 ms
-with `unnest` arrays (`benchmarks/bulk_insert.py`). Same rows, same conflicts, same
-RETURNING, and PostgreSQL parses every value into the column's own type.
+with `unnest` arrays (a one-off benchmark, in git history: benchmarks/bulk_insert.py). Same
+rows, same conflicts, same RETURNING, and PostgreSQL parses every value into the column's
+own type.
 SQLite keeps the multi-row VALUES statement. Like any text statement, this path applies no
 Python-side column defaults: every column a row needs must be in the row (none of the
 scorer's tables defines one).

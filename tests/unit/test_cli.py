@@ -224,6 +224,42 @@ def test_evaluate_dev_split_of_recorded_files(cli_trained: dict[str, Any]) -> No
     assert report["topic"]["n"] == 20
 
 
+def test_evaluate_compares_several_models(
+    saved_model_dir: Path, model_variant: Any, sentiment_csv: Path
+) -> None:
+    # The session model against a damaged copy (heads permuted): one report each on the same
+    # texts, and one for the mean of their probabilities.
+    damaged = model_variant(shuffle_heads=True)
+    args = ["--sentiment-data", str(sentiment_csv), "--precision", "fp32"]
+    result = invoke(["evaluate", "--model", str(saved_model_dir), "--model", str(damaged), *args, "--json"])
+    _ok(result)
+    report = json.loads(result.stdout)
+    assert [m["model"] for m in report["models"]] == [str(saved_model_dir), str(damaged)]
+    alone = json.loads(invoke(["evaluate", "--model", str(saved_model_dir), *args, "--json"]).stdout)
+    first, second = report["models"]
+    assert first["model_version"] == verify_model_dir(saved_model_dir).version
+    assert first["sentiment"]["accuracy"] == alone["sentiment"]["accuracy"]
+    assert second["sentiment"]["accuracy"] < first["sentiment"]["accuracy"]
+    assert report["mean"]["sentiment"]["n"] == 90
+    assert "topic" not in report["mean"]
+    table = invoke(["evaluate", "--model", str(saved_model_dir), "--model", str(damaged), *args])
+    _ok(table)
+    assert "mean of 2" in table.stdout
+    assert f"{alone['sentiment']['accuracy']:8.4f}" in table.stdout
+
+
+def test_evaluate_refuses_models_trained_on_other_rows(cli_trained: dict[str, Any], tmp_path: Path) -> None:
+    # On a dev split, a model trained on other rows may have trained on these dev texts.
+    from bert_core import load_model_dir, save_model_dir
+
+    loaded = load_model_dir(cli_trained["out"])
+    other = tmp_path / "other"
+    save_model_dir(other, loaded.model, loaded.tokenizer, loaded.config, metrics={}, data_hash="0" * 64)
+    result = invoke(["evaluate", "--model", str(cli_trained["out"]), "--model", str(other)])
+    assert result.exit_code != 0
+    assert "trained on other rows" in result.output
+
+
 def test_predict_arguments(saved_model_dir: Path) -> None:
     texts = ["acme shares plunge after earnings misses", "globex stock surges as profit beats"]
     result = invoke(["predict", "--model", str(saved_model_dir), "--precision", "fp32", *texts])

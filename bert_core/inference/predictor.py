@@ -13,20 +13,22 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
-from bert_core.compiled import CompiledPackedEncoder, compiler_command
-from bert_core.compiled import available as compiler_available
-from bert_core.cpu import cpu_has_amx_bf16, cpu_has_bf16
 from bert_core.errors import CompileError, DataError, ModelConfigError
-from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
-from bert_core.int8 import available as int8_available
-from bert_core.int8 import quantize_linears
+from bert_core.inference.compiled import CompiledPackedEncoder, compiler_command
+from bert_core.inference.compiled import available as compiler_available
+from bert_core.inference.cpu import cpu_has_amx_bf16, cpu_has_bf16
+from bert_core.inference.linear_layers import (
+    int8_available,
+    prepack_linears,
+    prepacked_available,
+    quantize_linears,
+)
+from bert_core.inference.passes import TOKENS_PER_PASS, PendingProba, start_predict_proba
+from bert_core.inference.unpadded import add_fused_qkv, supports
 from bert_core.model import MultiTaskClassifier
 from bert_core.prediction import Prediction
-from bert_core.prepacked import available as prepacked_linears_available
-from bert_core.prepacked import prepack_linears
 from bert_core.text import normalize_text
 
 log = logging.getLogger(__name__)
@@ -71,12 +73,12 @@ class Predictor:
     on CPUs with AMX, else int8 where torch has oneDNN's int8 ops, else bf16 or fp32).
     `threads` torch threads in all (default: torch's current count), shared by
     `parallel_passes` passes that run side by side on threads of the Predictor's own. BERT
-    encoders run unpadded, `tokens_per_pass` real tokens per forward pass (`bert_core.packed`;
+    encoders run unpadded, `tokens_per_pass` real tokens per forward pass (`bert_core.inference.unpadded`;
     `unpadded=False` forces padding); other encoders in length-sorted padded passes of
     `batch_size` texts. `prepacked` (default: wherever available): bf16 weights laid out once
-    for oneDNN and GELU fused into its layer (`bert_core.prepacked`; not with `compiled`); False
+    for oneDNN and GELU fused into its layer (`bert_core.inference.linear_layers`; not with `compiled`); False
     keeps plain `F.linear`, for comparison. `compiled`: the unpadded pass compiled by
-    `torch.compile` (`bert_core.compiled`), at construction, which then takes 30-60 s; a
+    `torch.compile` (`bert_core.inference.compiled`), at construction, which then takes 30-60 s; a
     failure raises CompileError.
     Texts longer than the model's max length are truncated, empty texts are
     refused with DataError.
@@ -123,7 +125,7 @@ class Predictor:
             )
         self.batch_size = batch_size
         self.tokens_per_pass = tokens_per_pass
-        supported = packed.supports(loaded.model.encoder)
+        supported = supports(loaded.model.encoder)
         if unpadded and not supported:
             raise ModelConfigError(
                 f"{loaded.path}: unpadded inference supports BERT encoders only, "
@@ -131,7 +133,7 @@ class Predictor:
             )
         self.unpadded = supported if unpadded is None else unpadded
         if not supported:
-            # The fast paths reproduce BERT's forward only (`packed.supports`); int8 and bf16
+            # The fast paths reproduce BERT's forward only (`unpadded.supports`); int8 and bf16
             # weights are generic Linear swaps and still apply.
             log.warning(
                 "%s: %s encoder: the unpadded%s pass is BERT-only; serving length-sorted padded "
@@ -147,7 +149,7 @@ class Predictor:
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         # Compiled, inductor lays out bf16 weights for oneDNN itself (freezing), and cannot
         # trace through the prepacked layers' opaque weights.
-        can_prepack = self.precision == "bf16" and prepacked_linears_available() and not compiled
+        can_prepack = self.precision == "bf16" and prepacked_available() and not compiled
         if prepacked and not can_prepack:
             raise ModelConfigError(
                 "prepacked linear layers need precision bf16 on a CPU with native bf16 units "
@@ -198,12 +200,12 @@ class Predictor:
         return self.submit(texts).result()
 
     def _compile(self, where: str) -> bool:
-        """Replace the copy's unpadded pass by a compiled one (`bert_core.compiled`), compiled
+        """Replace the copy's unpadded pass by a compiled one (`bert_core.inference.compiled`), compiled
         now rather than inside the first real call; False if the model is served uncompiled.
         Encoders without the unpadded path (not BERT) are, with a warning: compiling is a
         speed-up, not a feature."""
         if not self.unpadded:
-            if packed.supports(self.model.encoder):  # a non-BERT encoder was warned about above
+            if supports(self.model.encoder):  # a non-BERT encoder was warned about above
                 log.warning("%s: only the unpadded pass compiles; serving this model uncompiled", where)
             return False
         if not compiler_available():
@@ -309,12 +311,12 @@ def _inference_copy(
     bf16: Linear weights converted once; autocast would cast the same 10.6M parameters on
     every `predict` call, several milliseconds that dominated a live stream's small calls.
     int8: see `quantize_int8`. `fuse_qkv` (unpadded BERT): one stacked query/key/value layer
-    per attention block, built before quantisation (`packed.add_fused_qkv`). `prepacked`
-    (bf16 only): weights reordered once for oneDNN, GELU fused (`bert_core.prepacked`).
+    per attention block, built before quantisation (`unpadded.add_fused_qkv`). `prepacked`
+    (bf16 only): weights reordered once for oneDNN, GELU fused (`bert_core.inference.linear_layers`).
     """
     copied = copy.deepcopy(model).eval()
     if fuse_qkv:
-        packed.add_fused_qkv(copied.encoder)
+        add_fused_qkv(copied.encoder)
     if precision == "int8":
         quantize_int8(copied)
     elif precision == "bf16":
@@ -337,7 +339,8 @@ def _root_cause(exc: BaseException) -> str:
 
 def quantize_int8(model: MultiTaskClassifier) -> None:
     """int8 copy of the encoder's Linear layers, in place: a scale per weight output channel
-    and per input row (`bert_core.int8`), so a text scores the same whatever shares its call.
+    and per input row (`linear_layers.Int8Linear`), so a text scores the same whatever shares
+    its call.
 
     The classification heads (0.1 % of the arithmetic) stay fp32. History, measured on the
     default model's dev split (docs/performance.md#precision): torch's dynamic quantisation with one scale per

@@ -50,8 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bert_core.labels import TOPIC_LABELS
-from bert_core.seed_data import packaged_seed_data
+from bert_core import TOPIC_LABELS, packaged_seed_data
 from services.alerts import (
     DetectorConfig,
     LifecycleConfig,

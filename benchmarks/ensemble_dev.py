@@ -16,11 +16,15 @@ import sys
 
 import numpy as np
 
-from bert_core.artifacts import load_model_dir
-from bert_core.batching import tokenize
-from bert_core.inference_core import predict_proba
-from bert_core.metrics import classification_report
-from bert_core.recipes import combined_hash, load_task_files, split_sets
+from bert_core import (
+    classification_report,
+    combined_hash,
+    load_model_dir,
+    load_task_files,
+    predict_proba,
+    split_sets,
+    tokenize,
+)
 
 
 def main() -> int:

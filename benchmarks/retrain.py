@@ -32,7 +32,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bert_core.seed_data import packaged_seed_data
+from bert_core import packaged_seed_data
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_FILES = packaged_seed_data()
@@ -41,7 +41,7 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def prepare(work: Path, champion_minutes: float) -> None:
-    from bert_core.recipes import load_task_files, split_sets
+    from bert_core import load_task_files, split_sets
 
     work.mkdir(parents=True, exist_ok=True)
     split = split_sets(load_task_files(SEED_FILES), dev_fraction=0.1, seed=42)

@@ -34,14 +34,19 @@ import torch
 from inference_throughput import texts_per_second
 from transformers import AutoConfig, AutoTokenizer
 
-from bert_core import Predictor
-from bert_core.batching import bucketed_batches, collate, tokenize
-from bert_core.config import TrainConfig
-from bert_core.encoder import resolve_base_model
-from bert_core.inference_core import TOKENS_PER_PASS
-from bert_core.int8 import Int8Linear
-from bert_core.labels import DEFAULT_LABELS
-from bert_core.recipes import SplitData, load_task_files, split_sets
+from bert_core import (
+    DEFAULT_LABELS,
+    TOKENS_PER_PASS,
+    Predictor,
+    SplitData,
+    TrainConfig,
+    load_task_files,
+    resolve_base_model,
+    split_sets,
+    tokenize,
+)
+from bert_core.batching import bucketed_batches, collate  # training's batching, internal to bert_core
+from bert_core.inference.linear_layers import Int8Linear  # internal to the inference stack
 from bert_core.training import _build_model, _param_groups
 from services.settings import Settings
 
@@ -54,7 +59,7 @@ def gemm_rate(
     """Best-of-10 multiply rate in GFLOP/s (2·m·k·n per product) for (mxk)·(kxn) products,
     `side_by_side` of them at once on their own Python threads with threads // side_by_side
     torch threads each (the Predictor's parallel passes), or one on all threads (side_by_side
-    1). int8: the Predictor's `bert_core.int8.Int8Linear` (a scale per input row and per
+    1). int8: the Predictor's `bert_core.inference.linear_layers.Int8Linear` (a scale per input row and per
     output channel; before it, torch's dynamic quantisation)."""
     torch.set_num_threads(max(1, threads // side_by_side))
     x = torch.randn(m, k)

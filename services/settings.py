@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bert_core.seed_data import packaged_seed_data
+from bert_core import packaged_seed_data
 from services.outbound.policy import OutboundPolicy
 
 DEFAULT_HOME = Path("~/.finsent")

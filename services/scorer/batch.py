@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from bert_core.prediction import Prediction
+from bert_core import Prediction
 from services.schemas import InvalidMessage, NewsItem, parse_raw_news
 from services.schemas.news_raw import DEFAULT_MAX_FUTURE_SKEW, MAX_PAYLOAD_BYTES
 from services.storage.repository import ScoredItem

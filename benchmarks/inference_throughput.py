@@ -109,7 +109,7 @@ def main() -> None:
             threads=args.threads,
             batch_size=args.batch_size,
             tokens_per_pass=args.tokens_per_pass,
-            unpadded=layout == "unpadded",
+            _unpadded=layout == "unpadded",  # a comparison switch, private to the Predictor
             parallel_passes=parallel,
         )
         unpadded = predictor.unpadded

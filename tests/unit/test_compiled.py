@@ -115,7 +115,7 @@ def test_compiled_int8_predictor_scores_like_the_eager_one(saved_model_dir: Path
 def test_without_the_unpadded_path_the_model_is_served_uncompiled(
     saved_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    predictor = Predictor.load(saved_model_dir, unpadded=False, compiled=True)
+    predictor = Predictor.load(saved_model_dir, _unpadded=False, compiled=True)
     assert not predictor.compiled and predictor.model.packed_encode is unpadded.encode
     assert "serving this model uncompiled" in caplog.text
     assert len(predictor.predict(["Stocks rise"])) == 1

@@ -158,7 +158,7 @@ def test_a_non_bert_encoder_falls_back_to_padded_passes_with_one_warning(
     assert not predictor.compiled and not predictor.unpadded
     assert len(predictor.predict(["fed holds rates steady"])) == 1
     with pytest.raises(ModelConfigError, match="unpadded inference supports BERT encoders only"):
-        Predictor.load(assembled["out"], unpadded=True)
+        Predictor.load(assembled["out"], _unpadded=True)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])

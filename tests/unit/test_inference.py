@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from bert_core import DataError, ModelConfigError, Prediction, Predictor, load_model_dir
+from bert_core import DataError, ModelConfigError, PendingPredictions, Prediction, Predictor, load_model_dir
 from bert_core.inference.linear_layers import Int8Linear, PrepackedLinear
 from bert_core.inference.linear_layers import prepacked_available as prepacked_linears_available
 
@@ -127,7 +128,7 @@ def test_bf16_predictor_equals_autocast_of_the_fp32_model_and_leaves_it_fp32(sav
     from bert_core.inference.passes import predict_proba
 
     loaded = load_model_dir(saved_model_dir)
-    fast = Predictor(loaded, precision="bf16", prepacked=False)  # prepacked: the next tests
+    fast = Predictor(loaded, precision="bf16", _prepacked=False)  # prepacked: the next tests
     texts = [BEARISH, BULLISH, NEUTRAL, OIL]
     preds = fast.predict(texts)
     tokens = tokenize(loaded.tokenizer, texts, loaded.config.max_length)
@@ -142,7 +143,7 @@ def test_bf16_predictor_equals_autocast_of_the_fp32_model_and_leaves_it_fp32(sav
 @pytest.mark.skipif(not prepacked_linears_available(), reason="needs oneDNN bf16 (AVX512-BF16 or AMX)")
 def test_prepacked_bf16_predictor_agrees_with_the_plain_bf16_one(saved_model_dir: Path) -> None:
     texts = [BEARISH, BULLISH, NEUTRAL, OIL, "Fed holds rates", "Oil slides as stocks build"]
-    plain = Predictor.load(saved_model_dir, precision="bf16", prepacked=False)
+    plain = Predictor.load(saved_model_dir, precision="bf16", _prepacked=False)
     fast = Predictor.load(saved_model_dir, precision="bf16", parallel_passes=2)
     assert fast.prepacked and not plain.prepacked
     assert any(isinstance(m, PrepackedLinear) for m in fast.model.modules())
@@ -168,7 +169,7 @@ def test_prepacked_linear_computes_the_linear_layer_and_its_gelu() -> None:
 
 def test_prepacked_needs_the_bf16_path(saved_model_dir: Path) -> None:
     with pytest.raises(ModelConfigError, match="prepacked linear layers need precision bf16"):
-        Predictor.load(saved_model_dir, precision="fp32", prepacked=True)
+        Predictor.load(saved_model_dir, precision="fp32", _prepacked=True)
     assert not Predictor.load(saved_model_dir, precision="fp32").prepacked
 
 
@@ -211,6 +212,25 @@ def test_auto_precision_by_cpu(
     assert inference.resolve_precision("fp32") == "fp32"
 
 
+def test_warm_up_scores_every_common_length_once(saved_model_dir: Path) -> None:
+    from bert_core.inference.predictor import WARM_UP_TEXTS
+
+    predictor = Predictor.load(saved_model_dir)
+    submitted: list[int] = []
+    submit = predictor.submit
+
+    def counting_submit(texts: Sequence[str]) -> PendingPredictions:
+        submitted.append(len(texts))
+        return submit(texts)
+
+    predictor.submit = counting_submit  # type: ignore[method-assign]
+    predictor.warm_up()
+    predictor.warm_up()  # once per Predictor
+    assert submitted == [len(WARM_UP_TEXTS)]
+    lengths = {len(predictor.tokenizer(t)["input_ids"]) for t in WARM_UP_TEXTS}
+    assert len(lengths) >= 6 and max(lengths) > 40  # short to long headlines
+
+
 def test_int8_does_not_change_the_loaded_model(saved_model_dir: Path) -> None:
     loaded = load_model_dir(saved_model_dir)
     weight = loaded.model.heads["sentiment"].weight.detach().clone()
@@ -239,7 +259,7 @@ def test_int8_scores_a_text_the_same_whatever_shares_its_call(saved_model_dir: P
     """One activation scale per call made a headline's int8 score depend on its neighbours
     (2.4 % of sentiment labels flipped between call sizes; docs/performance.md#precision);
     per-row scales do not."""
-    fast = Predictor.load(saved_model_dir, precision="int8", unpadded=unpadded, batch_size=8)
+    fast = Predictor.load(saved_model_dir, precision="int8", _unpadded=unpadded, batch_size=8)
     texts = [BEARISH, BULLISH, NEUTRAL, OIL]
     loud = ["ACME $$$ 1000000000 %%% !!! " * 8]  # a neighbour with very different activations
     alone = _probs([fast.predict([t])[0] for t in texts])

@@ -223,7 +223,7 @@ class Settings(BaseSettings):
     scorer_tokens_per_pass: int = Field(
         2048,
         ge=16,
-        description="Real tokens per unpadded forward pass of a BERT encoder (bert_core.packed)",
+        description="Real tokens per unpadded forward pass of a BERT encoder (bert_core.inference.unpadded)",
     )
     scorer_inference_batch: int = Field(
         32,

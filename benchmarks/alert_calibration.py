@@ -49,7 +49,7 @@ import numpy as np
 from result_file import describe, finish, machine, result_path
 from seed_headlines import Item, load_model_labels, load_seed_headlines
 
-from bert_core.labels import TOPIC_LABELS
+from bert_core import TOPIC_LABELS
 from services.alerting import Detection, DetectorConfig, LifecycleConfig, aggregate, apply, detect
 
 LABELS = Path("benchmarks/results/seed_sentiment_predictions.csv")

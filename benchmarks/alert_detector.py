@@ -50,7 +50,7 @@ import numpy as np
 from result_file import describe, finish, machine, result_path
 from seed_headlines import SENTIMENT_NAMES, Item, load_seed_headlines
 
-from bert_core.labels import TOPIC_LABELS
+from bert_core import TOPIC_LABELS
 from services.alerting import (
     Detection,
     DetectorConfig,

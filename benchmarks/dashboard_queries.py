@@ -80,8 +80,7 @@ sys.path.insert(0, str(ROOT))
 
 from result_file import describe, finish, machine, result_path  # noqa: E402
 
-from bert_core.labels import TOPIC_LABELS  # noqa: E402
-from bert_core.seed_data import packaged_seed_data  # noqa: E402
+from bert_core import TOPIC_LABELS, packaged_seed_data  # noqa: E402
 from services.schemas.news_raw import derive_event_id  # noqa: E402
 from services.storage import (  # noqa: E402
     current_revision,

@@ -32,14 +32,21 @@ from pathlib import Path
 import torch
 from result_file import finish, machine, result_path, write_json
 
-from bert_core import DEFAULT_LABELS, ModelConfig, MultiTaskClassifier, Predictor, save_model_dir
-from bert_core.config import TrainConfig
-from bert_core.cpu import cpu_has_bf16
-from bert_core.encoder import load_encoder
+from bert_core import (
+    DEFAULT_LABELS,
+    ModelConfig,
+    MultiTaskClassifier,
+    Predictor,
+    TrainConfig,
+    cpu_has_bf16,
+    fine_tune,
+    load_encoder,
+    load_task_files,
+    packaged_seed_data,
+    save_model_dir,
+    split_sets,
+)
 from bert_core.encoders import encoder_path
-from bert_core.recipes import load_task_files, split_sets
-from bert_core.seed_data import packaged_seed_data
-from bert_core.training import fine_tune
 
 
 def main() -> None:

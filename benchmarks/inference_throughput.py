@@ -9,14 +9,14 @@ model's own dev split (end to end: normalise, tokenise, sort, forward, softmax, 
 objects), best of 3 after a warm-up.
 `--calls`: texts per `predict` call (0 = all at once), because a live stream hands the model
 small batches and padding costs most there. Layouts: `unpadded` packs each forward pass's
-real tokens (`bert_core.packed`, the default for BERT encoders); `padded` pads each pass of
+real tokens (`bert_core.inference.unpadded`, the default for BERT encoders); `padded` pads each pass of
 --batch-size texts to its longest (the Hugging Face forward). Accuracy is measured on the
 same dev split for each path and layout, so the quantised paths are compared to fp32 on
 equal terms. `batching_changed_labels`: the share of dev texts whose sentiment or topic
 differs between one call of all of them and calls of 16 (a text's result should not depend
 on what shares its call). With `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` set, a
 VNNI CPU runs the int8 path as an AVX2-only one would (7-bit activations included: they are
-chosen by trying oneDNN, `bert_core.int8.activation_levels`).
+chosen by trying oneDNN, `bert_core.inference.linear_layers.activation_levels`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from pathlib import Path
 import torch
 from result_file import finish, machine, result_path, write_json
 
-import bert_core.int8
-from bert_core import Predictor, evaluate_sets
-from bert_core.inference_core import TOKENS_PER_PASS
-from bert_core.recipes import load_task_files, split_sets
+from bert_core import TOKENS_PER_PASS, Predictor, evaluate_sets, load_task_files, split_sets
+from bert_core.inference.linear_layers import (  # internal to the inference stack
+    activation_levels,
+    int8_available,
+)
 
 
 def texts_per_second(predictor: Predictor, texts: list[str], call: int) -> list[tuple[float, float]]:
@@ -108,7 +109,7 @@ def main() -> None:
             threads=args.threads,
             batch_size=args.batch_size,
             tokens_per_pass=args.tokens_per_pass,
-            unpadded=layout == "unpadded",
+            _unpadded=layout == "unpadded",  # a comparison switch, private to the Predictor
             parallel_passes=parallel,
         )
         unpadded = predictor.unpadded
@@ -144,7 +145,7 @@ def main() -> None:
         "tokens_per_pass": args.tokens_per_pass,
         "calls": calls,
         "machine": finish({**info, "torch": torch.__version__}),
-        "int8_levels": bert_core.int8.activation_levels() if bert_core.int8.available() else None,
+        "int8_levels": activation_levels() if int8_available() else None,
         "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
         "results": results,
     }

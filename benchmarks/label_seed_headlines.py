@@ -24,8 +24,7 @@ import csv
 import time
 from pathlib import Path
 
-from bert_core import Predictor, normalize_text
-from bert_core.seed_data import packaged_seed_data
+from bert_core import Predictor, normalize_text, packaged_seed_data
 
 DATA = packaged_seed_data()["sentiment"]
 OUT = Path("benchmarks/results/seed_sentiment_predictions.csv")

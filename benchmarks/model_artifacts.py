@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from bert_core.manifest import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE
+from bert_core import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE
 from services.learning.artifact_store import fetch_artifact, store_artifact
 from services.storage import ModelVersionRow, make_engine, upgrade_database
 

@@ -49,7 +49,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from tqdm import tqdm
 
-from bert_core.seed_data import packaged_seed_data
+from bert_core import packaged_seed_data
 from services.broker import EmbeddedBroker, TopicSpec, ensure_topics
 from services.ingest.producer import NewsProducer
 from services.settings import Settings
@@ -149,7 +149,7 @@ class Progress:
 def load_headlines(n: int, path: Path = HEADLINES_CSV, *, seed: int = 0) -> list[str]:
     """`n` real headlines from the `text` column, shuffled (the file is sorted by label);
     repeated if the file has fewer (the event ids stay unique, so nothing is deduplicated)."""
-    from bert_core.text import normalize_text
+    from bert_core import normalize_text
 
     with path.open(newline="", encoding="utf-8") as fh:
         texts = [row["text"].strip() for row in csv.DictReader(fh)]

@@ -63,7 +63,7 @@ from pipeline_common import (
 )
 from result_file import result_path, write_json
 
-from bert_core.inference import resolve_precision
+from bert_core import resolve_precision
 from services.ingest.producer import NewsProducer
 
 TARGET_P99_MS = 250.0

@@ -54,8 +54,7 @@ from pipeline_common import (
 )
 from result_file import result_path, write_json
 
-from bert_core import Predictor
-from bert_core.inference import resolve_precision
+from bert_core import Predictor, resolve_precision
 
 WORKER_MAX_BATCH = 256  # FINSENT_SCORER_MAX_BATCH default
 

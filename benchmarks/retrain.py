@@ -35,7 +35,7 @@ from pathlib import Path
 
 from result_file import describe, finish, machine, result_path, write_json
 
-from bert_core.seed_data import packaged_seed_data
+from bert_core import packaged_seed_data
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_FILES = packaged_seed_data()
@@ -43,7 +43,7 @@ POOL_PER_TASK = 600
 
 
 def prepare(work: Path, champion_minutes: float) -> None:
-    from bert_core.recipes import load_task_files, split_sets
+    from bert_core import load_task_files, split_sets
 
     work.mkdir(parents=True, exist_ok=True)
     split = split_sets(load_task_files(SEED_FILES), dev_fraction=0.1, seed=42)

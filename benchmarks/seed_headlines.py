@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bert_core.labels import TOPIC_LABELS
-from bert_core.seed_data import packaged_seed_data
+from bert_core import TOPIC_LABELS, packaged_seed_data
 from services.schemas import extract_tickers
 
 SEED_FILES = packaged_seed_data()

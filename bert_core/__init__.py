@@ -1,10 +1,15 @@
 """bert_core: the finsent model library (no Kafka, no database, no UI).
 
-Public API: load a pretrained encoder (which ones, and assembling them into the model store:
-`bert_core.encoders`), build/fine-tune/evaluate the multi-task topic + sentiment classifier,
-MLM domain pre-training, fast inference, and versioned, hash-verified model directories.
+Public API (the names below; callers outside bert_core import them from here): load a
+pretrained encoder, build/fine-tune/evaluate the multi-task topic + sentiment classifier
+(`train_model` runs a whole recipe), MLM domain pre-training, fast inference (`Predictor`;
+how it works, module by module: `bert_core.inference`), and versioned, hash-verified model
+directories. Sub-packages with an API of their own are imported as packages:
+`bert_core.encoders` (which encoders, and assembling them into the model store) and
+`bert_core.inference`.
 
-Imports are lazy (PEP 562): `import bert_core.errors` or a CLI start-up must not pay
+Imports are lazy (PEP 562): `import bert_core.errors`, a CLI start-up, or a torch-free name
+(`Prediction`, `normalize_text`, the labels, `verify_model_dir`, `cpu_features`...) must not pay
 for importing torch and transformers.
 """
 
@@ -14,14 +19,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bert_core.artifacts import (
-        LoadedModel,
-        Manifest,
-        ModelConfig,
-        load_model_dir,
-        save_model_dir,
-        verify_model_dir,
-    )
+    from bert_core.artifacts import LoadedModel, ModelConfig, load_model_dir, save_model_dir
+    from bert_core.batching import tokenize
     from bert_core.config import MlmConfig, Pooling, TrainConfig
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
@@ -41,12 +40,32 @@ if TYPE_CHECKING:
         task_probabilities,
         training_summary,
     )
-    from bert_core.inference import PendingPredictions, Predictor, cpu_has_bf16
+    from bert_core.hashing import sha256_file
+    from bert_core.inference.cpu import cpu_features, cpu_has_bf16
+    from bert_core.inference.passes import TOKENS_PER_PASS, predict_proba
+    from bert_core.inference.predictor import PendingPredictions, Precision, Predictor, resolve_precision
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
+    from bert_core.manifest import (
+        CONFIG_FILE,
+        MANIFEST_FILE,
+        METRICS_FILE,
+        WEIGHTS_FILE,
+        Manifest,
+        manifest_sha256,
+        verify_model_dir,
+    )
     from bert_core.metrics import classification_report, expected_calibration_error, format_report
     from bert_core.mlm import mask_tokens, pretrain_mlm
     from bert_core.model import MultiTaskClassifier, pool_hidden
     from bert_core.prediction import Prediction
+    from bert_core.recipes import (
+        SplitData,
+        combined_hash,
+        load_task_files,
+        save_result,
+        split_sets,
+        train_model,
+    )
     from bert_core.seed_data import packaged_seed_data
     from bert_core.text import normalize_text
     from bert_core.training import TrainResult, class_weights, fine_tune
@@ -60,49 +79,67 @@ _EXPORTS: dict[str, str] = {
     "LabelSet": "bert_core.labels",
     "LabelledData": "bert_core.data",
     "LoadedModel": "bert_core.artifacts",
-    "Manifest": "bert_core.artifacts",
+    "CONFIG_FILE": "bert_core.manifest",
+    "MANIFEST_FILE": "bert_core.manifest",
+    "METRICS_FILE": "bert_core.manifest",
+    "Manifest": "bert_core.manifest",
     "MlmConfig": "bert_core.config",
     "ModelConfig": "bert_core.artifacts",
     "ModelConfigError": "bert_core.errors",
     "ModelIntegrityError": "bert_core.errors",
     "ModelComparison": "bert_core.evaluation",
     "MultiTaskClassifier": "bert_core.model",
+    "PendingPredictions": "bert_core.inference.predictor",
     "Pooling": "bert_core.config",
-    "PendingPredictions": "bert_core.inference",
+    "Precision": "bert_core.inference.predictor",
     "Prediction": "bert_core.prediction",
-    "Predictor": "bert_core.inference",
+    "Predictor": "bert_core.inference.predictor",
     "SENTIMENT_LABELS": "bert_core.labels",
+    "SplitData": "bert_core.recipes",
     "TASKS": "bert_core.labels",
+    "TOKENS_PER_PASS": "bert_core.inference.passes",
     "TOPIC_LABELS": "bert_core.labels",
     "Task": "bert_core.labels",
     "TrainConfig": "bert_core.config",
     "TrainResult": "bert_core.training",
+    "WEIGHTS_FILE": "bert_core.manifest",
     "class_weights": "bert_core.training",
     "classification_report": "bert_core.metrics",
-    "cpu_has_bf16": "bert_core.inference",
+    "combined_hash": "bert_core.recipes",
     "compare_models": "bert_core.evaluation",
+    "cpu_features": "bert_core.inference.cpu",
+    "cpu_has_bf16": "bert_core.inference.cpu",
     "evaluate_sets": "bert_core.evaluation",
     "expected_calibration_error": "bert_core.metrics",
     "fine_tune": "bert_core.training",
     "format_report": "bert_core.metrics",
     "load_encoder": "bert_core.encoder",
     "load_model_dir": "bert_core.artifacts",
+    "load_task_files": "bert_core.recipes",
+    "manifest_sha256": "bert_core.manifest",
     "mask_tokens": "bert_core.mlm",
     "mean_macro_f1": "bert_core.evaluation",
     "normalize_text": "bert_core.text",
     "packaged_base_model": "bert_core.encoder",
     "packaged_seed_data": "bert_core.seed_data",
     "pool_hidden": "bert_core.model",
+    "predict_proba": "bert_core.inference.passes",
     "pretrain_mlm": "bert_core.mlm",
     "read_labelled": "bert_core.data",
     "read_table": "bert_core.data",
     "read_texts": "bert_core.data",
     "resolve_base_model": "bert_core.encoder",
+    "resolve_precision": "bert_core.inference.predictor",
     "save_model_dir": "bert_core.artifacts",
+    "save_result": "bert_core.recipes",
+    "sha256_file": "bert_core.hashing",
+    "split_sets": "bert_core.recipes",
     "stratified_split": "bert_core.data",
     "task_probabilities": "bert_core.evaluation",
+    "tokenize": "bert_core.batching",
+    "train_model": "bert_core.recipes",
     "training_summary": "bert_core.evaluation",
-    "verify_model_dir": "bert_core.artifacts",
+    "verify_model_dir": "bert_core.manifest",
 }
 
 
@@ -117,9 +154,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_LABELS",
+    "CONFIG_FILE",
+    "MANIFEST_FILE",
+    "METRICS_FILE",
     "SENTIMENT_LABELS",
     "TASKS",
+    "TOKENS_PER_PASS",
     "TOPIC_LABELS",
+    "WEIGHTS_FILE",
     "BertCoreError",
     "CompileError",
     "DataError",
@@ -134,16 +176,20 @@ __all__ = [
     "ModelConfigError",
     "ModelIntegrityError",
     "MultiTaskClassifier",
-    "Pooling",
     "PendingPredictions",
+    "Pooling",
+    "Precision",
     "Prediction",
     "Predictor",
+    "SplitData",
     "Task",
     "TrainConfig",
     "TrainResult",
     "class_weights",
     "classification_report",
+    "combined_hash",
     "compare_models",
+    "cpu_features",
     "cpu_has_bf16",
     "evaluate_sets",
     "expected_calibration_error",
@@ -151,20 +197,29 @@ __all__ = [
     "format_report",
     "load_encoder",
     "load_model_dir",
+    "load_task_files",
+    "manifest_sha256",
     "mask_tokens",
     "mean_macro_f1",
     "normalize_text",
     "packaged_base_model",
     "packaged_seed_data",
     "pool_hidden",
+    "predict_proba",
     "pretrain_mlm",
     "read_labelled",
     "read_table",
     "read_texts",
     "resolve_base_model",
+    "resolve_precision",
     "save_model_dir",
+    "save_result",
+    "sha256_file",
+    "split_sets",
     "stratified_split",
     "task_probabilities",
+    "tokenize",
+    "train_model",
     "training_summary",
     "verify_model_dir",
 ]

@@ -23,6 +23,7 @@ from bert_core.hashing import sha256_file
 from bert_core.manifest import (
     CONFIG_FILE,
     MANIFEST_FILE,
+    METRICS_FILE,
     WEIGHTS_FILE,
     Manifest,
     read_manifest,
@@ -31,7 +32,6 @@ from bert_core.manifest import (
 from bert_core.model import MultiTaskClassifier, Pooling
 
 FORMAT_VERSION = 1
-METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 
 

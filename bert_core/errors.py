@@ -22,7 +22,7 @@ class ModelConfigError(BertCoreError):
 
 
 class CompileError(BertCoreError):
-    """The encoder pass could not be compiled (`bert_core.compiled`): a fault of this machine
+    """The encoder pass could not be compiled (`bert_core.inference.compiled`): a fault of this machine
     (no compiler, a full disk, memory), not of the model, so a worker retries such a model
     instead of refusing it."""
 

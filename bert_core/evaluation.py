@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from bert_core.batching import tokenize
 from bert_core.data import LabelledData
-from bert_core.inference_core import predict_proba
+from bert_core.inference.passes import predict_proba
 from bert_core.metrics import classification_report
 from bert_core.model import MultiTaskClassifier
 

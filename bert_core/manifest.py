@@ -18,6 +18,7 @@ from bert_core.hashing import sha256_file
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "finsent.json"
 MANIFEST_FILE = "manifest.json"
+METRICS_FILE = "metrics.json"
 
 
 @dataclass

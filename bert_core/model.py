@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from bert_core import packed
 from bert_core.config import Pooling
+from bert_core.inference import unpadded
 
 
 def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
@@ -39,7 +39,7 @@ class MultiTaskClassifier(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.packed_encode: Callable[[nn.Module, packed.PackedBatch], torch.Tensor] = packed.encode
+        self.packed_encode: Callable[[nn.Module, unpadded.PackedBatch], torch.Tensor] = unpadded.encode
         self.pooling: Pooling = pooling
         self.label_names = {task: list(names) for task, names in label_names.items()}
         hidden = int(encoder.config.hidden_size)
@@ -65,12 +65,12 @@ class MultiTaskClassifier(nn.Module):
         return {task: self.heads[task](pooled) for task in wanted}
 
     def forward_packed(
-        self, batch: packed.PackedBatch, tasks: Sequence[str] | None = None
+        self, batch: unpadded.PackedBatch, tasks: Sequence[str] | None = None
     ) -> dict[str, torch.Tensor]:
-        """Inference-only twin of `forward` on unpadded tokens (see `bert_core.packed`);
-        callers check `packed.supports(self.encoder)` first. The pass is `packed_encode`:
-        `packed.encode`, or an inference copy's compiled one (`bert_core.compiled`)."""
+        """Inference-only twin of `forward` on unpadded tokens (see `bert_core.inference.unpadded`);
+        callers check `unpadded.supports(self.encoder)` first. The pass is `packed_encode`:
+        `unpadded.encode`, or an inference copy's compiled one (`bert_core.inference.compiled`)."""
         hidden = self.packed_encode(self.encoder, batch)
-        pooled = self.dropout(packed.pool(hidden, batch, self.pooling))
+        pooled = self.dropout(unpadded.pool(hidden, batch, self.pooling))
         wanted = tasks if tasks is not None else list(self.heads.keys())
         return {task: self.heads[task](pooled) for task in wanted}

@@ -33,12 +33,12 @@ from bert_core.artifacts import ModelConfig, load_model_dir
 from bert_core.averaging import WeightAverage
 from bert_core.batching import bucketed_batches, collate, tokenize
 from bert_core.config import ClassWeighting, Pooling, TrainConfig, TrainPrecision
-from bert_core.cpu import cpu_has_bf16
 from bert_core.data import LabelledData
 from bert_core.encoder import load_encoder
 from bert_core.errors import DataError, ModelConfigError
 from bert_core.evaluation import evaluate_sets, mean_macro_f1
-from bert_core.inference_core import predict_proba
+from bert_core.inference.cpu import cpu_has_bf16
+from bert_core.inference.passes import predict_proba
 from bert_core.model import MultiTaskClassifier
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bert_core.seed_data import packaged_seed_data
+from bert_core import packaged_seed_data
 from services.outbound.policy import OutboundPolicy
 
 DEFAULT_HOME = Path("~/.finsent")
@@ -223,7 +223,7 @@ class Settings(BaseSettings):
     scorer_tokens_per_pass: int = Field(
         2048,
         ge=16,
-        description="Real tokens per unpadded forward pass of a BERT encoder (bert_core.packed)",
+        description="Real tokens per unpadded forward pass of a BERT encoder (bert_core.inference.unpadded)",
     )
     scorer_inference_batch: int = Field(
         32,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from bert_core.labels import TOPIC_LABELS
+from bert_core import TOPIC_LABELS
 from dashboards.context import cached_query
 from dashboards.data import news
 from dashboards.data.indices import TimeRange

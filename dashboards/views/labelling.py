@@ -15,7 +15,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from bert_core.labels import TOPIC_LABELS
+from bert_core import TOPIC_LABELS
 from dashboards import actions, auth
 from dashboards.access import PermissionDenied
 from dashboards.actions import ActionFailed, LabelChoice

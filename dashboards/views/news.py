@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bert_core.labels import TOPIC_LABELS
+from bert_core import TOPIC_LABELS
 from dashboards.context import cached_query, fresh_query
 from dashboards.data import news
 from dashboards.data.news import Cursor, NewsFilter

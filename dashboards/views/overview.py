@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from bert_core.labels import TOPIC_LABELS
+from bert_core import TOPIC_LABELS
 from dashboards.context import cached_query, fresh_query
 from dashboards.data import alerts as alert_data
 from dashboards.data import indices

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 # typer vendors click; its usage errors are only importable from here.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
-from bert_core.errors import BertCoreError
+from bert_core import BertCoreError
 from services.cli import (
     alert_commands,
     alerter_command,

@@ -221,8 +221,7 @@ def _champion_path(url: str, cache_dir: Path) -> str | None:
 
 
 def check_model(settings: Settings, champion_path: str | None) -> Check:
-    from bert_core.errors import ModelIntegrityError
-    from bert_core.manifest import verify_model_dir
+    from bert_core import ModelIntegrityError, verify_model_dir
 
     if settings.model is not None:
         path, origin = settings.model, "FINSENT_MODEL"
@@ -274,7 +273,7 @@ def check_seed_data(settings: Settings) -> Check:
 
 
 def check_cpu() -> Check:
-    from bert_core.cpu import cpu_features
+    from bert_core import cpu_features
 
     return judge_cpu(cpu_features())
 

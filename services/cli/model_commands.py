@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bert_core.config import MlmConfig, TrainConfig
+from bert_core import MlmConfig, TrainConfig
 from services.cli.choices import ClassWeighting, EvalSplit, Pooling, Precision, TrainPrecision
 from services.settings import get_settings
 
@@ -136,8 +136,7 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
 ) -> None:
     """Fine-tune the topic + sentiment model on labelled files and save a verified model directory."""
-    from bert_core import format_report
-    from bert_core.recipes import train_model
+    from bert_core import format_report, train_model
 
     settings = get_settings()
     if sentiment_data is None and topic_data is None:
@@ -223,9 +222,17 @@ def evaluate(
     On a dev split every model must have trained on the same rows
     (`finsent train --init-seed N` on the same files), or its dev texts would not be new to it.
     """
-    from bert_core import compare_models, evaluate_sets, format_report, task_probabilities, training_summary
-    from bert_core.inference import Predictor
-    from bert_core.recipes import combined_hash, load_task_files, split_sets
+    from bert_core import (
+        Predictor,
+        combined_hash,
+        compare_models,
+        evaluate_sets,
+        format_report,
+        load_task_files,
+        split_sets,
+        task_probabilities,
+        training_summary,
+    )
     from services.cli.errors import fail
 
     split_name: str = split.value
@@ -326,7 +333,7 @@ def predict(
     Stdin lines may be JSON objects with a "text" (or "headline") field, JSON strings,
     or plain text.
     """
-    from bert_core.inference import Predictor
+    from bert_core import Predictor
     from services.cli.errors import fail
 
     settings = get_settings()
@@ -390,8 +397,8 @@ def pretrain_mlm(
     learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = MlmConfig.learning_rate,
 ) -> None:
     """Masked-language-model domain pre-training (15% masked, 80/10/10) on unlabelled text."""
+    from bert_core import pretrain_mlm as run_mlm
     from bert_core import read_texts
-    from bert_core.mlm import pretrain_mlm as run_mlm
     from services.cli.common import chosen_encoder
 
     settings = get_settings()

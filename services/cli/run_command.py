@@ -54,9 +54,7 @@ SERVICES = ("worker", "alerter", "dispatcher", "scheduler")  # started in this o
 
 def bootstrap_model(model_dir: Path) -> Path:
     """Train the default model from the seed data unless a verified one is already there."""
-    from bert_core import TrainConfig, verify_model_dir
-    from bert_core.errors import ModelIntegrityError
-    from bert_core.recipes import train_model
+    from bert_core import ModelIntegrityError, TrainConfig, train_model, verify_model_dir
     from services.cli.common import chosen_encoder
 
     settings = get_settings()
@@ -230,9 +228,7 @@ class DemoRun:
 def _demo_run(settings: Settings, items: int, model_dir: Path) -> DemoRun:
     """Lay out the demo feed (anchored as an earlier run on this database was, if any), and
     set up its subscription and dashboard login."""
-    from bert_core.data import read_labelled
-    from bert_core.errors import DataError
-    from bert_core.labels import SENTIMENT_LABELS, LabelSet
+    from bert_core import SENTIMENT_LABELS, DataError, LabelSet, read_labelled
     from services.alerting.config import alerter_config
     from services.embedded import anchor_for, anchor_from_burst_start, demo_feed, demo_timeline
     from services.schemas.tickers import extract_tickers
@@ -311,8 +307,7 @@ class _ModelBearish:
         missing = [t for t in texts if t not in self._known]
         if missing:
             if self._predictor is None:
-                from bert_core import Predictor
-                from bert_core.errors import BertCoreError
+                from bert_core import BertCoreError, Predictor
 
                 try:
                     self._predictor = Predictor.load(

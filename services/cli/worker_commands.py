@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
     from bert_core import Predictor
     from services.scorer import ScorerMetrics
-    from services.scorer.batch import PredictorLike
     from services.scorer.model_reload import ModelRef, ModelSlot, ModelWatcher
 
 log = logging.getLogger(__name__)
@@ -152,7 +151,7 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
         tokens_per_pass=settings.scorer_tokens_per_pass,
     )
     loaded = time.perf_counter()
-    warm_up(predictor)
+    predictor.warm_up()  # before consuming: the first real news must not pay for it
     log.info(  # what a start or a hot reload costs (docs/learning.md)
         "model %s: loaded%s in %.1f s, warmed up in %.1f s",
         path,
@@ -263,13 +262,3 @@ def _metrics_socket(settings: Settings) -> socket.socket:
             f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; set FINSENT_SCORER_METRICS_PORT "
             "to a free port (0 picks one) or FINSENT_SCORER_METRICS_HOST to an address of this machine"
         )
-
-
-WARM_UP_TEXTS = tuple(" ".join(["markets"] * n) for n in (4, 8, 12, 16, 24, 32, 48, 64) for _ in range(8))
-
-
-def warm_up(predictor: PredictorLike) -> None:
-    """Score a throw-away batch of every common length once before consuming: the first
-    batches of a cold process run about 2x slower (kernel selection, allocator growth), which
-    would otherwise land on the first real news after a start or a rebalance."""
-    predictor.predict(list(WARM_UP_TEXTS))

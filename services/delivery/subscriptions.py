@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, cast
 from urllib.parse import urlsplit
 
-from bert_core.labels import TOPIC_LABELS
+from bert_core import TOPIC_LABELS
 from services.delivery.model import (
     CHANNELS,
     SCOPES,

@@ -38,7 +38,7 @@ from services.learning.registry import RegistryError
 from services.storage.learning_models import ModelArtifactChunkRow, ModelVersionRow
 
 if TYPE_CHECKING:  # bert_core's package imports torch; the registry must not
-    from bert_core.manifest import Manifest
+    from bert_core import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _check_stored_size(session: Session, version: str) -> None:
 
 def _stored_manifest(session: Session, row: ModelVersionRow) -> tuple[bytes, Manifest]:
     """The stored manifest, checked against the registry's pin and its weights hash."""
-    from bert_core.manifest import Manifest
+    from bert_core import Manifest
 
     _check_stored_size(session, row.version)
     parts: list[bytes] = []
@@ -201,8 +201,7 @@ def verify_stored(session: Session, row: ModelVersionRow) -> None:
 def verify_against_registry(path: Path, row: ModelVersionRow) -> None:
     """Every file against the manifest, the manifest against the registry's pin, the weights
     against the registered sha256, and the version; `ArtifactError` on any difference."""
-    from bert_core.errors import ModelIntegrityError
-    from bert_core.manifest import verify_model_dir
+    from bert_core import ModelIntegrityError, verify_model_dir
 
     try:
         manifest = verify_model_dir(path, manifest_sha256=row.manifest_sha256)

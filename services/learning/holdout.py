@@ -23,13 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bert_core.hashing import sha256_file
+from bert_core import sha256_file
 from services.learning.gate import HoldoutReport, TaskMetrics
 
 if TYPE_CHECKING:
-    from bert_core.artifacts import LoadedModel
-    from bert_core.data import LabelledData
-    from bert_core.inference import Predictor
+    from bert_core import LabelledData, LoadedModel, Predictor
     from services.settings import Settings
 
 HOLDOUT_TASKS = ("sentiment", "topic")
@@ -68,7 +66,7 @@ def _atomic_write(path: Path, content: bytes) -> None:
 
 
 def _label_names(task: str) -> tuple[str, ...]:
-    from bert_core.labels import DEFAULT_LABELS
+    from bert_core import DEFAULT_LABELS
 
     return DEFAULT_LABELS[task]  # type: ignore[index]
 
@@ -77,8 +75,7 @@ def freeze_seed_holdout(
     task: str, seed_file: Path, out_dir: Path, *, dev_fraction: float, seed: int
 ) -> FrozenHoldout:
     """Split `seed_file` as training does and write its dev part with a manifest (atomically)."""
-    from bert_core.errors import DataError
-    from bert_core.recipes import load_task_files, split_sets
+    from bert_core import DataError, load_task_files, split_sets
 
     if not seed_file.is_file():
         raise HoldoutError(
@@ -145,9 +142,7 @@ def read_frozen_holdout(task: str, out_dir: Path) -> FrozenHoldout | None:
 
 
 def _read_jsonl(task: str, path: Path) -> LabelledData:
-    from bert_core.data import LabelledData
-    from bert_core.errors import DataError
-    from bert_core.labels import LabelSet
+    from bert_core import DataError, LabelledData, LabelSet
 
     label_set = LabelSet(task, _label_names(task))
     texts: list[str] = []
@@ -165,9 +160,7 @@ def _read_jsonl(task: str, path: Path) -> LabelledData:
 
 
 def _explicit_holdout(task: str, path: Path) -> FrozenHoldout:
-    from bert_core.data import read_labelled
-    from bert_core.errors import DataError
-    from bert_core.labels import LabelSet
+    from bert_core import DataError, LabelSet, read_labelled
 
     try:
         data = read_labelled(path, LabelSet(task, _label_names(task)))
@@ -219,9 +212,7 @@ def evaluate_model(
     Predictor (its precision is used). Empty sets are skipped; a task the model has no head
     for is skipped too (the gate then reports it missing).
     """
-    from bert_core.artifacts import LoadedModel, load_model_dir
-    from bert_core.evaluation import evaluate_sets
-    from bert_core.inference import Predictor
+    from bert_core import LoadedModel, Predictor, evaluate_sets, load_model_dir
 
     bf16 = False
     if isinstance(model, Predictor):
@@ -254,7 +245,7 @@ def evaluate_model(
 
 def _in_model_order(task: str, data: LabelledData, model_names: list[str]) -> LabelledData:
     """Holdout ids follow DEFAULT_LABELS; a model may order (or name) its classes otherwise."""
-    from bert_core.data import LabelledData
+    from bert_core import LabelledData
 
     names = _label_names(task)
     if tuple(model_names) == names:
@@ -287,7 +278,7 @@ def evaluate_on_holdouts(
 ) -> HoldoutReport:
     """One model on both holdouts, for `gate.decide`; a directory is loaded once for both."""
     if isinstance(model, str | Path):
-        from bert_core.artifacts import load_model_dir
+        from bert_core import load_model_dir
 
         model = load_model_dir(model)
     return HoldoutReport(

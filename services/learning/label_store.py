@@ -28,7 +28,7 @@ from services.storage.models import NewsItemRow
 from services.storage.repository import dialect_insert
 
 if TYPE_CHECKING:
-    from bert_core.data import LabelledData
+    from bert_core import LabelledData
 
 LABELS = cast(Table, LabelRow.__table__)
 CHUNK = 500  # rows per IN (...) list or multi-row INSERT: far below every driver's parameter cap
@@ -135,9 +135,7 @@ def record_labels(
     that cannot be stored — an unknown event_id, task or class name, no labeller — are
     reported in `errors` (with their row number, 0 when not from a file) and skipped.
     """
-    from bert_core.errors import DataError
-    from bert_core.labels import DEFAULT_LABELS, LabelSet
-    from bert_core.text import normalize_text
+    from bert_core import DEFAULT_LABELS, DataError, LabelSet, normalize_text
     from services.learning.labels import text_hash as hash_text
 
     label_sets = {task: LabelSet(task, names) for task, names in DEFAULT_LABELS.items()}
@@ -307,8 +305,7 @@ def recent_holdout(session: Session, *, task: str, newest: int) -> list[Labelled
 
 def to_labelled_data(task: str, examples: Sequence[LabelledText]) -> LabelledData:
     """Examples as bert_core's `LabelledData` (class ids in DEFAULT_LABELS order)."""
-    from bert_core.data import LabelledData
-    from bert_core.labels import DEFAULT_LABELS
+    from bert_core import DEFAULT_LABELS, LabelledData
 
     names = DEFAULT_LABELS[task]  # type: ignore[index]
     return LabelledData(task, [e.text for e in examples], [names.index(e.label) for e in examples])

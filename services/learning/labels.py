@@ -16,9 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, cast
 
-from bert_core.errors import DataError
-from bert_core.labels import DEFAULT_LABELS, LabelSet
-from bert_core.text import normalize_text
+from bert_core import DEFAULT_LABELS, DataError, LabelSet, normalize_text
 
 Split = Literal["train", "recent_holdout"]
 TASK_NAMES: Final[tuple[str, ...]] = ("topic", "sentiment")

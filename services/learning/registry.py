@@ -50,8 +50,7 @@ def _append_note(row: ModelVersionRow, line: str) -> None:
 def _verify(path: str | Path, sha256: str | None = None, manifest_sha256: str | None = None) -> Any:
     """Verify a model directory against its manifest, and against the registered weights and
     manifest hashes: the manifest alone proves nothing, whoever can change a file can re-hash it."""
-    from bert_core.errors import ModelIntegrityError
-    from bert_core.manifest import WEIGHTS_FILE, verify_model_dir
+    from bert_core import WEIGHTS_FILE, ModelIntegrityError, verify_model_dir
 
     try:
         manifest = verify_model_dir(path, manifest_sha256=manifest_sha256)
@@ -95,8 +94,7 @@ def register_model(
     registering a version again stores them if an older registration did not.
     `artifact_chunk_bytes`: chunk size; None = FINSENT_MODEL_ARTIFACT_CHUNK_MB.
     """
-    from bert_core.artifacts import METRICS_FILE
-    from bert_core.manifest import MANIFEST_FILE, WEIGHTS_FILE, manifest_sha256
+    from bert_core import MANIFEST_FILE, METRICS_FILE, WEIGHTS_FILE, manifest_sha256
     from services.learning.artifact_store import has_artifact, store_artifact
 
     if status not in REGISTER_STATUSES:

@@ -292,7 +292,7 @@ def _training_sets(
 ) -> tuple[dict[str, Any], dict[str, dict[str, int]], int]:
     """Per task: analyst train-split labels (one per text) + a replay sample of the seed data,
     never a frozen or recent holdout text."""
-    from bert_core.recipes import load_task_files, split_sets
+    from bert_core import load_task_files, split_sets
     from services.learning.holdout import exclude_holdout
     from services.learning.label_store import to_labelled_data, training_labels
 
@@ -336,8 +336,7 @@ def _training_sets(
 def _fine_tune(settings: Settings, champion_dir: Path, sets: dict[str, Any], out_dir: Path) -> Any:
     """Warm start from the champion; a small dev split of the training rows picks the best
     checkpoint (never a holdout: the gate must judge on data no decision has seen)."""
-    from bert_core import DEFAULT_LABELS, TrainConfig, fine_tune
-    from bert_core.recipes import save_result, split_sets
+    from bert_core import DEFAULT_LABELS, TrainConfig, fine_tune, save_result, split_sets
 
     split = split_sets(sets, dev_fraction=0.1, seed=settings.seed)
     config = TrainConfig(

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from bert_core.text import normalize_text
+from bert_core import normalize_text
 from services.schemas.tickers import extract_tickers, normalise_tickers
 from services.settings import Settings
 

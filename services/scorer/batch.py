@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from bert_core.prediction import Prediction
+from bert_core import Prediction
 from services.broker.dead_letters import (
     H_ERROR_CLASS,
     H_ERROR_MESSAGE,

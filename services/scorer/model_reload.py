@@ -73,8 +73,7 @@ class ModelSlot:
 
 def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> PredictorLike:
     """`load(ref.path)` after checking the directory is the one the registry recorded."""
-    from bert_core.artifacts import verify_model_dir
-    from bert_core.errors import BertCoreError, CompileError
+    from bert_core import BertCoreError, CompileError, verify_model_dir
 
     started = time.perf_counter()
     try:

@@ -90,7 +90,7 @@ def test_a_classifier_on_mpnet_saves_loads_and_serves_padded(
     model = MultiTaskClassifier(encoder, labels, pooling="mean").eval()
     config = ModelConfig(labels=labels, base_model=name, max_length=64, pooling="mean")
     save_model_dir(tmp_path / "m", model, tokenizer, config, metrics={}, data_hash="none")
-    with caplog.at_level(logging.WARNING, logger="bert_core.inference"):
+    with caplog.at_level(logging.WARNING, logger="bert_core.inference.predictor"):
         predictor = Predictor.load(tmp_path / "m", compiled=True)
     assert not predictor.unpadded and not predictor.compiled
     assert sum("BERT-only" in r.getMessage() for r in caplog.records) == 1

@@ -19,7 +19,7 @@ from bert_core import (
     verify_model_dir,
 )
 from bert_core.batching import tokenize
-from bert_core.inference_core import predict_proba
+from bert_core.inference.passes import predict_proba
 
 TEXTS = [
     "acme shares plunge after earnings misses",

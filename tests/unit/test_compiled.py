@@ -1,4 +1,4 @@
-"""The compiled encoder pass (bert_core.compiled) computes what the eager one does, for every
+"""The compiled encoder pass (bert_core.inference.compiled) computes what the eager one does, for every
 kind of pass a stream makes, for each model of a process, and lets go of the model after."""
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from bert_core import CompileError, Predictor, packed
-from bert_core.compiled import CompiledPackedEncoder
-from tests.unit.test_packed import tiny_classifier, token_lists
+from bert_core import CompileError, Predictor
+from bert_core.inference import unpadded
+from bert_core.inference.compiled import CompiledPackedEncoder
+from tests.unit.test_unpadded import tiny_classifier, token_lists
 
 # Two texts that fit one attention chunk together, as `warm_up` needs.
 WARM_UP = [[2, 5, 6, 7], [2, 9]]
 
 
-def passes() -> list[packed.PackedBatch]:
+def passes() -> list[unpadded.PackedBatch]:
     """One text; several texts in one attention chunk; several chunks."""
     texts = token_lists(40, seed=5, longest=40)
-    return [packed.pack(texts, [0]), packed.pack(texts, [1, 2]), packed.pack(texts, list(range(40)))]
+    return [unpadded.pack(texts, [0]), unpadded.pack(texts, [1, 2]), unpadded.pack(texts, list(range(40)))]
 
 
 def compiled_graphs() -> int:
@@ -39,13 +40,13 @@ def test_compiled_pass_matches_eager_and_never_compiles_after_warm_up() -> None:
     assert compiled_graphs() - before == 2  # one attention chunk, and several
     with torch.inference_mode():
         for batch in passes():
-            expected = packed.encode(model.encoder, batch)
+            expected = unpadded.encode(model.encoder, batch)
             with torch.profiler.profile() as profile:
                 got = compiled(model.encoder, batch)
             assert any("CompiledFxGraph" in e.name for e in profile.events()), "ran eager"
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     # A copied model gets the uncompiled pass: these graphs hold the original's weights.
-    assert copy.deepcopy(compiled) is packed.encode
+    assert copy.deepcopy(compiled) is unpadded.encode
 
 
 def test_each_model_gets_its_own_graphs_and_frees_them() -> None:
@@ -65,7 +66,7 @@ def test_each_model_gets_its_own_graphs_and_frees_them() -> None:
     batch = passes()[2]
     with torch.inference_mode():
         for encoder, model in zip(encoders, models, strict=True):
-            expected = packed.encode(model.encoder, batch)
+            expected = unpadded.encode(model.encoder, batch)
             torch.testing.assert_close(encoder(model.encoder, batch), expected, rtol=1e-5, atol=1e-5)
     weight = weakref.ref(second.encoder.encoder.layer[0].output.dense.weight)
     del encoders, encoder, models, model, second
@@ -79,7 +80,7 @@ def test_calls_never_compile_they_run_eager_until_warmed_up() -> None:
     before = compiled_graphs()
     with torch.inference_mode():
         for batch in passes():
-            expected = packed.encode(model.encoder, batch)
+            expected = unpadded.encode(model.encoder, batch)
             torch.testing.assert_close(compiled(model.encoder, batch), expected, rtol=1e-5, atol=1e-5)
     assert compiled_graphs() == before
 
@@ -114,13 +115,13 @@ def test_compiled_int8_predictor_scores_like_the_eager_one(saved_model_dir: Path
 def test_without_the_unpadded_path_the_model_is_served_uncompiled(
     saved_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    predictor = Predictor.load(saved_model_dir, unpadded=False, compiled=True)
-    assert not predictor.compiled and predictor.model.packed_encode is packed.encode
+    predictor = Predictor.load(saved_model_dir, _unpadded=False, compiled=True)
+    assert not predictor.compiled and predictor.model.packed_encode is unpadded.encode
     assert "serving this model uncompiled" in caplog.text
     assert len(predictor.predict(["Stocks rise"])) == 1
 
 
 def test_no_compiler_is_one_clear_error(saved_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bert_core.inference.compiler_available", lambda: False)
+    monkeypatch.setattr("bert_core.inference.predictor.compiler_available", lambda: False)
     with pytest.raises(CompileError, match=r"needs a C\+\+ compiler .*FINSENT_COMPILE=false"):
         Predictor.load(saved_model_dir, compiled=True)

@@ -13,7 +13,7 @@ import torch
 
 from bert_core import ModelConfigError, load_model_dir, save_model_dir
 from bert_core.batching import tokenize
-from bert_core.inference_core import predict_proba
+from bert_core.inference.passes import predict_proba
 from bert_core.recipes import train_model
 from bert_core.training import soft_cross_entropy, teacher_probabilities
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bert_core.cpu import cpu_features
+from bert_core.inference.cpu import cpu_features
 from services.cli.doctor_checks import judge_cpu, judge_disk, judge_revision, judge_topics
 from services.cli.doctor_command import format_check
 

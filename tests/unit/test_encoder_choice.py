@@ -26,7 +26,7 @@ from bert_core import (
 )
 from bert_core.batching import collate, tokenize
 from bert_core.encoders import encoder_path, install
-from bert_core.int8 import available as int8_available
+from bert_core.inference.linear_layers import int8_available
 from bert_core.recipes import load_task_files, save_result, split_sets
 from services.cli import app
 from services.settings import get_settings
@@ -134,7 +134,7 @@ def test_a_saved_model_loads_with_the_same_outputs_and_serves(
         got = loaded.model(batch.input_ids, batch.attention_mask)
     for task in want:
         torch.testing.assert_close(got[task], want[task])
-    with caplog.at_level(logging.WARNING, logger="bert_core.inference"):
+    with caplog.at_level(logging.WARNING, logger="bert_core.inference.predictor"):
         predictor = Predictor.load(out)
     predictions = predictor.predict(texts)
     assert [p.model_version for p in predictions] == [loaded.manifest.version] * 3
@@ -158,7 +158,7 @@ def test_a_non_bert_encoder_falls_back_to_padded_passes_with_one_warning(
     assert not predictor.compiled and not predictor.unpadded
     assert len(predictor.predict(["fed holds rates steady"])) == 1
     with pytest.raises(ModelConfigError, match="unpadded inference supports BERT encoders only"):
-        Predictor.load(assembled["out"], unpadded=True)
+        Predictor.load(assembled["out"], _unpadded=True)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])

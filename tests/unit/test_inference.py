@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,10 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from bert_core import DataError, ModelConfigError, Prediction, Predictor, load_model_dir
-from bert_core.int8 import Int8Linear
-from bert_core.prepacked import PrepackedLinear
-from bert_core.prepacked import available as prepacked_linears_available
+from bert_core import DataError, ModelConfigError, PendingPredictions, Prediction, Predictor, load_model_dir
+from bert_core.inference.linear_layers import Int8Linear, PrepackedLinear
+from bert_core.inference.linear_layers import prepacked_available as prepacked_linears_available
 
 BEARISH = "acme shares plunge after earnings misses estimates"
 BULLISH = "globex stock surges as profit beats"
@@ -125,10 +125,10 @@ def test_reduced_precision_is_close_to_fp32(
 
 def test_bf16_predictor_equals_autocast_of_the_fp32_model_and_leaves_it_fp32(saved_model_dir: Path) -> None:
     from bert_core.batching import tokenize
-    from bert_core.inference_core import predict_proba
+    from bert_core.inference.passes import predict_proba
 
     loaded = load_model_dir(saved_model_dir)
-    fast = Predictor(loaded, precision="bf16", prepacked=False)  # prepacked: the next tests
+    fast = Predictor(loaded, precision="bf16", _prepacked=False)  # prepacked: the next tests
     texts = [BEARISH, BULLISH, NEUTRAL, OIL]
     preds = fast.predict(texts)
     tokens = tokenize(loaded.tokenizer, texts, loaded.config.max_length)
@@ -143,7 +143,7 @@ def test_bf16_predictor_equals_autocast_of_the_fp32_model_and_leaves_it_fp32(sav
 @pytest.mark.skipif(not prepacked_linears_available(), reason="needs oneDNN bf16 (AVX512-BF16 or AMX)")
 def test_prepacked_bf16_predictor_agrees_with_the_plain_bf16_one(saved_model_dir: Path) -> None:
     texts = [BEARISH, BULLISH, NEUTRAL, OIL, "Fed holds rates", "Oil slides as stocks build"]
-    plain = Predictor.load(saved_model_dir, precision="bf16", prepacked=False)
+    plain = Predictor.load(saved_model_dir, precision="bf16", _prepacked=False)
     fast = Predictor.load(saved_model_dir, precision="bf16", parallel_passes=2)
     assert fast.prepacked and not plain.prepacked
     assert any(isinstance(m, PrepackedLinear) for m in fast.model.modules())
@@ -169,14 +169,14 @@ def test_prepacked_linear_computes_the_linear_layer_and_its_gelu() -> None:
 
 def test_prepacked_needs_the_bf16_path(saved_model_dir: Path) -> None:
     with pytest.raises(ModelConfigError, match="prepacked linear layers need precision bf16"):
-        Predictor.load(saved_model_dir, precision="fp32", prepacked=True)
+        Predictor.load(saved_model_dir, precision="fp32", _prepacked=True)
     assert not Predictor.load(saved_model_dir, precision="fp32").prepacked
 
 
 def test_prepacking_fuses_only_exact_gelu() -> None:
     from transformers.activations import ACT2FN
 
-    from bert_core.prepacked import _is_exact_gelu
+    from bert_core.inference.linear_layers import _is_exact_gelu
 
     assert _is_exact_gelu(ACT2FN["gelu"]) and _is_exact_gelu(nn.GELU())
     assert not _is_exact_gelu(ACT2FN["gelu_new"]) and not _is_exact_gelu(nn.GELU(approximate="tanh"))
@@ -203,13 +203,32 @@ def test_auto_precision_resolves_to_a_concrete_one(saved_model_dir: Path) -> Non
 def test_auto_precision_by_cpu(
     monkeypatch: pytest.MonkeyPatch, amx: bool, int8: bool, bf16: bool, expected: str
 ) -> None:
-    from bert_core import inference
+    from bert_core.inference import predictor as inference
 
     monkeypatch.setattr(inference, "cpu_has_amx_bf16", lambda: amx)
     monkeypatch.setattr(inference, "int8_available", lambda: int8)
     monkeypatch.setattr(inference, "cpu_has_bf16", lambda: bf16)
     assert inference.resolve_precision("auto") == expected
     assert inference.resolve_precision("fp32") == "fp32"
+
+
+def test_warm_up_scores_every_common_length_once(saved_model_dir: Path) -> None:
+    from bert_core.inference.predictor import WARM_UP_TEXTS
+
+    predictor = Predictor.load(saved_model_dir)
+    submitted: list[int] = []
+    submit = predictor.submit
+
+    def counting_submit(texts: Sequence[str]) -> PendingPredictions:
+        submitted.append(len(texts))
+        return submit(texts)
+
+    predictor.submit = counting_submit  # type: ignore[method-assign]
+    predictor.warm_up()
+    predictor.warm_up()  # once per Predictor
+    assert submitted == [len(WARM_UP_TEXTS)]
+    lengths = {len(predictor.tokenizer(t)["input_ids"]) for t in WARM_UP_TEXTS}
+    assert len(lengths) >= 6 and max(lengths) > 40  # short to long headlines
 
 
 def test_int8_does_not_change_the_loaded_model(saved_model_dir: Path) -> None:
@@ -240,7 +259,7 @@ def test_int8_scores_a_text_the_same_whatever_shares_its_call(saved_model_dir: P
     """One activation scale per call made a headline's int8 score depend on its neighbours
     (2.4 % of sentiment labels flipped between call sizes; docs/performance.md#precision);
     per-row scales do not."""
-    fast = Predictor.load(saved_model_dir, precision="int8", unpadded=unpadded, batch_size=8)
+    fast = Predictor.load(saved_model_dir, precision="int8", _unpadded=unpadded, batch_size=8)
     texts = [BEARISH, BULLISH, NEUTRAL, OIL]
     loud = ["ACME $$$ 1000000000 %%% !!! " * 8]  # a neighbour with very different activations
     alone = _probs([fast.predict([t])[0] for t in texts])
@@ -292,8 +311,8 @@ def test_a_call_is_cut_into_one_pass_per_thread_while_each_keeps_enough_tokens(
 ) -> None:
     """Texts of 10 tokens: 60 of them make two passes at a minimum of 10 or 0 tokens per
     pass, one at 64; the single pass still goes to a pass thread, so the caller is free."""
-    from bert_core.inference_core import predict_proba
-    from tests.unit.test_packed import tiny_classifier
+    from bert_core.inference.passes import predict_proba
+    from tests.unit.test_unpadded import tiny_classifier
 
     model = tiny_classifier()
     tokens = [[2, *range(5, 13), 3] for _ in range(texts)]
@@ -311,8 +330,8 @@ def test_a_call_is_cut_into_one_pass_per_thread_while_each_keeps_enough_tokens(
 def test_passes_are_rebalanced_when_their_count_already_fits_the_threads() -> None:
     """105 texts of 20 tokens fill a 2,048-token pass and leave 60 tokens for a second one:
     two passes on two threads, one of them nearly idle, unless they are re-cut."""
-    from bert_core.inference_core import predict_proba
-    from tests.unit.test_packed import tiny_classifier
+    from bert_core.inference.passes import predict_proba
+    from tests.unit.test_unpadded import tiny_classifier
 
     sizes: list[int] = []
     tokens = [[2] + [7] * 19 for _ in range(105)]
@@ -369,8 +388,8 @@ def test_submit_refuses_a_bad_text_before_queueing_anything(predictor: Predictor
 def test_a_failed_pass_is_raised_by_result_after_every_pass_ended() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from bert_core.inference_core import start_predict_proba
-    from tests.unit.test_packed import tiny_classifier, token_lists
+    from bert_core.inference.passes import start_predict_proba
+    from tests.unit.test_unpadded import tiny_classifier, token_lists
 
     model = tiny_classifier().eval()
     tokens = token_lists(6, seed=3, longest=10)
@@ -384,8 +403,8 @@ def test_a_failed_pass_is_raised_by_result_after_every_pass_ended() -> None:
 
 
 def test_start_predict_proba_needs_a_model_in_eval_mode() -> None:
-    from bert_core.inference_core import start_predict_proba
-    from tests.unit.test_packed import tiny_classifier, token_lists
+    from bert_core.inference.passes import start_predict_proba
+    from tests.unit.test_unpadded import tiny_classifier, token_lists
 
     with pytest.raises(ValueError, match="eval mode"):
         start_predict_proba(tiny_classifier().train(), token_lists(2, seed=1, longest=5), 0)

@@ -1,4 +1,4 @@
-"""int8 layers with a scale per input row and per weight channel (`bert_core.int8`)."""
+"""int8 layers with a scale per input row and per weight channel (`bert_core.inference.linear_layers`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bert_core.int8 import Int8Linear, _to_uint8, activation_levels, quantize_linears
+from bert_core.inference.linear_layers import Int8Linear, _to_uint8, activation_levels, quantize_linears
 
 
 def _linear(inputs: int = 48, outputs: int = 40, seed: int = 0) -> nn.Linear:

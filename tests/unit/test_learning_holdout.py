@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import make_sentiment_rows, make_topic_rows, write_csv
 
-from bert_core import LabelledData, evaluate_sets, load_model_dir
-from bert_core.inference import Predictor
+from bert_core import LabelledData, Predictor, evaluate_sets, load_model_dir
 from bert_core.recipes import load_task_files, split_sets
 from services.learning.gate import HoldoutReport
 from services.learning.holdout import (

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from bert_core import Predictor
-from bert_core.inference import Prediction
+from bert_core import Prediction, Predictor
 from services.schemas import DEFAULT_WATCHLIST
 from services.scorer import BatchResult, DeadLetter, RawRecord, dead_letter_headers, score_batch
 

@@ -23,7 +23,7 @@ from bert_core import (
     load_encoder,
 )
 from bert_core.batching import collate, tokenize
-from bert_core.inference_core import predict_proba
+from bert_core.inference.passes import predict_proba
 
 
 def _mean_loss(model: MultiTaskClassifier, tokenizer, data: LabelledData) -> float:

@@ -198,7 +198,7 @@ def _attend(
         weight = torch.cat([p.weight for p in projections])
         bias = torch.cat([p.bias for p in projections])
         qkv = F.linear(hidden, weight, bias)
-    else:  # e.g. int8 layers (`bert_core.int8`), whose weights are laid out for oneDNN
+    else:  # e.g. int8 layers (`linear_layers.Int8Linear`), whose weights are laid out for oneDNN
         qkv = torch.cat([p(hidden) for p in projections], dim=1)
     width = qkv.shape[1] // 3
     shape = (batch.segment.numel(), 3 * width)

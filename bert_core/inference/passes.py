@@ -1,4 +1,6 @@
-"""Batched forward passes shared by evaluation, training-time validation and the Predictor."""
+"""Batched forward passes shared by evaluation, training-time validation and the Predictor:
+how a call is cut into passes (unpadded token budgets or padded length-sorted batches, split
+evenly across parallel pass threads), and the passes run."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from concurrent.futures import Executor, Future, wait
 import numpy as np
 import torch
 
-from bert_core import packed
 from bert_core.batching import collate, sorted_batches, split_by_tokens, token_budget_batches
+from bert_core.inference.unpadded import pack, supports
 from bert_core.model import MultiTaskClassifier
 
 # Real tokens per unpadded forward pass: large enough for efficient matrix products, small
@@ -83,7 +85,7 @@ def predict_proba(
 ) -> dict[str, np.ndarray]:
     """Class probabilities per task, in input order.
 
-    `unpadded` (default: wherever `bert_core.packed` supports the encoder) packs each pass's
+    `unpadded` (default: wherever `bert_core.inference.unpadded` supports the encoder) packs each pass's
     real tokens, up to `tokens_per_pass`; otherwise `batch_size` texts per pass are padded
     to the longest among them, in length order. With an `executor`, the passes run on its
     threads (inference mode and autocast are entered in each), and a call is cut into a
@@ -137,8 +139,8 @@ def start_predict_proba(
     if not token_ids:
         return PendingProba(out, [])
     if unpadded is None:
-        unpadded = packed.supports(model.encoder)
-    elif unpadded and not packed.supports(model.encoder):
+        unpadded = supports(model.encoder)
+    elif unpadded and not supports(model.encoder):
         raise ValueError(
             f"unpadded inference supports BERT encoders only, not {type(model.encoder).__name__}"
         )
@@ -161,7 +163,7 @@ def start_predict_proba(
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             if unpadded:
-                logits = model.forward_packed(packed.pack(token_ids, idx), tasks=wanted)
+                logits = model.forward_packed(pack(token_ids, idx), tasks=wanted)
             else:
                 batch = collate(token_ids, idx, pad_id)
                 logits = model(batch.input_ids, batch.attention_mask, tasks=wanted)

@@ -1,6 +1,12 @@
-"""int8 Linear layers with one activation scale per row, for the Predictor's int8 copy.
+"""Inference-only replacements for the `nn.Linear` layers of the Predictor's model copy.
 
-Why not torch's dynamic quantisation (`quantize_dynamic`, the earlier int8 path):
+- `replace_linears`: swap a module tree's plain `nn.Linear` layers, in place;
+- `Int8Linear` / `quantize_linears`: the int8 path, a scale per input row and per weight
+  channel (`int8_available` says whether this torch build can run it);
+- `PrepackedLinear` / `prepack_linears`: the bf16 path, weights laid out once for oneDNN and
+  BERT's feed-forward GELU fused into its layer (`prepacked_available`).
+
+int8 layers: why not torch's dynamic quantisation (`quantize_dynamic`, the earlier int8 path):
 it quantises each call's whole input matrix with one scale. In an unpadded pass that matrix
 holds every token of up to 2,048 (`TOKENS_PER_PASS`), so one loud token coarsens the
 quantisation of all the others, and a headline's score depended on which headlines shared
@@ -26,19 +32,44 @@ did for the old path (`reduce_range`). Which applies is found by trying the wors
 (`activation_levels`), not read from the CPU flags: oneDNN may be held to an older
 instruction set (`ONEDNN_MAX_CPU_ISA`), and AVX-VNNI without AVX512-VNNI sums exactly too.
 
-Inference copies only: the laid-out weight is an opaque oneDNN tensor that cannot be
-trained, saved or deep-copied, so it is a plain attribute, as in `bert_core.prepacked`.
+Prepacked bf16 layers: `F.linear` on a bf16 weight hands oneDNN a plain row-major matrix, which it reorders
+into its blocked (AMX / AVX512-BF16) layout on every call. For a live stream's small passes
+that reorder is most of the product: on an AMX Xeon, one thread, a 384→1536 layer took
+85 µs with `F.linear` and 38 µs prepacked at 16 rows, 270 vs 197 µs at 256 rows, with
+bit-identical outputs (a microbenchmark with the weight in cache; in the whole forward pass,
+where weights stream from memory, the gain is smaller; docs/performance.md#unpadded-passes).
+Reordering once at load time, and running BERT's feed-forward GELU inside the same oneDNN call,
+removes that per-call work and a separate pass over the widest activation.
+
+Inference copies only: both kinds hold their laid-out weight as an opaque oneDNN tensor that
+cannot be trained, saved or deep-copied, so it is a plain attribute (not a parameter or
+buffer) and nothing that walks the module's state sees it.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from bert_core.cpu import onednn_has_ops
-from bert_core.linear_swap import replace_linears
+from bert_core.inference.cpu import onednn_has_ops
+
+
+def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> int:
+    """Replace every plain `nn.Linear` under `model` by `make(layer)`; returns how many.
+    Subclasses and already swapped layers are left alone."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, make(child))
+                replaced += 1
+    return replaced
+
+
+# int8 layers
 
 _WEIGHT_LEVELS = 127.0  # symmetric int8 weights: -127..127
 _TINY = 1e-12  # the scale of an all-zero row or channel: any positive value quantises it to zeros
@@ -59,7 +90,7 @@ def _to_uint8(whole: torch.Tensor, zero_point: int) -> torch.Tensor:
     return whole.to(torch.int8).view(torch.uint8).add_(zero_point)
 
 
-def available() -> bool:
+def int8_available() -> bool:
     """True where torch has oneDNN's quantised linear ops (x86 builds with oneDNN)."""
     return onednn_has_ops("onednn", "qlinear_prepack", "qlinear_pointwise")
 
@@ -149,3 +180,68 @@ def quantize_linears(model: nn.Module) -> int:
     """Replace every `nn.Linear` of `model` by an `Int8Linear`, in place; returns how many
     were replaced."""
     return replace_linears(model, Int8Linear)
+
+
+# Prepacked bf16 layers
+
+
+def prepacked_available() -> bool:
+    """True where torch has oneDNN with native bf16 matrix units and the prepacked ops."""
+    if not onednn_has_ops("mkldnn", "_reorder_linear_weight", "_linear_pointwise"):
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class PrepackedLinear(nn.Module):
+    """`y = x Wᵀ + b` (optionally `gelu(...)`, the exact erf form) in bf16, W prepacked."""
+
+    def __init__(self, linear: nn.Linear, *, gelu: bool = False) -> None:
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        weight = linear.weight.detach().to(torch.bfloat16).contiguous()
+        self._packed = torch.ops.mkldnn._reorder_linear_weight(weight)
+        self._bias = None if linear.bias is None else linear.bias.detach().to(torch.bfloat16).contiguous()
+        self._attr, self._algorithm = ("gelu", "none") if gelu else ("none", "")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Under autocast LayerNorm hands over fp32; the prepacked op is not on autocast's list.
+        return torch.ops.mkldnn._linear_pointwise(
+            x.to(torch.bfloat16), self._packed, self._bias, self._attr, [], self._algorithm
+        )
+
+    def extra_repr(self) -> str:
+        fused = ", gelu" if self._attr == "gelu" else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, bf16 prepacked{fused}"
+
+
+def prepack_linears(model: nn.Module) -> int:
+    """Replace every `nn.Linear` in `model` by a `PrepackedLinear`, in place, and fuse the
+    exact GELU of BERT feed-forward blocks (`intermediate.dense` + `intermediate_act_fn`)
+    into its layer. Returns how many layers were replaced."""
+    fused = _fuse_feed_forward_gelu(model)  # first, while those layers are still nn.Linear
+    return fused + replace_linears(model, PrepackedLinear)
+
+
+def _fuse_feed_forward_gelu(model: nn.Module) -> int:
+    """Fuse GELU into each BERT `intermediate` block whose activation is exact (erf) GELU;
+    returns how many it fused."""
+    fused = 0
+    for module in list(model.modules()):
+        dense = getattr(module, "dense", None)
+        act = getattr(module, "intermediate_act_fn", None)
+        if type(dense) is nn.Linear and _is_exact_gelu(act):
+            module.dense = PrepackedLinear(dense, gelu=True)
+            module.intermediate_act_fn = nn.Identity()
+            fused += 1
+    return fused
+
+
+def _is_exact_gelu(act: object) -> bool:
+    # transformers' GELUActivation wraps F.gelu (erf); its tanh and "new" variants differ.
+    if type(act).__name__ == "GELUActivation":
+        return getattr(act, "act", None) is nn.functional.gelu
+    return isinstance(act, nn.GELU) and act.approximate == "none"

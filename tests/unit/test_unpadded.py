@@ -1,4 +1,4 @@
-"""Unpadded inference (bert_core.packed) computes what the padded Hugging Face forward does."""
+"""Unpadded inference (bert_core.inference.unpadded) computes what the padded Hugging Face forward does."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
-from bert_core import packed
 from bert_core.batching import token_budget_batches
 from bert_core.config import Pooling
-from bert_core.inference_core import predict_proba
-from bert_core.int8 import quantize_linears
+from bert_core.inference import unpadded
+from bert_core.inference.linear_layers import quantize_linears
+from bert_core.inference.passes import predict_proba
 from bert_core.model import MultiTaskClassifier
 
 LABELS = {"sentiment": ["bearish", "bullish", "neutral"], "topic": [f"t{i}" for i in range(7)]}
@@ -44,20 +44,20 @@ def token_lists(n: int, seed: int = 0, longest: int = 80) -> list[list[int]]:
 
 
 def test_pack_lays_texts_end_to_end() -> None:
-    batch = packed.pack([[7, 8, 9], [4], [5, 6]], [2, 0, 1])
+    batch = unpadded.pack([[7, 8, 9], [4], [5, 6]], [2, 0, 1])
     assert batch.token_ids.tolist() == [5, 6, 7, 8, 9, 4]
     assert batch.positions.tolist() == [0, 1, 0, 1, 2, 0]
     assert batch.text_index.tolist() == [0, 0, 1, 1, 1, 2]
     assert batch.lengths.tolist() == [2, 3, 1]
     assert batch.starts.tolist() == [0, 2, 5]
-    assert batch.rows == packed.CHUNK_ROWS  # all three fit one attention chunk
+    assert batch.rows == unpadded.CHUNK_ROWS  # all three fit one attention chunk
     assert batch.slots.tolist() == [0, 1, 2, 3, 4, 5]
-    assert batch.segment.tolist() == [0, 0, 1, 1, 1, 2] + [-1] * (packed.CHUNK_ROWS - 6)
+    assert batch.segment.tolist() == [0, 0, 1, 1, 1, 2] + [-1] * (unpadded.CHUNK_ROWS - 6)
 
 
 def test_pack_starts_a_new_chunk_for_a_text_that_does_not_fit() -> None:
     texts = [[1] * 10, [2] * 7, [3] * 16, [4]]
-    batch = packed.pack(texts, [0, 1, 2, 3], chunk_rows=16)
+    batch = unpadded.pack(texts, [0, 1, 2, 3], chunk_rows=16)
     assert batch.rows == 16
     # 10 + 7 > 16: the second text opens chunk 1; the third fills chunk 2; the fourth, chunk 3
     assert batch.slots.tolist() == [*range(10), *range(16, 23), *range(32, 48), 48]
@@ -65,13 +65,13 @@ def test_pack_starts_a_new_chunk_for_a_text_that_does_not_fit() -> None:
 
 
 def test_pack_rounds_chunks_up_for_a_text_longer_than_the_chunk() -> None:
-    batch = packed.pack([[1] * 20, [2] * 3], [0, 1], chunk_rows=16)
+    batch = unpadded.pack([[1] * 20, [2] * 3], [0, 1], chunk_rows=16)
     assert batch.rows == 32 and batch.slots.tolist() == [*range(23)]
 
 
 def test_attention_mask_keeps_each_text_to_itself() -> None:
-    batch = packed.pack([[1, 1], [2, 2, 2]], [0, 1], chunk_rows=16)
-    mask = packed._attention_mask(batch)[0, 0]
+    batch = unpadded.pack([[1, 1], [2, 2, 2]], [0, 1], chunk_rows=16)
+    mask = unpadded._attention_mask(batch)[0, 0]
     assert mask.shape == (16, 16)
     assert mask[:2, :2].all() and not mask[:2, 2:].any()  # text 0 sees itself only
     assert mask[2:5, 2:5].all() and not mask[2:5, :2].any() and not mask[2:5, 5:].any()
@@ -80,7 +80,7 @@ def test_attention_mask_keeps_each_text_to_itself() -> None:
 
 def test_pack_refuses_an_empty_text() -> None:
     with pytest.raises(ValueError, match="one token per text"):
-        packed.pack([[1, 2], []], [0, 1])
+        unpadded.pack([[1, 2], []], [0, 1])
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
@@ -88,10 +88,10 @@ def test_unpadded_matches_padded_in_fp32(pooling: Pooling) -> None:
     model = tiny_classifier(pooling)
     tokens = token_lists(150)
     padded = predict_proba(model, tokens, 0, batch_size=16, unpadded=False)
-    unpadded = predict_proba(model, tokens, 0, unpadded=True, tokens_per_pass=300)
+    unpadded_probs = predict_proba(model, tokens, 0, unpadded=True, tokens_per_pass=300)
     for task in LABELS:
-        assert padded[task].shape == unpadded[task].shape == (150, len(LABELS[task]))
-        np.testing.assert_allclose(unpadded[task], padded[task], atol=1e-5)
+        assert padded[task].shape == unpadded_probs[task].shape == (150, len(LABELS[task]))
+        np.testing.assert_allclose(unpadded_probs[task], padded[task], atol=1e-5)
         assert padded[task].std() > 0.01  # the comparison is not between near-constant outputs
 
 
@@ -105,16 +105,16 @@ def test_unpadded_matches_padded_in_bf16_and_int8() -> None:
     quantize_linears(quantised.encoder)
     assert type(quantised.encoder.encoder.layer[0].attention.self.query) is not nn.Linear
     padded = predict_proba(quantised, tokens, 0, unpadded=False)
-    unpadded = predict_proba(quantised, tokens, 0, unpadded=True)
+    unpadded_probs = predict_proba(quantised, tokens, 0, unpadded=True)
     for task in LABELS:  # int8 scales per row: the layout changes float rounding only
-        np.testing.assert_allclose(unpadded[task], padded[task], atol=1e-5)
+        np.testing.assert_allclose(unpadded_probs[task], padded[task], atol=1e-5)
 
 
 def test_fused_qkv_computes_the_three_projections() -> None:
     model = tiny_classifier()
     tokens = token_lists(40, seed=4)
     reference = predict_proba(model, tokens, 0, unpadded=True)
-    packed.add_fused_qkv(model.encoder)
+    unpadded.add_fused_qkv(model.encoder)
     fused = predict_proba(model, tokens, 0, unpadded=True)
     for task in LABELS:
         np.testing.assert_allclose(fused[task], reference[task], atol=1e-6)
@@ -128,7 +128,7 @@ def test_fused_qkv_under_int8_equals_three_quantised_projections() -> None:
     separate = copy.deepcopy(model)
     quantize_linears(separate.encoder)
     reference = predict_proba(separate, tokens, 0, unpadded=True)
-    packed.add_fused_qkv(model.encoder)
+    unpadded.add_fused_qkv(model.encoder)
     quantize_linears(model.encoder)
     assert type(model.encoder.encoder.layer[0].attention.self.fused_qkv) is not nn.Linear  # quantised
     out = predict_proba(model, tokens, 0, unpadded=True)
@@ -138,7 +138,7 @@ def test_fused_qkv_under_int8_equals_three_quantised_projections() -> None:
 
 def test_default_path_is_unpadded_for_bert_and_padded_for_other_encoders() -> None:
     model = tiny_classifier()
-    assert packed.supports(model.encoder)
+    assert unpadded.supports(model.encoder)
     tokens = token_lists(20, seed=2)
     np.testing.assert_array_equal(
         predict_proba(model, tokens, 0)["topic"], predict_proba(model, tokens, 0, unpadded=True)["topic"]
@@ -149,7 +149,7 @@ def test_default_path_is_unpadded_for_bert_and_padded_for_other_encoders() -> No
         )
     )
     other = MultiTaskClassifier(distil, LABELS).eval()
-    assert not packed.supports(other.encoder)
+    assert not unpadded.supports(other.encoder)
     out = predict_proba(other, tokens, 0)  # falls back to padded batches, no error
     assert out["sentiment"].shape == (20, 3)
     with pytest.raises(ValueError, match="BERT encoders only"):

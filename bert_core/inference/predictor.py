@@ -13,20 +13,22 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from bert_core import packed
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
-from bert_core.compiled import CompiledPackedEncoder, compiler_command
-from bert_core.compiled import available as compiler_available
-from bert_core.cpu import cpu_has_amx_bf16, cpu_has_bf16
 from bert_core.errors import CompileError, DataError, ModelConfigError
-from bert_core.inference_core import TOKENS_PER_PASS, PendingProba, start_predict_proba
-from bert_core.int8 import available as int8_available
-from bert_core.int8 import quantize_linears
+from bert_core.inference.compiled import CompiledPackedEncoder, compiler_command
+from bert_core.inference.compiled import available as compiler_available
+from bert_core.inference.cpu import cpu_has_amx_bf16, cpu_has_bf16
+from bert_core.inference.linear_layers import (
+    int8_available,
+    prepack_linears,
+    prepacked_available,
+    quantize_linears,
+)
+from bert_core.inference.passes import TOKENS_PER_PASS, PendingProba, start_predict_proba
+from bert_core.inference.unpadded import add_fused_qkv, supports
 from bert_core.model import MultiTaskClassifier
 from bert_core.prediction import Prediction
-from bert_core.prepacked import available as prepacked_linears_available
-from bert_core.prepacked import prepack_linears
 from bert_core.text import normalize_text
 
 log = logging.getLogger(__name__)
@@ -37,12 +39,9 @@ _PROCESS_THREADS = torch.get_num_threads()
 
 Precision = Literal["fp32", "bf16", "int8", "auto"]
 
-# Texts for compiling a Predictor's pass before its first call: lengths unlike each other.
-_WARM_UP_TEXTS = (
-    "Stocks rise",
-    "Central bank holds rates steady as inflation cools",
-    "$AAPL beats estimates on services revenue, shares climb after hours in heavy trading",
-)
+# What `Predictor.warm_up` scores and throws away: eight texts of every common headline length
+# (4 to 64 words), so that every pass shape a stream makes has run once.
+WARM_UP_TEXTS = tuple(" ".join(["markets"] * n) for n in (4, 8, 12, 16, 24, 32, 48, 64) for _ in range(8))
 
 
 def resolve_precision(precision: Precision) -> Literal["fp32", "bf16", "int8"]:
@@ -71,15 +70,17 @@ class Predictor:
     on CPUs with AMX, else int8 where torch has oneDNN's int8 ops, else bf16 or fp32).
     `threads` torch threads in all (default: torch's current count), shared by
     `parallel_passes` passes that run side by side on threads of the Predictor's own. BERT
-    encoders run unpadded, `tokens_per_pass` real tokens per forward pass (`bert_core.packed`;
-    `unpadded=False` forces padding); other encoders in length-sorted padded passes of
-    `batch_size` texts. `prepacked` (default: wherever available): bf16 weights laid out once
-    for oneDNN and GELU fused into its layer (`bert_core.prepacked`; not with `compiled`); False
-    keeps plain `F.linear`, for comparison. `compiled`: the unpadded pass compiled by
-    `torch.compile` (`bert_core.compiled`), at construction, which then takes 30-60 s; a
-    failure raises CompileError.
-    Texts longer than the model's max length are truncated, empty texts are
-    refused with DataError.
+    encoders run unpadded, `tokens_per_pass` real tokens per forward pass (`unpadded`); other
+    encoders in length-sorted padded passes of `batch_size` texts. bf16 weights are laid out
+    once for oneDNN with GELU fused into its layer wherever available (`linear_layers`; not
+    with `compiled`). `compiled`: the unpadded pass compiled by `torch.compile` (`compiled`),
+    at construction (`warm_up`), which then takes 30-60 s; a failure raises CompileError.
+    Texts longer than the model's max length are truncated, empty texts are refused with
+    DataError. Call `warm_up` before serving.
+
+    Comparison switches, for benchmarks and tests only (private: serving never sets them):
+    `_unpadded=False` forces padded passes on a BERT encoder (True: refuse other encoders);
+    `_prepacked=False` keeps plain `F.linear` bf16 layers (True: refuse where unavailable).
     """
 
     def __init__(
@@ -90,10 +91,10 @@ class Predictor:
         threads: int | None = None,
         batch_size: int = 64,
         tokens_per_pass: int = TOKENS_PER_PASS,
-        unpadded: bool | None = None,
         parallel_passes: int = 1,
-        prepacked: bool | None = None,
         compiled: bool = False,
+        _unpadded: bool | None = None,
+        _prepacked: bool | None = None,
     ) -> None:
         self.precision = resolve_precision(precision)
         if self.precision == "int8" and not int8_available():
@@ -123,15 +124,15 @@ class Predictor:
             )
         self.batch_size = batch_size
         self.tokens_per_pass = tokens_per_pass
-        supported = packed.supports(loaded.model.encoder)
-        if unpadded and not supported:
+        supported = supports(loaded.model.encoder)
+        if _unpadded and not supported:
             raise ModelConfigError(
                 f"{loaded.path}: unpadded inference supports BERT encoders only, "
                 f"not {type(loaded.model.encoder).__name__}"
             )
-        self.unpadded = supported if unpadded is None else unpadded
+        self.unpadded = supported if _unpadded is None else _unpadded
         if not supported:
-            # The fast paths reproduce BERT's forward only (`packed.supports`); int8 and bf16
+            # The fast paths reproduce BERT's forward only (`unpadded.supports`); int8 and bf16
             # weights are generic Linear swaps and still apply.
             log.warning(
                 "%s: %s encoder: the unpadded%s pass is BERT-only; serving length-sorted padded "
@@ -147,13 +148,13 @@ class Predictor:
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         # Compiled, inductor lays out bf16 weights for oneDNN itself (freezing), and cannot
         # trace through the prepacked layers' opaque weights.
-        can_prepack = self.precision == "bf16" and prepacked_linears_available() and not compiled
-        if prepacked and not can_prepack:
+        can_prepack = self.precision == "bf16" and prepacked_available() and not compiled
+        if _prepacked and not can_prepack:
             raise ModelConfigError(
                 "prepacked linear layers need precision bf16 on a CPU with native bf16 units "
                 "and torch built with oneDNN, and an uncompiled pass"
             )
-        self.prepacked = can_prepack if prepacked is None else prepacked
+        self.prepacked = can_prepack if _prepacked is None else _prepacked
         self.model = _inference_copy(
             loaded.model, self.precision, fuse_qkv=self.unpadded, prepacked=self.prepacked
         )
@@ -165,8 +166,14 @@ class Predictor:
             raise DataError(f"{loaded.path}: model lacks a topic or sentiment head")
         self.sentiment_labels = labels["sentiment"]
         self.topic_labels = labels["topic"]
+        self._warmed_up = False
         # last: a model refused above should not cost a minute's compilation first
-        self.compiled = compiled and self._compile(str(loaded.path))
+        self._compiled_encoder = self._compiled_pass(str(loaded.path)) if compiled else None
+        self.compiled = self._compiled_encoder is not None
+        if self.compiled:
+            # Serving never compiles, and a compilation that fails should fail where the
+            # Predictor is made: a compiled Predictor is warmed up (compiled) here.
+            self.warm_up()
 
     @classmethod
     def load(
@@ -177,10 +184,10 @@ class Predictor:
         threads: int | None = None,
         batch_size: int = 64,
         tokens_per_pass: int = TOKENS_PER_PASS,
-        unpadded: bool | None = None,
         parallel_passes: int = 1,
-        prepacked: bool | None = None,
         compiled: bool = False,
+        _unpadded: bool | None = None,
+        _prepacked: bool | None = None,
     ) -> Predictor:
         return cls(
             load_model_dir(path),
@@ -188,24 +195,48 @@ class Predictor:
             threads=threads,
             batch_size=batch_size,
             tokens_per_pass=tokens_per_pass,
-            unpadded=unpadded,
             parallel_passes=parallel_passes,
-            prepacked=prepacked,
             compiled=compiled,
+            _unpadded=_unpadded,
+            _prepacked=_prepacked,
         )
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.submit(texts).result()
 
-    def _compile(self, where: str) -> bool:
-        """Replace the copy's unpadded pass by a compiled one (`bert_core.compiled`), compiled
-        now rather than inside the first real call; False if the model is served uncompiled.
-        Encoders without the unpadded path (not BERT) are, with a warning: compiling is a
-        speed-up, not a feature."""
+    def warm_up(self) -> None:
+        """Get ready to serve, before the first real call: compile the encoder pass's graphs
+        (compiled Predictors, which the constructor already warms up: serving never compiles)
+        and score a throw-away batch of every common length (`WARM_UP_TEXTS`). The first
+        batches of a cold process run about 2x slower (kernel selection, allocator growth),
+        which would otherwise land on the first real news after a start or a rebalance.
+        Once per Predictor; later calls return at once. A failed compilation raises
+        CompileError."""
+        if self._warmed_up:
+            return
+        if self._compiled_encoder is not None:
+            samples = tokenize(self.tokenizer, list(WARM_UP_TEXTS), self.max_length)
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
+            try:
+                with autocast:
+                    self._compiled_encoder.warm_up(samples)
+            except Exception as exc:  # inductor's errors carry pages of context; one line is enough
+                raise CompileError(
+                    f"{self.loaded.path}: compiling the encoder failed ({_root_cause(exc)}); turn "
+                    "compilation off (FINSENT_COMPILE=false)"
+                ) from exc
+        self.predict(list(WARM_UP_TEXTS))
+        self._warmed_up = True
+
+    def _compiled_pass(self, where: str) -> CompiledPackedEncoder | None:
+        """Replace the copy's unpadded pass by a compiled one (`bert_core.inference.compiled`),
+        to be compiled by `warm_up`; None if the model is served uncompiled. Encoders without
+        the unpadded path (not BERT) are, with a warning: compiling is a speed-up, not a
+        feature."""
         if not self.unpadded:
-            if packed.supports(self.model.encoder):  # a non-BERT encoder was warned about above
+            if supports(self.model.encoder):  # a non-BERT encoder was warned about above
                 log.warning("%s: only the unpadded pass compiles; serving this model uncompiled", where)
-            return False
+            return None
         if not compiler_available():
             raise CompileError(
                 f"compiled inference needs a C++ compiler ({compiler_command()}) and Python's headers "
@@ -213,17 +244,7 @@ class Predictor:
             )
         encoder = CompiledPackedEncoder(self.model.encoder)
         self.model.packed_encode = encoder
-        samples = tokenize(self.tokenizer, list(_WARM_UP_TEXTS), self.max_length)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
-        try:
-            with autocast:
-                encoder.warm_up(samples)
-        except Exception as exc:  # inductor's errors carry pages of context; one line is enough
-            raise CompileError(
-                f"{where}: compiling the encoder failed ({_root_cause(exc)}); turn compilation off "
-                "(FINSENT_COMPILE=false)"
-            ) from exc
-        return True
+        return encoder
 
     def submit(self, texts: Sequence[str]) -> PendingPredictions:
         """Normalise, tokenise and queue the forward passes of `texts`, without waiting for them.
@@ -309,12 +330,12 @@ def _inference_copy(
     bf16: Linear weights converted once; autocast would cast the same 10.6M parameters on
     every `predict` call, several milliseconds that dominated a live stream's small calls.
     int8: see `quantize_int8`. `fuse_qkv` (unpadded BERT): one stacked query/key/value layer
-    per attention block, built before quantisation (`packed.add_fused_qkv`). `prepacked`
-    (bf16 only): weights reordered once for oneDNN, GELU fused (`bert_core.prepacked`).
+    per attention block, built before quantisation (`unpadded.add_fused_qkv`). `prepacked`
+    (bf16 only): weights reordered once for oneDNN, GELU fused (`bert_core.inference.linear_layers`).
     """
     copied = copy.deepcopy(model).eval()
     if fuse_qkv:
-        packed.add_fused_qkv(copied.encoder)
+        add_fused_qkv(copied.encoder)
     if precision == "int8":
         quantize_int8(copied)
     elif precision == "bf16":
@@ -337,7 +358,8 @@ def _root_cause(exc: BaseException) -> str:
 
 def quantize_int8(model: MultiTaskClassifier) -> None:
     """int8 copy of the encoder's Linear layers, in place: a scale per weight output channel
-    and per input row (`bert_core.int8`), so a text scores the same whatever shares its call.
+    and per input row (`linear_layers.Int8Linear`), so a text scores the same whatever shares
+    its call.
 
     The classification heads (0.1 % of the arithmetic) stay fp32. History, measured on the
     default model's dev split (docs/performance.md#precision): torch's dynamic quantisation with one scale per

@@ -32,7 +32,7 @@ import torch._dynamo
 import torch._inductor.config
 from torch import nn
 
-from bert_core import packed
+from bert_core.inference import unpadded
 
 
 def compiler_command() -> str:
@@ -48,7 +48,7 @@ def available() -> bool:
 
 
 class _PackedEncode(nn.Module):
-    """`packed.encode` of one encoder as a module, so that inductor's freezing can treat its
+    """`unpadded.encode` of one encoder as a module, so that inductor's freezing can treat its
     weights (including int8 layers' prepacked oneDNN weights) as constants.
 
     Each instance runs its own copy of `forward`'s code: dynamo files compiled graphs under
@@ -66,18 +66,18 @@ class _PackedEncode(nn.Module):
         own = types.FunctionType(shared.__code__.replace(), shared.__globals__, shared.__name__)
         self.forward = types.MethodType(own, self)
 
-    def _encode(self, batch: packed.PackedBatch) -> torch.Tensor:
-        return packed.encode(self.encoder, batch)
+    def _encode(self, batch: unpadded.PackedBatch) -> torch.Tensor:
+        return unpadded.encode(self.encoder, batch)
 
 
 class CompiledPackedEncoder:
-    """Callable like `packed.encode(encoder, batch)`, for the one encoder it was made for.
+    """Callable like `unpadded.encode(encoder, batch)`, for the one encoder it was made for.
 
     Not an `nn.Module` on purpose: held as an attribute of the classifier, it must not join the
     module tree (state dicts, `.to()`, `modules()`), which already holds the encoder."""
 
     def __init__(self, encoder: nn.Module) -> None:
-        if not packed.supports(encoder):
+        if not unpadded.supports(encoder):
             name = type(encoder).__name__
             raise ValueError(f"compiled unpadded inference supports BERT encoders only, not {name}")
         self._encoder = encoder
@@ -100,9 +100,9 @@ class CompiledPackedEncoder:
 
     def __deepcopy__(self, memo: dict[int, object]) -> object:
         """A copied model gets the uncompiled pass: these graphs hold the original's weights."""
-        return packed.encode
+        return unpadded.encode
 
-    def __call__(self, encoder: nn.Module, batch: packed.PackedBatch) -> torch.Tensor:
+    def __call__(self, encoder: nn.Module, batch: unpadded.PackedBatch) -> torch.Tensor:
         if encoder is not self._encoder:
             raise ValueError("this compiled pass belongs to another encoder")
         return self._serving(batch)
@@ -112,10 +112,10 @@ class CompiledPackedEncoder:
         dynamo specialises sizes of 1, so passes of one attention chunk and of several need a
         graph each (one text and several texts in one chunk share one, measured; both are run
         here all the same). `token_ids`: two or more texts that fit one chunk together."""
-        if len(token_ids) < 2 or sum(map(len, token_ids[:2])) > packed.CHUNK_ROWS:
+        if len(token_ids) < 2 or sum(map(len, token_ids[:2])) > unpadded.CHUNK_ROWS:
             raise ValueError("warm_up needs two or more texts that fit one attention chunk together")
-        many = [token_ids[i % len(token_ids)] for i in range(2 * packed.CHUNK_ROWS)]
+        many = [token_ids[i % len(token_ids)] for i in range(2 * unpadded.CHUNK_ROWS)]
         passes = (many, token_ids[:1], token_ids[:2])
         with torch.inference_mode():
             for texts in passes:
-                self._compiling(packed.pack(texts, list(range(len(texts)))))
+                self._compiling(unpadded.pack(texts, list(range(len(texts)))))

@@ -141,8 +141,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--base-model", default=None, help="encoder directory (default: packaged MiniLM)")
     settings = Settings()
-    parser.add_argument("--sentiment-data", type=Path, default=settings.sentiment_data)
-    parser.add_argument("--topic-data", type=Path, default=settings.topic_data)
+    parser.add_argument("--sentiment-data", type=Path, default=settings.training.sentiment_data)
+    parser.add_argument("--topic-data", type=Path, default=settings.training.topic_data)
     parser.add_argument(
         "--training-minutes",
         type=float,
@@ -168,7 +168,7 @@ def main() -> None:
 
     split = split_sets(
         load_task_files({"sentiment": args.sentiment_data, "topic": args.topic_data}),
-        dev_fraction=settings.dev_fraction,
+        dev_fraction=settings.training.dev_fraction,
         seed=recipe.seed,
     )
     dense = dense_flops_per_token(h, f, layers)

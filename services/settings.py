@@ -38,6 +38,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     create_model,
     field_validator,
     model_validator,
@@ -665,6 +666,12 @@ FIELD_GROUPS: dict[str, str] = {
 }
 
 
+def setting_value(settings: Settings, field: str) -> Any:
+    """The value of a field named flat (`alert_p_high`), wherever its group keeps it."""
+    group = FIELD_GROUPS.get(field)
+    return getattr(getattr(settings, group) if group else settings, field)
+
+
 def nest_flat(data: Mapping[str, Any]) -> dict[str, Any]:
     """Flat field names put into their groups: {"alert_p_high": x} -> {"alerts": {"alert_p_high": x}}.
 
@@ -681,23 +688,6 @@ def nest_flat(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             nested[key] = value
     return nested
-
-
-class _FlatSettingsBase(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
-
-
-def _flat_fields() -> dict[str, Any]:
-    fields: dict[str, Any] = {"home": (Path, Field(DEFAULT_HOME))}
-    for model in GROUPS.values():
-        for name, info in model.model_fields.items():
-            fields[name] = (info.annotation, info)
-    return fields
-
-
-# Every field of every group side by side: what the environment, .env and secret files are
-# read against, so each variable stays FINSENT_<FIELD>. Never instantiated.
-FlatSettings: type[BaseSettings] = create_model("FlatSettings", __base__=_FlatSettingsBase, **_flat_fields())
 
 
 def flat_source(source: PydanticBaseSettingsSource) -> PydanticBaseSettingsSource:
@@ -773,14 +763,17 @@ class Settings(BaseSettings):
             nested.setdefault(group, {})
         return nested
 
-    @field_validator(*sorted({FIELD_GROUPS[field] for field in HOME_DEFAULTS}), mode="before")
+    @field_validator(*sorted({FIELD_GROUPS[field] for field in HOME_DEFAULTS}), mode="wrap")
     @classmethod
-    def _home_defaults(cls, value: Any, info: ValidationInfo) -> Any:
-        home = info.data.get("home")  # absent when home itself was invalid: that error is reported
-        if not isinstance(value, Mapping) or home is None:
-            return value
+    def _home_defaults(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        # `home` is absent when it was invalid: its error is the one reported, the default stands in.
+        home = info.data.get("home", DEFAULT_HOME)
+        if not isinstance(value, Mapping):
+            return handler(value)
         unset = [f for f in HOME_DEFAULTS if FIELD_GROUPS[f] == info.field_name and f not in value]
-        return {**value, **{f: HOME_DEFAULTS[f](home) for f in unset}}
+        group = handler({**value, **{f: HOME_DEFAULTS[f](home) for f in unset}})
+        group.__pydantic_fields_set__.difference_update(unset)  # still a default: model_fields_set says so
+        return group
 
     @field_validator("home", mode="before")
     @classmethod
@@ -857,6 +850,24 @@ class Settings(BaseSettings):
     def faust_dir(self) -> Path:
         """The scorer worker's faust data directory (its table state)."""
         return self.home / "faust"
+
+
+class _FlatSettingsBase(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
+
+
+def _flat_fields() -> dict[str, Any]:
+    home = Settings.model_fields["home"]
+    fields: dict[str, Any] = {"home": (home.annotation, home)}
+    for model in GROUPS.values():
+        for name, info in model.model_fields.items():
+            fields[name] = (info.annotation, info)
+    return fields
+
+
+# Every field of every group side by side: what the environment, .env and secret files are
+# read against, so each variable stays FINSENT_<FIELD>. Never instantiated.
+FlatSettings: type[BaseSettings] = create_model("FlatSettings", __base__=_FlatSettingsBase, **_flat_fields())
 
 
 _SASL_FIELDS = (

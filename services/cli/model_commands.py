@@ -143,7 +143,7 @@ def train(
     if sentiment_data is None and topic_data is None:
         # Neither given: the seed data (FINSENT_SENTIMENT_DATA / FINSENT_TOPIC_DATA, by default
         # the labelled set packaged with finsent), as the bootstrap model of `finsent run` uses.
-        sentiment_data, topic_data = settings.sentiment_data, settings.topic_data
+        sentiment_data, topic_data = settings.training.sentiment_data, settings.training.topic_data
         typer.echo(f"training on the seed data: {sentiment_data}, {topic_data}", err=True)
     if own_task_weight > 0 and not teacher:
         from services.cli.errors import fail
@@ -154,22 +154,22 @@ def train(
 
     # A warm start keeps its model's encoder: nothing to resolve or assemble then.
     base_model = None if init_from else chosen_encoder(encoder, install_missing=True)
-    spec = find_spec((encoder if encoder is not None else settings.base_model) or "minilm")
+    spec = find_spec((encoder if encoder is not None else settings.training.base_model) or "minilm")
     if learning_rate is None:
         learning_rate = spec.learning_rate if spec is not None else TrainConfig.learning_rate
-    _set_threads(settings.torch_threads)
+    _set_threads(settings.inference.torch_threads)
     config = TrainConfig(
         base_model=base_model,
         init_from=str(init_from) if init_from else None,
         pooling=pooling.value,  # type: ignore[arg-type]
-        max_length=settings.max_length,
+        max_length=settings.inference.max_length,
         batch_size=batch_size,
         learning_rate=learning_rate,
         epochs=epochs,
         max_minutes=max_minutes,
         class_weighting=class_weighting.value,  # type: ignore[arg-type]
         freeze_word_embeddings=freeze_word_embeddings,
-        seed=settings.seed if seed is None else seed,
+        seed=settings.training.seed if seed is None else seed,
         init_seed=init_seed,
         teachers=tuple(str(t) for t in teacher or ()),
         distill_weight=distill_weight,
@@ -184,7 +184,7 @@ def train(
         {"sentiment": sentiment_data, "topic": topic_data},
         out,
         config,
-        dev_fraction=settings.dev_fraction if dev_fraction is None else dev_fraction,
+        dev_fraction=settings.training.dev_fraction if dev_fraction is None else dev_fraction,
         mlm_text_files=mlm_text or [],
         mlm_config=MlmConfig(epochs=mlm_epochs, max_minutes=mlm_max_minutes),
         overwrite=overwrite,
@@ -218,7 +218,7 @@ def evaluate(
     from services.cli.errors import fail
 
     split_name: str = split.value
-    _set_threads(get_settings().torch_threads)
+    _set_threads(get_settings().inference.torch_threads)
     predictor = Predictor.load(model, precision=precision.value, compiled=compiled)  # type: ignore[arg-type]
     cfg = predictor.loaded.config
     paths: dict[str, Any] = {"sentiment": sentiment_data, "topic": topic_data}
@@ -266,10 +266,10 @@ def predict(
     from services.cli.errors import fail
 
     settings = get_settings()
-    model = model or settings.model
+    model = model or settings.inference.model
     if model is None:
         fail("give --model DIR (or set FINSENT_MODEL)")
-    chosen = precision.value if precision is not None else settings.precision
+    chosen = precision.value if precision is not None else settings.inference.precision
     records: list[dict[str, Any]] = []
     if texts:
         records = [{"text": t} for t in texts]
@@ -282,8 +282,8 @@ def predict(
     predictor = Predictor.load(
         model,
         precision=chosen,  # type: ignore[arg-type]
-        threads=settings.torch_threads,
-        parallel_passes=settings.parallel_passes,
+        threads=settings.inference.torch_threads,
+        parallel_passes=settings.inference.parallel_passes,
     )
     results = predictor.predict([r["text"] for r in records])
     for record, pred in zip(records, results, strict=True):
@@ -331,7 +331,7 @@ def pretrain_mlm(
     from services.cli.common import chosen_encoder
 
     settings = get_settings()
-    _set_threads(settings.torch_threads)
+    _set_threads(settings.inference.torch_threads)
     texts: list[str] = []
     for path in text_data:
         texts.extend(read_texts(path))
@@ -340,11 +340,11 @@ def pretrain_mlm(
         out,
         MlmConfig(
             base_model=chosen_encoder(base_model),
-            max_length=settings.max_length,
+            max_length=settings.inference.max_length,
             epochs=epochs,
             max_minutes=max_minutes,
             learning_rate=learning_rate,
-            seed=settings.seed,
+            seed=settings.training.seed,
         ),
     )
     typer.echo(json.dumps(summary, indent=2))

@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
-from services.settings import Settings
+from services.settings import FlatSettings
 
 ENV_PREFIX = "FINSENT_"
 REGENERATE_COMMAND = "python -m services.docs"
@@ -110,7 +110,7 @@ def _format_value(value: Any) -> str:
 def _base_defaults() -> dict[str, Any]:
     """Plain defaults, with `home` as a placeholder, for factories that derive from other fields."""
     data: dict[str, Any] = {}
-    for name, info in Settings.model_fields.items():
+    for name, info in FlatSettings.model_fields.items():
         if info.default_factory is None:
             data[name] = info.get_default()
     data["home"] = _HOME_PLACEHOLDER
@@ -166,7 +166,7 @@ def _cell(text: str) -> str:
 def render_settings_page() -> str:
     """The whole of docs/settings.md."""
     grouped: dict[str, list[str]] = {}
-    for name, info in Settings.model_fields.items():
+    for name, info in FlatSettings.model_fields.items():
         row = (
             f"| `{env_name(name)}` | {default_text(name, info)} | {_cell(allowed_text(info))} "
             f"| {_cell(info.description or '')} |"

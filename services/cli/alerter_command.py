@@ -78,8 +78,8 @@ def alerter(
     signal.signal(signal.SIGINT, on_signal)
     server = ProbeServer(metrics_socket, metrics.registry, metrics.health, name="alerter-probes")
     print(
-        f"alerting on {settings.kafka.topic_news_scored} at {bootstrap} (group {settings.alerts.alerter_group}) "
-        f"into {shown}, publishing to {settings.kafka.topic_alerts}; "
+        f"alerting on {settings.kafka.topic_news_scored} at {bootstrap} "
+        f"(group {settings.alerts.alerter_group}) into {shown}, publishing to {settings.kafka.topic_alerts}; "
         f"metrics {server.url}/metrics, health {server.url}/health; "
         "Ctrl-C stops",
         flush=True,

@@ -49,7 +49,8 @@ def dispatcher(
                 stats = worker.run_once()
             except DBAPIError as exc:
                 fail(
-                    f"database {redact(settings.database.database_url)}: {' '.join(str(exc.orig or exc).split())}"
+                    f"database {redact(settings.database.database_url)}: "
+                    f"{' '.join(str(exc.orig or exc).split())}"
                 )
             typer.echo(
                 f"dispatched {stats.outbox_rows} notifications into {stats.created} deliveries; "

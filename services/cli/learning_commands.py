@@ -396,7 +396,8 @@ def _announce(row: ModelVersionRow, kind: str) -> None:
         sent = announce_champion(settings, row, kind=kind)  # type: ignore[arg-type]
     except BrokerError as exc:
         fail(
-            f"{row.version} is the champion, but announcing it on {settings.kafka.topic_model_events} failed: "
+            f"{row.version} is the champion, but announcing it on "
+            f"{settings.kafka.topic_model_events} failed: "
             f"{exc}; workers switch when they next poll the registry (re-run to announce again)",
             code=1,
         )

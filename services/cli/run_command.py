@@ -482,7 +482,7 @@ def run(
             "FINSENT_DATABASE_URL": settings.database.database_url,
             "FINSENT_HOME": str(settings.home),
         }
-        if demo and "compile" not in settings.model_fields_set:
+        if demo and "compile" not in settings.inference.model_fields_set:
             # A demo feeds 10 headlines/s: compiling the pass (up to a minute) would only delay
             # the first scored one. FINSENT_COMPILE, when set, is honoured.
             env["FINSENT_COMPILE"] = "false"
@@ -703,10 +703,11 @@ class DemoWatch:
         self._hint_shown = True
 
         s = self._settings
-        database = "" if "database_url" not in s.model_fields_set else "FINSENT_DATABASE_URL=… "
+        database = "" if "database_url" not in s.database.model_fields_set else "FINSENT_DATABASE_URL=… "
         typer.echo(
             f"dashboard FINSENT_HOME={s.home} {database}finsent dashboard   then open "
-            f"http://{s.dashboard.dashboard_host}:{s.dashboard.dashboard_port} and log in as {DEMO_USER} / {self.run.password} "
+            f"http://{s.dashboard.dashboard_host}:{s.dashboard.dashboard_port} "
+            f"and log in as {DEMO_USER} / {self.run.password} "
             f"(a demo-only login; remove it with `finsent dashboard users remove {DEMO_USER}`)"
         )
 

@@ -106,7 +106,8 @@ def worker(
         metrics=metrics,
     )
     print(
-        f"scoring {settings.kafka.topic_news_raw} on {bootstrap} (group {settings.scorer.scorer_group}) into {shown} "
+        f"scoring {settings.kafka.topic_news_raw} on {bootstrap} (group {settings.scorer.scorer_group}) "
+        f"into {shown} "
         f"with model {predictor.version}; metrics {server.url}/metrics, health {server.url}/health; "
         "Ctrl-C stops",
         flush=True,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         save_model_dir,
         verify_model_dir,
     )
-    from bert_core.config import MlmConfig, Pooling, TrainConfig
+    from bert_core.config import ExperimentalOptions, MlmConfig, Pooling, TrainConfig
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
     from bert_core.errors import (
@@ -60,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "ModelIntegrityError": "bert_core.errors",
     "MultiTaskClassifier": "bert_core.model",
     "Pooling": "bert_core.config",
+    "ExperimentalOptions": "bert_core.config",
     "PendingPredictions": "bert_core.inference",
     "Prediction": "bert_core.prediction",
     "Predictor": "bert_core.inference",
@@ -113,6 +114,7 @@ __all__ = [
     "CompileError",
     "DataError",
     "EncoderMissingError",
+    "ExperimentalOptions",
     "LabelSet",
     "LabelledData",
     "LoadedModel",

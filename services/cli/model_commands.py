@@ -9,23 +9,22 @@ from typing import Annotated, Any
 
 import typer
 
-from bert_core.config import MlmConfig, TrainConfig
+from bert_core.config import ExperimentalOptions, MlmConfig, TrainConfig
 from services.cli.choices import ClassWeighting, EvalSplit, Pooling, Precision, TrainPrecision
 from services.settings import get_settings
 
 PathOpt = Annotated[Path | None, typer.Option(dir_okay=False)]
 
 
+# `finsent train --help` shows what a run needs first (encoder, data, epochs, output, precision),
+# then these panels.
+TUNING = "Tuning (measured defaults)"
+DISTILLATION = "Distillation (pays at the cost of a second run: docs/performance.md)"
+EXPERIMENTAL = "Experimental (did not beat the seed spread: docs/performance.md#training-recipe)"
+
+
 def train(
     out: Annotated[Path, typer.Option("--out", help="Model directory to create")],
-    sentiment_data: Annotated[
-        Path | None,
-        typer.Option(
-            help="CSV/JSONL/Parquet: text,label (sentiment); with neither file given, both seed files "
-            "(FINSENT_SENTIMENT_DATA, FINSENT_TOPIC_DATA: the packaged set by default)"
-        ),
-    ] = None,
-    topic_data: Annotated[Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (topic)")] = None,
     encoder: Annotated[
         str | None,
         typer.Option(
@@ -36,15 +35,32 @@ def train(
             "encoder directory (env FINSENT_BASE_MODEL)",
         ),
     ] = None,
-    init_from: Annotated[
-        Path | None, typer.Option(help="Warm start from an existing finsent model directory")
+    sentiment_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV/JSONL/Parquet: text,label (sentiment); with neither file given, both seed files "
+            "(FINSENT_SENTIMENT_DATA, FINSENT_TOPIC_DATA: the packaged set by default)"
+        ),
     ] = None,
+    topic_data: Annotated[Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (topic)")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs")] = TrainConfig.epochs,
     max_minutes: Annotated[
         float | None,
         typer.Option(min=0.1, help="Stop (keeping the best checkpoint) after this many minutes"),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
+    precision: Annotated[
+        TrainPrecision,
+        typer.Option(help="auto: bf16 mixed precision where the CPU has bf16 units, else fp32"),
+    ] = TrainPrecision(TrainConfig.precision),
+    init_from: Annotated[
+        Path | None, typer.Option(help="Warm start from an existing finsent model directory")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
+    dev_fraction: Annotated[
+        float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TUNING)] = TrainConfig.batch_size,
     learning_rate: Annotated[
         float | None,
         typer.Option(
@@ -52,32 +68,45 @@ def train(
             max=1e-2,
             help=f"Encoder learning rate; default: the encoder's own (minilm {TrainConfig.learning_rate:g}, "
             "mpnet-base 3e-05; a folder: the minilm one)",
+            rich_help_panel=TUNING,
         ),
     ] = None,
     pooling: Annotated[
-        Pooling, typer.Option(help="Sentence vector: the [CLS] token or the mean of all tokens")
+        Pooling,
+        typer.Option(
+            help="Sentence vector: the [CLS] token or the mean of all tokens", rich_help_panel=TUNING
+        ),
     ] = Pooling(TrainConfig.pooling),
-    class_weighting: Annotated[
-        ClassWeighting, typer.Option(help="Loss weight of rare classes")
-    ] = ClassWeighting(TrainConfig.class_weighting),
     freeze_word_embeddings: Annotated[
-        bool, typer.Option(help="Keep the word-embedding matrix frozen (1.6x faster steps on CPU)")
+        bool,
+        typer.Option(
+            help="Keep the word-embedding matrix frozen (1.6x faster steps on CPU)", rich_help_panel=TUNING
+        ),
     ] = True,
-    mlm_text: Annotated[
-        list[Path] | None, typer.Option(help="Unlabelled text file(s) for MLM domain pre-training first")
+    init_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the run only (head init, dropout, batch order), keeping --seed's dev split: "
+            "another model on the same split, e.g. for an ensemble of teachers",
+            rich_help_panel=TUNING,
+        ),
     ] = None,
-    mlm_epochs: Annotated[int, typer.Option(min=1)] = MlmConfig.epochs,
-    mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
     teacher: Annotated[
         list[Path] | None,
         typer.Option(
             help="A model trained on the same files, seed and dev fraction (repeat for several: "
             "their probabilities are averaged): every text also learns the other task's head "
-            "from them (cross-task distillation)"
+            "from them (cross-task distillation)",
+            rich_help_panel=DISTILLATION,
         ),
     ] = None,
     distill_weight: Annotated[
-        float, typer.Option(min=0.0, help="Weight of the teachers' soft targets for the other head")
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of the teachers' soft targets for the other head",
+            rich_help_panel=DISTILLATION,
+        ),
     ] = TrainConfig.distill_weight,
     own_task_weight: Annotated[
         float,
@@ -86,8 +115,12 @@ def train(
             max=1.0,
             help="Share of each text's own-task loss taken by the teachers' probabilities instead of "
             "its label (self/ensemble distillation; needs --teacher); 0 = labels only",
+            rich_help_panel=DISTILLATION,
         ),
     ] = TrainConfig.own_task_weight,
+    class_weighting: Annotated[
+        ClassWeighting, typer.Option(help="Loss weight of rare classes", rich_help_panel=EXPERIMENTAL)
+    ] = ClassWeighting(ExperimentalOptions.class_weighting),
     ema_decay: Annotated[
         float,
         typer.Option(
@@ -95,8 +128,9 @@ def train(
             max=0.99999,
             help="Evaluate and keep an exponential moving average of the weights with this decay "
             "(e.g. 0.999); 0 = off",
+            rich_help_panel=EXPERIMENTAL,
         ),
-    ] = TrainConfig.ema_decay,
+    ] = ExperimentalOptions.ema_decay,
     layer_lr_decay: Annotated[
         float,
         typer.Option(
@@ -104,36 +138,37 @@ def train(
             max=1.0,
             help="Layer-wise learning-rate decay: the top encoder layer trains at --learning-rate x D, "
             "each one below at a further x D, the embeddings last; 1 = off",
+            rich_help_panel=EXPERIMENTAL,
         ),
-    ] = TrainConfig.layer_lr_decay,
+    ] = ExperimentalOptions.layer_lr_decay,
     label_smoothing: Annotated[
         float,
-        typer.Option(min=0.0, max=0.5, help="Share of each label's target spread over all classes; 0 = off"),
-    ] = TrainConfig.label_smoothing,
+        typer.Option(
+            min=0.0,
+            max=0.5,
+            help="Share of each label's target spread over all classes; 0 = off",
+            rich_help_panel=EXPERIMENTAL,
+        ),
+    ] = ExperimentalOptions.label_smoothing,
     rdrop_alpha: Annotated[
         float,
         typer.Option(
             min=0.0,
             help="R-Drop: run every batch under two dropout masks and add this weight x the "
             "symmetric KL between the two predictions (e.g. 1.0; doubles the step cost); 0 = off",
+            rich_help_panel=EXPERIMENTAL,
         ),
-    ] = TrainConfig.rdrop_alpha,
-    precision: Annotated[
-        TrainPrecision,
-        typer.Option(help="auto: bf16 mixed precision where the CPU has bf16 units, else fp32"),
-    ] = TrainPrecision(TrainConfig.precision),
-    seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
-    init_seed: Annotated[
-        int | None,
+    ] = ExperimentalOptions.rdrop_alpha,
+    mlm_text: Annotated[
+        list[Path] | None,
         typer.Option(
-            help="Seed of the run only (head init, dropout, batch order), keeping --seed's dev split: "
-            "another model on the same split, e.g. for an ensemble of teachers"
+            help="Unlabelled text file(s) for MLM domain pre-training first, in the same run (`finsent "
+            "pretrain-mlm` does it on its own and saves the encoder for --encoder)",
+            rich_help_panel=EXPERIMENTAL,
         ),
     ] = None,
-    dev_fraction: Annotated[
-        float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
+    mlm_epochs: Annotated[int, typer.Option(min=1, rich_help_panel=EXPERIMENTAL)] = MlmConfig.epochs,
+    mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1, rich_help_panel=EXPERIMENTAL)] = None,
 ) -> None:
     """Fine-tune the topic + sentiment model on labelled files and save a verified model directory."""
     from bert_core import format_report
@@ -167,18 +202,20 @@ def train(
         learning_rate=learning_rate,
         epochs=epochs,
         max_minutes=max_minutes,
-        class_weighting=class_weighting.value,  # type: ignore[arg-type]
         freeze_word_embeddings=freeze_word_embeddings,
         seed=settings.training.seed if seed is None else seed,
         init_seed=init_seed,
         teachers=tuple(str(t) for t in teacher or ()),
         distill_weight=distill_weight,
         own_task_weight=own_task_weight,
-        ema_decay=ema_decay,
-        layer_lr_decay=layer_lr_decay,
-        label_smoothing=label_smoothing,
-        rdrop_alpha=rdrop_alpha,
         precision=precision.value,  # type: ignore[arg-type]
+        experimental=ExperimentalOptions(
+            class_weighting=class_weighting.value,  # type: ignore[arg-type]
+            ema_decay=ema_decay,
+            layer_lr_decay=layer_lr_decay,
+            label_smoothing=label_smoothing,
+            rdrop_alpha=rdrop_alpha,
+        ),
     )
     result, manifest = train_model(
         {"sentiment": sentiment_data, "topic": topic_data},

@@ -853,7 +853,7 @@ class Settings(BaseSettings):
 
 
 class _FlatSettingsBase(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
+    model_config = Settings.model_config  # the same prefix, .env file and extras policy
 
 
 def _flat_fields() -> dict[str, Any]:
@@ -866,7 +866,9 @@ def _flat_fields() -> dict[str, Any]:
 
 
 # Every field of every group side by side: what the environment, .env and secret files are
-# read against, so each variable stays FINSENT_<FIELD>. Never instantiated.
+# read against, so each variable stays FINSENT_<FIELD>; also where code that wants a field's
+# default or description by its flat name looks (FlatSettings.model_fields["kafka_timeout_seconds"]).
+# Never instantiated.
 FlatSettings: type[BaseSettings] = create_model("FlatSettings", __base__=_FlatSettingsBase, **_flat_fields())
 
 

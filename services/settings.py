@@ -857,8 +857,10 @@ class _FlatSettingsBase(BaseSettings):
 
 
 def _flat_fields() -> dict[str, Any]:
-    home = Settings.model_fields["home"]
-    fields: dict[str, Any] = {"home": (home.annotation, home)}
+    # Top-level fields (home) as they are, so their variables are read too.
+    fields: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in Settings.model_fields.items() if name not in GROUPS
+    }
     for model in GROUPS.values():
         for name, info in model.model_fields.items():
             fields[name] = (info.annotation, info)

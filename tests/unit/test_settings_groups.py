@@ -16,6 +16,7 @@ def test_every_field_is_in_exactly_one_group_and_keeps_its_variable() -> None:
     assert len(names) == len(set(names))  # one group per field: the variable maps to one place
     assert set(FlatSettings.model_fields) == {"home", *names}
     assert set(FIELD_GROUPS) == set(names)
+    # A new setting goes into a group (its class in services/settings.py), not beside home.
     assert set(Settings.model_fields) == {"home", *GROUPS}
 
 

@@ -52,7 +52,7 @@ from tqdm import tqdm
 from bert_core import packaged_seed_data
 from services.broker import EmbeddedBroker, TopicSpec, ensure_topics
 from services.ingest.producer import NewsProducer
-from services.settings import Settings
+from services.settings import FlatSettings
 from services.storage import make_engine, upgrade_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ SOURCE = "benchmark"
 
 # --------------------------------------------------------------------------- command line
 
-DEFAULT_PARALLEL_PASSES: int = Settings.model_fields["parallel_passes"].default
+DEFAULT_PARALLEL_PASSES: int = FlatSettings.model_fields["parallel_passes"].default
 
 
 def add_common_arguments(parser: Any) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bert_core.artifacts import LoadedModel, ModelConfig, load_model_dir, save_model_dir
     from bert_core.batching import tokenize
-    from bert_core.config import MlmConfig, Pooling, TrainConfig
+    from bert_core.config import ExperimentalOptions, MlmConfig, Pooling, TrainConfig
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
     from bert_core.errors import (
@@ -91,6 +91,7 @@ _EXPORTS: dict[str, str] = {
     "MultiTaskClassifier": "bert_core.model",
     "PendingPredictions": "bert_core.inference.predictor",
     "Pooling": "bert_core.config",
+    "ExperimentalOptions": "bert_core.config",
     "Precision": "bert_core.inference.predictor",
     "Prediction": "bert_core.prediction",
     "Predictor": "bert_core.inference.predictor",
@@ -166,6 +167,7 @@ __all__ = [
     "CompileError",
     "DataError",
     "EncoderMissingError",
+    "ExperimentalOptions",
     "LabelSet",
     "LabelledData",
     "LoadedModel",

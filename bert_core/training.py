@@ -144,7 +144,7 @@ def _param_groups(model: MultiTaskClassifier, config: TrainConfig) -> list[dict[
         if name.startswith("heads."):
             key = (config.head_learning_rate, config.weight_decay)
         else:
-            lr = config.learning_rate * config.layer_lr_decay ** _depth_below_top(name, n_layers)
+            lr = config.learning_rate * config.experimental.layer_lr_decay ** _depth_below_top(name, n_layers)
             # biases and LayerNorm weights are not decayed
             key = (lr, 0.0 if param.ndim < 2 else config.weight_decay)
         groups.setdefault(key, []).append(param)
@@ -166,7 +166,7 @@ def _depth_below_top(name: str, n_layers: int) -> int:
 
 
 # Left out of a model's recorded training settings: teachers are recorded by version instead.
-_NOT_RECORDED = ("progress", "teachers", "distill_weight", "own_task_weight")
+_NOT_RECORDED = ("progress", "teachers", "distill_weight", "own_task_weight", "experimental")
 
 TeacherTargets = Mapping[str, Mapping[str, np.ndarray]]
 """Per training set (task) and per head: the teachers' mean probabilities, one row per example.
@@ -201,7 +201,7 @@ def fine_tune(
     `teacher_targets[task][head]` (see `teacher_probabilities`) adds, for a batch of
     `task`, `config.distill_weight` times the soft cross-entropy of each other `head`; for
     `head == task` the loss is (1 - w) x the labels' cross-entropy + w x the soft one, with
-    w = `config.own_task_weight`. With `config.rdrop_alpha` > 0 each batch is stacked on
+    w = `config.own_task_weight`. With `config.experimental.rdrop_alpha` > 0 each batch is stacked on
     itself, so one forward pass sees every text under two dropout masks, and the own head
     adds alpha x the two halves' `symmetric_kl`.
     """
@@ -209,8 +209,9 @@ def fine_tune(
         raise DataError("no training data: give at least one task's labelled file")
     if not 0.0 <= config.own_task_weight <= 1.0:
         raise ModelConfigError(f"own_task_weight must be within 0..1, not {config.own_task_weight}")
-    if config.rdrop_alpha < 0:
-        raise ModelConfigError(f"rdrop_alpha must be 0 (off) or positive, not {config.rdrop_alpha}")
+    if config.experimental.rdrop_alpha < 0:
+        alpha = config.experimental.rdrop_alpha
+        raise ModelConfigError(f"rdrop_alpha must be 0 (off) or positive, not {alpha}")
     if config.own_task_weight > 0 and not teacher_targets:
         raise ModelConfigError("own_task_weight needs teacher models to take the soft targets from")
     for task in train_sets:
@@ -228,8 +229,8 @@ def fine_tune(
     lengths = {t: [len(ids) for ids in tok] for t, tok in tokens.items()}
     losses = {
         t: nn.CrossEntropyLoss(
-            weight=class_weights(d.labels, len(label_names[t]), config.class_weighting),
-            label_smoothing=config.label_smoothing,
+            weight=class_weights(d.labels, len(label_names[t]), config.experimental.class_weighting),
+            label_smoothing=config.experimental.label_smoothing,
         )
         for t, d in train_sets.items()
     }
@@ -253,7 +254,8 @@ def fine_tune(
     }
 
     # -inf, not -1: without dev sets the score is -loss, which is below -1 whenever loss > 1.
-    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+    ema_decay = config.experimental.ema_decay
+    average = WeightAverage(model, ema_decay) if ema_decay > 0 else None
     best_score, best_state, best_reports = -math.inf, None, None
     history: list[dict[str, Any]] = []
     stale = 0
@@ -268,7 +270,7 @@ def fine_tune(
         order = rng.permutation(len(batches))
         for pos, k in enumerate(order, start=1):
             task, idx = batches[k]
-            if config.rdrop_alpha > 0:
+            if config.experimental.rdrop_alpha > 0:
                 idx = idx + idx  # dropout draws a separate mask per row
             batch = collate(tokens[task], idx, pad_id, train_sets[task].labels)
             soft = teacher_targets.get(task, {}) if teacher_targets else {}
@@ -284,8 +286,8 @@ def fine_tune(
                 if head != task:
                     other = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[idx]))
                     loss = loss + config.distill_weight * other
-            if config.rdrop_alpha > 0:
-                loss = loss + config.rdrop_alpha * symmetric_kl(*logits[task].float().chunk(2))
+            if config.experimental.rdrop_alpha > 0:
+                loss = loss + config.experimental.rdrop_alpha * symmetric_kl(*logits[task].float().chunk(2))
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -340,6 +342,8 @@ def fine_tune(
     model.eval()
     training_info = {
         **{k: v for k, v in asdict(config).items() if k not in _NOT_RECORDED},
+        # Recorded flat, as before they were grouped: a model's record reads the same either way.
+        **asdict(config.experimental),
         "train_rows": {t: len(d) for t, d in train_sets.items()},
         "dev_rows": {t: len(d) for t, d in dev_sets.items()},
         "precision": precision,

@@ -125,7 +125,7 @@ def update_subscription(
 
 
 def _policy(settings: Settings | None) -> OutboundPolicy:
-    return settings.outbound_policy if settings is not None else OutboundPolicy()
+    return settings.runtime.outbound_policy if settings is not None else OutboundPolicy()
 
 
 def _require_secret(user: User) -> None:
@@ -199,7 +199,7 @@ def record_labels(
         for c in choices
     ]
     with sessions.begin() as session:
-        counts = store_labels(session, labels, now=now, recent_share=settings.label_recent_share)
+        counts = store_labels(session, labels, now=now, recent_share=settings.learning.label_recent_share)
     if counts.errors:
         raise ActionFailed("; ".join(str(e) for e in counts.errors))
     return counts

@@ -58,7 +58,7 @@ def oidc_configured() -> bool:
 
 def _users_or_error(settings: Settings) -> dict[str, UserEntry] | None:
     try:
-        return _users.get(settings.dashboard_users_file)
+        return _users.get(settings.dashboard.dashboard_users_file)
     except UsersFileError as exc:
         st.error(f"The dashboard users file is unusable: {exc}")
         return None
@@ -97,7 +97,7 @@ def _oidc_identity(settings: Settings) -> OidcIdentity | None:
         return None
     email = str(user.get("email") or "").strip() or None
     claim = user.get("email_verified")
-    verified = _claim_true(claim) if claim is not None else settings.dashboard_oidc_trust_email
+    verified = _claim_true(claim) if claim is not None else settings.dashboard.dashboard_oidc_trust_email
     shown = email or user.get("preferred_username") or user.get("name") or user.get("sub") or "unknown"
     return OidcIdentity(email if verified else None, str(shown))
 
@@ -115,7 +115,7 @@ def _oidc_user(settings: Settings) -> User | None:
     entry = _match_oidc(users, email=identity.email)
     if entry is not None:
         return User(entry.name, entry.role, "oidc", identity.email)
-    role = settings.dashboard_oidc_default_role
+    role = settings.dashboard.dashboard_oidc_default_role
     if role == "none":
         return None
     return User(identity.email, role, "oidc", identity.email)
@@ -159,8 +159,8 @@ def _oidc_login(settings: Settings) -> None:
         return
     st.write("Sign in with your organisation's account.")
     if st.button("Log in", key="oidc_login", type="primary"):
-        if settings.dashboard_oidc_provider:
-            st.login(settings.dashboard_oidc_provider)
+        if settings.dashboard.dashboard_oidc_provider:
+            st.login(settings.dashboard.dashboard_oidc_provider)
         else:
             st.login()
 

@@ -38,7 +38,7 @@ def _engine(url: str) -> Engine:
 
 
 def engine(settings: Settings) -> Engine:
-    return _engine(settings.database_url)
+    return _engine(settings.database.database_url)
 
 
 def sessions(settings: Settings) -> sessionmaker[Session]:
@@ -67,10 +67,10 @@ def cached_query(settings: Settings, fn: Callable[..., T], /, **kwargs: Any) -> 
     Streamlit (scalars, datetimes, tuples, frozen dataclasses)."""
     name = f"{fn.__module__}.{fn.__qualname__}"
     _QUERIES.setdefault(name, fn)
-    if settings.dashboard_cache_seconds <= 0:
-        return _run(settings.database_url, name, kwargs)  # type: ignore[no-any-return]
-    runner = _cached_runner(settings.dashboard_cache_seconds)
-    return runner(settings.database_url, name, kwargs)  # type: ignore[no-any-return]
+    if settings.dashboard.dashboard_cache_seconds <= 0:
+        return _run(settings.database.database_url, name, kwargs)  # type: ignore[no-any-return]
+    runner = _cached_runner(settings.dashboard.dashboard_cache_seconds)
+    return runner(settings.database.database_url, name, kwargs)  # type: ignore[no-any-return]
 
 
 def fresh_query(settings: Settings, fn: Callable[..., T], /, **kwargs: Any) -> T:

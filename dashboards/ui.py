@@ -70,7 +70,7 @@ def current_minute(base_seconds: int) -> datetime:
 def data_end(settings: Settings) -> datetime:
     """The end of the newest stored minute: "now" for a live stream, and for a replay of old
     news the end of what was replayed (so the default range shows data, not an empty chart)."""
-    base = settings.alert_bucket_seconds
+    base = settings.alerts.alert_bucket_seconds
     newest = cached_query(settings, indices.newest_bucket, base_width=base, not_after=current_minute(base))
     if newest is None:
         return utcnow()

@@ -13,8 +13,8 @@ from services.settings import Settings
 
 def resolve_model_dir(settings: Settings) -> Path | None:
     """The configured model directory, or the bootstrap model if one was saved, else None."""
-    if settings.model is not None:
-        return settings.model
+    if settings.inference.model is not None:
+        return settings.inference.model
     bootstrap = settings.default_model_dir
     if (bootstrap / "manifest.json").is_file():
         return bootstrap

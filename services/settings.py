@@ -1,17 +1,49 @@
 """All runtime settings, read from FINSENT_* environment variables (or a .env file).
 
 This is the one place that defines each default.
+
+Settings come in groups, one per part of the system (`settings.kafka`, `settings.alerts`,
+`settings.scorer`, ...), so a service is handed, and a reader finds, the few dozen values that
+concern it rather than all of them. Two rules keep the groups invisible from outside:
+
+- A field keeps its full name inside its group (`settings.alerts.alert_window_buckets`, not
+  `settings.alerts.window_buckets`), and its variable is always FINSENT_ + the field name in
+  upper case (FINSENT_ALERT_WINDOW_BUCKETS). So users' .env files and deploy/ manifests keep
+  working, a variable names its field without a table in between, and code moved to groups
+  mechanically (settings_codemod) reads as before with the group in the middle.
+- The variables stay flat: no FINSENT_ALERTS__... nesting. The environment, the .env file and
+  secret files are read against `FlatSettings` (every field of every group side by side) and
+  the values are then put into their groups (`nest_flat`). Doing that in the sources rather
+  than in a validator keeps pydantic-settings' own order between them (an argument beats the
+  environment, which beats .env) field by field. `Settings(alert_p_high=1e-3)` and
+  `Settings.model_validate({...flat...})` are routed the same way, so a flat keyword still
+  sets one field; reading `settings.alert_p_high` does not work (mypy says so).
+
+`home` is the one field outside the groups: it is the root every path default hangs off
+(`HOME_DEFAULTS`), and `Settings` names the folders under it (`models_dir`, `logs_dir`, ...).
 """
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bert_core import packaged_seed_data
 from services.outbound.policy import OutboundPolicy
@@ -22,20 +54,14 @@ DEFAULT_HOME = Path("~/.finsent")
 SUPPORTED_DATABASES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
+class _Group(BaseModel):
+    # A misspelt field inside a group is an error, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
 
-    home: Path = Field(
-        DEFAULT_HOME,
-        validate_default=True,
-        description="Where finsent keeps its state: the SQLite database (finsent.db), models/, logs/, "
-        "holdout/ and the dashboard users file; the same from any working directory",
-    )
-    base_model: str | None = Field(
-        None,
-        description="Encoder to fine-tune: a name from `finsent encoders list` (minilm, mpnet-base) or "
-        "an encoder directory; empty = minilm, the packaged all-MiniLM-L6-v2"
-    )
+
+class InferenceSettings(_Group):
+    """The model a worker serves and how it runs it (`finsent worker`, `finsent score`)."""
+
     model: Path | None = Field(None, description="Model directory to serve (overrides registry)")
     model_poll_seconds: float = Field(
         30.0,
@@ -72,6 +98,16 @@ class Settings(BaseSettings):
         "one pass on all threads: docs/performance.md#parallel-passes)",
     )
     max_length: int = Field(64, ge=8, le=512, description="Most tokens per text; longer texts are truncated")
+
+
+class TrainingSettings(_Group):
+    """The encoder, seed data and time box of the bootstrap model `finsent run` trains."""
+
+    base_model: str | None = Field(
+        None,
+        description="Encoder to fine-tune: a name from `finsent encoders list` (minilm, mpnet-base) or "
+        "an encoder directory; empty = minilm, the packaged all-MiniLM-L6-v2",
+    )
     seed: int = Field(42, description="Seed of the dev split and of training")
     dev_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="Share of each seed file held out as the dev split (never trained)"
@@ -94,10 +130,47 @@ class Settings(BaseSettings):
     bootstrap_epochs: int = Field(
         4, ge=1, description="Epoch cap of the bootstrap training (the time box usually ends it first)"
     )
+
+
+class DatabaseSettings(_Group):
+    """The database every service shares, and its TLS (docs/operations.md#secured-connections)."""
+
     database_url: str = Field(
-        default_factory=lambda data: f"sqlite:///{(data['home'] / 'finsent.db').as_posix()}",
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite in `home`",
     )
+    # Postgres TLS (docs/operations.md#secured-connections): passed to libpq by
+    # services.storage.engine; a value also given in FINSENT_DATABASE_URL's query is refused.
+    database_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        Field(
+            None,
+            description="libpq sslmode; verify-full checks the server's certificate and host name; empty = "
+            "libpq's default (prefer) or the URL's",
+        )
+    )
+    database_sslrootcert: Path | None = Field(
+        None, description="PEM file of the CA that signed the Postgres server's certificate"
+    )
+    database_sslcert: Path | None = Field(None, description="PEM client certificate for Postgres")
+    database_sslkey: Path | None = Field(
+        None, description="PEM private key of the Postgres client certificate"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        # Anything else would fail later, with a driver traceback.
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in SUPPORTED_DATABASES:
+            raise ValueError(
+                f"unsupported database {scheme or 'URL'!r}: use postgresql://user:password@host:5432/db "
+                "or sqlite:///path/to/finsent.db"
+            )
+        return value
+
+
+class KafkaSettings(_Group):
+    """The broker, its security and the topics (docs/operations.md#secured-connections)."""
+
     kafka_bootstrap: str | None = Field(
         None,
         description="Kafka bootstrap servers, host:port[,host:port]; empty = the embedded broker",
@@ -144,30 +217,6 @@ class Settings(BaseSettings):
         description="Check that a broker's certificate names the host the client connected to; turn off "
         "only for brokers reached by an address their certificate does not list",
     )
-    # Postgres TLS (docs/operations.md#secured-connections): passed to libpq by
-    # services.storage.engine; a value also given in FINSENT_DATABASE_URL's query is refused.
-    database_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
-        Field(
-            None,
-            description="libpq sslmode; verify-full checks the server's certificate and host name; empty = "
-            "libpq's default (prefer) or the URL's",
-        )
-    )
-    database_sslrootcert: Path | None = Field(
-        None, description="PEM file of the CA that signed the Postgres server's certificate"
-    )
-    database_sslcert: Path | None = Field(None, description="PEM client certificate for Postgres")
-    database_sslkey: Path | None = Field(
-        None, description="PEM private key of the Postgres client certificate"
-    )
-    ingest_linger_ms: int = Field(
-        20,
-        ge=0,
-        le=1000,
-        description="How long an ingest producer (files, HTTP, feeds, the demo) gathers messages "
-        "into one request: fewer, larger record batches cost the broker and the worker far less "
-        "(docs/performance.md#ingest-linger)",
-    )
     topic_news_raw: str = Field("news.raw", min_length=1, description="Incoming news (key: event_id)")
     topic_news_scored: str = Field("news.scored", min_length=1, description="Scored news for the alerter")
     topic_news_dlq: str = Field("news.dlq", min_length=1, description="Messages that cannot be processed")
@@ -176,23 +225,80 @@ class Settings(BaseSettings):
         "alerts", min_length=1, description="Alert notifications from the alerter (key: dedupe key)"
     )
     topic_partitions: int = Field(4, ge=1, description="Partitions of the news topics (max parallel workers)")
+    topic_replication_factor: int = Field(1, ge=1, description="Replicas per partition (3 on a real cluster)")
     model_events_partitions: int = Field(
         1, ge=1, description="Partitions of model.events: 1 keeps promotions and rollbacks in total order"
     )
-    topic_replication_factor: int = Field(1, ge=1, description="Replicas per partition (3 on a real cluster)")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _blank_is_embedded(cls, value: str | None) -> str | None:
+        # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
+        return (value.strip() or None) if value is not None else None
+
+
+class IngestSettings(_Group):
+    """Getting news in: `finsent serve-http`, feeds, the watchlist of names to tag."""
+
+    ingest_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="How long an ingest producer (files, HTTP, feeds, the demo) gathers messages "
+        "into one request: fewer, larger record batches cost the broker and the worker far less "
+        "(docs/performance.md#ingest-linger)",
+    )
+    ingest_http_host: str = Field(
+        "127.0.0.1", description="Address of `finsent serve-http` (0.0.0.0: all; put TLS in front)"
+    )
+    ingest_http_port: int = Field(8080, ge=0, le=65535, description="Port of `finsent serve-http`")
+    ingest_tokens_file: Path = Field(
+        description="JSON file of POST /news bearer tokens (SHA-256 hashes, names, created, revoked); "
+        "`finsent tokens add|list|revoke` writes it, a running `serve-http` follows it within a second",
+    )
+    ingest_token_hashes: str = Field(
+        "",
+        description="More POST /news tokens as comma-separated NAME:SHA256 entries (from a secret; "
+        "`finsent tokens add NAME --hash-only` prints one); a change needs a restart",
+    )
+    ingest_max_request_bytes: int = Field(
+        8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
+    )
+    ingest_max_items_per_request: int = Field(
+        10_000, ge=1, description="Most items one POST /news may hold (more: 413, nothing sent)"
+    )
+    ingest_max_concurrent_requests: int = Field(
+        4, ge=1, description="POST /news requests handled at once; more are answered 503 with Retry-After"
+    )
+    ingest_body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Deadline for receiving a POST /news body (later: 408)"
+    )
+    feed_interval_seconds: float = Field(60.0, gt=0, description="Seconds between feed polls")
+    feed_fetch_timeout_seconds: float = Field(
+        20.0, gt=0, description="Deadline of one feed fetch: redirects, headers and the whole body"
+    )
+    watchlist: Path | None = Field(
+        None,
+        description="CSV (name,ticker) or JSON {name: ticker} of company names to tag; empty = built-in list",
+    )
+
+    @field_validator("ingest_token_hashes")
+    @classmethod
+    def _valid_token_hashes(cls, value: str) -> str:
+        from services.ingest.tokens import parse_hash_list  # lazily: the ingest package pulls in Kafka
+
+        parse_hash_list(value)  # TokenConfigError (a ValueError) names the entry that is wrong
+        return value
+
+
+class ScorerSettings(_Group):
+    """The scorer workers (`finsent worker`): batching, passes, their /metrics."""
+
     scorer_group: str = Field(
         "finsent-scorer", min_length=1, description="Consumer group (and faust app id) of the scorer workers"
     )
     scorer_session_timeout_seconds: float = Field(
         10.0, gt=0, description="Kafka session timeout of a scorer worker (Tansu: a join waits half of it)"
-    )
-    max_future_skew_seconds: float = Field(
-        3600.0,
-        ge=0,
-        description="How far past its receive time a news item's published_at may lie; later ones go to "
-        "the DLQ as future_published_at. One hour covers clocks that drift and embargoed releases "
-        "stamped minutes ahead; anything further is a wrong zone or a bad date, and would pull every "
-        "dashboard range and the labelling window into the future",
     )
     scorer_max_batch: int = Field(
         1024,
@@ -261,36 +367,19 @@ class Settings(BaseSettings):
     scorer_metrics_port: int = Field(
         9464, ge=0, le=65535, description="Port of the worker's /metrics and /health; 0 = any free port"
     )
-    ingest_http_host: str = Field(
-        "127.0.0.1", description="Address of `finsent serve-http` (0.0.0.0: all; put TLS in front)"
+    max_future_skew_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="How far past its receive time a news item's published_at may lie; later ones go to "
+        "the DLQ as future_published_at. One hour covers clocks that drift and embargoed releases "
+        "stamped minutes ahead; anything further is a wrong zone or a bad date, and would pull every "
+        "dashboard range and the labelling window into the future",
     )
-    ingest_http_port: int = Field(8080, ge=0, le=65535, description="Port of `finsent serve-http`")
-    ingest_tokens_file: Path = Field(
-        default_factory=lambda data: data["home"] / "ingest-tokens.json",
-        description="JSON file of POST /news bearer tokens (SHA-256 hashes, names, created, revoked); "
-        "`finsent tokens add|list|revoke` writes it, a running `serve-http` follows it within a second",
-    )
-    ingest_token_hashes: str = Field(
-        "",
-        description="More POST /news tokens as comma-separated NAME:SHA256 entries (from a secret; "
-        "`finsent tokens add NAME --hash-only` prints one); a change needs a restart",
-    )
-    ingest_max_request_bytes: int = Field(
-        8_000_000, ge=1024, description="Largest POST /news body accepted (larger: 413)"
-    )
-    ingest_max_items_per_request: int = Field(
-        10_000, ge=1, description="Most items one POST /news may hold (more: 413, nothing sent)"
-    )
-    ingest_max_concurrent_requests: int = Field(
-        4, ge=1, description="POST /news requests handled at once; more are answered 503 with Retry-After"
-    )
-    ingest_body_timeout_seconds: float = Field(
-        30.0, gt=0, description="Deadline for receiving a POST /news body (later: 408)"
-    )
-    feed_interval_seconds: float = Field(60.0, gt=0, description="Seconds between feed polls")
-    feed_fetch_timeout_seconds: float = Field(
-        20.0, gt=0, description="Deadline of one feed fetch: redirects, headers and the whole body"
-    )
+
+
+class AlertSettings(_Group):
+    """The alert detector and the alerter (`finsent alerter`); docs/alerts.md explains each."""
+
     # Alerts (docs/alerts.md explains each detector setting and how the defaults were chosen).
     alert_bucket_seconds: int = Field(60, ge=1, description="Width of the event-time sentiment buckets")
     alert_window_buckets: int = Field(10, ge=1, description="Buckets in the detector's sliding window")
@@ -346,23 +435,17 @@ class Settings(BaseSettings):
     alerter_checkpoint_hours: float = Field(
         6.0, gt=0, description="Event time of detector checkpoints kept, so late stories can be re-judged"
     )
-    standby_poll_seconds: float = Field(
-        1.0,
-        gt=0,
-        le=60,
-        description="How often a standby alerter or scheduler tries the database lock held by the active "
-        "one (and the active one checks it still holds it): the takeover delay after the active one dies",
-    )
     alerter_metrics_host: str = Field(
         "127.0.0.1", description="Address of the alerter's /metrics and /health server (0.0.0.0: all)"
     )
     alerter_metrics_port: int = Field(
         9465, ge=0, le=65535, description="Port of the alerter's /metrics and /health; 0 = any free port"
     )
-    watchlist: Path | None = Field(
-        None,
-        description="CSV (name,ticker) or JSON {name: ticker} of company names to tag; empty = built-in list",
-    )
+
+
+class DeliverySettings(_Group):
+    """Sending alerts (`finsent dispatcher`): retries, timeouts, SMTP."""
+
     dispatcher_poll_seconds: float = Field(
         1.0, gt=0, description="Pause of `finsent dispatcher` between polls when there was nothing to do"
     )
@@ -391,13 +474,6 @@ class Settings(BaseSettings):
         description="Deadline of one webhook or Slack request, connect to last byte; timeout of each SMTP "
         "operation, the whole e-mail exchange at most twice it. A round of sends ends by 8 x it + 5 s",
     )
-    outbound_allow: str = Field(
-        "",
-        description="Comma-separated networks (10.1.0.0/16, 127.0.0.1) and host names (hooks.internal; "
-        ".internal for every name under it) that webhooks, Slack and feeds may reach besides public "
-        "addresses; empty = public addresses only (loopback, private, link-local, multicast and "
-        "reserved addresses are refused)",
-    )
     smtp_host: str | None = Field(None, description="SMTP server of the email channel; empty = none")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587: submission with STARTTLS)")
     smtp_user: str | None = Field(None, description="SMTP login; empty = no authentication")
@@ -406,13 +482,17 @@ class Settings(BaseSettings):
     )
     smtp_from: str = Field("finsent@localhost", description="Sender address of alert e-mails")
     smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS before login")
+
+
+class DashboardSettings(_Group):
+    """The dashboard (`finsent dashboard`, docs/dashboard.md)."""
+
     # Dashboard (docs/dashboard.md).
     dashboard_host: str = Field(
         "127.0.0.1", description="Address `finsent dashboard` listens on (0.0.0.0: all)"
     )
     dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of `finsent dashboard`")
     dashboard_users_file: Path = Field(
-        default_factory=lambda data: data["home"] / "dashboard-users.toml",
         description="TOML file of dashboard users (bcrypt hashes, roles); `finsent dashboard users add` "
         "writes it",
     )
@@ -442,6 +522,11 @@ class Settings(BaseSettings):
     dashboard_label_window_days: float = Field(
         7.0, gt=0, description="The labelling queue looks for uncertain stories this far back from the newest"
     )
+
+
+class LearningSettings(_Group):
+    """Labels, holdouts, the promotion gate, retraining and its scheduler (docs/learning.md)."""
+
     # Labels, holdouts and the promotion gate (docs/learning.md).
     label_recent_share: float = Field(
         0.2,
@@ -509,12 +594,186 @@ class Settings(BaseSettings):
     retrain_misfire_grace_seconds: int = Field(
         3600, ge=1, description="A run missed by less than this (scheduler down) still runs, once"
     )
+
+
+class RuntimeSettings(_Group):
+    """Shared by every service: logging, standby takeover, which addresses outbound requests may reach."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Lowest level logged (any case)"
     )
     log_format: Literal["console", "json"] = Field(
         "console", description="json: one JSON object per line, for production log shippers"
     )
+    standby_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a standby alerter or scheduler tries the database lock held by the active "
+        "one (and the active one checks it still holds it): the takeover delay after the active one dies",
+    )
+    outbound_allow: str = Field(
+        "",
+        description="Comma-separated networks (10.1.0.0/16, 127.0.0.1) and host names (hooks.internal; "
+        ".internal for every name under it) that webhooks, Slack and feeds may reach besides public "
+        "addresses; empty = public addresses only (loopback, private, link-local, multicast and "
+        "reserved addresses are refused)",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _valid_outbound_allow(cls, value: str) -> str:
+        OutboundPolicy.parse(value)  # ValueError names the entry that is neither a network nor a name
+        return value
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.parse(self.outbound_allow)
+
+
+# Defaults that lie under `home`: a group cannot see `home`, so `Settings` fills these in
+# (and docs/settings.md renders them with $FINSENT_HOME).
+HOME_DEFAULTS: dict[str, Callable[[Path], Any]] = {
+    "database_url": lambda home: f"sqlite:///{(home / 'finsent.db').as_posix()}",
+    "ingest_tokens_file": lambda home: home / "ingest-tokens.json",
+    "dashboard_users_file": lambda home: home / "dashboard-users.toml",
+}
+
+# Group attribute of `Settings` -> its class, in the order docs/settings.md and `finsent config`
+# show them.
+GROUPS: dict[str, type[BaseModel]] = {
+    "inference": InferenceSettings,
+    "training": TrainingSettings,
+    "database": DatabaseSettings,
+    "kafka": KafkaSettings,
+    "ingest": IngestSettings,
+    "scorer": ScorerSettings,
+    "alerts": AlertSettings,
+    "delivery": DeliverySettings,
+    "dashboard": DashboardSettings,
+    "learning": LearningSettings,
+    "runtime": RuntimeSettings,
+}
+
+# Field name -> the group that holds it (field names are unique across groups).
+FIELD_GROUPS: dict[str, str] = {
+    field: group for group, model in GROUPS.items() for field in model.model_fields
+}
+
+
+def setting_value(settings: Settings, field: str) -> Any:
+    """The value of a field named flat (`alert_p_high`), wherever its group keeps it."""
+    group = FIELD_GROUPS.get(field)
+    return getattr(getattr(settings, group) if group else settings, field)
+
+
+def nest_flat(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat field names put into their groups: {"alert_p_high": x} -> {"alerts": {"alert_p_high": x}}.
+
+    Already-nested data passes through; a flat key beside its group's value overrides that
+    field in it. Keys of no group (`home`, unknown ones) stay where they are."""
+    nested: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in GROUPS and isinstance(value, BaseModel):
+            value = dict(value)  # its fields, so flat keys can still be merged in
+        if key in GROUPS and isinstance(value, dict):
+            nested[key] = {**value, **nested.get(key, {})}
+        elif key in FIELD_GROUPS:
+            nested.setdefault(FIELD_GROUPS[key], {})[key] = value
+        else:
+            nested[key] = value
+    return nested
+
+
+def flat_source(source: PydanticBaseSettingsSource) -> PydanticBaseSettingsSource:
+    """A copy of a pydantic-settings source that reads the flat variables (`FlatSettings`).
+
+    A copy, so whatever the call overrode (`Settings(_env_file=None)`) still applies."""
+    flat = copy.copy(source)
+    flat.settings_cls = FlatSettings
+    return flat
+
+
+class _GroupedSource(PydanticBaseSettingsSource):
+    """A settings source whose flat values are handed on in their groups (`nest_flat`)."""
+
+    def __init__(self, source: PydanticBaseSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self._source = source
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False  # unused: __call__ asks the wrapped source
+
+    def __call__(self) -> dict[str, Any]:
+        return nest_flat(self._source())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        DEFAULT_HOME,
+        validate_default=True,
+        description="Where finsent keeps its state: the SQLite database (finsent.db), models/, logs/, "
+        "holdout/ and the dashboard users file; the same from any working directory",
+    )
+    # Always given: `_route_flat_fields` supplies each group, so none needs a default here.
+    inference: InferenceSettings
+    training: TrainingSettings
+    database: DatabaseSettings
+    kafka: KafkaSettings
+    ingest: IngestSettings
+    scorer: ScorerSettings
+    alerts: AlertSettings
+    delivery: DeliverySettings
+    dashboard: DashboardSettings
+    learning: LearningSettings
+    runtime: RuntimeSettings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            _GroupedSource(init_settings),
+            _GroupedSource(flat_source(env_settings)),
+            _GroupedSource(flat_source(dotenv_settings)),
+            _GroupedSource(flat_source(file_secret_settings)),
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _route_flat_fields(cls, data: Any) -> Any:
+        # The sources have nested already; this serves Settings.model_validate({...flat...}) and
+        # makes every group present, so the home defaults below are always filled in.
+        if not isinstance(data, Mapping):
+            return data
+        nested = nest_flat(data)
+        for group in GROUPS:
+            nested.setdefault(group, {})
+        return nested
+
+    @field_validator(*sorted({FIELD_GROUPS[field] for field in HOME_DEFAULTS}), mode="wrap")
+    @classmethod
+    def _home_defaults(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        # `home` is absent when it was invalid: its error is the one reported, the default stands in.
+        home = info.data.get("home", DEFAULT_HOME)
+        if not isinstance(value, Mapping):
+            return handler(value)
+        unset = [f for f in HOME_DEFAULTS if FIELD_GROUPS[f] == info.field_name and f not in value]
+        group = handler({**value, **{f: HOME_DEFAULTS[f](home) for f in unset}})
+        group.__pydantic_fields_set__.difference_update(unset)  # still a default: model_fields_set says so
+        return group
 
     @field_validator("home", mode="before")
     @classmethod
@@ -533,49 +792,6 @@ class Settings(BaseSettings):
         except RuntimeError as exc:  # no home directory to expand `~` against
             raise ValueError(f"{exc}; set FINSENT_HOME to an absolute path") from None
 
-    @field_validator("kafka_bootstrap")
-    @classmethod
-    def _blank_is_embedded(cls, value: str | None) -> str | None:
-        # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
-        return (value.strip() or None) if value is not None else None
-
-    @field_validator("ingest_token_hashes")
-    @classmethod
-    def _valid_token_hashes(cls, value: str) -> str:
-        from services.ingest.tokens import parse_hash_list  # lazily: the ingest package pulls in Kafka
-
-        parse_hash_list(value)  # TokenConfigError (a ValueError) names the entry that is wrong
-        return value
-
-    @field_validator("outbound_allow")
-    @classmethod
-    def _valid_outbound_allow(cls, value: str) -> str:
-        OutboundPolicy.parse(value)  # ValueError names the entry that is neither a network nor a name
-        return value
-
-    @property
-    def outbound_policy(self) -> OutboundPolicy:
-        return OutboundPolicy.parse(self.outbound_allow)
-    @model_validator(mode="after")
-    def _consistent_connection_security(self) -> Settings:
-        # Each problem is one line naming the variable to fix; `finsent` prints it before any
-        # command runs, so a half-configured cluster login fails at start, not at first use.
-        problem = _kafka_security_problem(self) or _database_tls_problem(self)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-    # Everything finsent writes on its own lives under `home`; these are the only places that
-    # name its sub-folders.
-    @property
-    def models_dir(self) -> Path:
-        return self.home / "models"
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _level_any_case(cls, value: object) -> object:
-        return value.strip().upper() if isinstance(value, str) else value
-
     @field_validator("home")
     @classmethod
     def _home_is_a_directory(cls, value: Path) -> Path:
@@ -585,17 +801,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} exists and is not a directory")
         return value
 
-    @field_validator("database_url")
-    @classmethod
-    def _supported_database(cls, value: str) -> str:
-        # Anything else would fail later, with a driver traceback.
-        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-        if scheme not in SUPPORTED_DATABASES:
-            raise ValueError(
-                f"unsupported database {scheme or 'URL'!r}: use postgresql://user:password@host:5432/db "
-                "or sqlite:///path/to/finsent.db"
-            )
-        return value
+    @model_validator(mode="after")
+    def _consistent_connection_security(self) -> Settings:
+        # Each problem is one line naming the variable to fix; `finsent` prints it before any
+        # command runs, so a half-configured cluster login fails at start, not at first use.
+        problem = _kafka_security_problem(self.kafka) or _database_tls_problem(self.database)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    # Everything finsent writes on its own lives under `home`; these are the only places that
+    # name its sub-folders.
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
 
     @property
     def encoders_dir(self) -> Path:
@@ -633,6 +852,28 @@ class Settings(BaseSettings):
         return self.home / "faust"
 
 
+class _FlatSettingsBase(BaseSettings):
+    model_config = Settings.model_config  # the same prefix, .env file and extras policy
+
+
+def _flat_fields() -> dict[str, Any]:
+    # Top-level fields (home) as they are, so their variables are read too.
+    fields: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in Settings.model_fields.items() if name not in GROUPS
+    }
+    for model in GROUPS.values():
+        for name, info in model.model_fields.items():
+            fields[name] = (info.annotation, info)
+    return fields
+
+
+# Every field of every group side by side: what the environment, .env and secret files are
+# read against, so each variable stays FINSENT_<FIELD>; also where code that wants a field's
+# default or description by its flat name looks (FlatSettings.model_fields["kafka_timeout_seconds"]).
+# Never instantiated.
+FlatSettings: type[BaseSettings] = create_model("FlatSettings", __base__=_FlatSettingsBase, **_flat_fields())
+
+
 _SASL_FIELDS = (
     "kafka_sasl_mechanism",
     "kafka_sasl_username",
@@ -664,7 +905,7 @@ def _unreadable(path: Path, *, secret: bool = False) -> str | None:
     return None
 
 
-def _kafka_security_problem(s: Settings) -> str | None:
+def _kafka_security_problem(s: KafkaSettings) -> str | None:
     protocol = s.kafka_security_protocol
     where = f"with FINSENT_KAFKA_SECURITY_PROTOCOL={protocol}"
     sasl = protocol.startswith("SASL_")
@@ -701,7 +942,7 @@ def _kafka_security_problem(s: Settings) -> str | None:
     return _file_problem(s, ("kafka_sasl_password_file", *_TLS_FIELDS))
 
 
-def _file_problem(s: Settings, fields: tuple[str, ...]) -> str | None:
+def _file_problem(s: BaseModel, fields: tuple[str, ...]) -> str | None:
     for field in fields:
         value = getattr(s, field)
         if isinstance(value, Path):
@@ -711,7 +952,7 @@ def _file_problem(s: Settings, fields: tuple[str, ...]) -> str | None:
     return None
 
 
-def _database_tls_problem(s: Settings) -> str | None:
+def _database_tls_problem(s: DatabaseSettings) -> str | None:
     given = [f for f in _DATABASE_TLS_FIELDS if getattr(s, f) is not None]
     if not given:
         return None

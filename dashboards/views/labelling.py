@@ -45,7 +45,7 @@ if failure:
     st.error(failure)
 
 end = data_end(settings)
-window = TimeRange.ending(end, timedelta(days=settings.dashboard_label_window_days))
+window = TimeRange.ending(end, timedelta(days=settings.dashboard.dashboard_label_window_days))
 disputed = cached_query(settings, labelling.disagreements, task=task)
 uncertain = cached_query(settings, labelling.uncertain_stories, task=task, period=window)
 queue = labelling.build_queue(disputed, uncertain, done=done_here)

@@ -51,7 +51,9 @@ search = st.text_input(
     key="nb_search",
     help='Words must all occur; "quoted phrase", -excluded word (and OR on PostgreSQL).',
 ).strip()
-default_size = settings.dashboard_page_size if settings.dashboard_page_size in PAGE_SIZES else 50
+default_size = (
+    settings.dashboard.dashboard_page_size if settings.dashboard.dashboard_page_size in PAGE_SIZES else 50
+)
 page_size = st.selectbox("Rows per page", PAGE_SIZES, index=PAGE_SIZES.index(default_size), key="nb_size")
 anchor.keep()
 anchor.refresh_button("Refresh (take in newer stories)")
@@ -92,11 +94,13 @@ if nav[1].button("Older", key="nb_older", disabled=page.next_cursor is None):
 
 
 def _csv() -> bytes:
-    return fresh_query(settings, news.export_csv, filter=flt, max_rows=settings.dashboard_export_max_rows)
+    return fresh_query(
+        settings, news.export_csv, filter=flt, max_rows=settings.dashboard.dashboard_export_max_rows
+    )
 
 
 nav[2].download_button(
-    f"Export CSV (newest {min(count, settings.dashboard_export_max_rows):,} rows)",
+    f"Export CSV (newest {min(count, settings.dashboard.dashboard_export_max_rows):,} rows)",
     data=_csv,
     file_name=f"finsent-news-{period.start:%Y%m%dT%H%M}-{period.end:%Y%m%dT%H%M}.csv",
     mime="text/csv",

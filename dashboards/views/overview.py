@@ -54,7 +54,7 @@ def index_chart(series: pd.DataFrame, alerts: pd.DataFrame, *, height: int = 140
 
 ctx = page_context()
 settings = ctx.settings
-base = settings.alert_bucket_seconds
+base = settings.alerts.alert_bucket_seconds
 
 st.title("Sentiment overview")
 left, middle, right = st.columns([1, 2, 2])
@@ -192,16 +192,16 @@ else:
         st.caption("No bearish news in the last minutes.")
 
 
-@st.fragment(run_every=timedelta(seconds=settings.dashboard_refresh_seconds))
+@st.fragment(run_every=timedelta(seconds=settings.dashboard.dashboard_refresh_seconds))
 def live_panel() -> None:
     """The newest minutes, re-queried (uncached) on a timer without rerunning the page."""
     newest = fresh_query(settings, indices.newest_bucket, base_width=base, not_after=current_minute(base))
     end = (newest + timedelta(seconds=base)) if newest is not None else utcnow()
-    live = TimeRange.ending(end, timedelta(minutes=settings.dashboard_live_minutes))
+    live = TimeRange.ending(end, timedelta(minutes=settings.dashboard.dashboard_live_minutes))
     frame = fresh_query(
         settings, indices.index_series, scope=scope, key=key, period=live, width=base, base_width=base
     )
-    st.subheader(f"Live: last {settings.dashboard_live_minutes} minutes")
+    st.subheader(f"Live: last {settings.dashboard.dashboard_live_minutes} minutes")
     if frame.empty:
         st.caption("No news in the newest minutes.")
     else:
@@ -211,7 +211,7 @@ def live_panel() -> None:
         a.metric("Stories", f"{n:,}")
         b.metric("Bearish share", f"{bear / n:.1%}" if n else "n/a")
         st.altair_chart(index_chart(frame, pd.DataFrame(), height=90), key="ov_live_chart")
-    st.caption(f"refreshed {utcnow():%H:%M:%S} UTC, every {settings.dashboard_refresh_seconds:g} s")
+    st.caption(f"refreshed {utcnow():%H:%M:%S} UTC, every {settings.dashboard.dashboard_refresh_seconds:g} s")
 
 
 live_panel()

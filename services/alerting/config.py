@@ -42,31 +42,33 @@ class AlerterConfig:
 
 def alerter_config(settings: Settings) -> AlerterConfig:
     """Raises ValueError when the settings are inconsistent (e.g. p_high above p_warning)."""
-    renotify = settings.alert_renotify_minutes
+    renotify = settings.alerts.alert_renotify_minutes
     # Windows anomalous enough to warn are always kept out of the baseline, so a looser
     # p_warning than the default p_learn moves p_learn with it instead of being refused.
-    p_learn = max(DetectorConfig().p_learn, settings.alert_p_warning)
+    p_learn = max(DetectorConfig().p_learn, settings.alerts.alert_p_warning)
     return AlerterConfig(
         detector=DetectorConfig(
-            bucket_width=timedelta(seconds=settings.alert_bucket_seconds),
-            window_buckets=settings.alert_window_buckets,
-            baseline_half_life=timedelta(hours=settings.alert_baseline_half_life_hours),
-            warmup=timedelta(minutes=settings.alert_warmup_minutes),
-            min_bearish=settings.alert_min_bearish,
-            surge_min_bearish=settings.alert_surge_min_bearish,
-            surge_short_buckets=min(settings.alert_surge_short_buckets, settings.alert_window_buckets),
-            p_warning=settings.alert_p_warning,
-            p_high=settings.alert_p_high,
-            p_critical=settings.alert_p_critical,
+            bucket_width=timedelta(seconds=settings.alerts.alert_bucket_seconds),
+            window_buckets=settings.alerts.alert_window_buckets,
+            baseline_half_life=timedelta(hours=settings.alerts.alert_baseline_half_life_hours),
+            warmup=timedelta(minutes=settings.alerts.alert_warmup_minutes),
+            min_bearish=settings.alerts.alert_min_bearish,
+            surge_min_bearish=settings.alerts.alert_surge_min_bearish,
+            surge_short_buckets=min(
+                settings.alerts.alert_surge_short_buckets, settings.alerts.alert_window_buckets
+            ),
+            p_warning=settings.alerts.alert_p_warning,
+            p_high=settings.alerts.alert_p_high,
+            p_critical=settings.alerts.alert_p_critical,
             p_learn=p_learn,
         ),
         lifecycle=LifecycleConfig(
-            resolve_after=timedelta(minutes=settings.alert_resolve_after_minutes),
-            cooldown=timedelta(minutes=settings.alert_cooldown_minutes),
+            resolve_after=timedelta(minutes=settings.alerts.alert_resolve_after_minutes),
+            cooldown=timedelta(minutes=settings.alerts.alert_cooldown_minutes),
             renotify_every=None if renotify is None else timedelta(minutes=renotify),
         ),
-        lateness=timedelta(seconds=settings.alert_allowed_lateness_seconds),
-        live_horizon=timedelta(minutes=settings.alert_live_horizon_minutes),
-        partition_idle=timedelta(seconds=settings.alerter_partition_idle_seconds),
-        checkpoint_retention=timedelta(hours=settings.alerter_checkpoint_hours),
+        lateness=timedelta(seconds=settings.alerts.alert_allowed_lateness_seconds),
+        live_horizon=timedelta(minutes=settings.alerts.alert_live_horizon_minutes),
+        partition_idle=timedelta(seconds=settings.alerts.alerter_partition_idle_seconds),
+        checkpoint_retention=timedelta(hours=settings.alerts.alerter_checkpoint_hours),
     )

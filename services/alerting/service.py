@@ -185,11 +185,11 @@ class Alerter:
         # limit: the stream pauses for as long as the database is away
         self._retry = RetryPolicy(
             initial=retry_initial_seconds,
-            max_delay=max(retry_initial_seconds, settings.scorer_db_retry_max_seconds),
+            max_delay=max(retry_initial_seconds, settings.scorer.scorer_db_retry_max_seconds),
         )
         self._rng = random.Random()
         self._lock = lock
-        self._lock_check_at = time.monotonic() + settings.standby_poll_seconds
+        self._lock_check_at = time.monotonic() + settings.runtime.standby_poll_seconds
 
     def stop(self) -> None:
         self._stop.set()
@@ -203,28 +203,31 @@ class Alerter:
 
     def run(self) -> None:
         s = self.settings
-        session_ms = int(s.alerter_session_timeout_seconds * 1000)
+        session_ms = int(s.alerts.alerter_session_timeout_seconds * 1000)
         security = KafkaSecurity.from_settings(s)
         consumer = kafka_consumer(
             bootstrap=self.bootstrap,
             security=security,
-            group_id=s.alerter_group,
+            group_id=s.alerts.alerter_group,
             client_id="finsent-alerter",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=min(3000, session_ms // 3),
-            max_poll_records=s.alerter_max_batch,
+            max_poll_records=s.alerts.alerter_max_batch,
             request_timeout_ms=max(30_000, session_ms + 5000),
         )
         try:
-            consumer.subscribe([s.topic_news_scored], listener=_Assignments(self))
+            consumer.subscribe([s.kafka.topic_news_scored], listener=_Assignments(self))
             with (
                 NewsProducer(
-                    self.bootstrap, topic=s.topic_alerts, client_id="finsent-alerter", security=security
+                    self.bootstrap, topic=s.kafka.topic_alerts, client_id="finsent-alerter", security=security
                 ) as alerts,
                 NewsProducer(
-                    self.bootstrap, topic=s.topic_news_dlq, client_id="finsent-alerter-dlq", security=security
+                    self.bootstrap,
+                    topic=s.kafka.topic_news_dlq,
+                    client_id="finsent-alerter-dlq",
+                    security=security,
                 ) as dlq,
             ):
                 self._clock.assign((), now=self._now())  # partitions come with the group's assignment
@@ -232,7 +235,7 @@ class Alerter:
                 self._publish(alerts)
                 while not self._stop.is_set():
                     self._check_leadership()
-                    polled = consumer.poll(timeout_ms=int(s.alerter_tick_seconds * 1000))
+                    polled = consumer.poll(timeout_ms=int(s.alerts.alerter_tick_seconds * 1000))
                     records = [r for batch in polled.values() for r in batch]
                     self._handle(records, consumer, dlq)
                     self._publish(alerts)
@@ -249,7 +252,7 @@ class Alerter:
         rebalance, so its last batch is redone by the new one."""
         if self._lock is None or time.monotonic() < self._lock_check_at:
             return
-        self._lock_check_at = time.monotonic() + self.settings.standby_poll_seconds
+        self._lock_check_at = time.monotonic() + self.settings.runtime.standby_poll_seconds
         if self._lock.still_held():
             return
         try:
@@ -386,7 +389,7 @@ class Alerter:
             except BrokerError as exc:
                 # the rows stay unpublished and are sent again on the next pass; the
                 # alerts themselves are safe in the outbox, and the dispatcher reads that
-                log.warning("cannot publish to %s, will retry: %s", self.settings.topic_alerts, exc)
+                log.warning("cannot publish to %s, will retry: %s", self.settings.kafka.topic_alerts, exc)
                 return
             with self._transaction() as session:
                 store.mark_published(session, ids=[m.id for m in pending], now=self._now())
@@ -394,7 +397,7 @@ class Alerter:
             log.info(
                 "published %d alert message(s) to %s",
                 len(pending),
-                self.settings.topic_alerts,
+                self.settings.kafka.topic_alerts,
                 extra={"dedupe_keys": [m.dedupe_key for m in pending]},
             )
             if len(pending) < PUBLISH_BATCH:

@@ -68,19 +68,23 @@ class KafkaSecurity:
         from their files now, so a rotated secret is picked up by the next client created."""
         s = settings
         return cls(
-            protocol=s.kafka_security_protocol,
-            sasl_mechanism=s.kafka_sasl_mechanism,
-            username=s.kafka_sasl_username,
+            protocol=s.kafka.kafka_security_protocol,
+            sasl_mechanism=s.kafka.kafka_sasl_mechanism,
+            username=s.kafka.kafka_sasl_username,
             password=_secret(
-                s.kafka_sasl_password, s.kafka_sasl_password_file, "FINSENT_KAFKA_SASL_PASSWORD_FILE"
+                s.kafka.kafka_sasl_password,
+                s.kafka.kafka_sasl_password_file,
+                "FINSENT_KAFKA_SASL_PASSWORD_FILE",
             ),
-            cafile=_absolute(s.kafka_ssl_cafile),
-            certfile=_absolute(s.kafka_ssl_certfile),
-            keyfile=_absolute(s.kafka_ssl_keyfile),
+            cafile=_absolute(s.kafka.kafka_ssl_cafile),
+            certfile=_absolute(s.kafka.kafka_ssl_certfile),
+            keyfile=_absolute(s.kafka.kafka_ssl_keyfile),
             key_password=_secret(
-                s.kafka_ssl_key_password, s.kafka_ssl_key_password_file, "FINSENT_KAFKA_SSL_KEY_PASSWORD_FILE"
+                s.kafka.kafka_ssl_key_password,
+                s.kafka.kafka_ssl_key_password_file,
+                "FINSENT_KAFKA_SSL_KEY_PASSWORD_FILE",
             ),
-            check_hostname=s.kafka_ssl_check_hostname,
+            check_hostname=s.kafka.kafka_ssl_check_hostname,
         )
 
 

@@ -20,9 +20,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from services.broker.clients import kafka_admin
 from services.broker.errors import BrokerUnavailable, TopicError
 from services.broker.security import KafkaSecurity
-from services.settings import Settings
+from services.settings import FlatSettings, Settings
 
-DEFAULT_TIMEOUT_S: float = Settings.model_fields["kafka_timeout_seconds"].default
+DEFAULT_TIMEOUT_S: float = FlatSettings.model_fields["kafka_timeout_seconds"].default
 _NO_ERROR = 0
 _ALREADY_EXISTS = TopicAlreadyExistsError.errno
 
@@ -51,14 +51,14 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     `alerts` has one partition: a handful of messages a day, and one partition keeps each
     alert's open, escalation and resolution in order for every consumer.
     """
-    replicas = settings.topic_replication_factor
-    news = settings.topic_partitions
+    replicas = settings.kafka.topic_replication_factor
+    news = settings.kafka.topic_partitions
     return [
-        TopicSpec(settings.topic_news_raw, news, replicas),
-        TopicSpec(settings.topic_news_scored, news, replicas),
-        TopicSpec(settings.topic_news_dlq, news, replicas),
-        TopicSpec(settings.topic_model_events, settings.model_events_partitions, replicas),
-        TopicSpec(settings.topic_alerts, 1, replicas),
+        TopicSpec(settings.kafka.topic_news_raw, news, replicas),
+        TopicSpec(settings.kafka.topic_news_scored, news, replicas),
+        TopicSpec(settings.kafka.topic_news_dlq, news, replicas),
+        TopicSpec(settings.kafka.topic_model_events, settings.kafka.model_events_partitions, replicas),
+        TopicSpec(settings.kafka.topic_alerts, 1, replicas),
     ]
 
 

@@ -46,9 +46,9 @@ def alerter(
     metrics_socket = _metrics_socket(settings)
     from services.broker.topics import describe_topics
 
-    names = [settings.topic_news_scored, settings.topic_news_dlq, settings.topic_alerts]
+    names = [settings.kafka.topic_news_scored, settings.kafka.topic_news_dlq, settings.kafka.topic_alerts]
     with broker_errors():
-        partitions = describe_topics(bootstrap, names, timeout=settings.kafka_timeout_seconds)
+        partitions = describe_topics(bootstrap, names, timeout=settings.kafka.kafka_timeout_seconds)
     missing = [name for name, count in partitions.items() if count is None]
     if missing:
         fail(f"topics {', '.join(missing)} do not exist on {bootstrap}; create them with `finsent init`")
@@ -63,9 +63,9 @@ def alerter(
     from services.probes import ProbeServer
     from services.storage import LeaderLock
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database.database_url)
     lock = LeaderLock(engine, alerter_lock_name(config.rule))
-    metrics = AlerterMetrics(stall_seconds=max(120.0, 10 * settings.alerter_tick_seconds))
+    metrics = AlerterMetrics(stall_seconds=max(120.0, 10 * settings.alerts.alerter_tick_seconds))
     stop = threading.Event()
     running: list[Alerter] = []
 
@@ -78,8 +78,8 @@ def alerter(
     signal.signal(signal.SIGINT, on_signal)
     server = ProbeServer(metrics_socket, metrics.registry, metrics.health, name="alerter-probes")
     print(
-        f"alerting on {settings.topic_news_scored} at {bootstrap} (group {settings.alerter_group}) "
-        f"into {shown}, publishing to {settings.topic_alerts}; "
+        f"alerting on {settings.kafka.topic_news_scored} at {bootstrap} "
+        f"(group {settings.alerts.alerter_group}) into {shown}, publishing to {settings.kafka.topic_alerts}; "
         f"metrics {server.url}/metrics, health {server.url}/health; "
         "Ctrl-C stops",
         flush=True,
@@ -90,7 +90,7 @@ def alerter(
         log.info("standby: another alerter holds the lock", extra={"lock": lock.name})
         print(
             f"standby: another alerter is active on {shown}; polling its lock every "
-            f"{settings.standby_poll_seconds:g} s to take over",
+            f"{settings.runtime.standby_poll_seconds:g} s to take over",
             flush=True,
         )
 
@@ -103,7 +103,7 @@ def alerter(
         with server, broker_errors():
             while lock.wait(
                 stop,
-                poll_seconds=settings.standby_poll_seconds,
+                poll_seconds=settings.runtime.standby_poll_seconds,
                 on_standby=on_standby,
                 on_error=on_database_error,
             ):
@@ -135,7 +135,7 @@ def _metrics_socket(settings: Settings) -> socket.socket:
     """Bound now, so that a taken port fails in one line before the group is joined."""
     from services.probes import bind_socket
 
-    host, port = settings.alerter_metrics_host, settings.alerter_metrics_port
+    host, port = settings.alerts.alerter_metrics_host, settings.alerts.alerter_metrics_port
     try:
         return bind_socket(host, port)
     except OSError as exc:

@@ -119,7 +119,7 @@ def main() -> None:
             if sys.argv[1:2] != ["doctor"]:  # the doctor reports it among its checks
                 fail(settings_error_line(exc))
         else:
-            configure_logging(settings.log_level, settings.log_format)
+            configure_logging(settings.runtime.log_level, settings.runtime.log_format)
     quiet_alembic()  # alembic's plugins log at INFO as they load; the commands say what matters
     try:
         # Not standalone: click's usage errors come here and leave as one line, not a box.

@@ -47,7 +47,7 @@ def _json_default(value: Any) -> Any:
 
 def configured_bootstrap() -> str:
     """FINSENT_KAFKA_BOOTSTRAP, or a one-line failure saying how to set it."""
-    bootstrap = get_settings().kafka_bootstrap
+    bootstrap = get_settings().kafka.kafka_bootstrap
     if bootstrap is None:
         fail("no Kafka broker configured: set FINSENT_KAFKA_BOOTSTRAP=host:port")
     return bootstrap
@@ -176,7 +176,7 @@ def guarded_database(action: Callable[[str], T], url: str | None = None) -> tupl
 
     from services.storage import redact
 
-    url = url if url is not None else get_settings().database_url
+    url = url if url is not None else get_settings().database.database_url
     shown = redact(url)
     try:
         return shown, action(url)
@@ -229,7 +229,7 @@ def chosen_encoder(choice: str | None, *, install_missing: bool = False) -> str:
     from bert_core.encoders import encoder_path, find_spec, install, installed_dir
 
     settings = get_settings()
-    name = choice if choice is not None else settings.base_model
+    name = choice if choice is not None else settings.training.base_model
     spec = find_spec(name) if name else None
     if install_missing and spec is not None and installed_dir(spec, settings.encoders_dir) is None:
         typer.echo(f"assembling encoder {spec.name} into {settings.encoders_dir} (once)", err=True)

@@ -21,15 +21,16 @@ def setting_sources() -> dict[str, str]:
     """Field name -> the source its value came from (fields absent here are defaults)."""
     from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource, SecretsSettingsSource
 
-    from services.settings import Settings
+    from services.settings import FlatSettings
 
+    # FlatSettings: the variables as Settings reads them, one per field, before they are grouped.
     found: dict[str, str] = {}
     readers: list[tuple[str, Any]] = [
-        ("environment", EnvSettingsSource(Settings)),
-        (".env", DotEnvSettingsSource(Settings)),
+        ("environment", EnvSettingsSource(FlatSettings)),
+        (".env", DotEnvSettingsSource(FlatSettings)),
     ]
-    if Settings.model_config.get("secrets_dir"):
-        readers.append(("secret file", SecretsSettingsSource(Settings)))
+    if FlatSettings.model_config.get("secrets_dir"):
+        readers.append(("secret file", SecretsSettingsSource(FlatSettings)))
     for source, reader in readers:
         for field in reader():
             found.setdefault(field, source)
@@ -37,16 +38,17 @@ def setting_sources() -> dict[str, str]:
 
 
 def effective_settings() -> list[dict[str, Any]]:
-    """[{name, variable, value, source}] for every setting, values masked, in field order."""
-    from services.settings import Settings, get_settings
+    """[{group, name, variable, value, source}] for every setting, values masked, group by group."""
+    from services.settings import FIELD_GROUPS, FlatSettings, get_settings, setting_value
 
     settings = get_settings()
     sources = setting_sources()
     rows = []
-    for field in Settings.model_fields:
-        value = getattr(settings, field)
+    for field in FlatSettings.model_fields:
+        value = setting_value(settings, field)
         rows.append(
             {
+                "group": FIELD_GROUPS.get(field, ""),
                 "name": field,
                 "variable": env_name(field),
                 "value": _jsonable(field, value),
@@ -75,7 +77,10 @@ def config(
     Sources, highest first: environment, .env (in the working directory), secret file,
     default. Passwords in URLs and secret values are shown as ****.
 
-    --json: an array of {name, variable, value, source}.
+    Grouped as in services/settings.py (settings.kafka, settings.alerts, ...); FINSENT_HOME
+    belongs to none.
+
+    --json: an array of {group, name, variable, value, source}.
     """
     rows = effective_settings()
     if changed:
@@ -85,8 +90,8 @@ def config(
         return
     from services.cli.subscription_commands import format_table
 
-    table = [(r["variable"], _text(r["value"]), r["source"]) for r in rows]
-    typer.echo(format_table(("VARIABLE", "VALUE", "SOURCE"), table))
+    table = [(r["group"] or "-", r["variable"], _text(r["value"]), r["source"]) for r in rows]
+    typer.echo(format_table(("GROUP", "VARIABLE", "VALUE", "SOURCE"), table))
 
 
 def _text(value: Any) -> str:

@@ -99,15 +99,15 @@ def dashboard(
     from services.storage import upgrade_database
 
     settings = get_settings()
-    host = host or settings.dashboard_host
-    port = port if port is not None else settings.dashboard_port
+    host = host or settings.dashboard.dashboard_host
+    port = port if port is not None else settings.dashboard.dashboard_port
     problem = port_in_use(host, port)
     if problem is not None:
         fail(f"cannot serve the dashboard on {host}:{port}: {problem} (see --port, FINSENT_DASHBOARD_PORT)")
     quiet_alembic()
     shown, _ = guarded_database(upgrade_database)
     typer.echo(f"dashboard  http://{host}:{port}  (database {shown})")
-    _note_users(settings.dashboard_users_file)
+    _note_users(settings.dashboard.dashboard_users_file)
     sys.stdout.flush()
     sys.stderr.flush()
     # Become the Streamlit server (exec, not a child): signals from a terminal, systemd or a
@@ -147,7 +147,7 @@ def users_add(
     from dashboards.users_file import UserEntry, UsersFileError, check_name, hash_password, upsert_user
     from services.settings import get_settings
 
-    path = get_settings().dashboard_users_file
+    path = get_settings().dashboard.dashboard_users_file
     try:
         check_name(name)
     except UsersFileError as exc:
@@ -181,7 +181,7 @@ def users_list(as_json: JsonOption = False) -> None:
     from dashboards.users_file import UsersFileError, read_users
     from services.settings import get_settings
 
-    path = get_settings().dashboard_users_file
+    path = get_settings().dashboard.dashboard_users_file
     try:
         users = read_users(path)
     except UsersFileError as exc:
@@ -216,7 +216,7 @@ def users_remove(name: Annotated[str, typer.Argument(help="Login name")], yes: Y
     from dashboards.users_file import UsersFileError, read_users, remove_user
     from services.settings import get_settings
 
-    path = get_settings().dashboard_users_file
+    path = get_settings().dashboard.dashboard_users_file
     try:
         known = name in read_users(path)
     except UsersFileError as exc:

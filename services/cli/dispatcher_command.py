@@ -41,14 +41,17 @@ def dispatcher(
     from services.storage import make_engine, redact, session_factory, upgrade_database
 
     shown, _revision = guarded_database(upgrade_database)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database.database_url)
     worker = Dispatcher(session_factory(engine), settings)
     try:
         if once:
             try:
                 stats = worker.run_once()
             except DBAPIError as exc:
-                fail(f"database {redact(settings.database_url)}: {' '.join(str(exc.orig or exc).split())}")
+                fail(
+                    f"database {redact(settings.database.database_url)}: "
+                    f"{' '.join(str(exc.orig or exc).split())}"
+                )
             typer.echo(
                 f"dispatched {stats.outbox_rows} notifications into {stats.created} deliveries; "
                 f"{stats.sends} sends: {stats.delivered} delivered, {stats.failed} to retry, "
@@ -92,7 +95,7 @@ def _metrics_socket(settings: Settings) -> socket.socket:
     """Bound now, so that a taken port fails in one line before anything starts."""
     from services.probes import bind_socket
 
-    host, port = settings.dispatcher_metrics_host, settings.dispatcher_metrics_port
+    host, port = settings.delivery.dispatcher_metrics_host, settings.delivery.dispatcher_metrics_port
     try:
         return bind_socket(host, port)
     except OSError as exc:

@@ -124,7 +124,7 @@ def check_settings() -> tuple[Check, Settings | None]:
 def check_broker(settings: Settings) -> Check:
     from services.broker import BrokerError, describe_topics, find_tansu_binary, pipeline_topics
 
-    bootstrap = settings.kafka_bootstrap
+    bootstrap = settings.kafka.kafka_bootstrap
     if bootstrap is None:
         try:
             binary = find_tansu_binary()
@@ -138,7 +138,7 @@ def check_broker(settings: Settings) -> Check:
     names = [spec.name for spec in pipeline_topics(settings)]
     try:
         partitions = describe_topics(
-            bootstrap, names, timeout=min(BROKER_TIMEOUT_S, settings.kafka_timeout_seconds)
+            bootstrap, names, timeout=min(BROKER_TIMEOUT_S, settings.kafka.kafka_timeout_seconds)
         )
     except BrokerError as exc:
         return Check(
@@ -166,7 +166,7 @@ def check_database(settings: Settings) -> tuple[Check, str | None]:
 
     from services.storage import current_revision, head_revision, redact
 
-    url = settings.database_url
+    url = settings.database.database_url
     shown = redact(url)
     file = sqlite_file(url)
     if file is not None and not file.is_file():
@@ -223,8 +223,8 @@ def _champion_path(url: str, cache_dir: Path) -> str | None:
 def check_model(settings: Settings, champion_path: str | None) -> Check:
     from bert_core import ModelIntegrityError, verify_model_dir
 
-    if settings.model is not None:
-        path, origin = settings.model, "FINSENT_MODEL"
+    if settings.inference.model is not None:
+        path, origin = settings.inference.model, "FINSENT_MODEL"
     elif champion_path is not None:
         path, origin = Path(champion_path), "the registry's champion"
     else:
@@ -258,7 +258,10 @@ def check_model(settings: Settings, champion_path: str | None) -> Check:
 def check_seed_data(settings: Settings) -> Check:
     missing = [
         f"{path} (FINSENT_{name.upper()})"
-        for name, path in (("sentiment_data", settings.sentiment_data), ("topic_data", settings.topic_data))
+        for name, path in (
+            ("sentiment_data", settings.training.sentiment_data),
+            ("topic_data", settings.training.topic_data),
+        )
         if not Path(path).is_file()
     ]
     if missing:
@@ -269,7 +272,7 @@ def check_seed_data(settings: Settings) -> Check:
             "point FINSENT_SENTIMENT_DATA / FINSENT_TOPIC_DATA at the labelled CSV files "
             "(needed to train the bootstrap model)",
         )
-    return Check("seed data", True, f"{settings.sentiment_data} and {settings.topic_data}")
+    return Check("seed data", True, f"{settings.training.sentiment_data} and {settings.training.topic_data}")
 
 
 def check_cpu() -> Check:

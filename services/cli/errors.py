@@ -99,7 +99,7 @@ def _first_per_field(exc: ValidationError) -> list[Any]:
     seen: set[str] = set()
     errors = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else ""
+        field = _field_of(error["loc"])
         if error["type"] == "default_factory_not_called":  # follows from another field's error
             continue
         if field not in seen:
@@ -108,9 +108,20 @@ def _first_per_field(exc: ValidationError) -> list[Any]:
     return errors
 
 
+def _field_of(loc: tuple[Any, ...]) -> str:
+    """The flat field an error is about: ("alerts", "alert_p_high") -> alert_p_high, whose
+    variable is FINSENT_ALERT_P_HIGH; "" for a check across settings (empty loc)."""
+    from services.settings import GROUPS
+
+    if not loc:
+        return ""
+    if str(loc[0]) in GROUPS:
+        return str(loc[1]) if len(loc) > 1 else ""
+    return str(loc[0])
+
+
 def _error_part(error: Any, names: dict[str, str]) -> str:
-    loc = error["loc"]
-    field = str(loc[0]) if loc else ""
+    field = _field_of(error["loc"])
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if not field:
         # A check across settings (e.g. Kafka security): its message names the variables, and

@@ -18,7 +18,7 @@ import typer
 
 from services.cli.common import BootstrapServerOption, broker_errors, configured_bootstrap
 from services.cli.errors import fail
-from services.settings import Settings, get_settings
+from services.settings import FlatSettings, get_settings
 
 if TYPE_CHECKING:
     from services.ingest.producer import NewsProducer
@@ -28,7 +28,7 @@ MAX_SKIP_LINES = 20  # invalid rows reported one by one; beyond this only counte
 
 def _default(name: str) -> Any:
     """A setting's default for help texts, so it is written down in one place only."""
-    return Settings.model_fields[name].default
+    return FlatSettings.model_fields[name].default
 
 
 def _raw_topic_ready() -> tuple[str, str]:
@@ -38,8 +38,8 @@ def _raw_topic_ready() -> tuple[str, str]:
     bootstrap = configured_bootstrap()
     settings = get_settings()
     with broker_errors():
-        require_topic(bootstrap, settings.topic_news_raw, timeout=settings.kafka_timeout_seconds)
-    return bootstrap, settings.topic_news_raw
+        require_topic(bootstrap, settings.kafka.topic_news_raw, timeout=settings.kafka.kafka_timeout_seconds)
+    return bootstrap, settings.kafka.topic_news_raw
 
 
 def _producer(bootstrap: str, topic: str) -> NewsProducer:
@@ -50,8 +50,8 @@ def _producer(bootstrap: str, topic: str) -> NewsProducer:
         return NewsProducer(
             bootstrap,
             topic=topic,
-            max_block_s=settings.kafka_timeout_seconds,
-            linger_ms=settings.ingest_linger_ms,
+            max_block_s=settings.kafka.kafka_timeout_seconds,
+            linger_ms=settings.ingest.ingest_linger_ms,
         )
 
 
@@ -65,7 +65,7 @@ def init(
     settings = get_settings()
     specs = pipeline_topics(settings)
     with broker_errors():
-        states = ensure_topics(bootstrap, specs, timeout=settings.kafka_timeout_seconds)
+        states = ensure_topics(bootstrap, specs, timeout=settings.kafka.kafka_timeout_seconds)
     for spec, state in zip(specs, states, strict=True):
         note = ""
         if not state.created and state.partitions != spec.partitions:
@@ -173,16 +173,18 @@ def serve_http(
     from services.ingest.tokens import TokenConfigError, parse_hash_list
 
     settings = get_settings()
-    host = host if host is not None else settings.ingest_http_host
-    port = port if port is not None else settings.ingest_http_port
+    host = host if host is not None else settings.ingest.ingest_http_host
+    port = port if port is not None else settings.ingest.ingest_http_port
     try:
-        watcher = TokenWatcher(settings.ingest_tokens_file, parse_hash_list(settings.ingest_token_hashes))
+        watcher = TokenWatcher(
+            settings.ingest.ingest_tokens_file, parse_hash_list(settings.ingest.ingest_token_hashes)
+        )
     except TokenConfigError as exc:
         fail(str(exc))
     active = sum(record.active for record in watcher.records())
     if not active:
         fail(
-            f"no active ingest token in {settings.ingest_tokens_file} or FINSENT_INGEST_TOKEN_HASHES: "
+            f"no active ingest token in {settings.ingest.ingest_tokens_file} or FINSENT_INGEST_TOKEN_HASHES: "
             "POST /news would refuse everyone; make one with `finsent tokens add NAME`"
         )
     bootstrap, topic = _raw_topic_ready()
@@ -197,10 +199,10 @@ def serve_http(
         app = create_app(
             producer,
             tokens=watcher.records,
-            max_body_bytes=settings.ingest_max_request_bytes,
-            max_items=settings.ingest_max_items_per_request,
-            max_concurrent=settings.ingest_max_concurrent_requests,
-            body_timeout=settings.ingest_body_timeout_seconds,
+            max_body_bytes=settings.ingest.ingest_max_request_bytes,
+            max_items=settings.ingest.ingest_max_items_per_request,
+            max_concurrent=settings.ingest.ingest_max_concurrent_requests,
+            body_timeout=settings.ingest.ingest_body_timeout_seconds,
         )
         try:
             serve(app, host=host, port=port, on_ready=ready)
@@ -226,16 +228,18 @@ def poll_feed(
     from services.ingest.feed_source import FeedError, FeedPoller, PollResult, check_feed_url, run_poller
 
     settings = get_settings()
-    interval = interval if interval is not None else settings.feed_interval_seconds
+    interval = interval if interval is not None else settings.ingest.feed_interval_seconds
     if not interval > 0:
         fail(f"--interval must be positive, got {interval:g}")
     try:
         check_feed_url(url)
-        settings.outbound_policy.check_url(url)
+        settings.runtime.outbound_policy.check_url(url)
     except ValueError as exc:
         fail(str(exc))
     bootstrap, topic = _raw_topic_ready()
-    poller = FeedPoller(url, policy=settings.outbound_policy, timeout=settings.feed_fetch_timeout_seconds)
+    poller = FeedPoller(
+        url, policy=settings.runtime.outbound_policy, timeout=settings.ingest.feed_fetch_timeout_seconds
+    )
     label = poller.label  # the URL without credentials or query, for messages
     skips = _SkipReporter(label, lambda message: typer.echo(message, err=True))
 

@@ -137,7 +137,7 @@ def import_(
                 default_labeller=labeller or _user(),
                 source=source or f"import:{file.name}",
                 now=_now(),
-                recent_share=settings.label_recent_share,
+                recent_share=settings.learning.label_recent_share,
                 strict=strict,
             )
         )
@@ -396,12 +396,13 @@ def _announce(row: ModelVersionRow, kind: str) -> None:
         sent = announce_champion(settings, row, kind=kind)  # type: ignore[arg-type]
     except BrokerError as exc:
         fail(
-            f"{row.version} is the champion, but announcing it on {settings.topic_model_events} failed: "
+            f"{row.version} is the champion, but announcing it on "
+            f"{settings.kafka.topic_model_events} failed: "
             f"{exc}; workers switch when they next poll the registry (re-run to announce again)",
             code=1,
         )
     if sent:
-        typer.echo(f"announced on {settings.topic_model_events} ({settings.kafka_bootstrap})")
+        typer.echo(f"announced on {settings.kafka.topic_model_events} ({settings.kafka.kafka_bootstrap})")
     else:
         typer.echo(
             "no broker configured (FINSENT_KAFKA_BOOTSTRAP): workers pick it up by polling the registry"

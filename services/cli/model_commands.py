@@ -9,23 +9,22 @@ from typing import Annotated, Any
 
 import typer
 
-from bert_core import MlmConfig, TrainConfig
+from bert_core import ExperimentalOptions, MlmConfig, TrainConfig
 from services.cli.choices import ClassWeighting, EvalSplit, Pooling, Precision, TrainPrecision
 from services.settings import get_settings
 
 PathOpt = Annotated[Path | None, typer.Option(dir_okay=False)]
 
 
+# `finsent train --help` shows what a run needs first (encoder, data, epochs, output, precision),
+# then these panels.
+TUNING = "Tuning (measured defaults)"
+DISTILLATION = "Distillation (pays at the cost of a second run: docs/performance.md)"
+EXPERIMENTAL = "Experimental (did not beat the seed spread: docs/performance.md#training-recipe)"
+
+
 def train(
     out: Annotated[Path, typer.Option("--out", help="Model directory to create")],
-    sentiment_data: Annotated[
-        Path | None,
-        typer.Option(
-            help="CSV/JSONL/Parquet: text,label (sentiment); with neither file given, both seed files "
-            "(FINSENT_SENTIMENT_DATA, FINSENT_TOPIC_DATA: the packaged set by default)"
-        ),
-    ] = None,
-    topic_data: Annotated[Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (topic)")] = None,
     encoder: Annotated[
         str | None,
         typer.Option(
@@ -36,15 +35,32 @@ def train(
             "encoder directory (env FINSENT_BASE_MODEL)",
         ),
     ] = None,
-    init_from: Annotated[
-        Path | None, typer.Option(help="Warm start from an existing finsent model directory")
+    sentiment_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV/JSONL/Parquet: text,label (sentiment); with neither file given, both seed files "
+            "(FINSENT_SENTIMENT_DATA, FINSENT_TOPIC_DATA: the packaged set by default)"
+        ),
     ] = None,
+    topic_data: Annotated[Path | None, typer.Option(help="CSV/JSONL/Parquet: text,label (topic)")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs")] = TrainConfig.epochs,
     max_minutes: Annotated[
         float | None,
         typer.Option(min=0.1, help="Stop (keeping the best checkpoint) after this many minutes"),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
+    precision: Annotated[
+        TrainPrecision,
+        typer.Option(help="auto: bf16 mixed precision where the CPU has bf16 units, else fp32"),
+    ] = TrainPrecision(TrainConfig.precision),
+    init_from: Annotated[
+        Path | None, typer.Option(help="Warm start from an existing finsent model directory")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
+    dev_fraction: Annotated[
+        float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TUNING)] = TrainConfig.batch_size,
     learning_rate: Annotated[
         float | None,
         typer.Option(
@@ -52,32 +68,45 @@ def train(
             max=1e-2,
             help=f"Encoder learning rate; default: the encoder's own (minilm {TrainConfig.learning_rate:g}, "
             "mpnet-base 3e-05; a folder: the minilm one)",
+            rich_help_panel=TUNING,
         ),
     ] = None,
     pooling: Annotated[
-        Pooling, typer.Option(help="Sentence vector: the [CLS] token or the mean of all tokens")
+        Pooling,
+        typer.Option(
+            help="Sentence vector: the [CLS] token or the mean of all tokens", rich_help_panel=TUNING
+        ),
     ] = Pooling(TrainConfig.pooling),
-    class_weighting: Annotated[
-        ClassWeighting, typer.Option(help="Loss weight of rare classes")
-    ] = ClassWeighting(TrainConfig.class_weighting),
     freeze_word_embeddings: Annotated[
-        bool, typer.Option(help="Keep the word-embedding matrix frozen (1.6x faster steps on CPU)")
+        bool,
+        typer.Option(
+            help="Keep the word-embedding matrix frozen (1.6x faster steps on CPU)", rich_help_panel=TUNING
+        ),
     ] = True,
-    mlm_text: Annotated[
-        list[Path] | None, typer.Option(help="Unlabelled text file(s) for MLM domain pre-training first")
+    init_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the run only (head init, dropout, batch order), keeping --seed's dev split: "
+            "another model on the same split, e.g. for an ensemble of teachers",
+            rich_help_panel=TUNING,
+        ),
     ] = None,
-    mlm_epochs: Annotated[int, typer.Option(min=1)] = MlmConfig.epochs,
-    mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1)] = None,
     teacher: Annotated[
         list[Path] | None,
         typer.Option(
             help="A model trained on the same files, seed and dev fraction (repeat for several: "
             "their probabilities are averaged): every text also learns the other task's head "
-            "from them (cross-task distillation)"
+            "from them (cross-task distillation)",
+            rich_help_panel=DISTILLATION,
         ),
     ] = None,
     distill_weight: Annotated[
-        float, typer.Option(min=0.0, help="Weight of the teachers' soft targets for the other head")
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of the teachers' soft targets for the other head",
+            rich_help_panel=DISTILLATION,
+        ),
     ] = TrainConfig.distill_weight,
     own_task_weight: Annotated[
         float,
@@ -86,8 +115,12 @@ def train(
             max=1.0,
             help="Share of each text's own-task loss taken by the teachers' probabilities instead of "
             "its label (self/ensemble distillation; needs --teacher); 0 = labels only",
+            rich_help_panel=DISTILLATION,
         ),
     ] = TrainConfig.own_task_weight,
+    class_weighting: Annotated[
+        ClassWeighting, typer.Option(help="Loss weight of rare classes", rich_help_panel=EXPERIMENTAL)
+    ] = ClassWeighting(ExperimentalOptions.class_weighting),
     ema_decay: Annotated[
         float,
         typer.Option(
@@ -95,8 +128,9 @@ def train(
             max=0.99999,
             help="Evaluate and keep an exponential moving average of the weights with this decay "
             "(e.g. 0.999); 0 = off",
+            rich_help_panel=EXPERIMENTAL,
         ),
-    ] = TrainConfig.ema_decay,
+    ] = ExperimentalOptions.ema_decay,
     layer_lr_decay: Annotated[
         float,
         typer.Option(
@@ -104,36 +138,37 @@ def train(
             max=1.0,
             help="Layer-wise learning-rate decay: the top encoder layer trains at --learning-rate x D, "
             "each one below at a further x D, the embeddings last; 1 = off",
+            rich_help_panel=EXPERIMENTAL,
         ),
-    ] = TrainConfig.layer_lr_decay,
+    ] = ExperimentalOptions.layer_lr_decay,
     label_smoothing: Annotated[
         float,
-        typer.Option(min=0.0, max=0.5, help="Share of each label's target spread over all classes; 0 = off"),
-    ] = TrainConfig.label_smoothing,
+        typer.Option(
+            min=0.0,
+            max=0.5,
+            help="Share of each label's target spread over all classes; 0 = off",
+            rich_help_panel=EXPERIMENTAL,
+        ),
+    ] = ExperimentalOptions.label_smoothing,
     rdrop_alpha: Annotated[
         float,
         typer.Option(
             min=0.0,
             help="R-Drop: run every batch under two dropout masks and add this weight x the "
             "symmetric KL between the two predictions (e.g. 1.0; doubles the step cost); 0 = off",
+            rich_help_panel=EXPERIMENTAL,
         ),
-    ] = TrainConfig.rdrop_alpha,
-    precision: Annotated[
-        TrainPrecision,
-        typer.Option(help="auto: bf16 mixed precision where the CPU has bf16 units, else fp32"),
-    ] = TrainPrecision(TrainConfig.precision),
-    seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
-    init_seed: Annotated[
-        int | None,
+    ] = ExperimentalOptions.rdrop_alpha,
+    mlm_text: Annotated[
+        list[Path] | None,
         typer.Option(
-            help="Seed of the run only (head init, dropout, batch order), keeping --seed's dev split: "
-            "another model on the same split, e.g. for an ensemble of teachers"
+            help="Unlabelled text file(s) for MLM domain pre-training first, in the same run (`finsent "
+            "pretrain-mlm` does it on its own and saves the encoder for --encoder)",
+            rich_help_panel=EXPERIMENTAL,
         ),
     ] = None,
-    dev_fraction: Annotated[
-        float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
+    mlm_epochs: Annotated[int, typer.Option(min=1, rich_help_panel=EXPERIMENTAL)] = MlmConfig.epochs,
+    mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1, rich_help_panel=EXPERIMENTAL)] = None,
 ) -> None:
     """Fine-tune the topic + sentiment model on labelled files and save a verified model directory."""
     from bert_core import format_report, train_model
@@ -142,7 +177,7 @@ def train(
     if sentiment_data is None and topic_data is None:
         # Neither given: the seed data (FINSENT_SENTIMENT_DATA / FINSENT_TOPIC_DATA, by default
         # the labelled set packaged with finsent), as the bootstrap model of `finsent run` uses.
-        sentiment_data, topic_data = settings.sentiment_data, settings.topic_data
+        sentiment_data, topic_data = settings.training.sentiment_data, settings.training.topic_data
         typer.echo(f"training on the seed data: {sentiment_data}, {topic_data}", err=True)
     if own_task_weight > 0 and not teacher:
         from services.cli.errors import fail
@@ -153,37 +188,39 @@ def train(
 
     # A warm start keeps its model's encoder: nothing to resolve or assemble then.
     base_model = None if init_from else chosen_encoder(encoder, install_missing=True)
-    spec = find_spec((encoder if encoder is not None else settings.base_model) or "minilm")
+    spec = find_spec((encoder if encoder is not None else settings.training.base_model) or "minilm")
     if learning_rate is None:
         learning_rate = spec.learning_rate if spec is not None else TrainConfig.learning_rate
-    _set_threads(settings.torch_threads)
+    _set_threads(settings.inference.torch_threads)
     config = TrainConfig(
         base_model=base_model,
         init_from=str(init_from) if init_from else None,
         pooling=pooling.value,  # type: ignore[arg-type]
-        max_length=settings.max_length,
+        max_length=settings.inference.max_length,
         batch_size=batch_size,
         learning_rate=learning_rate,
         epochs=epochs,
         max_minutes=max_minutes,
-        class_weighting=class_weighting.value,  # type: ignore[arg-type]
         freeze_word_embeddings=freeze_word_embeddings,
-        seed=settings.seed if seed is None else seed,
+        seed=settings.training.seed if seed is None else seed,
         init_seed=init_seed,
         teachers=tuple(str(t) for t in teacher or ()),
         distill_weight=distill_weight,
         own_task_weight=own_task_weight,
-        ema_decay=ema_decay,
-        layer_lr_decay=layer_lr_decay,
-        label_smoothing=label_smoothing,
-        rdrop_alpha=rdrop_alpha,
         precision=precision.value,  # type: ignore[arg-type]
+        experimental=ExperimentalOptions(
+            class_weighting=class_weighting.value,  # type: ignore[arg-type]
+            ema_decay=ema_decay,
+            layer_lr_decay=layer_lr_decay,
+            label_smoothing=label_smoothing,
+            rdrop_alpha=rdrop_alpha,
+        ),
     )
     result, manifest = train_model(
         {"sentiment": sentiment_data, "topic": topic_data},
         out,
         config,
-        dev_fraction=settings.dev_fraction if dev_fraction is None else dev_fraction,
+        dev_fraction=settings.training.dev_fraction if dev_fraction is None else dev_fraction,
         mlm_text_files=mlm_text or [],
         mlm_config=MlmConfig(epochs=mlm_epochs, max_minutes=mlm_max_minutes),
         overwrite=overwrite,
@@ -236,7 +273,7 @@ def evaluate(
     from services.cli.errors import fail
 
     split_name: str = split.value
-    _set_threads(get_settings().torch_threads)
+    _set_threads(get_settings().inference.torch_threads)
     predictors = [Predictor.load(m, precision=precision.value, compiled=compiled) for m in model]  # type: ignore[arg-type]
     cfg = predictors[0].loaded.config
     paths: dict[str, Any] = {"sentiment": sentiment_data, "topic": topic_data}
@@ -337,10 +374,10 @@ def predict(
     from services.cli.errors import fail
 
     settings = get_settings()
-    model = model or settings.model
+    model = model or settings.inference.model
     if model is None:
         fail("give --model DIR (or set FINSENT_MODEL)")
-    chosen = precision.value if precision is not None else settings.precision
+    chosen = precision.value if precision is not None else settings.inference.precision
     records: list[dict[str, Any]] = []
     if texts:
         records = [{"text": t} for t in texts]
@@ -353,8 +390,8 @@ def predict(
     predictor = Predictor.load(
         model,
         precision=chosen,  # type: ignore[arg-type]
-        threads=settings.torch_threads,
-        parallel_passes=settings.parallel_passes,
+        threads=settings.inference.torch_threads,
+        parallel_passes=settings.inference.parallel_passes,
     )
     results = predictor.predict([r["text"] for r in records])
     for record, pred in zip(records, results, strict=True):
@@ -402,7 +439,7 @@ def pretrain_mlm(
     from services.cli.common import chosen_encoder
 
     settings = get_settings()
-    _set_threads(settings.torch_threads)
+    _set_threads(settings.inference.torch_threads)
     texts: list[str] = []
     for path in text_data:
         texts.extend(read_texts(path))
@@ -411,11 +448,11 @@ def pretrain_mlm(
         out,
         MlmConfig(
             base_model=chosen_encoder(base_model),
-            max_length=settings.max_length,
+            max_length=settings.inference.max_length,
             epochs=epochs,
             max_minutes=max_minutes,
             learning_rate=learning_rate,
-            seed=settings.seed,
+            seed=settings.training.seed,
         ),
     )
     typer.echo(json.dumps(summary, indent=2))

@@ -54,7 +54,7 @@ def retrain(
     from services.storage import make_engine, upgrade_database
 
     shown, _revision = guarded_database(upgrade_database)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database.database_url)
     try:
         outcome = guarded_database(
             lambda _url: run_retraining(settings, engine, trigger="manual", force=force)
@@ -95,19 +95,19 @@ def scheduler(
     try:
         make_trigger(settings)
     except ValueError as exc:
-        fail(f"FINSENT_RETRAIN_CRON={settings.retrain_cron!r} is not a crontab expression: {exc}")
+        fail(f"FINSENT_RETRAIN_CRON={settings.learning.retrain_cron!r} is not a crontab expression: {exc}")
     shown, _revision = guarded_database(upgrade_database)
     next_run, active = _serve_metrics(settings)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database.database_url)
     lock = LeaderLock(engine, SCHEDULER_LOCK)
 
     def on_standby() -> None:
         active.set(0)
         typer.echo(
             f"standby: another scheduler is active on {shown}; polling its lock every "
-            f"{settings.standby_poll_seconds:g} s to take over"
+            f"{settings.runtime.standby_poll_seconds:g} s to take over"
         )
 
     def on_database_error(exc: BaseException) -> None:
@@ -118,7 +118,7 @@ def scheduler(
     try:
         while lock.wait(
             stop,
-            poll_seconds=settings.standby_poll_seconds,
+            poll_seconds=settings.runtime.standby_poll_seconds,
             on_standby=on_standby,
             on_error=on_database_error,
         ):
@@ -150,7 +150,7 @@ def _lead(settings: Settings, shown: str, lock: LeaderLock, stop: threading.Even
         f"{job.next_run_time.isoformat() if job and job.next_run_time else '?'}; Ctrl-C stops",
     )
     try:
-        while not stop.wait(settings.standby_poll_seconds):
+        while not stop.wait(settings.runtime.standby_poll_seconds):
             job = sched.get_job(JOB_ID)
             if job is not None and job.next_run_time is not None:
                 next_run.set(job.next_run_time.timestamp())
@@ -176,7 +176,7 @@ def _serve_metrics(settings: Settings) -> tuple[Gauge, Gauge]:
     process collectors)."""
     from prometheus_client import Gauge, start_http_server
 
-    host, port = settings.scheduler_metrics_host, settings.scheduler_metrics_port
+    host, port = settings.learning.scheduler_metrics_host, settings.learning.scheduler_metrics_port
     try:
         start_http_server(port, addr=host)
     except OSError as exc:

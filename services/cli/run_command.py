@@ -64,33 +64,37 @@ def bootstrap_model(model_dir: Path) -> Path:
             return model_dir
         except ModelIntegrityError as exc:
             fail(f"{exc}; delete {model_dir} to retrain it")
-    for path in (settings.sentiment_data, settings.topic_data):
+    for path in (settings.training.sentiment_data, settings.training.topic_data):
         if not path.is_file():
             fail(
                 f"seed data {path} not found; set FINSENT_SENTIMENT_DATA / FINSENT_TOPIC_DATA "
                 "or FINSENT_MODEL to an existing model directory"
             )
-    seeds = {settings.sentiment_data.parent, settings.topic_data.parent}
-    where = f"in {seeds.pop()}" if len(seeds) == 1 else f"{settings.sentiment_data}, {settings.topic_data}"
+    seeds = {settings.training.sentiment_data.parent, settings.training.topic_data.parent}
+    where = (
+        f"in {seeds.pop()}"
+        if len(seeds) == 1
+        else f"{settings.training.sentiment_data}, {settings.training.topic_data}"
+    )
     typer.echo(
         f"no model at {model_dir}: training one from the seed data {where} "
-        f"(budget {settings.bootstrap_minutes:g} min on {settings.torch_threads} threads; "
+        f"(budget {settings.training.bootstrap_minutes:g} min on {settings.inference.torch_threads} threads; "
         "`finsent train` makes a better one without the time box)"
     )
     import torch
 
-    torch.set_num_threads(settings.torch_threads)
+    torch.set_num_threads(settings.inference.torch_threads)
     train_model(
-        {"sentiment": settings.sentiment_data, "topic": settings.topic_data},
+        {"sentiment": settings.training.sentiment_data, "topic": settings.training.topic_data},
         model_dir,
         TrainConfig(
-            base_model=chosen_encoder(settings.base_model),
-            max_length=settings.max_length,
-            seed=settings.seed,
-            epochs=settings.bootstrap_epochs,
-            max_minutes=settings.bootstrap_minutes,
+            base_model=chosen_encoder(settings.training.base_model),
+            max_length=settings.inference.max_length,
+            seed=settings.training.seed,
+            epochs=settings.training.bootstrap_epochs,
+            max_minutes=settings.training.bootstrap_minutes,
         ),
-        dev_fraction=settings.dev_fraction,
+        dev_fraction=settings.training.dev_fraction,
     )
     return model_dir
 
@@ -191,8 +195,11 @@ class StreamPrinter:
 @contextmanager
 def _broker(settings: Settings) -> Iterator[tuple[str, str]]:
     """(bootstrap, description): the configured cluster, or an embedded broker for the block."""
-    if settings.kafka_bootstrap is not None:
-        yield settings.kafka_bootstrap, f"Kafka at {settings.kafka_bootstrap} (FINSENT_KAFKA_BOOTSTRAP)"
+    if settings.kafka.kafka_bootstrap is not None:
+        yield (
+            settings.kafka.kafka_bootstrap,
+            f"Kafka at {settings.kafka.kafka_bootstrap} (FINSENT_KAFKA_BOOTSTRAP)",
+        )
         return
     from services.broker import EmbeddedBroker
 
@@ -233,7 +240,7 @@ def _demo_run(settings: Settings, items: int, model_dir: Path) -> DemoRun:
     from services.embedded import anchor_for, anchor_from_burst_start, demo_feed, demo_timeline
     from services.schemas.tickers import extract_tickers
 
-    path = settings.sentiment_data
+    path = settings.training.sentiment_data
     if not path.is_file():
         fail(f"--demo replays headlines from {path}, which does not exist; set FINSENT_SENTIMENT_DATA")
     try:
@@ -254,7 +261,7 @@ def _demo_run(settings: Settings, items: int, model_dir: Path) -> DemoRun:
             return demo_feed(
                 rows,
                 count=items,
-                seed=settings.seed,
+                seed=settings.training.seed,
                 anchor=anchor,
                 timeline=timeline,
                 tickers_of=extract_tickers,
@@ -284,7 +291,7 @@ def _demo_run(settings: Settings, items: int, model_dir: Path) -> DemoRun:
     from services.embedded.demo_setup import ensure_demo_user
 
     try:
-        password = ensure_demo_user(settings.dashboard_users_file, settings.home)
+        password = ensure_demo_user(settings.dashboard.dashboard_users_file, settings.home)
     except (UsersFileError, OSError) as exc:
         fail(f"--demo: cannot set up the demo dashboard login: {exc}")
     return DemoRun(feed, by_id, burst_ids, sub_id, enabled, password, earlier, config.detector.bucket_width)
@@ -312,8 +319,8 @@ class _ModelBearish:
                 try:
                     self._predictor = Predictor.load(
                         self._model_dir,
-                        precision=self._settings.precision,
-                        threads=self._settings.torch_threads,
+                        precision=self._settings.inference.precision,
+                        threads=self._settings.inference.torch_threads,
                     )
                 except (BertCoreError, OSError) as exc:
                     fail(f"--demo: cannot load the model {self._model_dir}: {exc}")
@@ -388,7 +395,9 @@ def _send_demo(
             raise InterruptedError
 
     try:
-        with NewsProducer(bootstrap, topic=topic, linger_ms=get_settings().ingest_linger_ms) as producer:
+        with NewsProducer(
+            bootstrap, topic=topic, linger_ms=get_settings().ingest.ingest_linger_ms
+        ) as producer:
             records = (FileRecord(line=i + 1, item=item) for i, item in enumerate(feed))
             replay(records, producer, rate=rate, sleep=sleep)
     except InterruptedError:
@@ -439,7 +448,7 @@ def run(
         fail("--exit-when-done needs --demo (without a demo feed the pipeline runs until Ctrl-C)")
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    pinned = model or settings.model
+    pinned = model or settings.inference.model
     if pinned is not None and not (pinned / "manifest.json").is_file():
         fail(f"{pinned} is not a finsent model directory (no manifest.json)")
 
@@ -460,15 +469,15 @@ def run(
         from services.broker import ensure_topics, pipeline_topics
 
         with broker_errors():
-            ensure_topics(bootstrap, pipeline_topics(settings), timeout=settings.kafka_timeout_seconds)
+            ensure_topics(bootstrap, pipeline_topics(settings), timeout=settings.kafka.kafka_timeout_seconds)
         from services.embedded import ScoredTail, ServiceProcess
 
         env = {
             "FINSENT_KAFKA_BOOTSTRAP": bootstrap,
-            "FINSENT_DATABASE_URL": settings.database_url,
+            "FINSENT_DATABASE_URL": settings.database.database_url,
             "FINSENT_HOME": str(settings.home),
         }
-        if demo and "compile" not in settings.model_fields_set:
+        if demo and "compile" not in settings.inference.model_fields_set:
             # A demo feeds 10 headlines/s: compiling the pass (up to a minute) would only delay
             # the first scored one. FINSENT_COMPILE, when set, is honoured.
             env["FINSENT_COMPILE"] = "false"
@@ -488,15 +497,15 @@ def run(
         printer = StreamPrinter(headlines, quiet=quiet)
         tail = ScoredTail(
             bootstrap,
-            settings.topic_news_scored,
+            settings.kafka.topic_news_scored,
             on_item=printer,
-            from_beginning=settings.kafka_bootstrap is None,
+            from_beginning=settings.kafka.kafka_bootstrap is None,
         )
         alert_tail = ScoredTail(
             bootstrap,
-            settings.topic_alerts,
+            settings.kafka.topic_alerts,
             on_item=_print_alert,
-            from_beginning=settings.kafka_bootstrap is None,
+            from_beginning=settings.kafka.kafka_bootstrap is None,
         )
         tails = [tail, alert_tail]
         for each in tails:
@@ -527,7 +536,7 @@ def run(
                 target=_send_demo,
                 args=(
                     bootstrap,
-                    settings.topic_news_raw,
+                    settings.kafka.topic_news_raw,
                     list(feed.values()),
                     demo_rate,
                     stop_demo,
@@ -548,10 +557,10 @@ def run(
 def _metrics_text(settings: Settings, command: str) -> str:
     """Where a service serves /metrics and /health."""
     host, port = {
-        "worker": (settings.scorer_metrics_host, settings.scorer_metrics_port),
-        "alerter": (settings.alerter_metrics_host, settings.alerter_metrics_port),
-        "dispatcher": (settings.dispatcher_metrics_host, settings.dispatcher_metrics_port),
-        "scheduler": (settings.scheduler_metrics_host, settings.scheduler_metrics_port),
+        "worker": (settings.scorer.scorer_metrics_host, settings.scorer.scorer_metrics_port),
+        "alerter": (settings.alerts.alerter_metrics_host, settings.alerts.alerter_metrics_port),
+        "dispatcher": (settings.delivery.dispatcher_metrics_host, settings.delivery.dispatcher_metrics_port),
+        "scheduler": (settings.learning.scheduler_metrics_host, settings.learning.scheduler_metrics_port),
     }[command]
     if not port:
         return "its log names its metrics port"
@@ -689,10 +698,11 @@ class DemoWatch:
         self._hint_shown = True
 
         s = self._settings
-        database = "" if "database_url" not in s.model_fields_set else "FINSENT_DATABASE_URL=… "
+        database = "" if "database_url" not in s.database.model_fields_set else "FINSENT_DATABASE_URL=… "
         typer.echo(
             f"dashboard FINSENT_HOME={s.home} {database}finsent dashboard   then open "
-            f"http://{s.dashboard_host}:{s.dashboard_port} and log in as {DEMO_USER} / {self.run.password} "
+            f"http://{s.dashboard.dashboard_host}:{s.dashboard.dashboard_port} "
+            f"and log in as {DEMO_USER} / {self.run.password} "
             f"(a demo-only login; remove it with `finsent dashboard users remove {DEMO_USER}`)"
         )
 

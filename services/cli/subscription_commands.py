@@ -82,7 +82,7 @@ def add(
             min_severity=min_severity.value,
             secret_ref=secret_ref,
             digest_minutes=digest_minutes,
-            policy=get_settings().outbound_policy,
+            policy=get_settings().runtime.outbound_policy,
         )
     except SubscriptionError as exc:
         fail(str(exc))
@@ -100,7 +100,7 @@ def add(
             resolve_secret(stored.secret_ref)
         except SecretError as exc:
             typer.echo(f"note: {exc} here; the dispatcher's environment must provide it", err=True)
-    if stored.channel == "email" and not get_settings().smtp_host:
+    if stored.channel == "email" and not get_settings().delivery.smtp_host:
         typer.echo("note: FINSENT_SMTP_HOST is not set; the dispatcher needs it to send e-mail", err=True)
 
 

@@ -41,7 +41,7 @@ def tokens_add(
     from services.ingest.token_file import add_token
     from services.ingest.tokens import TokenConfigError, check_name, hash_token, new_token
 
-    path = get_settings().ingest_tokens_file
+    path = get_settings().ingest.ingest_tokens_file
     try:
         check_name(name)
         if hash_only:
@@ -73,8 +73,8 @@ def tokens_list(
 
     settings = get_settings()
     try:
-        from_file = load_tokens(settings.ingest_tokens_file)
-        from_env = parse_hash_list(settings.ingest_token_hashes)
+        from_file = load_tokens(settings.ingest.ingest_tokens_file)
+        from_env = parse_hash_list(settings.ingest.ingest_token_hashes)
     except TokenConfigError as exc:
         fail(str(exc))
     rows = [
@@ -91,13 +91,17 @@ def tokens_list(
         typer.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        typer.echo(f"no tokens in {settings.ingest_tokens_file}; `finsent tokens add NAME` makes one")
+        typer.echo(f"no tokens in {settings.ingest.ingest_tokens_file}; `finsent tokens add NAME` makes one")
         return
     typer.echo(f"{'NAME':<24} {'CREATED':<26} {'REVOKED':<26} SOURCE")
     for row in rows:
         typer.echo(
             f"{row['name']:<24} {row['created'] or '-':<26} {row['revoked'] or '-':<26} "
-            + ("FINSENT_INGEST_TOKEN_HASHES" if row["source"] == "env" else str(settings.ingest_tokens_file))
+            + (
+                "FINSENT_INGEST_TOKEN_HASHES"
+                if row["source"] == "env"
+                else str(settings.ingest.ingest_tokens_file)
+            )
         )
 
 
@@ -111,9 +115,9 @@ def tokens_revoke(
     from services.ingest.tokens import TokenConfigError, parse_hash_list
 
     settings = get_settings()
-    path = settings.ingest_tokens_file
+    path = settings.ingest.ingest_tokens_file
     try:
-        if any(r.name == name for r in parse_hash_list(settings.ingest_token_hashes)) and not any(
+        if any(r.name == name for r in parse_hash_list(settings.ingest.ingest_token_hashes)) and not any(
             r.name == name for r in load_tokens(path)
         ):
             fail(

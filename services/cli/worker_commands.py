@@ -46,27 +46,27 @@ def worker(
     settings = get_settings()
     bootstrap = configured_bootstrap()
     watchlist = None
-    if settings.watchlist is not None:
+    if settings.ingest.watchlist is not None:
         from services.schemas import WatchlistError, load_watchlist
 
         try:
-            watchlist = load_watchlist(settings.watchlist)
+            watchlist = load_watchlist(settings.ingest.watchlist)
         except WatchlistError as exc:
             fail(f"FINSENT_WATCHLIST: {exc}")
     metrics_socket = _metrics_socket(settings)
     from services.storage import make_engine, session_factory, upgrade_database
 
     shown, _revision = guarded_database(upgrade_database)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database.database_url)
     sessions = session_factory(engine)
     choice = _choose_model(settings, sessions)  # before the broker: a missing model is the likelier mistake
     from services.broker.topics import describe_topics
 
-    names = [settings.topic_news_raw, settings.topic_news_scored, settings.topic_news_dlq]
-    if settings.model is None:
-        names.append(settings.topic_model_events)
+    names = [settings.kafka.topic_news_raw, settings.kafka.topic_news_scored, settings.kafka.topic_news_dlq]
+    if settings.inference.model is None:
+        names.append(settings.kafka.topic_model_events)
     with broker_errors():
-        partitions = describe_topics(bootstrap, names, timeout=settings.kafka_timeout_seconds)
+        partitions = describe_topics(bootstrap, names, timeout=settings.kafka.kafka_timeout_seconds)
     missing = [name for name, count in partitions.items() if count is None]
     if missing:
         fail(f"topics {', '.join(missing)} do not exist on {bootstrap}; create them with `finsent init`")
@@ -106,7 +106,8 @@ def worker(
         metrics=metrics,
     )
     print(
-        f"scoring {settings.topic_news_raw} on {bootstrap} (group {settings.scorer_group}) into {shown} "
+        f"scoring {settings.kafka.topic_news_raw} on {bootstrap} (group {settings.scorer.scorer_group}) "
+        f"into {shown} "
         f"with model {predictor.version}; metrics {server.url}/metrics, health {server.url}/health; "
         "Ctrl-C stops",
         flush=True,
@@ -115,7 +116,9 @@ def worker(
         watcher.start()
     try:
         # the server starts before the app and stops after it (see ObservabilityServer)
-        Worker(app, server, loglevel=settings.log_level, override_logging=False).execute_from_commandline()
+        Worker(
+            app, server, loglevel=settings.runtime.log_level, override_logging=False
+        ).execute_from_commandline()
     finally:
         if watcher is not None:
             watcher.stop()
@@ -133,7 +136,7 @@ def apply_gil_switch_interval(settings: Settings) -> None:
     the model alone at 0.5 ms against 0.75 at 5 ms (means of 4 and 5 runs;
     docs/performance.md#gil-switch-interval).
     """
-    sys.setswitchinterval(settings.scorer_gil_switch_ms / 1000)
+    sys.setswitchinterval(settings.scorer.scorer_gil_switch_ms / 1000)
 
 
 def _load_predictor(settings: Settings, path: Path) -> Predictor:
@@ -143,12 +146,12 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
     started = time.perf_counter()
     predictor = Predictor.load(
         path,
-        precision=settings.precision,
-        threads=settings.torch_threads,
-        parallel_passes=settings.parallel_passes,
-        compiled=settings.compile,
-        batch_size=settings.scorer_inference_batch,
-        tokens_per_pass=settings.scorer_tokens_per_pass,
+        precision=settings.inference.precision,
+        threads=settings.inference.torch_threads,
+        parallel_passes=settings.inference.parallel_passes,
+        compiled=settings.inference.compile,
+        batch_size=settings.scorer.scorer_inference_batch,
+        tokens_per_pass=settings.scorer.scorer_tokens_per_pass,
     )
     loaded = time.perf_counter()
     predictor.warm_up()  # before consuming: the first real news must not pay for it
@@ -188,10 +191,10 @@ def _localize(settings: Settings, sessions: Callable[[], Session], ref: ModelRef
 def _choose_model(settings: Settings, sessions: Callable[[], Session]) -> ModelRef | Path:
     """FINSENT_MODEL when set (pinned: the worker then ignores the registry), else the
     registry's champion, else the bootstrap model that `finsent run` trains."""
-    if settings.model is not None:
-        if not settings.model.is_dir():
-            fail(f"FINSENT_MODEL={settings.model}: no such directory")
-        return settings.model
+    if settings.inference.model is not None:
+        if not settings.inference.model.is_dir():
+            fail(f"FINSENT_MODEL={settings.inference.model}: no such directory")
+        return settings.inference.model
     ref = _registry_champion(sessions)
     if ref is not None:
         return ref
@@ -234,16 +237,16 @@ def _model_watcher(
     """Follows the registry's champion, unless FINSENT_MODEL pins the model."""
     from services.scorer.model_reload import KafkaModelEvents, ModelWatcher
 
-    if settings.model is not None:
+    if settings.inference.model is not None:
         return None
     return ModelWatcher(
         slot,
         fetch_champion=lambda: _registry_champion(sessions),
         load=lambda path: _load_predictor(settings, path),
         localize=lambda ref: _localize(settings, sessions, ref),
-        poll_seconds=settings.model_poll_seconds,
+        poll_seconds=settings.inference.model_poll_seconds,
         events=lambda _stop: KafkaModelEvents(
-            bootstrap, settings.topic_model_events, timeout_seconds=settings.kafka_timeout_seconds
+            bootstrap, settings.kafka.topic_model_events, timeout_seconds=settings.kafka.kafka_timeout_seconds
         ),
         on_switch=metrics.model_switched,
         on_refuse=lambda ref, reason: metrics.model_refused(ref.version, reason),
@@ -254,7 +257,7 @@ def _metrics_socket(settings: Settings) -> socket.socket:
     """Bound now, so that a taken port fails in one line before the model loads."""
     from services.probes import bind_socket
 
-    host, port = settings.scorer_metrics_host, settings.scorer_metrics_port
+    host, port = settings.scorer.scorer_metrics_host, settings.scorer.scorer_metrics_port
     try:
         return bind_socket(host, port)
     except OSError as exc:

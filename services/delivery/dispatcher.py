@@ -75,15 +75,16 @@ class DispatcherConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> DispatcherConfig:
         return cls(
-            poll_seconds=settings.dispatcher_poll_seconds,
-            batch_size=settings.dispatcher_batch_size,
-            concurrency=settings.dispatcher_concurrency,
-            timeout_seconds=settings.delivery_timeout_seconds,
+            poll_seconds=settings.delivery.dispatcher_poll_seconds,
+            batch_size=settings.delivery.dispatcher_batch_size,
+            concurrency=settings.delivery.dispatcher_concurrency,
+            timeout_seconds=settings.delivery.delivery_timeout_seconds,
             policy=RetryPolicy(
-                max_attempts=settings.delivery_max_attempts,
-                initial=settings.delivery_backoff_initial_seconds,
+                max_attempts=settings.delivery.delivery_max_attempts,
+                initial=settings.delivery.delivery_backoff_initial_seconds,
                 max_delay=max(
-                    settings.delivery_backoff_max_seconds, settings.delivery_backoff_initial_seconds
+                    settings.delivery.delivery_backoff_max_seconds,
+                    settings.delivery.delivery_backoff_initial_seconds,
                 ),
                 jitter=0.5,  # each pause in the upper half of its step
             ),

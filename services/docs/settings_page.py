@@ -4,6 +4,10 @@ The settings class is the one place a default is defined, so the reference is re
 it rather than written by hand (`python -m services.docs`); a test fails when the committed
 file differs from what this module renders.
 
+Sections are the groups of `Settings` (`settings.kafka`, `settings.alerts`, ...), in the order
+`services.settings.GROUPS` gives, each headed by its attribute so a reader of the code finds
+the variable and a reader of the page finds the code.
+
 Defaults computed at start-up are shown as the rule, not as this machine's value (the CPU
 count, paths under FINSENT_HOME), so the file is the same on every machine.
 """
@@ -17,7 +21,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
-from services.settings import Settings
+from services.settings import GROUPS, HOME_DEFAULTS, FlatSettings
 
 ENV_PREFIX = "FINSENT_"
 REGENERATE_COMMAND = "python -m services.docs"
@@ -39,42 +43,29 @@ file in the working directory). `services/settings.py` defines each one and its 
 page is rendered from it, and a test fails when the two disagree. A value of the wrong type
 or out of range stops `finsent` with one line before anything starts.
 
+Sections follow the groups of `Settings`; the variable is always the field's name in
+upper case after the prefix, whichever group holds it: `FINSENT_ALERT_P_HIGH` is
+`settings.alerts.alert_p_high` in the code.
+
 Empty (`—`) means unset: the meaning column says what happens then. The allowed column
 gives the choices or bounds the value is checked against. Durations are in the
 unit their name ends in; booleans accept `true`/`false`/`1`/`0`; mappings are JSON.
 """
 
-# Sections in the order a reader meets them; a field goes to the first whose prefix matches.
-_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "Home, model and inference",
-        (
-            "home",
-            "base_model",
-            "model",
-            "model_poll_seconds",
-            "precision",
-            "compile",
-            "torch_threads",
-            "parallel_passes",
-            "max_length",
-        ),
-    ),
-    (
-        "Training and the bootstrap model",
-        ("seed", "dev_fraction", "sentiment_data", "topic_data", "bootstrap_", "seed_data"),
-    ),
-    ("Broker, database and topics", ("database_url", "kafka_", "topic_", "model_events_partitions")),
-    ("Ingest", ("ingest_", "feed_", "watchlist")),
-    ("Scorer worker (`finsent worker`)", ("scorer_",)),
-    ("Alert detector and alerter (`finsent alerter`)", ("alert_", "alerter_")),
-    ("Delivery (`finsent dispatcher`)", ("dispatcher_", "delivery_", "smtp_")),
-    ("Dashboard (`finsent dashboard`)", ("dashboard_",)),
-    ("Labels, holdouts and the promotion gate", ("label_", "recent_holdout_size", "holdout_", "gate_")),
-    ("Retraining and the scheduler", ("retrain_", "scheduler_")),
-    ("Logging", ("log_",)),
-)
-_OTHER_SECTION = "Other"
+# Section titles of the groups; a group missing here is titled by its class docstring.
+_TITLES: dict[str, str] = {
+    "inference": "Model and inference",
+    "training": "Training and the bootstrap model",
+    "database": "Database",
+    "kafka": "Broker and topics",
+    "ingest": "Ingest",
+    "scorer": "Scorer worker (`finsent worker`)",
+    "alerts": "Alert detector and alerter (`finsent alerter`)",
+    "delivery": "Delivery (`finsent dispatcher`)",
+    "dashboard": "Dashboard (`finsent dashboard`)",
+    "learning": "Labels, holdouts, the promotion gate and retraining",
+    "runtime": "Logging, standby and outbound requests",
+}
 
 
 def env_name(field_name: str) -> str:
@@ -82,12 +73,10 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
-def section_of(field_name: str) -> str:
-    for title, prefixes in _SECTIONS:
-        for prefix in prefixes:
-            if field_name == prefix or (prefix.endswith("_") and field_name.startswith(prefix)):
-                return title
-    return _OTHER_SECTION
+def section_title(group: str) -> str:
+    """The heading of a group's section (kept free of code, so links to it stay short)."""
+    doc = (GROUPS[group].__doc__ or group).strip().splitlines()[0].rstrip(".")
+    return _TITLES.get(group, doc)
 
 
 def _format_value(value: Any) -> str:
@@ -107,24 +96,12 @@ def _format_value(value: Any) -> str:
     return f"`{text}`" if text else '`""`'
 
 
-def _base_defaults() -> dict[str, Any]:
-    """Plain defaults, with `home` as a placeholder, for factories that derive from other fields."""
-    data: dict[str, Any] = {}
-    for name, info in Settings.model_fields.items():
-        if info.default_factory is None:
-            data[name] = info.get_default()
-    data["home"] = _HOME_PLACEHOLDER
-    return data
-
-
 def default_text(name: str, info: FieldInfo) -> str:
     """The documented default: the value, or the rule that computes it."""
     if name in _MACHINE_DEFAULTS:
         return _MACHINE_DEFAULTS[name]
-    if info.default_factory is None:
-        return _format_value(info.get_default())
-    if info.default_factory_takes_validated_data:
-        return _format_value(info.get_default(call_default_factory=True, validated_data=_base_defaults()))
+    if name in HOME_DEFAULTS:
+        return _format_value(HOME_DEFAULTS[name](_HOME_PLACEHOLDER))
     return _format_value(info.get_default(call_default_factory=True))
 
 
@@ -163,20 +140,20 @@ def _cell(text: str) -> str:
     return text.strip().replace("|", "\\|").replace("\n", " ")
 
 
+def _table(fields: dict[str, FieldInfo]) -> str:
+    rows = [
+        f"| `{env_name(name)}` | {default_text(name, info)} | {_cell(allowed_text(info))} "
+        f"| {_cell(info.description or '')} |"
+        for name, info in fields.items()
+    ]
+    return "| variable | default | allowed | meaning |\n|---|---|---|---|\n" + "\n".join(rows)
+
+
 def render_settings_page() -> str:
     """The whole of docs/settings.md."""
-    grouped: dict[str, list[str]] = {}
-    for name, info in Settings.model_fields.items():
-        row = (
-            f"| `{env_name(name)}` | {default_text(name, info)} | {_cell(allowed_text(info))} "
-            f"| {_cell(info.description or '')} |"
-        )
-        grouped.setdefault(section_of(name), []).append(row)
-    parts = [_HEADER]
-    for title in [title for title, _ in _SECTIONS] + [_OTHER_SECTION]:
-        rows = grouped.get(title)
-        if not rows:
-            continue
-        table = "| variable | default | allowed | meaning |\n|---|---|---|---|\n" + "\n".join(rows)
-        parts.append(f"## {title}\n\n{table}\n")
+    home = {"home": FlatSettings.model_fields["home"]}
+    parts = [_HEADER, f"## Home\n\nIn the code: `settings.home`.\n\n{_table(home)}\n"]
+    for group, model in GROUPS.items():
+        where = f"In the code: `settings.{group}` (`{model.__name__}`)."
+        parts.append(f"## {section_title(group)}\n\n{where}\n\n{_table(dict(model.model_fields))}\n")
     return "\n".join(parts)

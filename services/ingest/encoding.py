@@ -37,7 +37,7 @@ def encode_news(item: Any, *, received_at: datetime | None = None) -> EncodedNew
         raise InvalidMessage(f"item cannot be encoded as JSON: {exc}", "wrong_type") from None
     # Ticker extraction is the scorer's business; an empty watchlist keeps validation cheap.
     # The worker's own bound on future dates, so ingest refuses what the worker would dead-letter.
-    skew = timedelta(seconds=get_settings().max_future_skew_seconds)
+    skew = timedelta(seconds=get_settings().scorer.max_future_skew_seconds)
     news = parse_raw_news(
         payload, received_at=received_at or datetime.now(UTC), watchlist={}, max_future_skew=skew
     )

@@ -23,15 +23,15 @@ from services.broker.clients import kafka_producer
 from services.broker.errors import BrokerError, BrokerUnavailable
 from services.broker.security import KafkaSecurity
 from services.ingest.encoding import EncodedNews, encode_news
-from services.settings import Settings
+from services.settings import FlatSettings
 
 # A few ms of batching: one request (and one record batch per partition) per linger period
 # instead of one per message, which is what the broker and the consuming worker pay for.
-DEFAULT_LINGER_MS: int = Settings.model_fields["ingest_linger_ms"].default
+DEFAULT_LINGER_MS: int = FlatSettings.model_fields["ingest_linger_ms"].default
 BATCH_BYTES = 64 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 1_048_576  # Apache Kafka's default message.max.bytes is about this
 # How long send() may wait for metadata (an unreachable broker, a missing topic).
-DEFAULT_MAX_BLOCK_S: float = Settings.model_fields["kafka_timeout_seconds"].default
+DEFAULT_MAX_BLOCK_S: float = FlatSettings.model_fields["kafka_timeout_seconds"].default
 DEFAULT_DELIVERY_TIMEOUT_S = 30.0
 
 Headers = Sequence[tuple[str, bytes]]

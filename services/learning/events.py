@@ -129,22 +129,24 @@ def announce_champion(
 ) -> bool:
     """Publish the champion change when FINSENT_KAFKA_BOOTSTRAP is set; False when it is not
     (the embedded setup: workers find the new champion by polling the registry)."""
-    if settings.kafka_bootstrap is None:
+    if settings.kafka.kafka_bootstrap is None:
         return False
     from services.broker.topics import TopicSpec, ensure_topics
 
-    timeout = settings.kafka_timeout_seconds
+    timeout = settings.kafka.kafka_timeout_seconds
     ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka.kafka_bootstrap,
         [
             TopicSpec(
-                settings.topic_model_events,
-                settings.model_events_partitions,
-                settings.topic_replication_factor,
+                settings.kafka.topic_model_events,
+                settings.kafka.model_events_partitions,
+                settings.kafka.topic_replication_factor,
             )
         ],
         timeout=timeout,
     )
     event = ModelEvent.of(row, kind=kind, at=at or datetime.now(UTC))
-    publish_model_event(settings.kafka_bootstrap, settings.topic_model_events, event, timeout=timeout)
+    publish_model_event(
+        settings.kafka.kafka_bootstrap, settings.kafka.topic_model_events, event, timeout=timeout
+    )
     return True

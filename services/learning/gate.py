@@ -102,11 +102,11 @@ class GatePolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> GatePolicy:
         return cls(
-            macro_f1_tolerance=settings.gate_macro_f1_tolerance,
-            recall_floor=settings.gate_recall_floor,
-            recall_floors={t: dict(fs) for t, fs in settings.gate_recall_floors.items()},
-            min_recent_improvement=settings.gate_min_recent_improvement,
-            min_recent_examples=settings.gate_min_recent_examples,
+            macro_f1_tolerance=settings.learning.gate_macro_f1_tolerance,
+            recall_floor=settings.learning.gate_recall_floor,
+            recall_floors={t: dict(fs) for t, fs in settings.learning.gate_recall_floors.items()},
+            min_recent_improvement=settings.learning.gate_min_recent_improvement,
+            min_recent_examples=settings.learning.gate_min_recent_examples,
         )
 
 

@@ -174,8 +174,11 @@ def frozen_holdouts(
 ) -> dict[str, FrozenHoldout]:
     """Each task's frozen holdout: the configured file, else the frozen seed split (made now
     if this is the first time)."""
-    explicit = {"sentiment": settings.holdout_sentiment_data, "topic": settings.holdout_topic_data}
-    seeds = {"sentiment": settings.sentiment_data, "topic": settings.topic_data}
+    explicit = {
+        "sentiment": settings.learning.holdout_sentiment_data,
+        "topic": settings.learning.holdout_topic_data,
+    }
+    seeds = {"sentiment": settings.training.sentiment_data, "topic": settings.training.topic_data}
     out_dir = holdout_dir(settings)
     holdouts: dict[str, FrozenHoldout] = {}
     for task in tasks:
@@ -186,7 +189,11 @@ def frozen_holdouts(
         frozen = read_frozen_holdout(task, out_dir)
         if frozen is None:
             frozen = freeze_seed_holdout(
-                task, seeds[task], out_dir, dev_fraction=settings.dev_fraction, seed=settings.seed
+                task,
+                seeds[task],
+                out_dir,
+                dev_fraction=settings.training.dev_fraction,
+                seed=settings.training.seed,
             )
         holdouts[task] = frozen
     return holdouts

@@ -162,7 +162,7 @@ def _chunk_bytes(given: int | None) -> int:
         return given
     from services.settings import get_settings
 
-    return get_settings().model_artifact_chunk_mb * 1024 * 1024
+    return get_settings().inference.model_artifact_chunk_mb * 1024 * 1024
 
 
 def get_version(session: Session, version: str) -> ModelVersionRow | None:

@@ -189,13 +189,13 @@ def _locked_run(
             **base,
         )
     base["champion_version"] = champion.version
-    if new_labels < settings.retrain_min_new_labels and not force:
+    if new_labels < settings.learning.retrain_min_new_labels and not force:
         return _finish(
             sessions,
             run_id,
             "skipped",
             f"{new_labels} new label(s) since the last retraining; at least "
-            f"{settings.retrain_min_new_labels} are needed (FINSENT_RETRAIN_MIN_NEW_LABELS)",
+            f"{settings.learning.retrain_min_new_labels} are needed (FINSENT_RETRAIN_MIN_NEW_LABELS)",
             **base,
         )
     log.info("retraining run %d: %d new label(s), warm start from %s", run_id, new_labels, champion.version)
@@ -227,7 +227,7 @@ def _locked_run(
             out_dir,
             note=f"retraining run {run_id}",
             now=now(),
-            artifact_chunk_bytes=settings.model_artifact_chunk_mb * 1024 * 1024,
+            artifact_chunk_bytes=settings.inference.model_artifact_chunk_mb * 1024 * 1024,
         )
         session.add(
             GateDecisionRow(
@@ -281,7 +281,7 @@ def _locked_run(
         log.warning(
             "promoted %s but could not announce it on %s (%s); workers pick it up by polling the registry",
             promoted.version,
-            settings.topic_model_events,
+            settings.kafka.topic_model_events,
             " ".join(str(exc).split())[:300],
         )
     return _finish(sessions, run_id, "promoted", "; ".join(decision.reasons), **values)
@@ -304,9 +304,9 @@ def _training_sets(
         recent_texts = set(
             session.scalars(select(LabelRow.text).where(LabelRow.split != "train", LabelRow.id <= watermark))
         )
-    seed_files = {"sentiment": settings.sentiment_data, "topic": settings.topic_data}
+    seed_files = {"sentiment": settings.training.sentiment_data, "topic": settings.training.topic_data}
     seed = split_sets(
-        load_task_files(seed_files), dev_fraction=settings.dev_fraction, seed=settings.seed
+        load_task_files(seed_files), dev_fraction=settings.training.dev_fraction, seed=settings.training.seed
     ).train
     sets: dict[str, Any] = {}
     counts: dict[str, dict[str, int]] = {}
@@ -315,11 +315,17 @@ def _training_sets(
         labelled = dict(zip(own.texts, own.labels, strict=True))
         pool = exclude_holdout(seed[task], frozen) if task in seed else None
         size = replay_size(
-            len(labelled), ratio=settings.retrain_replay_ratio, minimum=settings.retrain_replay_min
+            len(labelled),
+            ratio=settings.learning.retrain_replay_ratio,
+            minimum=settings.learning.retrain_replay_min,
         )
         replay_texts, replay_labels = (
             replay_sample(
-                pool.texts, pool.labels, size=size, exclude=recent_texts | set(labelled), seed=settings.seed
+                pool.texts,
+                pool.labels,
+                size=size,
+                exclude=recent_texts | set(labelled),
+                seed=settings.training.seed,
             )
             if pool is not None
             else ([], [])
@@ -338,14 +344,14 @@ def _fine_tune(settings: Settings, champion_dir: Path, sets: dict[str, Any], out
     checkpoint (never a holdout: the gate must judge on data no decision has seen)."""
     from bert_core import DEFAULT_LABELS, TrainConfig, fine_tune, save_result, split_sets
 
-    split = split_sets(sets, dev_fraction=0.1, seed=settings.seed)
+    split = split_sets(sets, dev_fraction=0.1, seed=settings.training.seed)
     config = TrainConfig(
         init_from=str(champion_dir),
-        epochs=settings.retrain_epochs,
-        max_minutes=settings.retrain_max_minutes,
-        learning_rate=settings.retrain_learning_rate,
-        head_learning_rate=settings.retrain_learning_rate * 10,
-        seed=settings.seed,
+        epochs=settings.learning.retrain_epochs,
+        max_minutes=settings.learning.retrain_max_minutes,
+        learning_rate=settings.learning.retrain_learning_rate,
+        head_learning_rate=settings.learning.retrain_learning_rate * 10,
+        seed=settings.training.seed,
         progress=True,
     )
     result = fine_tune(split.train, split.dev, {t: list(DEFAULT_LABELS[t]) for t in sets}, config)  # type: ignore[index]
@@ -369,7 +375,7 @@ def _judge(
     with sessions() as session:
         recent = {
             task: to_labelled_data(
-                task, recent_holdout(session, task=task, newest=settings.recent_holdout_size)
+                task, recent_holdout(session, task=task, newest=settings.learning.recent_holdout_size)
             )
             for task in TASKS
         }

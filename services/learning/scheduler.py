@@ -49,7 +49,7 @@ def scheduled_retrain() -> None:
     from services.storage import make_engine
 
     settings = get_settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database.database_url)
     try:
         outcome = run_retraining(settings, engine, trigger="schedule")
         log.info(
@@ -65,9 +65,9 @@ def make_trigger(settings: Settings) -> Any:
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
-    if settings.retrain_cron:
-        return CronTrigger.from_crontab(settings.retrain_cron, timezone="UTC")
-    return IntervalTrigger(seconds=settings.retrain_interval_minutes * 60, timezone="UTC")
+    if settings.learning.retrain_cron:
+        return CronTrigger.from_crontab(settings.learning.retrain_cron, timezone="UTC")
+    return IntervalTrigger(seconds=settings.learning.retrain_interval_minutes * 60, timezone="UTC")
 
 
 def settle_next_run(engine: Engine, trigger: Any, *, now: datetime) -> datetime | None:
@@ -124,7 +124,7 @@ def start_scheduler(settings: Settings) -> BackgroundScheduler:
 
     from services.storage import make_engine
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database.database_url)
     store_next_run = _store_next_run(engine)
 
     class TimeKeepingJobStore(MemoryJobStore):
@@ -139,7 +139,7 @@ def start_scheduler(settings: Settings) -> BackgroundScheduler:
         job_defaults={
             "coalesce": True,
             "max_instances": 1,
-            "misfire_grace_time": settings.retrain_misfire_grace_seconds,
+            "misfire_grace_time": settings.learning.retrain_misfire_grace_seconds,
         },
         timezone="UTC",
     )

@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from bert_core import normalize_text
 from services.schemas.tickers import extract_tickers, normalise_tickers
-from services.settings import Settings
+from services.settings import FlatSettings
 
 SCHEMA_VERSION = 1
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -42,7 +42,7 @@ DERIVED_ID_PREFIX = "h:"
 # Control characters (C0, DEL, C1), bidirectional overrides and line separators: an id or a
 # ticker is printed on terminals, in logs and on dashboards, where these rewrite what is shown.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-DEFAULT_MAX_FUTURE_SKEW = timedelta(seconds=Settings.model_fields["max_future_skew_seconds"].default)
+DEFAULT_MAX_FUTURE_SKEW = timedelta(seconds=FlatSettings.model_fields["max_future_skew_seconds"].default)
 
 
 class InvalidMessage(ValueError):

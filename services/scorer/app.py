@@ -220,26 +220,26 @@ def build_app(
     database retry and rebalance; without it they are counted in a private one."""
     from services.schemas import DEFAULT_WATCHLIST, Watchlist
 
-    retry = retry or RetryPolicy(max_delay=settings.scorer_db_retry_max_seconds)
+    retry = retry or RetryPolicy(max_delay=settings.scorer.scorer_db_retry_max_seconds)
     metrics = metrics if metrics is not None else ScorerMetrics()
     slot = predictor if isinstance(predictor, ModelSlot) else ModelSlot(predictor, _version_of(predictor))
     watch = Watchlist(watchlist if watchlist is not None else DEFAULT_WATCHLIST)
-    web_port = settings.scorer_web_port
-    slice_items = settings.scorer_slice_items
-    future_skew = timedelta(seconds=settings.max_future_skew_seconds)
+    web_port = settings.scorer.scorer_web_port
+    slice_items = settings.scorer.scorer_slice_items
+    future_skew = timedelta(seconds=settings.scorer.max_future_skew_seconds)
     settings.faust_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust_app(
         ScorerApp,
-        settings.scorer_group,
+        settings.scorer.scorer_group,
         security=KafkaSecurity.from_settings(settings),
-        fetch_max_wait_ms=settings.scorer_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.scorer.scorer_fetch_max_wait_ms,
         broker=broker_urls(bootstrap),
         store="memory://",
         # faust keeps a data directory even with in-memory tables; by default `<app id>-data` in
         # the working directory, which litters wherever the worker happens to be started.
         datadir=str(settings.faust_dir / "{conf.name}-data"),
-        broker_session_timeout=settings.scorer_session_timeout_seconds,
-        broker_heartbeat_interval=min(3.0, settings.scorer_session_timeout_seconds / 3),
+        broker_session_timeout=settings.scorer.scorer_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.scorer.scorer_session_timeout_seconds / 3),
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=False,
         topic_disable_leader=True,
@@ -262,8 +262,8 @@ def build_app(
             model_thread, functools.partial(function, *args, **kwargs)
         )
 
-    raw_topic = app.topic(settings.topic_news_raw, key_serializer="raw", value_serializer="raw")
-    dlq_topic = app.topic(settings.topic_news_dlq, key_serializer="raw", value_serializer="raw")
+    raw_topic = app.topic(settings.kafka.topic_news_raw, key_serializer="raw", value_serializer="raw")
+    dlq_topic = app.topic(settings.kafka.topic_news_dlq, key_serializer="raw", value_serializer="raw")
 
     async def send_record(record: DeadLetterRecord) -> Awaitable[Any]:
         return await dlq_topic.send(key=record.key, value=record.value, headers=record.headers)
@@ -304,7 +304,7 @@ def build_app(
             pending = [(d, await queue_dead_letter(send_record, d)) for d in failed]
             await publish_keyed(
                 kafka_producer(app),
-                settings.topic_news_scored,
+                settings.kafka.topic_news_scored,
                 [(item.event_id.encode(), scored_message(item)) for item in kept],
             )
             for d, delivery in pending:  # the broker has them all before the batch is acked
@@ -392,11 +392,11 @@ def build_app(
     async def scorer(stream: faust.StreamT) -> None:
         take = PipelinedTake(
             stream,
-            max_batch=settings.scorer_max_batch,
-            within=settings.scorer_batch_seconds,
+            max_batch=settings.scorer.scorer_max_batch,
+            within=settings.scorer.scorer_batch_seconds,
             # room for a full batch waiting behind those in flight, so a backlog never hands over
             # a batch cut short by the time limit
-            max_unacked=settings.scorer_max_batch * (settings.scorer_batches_in_flight + 1),
+            max_unacked=settings.scorer.scorer_max_batch * (settings.scorer.scorer_batches_in_flight + 1),
         )
         in_flight: deque[asyncio.Task[None]] = deque()
         previous_stored: asyncio.Future[None] | None = None
@@ -406,7 +406,7 @@ def build_app(
                 in_flight.append(asyncio.create_task(run_batch(take, events, previous_stored, stored)))
                 previous_stored = stored
                 while in_flight and (
-                    in_flight[0].done() or len(in_flight) >= settings.scorer_batches_in_flight
+                    in_flight[0].done() or len(in_flight) >= settings.scorer.scorer_batches_in_flight
                 ):
                     await in_flight.popleft()
             while in_flight:

@@ -50,10 +50,10 @@ TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
 def postgres_tls_parameters(settings: Settings) -> dict[str, str]:
     """The libpq TLS parameters the settings give (FINSENT_DATABASE_SSLMODE & co.)."""
     values = {
-        "sslmode": settings.database_sslmode,
-        "sslrootcert": settings.database_sslrootcert,
-        "sslcert": settings.database_sslcert,
-        "sslkey": settings.database_sslkey,
+        "sslmode": settings.database.database_sslmode,
+        "sslrootcert": settings.database.database_sslrootcert,
+        "sslcert": settings.database.database_sslcert,
+        "sslkey": settings.database.database_sslkey,
     }
     return {
         name: str(value.expanduser().absolute()) if isinstance(value, Path) else value

@@ -386,7 +386,7 @@ def test_data_end_stays_at_the_newest_minute_not_after_now(session: Session, db_
         SentimentBucketRow(
             scope="market",
             key=MARKET_KEY,
-            width_seconds=settings.alert_bucket_seconds,
+            width_seconds=settings.alerts.alert_bucket_seconds,
             bucket_start=future,
             total=1,
             bearish=1,

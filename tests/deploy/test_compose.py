@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from services.cli.app import app
-from services.settings import Settings
+from services.settings import FlatSettings
 from tests.deploy.artifacts import (
     DEPLOY,
     REPO,
@@ -25,12 +25,12 @@ from tests.deploy.artifacts import (
 
 # Which port each long-running command probes, from the settings that define it.
 PROBE_PORTS = {
-    "worker": Settings.model_fields["scorer_metrics_port"].default,
-    "alerter": Settings.model_fields["alerter_metrics_port"].default,
-    "dispatcher": Settings.model_fields["dispatcher_metrics_port"].default,
-    "scheduler": Settings.model_fields["scheduler_metrics_port"].default,
-    "dashboard": Settings.model_fields["dashboard_port"].default,
-    "serve-http": Settings.model_fields["ingest_http_port"].default,
+    "worker": FlatSettings.model_fields["scorer_metrics_port"].default,
+    "alerter": FlatSettings.model_fields["alerter_metrics_port"].default,
+    "dispatcher": FlatSettings.model_fields["dispatcher_metrics_port"].default,
+    "scheduler": FlatSettings.model_fields["scheduler_metrics_port"].default,
+    "dashboard": FlatSettings.model_fields["dashboard_port"].default,
+    "serve-http": FlatSettings.model_fields["ingest_http_port"].default,
 }
 
 

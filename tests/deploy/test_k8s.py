@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.settings import Settings
+from services.settings import FlatSettings
 from tests.deploy.artifacts import DEPLOY, resolve_command, tool, unknown_options
 from tests.deploy.keda import KAFKA_TRIGGER_METADATA, SCHEMAS
 
@@ -26,11 +26,11 @@ TARGETS = {"base": K8S / "base", "example": K8S / "overlays" / "example"}
 # Oldest and newest Kubernetes minor the manifests are checked against.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
 PROBE_PORTS = {
-    "worker": Settings.model_fields["scorer_metrics_port"].default,
-    "alerter": Settings.model_fields["alerter_metrics_port"].default,
-    "dispatcher": Settings.model_fields["dispatcher_metrics_port"].default,
-    "scheduler": Settings.model_fields["scheduler_metrics_port"].default,
-    "dashboard": Settings.model_fields["dashboard_port"].default,
+    "worker": FlatSettings.model_fields["scorer_metrics_port"].default,
+    "alerter": FlatSettings.model_fields["alerter_metrics_port"].default,
+    "dispatcher": FlatSettings.model_fields["dispatcher_metrics_port"].default,
+    "scheduler": FlatSettings.model_fields["scheduler_metrics_port"].default,
+    "dashboard": FlatSettings.model_fields["dashboard_port"].default,
 }
 # Settings of the Kafka/Postgres TLS work (issue #27 item 1) that the example overlay uses.
 # Tolerated only while Settings does not have them yet; once it does, they are checked like
@@ -167,7 +167,7 @@ def test_workers_scale_on_lag_up_to_the_partition_count(target: str) -> None:
     assert trigger["type"] == "kafka"
     metadata = trigger["metadata"]
     assert set(metadata) <= KAFKA_TRIGGER_METADATA, sorted(set(metadata) - KAFKA_TRIGGER_METADATA)
-    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    defaults = {name: field.default for name, field in FlatSettings.model_fields.items()}
     assert metadata["consumerGroup"] == config.get("FINSENT_SCORER_GROUP", defaults["scorer_group"])
     assert metadata["topic"] == config.get("FINSENT_TOPIC_NEWS_RAW", defaults["topic_news_raw"])
     assert metadata["bootstrapServers"] == config["FINSENT_KAFKA_BOOTSTRAP"]
@@ -201,8 +201,8 @@ def test_disruption_budgets_and_network_policies_select_real_pods(target: str) -
 
 
 def settings_names() -> set[str]:
-    names = {f"FINSENT_{name.upper()}" for name in Settings.model_fields}
-    if "kafka_security_protocol" not in Settings.model_fields:
+    names = {f"FINSENT_{name.upper()}" for name in FlatSettings.model_fields}
+    if "kafka_security_protocol" not in FlatSettings.model_fields:
         names |= PENDING_TLS_SETTINGS
     return names
 

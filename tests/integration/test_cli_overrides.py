@@ -57,7 +57,7 @@ def test_database_url_option_wins_over_the_environment_and_is_restored(
     # restored when the command ended
     assert os.environ["FINSENT_DATABASE_URL"] == f"sqlite:///{from_env}"
     get_settings.cache_clear()
-    assert get_settings().database_url == f"sqlite:///{from_env}"
+    assert get_settings().database.database_url == f"sqlite:///{from_env}"
 
 
 def test_postgres_url_option(postgres_url: str, tmp_path: Path) -> None:

@@ -465,7 +465,8 @@ def test_a_dripping_receiver_cannot_stall_the_round_past_its_deadline(
         dispatcher_concurrency=4,
     )
     with smtp_drip.serve(), http_drip.serve(), receiver.serve():
-        config = config.model_copy(update={"smtp_port": smtp_drip.port})  # known once it serves
+        smtp = config.delivery.model_copy(update={"smtp_port": smtp_drip.port})  # known once it serves
+        config = config.model_copy(update={"delivery": smtp})
         add(sessions, name="fast", channel="webhook", target=receiver.url())
         add(sessions, name="slow-hook", channel="webhook", target=http_drip.url())
         add(sessions, name="slow-mail", channel="email", target="desk@example.com")

@@ -17,7 +17,7 @@ from services.cli import choices
 from services.delivery import CHANNELS
 from services.learning.holdout import HOLDOUT_TASKS
 from services.learning.registry import STATUSES
-from services.settings import Settings
+from services.settings import FlatSettings
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ from services.settings import Settings
         (choices.Scope, SCOPES),
         (choices.Channel, CHANNELS),
         (choices.Precision, get_args(inference.Precision)),
-        (choices.Precision, get_args(Settings.model_fields["precision"].annotation)),
+        (choices.Precision, get_args(FlatSettings.model_fields["precision"].annotation)),
         (choices.TrainPrecision, get_args(train_config.TrainPrecision)),
         (choices.Pooling, get_args(train_config.Pooling)),
         (choices.ClassWeighting, get_args(train_config.ClassWeighting)),

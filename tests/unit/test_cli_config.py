@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.settings import Settings, get_settings
+from services.settings import FlatSettings, get_settings
 
 CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FINSENT_")}
 
@@ -42,17 +42,25 @@ def test_sources_and_masking(tmp_path: Path) -> None:
         ).stdout
     )
     by_name = {r["name"]: r for r in rows}
-    assert list(by_name) == list(Settings.model_fields)
-    assert set(rows[0]) == {"name", "variable", "value", "source"}
-    assert by_name["seed"] == {"name": "seed", "variable": "FINSENT_SEED", "value": 7, "source": ".env"}
+    assert list(by_name) == list(FlatSettings.model_fields)
+    assert set(rows[0]) == {"group", "name", "variable", "value", "source"}
+    assert by_name["seed"] == {
+        "group": "training",
+        "name": "seed",
+        "variable": "FINSENT_SEED",
+        "value": 7,
+        "source": ".env",
+    }
     assert by_name["log_level"]["value"] == "WARNING" and by_name["log_level"]["source"] == "environment"
     assert by_name["database_url"] == {
+        "group": "database",
         "name": "database_url",
         "variable": "FINSENT_DATABASE_URL",
         "value": "postgresql://bob:****@db.example:5432/finsent",
         "source": "environment",
     }
     assert by_name["topic_partitions"] == {
+        "group": "kafka",
         "name": "topic_partitions",
         "variable": "FINSENT_TOPIC_PARTITIONS",
         "value": 4,
@@ -66,9 +74,9 @@ def test_table_and_changed_only(tmp_path: Path) -> None:
     table = invoke(FINSENT_DATABASE_URL=url).stdout
     assert "hunter2" not in table
     lines = table.splitlines()
-    assert lines[0].split() == ["VARIABLE", "VALUE", "SOURCE"]
-    assert len(lines) == 1 + len(Settings.model_fields)
-    assert any(line.split() == ["FINSENT_COMPILE", "true", "default"] for line in lines)
+    assert lines[0].split() == ["GROUP", "VARIABLE", "VALUE", "SOURCE"]
+    assert len(lines) == 1 + len(FlatSettings.model_fields)
+    assert any(line.split() == ["inference", "FINSENT_COMPILE", "true", "default"] for line in lines)
 
     changed = json.loads(
         invoke("--changed", "--json", FINSENT_DATABASE_URL=url, FINSENT_COMPILE="false").stdout

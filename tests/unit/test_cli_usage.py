@@ -91,7 +91,7 @@ def test_a_sqlite_path_under_a_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_log_level_in_any_case() -> None:
-    assert Settings(log_level="debug").log_level == "DEBUG"  # type: ignore[arg-type]
+    assert Settings(log_level="debug").runtime.log_level == "DEBUG"  # type: ignore[arg-type]
 
 
 def test_an_unsupported_database_url_is_one_line_with_the_password_hidden(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_only_the_installed_drivers_are_accepted(url: str) -> None:
     with pytest.raises(ValidationError, match="unsupported database"):
         Settings(database_url=url)
     for good in ("postgresql://u@h/db", "postgresql+psycopg://u@h/db", "sqlite:///x.db", "sqlite://"):
-        assert Settings(database_url=good).database_url == good
+        assert Settings(database_url=good).database.database_url == good
 
 
 def test_settings_error_line_for_several_fields() -> None:

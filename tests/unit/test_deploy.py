@@ -10,7 +10,7 @@ import yaml
 from typer.main import get_command
 
 from services.cli.app import app
-from services.settings import Settings
+from services.settings import FlatSettings, Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -26,12 +26,12 @@ def env_example() -> dict[str, str]:
 
 def test_every_example_setting_is_a_real_setting_and_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     pairs = env_example()
-    fields = {f"FINSENT_{name.upper()}" for name in Settings.model_fields}
+    fields = {f"FINSENT_{name.upper()}" for name in FlatSettings.model_fields}
     assert set(pairs) <= fields, sorted(set(pairs) - fields)
     for name, value in pairs.items():
         monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.kafka_bootstrap == pairs["FINSENT_KAFKA_BOOTSTRAP"]
+    assert settings.kafka.kafka_bootstrap == pairs["FINSENT_KAFKA_BOOTSTRAP"]
     assert "password" not in pairs["FINSENT_DATABASE_URL"].lower().split("?")[0]
 
 
@@ -47,9 +47,9 @@ def test_prometheus_config_scrapes_every_service_with_metrics() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"finsent-worker", "finsent-alerter", "finsent-dispatcher", "finsent-scheduler"}
     ports = {
-        "finsent-alerter": Settings.model_fields["alerter_metrics_port"].default,
-        "finsent-dispatcher": Settings.model_fields["dispatcher_metrics_port"].default,
-        "finsent-scheduler": Settings.model_fields["scheduler_metrics_port"].default,
+        "finsent-alerter": FlatSettings.model_fields["alerter_metrics_port"].default,
+        "finsent-dispatcher": FlatSettings.model_fields["dispatcher_metrics_port"].default,
+        "finsent-scheduler": FlatSettings.model_fields["scheduler_metrics_port"].default,
     }
     for job, port in ports.items():
         assert jobs[job]["static_configs"][0]["targets"] == [f"finsent-host:{port}"]
@@ -71,10 +71,12 @@ def test_secret_files_are_git_ignored(path: str) -> None:
 
 
 def test_probe_and_ingest_servers_bind_localhost_unless_told() -> None:
-    hosts = [name for name in Settings.model_fields if name.endswith("_metrics_host")] + ["ingest_http_host"]
+    hosts = [name for name in FlatSettings.model_fields if name.endswith("_metrics_host")] + [
+        "ingest_http_host"
+    ]
     assert len(hosts) == 5, hosts  # scorer, alerter, dispatcher, scheduler, serve-http
     for name in hosts:
-        assert Settings.model_fields[name].default == "127.0.0.1", name
+        assert FlatSettings.model_fields[name].default == "127.0.0.1", name
     example = env_example()
     for name in hosts:
         assert example.get(f"FINSENT_{name.upper()}") in (None, "127.0.0.1"), name

@@ -44,7 +44,7 @@ def seeded(tmp_path: Path) -> Settings:
 def test_frozen_once_as_the_dev_split_training_never_sees(seeded: Settings) -> None:
     holdouts = frozen_holdouts(seeded)
     expected = split_sets(
-        load_task_files({"sentiment": seeded.sentiment_data, "topic": seeded.topic_data}),
+        load_task_files({"sentiment": seeded.training.sentiment_data, "topic": seeded.training.topic_data}),
         dev_fraction=0.1,
         seed=7,
     ).dev
@@ -63,9 +63,12 @@ def test_frozen_once_as_the_dev_split_training_never_sees(seeded: Settings) -> N
 def test_a_changed_seed_file_or_seed_does_not_change_the_frozen_holdout(seeded: Settings) -> None:
     before = frozen_holdouts(seeded)
     content = {t: h.path.read_bytes() for t, h in before.items()}
-    write_csv(seeded.sentiment_data, make_sentiment_rows(n_per_class=25, seed=99))
+    write_csv(seeded.training.sentiment_data, make_sentiment_rows(n_per_class=25, seed=99))
     later = settings_for(
-        seeded.home, sentiment_data=seeded.sentiment_data, topic_data=seeded.topic_data, seed=8
+        seeded.home,
+        sentiment_data=seeded.training.sentiment_data,
+        topic_data=seeded.training.topic_data,
+        seed=8,
     )
     after = frozen_holdouts(later)
     for task in ("sentiment", "topic"):
@@ -95,7 +98,7 @@ def test_no_seed_file_and_nothing_frozen_is_a_clear_error(tmp_path: Path) -> Non
 
 def test_explicit_holdout_files_are_used_as_they_are(seeded: Settings, tmp_path: Path) -> None:
     own = write_csv(tmp_path / "mine.csv", make_sentiment_rows(n_per_class=4, seed=5))
-    settings = settings_for(seeded.home, holdout_sentiment_data=own, topic_data=seeded.topic_data)
+    settings = settings_for(seeded.home, holdout_sentiment_data=own, topic_data=seeded.training.topic_data)
     holdouts = frozen_holdouts(settings)
     assert len(holdouts["sentiment"].data) == 12 and holdouts["sentiment"].origin == f"file {own}"
     assert not (holdout_dir(settings) / "sentiment.jsonl").exists()  # nothing frozen for it
@@ -104,7 +107,7 @@ def test_explicit_holdout_files_are_used_as_they_are(seeded: Settings, tmp_path:
 
 def test_exclude_holdout_removes_every_holdout_text(seeded: Settings) -> None:
     holdouts = frozen_holdouts(seeded)
-    everything = load_task_files({"sentiment": seeded.sentiment_data})["sentiment"]
+    everything = load_task_files({"sentiment": seeded.training.sentiment_data})["sentiment"]
     kept = exclude_holdout(everything, holdouts)
     assert len(kept) == len(everything) - len(holdouts["sentiment"].data)
     assert not set(kept.texts) & set(holdouts["sentiment"].data.texts)

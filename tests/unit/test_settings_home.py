@@ -29,14 +29,14 @@ def test_default_home_is_dot_finsent_in_the_users_home(user_home: Path) -> None:
     settings = Settings()
     home = user_home / ".finsent"
     assert settings.home == home
-    assert settings.database_url == f"sqlite:///{home}/finsent.db"
+    assert settings.database.database_url == f"sqlite:///{home}/finsent.db"
     assert settings.models_dir == home / "models"
     assert settings.default_model_dir == home / "models" / "bootstrap"
     assert settings.registry_models_dir == home / "models" / "registry"
     assert settings.logs_dir == home / "logs"
     assert settings.holdout_dir == home / "holdout"
     assert settings.faust_dir == home / "faust"
-    assert settings.dashboard_users_file == home / "dashboard-users.toml"
+    assert settings.dashboard.dashboard_users_file == home / "dashboard-users.toml"
 
 
 def test_every_folder_is_the_same_from_any_working_directory(
@@ -47,7 +47,15 @@ def test_every_folder_is_the_same_from_any_working_directory(
         folder.mkdir(parents=True)
         monkeypatch.chdir(folder)
         s = Settings()
-        seen.append((s.home, s.database_url, s.default_model_dir, s.logs_dir, s.dashboard_users_file))
+        seen.append(
+            (
+                s.home,
+                s.database.database_url,
+                s.default_model_dir,
+                s.logs_dir,
+                s.dashboard.dashboard_users_file,
+            )
+        )
     assert seen[0] == seen[1]
     assert seen[0][0].is_absolute()
 
@@ -58,10 +66,10 @@ def test_finsent_home_moves_everything_derived_from_it(
     monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
     settings = Settings()
     assert settings.home == tmp_path / "state"
-    assert settings.database_url == f"sqlite:///{tmp_path}/state/finsent.db"
+    assert settings.database.database_url == f"sqlite:///{tmp_path}/state/finsent.db"
     assert settings.default_model_dir == tmp_path / "state" / "models" / "bootstrap"
     assert settings.logs_dir == tmp_path / "state" / "logs"
-    assert settings.dashboard_users_file == tmp_path / "state" / "dashboard-users.toml"
+    assert settings.dashboard.dashboard_users_file == tmp_path / "state" / "dashboard-users.toml"
 
 
 def test_a_tilde_or_relative_home_is_made_absolute_once(
@@ -75,7 +83,7 @@ def test_a_tilde_or_relative_home_is_made_absolute_once(
     # Resolved against the working directory of the process that read it, so the child
     # processes `finsent run` passes it to agree with it wherever they start.
     assert settings.home == tmp_path / "rel" / "state"
-    assert settings.database_url == f"sqlite:///{tmp_path}/rel/state/finsent.db"
+    assert settings.database.database_url == f"sqlite:///{tmp_path}/rel/state/finsent.db"
 
 
 def test_an_explicit_database_url_or_users_file_wins(
@@ -84,8 +92,8 @@ def test_an_explicit_database_url_or_users_file_wins(
     monkeypatch.setenv("FINSENT_DATABASE_URL", "postgresql+psycopg://finsent@127.0.0.1/finsent")
     monkeypatch.setenv("FINSENT_DASHBOARD_USERS_FILE", str(tmp_path / "users.toml"))
     settings = Settings()
-    assert settings.database_url == "postgresql+psycopg://finsent@127.0.0.1/finsent"
-    assert settings.dashboard_users_file == tmp_path / "users.toml"
+    assert settings.database.database_url == "postgresql+psycopg://finsent@127.0.0.1/finsent"
+    assert settings.dashboard.dashboard_users_file == tmp_path / "users.toml"
     assert settings.default_model_dir == user_home / ".finsent" / "models" / "bootstrap"
 
 
@@ -108,18 +116,18 @@ def test_seed_data_defaults_to_the_packaged_files(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("FINSENT_TOPIC_DATA", raising=False)
     settings = Settings()
     packaged = packaged_seed_data()
-    assert settings.sentiment_data == packaged["sentiment"]
-    assert settings.topic_data == packaged["topic"]
+    assert settings.training.sentiment_data == packaged["sentiment"]
+    assert settings.training.topic_data == packaged["topic"]
     package_dir = Path(__file__).resolve().parents[2] / "bert_core" / "seed_data"
-    assert settings.sentiment_data.parent.resolve() == package_dir
-    assert "shared" not in settings.sentiment_data.parts
+    assert settings.training.sentiment_data.parent.resolve() == package_dir
+    assert "shared" not in settings.training.sentiment_data.parts
 
 
 def test_seed_data_can_still_point_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINSENT_SENTIMENT_DATA", str(tmp_path / "mine.csv"))
     settings = Settings()
-    assert settings.sentiment_data == tmp_path / "mine.csv"
-    assert settings.topic_data == packaged_seed_data()["topic"]
+    assert settings.training.sentiment_data == tmp_path / "mine.csv"
+    assert settings.training.topic_data == packaged_seed_data()["topic"]
 
 
 def test_the_packaged_seed_files_are_the_labelled_sets_with_their_licence() -> None:

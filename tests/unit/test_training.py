@@ -13,6 +13,7 @@ from torch import nn
 
 from bert_core import (
     DataError,
+    ExperimentalOptions,
     LabelledData,
     ModelConfigError,
     MultiTaskClassifier,
@@ -284,7 +285,7 @@ def test_ema_weights_are_the_ones_evaluated_and_kept(trained, tiny_bert_dir: Pat
         learning_rate=1e-3,
         evals_per_epoch=2,
         patience=100,
-        ema_decay=0.9,
+        experimental=ExperimentalOptions(ema_decay=0.9),
         progress=False,
     )
     sets = {"sentiment": trained.train["sentiment"]}
@@ -295,7 +296,8 @@ def test_ema_weights_are_the_ones_evaluated_and_kept(trained, tiny_bert_dir: Pat
     assert now["sentiment"]["macro_f1"] == pytest.approx(best)
     assert now["sentiment"]["confusion_matrix"] == result.dev_reports["sentiment"]["confusion_matrix"]
     assert result.model_config.training["ema_decay"] == 0.9
-    plain = fine_tune(sets, dev, trained.label_names, TrainConfig(**{**config.__dict__, "ema_decay": 0.0}))
+    no_ema = dataclasses.replace(config, experimental=ExperimentalOptions())
+    plain = fine_tune(sets, dev, trained.label_names, no_ema)
     first = result.model.heads["sentiment"].weight
     assert not torch.equal(first, plain.model.heads["sentiment"].weight)  # the average is not the raw run
 
@@ -358,7 +360,9 @@ def test_layer_lr_decay_gives_each_depth_its_learning_rate(tiny_bert_dir: Path) 
 
     encoder, _, _ = load_encoder(tiny_bert_dir)  # 2 layers
     model = MultiTaskClassifier(encoder, {"sentiment": list(DEFAULT_LABELS["sentiment"])}, pooling="mean")
-    config = TrainConfig(learning_rate=1e-4, head_learning_rate=1e-3, layer_lr_decay=0.5)
+    config = TrainConfig(
+        learning_rate=1e-4, head_learning_rate=1e-3, experimental=ExperimentalOptions(layer_lr_decay=0.5)
+    )
     lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in _param_groups(model, config) for p in g["params"]}
     named = dict(model.named_parameters())
 
@@ -372,6 +376,11 @@ def test_layer_lr_decay_gives_each_depth_its_learning_rate(tiny_bert_dir: Path) 
     assert id(named["encoder.embeddings.word_embeddings.weight"]) not in lr_of  # frozen
     assert lr_of[id(named["encoder.encoder.layer.1.output.LayerNorm.weight"])][1] == 0.0  # not decayed
     assert len(lr_of) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def with_rdrop(config: TrainConfig, alpha: float) -> TrainConfig:
+    experimental = dataclasses.replace(config.experimental, rdrop_alpha=alpha)
+    return dataclasses.replace(config, experimental=experimental)
 
 
 def test_without_layer_lr_decay_the_encoder_trains_at_one_learning_rate(tiny_bert_dir: Path) -> None:
@@ -405,7 +414,7 @@ def test_symmetric_kl_by_hand() -> None:
 
 
 def test_rdrop_trains_and_its_weight_acts(trained, tiny_bert_dir: Path) -> None:
-    config = dataclasses.replace(trained.config, rdrop_alpha=1.0)
+    config = with_rdrop(trained.config, 1.0)
     data = {"sentiment": trained.train["sentiment"]}
     result = fine_tune(data, {}, trained.label_names, config)
     assert result.model_config.training["rdrop_alpha"] == 1.0
@@ -415,7 +424,7 @@ def test_rdrop_trains_and_its_weight_acts(trained, tiny_bert_dir: Path) -> None:
     loss = _mean_loss(result.model, result.tokenizer, data["sentiment"])
     assert loss < 0.7 * _mean_loss(fresh, tokenizer, data["sentiment"])
     # Same doubled batches and dropout masks, another weight on the consistency term.
-    heavier = fine_tune(data, {}, trained.label_names, dataclasses.replace(config, rdrop_alpha=4.0))
+    heavier = fine_tune(data, {}, trained.label_names, with_rdrop(config, 4.0))
     assert not torch.equal(result.model.heads["sentiment"].weight, heavier.model.heads["sentiment"].weight)
 
 
@@ -433,7 +442,7 @@ def test_without_dropout_rdrop_is_the_plain_run(trained, tiny_bert_dir: Path, tm
     bert_config.save_pretrained(no_dropout)
     config = dataclasses.replace(trained.config, base_model=str(no_dropout), dropout=0.0, epochs=2)
     data = {"sentiment": trained.train["sentiment"]}
-    rdrop = fine_tune(data, {}, trained.label_names, dataclasses.replace(config, rdrop_alpha=1.0))
+    rdrop = fine_tune(data, {}, trained.label_names, with_rdrop(config, 1.0))
     plain = fine_tune(data, {}, trained.label_names, config)
     # The doubled batch sums its rows in another order, and Adam's normalised steps can turn
     # that rounding in a near-zero gradient into a visible step: on an AVX-512 CPU one weight
@@ -444,6 +453,6 @@ def test_without_dropout_rdrop_is_the_plain_run(trained, tiny_bert_dir: Path, tm
 
 
 def test_negative_rdrop_alpha_is_refused(trained) -> None:
-    config = dataclasses.replace(trained.config, rdrop_alpha=-0.5)
+    config = with_rdrop(trained.config, -0.5)
     with pytest.raises(ModelConfigError, match="rdrop_alpha"):
         fine_tune({"sentiment": trained.train["sentiment"]}, {}, trained.label_names, config)

@@ -30,27 +30,33 @@ __all__ = [
 
 def smtp_config(settings: Settings) -> SmtpConfig:
     return SmtpConfig(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        user=settings.smtp_user,
-        password_file=settings.smtp_password_file,
-        sender=settings.smtp_from,
-        starttls=settings.smtp_starttls,
-        timeout=settings.delivery_timeout_seconds,
+        host=settings.delivery.smtp_host,
+        port=settings.delivery.smtp_port,
+        user=settings.delivery.smtp_user,
+        password_file=settings.delivery.smtp_password_file,
+        sender=settings.delivery.smtp_from,
+        starttls=settings.delivery.smtp_starttls,
+        timeout=settings.delivery.delivery_timeout_seconds,
     )
 
 
 def build_channel(subscription: Subscription, settings: Settings) -> Channel:
-    timeout = settings.delivery_timeout_seconds
+    timeout = settings.delivery.delivery_timeout_seconds
     if subscription.channel == "webhook":
         if subscription.secret_ref is None:  # refused when added; a hand-edited row ends here
             return MisconfiguredChannel("a webhook subscription needs a secret reference")
         return WebhookChannel(
-            subscription.target, subscription.secret_ref, timeout=timeout, policy=settings.outbound_policy
+            subscription.target,
+            subscription.secret_ref,
+            timeout=timeout,
+            policy=settings.runtime.outbound_policy,
         )
     if subscription.channel == "slack":
         return SlackChannel(
-            subscription.target, subscription.secret_ref, timeout=timeout, policy=settings.outbound_policy
+            subscription.target,
+            subscription.secret_ref,
+            timeout=timeout,
+            policy=settings.runtime.outbound_policy,
         )
     if subscription.channel == "email":
         return EmailChannel(subscription.target, smtp_config(settings), subscription.secret_ref)

@@ -30,7 +30,7 @@ def _url() -> str:
         return url
     from services.settings import get_settings
 
-    return get_settings().database_url
+    return get_settings().database.database_url
 
 
 def run_offline() -> None:

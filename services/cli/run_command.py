@@ -52,89 +52,6 @@ STATUS_EVERY_S = 30.0
 SERVICES = ("worker", "alerter", "dispatcher", "scheduler")  # started in this order, and stopped in it
 
 
-def bootstrap_model(model_dir: Path) -> Path:
-    """Train the default model from the seed data unless a verified one is already there."""
-    from bert_core import TrainConfig, verify_model_dir
-    from bert_core.errors import ModelIntegrityError
-    from bert_core.recipes import train_model
-    from services.cli.common import chosen_encoder
-
-    settings = get_settings()
-    if (model_dir / "manifest.json").is_file():
-        try:
-            verify_model_dir(model_dir)
-            return model_dir
-        except ModelIntegrityError as exc:
-            fail(f"{exc}; delete {model_dir} to retrain it")
-    for path in (settings.sentiment_data, settings.topic_data):
-        if not path.is_file():
-            fail(
-                f"seed data {path} not found; set FINSENT_SENTIMENT_DATA / FINSENT_TOPIC_DATA "
-                "or FINSENT_MODEL to an existing model directory"
-            )
-    seeds = {settings.sentiment_data.parent, settings.topic_data.parent}
-    where = f"in {seeds.pop()}" if len(seeds) == 1 else f"{settings.sentiment_data}, {settings.topic_data}"
-    typer.echo(
-        f"no model at {model_dir}: training one from the seed data {where} "
-        f"(budget {settings.bootstrap_minutes:g} min on {settings.torch_threads} threads; "
-        "`finsent train` makes a better one without the time box)"
-    )
-    import torch
-
-    torch.set_num_threads(settings.torch_threads)
-    train_model(
-        {"sentiment": settings.sentiment_data, "topic": settings.topic_data},
-        model_dir,
-        TrainConfig(
-            base_model=chosen_encoder(settings.base_model),
-            max_length=settings.max_length,
-            seed=settings.seed,
-            epochs=settings.bootstrap_epochs,
-            max_minutes=settings.bootstrap_minutes,
-        ),
-        dev_fraction=settings.dev_fraction,
-    )
-    return model_dir
-
-
-def _champion_dir(url: str) -> Path:
-    """The registry's champion; with none, the bootstrap model (trained if missing), adopted
-    as the champion."""
-    from datetime import UTC, datetime
-
-    from services.learning.artifact_store import local_model_dir
-    from services.learning.registry import RegistryError, champion, promote, register_model
-    from services.storage import make_engine, session_factory
-
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as session:
-            row = champion(session)
-            if row is not None:  # the registered directory, or the registry's copy fetched here
-                try:
-                    return local_model_dir(session, row.version, cache_dir=get_settings().model_cache_dir)
-                except RegistryError as exc:  # the worker it starts says so again, and falls back
-                    typer.echo(
-                        f"warning: the champion {row.version} has no usable copy here: {exc}", err=True
-                    )
-                    return Path(row.path)
-        model_dir = bootstrap_model(get_settings().default_model_dir)
-        now = datetime.now(UTC)
-        try:
-            with session_factory(engine).begin() as session:
-                adopted = register_model(
-                    session, model_dir, note="bootstrap model adopted by `finsent run`", now=now
-                )
-                promote(
-                    session, adopted.version, by="finsent run", reason="first champion (bootstrap)", now=now
-                )
-        except RegistryError as exc:
-            fail(f"the registry has no champion and the bootstrap model cannot be adopted: {exc}")
-        return model_dir
-    finally:
-        engine.dispose()
-
-
 def _summary_line(model_dir: Path) -> str:
     """One line of the model's dev metrics, from its metrics.json (no torch needed)."""
     import json
@@ -445,8 +362,12 @@ def run(
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     pinned = model or settings.model
-    if pinned is not None and not (pinned / "manifest.json").is_file():
-        fail(f"{pinned} is not a finsent model directory (no manifest.json)")
+    from services.learning.serving import ServingError, check_pinned, run_model
+
+    try:
+        check_pinned(pinned)
+    except ServingError as exc:
+        fail(str(exc))
 
     quiet_alembic()
     from services.storage import upgrade_database
@@ -455,7 +376,16 @@ def run(
     # Pinned: the worker serves that directory. Otherwise it follows the registry's champion
     # (adopting the bootstrap model as the first one), so a retraining promoted by the
     # scheduler or `finsent retrain --now` reaches it without a restart.
-    model_dir = bootstrap_model(pinned) if pinned is not None else guarded_database(_champion_dir)[1]
+    try:
+        model_dir = run_model(
+            settings,
+            pinned=pinned,
+            on_database=_on_database,
+            announce=typer.echo,
+            warn=lambda line: typer.echo(line, err=True),
+        )
+    except ServingError as exc:
+        fail(str(exc))
     demo_run = _demo_run(settings, demo_items, model_dir) if demo else None
     feed = demo_run.items if demo_run is not None else {}
     started = time.monotonic()
@@ -548,6 +478,11 @@ def run(
         watch = DemoWatch(demo_run, printer, settings, started_at) if demo_run is not None else None
         _supervise(services, printer, tails, watch, sender, demo_errors, exit_when_done, started)
     typer.echo(f"stopped; results are in {shown_db}")
+
+
+def _on_database(action: Callable[[str], T]) -> T:
+    """`action(url)` on the configured database; its errors end the command in one line."""
+    return guarded_database(action)[1]
 
 
 def _metrics_text(settings: Settings, command: str) -> str:

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from services.alerts import buckets_from_rows, detect
 from services.cli.app import app
-from services.cli.run_command import StreamPrinter, alert_line
 from services.embedded import (
     DEMO_SOURCE,
     MIN_ITEMS,
@@ -24,6 +23,7 @@ from services.embedded import (
     demo_feed,
     demo_timeline,
 )
+from services.embedded.console import StreamPrinter, alert_line
 from services.embedded.demo_feed import BURST_SIZE
 
 ANCHOR = datetime(2025, 3, 4, 15, 30, tzinfo=UTC)

@@ -2,7 +2,8 @@
 
 Pure logic (matching, validation, retry policy, rendering, signatures) lives in
 `subscriptions`, `backoff` and `render`; `repository` is the data access, `channels/` the
-senders and `dispatcher` the loop that ties them together (`finsent dispatcher`).
+senders, `dispatcher` the loop that ties them together (`finsent dispatcher`) and `trial`
+the one test send (`finsent subscriptions test` and the dashboard's "Send test").
 """
 
 from services.delivery.backoff import RetryPolicy, after_attempt, backoff_delay, classify_http_status

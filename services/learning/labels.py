@@ -21,7 +21,6 @@ from bert_core.labels import DEFAULT_LABELS, LabelSet
 from bert_core.text import normalize_text
 
 Split = Literal["train", "recent_holdout"]
-TASK_NAMES: Final[tuple[str, ...]] = ("topic", "sentiment")
 # Column widths of the `labels` table: longer values would fail the whole batch at the database.
 MAX_LABELLER = 200
 MAX_SOURCE = 200

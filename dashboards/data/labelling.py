@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 
-from sqlalchemy import ColumnElement, exists, func, not_, select
+from sqlalchemy import ColumnElement, exists, not_, select
 from sqlalchemy.orm import Session
 
 from dashboards.data.indices import TimeRange
@@ -34,7 +34,6 @@ P = PredictionRow
 N = NewsItemRow
 L = LabelRow
 Task = Literal["sentiment", "topic"]
-SENTIMENT_ORDER: Final[tuple[str, ...]] = ("bearish", "neutral", "bullish")
 
 
 def margin(probs: Sequence[float]) -> float:
@@ -130,11 +129,3 @@ def disagreements(session: Session, *, task: Task, limit: int = 50) -> list[Queu
         QueueItem("disagreement", task, d.text, None, labels=tuple(sorted(d.labels.items())))
         for d in stored_disagreements(session, limit=limit, task=task)
     ]
-
-
-def label_counts(session: Session, *, labeller: str | None = None) -> dict[str, int]:
-    """Labels per task (of one labeller, or everyone's)."""
-    stmt = select(L.task, func.count()).group_by(L.task)
-    if labeller is not None:
-        stmt = stmt.where(L.labeller == labeller)
-    return {task: int(n) for task, n in session.execute(stmt).tuples()}

@@ -2,25 +2,20 @@
 
 Nothing is validated here: `build_subscription` (services.delivery.subscriptions) is the one
 place that decides what a valid subscription is, for `finsent subscriptions add` and for
-this page alike; `send_test` sends what `finsent subscriptions test` sends.
+this page alike; a test send is `services.delivery.trial.send_test`, as for `finsent
+subscriptions test`.
 """
 
 from __future__ import annotations
 
 import re
-import time
-import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 import pandas as pd
 
-from services.delivery.channels import build_channel
 from services.delivery.model import Subscription
-from services.delivery.render import make_test_message
 from services.delivery.subscriptions import PUBLIC_ONLY, build_subscription, display_target
 from services.outbound import OutboundPolicy
-from services.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,25 +96,3 @@ def subscriptions_frame(subs: list[Subscription]) -> pd.DataFrame:
     ]
     columns = ["name", "enabled", "channel", "target", "scopes", "keys", "min severity", "delivery"]
     return pd.DataFrame(rows, columns=columns)
-
-
-@dataclass(frozen=True, slots=True)
-class TestOutcome:
-    ok: bool
-    description: str  # the channel, as `subscriptions test` names it
-    detail: str
-    seconds: float
-
-
-def send_test(sub: Subscription, settings: Settings, *, now: datetime) -> TestOutcome:
-    """A clearly marked test notification through the subscription's real channel."""
-    channel = build_channel(sub, settings)
-    message = make_test_message(sub.name, now=now, nonce=uuid.uuid4().hex)
-    t0 = time.perf_counter()
-    result = channel.send(message)
-    took = time.perf_counter() - t0
-    code = f" ({result.status_code})" if result.status_code is not None else ""
-    if result.ok:
-        return TestOutcome(True, channel.describe(), f"delivered{code}", took)
-    kind = "permanent failure" if result.verdict == "permanent" else "failed (would be retried)"
-    return TestOutcome(False, channel.describe(), f"{kind}{code}: {result.error}", took)

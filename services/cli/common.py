@@ -209,17 +209,6 @@ def in_transaction(action: Callable[[Session], T]) -> T:
     return guarded_database(run)[1]
 
 
-def printable(value: object) -> str:
-    """`value` as text safe to print on a terminal: every character that is not printable
-    (control characters, escape sequences, bidirectional overrides, line separators) is
-    shown as its Python escape. News and ids come from outside; printed raw, an escape
-    sequence could clear or recolour the operator's terminal or hide what follows it."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 def chosen_encoder(choice: str | None, *, install_missing: bool = False) -> str:
     """The encoder folder for `--encoder`/FINSENT_BASE_MODEL: a catalogue name (`finsent
     encoders list`) or a folder; unset means the packaged MiniLM. With `install_missing` a

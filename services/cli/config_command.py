@@ -14,8 +14,6 @@ import typer
 from services.cli.common import JsonOption, echo_json
 from services.cli.errors import env_name, shown_value
 
-SOURCES = ("environment", ".env", "secret file", "default")
-
 
 def setting_sources() -> dict[str, str]:
     """Field name -> the source its value came from (fields absent here are defaults)."""

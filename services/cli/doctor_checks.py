@@ -222,13 +222,13 @@ def _champion_path(url: str, cache_dir: Path) -> str | None:
 
 def check_model(settings: Settings, champion_path: str | None) -> Check:
     from bert_core import ModelIntegrityError, verify_model_dir
+    from services.learning.serving import expected_model
 
-    if settings.inference.model is not None:
-        path, origin = settings.inference.model, "FINSENT_MODEL"
-    elif champion_path is not None:
-        path, origin = Path(champion_path), "the registry's champion"
-    else:
-        path, origin = settings.default_model_dir, "the bootstrap model"
+    path, origin = expected_model(
+        pinned=settings.inference.model,
+        champion=None if champion_path is None else Path(champion_path),
+        bootstrap=settings.default_model_dir,
+    )
     if not path.exists() and origin != "FINSENT_MODEL" and path.parent == settings.model_cache_dir:
         return Check(
             "model",

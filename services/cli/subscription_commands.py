@@ -9,7 +9,6 @@ migrated first, like `finsent worker`, so these work on a fresh installation.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -203,23 +202,14 @@ def test(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Send a clearly marked test notification through the subscription's real channel."""
-    import time
-
-    from services.delivery.channels import build_channel
-    from services.delivery.render import make_test_message
     from services.delivery.repository import get_subscription
+    from services.delivery.trial import send_test
     from services.settings import get_settings
 
     sub = _in_session(lambda session: get_subscription(session, name=name))
     if sub is None:
         fail(f"no subscription named {name!r} (see `finsent subscriptions list`)")
-    channel = build_channel(sub, get_settings())
-    message = make_test_message(sub.name, now=datetime.now(UTC), nonce=uuid.uuid4().hex)
-    t0 = time.perf_counter()
-    result = channel.send(message)
-    took = time.perf_counter() - t0
-    code = f" ({result.status_code})" if result.status_code is not None else ""
-    if not result.ok:
-        kind = "permanent failure" if result.verdict == "permanent" else "failed (would be retried)"
-        fail(f"test notification to {channel.describe()}: {kind}{code}: {result.error}", code=1)
-    typer.echo(f"test notification to {channel.describe()}: delivered{code} in {took:.2f} s")
+    outcome = send_test(sub, get_settings(), now=datetime.now(UTC))
+    if not outcome.ok:
+        fail(f"test notification to {outcome.description}: {outcome.detail}", code=1)
+    typer.echo(f"test notification to {outcome.description}: {outcome.detail} in {outcome.seconds:.2f} s")

@@ -17,9 +17,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from services.cli.common import BootstrapServerOption, DatabaseUrlOption
 from services.cli.errors import fail
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 
     from bert_core import Predictor
     from services.scorer import ScorerMetrics
-    from services.scorer.model_reload import ModelRef, ModelSlot, ModelWatcher
+    from services.scorer.model_reload import ModelSlot, ModelWatcher
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +58,16 @@ def worker(
     shown, _revision = guarded_database(upgrade_database)
     engine = make_engine(settings.database.database_url)
     sessions = session_factory(engine)
-    choice = _choose_model(settings, sessions)  # before the broker: a missing model is the likelier mistake
+    from services.learning.serving import ServingError, follows_registry, load_initial, worker_model
+
+    try:  # before the broker: a missing model is the likelier mistake
+        choice = worker_model(settings, sessions)
+    except ServingError as exc:
+        fail(str(exc))
     from services.broker.topics import describe_topics
 
     names = [settings.kafka.topic_news_raw, settings.kafka.topic_news_scored, settings.kafka.topic_news_dlq]
-    if settings.inference.model is None:
+    if follows_registry(settings):
         names.append(settings.kafka.topic_model_events)
     with broker_errors():
         partitions = describe_topics(bootstrap, names, timeout=settings.kafka.kafka_timeout_seconds)
@@ -85,7 +89,10 @@ def worker(
         name="finsent-loading-probe",
         close_socket=False,
     ):
-        predictor = _load_initial(settings, sessions, choice)
+        try:
+            predictor = load_initial(settings, sessions, choice, lambda path: _load_predictor(settings, path))
+        except ServingError as exc:
+            fail(str(exc))
     apply_gil_switch_interval(settings)
 
     from faust import Worker
@@ -165,68 +172,6 @@ def _load_predictor(settings: Settings, path: Path) -> Predictor:
     return predictor
 
 
-def _registry_champion(sessions: Callable[[], Session]) -> ModelRef | None:
-    from services.learning.registry import champion
-    from services.scorer.model_reload import ModelRef
-
-    with sessions() as session:
-        row = champion(session)
-        return None if row is None else ModelRef(row.version, Path(row.path), row.sha256, row.manifest_sha256)
-
-
-def _localize(settings: Settings, sessions: Callable[[], Session], ref: ModelRef) -> Path:
-    """The champion's files on this host: the registered directory if it verifies here, else
-    the copy fetched from the registry's database into home/models/cache. A stored copy that
-    fails verification is refused (`ModelRefused`); a database error propagates (retried)."""
-    from services.learning.artifact_store import ArtifactError, local_model_dir
-    from services.scorer.model_reload import ModelRefused
-
-    with sessions() as session:
-        try:
-            return local_model_dir(session, ref.version, cache_dir=settings.model_cache_dir)
-        except ArtifactError as exc:
-            raise ModelRefused(str(exc)) from None
-
-
-def _choose_model(settings: Settings, sessions: Callable[[], Session]) -> ModelRef | Path:
-    """FINSENT_MODEL when set (pinned: the worker then ignores the registry), else the
-    registry's champion, else the bootstrap model that `finsent run` trains."""
-    if settings.inference.model is not None:
-        if not settings.inference.model.is_dir():
-            fail(f"FINSENT_MODEL={settings.inference.model}: no such directory")
-        return settings.inference.model
-    ref = _registry_champion(sessions)
-    if ref is not None:
-        return ref
-    bootstrap = settings.default_model_dir
-    if not (bootstrap / "manifest.json").is_file():
-        fail(
-            "no model: register one with `finsent models register DIR --champion`, set FINSENT_MODEL to a "
-            f"model directory, or run `finsent run` once to bootstrap one into {bootstrap}"
-        )
-    return bootstrap
-
-
-def _load_initial(settings: Settings, sessions: Callable[[], Session], choice: ModelRef | Path) -> Predictor:
-    """Load the chosen model; a champion that fails verification falls back to the bootstrap
-    model (loudly), because a worker with no model serves nothing at all."""
-    from services.scorer.model_reload import ModelRefused, load_verified
-
-    if isinstance(choice, Path):
-        return _load_predictor(settings, choice)
-    try:
-        choice = replace(choice, path=_localize(settings, sessions, choice))
-        return cast("Predictor", load_verified(choice, lambda path: _load_predictor(settings, path)))
-    except ModelRefused as exc:
-        bootstrap = settings.default_model_dir
-        if not (bootstrap / "manifest.json").is_file():
-            fail(f"the registry's champion {choice.version} cannot be served: {exc}")
-        log.error(
-            "refusing the registry's champion %s (%s); serving %s instead", choice.version, exc, bootstrap
-        )
-        return _load_predictor(settings, bootstrap)
-
-
 def _model_watcher(
     settings: Settings,
     bootstrap: str,
@@ -235,15 +180,16 @@ def _model_watcher(
     metrics: ScorerMetrics,
 ) -> ModelWatcher | None:
     """Follows the registry's champion, unless FINSENT_MODEL pins the model."""
+    from services.learning.serving import follows_registry, localize, registry_champion
     from services.scorer.model_reload import KafkaModelEvents, ModelWatcher
 
-    if settings.inference.model is not None:
+    if not follows_registry(settings):
         return None
     return ModelWatcher(
         slot,
-        fetch_champion=lambda: _registry_champion(sessions),
+        fetch_champion=lambda: registry_champion(sessions),
         load=lambda path: _load_predictor(settings, path),
-        localize=lambda ref: _localize(settings, sessions, ref),
+        localize=lambda ref: localize(sessions, ref, cache_dir=settings.model_cache_dir),
         poll_seconds=settings.inference.model_poll_seconds,
         events=lambda _stop: KafkaModelEvents(
             bootstrap, settings.kafka.topic_model_events, timeout_seconds=settings.kafka.kafka_timeout_seconds

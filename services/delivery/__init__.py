@@ -2,8 +2,9 @@
 
 Pure logic (matching, validation, retry policy, rendering, signatures) lives in
 `subscriptions`, `backoff` and `render`; `repository` is the data access, `channels/` the
-senders and `dispatcher` the loop that ties them together (`finsent dispatcher`). The
-backoff schedule is the one every service shares, `services.retry`.
+senders, `dispatcher` the loop that ties them together (`finsent dispatcher`) and `trial`
+the one test send (`finsent subscriptions test` and the dashboard's "Send test"). The backoff
+schedule is the one every service shares, `services.retry`.
 """
 
 from services.delivery.backoff import after_attempt, classify_http_status

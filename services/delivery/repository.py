@@ -451,10 +451,3 @@ def record_attempt(
 def pending_count(session: Session) -> int:
     stmt = select(func.count()).select_from(DELIVERIES).where(DELIVERIES.c.status == "pending")
     return session.scalar(stmt) or 0
-
-
-def status_counts(session: Session, *, delivery_ids: Iterable[int] | None = None) -> dict[str, int]:
-    stmt = select(DELIVERIES.c.status, func.count()).group_by(DELIVERIES.c.status)
-    if delivery_ids is not None:
-        stmt = stmt.where(DELIVERIES.c.id.in_(list(delivery_ids)))
-    return {status: count for status, count in session.execute(stmt).tuples()}

@@ -19,7 +19,6 @@ from typing import Final, Literal, cast
 from bert_core import DEFAULT_LABELS, DataError, LabelSet, normalize_text
 
 Split = Literal["train", "recent_holdout"]
-TASK_NAMES: Final[tuple[str, ...]] = ("topic", "sentiment")
 # Column widths of the `labels` table: longer values would fail the whole batch at the database.
 MAX_LABELLER = 200
 MAX_SOURCE = 200

@@ -44,9 +44,6 @@ def redact(url: str | URL) -> str:
         return "<unparsable database URL>"
 
 
-TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
-
-
 def postgres_tls_parameters(settings: Settings) -> dict[str, str]:
     """The libpq TLS parameters the settings give (FINSENT_DATABASE_SSLMODE & co.)."""
     values = {

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from services.alerting import buckets_from_rows, detect
 from services.cli.app import app
-from services.cli.run_command import StreamPrinter, alert_line
 from services.embedded import (
     DEMO_SOURCE,
     MIN_ITEMS,
@@ -24,9 +23,8 @@ from services.embedded import (
     demo_feed,
     demo_timeline,
 )
+from services.embedded.console import StreamPrinter, alert_line
 from services.embedded.demo_feed import BURST_SIZE
-from services.model_source import resolve_model_dir
-from services.settings import Settings
 
 ANCHOR = datetime(2025, 3, 4, 15, 30, tzinfo=UTC)
 TIMELINE = DemoTimeline()
@@ -222,16 +220,6 @@ def test_the_default_detector_raises_the_demo_alert_on_the_burst_and_nothing_bef
     assert feed.burst_start < first <= feed.burst_end + timedelta(minutes=1)
     strongest = min(d.p_value for d in run.detections if d.key == "FOCUS")
     assert strongest <= 1e-7  # severity high or critical, not a borderline warning
-
-
-def test_model_resolution_order(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path)
-    assert resolve_model_dir(settings) is None
-    bootstrap = settings.default_model_dir
-    bootstrap.mkdir(parents=True)
-    (bootstrap / "manifest.json").write_text("{}", encoding="utf-8")
-    assert resolve_model_dir(settings) == bootstrap
-    assert resolve_model_dir(Settings(home=tmp_path, model=tmp_path / "other")) == tmp_path / "other"
 
 
 def test_stream_printer_prints_each_item_once_and_counts(capsys: pytest.CaptureFixture[str]) -> None:

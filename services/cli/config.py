@@ -81,7 +81,7 @@ def config(
     if as_json:
         echo_json(rows)
         return
-    from services.cli.subscription_commands import format_table
+    from services.cli.subscriptions import format_table
 
     table = [(r["variable"], _text(r["value"]), r["source"]) for r in rows]
     typer.echo(format_table(("VARIABLE", "VALUE", "SOURCE"), table))

@@ -14,23 +14,24 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from bert_core import BertCoreError
 from services.cli import (
-    alert_commands,
-    alerter_command,
-    config_command,
-    dashboard_command,
-    db_commands,
-    dispatcher_command,
-    doctor_command,
-    encoder_commands,
-    ingest_commands,
-    learning_commands,
-    model_commands,
-    prune_command,
-    retrain_commands,
-    run_command,
-    subscription_commands,
-    token_commands,
-    worker_commands,
+    alerter,
+    alerts,
+    config,
+    dashboard,
+    db,
+    dispatcher,
+    doctor,
+    encoders,
+    ingest,
+    labels,
+    models,
+    prune,
+    retrain,
+    run,
+    subscriptions,
+    tokens,
+    train,
+    worker,
 )
 from services.cli.common import quiet_alembic
 from services.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, fail, settings_error_line, usage_error_line
@@ -80,31 +81,31 @@ def _root(
     """Options of `finsent` itself (the help text is the app's)."""
 
 
-app.command()(model_commands.train)
-app.command()(model_commands.evaluate)
-app.command()(model_commands.predict)
-app.command("pretrain-mlm")(model_commands.pretrain_mlm)
-app.command()(run_command.run)
-app.command()(ingest_commands.init)
-app.command()(ingest_commands.ingest)
-app.command("serve-http")(ingest_commands.serve_http)
-app.command("poll-feed")(ingest_commands.poll_feed)
-app.add_typer(token_commands.tokens_app, name="tokens")
-app.command()(worker_commands.worker)
-app.command()(alerter_command.alerter)
-app.add_typer(alert_commands.alerts_app, name="alerts")
-app.command()(config_command.config)
-app.command()(doctor_command.doctor)
-app.add_typer(db_commands.db_app, name="db")
-app.command()(prune_command.prune)
-app.add_typer(subscription_commands.subscriptions_app, name="subscriptions")
-app.add_typer(learning_commands.labels_app, name="labels")
-app.add_typer(learning_commands.models_app, name="models")
-app.add_typer(encoder_commands.encoders_app, name="encoders")
-app.command()(dispatcher_command.dispatcher)
-app.command()(retrain_commands.retrain)
-app.command()(retrain_commands.scheduler)
-app.add_typer(dashboard_command.dashboard_app, name="dashboard")
+app.command()(train.train)
+app.command()(train.evaluate)
+app.command()(train.predict)
+app.command("pretrain-mlm")(train.pretrain_mlm)
+app.command()(run.run)
+app.command()(ingest.init)
+app.command()(ingest.ingest)
+app.command("serve-http")(ingest.serve_http)
+app.command("poll-feed")(ingest.poll_feed)
+app.add_typer(tokens.tokens_app, name="tokens")
+app.command()(worker.worker)
+app.command()(alerter.alerter)
+app.add_typer(alerts.alerts_app, name="alerts")
+app.command()(config.config)
+app.command()(doctor.doctor)
+app.add_typer(db.db_app, name="db")
+app.command()(prune.prune)
+app.add_typer(subscriptions.subscriptions_app, name="subscriptions")
+app.add_typer(labels.labels_app, name="labels")
+app.add_typer(models.models_app, name="models")
+app.add_typer(encoders.encoders_app, name="encoders")
+app.command()(dispatcher.dispatcher)
+app.command()(retrain.retrain)
+app.command()(retrain.scheduler)
+app.add_typer(dashboard.dashboard_app, name="dashboard")
 
 
 def main() -> None:

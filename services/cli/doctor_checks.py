@@ -106,7 +106,7 @@ def check_settings() -> tuple[Check, Settings | None]:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from services.cli.config_command import setting_sources
+    from services.cli.config import setting_sources
     from services.cli.errors import settings_error_line
     from services.settings import get_settings
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from dashboards.users_file import authenticate, read_users
 from services.cli.app import app
-from services.cli.dashboard_command import streamlit_command
+from services.cli.dashboard import streamlit_command
 from services.settings import get_settings
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.cli.alert_commands import ALERT_KEYS
+from services.cli.alerts import ALERT_KEYS
 from services.settings import get_settings
 from services.storage import make_engine, upgrade_database
 from services.storage.alert_models import AlertRow

@@ -88,7 +88,7 @@ def test_send_raw_passes_malformed_bytes_through(
 def test_ingest_producers_batch_for_the_configured_linger(
     kafka_broker: EmbeddedBroker, make_topic: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.cli.ingest_commands import _producer
+    from services.cli.ingest import _producer
     from services.ingest.producer import DEFAULT_LINGER_MS
 
     topic = make_topic()

@@ -185,7 +185,7 @@ def test_masking() -> None:
 def test_parse_since() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from services.cli.alert_commands import parse_since
+    from services.cli.alerts import parse_since
 
     now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     assert parse_since("30m", now=now) == now - timedelta(minutes=30)

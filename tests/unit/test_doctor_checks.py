@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bert_core.inference.cpu import cpu_features
+from services.cli.doctor import format_check
 from services.cli.doctor_checks import judge_cpu, judge_disk, judge_revision, judge_topics
-from services.cli.doctor_command import format_check
 
 SAPPHIRE = "flags : fpu sse avx avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile"
 

@@ -86,7 +86,7 @@ def config(
     if as_json:
         echo_json(rows)
         return
-    from services.cli.subscription_commands import format_table
+    from services.cli.subscriptions import format_table
 
     table = [(r["group"] or "-", r["variable"], _text(r["value"]), r["source"]) for r in rows]
     typer.echo(format_table(("GROUP", "VARIABLE", "VALUE", "SOURCE"), table))

@@ -134,7 +134,7 @@ def list_alerts(
     closed_by, closed_at, muted_until, muted_by} (times ISO 8601; absent: null).
     """
     from services.alerting.analyst import find_alerts
-    from services.cli.subscription_commands import format_table
+    from services.cli.subscriptions import format_table
 
     since_at = parse_since(since, now=datetime.now(UTC)) if since is not None else None
 

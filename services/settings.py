@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     base_model: str | None = Field(
         None,
         description="Encoder to fine-tune: a name from `finsent encoders list` (minilm, mpnet-base) or "
-        "an encoder directory; empty = minilm, the packaged all-MiniLM-L6-v2"
+        "an encoder directory; empty = minilm, the packaged all-MiniLM-L6-v2",
     )
     model: Path | None = Field(None, description="Model directory to serve (overrides registry)")
     model_poll_seconds: float = Field(
@@ -291,7 +291,24 @@ class Settings(BaseSettings):
     feed_fetch_timeout_seconds: float = Field(
         20.0, gt=0, description="Deadline of one feed fetch: redirects, headers and the whole body"
     )
+    # Stories (services.stories; docs/architecture.md): near-duplicate headlines grouped.
+    story_clustering: bool = Field(
+        True, description="Group near-duplicate headlines (re-published copies) into stories when stored"
+    )
+    story_window_hours: float = Field(
+        24.0, ge=0, description="Copies join a story only if published within this many hours of a member"
+    )
+    story_similarity: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Word-pair Jaccard similarity of normalised headlines from which two items are one story",
+    )
     # Alerts (docs/alerts.md explains each detector setting and how the defaults were chosen).
+    alert_count: Literal["stories", "items"] = Field(
+        "stories",
+        description="What the spike detector counts: distinct stories (a story's copies once) or every item",
+    )
     alert_bucket_seconds: int = Field(60, ge=1, description="Width of the event-time sentiment buckets")
     alert_window_buckets: int = Field(10, ge=1, description="Buckets in the detector's sliding window")
     alert_p_warning: float = Field(1e-5, gt=0, lt=1, description="p-value at or below which a window warns")
@@ -556,6 +573,7 @@ class Settings(BaseSettings):
     @property
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.parse(self.outbound_allow)
+
     @model_validator(mode="after")
     def _consistent_connection_security(self) -> Settings:
         # Each problem is one line naming the variable to fix; `finsent` prints it before any

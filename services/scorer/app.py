@@ -77,7 +77,7 @@ from services.scorer.dead_letters import (
 )
 from services.scorer.model_reload import ModelSlot
 from services.scorer.publish import publish_keyed
-from services.scorer.sink import OnRetry, RetryPolicy, is_retryable, store_batch
+from services.scorer.sink import OnRetry, RetryPolicy, StoryStep, is_retryable, store_batch
 from services.scorer.take import PipelinedTake
 from services.scorer.transport import ScorerApp, kafka_producer
 from services.settings import Settings
@@ -138,12 +138,13 @@ def store_or_dead_letter(
     *,
     retry: RetryPolicy,
     on_retry: OnRetry | None = None,
+    stories: StoryStep | None = None,
 ) -> tuple[list[ScoredItem], list[DeadLetter]]:
     """Store `scored` in one transaction; if the database refuses the batch (not an outage:
     those are retried inside `store_batch`), store item by item and dead-letter the items
     it refuses alone. Returns (stored, dead). Blocking: run it in a thread."""
     try:
-        store_batch(session_factory, scored, retry=retry, on_retry=on_retry)
+        store_batch(session_factory, scored, retry=retry, on_retry=on_retry, stories=stories)
         return list(scored), []
     except Exception as exc:
         if is_retryable(exc) or len(scored) == 0:
@@ -153,7 +154,7 @@ def store_or_dead_letter(
     dead: list[DeadLetter] = []
     for item in scored:
         try:
-            store_batch(session_factory, [item], retry=retry, on_retry=on_retry)
+            store_batch(session_factory, [item], retry=retry, on_retry=on_retry, stories=stories)
             stored.append(item)
         except Exception as exc:
             if is_retryable(exc):
@@ -203,6 +204,18 @@ def _die(message: str, exc: BaseException | None = None) -> None:
     os._exit(EXIT_UNPROCESSABLE_BATCH)
 
 
+def story_step(settings: Settings) -> StoryStep | None:
+    """The story clustering the settings ask for (None: off). Imported here, not at the top:
+    it loads datasketch, which a scorer with clustering off has no use for."""
+    if not settings.story_clustering:
+        return None
+    from services.stories import StoryClustering
+
+    return StoryClustering(
+        threshold=settings.story_similarity, window=timedelta(hours=settings.story_window_hours)
+    )
+
+
 def build_app(
     settings: Settings,
     *,
@@ -226,6 +239,7 @@ def build_app(
     web_port = settings.scorer_web_port
     slice_items = settings.scorer_slice_items
     future_skew = timedelta(seconds=settings.max_future_skew_seconds)
+    stories = story_step(settings)
     settings.faust_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust_app(
         ScorerApp,
@@ -297,6 +311,7 @@ def build_app(
                 slice_ids,
                 retry=retry,
                 on_retry=metrics.storage_retry,
+                stories=stories,
             )
             committed_at, t1 = time.time(), time.perf_counter()
             failed = [*result.dead, *refused]

@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
-from services.storage import alert_models, learning_models  # noqa: F401  (register their tables on Base)
+from services.storage import alert_models, learning_models, story_models  # noqa: F401  (register their tables on Base)
 from services.storage.engine import make_engine
 from services.storage.migrate import include_in_autogenerate
 from services.storage.models import Base

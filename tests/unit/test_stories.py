@@ -22,7 +22,7 @@ from services.stories import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import story_pairs  # noqa: E402
+import story_pairs
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
@@ -31,7 +31,9 @@ DAY = timedelta(hours=24)
 def headline(event_id: str, text: str, minutes: float) -> Headline:
     normalised = normalise_headline(text)
     sh = shingles(normalised)
-    return Headline(event_id, T0 + timedelta(minutes=minutes), sh, tuple(band_keys(minhash(sh))), cashtags(normalised))
+    return Headline(
+        event_id, T0 + timedelta(minutes=minutes), sh, tuple(band_keys(minhash(sh))), cashtags(normalised)
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from services.ingest.producer import NewsProducer
 from services.scorer.app import scored_message
 from services.scorer.sink import RetryPolicy, store_batch
-from services.stories import StoryClustering, normalise_headline
 from services.storage import ScoredItem
+from services.stories import StoryClustering, normalise_headline
 
 from .alert_streams import Headline, batches, corpus, scored
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from services.storage.bulk import insert_ignoring_conflicts
@@ -175,13 +176,23 @@ def _write(session: Session, new: Sequence[Headline], result: ClusterResult) -> 
         }
         for h in new
     ]
-    insert_ignoring_conflicts(session, MEMBERS, member_rows, conflict=["event_id"], returning="event_id")
+    _insert(session, MEMBERS, member_rows, conflict=["event_id"])
     band_rows = [
         {"band_key": key, "event_id": h.event_id, "published_at": h.published_at}
         for h in new
         for key in sorted(set(h.band_keys))
     ]
-    for chunk in _chunks(band_rows, 2_000):
-        insert_ignoring_conflicts(
-            session, BANDS, chunk, conflict=["band_key", "event_id"], returning="event_id"
-        )
+    _insert(session, BANDS, band_rows, conflict=["band_key", "event_id"])
+
+
+def _insert(session: Session, table: Table, rows: list[dict[str, Any]], *, conflict: list[str]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING of many rows: on PostgreSQL one JSON document
+    (services.storage.bulk); on SQLite an executemany, which sqlite3 runs in C (measured: a
+    slice's 5,000 band rows took 85 ms as multi-row VALUES with RETURNING)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        for chunk in _chunks(rows, 5_000):
+            insert_ignoring_conflicts(session, table, chunk, conflict=conflict, returning="event_id")
+        return
+    session.execute(sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict), rows)

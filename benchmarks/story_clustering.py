@@ -28,13 +28,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pipeline_common import load_headlines
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from pipeline_common import load_headlines
 from services.scorer.sink import RetryPolicy, store_batch
-from services.stories import StoryClustering, to_headline
 from services.storage import ScoredItem, make_engine, upgrade_database
+from services.stories import StoryClustering, to_headline
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PREFIXES = ("UPDATE 1-", "BREAKING: ", "RPT-", "", "EXCLUSIVE-")
@@ -99,7 +99,8 @@ def main() -> None:
             ScoredItem(
                 event_id=e, headline=t, published_at=at, received_at=at, model_version=p.model_version,
                 topic=p.topic, topic_score=p.topic_score, sentiment=p.sentiment,
-                p_bearish=p.sentiment_probs.get("bearish", 0.0), p_neutral=p.sentiment_probs.get("neutral", 0.0),
+                p_bearish=p.sentiment_probs.get("bearish", 0.0),
+                p_neutral=p.sentiment_probs.get("neutral", 0.0),
                 p_bullish=p.sentiment_probs.get("bullish", 0.0), sentiment_score=p.sentiment_score,
                 scored_at=at, source="bench",
             )
@@ -114,10 +115,20 @@ def main() -> None:
             engine = engines[key]
             t0 = time.perf_counter()
             store_batch(
-                lambda engine=engine: Session(engine), scored, retry=retry, stories=clustering if key == "on" else None
+                lambda engine=engine: Session(engine),
+                scored,
+                retry=retry,
+                stories=clustering if key == "on" else None,
             )
             store[key] = time.perf_counter() - t0
-        rows.append({"model_s": model_s, "store_on_s": store["on"], "store_off_s": store["off"], "signature_s": signature_s})
+        rows.append(
+            {
+                "model_s": model_s,
+                "store_on_s": store["on"],
+                "store_off_s": store["off"],
+                "signature_s": signature_s,
+            }
+        )
         print(
             f"round {r}: model {model_s:.3f} s, store on {store['on']:.3f} s / off {store['off']:.3f} s, "
             f"signatures {signature_s * 1000:.1f} ms"

@@ -17,8 +17,8 @@ from dashboards.data import news
 from dashboards.data.indices import TimeRange
 from dashboards.data.news import NewsFilter
 from services.scorer.sink import RetryPolicy, store_batch
-from services.stories import StoryClustering
 from services.storage import ScoredItem, make_engine, upgrade_database
+from services.stories import StoryClustering
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 WIRE = "Boeing shares fall after FAA orders new 737 MAX inspections"
@@ -89,7 +89,7 @@ def test_a_story_is_one_row_with_its_copies(session: Session) -> None:
 
 def test_drilldown_ranks_stories_and_csv_has_story_and_novelty(session: Session) -> None:
     ranked = news.drilldown(session, scope="market", key=None, period=PERIOD)
-    assert list(ranked["event_id"])[0] == "wire-0" and len(ranked) == 4
+    assert next(iter(ranked["event_id"])) == "wire-0" and len(ranked) == 4
 
     flat = NewsFilter(period=PERIOD, collapse_stories=False)
     data = news.export_csv(session, filter=flat, max_rows=100).decode("utf-8")

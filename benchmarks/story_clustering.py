@@ -24,7 +24,6 @@ import random
 import statistics
 import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from sqlalchemy.pool import NullPool
 
 from services.scorer.sink import RetryPolicy, store_batch
 from services.storage import ScoredItem, make_engine, upgrade_database
-from services.stories import StoryClustering, to_headline
+from services.stories import StoryClustering, to_headlines
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PREFIXES = ("UPDATE 1-", "BREAKING: ", "RPT-", "", "EXCLUSIVE-")
@@ -68,13 +67,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--slice", type=int, default=256, help="items per slice (FINSENT_SCORER_SLICE_ITEMS)")
     parser.add_argument("--syndicated", type=float, default=0.2, help="share of stories re-published")
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/story_clustering.json"))
     args = parser.parse_args()
 
-    from bert_core import Predictor
+    from services.cli.worker_commands import _load_predictor
+    from services.settings import get_settings
 
-    predictor = Predictor.load(args.model, threads=args.threads)
+    predictor = _load_predictor(get_settings(), args.model)  # the worker's precision, passes, compile
     tmp = Path(tempfile.mkdtemp(prefix="finsent-stories-"))
     if args.database_url:
         urls = {"on": args.database_url + "_on", "off": args.database_url + "_off"}
@@ -87,8 +86,7 @@ def main() -> None:
     clustering = StoryClustering(threshold=0.5, window=timedelta(hours=24))
     retry = RetryPolicy()
     items = stream(args.rounds * args.slice, args.syndicated, seed=11)
-    predictor.predict([t for _, t, _ in items[:32]])  # warm-up
-
+    
     rows = []
     for r in range(args.rounds):
         part = items[r * args.slice : (r + 1) * args.slice]
@@ -107,8 +105,7 @@ def main() -> None:
             for (e, t, at), p in zip(part, predictions, strict=True)
         ]  # fmt: skip
         t0 = time.perf_counter()
-        for item in scored:
-            to_headline(replace(item))
+        to_headlines(scored)
         signature_s = time.perf_counter() - t0
         store: dict[str, float] = {}
         for key in ("on", "off") if r % 2 == 0 else ("off", "on"):

@@ -1,13 +1,12 @@
 """Stories: the copies of one news story re-published by many outlets, grouped.
 
 Pure modules: `normalise` (a headline without wire prefixes, links, source tags; its word-pair
-shingles; Jaccard similarity), `signature` (MinHash signature and LSH band keys, datasketch),
+shingles; Jaccard similarity), `signature` (MinHash signatures and LSH band keys of a batch, numpy),
 `clustering` (which story each new item joins, its novelty; order-independent).
-I/O: `store` (the scorer's story step inside its storing transaction; PostgreSQL and SQLite)
-and `queries` (story sizes and sources, for the alerter and the dashboard).
+I/O: `store` (the scorer's story step inside its storing transaction; PostgreSQL and SQLite).
 
-Importing this package loads datasketch (and numpy/scipy); the alerter and the dashboard,
-which only read stories, import `services.stories.queries` alone.
+Reads of stories (sizes, sources) for the alerter and the dashboard are in
+`services.storage.story_queries`.
 """
 
 from services.stories.clustering import (
@@ -19,8 +18,8 @@ from services.stories.clustering import (
     similarity_of,
 )
 from services.stories.normalise import cashtags, jaccard, normalise_headline, shingles
-from services.stories.signature import band_keys, candidate_probability, minhash
-from services.stories.store import StoryClustering, to_headline
+from services.stories.signature import band_key_matrix, band_keys, candidate_probability, minhash, signatures
+from services.stories.store import StoryClustering, to_headlines
 
 __all__ = [
     "Assignment",
@@ -28,6 +27,7 @@ __all__ = [
     "Headline",
     "StoredMember",
     "StoryClustering",
+    "band_key_matrix",
     "band_keys",
     "candidate_probability",
     "cashtags",
@@ -36,6 +36,7 @@ __all__ = [
     "minhash",
     "normalise_headline",
     "shingles",
+    "signatures",
     "similarity_of",
-    "to_headline",
+    "to_headlines",
 ]

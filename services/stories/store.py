@@ -33,7 +33,7 @@ from services.storage.repository import ScoredItem
 from services.storage.story_models import StoryBandRow, StoryMemberRow
 from services.stories.clustering import ClusterResult, Headline, StoredMember, cluster
 from services.stories.normalise import cashtags, normalise_headline, shingles
-from services.stories.signature import band_keys, minhash
+from services.stories.signature import band_key_matrix, signatures
 
 MEMBERS = cast(Table, StoryMemberRow.__table__)
 BANDS = cast(Table, StoryBandRow.__table__)
@@ -50,13 +50,17 @@ def _chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield values[i : i + size]
 
 
-def to_headline(item: ScoredItem) -> Headline:
-    """Shingles and band keys of a new item (no band keys for a headline with no words: an
-    empty set has one MinHash, and every such item would be every other's candidate)."""
-    normalised = normalise_headline(item.headline)
-    sh = shingles(normalised)
-    keys = tuple(band_keys(minhash(sh))) if sh else ()
-    return Headline(item.event_id, item.published_at, sh, keys, cashtags(normalised))
+def to_headlines(items: Sequence[ScoredItem]) -> list[Headline]:
+    """Shingles and band keys of new items, signatures computed for the batch at once (no
+    band keys for a headline with no words: an empty set has one MinHash, and every such
+    item would be every other's candidate)."""
+    normalised = [normalise_headline(item.headline) for item in items]
+    sets = [shingles(n) for n in normalised]
+    keys = band_key_matrix(signatures(sets)).tolist()
+    return [
+        Headline(item.event_id, item.published_at, sh, tuple(k) if sh else (), cashtags(n))
+        for item, n, sh, k in zip(items, normalised, sets, keys, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,7 @@ class StoryClustering:
         for item in items:
             unique.setdefault(item.event_id, item)
         done = _clustered(session, list(unique))
-        new = [to_headline(item) for event_id, item in unique.items() if event_id not in done]
+        new = to_headlines([item for event_id, item in unique.items() if event_id not in done])
         if not new:
             return ClusterResult()
         stored = list(_candidates(session, new, self.window))
@@ -109,7 +113,7 @@ def _candidates(session: Session, new: Sequence[Headline], window: timedelta) ->
     lo = min(h.published_at for h in new) - window
     hi = max(h.published_at for h in new) + window
     matched: dict[str, set[int]] = {}
-    for chunk in _chunks(keys):
+    for chunk in _chunks(keys, 5_000):
         stmt = select(BANDS.c.event_id, BANDS.c.band_key).where(
             BANDS.c.band_key.in_(chunk), BANDS.c.published_at >= lo, BANDS.c.published_at <= hi
         )

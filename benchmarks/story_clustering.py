@@ -86,7 +86,7 @@ def main() -> None:
     clustering = StoryClustering(threshold=0.5, window=timedelta(hours=24))
     retry = RetryPolicy()
     items = stream(args.rounds * args.slice, args.syndicated, seed=11)
-    
+
     rows = []
     for r in range(args.rounds):
         part = items[r * args.slice : (r + 1) * args.slice]

@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, select, text, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from services.storage.bulk import insert_ignoring_conflicts
@@ -195,8 +194,31 @@ def _insert(session: Session, table: Table, rows: list[dict[str, Any]], *, confl
     slice's 5,000 band rows took 85 ms as multi-row VALUES with RETURNING)."""
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
         for chunk in _chunks(rows, 5_000):
             insert_ignoring_conflicts(session, table, chunk, conflict=conflict, returning="event_id")
         return
-    session.execute(sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict), rows)
+    # The values bound as their column types bind them (UTCDateTime: a UTC string), once per
+    # distinct value, then handed to sqlite3's executemany as tuples: SQLAlchemy's own
+    # executemany spent ~50 µs a row processing parameters.
+    columns = list(rows[0])
+    processors = {c: table.c[c].type.bind_processor(dialect) for c in columns}
+    cache: dict[tuple[str, Any], Any] = {}
+
+    def bound(column: str, value: Any) -> Any:
+        process = processors[column]
+        if process is None:
+            return value
+        key = (column, value)
+        if key not in cache:
+            cache[key] = process(value)
+        return cache[key]
+
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "  # noqa: S608
+        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    )  # identifiers from the table definition, values bound
+    session.connection().exec_driver_sql(
+        statement, [tuple(bound(c, row[c]) for c in columns) for row in rows]
+    )

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--slice", type=int, default=256, help="items per slice (FINSENT_SCORER_SLICE_ITEMS)")
     parser.add_argument("--syndicated", type=float, default=0.2, help="share of stories re-published")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/story_clustering.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/story_clustering_sqlite.json"))
     args = parser.parse_args()
 
     from services.cli.worker_commands import _load_predictor

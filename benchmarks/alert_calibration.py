@@ -26,6 +26,13 @@ Streams (event time only; T0 is a Monday 00:00 UTC):
   headlines mention 2-5 times), a brand-new ticker, or the whole market (a sell-off: the
   stories on random topics).
 
+Syndicated copies (`--syndicate SHARE`): that share of the stories, calm and burst alike,
+is re-published by 1-10 more feeds (uniformly), each copy 0-20 minutes after the story with
+its topic, sentiment and tickers. The defaults are then measured twice on the same streams:
+counting items (every copy) and counting stories (the copies left out, as the alerter does
+with FINSENT_ALERT_COUNT=stories; the copies are assumed found, which the clustering does
+for re-titled copies: docs/performance.md, story clustering).
+
 Measured per setting: false alarms per calm day = alerts opened (after the lifecycle's
 merging and cooldown) on the calm stream after a 6-hour burn-in, all scopes combined;
 delay = first detection of the burst's scope minus the burst's first story, missed if none
@@ -189,6 +196,80 @@ def burst_stream(
     return items, sorted(bursts, key=lambda b: b.start), days
 
 
+def syndicate(items: Sequence[Item], rng: np.random.Generator, share: float, days: float) -> list[Item]:
+    """`items` plus, for `share` of them, 1-10 copies each (event id `<story>-copy-<k>`),
+    those within the stream's `days`."""
+    end = T0 + timedelta(days=days)
+    out = list(items)
+    for it in items:
+        if rng.uniform() < share:
+            for k in range(int(rng.integers(1, 11))):
+                at = it.published_at + timedelta(minutes=float(rng.uniform(0.0, 20.0)))
+                if at < end:
+                    out.append(replace(it, event_id=f"{it.event_id}-copy-{k}", published_at=at))
+    return sorted(out, key=lambda i: (i.published_at, i.event_id))
+
+
+def stories_only(items: Sequence[Item]) -> list[Item]:
+    """What the alerter counts with FINSENT_ALERT_COUNT=stories: each story's first item."""
+    return [i for i in items if "-copy-" not in i.event_id]
+
+
+def stories_vs_items(c: Corpus, rng: np.random.Generator, args: argparse.Namespace) -> None:
+    """The defaults on syndicated streams, counting items and counting stories."""
+    started = time.perf_counter()
+    days = args.calm_days + BURN_IN / timedelta(days=1)
+    calm = syndicate(calm_stream(c, rng, days, clustered=False, prefix="i"), rng, args.syndicate, days)
+    b_items, bursts, b_days = burst_stream(c, rng, args.bursts, args.gap_hours)
+    b_items = syndicate(b_items, rng, args.syndicate, b_days)
+    lines = [
+        f"Streams: {args.syndicate:.0%} of stories re-published by 1-10 more feeds; defaults "
+        f"(p_warning {DEFAULT.p_warning:g}). Calm {args.calm_days:g} days, {len(bursts)} bursts.",
+        "",
+        "| counting | items in calm stream | false alarms/day, calm | median delay, bursts ≥ 10 (min) "
+        "| detected ≥ 10 | median delay, bursts of 5 (min) | detected, 5 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    results: dict[str, object] = {}
+    for counting, view in (("items", lambda xs: list(xs)), ("stories", stories_only)):
+        calm_view, burst_view = view(calm), view(b_items)
+        per_day, by_scope = false_alarms(run_detector(calm_view, days, DEFAULT), days, DEFAULT.p_warning)
+        rows = outcomes(run_detector(burst_view, b_days, DEFAULT), bursts, DEFAULT.p_warning)
+        big = [r for r in rows if int(str(r["size"])) >= 10]
+        small = [r for r in rows if int(str(r["size"])) == 5]
+        big_delays = [float(str(r["delay_min"])) for r in big if r["delay_min"] is not None]
+        small_delays = [float(str(r["delay_min"])) for r in small if r["delay_min"] is not None]
+        median_big = float(np.median(big_delays)) if big_delays else None
+        median_small = float(np.median(small_delays)) if small_delays else None
+        lines.append(
+            f"| {counting} | {len(calm_view):,} | {per_day:.2f} | "
+            f"{'-' if median_big is None else f'{median_big:.1f}'} | {len(big_delays)}/{len(big)} | "
+            f"{'-' if median_small is None else f'{median_small:.1f}'} | {len(small_delays)}/{len(small)} |"
+        )
+        results[counting] = {
+            "false_alarms_per_day": per_day,
+            "false_alarms_by_scope": dict(by_scope),
+            "median_delay_10plus": median_big,
+            "detected_10plus": [len(big_delays), len(big)],
+            "median_delay_5": median_small,
+            "detected_5": [len(small_delays), len(small)],
+        }
+    table = "\n".join(lines)
+    elapsed = time.perf_counter() - started
+    print(table, f"\nelapsed {elapsed:.0f} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps({"syndicate": args.syndicate, "seed": args.seed, **results}, indent=1) + "\n"
+    )
+    args.markdown.write_text(
+        "# Alert detector: counting stories vs items on syndicated streams\n\n"
+        f"`python benchmarks/alert_calibration.py --syndicate {args.syndicate:g} --labels {args.labels} "
+        f"--calm-days {args.calm_days:g} --bursts {args.bursts} --seed {args.seed}` ({elapsed:.0f} s)\n\n"
+        + table
+        + "\n"
+    )
+
+
 def run_detector(items: Sequence[Item], days: float, config: DetectorConfig) -> list[Detection]:
     permissive = replace(config, p_warning=max(P_THRESHOLDS), p_learn=max(config.p_learn, max(P_THRESHOLDS)))
     until = T0 + timedelta(days=days)
@@ -254,11 +335,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=result_path("alert_calibration"))
     parser.add_argument("--markdown", type=Path, default=result_path("alert_calibration", ".md"))
+    parser.add_argument(
+        "--syndicate",
+        type=float,
+        default=0.0,
+        help="share of stories re-published by 1-10 feeds: compare counting items and stories",
+    )
     args = parser.parse_args()
     info = machine()
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     c = Corpus(args.labels, rng)
+    if args.syndicate > 0:
+        stories_vs_items(c, rng, args)
+        return
     days = args.calm_days + BURN_IN / timedelta(days=1)
     calm = {
         "independent": calm_stream(c, rng, days, clustered=False, prefix="i"),

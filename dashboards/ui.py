@@ -155,6 +155,7 @@ def _fmt(ts: datetime) -> str:
 STORY_COLUMNS: Final = [
     "published_at",
     "headline",
+    "copies",
     "sentiment",
     "p_bearish",
     "p_neutral",
@@ -182,6 +183,8 @@ def stories_table(frame: pd.DataFrame, *, key: str, columns: list[str] | None = 
         column_config={
             "published_at": st.column_config.DatetimeColumn("published (UTC)", format="YYYY-MM-DD HH:mm"),
             "headline": st.column_config.TextColumn("headline", width="large"),
+            "copies": st.column_config.NumberColumn("copies", format="+%d copies"),
+            "novelty": prob,
             "p_bearish": prob,
             "p_neutral": prob,
             "p_bullish": prob,

@@ -375,12 +375,29 @@ class ScorerSettings(_Group):
         "stamped minutes ahead; anything further is a wrong zone or a bad date, and would pull every "
         "dashboard range and the labelling window into the future",
     )
+    # Stories (services.stories; docs/architecture.md): near-duplicate headlines grouped.
+    story_clustering: bool = Field(
+        True, description="Group near-duplicate headlines (re-published copies) into stories when stored"
+    )
+    story_window_hours: float = Field(
+        24.0, ge=0, description="Copies join a story only if published within this many hours of a member"
+    )
+    story_similarity: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Word-pair Jaccard similarity of normalised headlines from which two items are one story",
+    )
 
 
 class AlertSettings(_Group):
     """The alert detector and the alerter (`finsent alerter`); docs/alerts.md explains each."""
 
     # Alerts (docs/alerts.md explains each detector setting and how the defaults were chosen).
+    alert_count: Literal["stories", "items"] = Field(
+        "stories",
+        description="What the spike detector counts: distinct stories (a story's copies once) or every item",
+    )
     alert_bucket_seconds: int = Field(60, ge=1, description="Width of the event-time sentiment buckets")
     alert_window_buckets: int = Field(10, ge=1, description="Buckets in the detector's sliding window")
     alert_p_warning: float = Field(1e-5, gt=0, lt=1, description="p-value at or below which a window warns")

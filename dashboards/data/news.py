@@ -1,9 +1,12 @@
 """Stories with the model's probabilities: the news browser, the drill-down, alert evidence.
 
-One row per story. A story scored by several model versions (a replay after a promotion)
-shows its *first* stored prediction unless a model version is asked for: the same rule the
-alerter's buckets follow, so the headlines behind a bar add up to the bar. The rule is an
-anti-join on `(event_id, id)`, answered by the unique `(event_id, model_version)` index.
+One row per story: the copies of a story re-published by several outlets (services.stories)
+are collapsed into its first item, with their number in `copies` (`story_items` lists them),
+unless `NewsFilter.collapse_stories` is off. A story scored by several model versions (a
+replay after a promotion) shows its *first* stored prediction unless a model version is
+asked for: the same rule the alerter's buckets follow, so the headlines behind a bar add up
+to the bar. The rule is an anti-join on `(event_id, id)`, answered by the unique
+`(event_id, model_version)` index.
 
 Browsing pages with a keyset cursor `(published_at, prediction id)`: page 1000 costs what
 page 1 costs (OFFSET would scan every row before it), and new stories arriving while an
@@ -27,15 +30,17 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import pandas as pd
-from sqlalchemy import Select, and_, exists, func, not_, or_, select
+from sqlalchemy import Select, and_, case, exists, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from dashboards.data.indices import TimeRange
 from dashboards.data.sql import FTS_CONFIG, dialect_of, greatest
 from services.storage.models import NewsItemRow, NewsTickerRow, PredictionRow
+from services.storage.story_models import StoryMemberRow
 
 P = PredictionRow
 N = NewsItemRow
+M = StoryMemberRow
 SENTIMENTS: Final[tuple[str, ...]] = ("bearish", "neutral", "bullish")
 MAX_PAGE_SIZE: Final = 500
 COUNT_CAP: Final = 10_000
@@ -56,6 +61,9 @@ NEWS_COLUMNS: Final = (
     "model_version",
     "url",
     "event_id",
+    "story_id",
+    "novelty",
+    "copies",
 )
 
 
@@ -71,6 +79,8 @@ class NewsFilter:
     min_confidence: float = 0.0  # probability of the predicted sentiment
     text: str | None = None  # full-text query (PostgreSQL websearch syntax)
     model_version: str | None = None  # None: each story's first prediction
+    # One row per story (its first item, with the number of copies) instead of one per item.
+    collapse_stories: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +177,18 @@ def _columns(dialect: str) -> list[Any]:
         P.model_version,
         N.url,
         P.event_id,
+        func.coalesce(M.story_id, P.event_id).label("story_id"),
+        func.coalesce(M.novelty, 1.0).label("novelty"),
+        _copies().label("copies"),
         P.id,
     ]
+
+
+def _copies() -> Any:
+    """Items of the row's story beyond the first (0 for an item without a story row)."""
+    other = aliased(StoryMemberRow)
+    size = select(func.count()).where(other.story_id == M.story_id).scalar_subquery()
+    return case((M.story_id.is_(None), 0), else_=size - 1)
 
 
 def first_prediction_only() -> Any:
@@ -194,6 +214,11 @@ def news_statement(
     stmt = select(*(columns if columns is not None else _columns(dialect)))
     if needs_items:
         stmt = stmt.join(N, N.event_id == P.event_id)
+    if columns is None or f.collapse_stories:
+        stmt = stmt.outerjoin(M, M.event_id == P.event_id)
+    if f.collapse_stories:
+        # a story is listed once, at its first item (filters apply to that item)
+        stmt = stmt.where(or_(M.story_id.is_(None), M.story_id == P.event_id))
     stmt = stmt.where(P.published_at >= f.period.start, P.published_at < f.period.end)
     if f.model_version:
         stmt = stmt.where(P.model_version == f.model_version)
@@ -335,7 +360,8 @@ def drilldown(
     sentiments: tuple[str, ...] = (),
     limit: int = 200,
 ) -> pd.DataFrame:
-    """The stories behind one index over `period`, most influential first (module docstring)."""
+    """The stories behind one index over `period`, most influential first (module docstring),
+    each story once; among equally influential ones, the most re-published first."""
     f = NewsFilter(
         period=period,
         topics=(key,) if scope == "topic" and key else (),
@@ -345,9 +371,22 @@ def drilldown(
     dialect = dialect_of(session)
     conf = greatest(dialect, P.p_bearish, P.p_neutral, P.p_bullish)
     stmt = news_statement(f, dialect).order_by(
-        (func.abs(P.sentiment_score) * conf).desc(), P.published_at.desc(), P.id.desc()
+        (func.abs(P.sentiment_score) * conf).desc(), _copies().desc(), P.published_at.desc(), P.id.desc()
     )
     return _frame(session.execute(stmt.limit(clamp_page_size(limit))).all())
+
+
+def story_items(session: Session, *, story_id: str, limit: int = MAX_PAGE_SIZE) -> pd.DataFrame:
+    """Every item of a story (the first and its copies), in order of publication."""
+    stmt = (
+        select(*_columns(dialect_of(session)))
+        .join(N, N.event_id == P.event_id)
+        .outerjoin(M, M.event_id == P.event_id)
+        .where(or_(M.story_id == story_id, P.event_id == story_id), first_prediction_only())
+        .order_by(P.published_at, P.event_id)
+        .limit(clamp_page_size(limit))
+    )
+    return _frame(session.execute(stmt).all())
 
 
 def stories_by_id(session: Session, *, event_ids: Sequence[str]) -> pd.DataFrame:
@@ -357,6 +396,7 @@ def stories_by_id(session: Session, *, event_ids: Sequence[str]) -> pd.DataFrame
     stmt = (
         select(*_columns(dialect_of(session)))
         .join(N, N.event_id == P.event_id)
+        .outerjoin(M, M.event_id == P.event_id)
         .where(P.event_id.in_(list(event_ids)), first_prediction_only())
     )
     return _frame(rank_by_influence(session.execute(stmt).all()))

@@ -83,6 +83,21 @@ page = cached_query(
 st.text(f"{count:,}{'+' if more else ''} stories match; page {len(cursors) + 1}")
 stories_table(page.rows, key="nb_table")
 
+# A story re-published by several outlets is one row with "+N copies"; its copies on demand.
+syndicated = page.rows[page.rows["copies"] > 0] if len(page.rows) else page.rows
+if len(syndicated):
+    with st.expander(f"Copies of a story ({len(syndicated)} stories on this page were re-published)"):
+        labels = {
+            f"{row.headline[:100]} (+{int(row.copies)} copies)": row.story_id
+            for row in syndicated.itertuples(index=False)
+        }
+        chosen = st.selectbox("Story", list(labels), key="nb_story")
+        if chosen is not None:
+            items = cached_query(settings, news.story_items, story_id=labels[chosen])
+            stories_table(
+                items, key="nb_story_items", columns=["published_at", "headline", "source", "novelty"]
+            )
+
 nav = st.columns([1, 1, 4])
 if nav[0].button("Newer", key="nb_newer", disabled=not cursors):
     cursors.pop()

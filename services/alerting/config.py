@@ -22,6 +22,7 @@ class AlerterConfig:
     live_horizon: timedelta
     partition_idle: timedelta
     checkpoint_retention: timedelta
+    count: str = "stories"  # "stories": a story's copies count once; "items": every item
 
     @property
     def rule(self) -> str:
@@ -71,4 +72,5 @@ def alerter_config(settings: Settings) -> AlerterConfig:
         live_horizon=timedelta(minutes=settings.alerts.alert_live_horizon_minutes),
         partition_idle=timedelta(seconds=settings.alerts.alerter_partition_idle_seconds),
         checkpoint_retention=timedelta(hours=settings.alerts.alerter_checkpoint_hours),
+        count=settings.alerts.alert_count,
     )

@@ -157,6 +157,7 @@ class Detection:
     p_surge: float = 1.0  # surge test (the market: rate test), over its most surprising span
     usual_bearish: float = 0.0  # bearish stories the scope usually gets in such a window
     surge_minutes: float = 0.0  # the span that gave p_surge
+    copies: tuple[int, ...] = ()  # counting stories: re-published copies of each of event_ids
 
     @property
     def share(self) -> float:
@@ -196,6 +197,15 @@ class Detection:
             "rate_ratio": self.rate_ratio,
             "surge_minutes": self.surge_minutes,
             "event_ids": list(self.event_ids),
+            **(
+                {
+                    "stories": [
+                        {"story_id": e, "copies": c} for e, c in zip(self.event_ids, self.copies, strict=True)
+                    ]
+                }
+                if self.copies
+                else {}
+            ),
         }
 
 

@@ -80,13 +80,18 @@ class AlertEngine:
         touched: Iterable[datetime],
         until: datetime | None,
         now: datetime,
+        event_ids: Iterable[str] = (),
     ) -> StepResult:
         """Recompute the buckets starting at `touched`, judge every window that closes by
         `until` (re-judging windows a late story changed), and write alerts, outbox rows and
-        the checkpoint. The caller commits (or rolls back) the session."""
+        the checkpoint. The caller commits (or rolls back) the session. Counting stories,
+        `event_ids` (the batch's items) add the buckets of their stories' other items."""
         cfg = self.config
         rule, width = cfg.rule, cfg.bucket_width
-        changes = store.recompute_buckets(session, starts=touched, width=width, now=now)
+        starts = set(touched)
+        if cfg.count == "stories":
+            starts |= store.story_spread(session, event_ids, width=width)
+        changes = store.recompute_buckets(session, starts=starts, width=width, now=now, count=cfg.count)
         latest = store.latest_checkpoint(session, rule=rule)
         evaluated = latest.evaluated_until if latest is not None else None
 
@@ -125,7 +130,7 @@ class AlertEngine:
             state=base.detector if base is not None else None,
         )
         detections = store.attach_evidence(
-            session, run.detections, width=width, max_ids=cfg.detector.max_event_ids
+            session, run.detections, width=width, max_ids=cfg.detector.max_event_ids, count=cfg.count
         )
         lifecycle = apply(
             base.lifecycle if base is not None else None, detections, now=target, config=cfg.lifecycle

@@ -296,7 +296,7 @@ class Alerter:
         touched = {bucket_start(ref.published_at, width) for ref in refs}
         advanced = until is not None and (self._evaluated is None or until > self._evaluated)
         if touched or advanced:
-            self._step(touched, until, now)
+            self._step(touched, until, now, [ref.event_id for ref in refs])
         for record, reason in dead:
             log.warning("unreadable news.scored message: %s", reason, extra=_where(record))
             value, extra = bounded_value(record.value)
@@ -308,10 +308,14 @@ class Alerter:
             self.metrics.consumed(len(records), len(dead))
         self._report_loop()
 
-    def _step(self, touched: set[datetime], until: datetime | None, now: datetime) -> None:
+    def _step(
+        self, touched: set[datetime], until: datetime | None, now: datetime, event_ids: Sequence[str] = ()
+    ) -> None:
         started = time.perf_counter()
         result = self._with_retry(
-            lambda session: self._engine.step(session, touched=touched, until=until, now=now)
+            lambda session: self._engine.step(
+                session, touched=touched, until=until, now=now, event_ids=event_ids
+            )
         )
         if result.evaluated_until is not None:
             self._evaluated = result.evaluated_until

@@ -37,6 +37,8 @@ from services.alerting import (
 )
 from services.storage.alert_models import AlerterCheckpointRow, AlertOutboxRow, AlertRow, SentimentBucketRow
 from services.storage.models import NewsItemRow, PredictionRow
+from services.storage.story_models import StoryMemberRow
+from services.storage.story_queries import member_times, story_ids_of, story_summaries
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +92,18 @@ def contiguous_ranges(starts: Iterable[datetime], width: timedelta) -> list[tupl
     return ranges
 
 
-def load_stories(session: Session, *, start: datetime, end: datetime) -> list[StoryRow]:
+def load_stories(
+    session: Session, *, start: datetime, end: datetime, count: str = "stories"
+) -> list[StoryRow]:
     """Stories published in [start, end), each with its first stored prediction.
 
     First stored (lowest prediction id) wins, as in the detector's contract: a model
     promoted later adds rows for new stories, it does not rewrite the counts of the past,
     and the choice is the same on every recomputation.
+
+    `count="stories"` (FINSENT_ALERT_COUNT) keeps only the first item of each story
+    (services.stories): re-published copies count once, in the bucket of the story's
+    first item, with that item's prediction. `"items"` keeps every item.
     """
     stmt = (
         select(
@@ -110,6 +118,12 @@ def load_stories(session: Session, *, start: datetime, end: datetime) -> list[St
         .where(PredictionRow.published_at >= start, PredictionRow.published_at < end)
         .order_by(PredictionRow.id)
     )
+    if count == "stories":
+        stmt = stmt.outerjoin(StoryMemberRow, StoryMemberRow.event_id == PredictionRow.event_id).where(
+            (StoryMemberRow.story_id.is_(None)) | (StoryMemberRow.story_id == PredictionRow.event_id)
+        )
+    elif count != "items":
+        raise ValueError(f"count must be 'stories' or 'items', not {count!r}")
     stories: dict[str, StoryRow] = {}
     for event_id, published_at, topic, sentiment, score, tickers in session.execute(stmt).tuples():
         if event_id not in stories:
@@ -161,7 +175,7 @@ def _same(a: BucketCounts, b: BucketCounts) -> bool:
 
 
 def recompute_buckets(
-    session: Session, *, starts: Iterable[datetime], width: timedelta, now: datetime
+    session: Session, *, starts: Iterable[datetime], width: timedelta, now: datetime, count: str = "stories"
 ) -> BucketChanges:
     """Recompute every bucket (all scopes) that starts at one of `starts` from the stored
     predictions, and write the ones whose counts changed.
@@ -175,7 +189,7 @@ def recompute_buckets(
     computed: dict[BucketKey, BucketCounts] = {}
     stored: dict[BucketKey, BucketCounts] = {}
     for start, end in contiguous_ranges(wanted, width):
-        computed.update(aggregate(load_stories(session, start=start, end=end), width))
+        computed.update(aggregate(load_stories(session, start=start, end=end, count=count), width))
         rows = select(BUCKETS).where(
             BUCKETS.c.width_seconds == width_s, BUCKETS.c.bucket_start >= start, BUCKETS.c.bucket_start < end
         )
@@ -221,6 +235,14 @@ def recompute_buckets(
             )
         )
     return BucketChanges(upserted=upserted, removed=removed)
+
+
+def story_spread(session: Session, event_ids: Iterable[str], *, width: timedelta) -> set[datetime]:
+    """Bucket starts of every item of the stories of `event_ids`: a batch that merged two
+    stories turned the later one's first item into a copy, and its bucket must be
+    recomputed although no message of the batch is in it."""
+    stories = set(story_ids_of(session, event_ids).values())
+    return {bucket_start(t, width) for t in member_times(session, stories)}
 
 
 def _bucket(row: RowMapping) -> BucketCounts:
@@ -512,7 +534,12 @@ def mark_published(session: Session, *, ids: Sequence[int], now: datetime) -> in
 
 
 def attach_evidence(
-    session: Session, detections: Sequence[Detection], *, width: timedelta, max_ids: int
+    session: Session,
+    detections: Sequence[Detection],
+    *,
+    width: timedelta,
+    max_ids: int,
+    count: str = "stories",
 ) -> list[Detection]:
     """The detections with the event ids of their windows' bearish stories.
 
@@ -531,7 +558,7 @@ def attach_evidence(
             t += width
     ids: dict[BucketKey, tuple[str, ...]] = {}
     for start, end in contiguous_ranges(starts, width):
-        ids.update(bearish_event_ids(load_stories(session, start=start, end=end), width))
+        ids.update(bearish_event_ids(load_stories(session, start=start, end=end, count=count), width))
     out: list[Detection] = []
     for d in detections:
         evidence: list[str] = []
@@ -540,7 +567,10 @@ def attach_evidence(
             evidence.extend(ids.get((d.scope, d.key, t), ()))
             t += width
         out.append(replace(d, event_ids=tuple(evidence[:max_ids])))
-    return out
+    if count != "stories":
+        return out
+    sizes = story_summaries(session, [e for d in out for e in d.event_ids])
+    return [replace(d, copies=tuple(sizes[e].copies if e in sizes else 0 for e in d.event_ids)) for d in out]
 
 
 def alerter_lock_name(rule: str) -> str:

@@ -71,7 +71,7 @@ from services.scorer.dead_letters import (
 from services.scorer.metrics import ScorerMetrics
 from services.scorer.model_reload import ModelSlot
 from services.scorer.publish import publish_keyed
-from services.scorer.sink import OnRetry, store_batch
+from services.scorer.sink import OnRetry, StoryStep, store_batch
 from services.scorer.summary import (
     BatchSummary,
     Stage,
@@ -139,12 +139,13 @@ def store_or_dead_letter(
     *,
     retry: RetryPolicy,
     on_retry: OnRetry | None = None,
+    stories: StoryStep | None = None,
 ) -> tuple[list[ScoredItem], list[DeadLetter]]:
     """Store `scored` in one transaction; if the database refuses the batch (not an outage:
     those are retried inside `store_batch`), store item by item and dead-letter the items
     it refuses alone. Returns (stored, dead). Blocking: run it in a thread."""
     try:
-        store_batch(session_factory, scored, retry=retry, on_retry=on_retry)
+        store_batch(session_factory, scored, retry=retry, on_retry=on_retry, stories=stories)
         return list(scored), []
     except Exception as exc:
         if is_retryable(exc) or len(scored) == 0:
@@ -154,7 +155,7 @@ def store_or_dead_letter(
     dead: list[DeadLetter] = []
     for item in scored:
         try:
-            store_batch(session_factory, [item], retry=retry, on_retry=on_retry)
+            store_batch(session_factory, [item], retry=retry, on_retry=on_retry, stories=stories)
             stored.append(item)
         except Exception as exc:
             if is_retryable(exc):
@@ -204,6 +205,18 @@ def _die(message: str, exc: BaseException | None = None) -> None:
     os._exit(EXIT_UNPROCESSABLE_BATCH)
 
 
+def story_step(settings: Settings) -> StoryStep | None:
+    """The story clustering the settings ask for (None: off). Imported here, not at the top:
+    it loads datasketch, which a scorer with clustering off has no use for."""
+    if not settings.scorer.story_clustering:
+        return None
+    from services.stories import StoryClustering
+
+    return StoryClustering(
+        threshold=settings.scorer.story_similarity, window=timedelta(hours=settings.scorer.story_window_hours)
+    )
+
+
 def build_app(
     settings: Settings,
     *,
@@ -227,6 +240,7 @@ def build_app(
     web_port = settings.scorer.scorer_web_port
     slice_items = settings.scorer.scorer_slice_items
     future_skew = timedelta(seconds=settings.scorer.max_future_skew_seconds)
+    stories = story_step(settings)
     settings.faust_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust_app(
         ScorerApp,
@@ -298,6 +312,7 @@ def build_app(
                 slice_ids,
                 retry=retry,
                 on_retry=metrics.storage_retry,
+                stories=stories,
             )
             committed_at, t1 = time.time(), time.perf_counter()
             failed = [*result.dead, *refused]

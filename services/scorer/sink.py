@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 OnRetry = Callable[[int, float, BaseException], None]
 
 
+class StoryStep(Protocol):
+    """What storing needs of story clustering (`services.stories.StoryClustering`): `lock`
+    before the batch's first write, `assign` after it, both in the batch's transaction."""
+
+    def lock(self, session: Session) -> None: ...
+    def assign(self, session: Session, items: Sequence[ScoredItem]) -> object: ...
+
+
 def store_batch(
     session_factory: Callable[[], Session],
     scored: Sequence[ScoredItem],
@@ -40,12 +49,14 @@ def store_batch(
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
     on_retry: OnRetry | None = None,
+    stories: StoryStep | None = None,
 ) -> UpsertCounts:
     """Upsert `scored` in one transaction and commit; return the rows newly inserted.
 
     Blocking (it sleeps between attempts): run it in a worker thread from an event loop.
     Raises the last error when it is not retryable or `retry` gives up (`retries_exhausted`).
     `on_retry(attempt, delay, error)` is called before each sleep (metrics, health).
+    With `stories`, the items get their story in the same transaction (services.stories).
     """
     if not scored:
         return UpsertCounts(0, 0, 0)
@@ -56,7 +67,11 @@ def store_batch(
         attempt += 1
         try:
             with session_factory() as session:
+                if stories is not None:
+                    stories.lock(session)
                 counts = upsert_scored_batch(session, items=scored)
+                if stories is not None:
+                    stories.assign(session, scored)
                 session.commit()
             return counts
         except Exception as exc:

@@ -27,8 +27,11 @@ from services.storage.repository import (
     upsert_scored_batch,
 )
 from services.storage.retention import PruneCounts, count_older, prune_older, retention_cutoff
+from services.storage.story_models import StoryBandRow, StoryMemberRow
 
 __all__ = [
+    "StoryBandRow",
+    "StoryMemberRow",
     "AlertOutboxRow",
     "AlertRow",
     "AlerterCheckpointRow",

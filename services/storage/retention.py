@@ -32,10 +32,12 @@ from typing import cast
 from sqlalchemy import Engine, Table, delete, func, select
 
 from services.storage.models import NewsItemRow, NewsTickerRow, PredictionRow
+from services.storage.story_models import StoryBandRow, StoryMemberRow
 
 NEWS = cast(Table, NewsItemRow.__table__)
 TICKERS = cast(Table, NewsTickerRow.__table__)
 PREDICTIONS = cast(Table, PredictionRow.__table__)
+STORY_TABLES = (cast(Table, StoryMemberRow.__table__), cast(Table, StoryBandRow.__table__))
 
 MAX_BATCH = 10_000  # bound parameters per statement stay far below SQLite's and libpq's limits
 
@@ -106,6 +108,8 @@ def prune_older(
                 return total
             tickers = conn.execute(delete(TICKERS).where(TICKERS.c.event_id.in_(ids))).rowcount
             predictions = conn.execute(delete(PREDICTIONS).where(PREDICTIONS.c.event_id.in_(ids))).rowcount
+            for table in STORY_TABLES:  # an item's story row and band keys go with it
+                conn.execute(delete(table).where(table.c.event_id.in_(ids)))
             stories = conn.execute(delete(NEWS).where(NEWS.c.event_id.in_(ids))).rowcount
         batch = PruneCounts(stories, predictions, tickers, 1)
         total += batch

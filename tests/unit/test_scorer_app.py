@@ -85,7 +85,9 @@ def test_record_from_event_keeps_position_and_raw_bytes() -> None:
 def test_a_refused_batch_is_stored_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
 
-    def fake_store(_factory: Any, items: Sequence[ScoredItem], *, retry: RetryPolicy, on_retry: Any) -> None:
+    def fake_store(
+        _factory: Any, items: Sequence[ScoredItem], *, retry: RetryPolicy, on_retry: Any, stories: Any = None
+    ) -> None:
         ids = [item.event_id for item in items]
         calls.append(ids)
         if "poison" in ids:
@@ -104,7 +106,9 @@ def test_a_refused_batch_is_stored_item_by_item(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_an_outage_is_not_dead_lettered(monkeypatch: pytest.MonkeyPatch) -> None:
-    def down(_factory: Any, _items: Sequence[ScoredItem], *, retry: RetryPolicy, on_retry: Any) -> None:
+    def down(
+        _factory: Any, _items: Sequence[ScoredItem], *, retry: RetryPolicy, on_retry: Any, stories: Any = None
+    ) -> None:
         raise sa_exc.OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
 
     monkeypatch.setattr(scorer_app, "store_batch", down)

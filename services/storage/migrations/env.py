@@ -15,6 +15,7 @@ from services.storage import (  # noqa: F401  (register their tables on Base)
     alert_models,
     delivery_models,
     learning_models,
+    story_models,
 )
 from services.storage.engine import make_engine
 from services.storage.migrate import include_in_autogenerate

@@ -1,0 +1,167 @@
+"""What story clustering costs the scorer, against what the model costs, interleaved.
+
+Per round, one slice of real headlines (a share of them re-published by 1-10 feeds, re-titled)
+is scored by the model, then stored twice with the scorer's own `store_batch`: into one
+database with story clustering on and into another with it off, the order of the two
+alternating between rounds so that the shared machine's load falls on both alike. The cost
+of clustering is the difference of the two storing times; it is reported as a share of the
+model's time for the same slice (the scorer's throughput is bounded by the model).
+
+    .venv/bin/python benchmarks/story_clustering.py                       # SQLite, bootstrap model
+    .venv/bin/python benchmarks/story_clustering.py --database-url postgresql+psycopg://…/db
+
+Each database must be empty (SQLite: fresh files in a temporary folder by default); a
+PostgreSQL URL is used for both runs, once with the suffix `_on` and once `_off`, which
+must exist and be empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pipeline_common import load_headlines
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from services.scorer.sink import RetryPolicy, store_batch
+from services.storage import ScoredItem, make_engine, upgrade_database
+from services.stories import StoryClustering, to_headlines
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+PREFIXES = ("UPDATE 1-", "BREAKING: ", "RPT-", "", "EXCLUSIVE-")
+SUFFIXES = (" - Reuters", " | Bloomberg", " https://t.co/x1Y2z3", " (AP)", "")
+
+
+def stream(n: int, syndicated_share: float, seed: int) -> list[tuple[str, str, datetime]]:
+    """`n` items at 2 a second: real headlines, `syndicated_share` of them wire stories each
+    followed by 1-10 re-titled copies over the next half hour."""
+    rng = random.Random(seed)
+    texts = load_headlines(n, seed=seed)
+    out: list[tuple[str, str, datetime]] = []
+    i = 0
+    while len(out) < n:
+        at = T0 + timedelta(seconds=len(out) / 2)
+        text = texts[i % len(texts)]
+        out.append((f"item-{i}", text, at))
+        if rng.random() < syndicated_share:
+            for c in range(rng.randint(1, 10)):
+                copy = rng.choice(PREFIXES) + text + rng.choice(SUFFIXES)
+                out.append((f"item-{i}-copy-{c}", copy, at + timedelta(minutes=rng.uniform(0, 30))))
+        i += 1
+    return out[:n]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    home = Path(os.environ.get("FINSENT_HOME", Path.home() / ".finsent"))
+    parser.add_argument("--model", type=Path, default=home / "models" / "bootstrap")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL base URL (default: SQLite files)")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--slice", type=int, default=256, help="items per slice (FINSENT_SCORER_SLICE_ITEMS)")
+    parser.add_argument("--syndicated", type=float, default=0.2, help="share of stories re-published")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/story_clustering_sqlite.json"))
+    args = parser.parse_args()
+
+    from services.cli.worker_commands import _load_predictor
+
+    from services.settings import get_settings
+
+    predictor = _load_predictor(get_settings(), args.model)  # the worker's precision, passes, compile
+    tmp = Path(tempfile.mkdtemp(prefix="finsent-stories-"))
+    if args.database_url:
+        urls = {"on": args.database_url + "_on", "off": args.database_url + "_off"}
+    else:
+        urls = {"on": f"sqlite:///{tmp / 'on.db'}", "off": f"sqlite:///{tmp / 'off.db'}"}
+    engines = {}
+    for key, url in urls.items():
+        upgrade_database(url)
+        engines[key] = make_engine(url, poolclass=NullPool)
+    clustering = StoryClustering(threshold=0.5, window=timedelta(hours=24))
+    retry = RetryPolicy()
+    items = stream(args.rounds * args.slice, args.syndicated, seed=11)
+
+    rows = []
+    for r in range(args.rounds):
+        part = items[r * args.slice : (r + 1) * args.slice]
+        t0 = time.perf_counter()
+        predictions = predictor.predict([t for _, t, _ in part])
+        model_s = time.perf_counter() - t0
+        scored = [
+            ScoredItem(
+                event_id=e, headline=t, published_at=at, received_at=at, model_version=p.model_version,
+                topic=p.topic, topic_score=p.topic_score, sentiment=p.sentiment,
+                p_bearish=p.sentiment_probs.get("bearish", 0.0),
+                p_neutral=p.sentiment_probs.get("neutral", 0.0),
+                p_bullish=p.sentiment_probs.get("bullish", 0.0), sentiment_score=p.sentiment_score,
+                scored_at=at, source="bench",
+            )
+            for (e, t, at), p in zip(part, predictions, strict=True)
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        to_headlines(scored)
+        signature_s = time.perf_counter() - t0
+        store: dict[str, float] = {}
+        for key in ("on", "off") if r % 2 == 0 else ("off", "on"):
+            engine = engines[key]
+            t0 = time.perf_counter()
+            store_batch(
+                lambda engine=engine: Session(engine),
+                scored,
+                retry=retry,
+                stories=clustering if key == "on" else None,
+            )
+            store[key] = time.perf_counter() - t0
+        rows.append(
+            {
+                "model_s": model_s,
+                "store_on_s": store["on"],
+                "store_off_s": store["off"],
+                "signature_s": signature_s,
+            }
+        )
+        print(
+            f"round {r}: model {model_s:.3f} s, store on {store['on']:.3f} s / off {store['off']:.3f} s, "
+            f"signatures {signature_s * 1000:.1f} ms"
+        )
+
+    measured = rows[1:]  # the first round fills caches
+    model = statistics.median(x["model_s"] for x in measured)
+    cost = statistics.median(x["store_on_s"] - x["store_off_s"] for x in measured)
+    sig = statistics.median(x["signature_s"] for x in measured)
+    with Session(engines["on"]) as session:
+        from services.storage.story_queries import story_count
+
+        stories = story_count(session)
+    summary = {
+        "slice": args.slice,
+        "rounds": args.rounds,
+        "items": len(items),
+        "stories": stories,
+        "database": "postgresql" if args.database_url else "sqlite",
+        "median_model_s_per_slice": model,
+        "median_clustering_cost_s_per_slice": cost,
+        "median_signature_s_per_slice": sig,
+        "cost_share_of_model": cost / model,
+        "model_items_per_s": args.slice / model,
+        "load_average": os.getloadavg(),
+        "rounds_detail": rows,
+    }
+    print(
+        f"{len(items)} items, {stories} stories; per {args.slice}-item slice (median of {len(measured)}): "
+        f"model {model:.3f} s, clustering {cost * 1000:.1f} ms ({cost / model:.1%} of the model; "
+        f"signatures {sig * 1000:.1f} ms); load average {os.getloadavg()[0]:.1f}"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

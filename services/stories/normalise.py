@@ -1,0 +1,80 @@
+"""A headline reduced to what stays the same when outlets re-publish a story.
+
+Pure functions, no I/O. Syndicated copies differ by wire prefixes ("UPDATE 1-", "BREAKING:",
+"RPT-"), trailing links and source tags ("- Reuters", "| Bloomberg", "via @WSJ"), casing,
+HTML entities and punctuation; `normalise_headline` removes exactly those, and `shingles`
+cuts what is left into overlapping word pairs, the unit the near-duplicate test compares.
+Word pairs rather than single words: two different stories about the same company share
+many words ("Boeing", "shares", "says") but few pairs of them in the same order.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+import unicodedata
+from typing import Final
+
+_URL: Final = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# Wire-service and newsroom prefixes, possibly stacked ("BREAKING: UPDATE 2-").
+_PREFIX: Final = re.compile(
+    r"^\s*(?:(?:update|updated|corrected|refile|rpt|repeat|wrapup|exclusive|breaking|flash|alert|"
+    r"urgent|just in|developing|live|watch|video|analysis|factbox|instant view|preview|"
+    r"market talk|hot stock|press release)(?:\s*\d+)?\s*(?:[-:|\u2014\u2013]|\s-\s)\s*|\[[^\]]{0,30}\]\s*|"
+    r"\([^)]{0,30}\)\s*)+",
+    re.IGNORECASE,
+)
+# Trailing source tags, tried in this order: "(AP)", "via @WSJ", "- Reuters" / "| Bloomberg News".
+_SOURCE_SUFFIXES: Final = (
+    re.compile(r"\s*\([^)]{1,40}\)\s*$"),
+    re.compile(r"\s+via\s+@?\S+(?:\s+\S+)?\s*$", re.IGNORECASE),
+    re.compile(r"\s+[-|\u2014\u2013:]\s+[^-|\u2014\u2013:]{1,40}$"),
+)
+# "(CATY)" after a company name is its ticker, not a source tag: kept as a cashtag.
+_PAREN_TICKER: Final = re.compile(r"\((?!(?:AP|AFP|UPI|WSJ|FT|BBC|CNBC|DJ|PR|UPDATE)\))([A-Z]{1,5})\)")
+_MENTION: Final = re.compile(r"(?<!\w)@\w+")
+_NON_WORD: Final = re.compile(r"[^\w$%.]+|(?<!\d)\.|\.(?!\d)")
+_SPACE: Final = re.compile(r"\s+")
+_MAX_SUFFIX_PASSES: Final = 3
+
+
+def normalise_headline(headline: str) -> str:
+    """Lower-case words of `headline` without wire prefixes, links, source tags and
+    punctuation; cashtags keep their `$`, numbers their decimal point ("$BA", "2.5%")."""
+    text = unicodedata.normalize("NFKC", html.unescape(html.unescape(headline)))  # feeds double-escape
+    text = _URL.sub(" ", text)
+    text = _PAREN_TICKER.sub(r"$\1", text)
+    text = _SPACE.sub(" ", text).strip()
+    text = _PREFIX.sub("", text)
+    for _ in range(_MAX_SUFFIX_PASSES):  # "… - Reuters (AP) via @x"
+        for suffix in _SOURCE_SUFFIXES:
+            stripped = suffix.sub("", text).strip()
+            if stripped != text and len(stripped.split()) >= 3:  # never strip a headline to nothing
+                text = stripped
+                break
+        else:
+            break
+    text = _MENTION.sub(" ", text).casefold()
+    return _SPACE.sub(" ", _NON_WORD.sub(" ", text)).strip()
+
+
+def shingles(normalised: str) -> frozenset[str]:
+    """The word pairs of a normalised headline (its single word, if it has one)."""
+    words = normalised.split()
+    if len(words) < 2:
+        return frozenset(words)
+    return frozenset(f"{a} {b}" for a, b in itertools.pairwise(words))
+
+
+def cashtags(normalised: str) -> frozenset[str]:
+    """The `$TICKER` words of a normalised headline."""
+    return frozenset(w for w in normalised.split() if w.startswith("$") and len(w) > 1 and not w[1].isdigit())
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """Shared shingles over all shingles of the two; 0.0 when either is empty."""
+    if not a or not b:
+        return 0.0
+    inter = len(a & b)
+    return inter / (len(a) + len(b) - inter)

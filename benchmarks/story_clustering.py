@@ -31,7 +31,8 @@ from pipeline_common import load_headlines
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from services.scorer.sink import RetryPolicy, store_batch
+from services.retry import RetryPolicy
+from services.scorer.sink import store_batch
 from services.storage import ScoredItem, make_engine, upgrade_database
 from services.stories import StoryClustering, to_headlines
 
@@ -67,14 +68,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--slice", type=int, default=256, help="items per slice (FINSENT_SCORER_SLICE_ITEMS)")
     parser.add_argument("--syndicated", type=float, default=0.2, help="share of stories re-published")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/story_clustering_sqlite.json"))
+    parser.add_argument("--out", type=Path, help="default: results/story_clustering_{sqlite,postgres}.json")
     args = parser.parse_args()
+    if args.out is None:
+        kind = "postgres" if args.database_url else "sqlite"
+        args.out = Path(__file__).parent / "results" / f"story_clustering_{kind}.json"
 
-    from services.cli.worker_commands import _load_predictor
-
+    from bert_core import Predictor
     from services.settings import get_settings
 
-    predictor = _load_predictor(get_settings(), args.model)  # the worker's precision, passes, compile
+    serving = get_settings()
+    predictor = Predictor.load(  # as the worker loads it: its precision, passes, compile, batching
+        args.model,
+        precision=serving.inference.precision,
+        threads=serving.inference.torch_threads,
+        parallel_passes=serving.inference.parallel_passes,
+        compiled=serving.inference.compile,
+        batch_size=serving.scorer.scorer_inference_batch,
+        tokens_per_pass=serving.scorer.scorer_tokens_per_pass,
+    )
+    predictor.warm_up()
     tmp = Path(tempfile.mkdtemp(prefix="finsent-stories-"))
     if args.database_url:
         urls = {"on": args.database_url + "_on", "off": args.database_url + "_off"}

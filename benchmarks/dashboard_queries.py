@@ -26,7 +26,7 @@ system.
 
 What is timed: each page's queries as the page calls them. The query functions are imported
 from dashboards.data and called with the arguments the page scripts build (read
-dashboards/pages/*.py: the time range presets anchored at the newest stored bucket, the bucket
+dashboards/views/*.py: the time range presets anchored at the newest stored bucket, the bucket
 width from `choose_width`, the news browser's `NewsFilter` and keyset cursor, ...). Per
 case and query:
 

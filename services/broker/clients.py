@@ -2,7 +2,7 @@
 
 Every kafka-python client (`kafka_producer`, `kafka_consumer`, `kafka_admin`) and every faust
 app (`faust_app`, and through it faust's aiokafka consumers and producers) is built here, with
-`services.broker.security`'s options for its library. tests/unit/test_kafka_client_contract.py
+`services.broker.security`'s options for its library. tests/unit/test_broker_clients_contract.py
 fails when a client is constructed anywhere else, so a new client cannot skip TLS or SASL.
 
 `security=None` means the process's settings (FINSENT_KAFKA_SECURITY_PROTOCOL & co.); an

@@ -13,7 +13,7 @@ store, host name check on unless turned off, TLS 1.2 at least — are the same w
 library opens the connection.
 
 SASL PLAIN and SCRAM-SHA-256/512 are passed as the libraries' `sasl_*` options. The embedded
-test broker has no SASL, so those option sets are unit-tested (tests/unit/test_kafka_security.py)
+test broker has no SASL, so those option sets are unit-tested (tests/unit/test_broker_security.py)
 rather than run against a broker; TLS is tested end to end. For operators:
 docs/operations.md#secured-connections.
 """
@@ -175,7 +175,7 @@ def aiokafka_options(security: KafkaSecurity) -> dict[str, Any]:
 
 def faust_options(security: KafkaSecurity) -> dict[str, Any]:
     """Options for a faust App: `broker_credentials`, which faust's aiokafka transport turns into
-    the `aiokafka_options` above (tests/unit/test_kafka_security.py checks that it does)."""
+    the `aiokafka_options` above (tests/unit/test_broker_security.py checks that it does)."""
     from faust.auth import SASLCredentials, SSLCredentials
     from faust.types.auth import SASLMechanism
 

@@ -5,7 +5,7 @@
 - the README's table of commands from the `finsent` CLI (`commands_table`).
 
 `python -m services.docs` rewrites all three; `--check` exits 1 naming the stale ones.
-`tests/unit/test_docs_generated.py` runs the same comparison. Pure rendering: the files are
+`tests/unit/test_docs_generate.py` runs the same comparison. Pure rendering: the files are
 read and written only by `__main__`.
 """
 

@@ -1,7 +1,7 @@
 """The README's table of commands, generated from the `finsent` CLI itself.
 
 The table sits between two markers in README.md; `python -m services.docs` rewrites it
-and `tests/unit/test_docs_generated.py` fails when a command was added, removed or
+and `tests/unit/test_docs_generate.py` fails when a command was added, removed or
 re-described without regenerating it. Hidden commands are left out.
 """
 

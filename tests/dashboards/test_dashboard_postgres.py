@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import dashboard_seed as seed
+import pytest
 from dashboard_support import *  # noqa: F403 (the fixtures)
 from dashboard_support import errors, open_page
 from sqlalchemy import text
@@ -17,6 +18,8 @@ from services.storage import make_engine, session_factory
 
 ALL = TimeRange(seed.START, seed.END)
 PAGES = ["overview", "drilldown", "news", "alerts", "subscriptions", "labelling", "models"]
+
+pytestmark = pytest.mark.integration  # a real PostgreSQL
 
 
 def test_dashboard_on_postgres(fresh_postgres_url: str, make_app) -> None:

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -35,6 +36,17 @@ from services.storage import Base, head_revision, make_engine, upgrade_database
 POSTGRES_ADMIN_URL = os.environ.get(
     "FINSENT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder needs the real services, so it carries the `integration`
+    marker whether or not its module says so (`-m "not integration"` leaves them all out)."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
 
 
 def _admin_connection() -> psycopg.Connection:

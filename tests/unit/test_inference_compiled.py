@@ -16,7 +16,7 @@ from torch._dynamo.utils import counters
 from bert_core import CompileError, Predictor
 from bert_core.inference import unpadded
 from bert_core.inference.compiled import CompiledPackedEncoder
-from tests.unit.test_unpadded import tiny_classifier, token_lists
+from tests.unit.test_inference_unpadded import tiny_classifier, token_lists
 
 # Two texts that fit one attention chunk together, as `warm_up` needs.
 WARM_UP = [[2, 5, 6, 7], [2, 9]]

@@ -312,7 +312,7 @@ def test_a_call_is_cut_into_one_pass_per_thread_while_each_keeps_enough_tokens(
     """Texts of 10 tokens: 60 of them make two passes at a minimum of 10 or 0 tokens per
     pass, one at 64; the single pass still goes to a pass thread, so the caller is free."""
     from bert_core.inference.passes import predict_proba
-    from tests.unit.test_unpadded import tiny_classifier
+    from tests.unit.test_inference_unpadded import tiny_classifier
 
     model = tiny_classifier()
     tokens = [[2, *range(5, 13), 3] for _ in range(texts)]
@@ -331,7 +331,7 @@ def test_passes_are_rebalanced_when_their_count_already_fits_the_threads() -> No
     """105 texts of 20 tokens fill a 2,048-token pass and leave 60 tokens for a second one:
     two passes on two threads, one of them nearly idle, unless they are re-cut."""
     from bert_core.inference.passes import predict_proba
-    from tests.unit.test_unpadded import tiny_classifier
+    from tests.unit.test_inference_unpadded import tiny_classifier
 
     sizes: list[int] = []
     tokens = [[2] + [7] * 19 for _ in range(105)]
@@ -389,7 +389,7 @@ def test_a_failed_pass_is_raised_by_result_after_every_pass_ended() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from bert_core.inference.passes import start_predict_proba
-    from tests.unit.test_unpadded import tiny_classifier, token_lists
+    from tests.unit.test_inference_unpadded import tiny_classifier, token_lists
 
     model = tiny_classifier().eval()
     tokens = token_lists(6, seed=3, longest=10)
@@ -404,7 +404,7 @@ def test_a_failed_pass_is_raised_by_result_after_every_pass_ended() -> None:
 
 def test_start_predict_proba_needs_a_model_in_eval_mode() -> None:
     from bert_core.inference.passes import start_predict_proba
-    from tests.unit.test_unpadded import tiny_classifier, token_lists
+    from tests.unit.test_inference_unpadded import tiny_classifier, token_lists
 
     with pytest.raises(ValueError, match="eval mode"):
         start_predict_proba(tiny_classifier().train(), token_lists(2, seed=1, longest=5), 0)

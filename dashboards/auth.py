@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
 
 from dashboards.access import User
-from dashboards.data.users import all_users, user_named
+from dashboards.context import sessions
+from dashboards.data.users import UsersUnavailable, lookup_user, lookup_users
 from dashboards.users_file import LoginThrottle, UserEntry, authenticate
 from services.settings import Settings
 
@@ -60,31 +60,25 @@ def oidc_configured() -> bool:
         return False
 
 
-def _database_error(exc: SQLAlchemyError) -> None:
+def _unavailable(exc: UsersUnavailable) -> None:
     # The details (host, query) go to the server log only, like any uncaught error's.
     st.error("The dashboard cannot read its users from the database; ask an administrator.")
-    _log.warning("dashboard users unreadable: %s", " ".join(str(exc).split())[:500])
+    _log.warning("dashboard users unreadable: %s", exc)
 
 
 def _users_or_error(settings: Settings) -> dict[str, UserEntry] | None:
-    from dashboards.context import fresh_query  # (imported here: see _user_or_error)
-
     try:
-        return fresh_query(settings, all_users)
-    except SQLAlchemyError as exc:
-        _database_error(exc)
+        return lookup_users(sessions(settings))
+    except UsersUnavailable as exc:
+        _unavailable(exc)
         return None
 
 
-def _user_or_error(settings: Settings, name: str) -> UserEntry | SQLAlchemyError | None:
-    # Imported here, not at the top: imported at module level, mypy stops treating
-    # `st.stop` as NoReturn in this module and in ui.py (seen with this mypy and streamlit).
-    from dashboards.context import fresh_query
-
+def _user_or_error(settings: Settings, name: str) -> UserEntry | UsersUnavailable | None:
     try:
-        return fresh_query(settings, user_named, name=name)
-    except SQLAlchemyError as exc:
-        _database_error(exc)
+        return lookup_user(sessions(settings), name)
+    except UsersUnavailable as exc:
+        _unavailable(exc)
         return exc
 
 
@@ -209,7 +203,7 @@ def _password_login(settings: Settings) -> None:
         st.error(f"Too many failed logins; try again in {wait:.0f} s.")
         return
     found = _user_or_error(settings, name)
-    if isinstance(found, SQLAlchemyError):
+    if isinstance(found, UsersUnavailable):
         return
     entry = authenticate({found.name: found} if found is not None else {}, name, password)
     if entry is None:

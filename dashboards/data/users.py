@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from dashboards.access import Role
 from dashboards.users_file import UserEntry
@@ -29,3 +30,25 @@ def user_named(session: Session, *, name: str) -> UserEntry | None:
 def all_users(session: Session) -> dict[str, UserEntry]:
     """Every user by name (for OIDC matching by e-mail and the "no users yet" hint)."""
     return {user.name: _entry(user) for user in list_dashboard_users(session)}
+
+
+class UsersUnavailable(RuntimeError):
+    """The users could not be read (database unreachable, not migrated): one line, for the log."""
+
+
+def lookup_user(sessions: sessionmaker[Session], name: str) -> UserEntry | None:
+    """`user_named` in its own session; a database error becomes `UsersUnavailable`."""
+    try:
+        with sessions() as session:
+            return user_named(session, name=name)
+    except SQLAlchemyError as exc:
+        raise UsersUnavailable(" ".join(str(exc).split())[:500]) from exc
+
+
+def lookup_users(sessions: sessionmaker[Session]) -> dict[str, UserEntry]:
+    """`all_users` in its own session; a database error becomes `UsersUnavailable`."""
+    try:
+        with sessions() as session:
+            return all_users(session)
+    except SQLAlchemyError as exc:
+        raise UsersUnavailable(" ".join(str(exc).split())[:500]) from exc

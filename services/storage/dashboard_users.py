@@ -6,6 +6,7 @@ before it calls these; the dashboard reads through dashboards.data.users.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -64,19 +65,27 @@ def upsert_dashboard_user(
     return False
 
 
+def users_to_add(users: Iterable[StoredDashboardUser], existing: Iterable[str]) -> list[StoredDashboardUser]:
+    """The users whose name is neither in `existing` nor earlier in `users`, in order: an
+    import adds only newcomers, so it never reverts a change made in the table since."""
+    seen = set(existing)
+    fresh = []
+    for user in users:
+        if user.name not in seen:
+            seen.add(user.name)
+            fresh.append(user)
+    return fresh
+
+
 def add_missing_dashboard_users(
     session: Session, users: list[StoredDashboardUser], *, now: datetime | None = None
 ) -> list[str]:
     """Insert the users whose name is not in the table yet; leave the others as they are.
     Returns the names added (importing the same users again adds none)."""
-    existing = set(session.scalars(select(DashboardUserRow.name)))
-    added = []
-    for user in users:
-        if user.name not in existing:
-            upsert_dashboard_user(session, user, now=now)
-            existing.add(user.name)
-            added.append(user.name)
-    return added
+    fresh = users_to_add(users, session.scalars(select(DashboardUserRow.name)))
+    for user in fresh:
+        upsert_dashboard_user(session, user, now=now)
+    return [user.name for user in fresh]
 
 
 def remove_dashboard_user(session: Session, name: str) -> bool:

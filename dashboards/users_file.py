@@ -207,7 +207,8 @@ class LoginThrottle:
     A success clears that (name, address) pair only. Per dashboard process, so opening a new
     browser session does not reset it; with several replicas each counts its own, and the
     load balancer's stickiness keeps one client on one replica (docs/operations.md, "Several
-    dashboard replicas"); bcrypt's cost already slows each guess. The client address is the connection's (`st.context.ip_address`)."""
+    dashboard replicas"); bcrypt's cost already slows each guess. The client address is the
+    connection's (`st.context.ip_address`)."""
 
     def __init__(
         self,

@@ -3,18 +3,19 @@
 Which one is decided by Streamlit's secrets: an `[auth]` section (redirect_uri,
 cookie_secret, client_id, client_secret, server_metadata_url, or named providers under it)
 means OIDC, and then passwords are not offered at all, so there is one way in to secure.
-Without it, users and their bcrypt hashes come from the TOML file at
-`FINSENT_DASHBOARD_USERS_FILE` (written by `finsent dashboard users add`).
+Without it, users and their bcrypt hashes come from the database's `dashboard_users` table
+(written by `finsent dashboard users add`), read through dashboards.data.users, so every
+dashboard replica behind a load balancer knows the same users.
 
-Either way the role comes from the users file. An OIDC identity is matched by its e-mail
+Either way the role comes from that table. An OIDC identity is matched by its e-mail
 address only, against the entries' `email`, and only when the provider says the address is
 verified (`email_verified`): names, display names and preferred usernames are claims a user
 can often edit at the provider, and an unverified address may be anybody's, so matching on
 them would let a user claim another user's role. A provider that sends no `email_verified`
 claim at all is trusted only with `FINSENT_DASHBOARD_OIDC_TRUST_EMAIL=true`. Identities
 without a matching entry get `FINSENT_DASHBOARD_OIDC_DEFAULT_ROLE`, by default none, so a
-stranger with an account at the identity provider sees nothing. The file is re-read
-when it changes and the user re-resolved on every script run: removing a user or lowering
+stranger with an account at the identity provider sees nothing. The user is read again
+on every script run: removing a user or lowering
 a role applies to their open sessions at their next click, and a password change ends
 them (the session remembers a fingerprint of the hash it logged in with).
 
@@ -26,17 +27,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 from dashboards.access import User
-from dashboards.users_file import LoginThrottle, UserEntry, UsersCache, UsersFileError, authenticate
+from dashboards.context import sessions
+from dashboards.data.users import UsersUnavailable, lookup_user, lookup_users
+from dashboards.users_file import LoginThrottle, UserEntry, authenticate
 from services.settings import Settings
 
+_log = logging.getLogger(__name__)
 SESSION_KEY = "finsent_auth"
-_users = UsersCache()
 _throttle = LoginThrottle()
 
 
@@ -56,12 +60,26 @@ def oidc_configured() -> bool:
         return False
 
 
+def _unavailable(exc: UsersUnavailable) -> None:
+    # The details (host, query) go to the server log only, like any uncaught error's.
+    st.error("The dashboard cannot read its users from the database; ask an administrator.")
+    _log.warning("dashboard users unreadable: %s", exc)
+
+
 def _users_or_error(settings: Settings) -> dict[str, UserEntry] | None:
     try:
-        return _users.get(settings.dashboard.dashboard_users_file)
-    except UsersFileError as exc:
-        st.error(f"The dashboard users file is unusable: {exc}")
+        return lookup_users(sessions(settings))
+    except UsersUnavailable as exc:
+        _unavailable(exc)
         return None
+
+
+def _user_or_error(settings: Settings, name: str) -> UserEntry | UsersUnavailable | None:
+    try:
+        return lookup_user(sessions(settings), name)
+    except UsersUnavailable as exc:
+        _unavailable(exc)
+        return exc
 
 
 def current_user(settings: Settings) -> User | None:
@@ -71,8 +89,8 @@ def current_user(settings: Settings) -> User | None:
     state = st.session_state.get(SESSION_KEY)
     if not isinstance(state, dict) or state.get("via") != "password":
         return None
-    users = _users_or_error(settings)
-    entry = users.get(str(state.get("name"))) if users else None
+    found = _user_or_error(settings, str(state.get("name")))
+    entry = found if isinstance(found, UserEntry) else None
     if (
         entry is None
         or entry.password_hash is None
@@ -184,7 +202,10 @@ def _password_login(settings: Settings) -> None:
     if wait > 0:
         st.error(f"Too many failed logins; try again in {wait:.0f} s.")
         return
-    entry = authenticate(users, name, password)
+    found = _user_or_error(settings, name)
+    if isinstance(found, UsersUnavailable):
+        return
+    entry = authenticate({found.name: found} if found is not None else {}, name, password)
     if entry is None:
         _throttle.failed(name, client)
         st.error("Unknown user name or wrong password.")

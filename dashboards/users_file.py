@@ -1,9 +1,10 @@
-"""Dashboard users in a TOML file: bcrypt password hashes and roles, no Streamlit import.
+"""Dashboard users' passwords and the older per-host users file; no Streamlit import.
 
-The file is written only by `finsent dashboard users add/remove` (so nobody hand-writes a
-hash), with owner-only permissions, atomically (a reader never sees half a file). The
-dashboard re-reads it when its modification time changes, so removing a user or changing a
-role takes effect at that user's next interaction, not at the next restart.
+Users live in the database (services.storage, table `dashboard_users`); what stays here is
+what does not depend on where they are kept: names, bcrypt hashing and checking, the login
+throttle, and the TOML users file older versions kept on each dashboard host, which
+`finsent dashboard users import-file` reads to move its users into the database (and tests
+write, to make such a file).
 
 Format::
 
@@ -189,29 +190,6 @@ def remove_user(path: Path, name: str) -> bool:
     return True
 
 
-class UsersCache:
-    """`read_users` re-read only when the file's mtime or size changes (every rerun asks)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[Path, tuple[tuple[int, int] | None, dict[str, UserEntry]]] = {}
-
-    def get(self, path: Path) -> dict[str, UserEntry]:
-        try:
-            stat = path.stat()
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            stamp = None
-        with self._lock:
-            cached = self._seen.get(path)
-            if cached is not None and cached[0] == stamp:
-                return cached[1]
-        users = read_users(path) if stamp is not None else {}
-        with self._lock:
-            self._seen[path] = (stamp, users)
-        return users
-
-
 class LoginThrottle:
     """Failed logins, counted three ways within `window` seconds, to slow password guessing
     without letting anyone lock a user out:
@@ -226,9 +204,11 @@ class LoginThrottle:
       tries, so the real user is not locked out by a spread-out attack, which is held to a
       few guesses per address per window.
 
-    A success clears that (name, address) pair only. Per process (the dashboard is one
-    process), so opening a new browser session does not reset it; bcrypt's cost already
-    slows each guess. The client address is the connection's (`st.context.ip_address`)."""
+    A success clears that (name, address) pair only. Per dashboard process, so opening a new
+    browser session does not reset it; with several replicas each counts its own, and the
+    load balancer's stickiness keeps one client on one replica (docs/operations.md, "Several
+    dashboard replicas"); bcrypt's cost already slows each guess. The client address is the
+    connection's (`st.context.ip_address`)."""
 
     def __init__(
         self,

@@ -510,12 +510,12 @@ class DashboardSettings(_Group):
     )
     dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of `finsent dashboard`")
     dashboard_users_file: Path = Field(
-        description="TOML file of dashboard users (bcrypt hashes, roles); `finsent dashboard users add` "
-        "writes it",
+        description="An older version's TOML file of dashboard users; `finsent dashboard users import-file` "
+        "moves them into the database, where users now live",
     )
     dashboard_oidc_default_role: Literal["none", "viewer", "analyst", "admin"] = Field(
         "none",
-        description="Role of an OIDC-authenticated user not listed in the users file; none = refused",
+        description="Role of an OIDC-authenticated user not among the dashboard users; none = refused",
     )
     dashboard_oidc_trust_email: bool = Field(
         False,

@@ -173,9 +173,7 @@ with manage_tab:
             edited = form_fields(f"edit_{sub.id}_{zlib.crc32(repr(current).encode()):08x}", current)
             if st.form_submit_button("Save changes"):
                 try:
-                    actions.update_subscription(
-                        ctx.sessions, user, name=name, form=edited, settings=settings
-                    )
+                    actions.update_subscription(ctx.sessions, user, name=name, form=edited, settings=settings)
                 except (SubscriptionError, SubscriptionExists, PermissionDenied) as exc:
                     st.error(str(exc))
                 else:

@@ -16,12 +16,17 @@ from services.broker.embedded import EmbeddedBroker, find_tansu_binary
 from services.broker.errors import BrokerError, BrokerUnavailable, EmbeddedBrokerError, TopicError
 from services.broker.security import PLAINTEXT, KafkaSecurity, KafkaSecurityError
 from services.broker.topics import (
+    PartitionChange,
     TopicSpec,
     TopicState,
     describe_topics,
     ensure_topics,
+    grow_partitions,
     pipeline_topics,
+    plan_partitions,
+    refusal,
     require_topic,
+    scalable_topics,
 )
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "EmbeddedBrokerError",
     "KafkaSecurity",
     "KafkaSecurityError",
+    "PartitionChange",
     "TopicError",
     "TopicSpec",
     "TopicState",
@@ -40,9 +46,13 @@ __all__ = [
     "ensure_topics",
     "faust_app",
     "find_tansu_binary",
+    "grow_partitions",
     "kafka_admin",
     "kafka_consumer",
     "kafka_producer",
     "pipeline_topics",
+    "plan_partitions",
+    "refusal",
     "require_topic",
+    "scalable_topics",
 ]

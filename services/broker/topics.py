@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient
-from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from kafka.errors import IncompatibleBrokerVersion, KafkaError, TopicAlreadyExistsError, for_code
 
 from services.broker.clients import kafka_admin
 from services.broker.errors import BrokerUnavailable, TopicError
@@ -60,6 +60,62 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.kafka.topic_model_events, settings.kafka.model_events_partitions, replicas),
         TopicSpec(settings.kafka.topic_alerts, 1, replicas),
     ]
+
+
+def scalable_topics(settings: Settings) -> list[str]:
+    """The topics whose partition count `finsent topics scale` grows: the two the scorer
+    workers' consumer groups read and write at volume (news.raw in, news.scored out), where the
+    partition count caps how many workers share the stream.
+
+    Not the others: `alerts` stays at one partition so each alert's open, escalation and
+    resolution stay in order for every consumer; `model.events` is read by every worker in
+    its own group (a broadcast), so more partitions add no parallelism, only reordering of a
+    model's announcements; `news.dlq` is written rarely and read by a person, not a group.
+    """
+    return [settings.kafka.topic_news_raw, settings.kafka.topic_news_scored]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionChange:
+    """What `finsent topics scale` does to one topic: grow it, leave it, or refuse."""
+
+    name: str
+    before: int | None  # None: the topic does not exist
+    target: int
+
+    @property
+    def action(self) -> str:
+        """ "grow", "unchanged", "shrink" (refused: Kafka cannot remove partitions) or "missing"."""
+        if self.before is None:
+            return "missing"
+        if self.before < self.target:
+            return "grow"
+        return "unchanged" if self.before == self.target else "shrink"
+
+
+def plan_partitions(current: dict[str, int | None], target: int) -> list[PartitionChange]:
+    """One change per topic in `current` (partition counts from `describe_topics`)."""
+    if target < 1:
+        raise ValueError(f"partitions must be at least 1, got {target}")
+    return [PartitionChange(name, before, target) for name, before in current.items()]
+
+
+def refusal(changes: Sequence[PartitionChange], bootstrap: str) -> str | None:
+    """The one-line reason not to touch any topic, or None if the plan can be applied.
+
+    A plan is applied all or nothing, so a topic that is missing or would shrink stops the
+    whole command before any topic grows."""
+    missing = [c.name for c in changes if c.action == "missing"]
+    if missing:
+        return f"topic(s) {', '.join(missing)} do not exist on {bootstrap}; create them with `finsent init`"
+    shrink = [c for c in changes if c.action == "shrink"]
+    if shrink:
+        counts = ", ".join(f"{c.name} has {c.before}" for c in shrink)
+        return (
+            f"cannot shrink to {shrink[0].target} partition(s): {counts}; Kafka cannot remove partitions "
+            "(create new topics under other names and move the consumers to shrink)"
+        )
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -162,6 +218,66 @@ def ensure_topics(
     if absent:
         raise TopicError(f"topics {', '.join(absent)} are still missing on {bootstrap} after creation")
     return [TopicState(name, counts[name] or 0, name in created) for name in names]
+
+
+def grow_partitions(
+    bootstrap: str,
+    changes: Sequence[PartitionChange],
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    verify_attempts: int = 10,
+    retry_delay: float = 0.3,
+    security: KafkaSecurity | None = None,
+) -> dict[str, int]:
+    """Apply the "grow" changes with Kafka's CreatePartitions; return each topic's count after.
+
+    The caller checks `refusal` first. Metadata can lag behind the change, so the counts are
+    read again until every grown topic shows its target (`TopicError` if it never does).
+    """
+    grow = [c for c in changes if c.action == "grow"]
+    names = [c.name for c in changes]
+    with admin_client(bootstrap, timeout=timeout, security=security) as admin:
+        try:
+            if grow:
+                _create_partitions(admin, grow, timeout)
+            counts = _partition_counts(admin, names)
+            for _ in range(verify_attempts - 1):
+                if all((counts[c.name] or 0) >= c.target for c in grow):
+                    break
+                time.sleep(retry_delay)
+                counts = _partition_counts(admin, names)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"Kafka broker at {bootstrap}: {_one_line(exc)}") from exc
+    short = [f"{c.name} ({counts[c.name]})" for c in grow if (counts[c.name] or 0) < c.target]
+    if short:
+        raise TopicError(f"partitions of {', '.join(short)} did not grow on {bootstrap}")
+    return {name: counts[name] or 0 for name in names}
+
+
+def _create_partitions(admin: KafkaAdminClient, grow: Sequence[PartitionChange], timeout: float) -> None:
+    try:
+        response = admin.create_partitions(
+            {c.name: c.target for c in grow}, timeout_ms=int(timeout * 1000), raise_errors=False
+        )
+    except IncompatibleBrokerVersion:
+        # Tansu (the embedded broker) 0.6 does not offer CreatePartitions (Kafka API key 37).
+        raise TopicError(
+            "this broker does not support adding partitions (Kafka's CreatePartitions request); "
+            "the embedded Tansu broker cannot, Apache Kafka can: create the topics with "
+            "`finsent init --partitions N` before the first message instead"
+        ) from None
+    for name, code, message in partition_errors(response.to_dict()):
+        if code != _NO_ERROR:
+            reason = message or for_code(code).__name__
+            raise TopicError(f"cannot add partitions to topic {name}: {reason}")
+
+
+def partition_errors(response: dict[str, Any]) -> list[tuple[str, int, str | None]]:
+    """(topic, error code, message) of each result in a CreatePartitions response (as a dict)."""
+    return [
+        (str(r.get("name")), int(r.get("error_code", _NO_ERROR)), r.get("error_message"))
+        for r in response.get("results", [])
+    ]
 
 
 def _create(admin: KafkaAdminClient, specs: Sequence[TopicSpec], timeout: float) -> set[str]:

@@ -30,6 +30,7 @@ from services.cli import (
     run,
     subscriptions,
     tokens,
+    topics,
     train,
     worker,
 )
@@ -87,6 +88,7 @@ app.command()(train.predict)
 app.command("pretrain-mlm")(train.pretrain_mlm)
 app.command()(run.run)
 app.command()(ingest.init)
+app.add_typer(topics.topics_app, name="topics")
 app.command()(ingest.ingest)
 app.command("serve-http")(ingest.serve_http)
 app.command("poll-feed")(ingest.poll_feed)

@@ -121,6 +121,17 @@ DatabaseUrlOption = Annotated[
         show_default=False,
     ),
 ]
+PartitionsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--partitions",
+        metavar="N",
+        callback=_setting_override("topic_partitions", "--partitions"),
+        help="Partitions of news.raw, news.scored and news.dlq when created (default: "
+        "FINSENT_TOPIC_PARTITIONS); caps how many scorer workers share the stream",
+        show_default=False,
+    ),
+]
 BootstrapServerOption = Annotated[
     str | None,
     typer.Option(

@@ -8,7 +8,10 @@ not as a traceback from the web server.
 
 Users are managed here so nobody hand-writes a bcrypt hash: the password is prompted for
 (twice, hidden) or read from stdin with --password-stdin for scripts, and only its hash is
-written, to a file readable by its owner only.
+written, to the database's `dashboard_users` table, which every dashboard replica reads.
+`import-file` moves the users of the TOML file older versions kept on each dashboard host
+(FINSENT_DASHBOARD_USERS_FILE) into the table: explicitly, once per deployment, never on its
+own, so a user removed from the table cannot come back from a forgotten file.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from typing import Annotated
 import typer
 
 from services.cli.choices import Role
-from services.cli.common import DatabaseUrlOption, JsonOption, YesOption, confirm_destructive, echo_json
+from services.cli.common import (
+    DatabaseUrlOption,
+    JsonOption,
+    YesOption,
+    confirm_destructive,
+    echo_json,
+    in_transaction,
+)
 from services.cli.errors import fail
 
 dashboard_app = typer.Typer(
@@ -32,7 +42,7 @@ dashboard_app = typer.Typer(
     invoke_without_command=True,
 )
 users_app = typer.Typer(
-    help="Dashboard users: bcrypt-hashed passwords and roles in FINSENT_DASHBOARD_USERS_FILE.",
+    help="Dashboard users: bcrypt-hashed passwords and roles in the database (table dashboard_users).",
     no_args_is_help=True,
 )
 dashboard_app.add_typer(users_app, name="users")
@@ -117,15 +127,26 @@ def dashboard(
 
 
 def _note_users(path: Path) -> None:
+    """Say on start-up when nobody can log in yet, or when an old users file still holds
+    users the database lacks (they cannot log in until imported)."""
     from dashboards.users_file import UsersFileError, read_users
+    from services.storage import list_dashboard_users
 
+    known = {user.name for user in in_transaction(list_dashboard_users)}
     try:
-        users = read_users(path)
-    except UsersFileError as exc:
-        fail(str(exc))
-    if not users:
+        in_file = set(read_users(path))
+    except UsersFileError:
+        in_file = set()
+    missing = in_file - known
+    if missing:
         typer.echo(
-            f"note: no users in {path}; add one with `finsent dashboard users add NAME --role admin` "
+            f"note: {len(missing)} user(s) in {path} are not in the database and cannot log in; "
+            f"move them with `finsent dashboard users import-file`",
+            err=True,
+        )
+    elif not known:
+        typer.echo(
+            "note: no dashboard users yet; add one with `finsent dashboard users add NAME --role admin` "
             "(or configure OIDC in .streamlit/secrets.toml, see docs/dashboard.md)",
             err=True,
         )
@@ -142,12 +163,12 @@ def users_add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin")
     ] = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Add a user, or change an existing user's role, e-mail and password."""
-    from dashboards.users_file import UserEntry, UsersFileError, check_name, hash_password, upsert_user
-    from services.settings import get_settings
+    from dashboards.users_file import UsersFileError, check_name, hash_password
+    from services.storage import StoredDashboardUser, upsert_dashboard_user
 
-    path = get_settings().dashboard.dashboard_users_file
     try:
         check_name(name)
     except UsersFileError as exc:
@@ -165,69 +186,93 @@ def users_add(
             password_hash = hash_password(password)
         except UsersFileError as exc:
             fail(str(exc))
-    try:
-        new = upsert_user(path, UserEntry(name, role.value, password_hash, email))  # type: ignore[arg-type]
-    except UsersFileError as exc:
-        fail(str(exc))
-    typer.echo(f"{'added' if new else 'updated'} dashboard user {name} ({role.value}) in {path}")
+    user = StoredDashboardUser(name, role.value, password_hash, email)
+    new = in_transaction(lambda session: upsert_dashboard_user(session, user))
+    typer.echo(f"{'added' if new else 'updated'} dashboard user {name} ({role.value})")
 
 
 @users_app.command("list")
-def users_list(as_json: JsonOption = False) -> None:
+def users_list(as_json: JsonOption = False, database_url: DatabaseUrlOption = None) -> None:
     """List users and roles (never the hashes).
 
     --json: an array of {name, role, login ("password" or "oidc only"), email}.
     """
-    from dashboards.users_file import UsersFileError, read_users
-    from services.settings import get_settings
+    from services.storage import list_dashboard_users
 
-    path = get_settings().dashboard.dashboard_users_file
-    try:
-        users = read_users(path)
-    except UsersFileError as exc:
-        fail(str(exc))
+    users = in_transaction(list_dashboard_users)
     if as_json:
         echo_json(
             [
                 {
-                    "name": e.name,
-                    "role": e.role,
-                    "login": "password" if e.password_hash else "oidc only",
-                    "email": e.email,
+                    "name": u.name,
+                    "role": u.role,
+                    "login": "password" if u.password_hash else "oidc only",
+                    "email": u.email,
                 }
-                for e in sorted(users.values(), key=lambda e: e.name)
+                for u in users
             ]
         )
         return
     if not users:
-        typer.echo(f"no dashboard users in {path}")
+        typer.echo("no dashboard users yet")
         return
-    for entry in sorted(users.values(), key=lambda e: e.name):
-        login = "password" if entry.password_hash else "oidc only"
-        typer.echo(f"{entry.name}  {entry.role}  {login}  {entry.email or ''}".rstrip())
+    for user in users:
+        login = "password" if user.password_hash else "oidc only"
+        typer.echo(f"{user.name}  {user.role}  {login}  {user.email or ''}".rstrip())
 
 
 @users_app.command("remove")
-def users_remove(name: Annotated[str, typer.Argument(help="Login name")], yes: YesOption = False) -> None:
+def users_remove(
+    name: Annotated[str, typer.Argument(help="Login name")],
+    yes: YesOption = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Remove a user (asks first); their open dashboard sessions end at their next click.
 
     Exit codes: 0 removed; 1 not confirmed; 2 no such user, or no terminal to ask on and no --yes.
     """
-    from dashboards.users_file import UsersFileError, read_users, remove_user
-    from services.settings import get_settings
+    from services.storage import get_dashboard_user, remove_dashboard_user
 
-    path = get_settings().dashboard.dashboard_users_file
-    try:
-        known = name in read_users(path)
-    except UsersFileError as exc:
-        fail(str(exc))
-    if not known:
-        fail(f"no dashboard user {name!r} in {path}")
-    confirm_destructive(f"Remove dashboard user {name} from {path}?", yes=yes)
-    try:
-        removed = remove_user(path, name)
-    except UsersFileError as exc:
-        fail(str(exc))
-    if not removed:
-        fail(f"no dashboard user {name!r} in {path}")
+    if in_transaction(lambda session: get_dashboard_user(session, name)) is None:
+        fail(f"no dashboard user {name!r}")
+    confirm_destructive(f"Remove dashboard user {name}?", yes=yes)
+    if not in_transaction(lambda session: remove_dashboard_user(session, name)):
+        fail(f"no dashboard user {name!r}")
     typer.echo(f"removed dashboard user {name}")
+
+
+@users_app.command("import-file")
+def users_import_file(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Users file to import (default: FINSENT_DASHBOARD_USERS_FILE)", show_default=False
+        ),
+    ] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Move the users of a users file (TOML, as older versions kept it) into the database; idempotent.
+
+    Users whose name is already in the database are kept as they are there (a role or password
+    changed since is not reverted), so running it again adds nobody. The file is only read:
+    delete it once every host's users are imported.
+    """
+    from dashboards.users_file import UsersFileError, read_users
+    from services.settings import get_settings
+    from services.storage import StoredDashboardUser, add_missing_dashboard_users
+
+    source = path if path is not None else get_settings().dashboard.dashboard_users_file
+    if not source.is_file():
+        fail(f"{source}: no such file")
+    try:
+        entries = read_users(source)
+    except UsersFileError as exc:
+        fail(str(exc))
+    users = [StoredDashboardUser(e.name, e.role, e.password_hash, e.email) for e in entries.values()]
+    added = in_transaction(lambda session: add_missing_dashboard_users(session, users))
+    kept = len(users) - len(added)
+    typer.echo(
+        f"imported {len(added)} dashboard user(s) from {source}"
+        + (f": {', '.join(added)}" if added else "")
+        + f"; {kept} already in the database, kept as they are"
+    )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from services.cli.common import BootstrapServerOption, broker_errors, configured_bootstrap
+from services.cli.common import BootstrapServerOption, PartitionsOption, broker_errors, configured_bootstrap
 from services.cli.errors import fail
 from services.settings import FlatSettings, get_settings
 
@@ -56,9 +56,12 @@ def _producer(bootstrap: str, topic: str) -> NewsProducer:
 
 
 def init(
+    partitions: PartitionsOption = None,
     bootstrap_server: BootstrapServerOption = None,
 ) -> None:
-    """Create the pipeline's topics (news.raw, news.scored, news.dlq, model.events, alerts); idempotent."""
+    """Create the pipeline's topics (news.raw, news.scored, news.dlq, model.events, alerts); idempotent.
+
+    An existing topic keeps its partition count: `finsent topics scale --partitions N` grows it."""
     from services.broker.topics import ensure_topics, pipeline_topics
 
     bootstrap = configured_bootstrap()
@@ -69,7 +72,10 @@ def init(
     for spec, state in zip(specs, states, strict=True):
         note = ""
         if not state.created and state.partitions != spec.partitions:
-            note = f" (configured {spec.partitions}; partitions of an existing topic are left as they are)"
+            note = (
+                f" (configured {spec.partitions}; an existing topic keeps its partitions: "
+                "`finsent topics scale --partitions N` grows news.raw and news.scored)"
+            )
         verb = "created" if state.created else "exists "
         typer.echo(f"{verb} {state.name}: {state.partitions} partition(s){note}")
     typer.echo(f"topics ready on {bootstrap}")

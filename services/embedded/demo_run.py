@@ -124,12 +124,11 @@ def prepare_demo(settings: Settings, items: int, model_dir: Path, on_database: O
     by_id = {enc.event_id: item for item, enc in encodable(list(feed.items))}
     burst_ids = {enc.event_id for _, enc in encodable(list(feed.burst))}
     sub_id, enabled = in_session(on_database, _ensure_subscription)
-    from dashboards.users_file import UsersFileError
     from services.embedded.demo_setup import ensure_demo_user
 
     try:
-        password = ensure_demo_user(settings.dashboard.dashboard_users_file, settings.home)
-    except (UsersFileError, OSError) as exc:
+        password = in_session(on_database, lambda session: ensure_demo_user(session, settings.home))
+    except OSError as exc:
         raise RunError(f"--demo: cannot set up the demo dashboard login: {exc}") from None
     return DemoRun(feed, by_id, burst_ids, sub_id, enabled, password, earlier, config.detector.bucket_width)
 

@@ -44,20 +44,24 @@ def ensure_demo_subscription(session: Session, *, now: datetime) -> tuple[int, b
     return found.id, found.enabled
 
 
-def ensure_demo_user(users_file: Path, home: Path) -> str:
+def ensure_demo_user(session: Session, home: Path) -> str:
     """The demo user's password: the one kept in `home` if it still logs in, else a new one
-    (written to the users file as a bcrypt hash, and to `home` for the next run)."""
-    from dashboards.users_file import UserEntry, authenticate, hash_password, read_users, upsert_user
+    (stored in `dashboard_users` as a bcrypt hash, and in `home` for the next run)."""
+    from dashboards.users_file import UserEntry, authenticate, hash_password
+    from services.storage import StoredDashboardUser, get_dashboard_user, upsert_dashboard_user
 
     kept = home / DEMO_LOGIN_FILE
     try:
         password = kept.read_text(encoding="utf-8").strip()
     except OSError:
         password = ""
-    if password and authenticate(read_users(users_file), DEMO_USER, password) is not None:
-        return password
+    stored = get_dashboard_user(session, DEMO_USER)
+    if password and stored is not None:
+        entry = UserEntry(stored.name, DEMO_ROLE, stored.password_hash, stored.email)
+        if authenticate({DEMO_USER: entry}, DEMO_USER, password) is not None:
+            return password
     password = secrets.token_urlsafe(12)
-    upsert_user(users_file, UserEntry(DEMO_USER, DEMO_ROLE, hash_password(password)))
+    upsert_dashboard_user(session, StoredDashboardUser(DEMO_USER, DEMO_ROLE, hash_password(password), None))
     fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(password + "\n")

@@ -4,6 +4,15 @@ The same code runs on PostgreSQL (production) and SQLite (the embedded default).
 """
 
 from services.storage.alert_models import AlerterCheckpointRow, AlertOutboxRow, AlertRow, SentimentBucketRow
+from services.storage.dashboard_models import DashboardUserRow
+from services.storage.dashboard_users import (
+    StoredDashboardUser,
+    add_missing_dashboard_users,
+    get_dashboard_user,
+    list_dashboard_users,
+    remove_dashboard_user,
+    upsert_dashboard_user,
+)
 from services.storage.delivery_models import DeliveryAttemptRow, DeliveryRow, SubscriptionRow
 from services.storage.engine import make_engine, normalise_url, redact, session_factory
 from services.storage.leadership import LeaderLock, lock_key
@@ -35,6 +44,7 @@ __all__ = [
     "AlertOutboxRow",
     "AlertRow",
     "AlerterCheckpointRow",
+    "DashboardUserRow",
     "DeliveryAttemptRow",
     "DeliveryRow",
     "SentimentBucketRow",
@@ -52,21 +62,27 @@ __all__ = [
     "PredictionRow",
     "PruneCounts",
     "ScoredItem",
+    "StoredDashboardUser",
     "StoredPrediction",
     "UpsertCounts",
+    "add_missing_dashboard_users",
     "count_items",
     "count_older",
     "count_predictions",
     "lock_key",
     "current_revision",
+    "get_dashboard_user",
     "head_revision",
+    "list_dashboard_users",
     "make_engine",
     "normalise_url",
     "predictions_in_range",
     "prune_older",
     "redact",
+    "remove_dashboard_user",
     "retention_cutoff",
     "session_factory",
     "upgrade_database",
+    "upsert_dashboard_user",
     "upsert_scored_batch",
 ]

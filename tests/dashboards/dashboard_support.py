@@ -27,7 +27,14 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboards.auth import SESSION_KEY, login_state
-from dashboards.users_file import UserEntry, hash_password, write_users
+from dashboards.users_file import UserEntry, hash_password
+from services.storage import (
+    StoredDashboardUser,
+    add_missing_dashboard_users,
+    make_engine,
+    session_factory,
+    upgrade_database,
+)
 
 # The integration suite owns the PostgreSQL helpers (create / drop a database per test);
 # its package lives beside this directory.
@@ -40,7 +47,7 @@ __all__ = [
     "fresh_postgres_url",
     "make_app",
     "seeded_template",
-    "users_file",
+    "store_test_users",
 ]
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
@@ -65,15 +72,26 @@ def _once(name: str, tmp_path_factory: pytest.TempPathFactory, build: Callable[[
     return _built[name]
 
 
-def _write_users(path: Path) -> None:
-    users = {name: UserEntry(name, role, hash_password(PASSWORD, rounds=4)) for name, role in USERS.items()}
-    users["olga"] = UserEntry("olga", "analyst", None, OIDC_EMAIL)
-    write_users(path, users)  # type: ignore[arg-type]
+_hashes: dict[str, str] = {}
 
 
-@pytest.fixture(scope="session")
-def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _once("users.toml", tmp_path_factory, _write_users)
+def _test_users() -> list[StoredDashboardUser]:
+    """The test users, hashed once per session (a low bcrypt cost: they are for tests)."""
+    if not _hashes:
+        _hashes.update({name: hash_password(PASSWORD, rounds=4) for name in USERS})
+    users = [StoredDashboardUser(name, role, _hashes[name], None) for name, role in USERS.items()]
+    return [*users, StoredDashboardUser("olga", "analyst", None, OIDC_EMAIL)]
+
+
+def store_test_users(url: str) -> None:
+    """Put the test users into the database at `url` (migrated first); idempotent."""
+    upgrade_database(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine).begin() as session:
+            add_missing_dashboard_users(session, _test_users())
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -96,13 +114,13 @@ def db_url(seeded_template: Path, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def dashboard_env(monkeypatch: pytest.MonkeyPatch, users_file: Path, tmp_path: Path) -> Callable[[str], None]:
-    """Point the app (which reads Settings on every run) at a database and the test users."""
+def dashboard_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[str], None]:
+    """Point the app (which reads Settings on every run) at a database holding the test users."""
 
     def use(url: str) -> None:
+        store_test_users(url)
         monkeypatch.setenv("FINSENT_DATABASE_URL", url)
         monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "home"))
-        monkeypatch.setenv("FINSENT_DASHBOARD_USERS_FILE", str(users_file))
         monkeypatch.delenv("FINSENT_KAFKA_BOOTSTRAP", raising=False)
         st.cache_data.clear()
 
@@ -113,7 +131,7 @@ AppFactory = Callable[..., AppTest]
 
 
 @pytest.fixture
-def make_app(dashboard_env: Callable[[str], None], db_url: str, users_file: Path) -> Iterator[AppFactory]:
+def make_app(dashboard_env: Callable[[str], None], db_url: str) -> Iterator[AppFactory]:
     """`make_app("anna")`: the whole app (login gate, navigation) with that user logged in;
     `make_app(None)`: nobody logged in. Not yet run."""
     dashboard_env(db_url)
@@ -124,19 +142,17 @@ def make_app(dashboard_env: Callable[[str], None], db_url: str, users_file: Path
         at = AppTest.from_file(str(APP), default_timeout=30)
         if user is not None:
             at.session_state[SESSION_KEY] = login_state(
-                UserEntry(user, USERS[user], _stored_hash(users_file, user))  # type: ignore[arg-type]
+                UserEntry(user, USERS[user], _stored_hash(user))  # type: ignore[arg-type]
             )
         return at
 
     yield make
 
 
-def _stored_hash(path: Path, name: str) -> str:
-    from dashboards.users_file import read_users
-
-    entry = read_users(path)[name]
-    assert entry.password_hash is not None
-    return entry.password_hash
+def _stored_hash(name: str) -> str:
+    (user,) = [u for u in _test_users() if u.name == name]
+    assert user.password_hash is not None
+    return user.password_hash
 
 
 def open_page(at: AppTest, page: str) -> AppTest:

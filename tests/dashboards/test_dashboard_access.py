@@ -18,7 +18,7 @@ from dashboards.auth import SESSION_KEY
 from dashboards.data.labelling import QueueItem
 from dashboards.data.subscriptions import SubscriptionForm
 from services.settings import Settings
-from services.storage import LabelRow, make_engine, session_factory
+from services.storage import LabelRow, make_engine, remove_dashboard_user, session_factory
 
 AUTH_SECRETS = {
     "redirect_uri": "http://localhost:8501/oauth2callback",
@@ -62,12 +62,13 @@ def test_password_login_through_the_form(make_app) -> None:
     assert "anna (analyst)" in [t.value for t in at.sidebar.text]
 
 
-def test_removed_user_is_logged_out_at_the_next_run(make_app, users_file, monkeypatch) -> None:
+def test_removed_user_is_logged_out_at_the_next_run(make_app, db_url) -> None:
     at = make_app("anna").run()
     assert [t.value for t in at.title] == ["Sentiment overview"]
-    empty = users_file.parent / "empty.toml"
-    empty.write_text("", encoding="utf-8")
-    monkeypatch.setenv("FINSENT_DASHBOARD_USERS_FILE", str(empty))
+    engine = make_engine(db_url)  # as `finsent dashboard users remove anna` does, on any host
+    with session_factory(engine).begin() as session:
+        assert remove_dashboard_user(session, "anna")
+    engine.dispose()
     at.run()
     assert SESSION_KEY not in at.session_state
     assert_only_login(at)  # back at the login form, no page content

@@ -29,6 +29,8 @@ from pathlib import Path
 import dashboard_seed as seed
 import pytest
 
+from services.storage import get_dashboard_user, make_engine, session_factory
+
 # The integration suite's PostgreSQL helper (create / drop a database); its package lives
 # beside this directory, which has no __init__.py (see dashboard_support.py for why).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -100,7 +102,14 @@ def _serve(url: str, tmp_path: Path) -> Iterator[Server]:
         timeout=60,
     )
     assert added.returncode == 0, added.stderr
-    assert "$2b$" in (tmp_path / "users.toml").read_text()
+    assert not (tmp_path / "users.toml").exists()  # into the database, not a per-host file
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            stored = get_dashboard_user(session, USER)
+    finally:
+        engine.dispose()
+    assert stored is not None and (stored.password_hash or "").startswith("$2b$")
 
     port = _free_port()
     log = tmp_path / "dashboard.log"

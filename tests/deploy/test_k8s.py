@@ -177,6 +177,16 @@ def test_workers_scale_on_lag_up_to_the_partition_count(target: str) -> None:
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
+def test_dashboard_service_keeps_a_client_on_one_replica(target: str) -> None:
+    # Streamlit keeps session state in the serving process: several replicas need stickiness.
+    service = by_kind(target, "Service")["finsent-dashboard"]["spec"]
+    assert service["sessionAffinity"] == "ClientIP"
+    assert service["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] >= 3600
+    dashboard = by_kind(target, "Deployment")["finsent-dashboard"]
+    assert service["selector"].items() <= dashboard["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
 def test_disruption_budgets_and_network_policies_select_real_pods(target: str) -> None:
     pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in by_kind(target, "Deployment").values()]
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from dashboards.users_file import UserEntry, authenticate, hash_password, read_users, upsert_user
+from dashboards.data.users import all_users
+from dashboards.users_file import authenticate, hash_password
 from services.delivery.repository import get_subscription, list_subscriptions, set_subscription_enabled
 from services.embedded.demo_setup import (
     DEMO_LOGIN_FILE,
@@ -19,6 +21,7 @@ from services.embedded.demo_setup import (
     ensure_demo_subscription,
     ensure_demo_user,
 )
+from services.storage import StoredDashboardUser, upsert_dashboard_user
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2025, 3, 4, 15, 30, tzinfo=UTC)
@@ -43,17 +46,30 @@ def test_the_demo_subscription_is_added_once_and_a_paused_one_stays_paused(engin
         assert ensure_demo_subscription(session, now=NOW) == (first[0], False)
 
 
-def test_the_demo_login_keeps_its_password_until_it_no_longer_logs_in(tmp_path: Path) -> None:
-    users_file = tmp_path / "dashboard-users.toml"
-    upsert_user(users_file, UserEntry("alice", "admin", hash_password("alice-password")))
-    password = ensure_demo_user(users_file, tmp_path)
-    users = read_users(users_file)
-    assert users["demo"].role == "analyst" and authenticate(users, "demo", password) is not None
-    assert authenticate(users, "alice", "alice-password") is not None  # other users untouched
+def test_the_demo_login_keeps_its_password_until_it_no_longer_logs_in(engine: Engine, tmp_path: Path) -> None:
+    def ensure() -> str:
+        with Session(engine) as session, session.begin():
+            return ensure_demo_user(session, tmp_path)
+
+    def users() -> dict[str, Any]:
+        with Session(engine) as session:
+            return all_users(session)
+
+    def store(name: str, role: str, password: str) -> None:
+        with Session(engine) as session, session.begin():
+            upsert_dashboard_user(
+                session, StoredDashboardUser(name, role, hash_password(password, rounds=4), None)
+            )
+
+    store("alice", "admin", "alice-password")
+    password = ensure()
+    found = users()
+    assert found["demo"].role == "analyst" and authenticate(found, "demo", password) is not None
+    assert authenticate(found, "alice", "alice-password") is not None  # other users untouched
     kept = tmp_path / DEMO_LOGIN_FILE
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
-    assert ensure_demo_user(users_file, tmp_path) == password  # a re-run prints the same login
+    assert ensure() == password  # a re-run prints the same login
     # someone changed the demo user's password: the demo makes a new one that works
-    upsert_user(users_file, UserEntry("demo", "analyst", hash_password("changed-by-someone")))
-    renewed = ensure_demo_user(users_file, tmp_path)
-    assert renewed != password and authenticate(read_users(users_file), "demo", renewed) is not None
+    store("demo", "analyst", "changed-by-someone")
+    renewed = ensure()
+    assert renewed != password and authenticate(users(), "demo", renewed) is not None

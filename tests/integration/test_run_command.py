@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dashboards.users_file import authenticate, read_users
+from dashboards.data.users import all_users
+from dashboards.users_file import UserEntry, authenticate
 from services.broker.embedded import free_port
 from services.storage import (
     AlertRow,
@@ -53,6 +54,15 @@ def sqlite_counts(db: Path) -> tuple[int, int]:
     try:
         with Session(engine) as session:
             return count_items(session), count_predictions(session)
+    finally:
+        engine.dispose()
+
+
+def stored_users(db: Path) -> dict[str, UserEntry]:
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with Session(engine) as session:
+            return all_users(session)
     finally:
         engine.dispose()
 
@@ -264,8 +274,7 @@ def test_run_demo_raises_the_demo_alert_and_delivers_it_and_a_rerun_raises_nothi
         re.M,
     )
     assert hint is not None, first.stdout[-4000:]
-    users = read_users(home / "dashboard-users.toml")
-    assert authenticate(users, "demo", hint[1]) is not None
+    assert authenticate(stored_users(home / "finsent.db"), "demo", hint[1]) is not None
     assert "Traceback" not in output, output[-4000:]
 
     # Again on the same home: the same stories at the same event times, so nothing is stored

@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from services.storage import (  # noqa: F401  (register their tables on Base)
     alert_models,
+    dashboard_models,
     delivery_models,
     learning_models,
     story_models,

@@ -41,7 +41,7 @@ def worker(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Score news.raw into the database, news.scored and news.dlq until stopped."""
-    from services.cli.common import broker_errors, configured_bootstrap, guarded_database, quiet_alembic
+    from services.cli.common import broker_errors, configured_bootstrap, SERVICE_DATABASE_WAIT_SECONDS, guarded_database, quiet_alembic
 
     quiet_alembic()  # before anything imports services.storage (and with it alembic)
     settings = get_settings()
@@ -57,7 +57,7 @@ def worker(
     metrics_socket = _metrics_socket(settings)
     from services.storage import make_engine, session_factory, upgrade_database
 
-    shown, _revision = guarded_database(upgrade_database)
+    shown, _revision = guarded_database(upgrade_database, wait_seconds=SERVICE_DATABASE_WAIT_SECONDS)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     choice = _choose_model(settings, sessions)  # before the broker: a missing model is the likelier mistake

@@ -275,7 +275,8 @@ class Services:
         return worker
 
     def live_workers(self) -> list[Worker]:
-        return [w for w in self.workers if w.alive]
+        """Running and not told to stop (a SIGTERMed worker still finishing does not count)."""
+        return [w for w in self.workers if w.alive and w.proc.pid not in self._intended]
 
     def ready_workers(self) -> list[Worker]:
         """Alive and past faust's 'Worker ready' at least once: processing, not starting."""
@@ -372,9 +373,12 @@ class Receiver:
     """A local webhook receiver: answers 500 to the first `fail_first` requests; on the next
     one it calls `on_kill` (the run SIGKILLs the dispatcher: the request was sent, its result
     not recorded) and drops the connection; afterwards 200. Keeps every request, and
-    accepts each Idempotency-Key once, as a receiver that deduplicates does."""
+    accepts each Idempotency-Key once, as a receiver that deduplicates does. The script
+    applies to notifications whose key contains `target` (the burst's); any other is
+    answered 200 and counted."""
 
-    def __init__(self, *, fail_first: int = 2) -> None:
+    def __init__(self, *, target: str = "|ticker|CHAOS|", fail_first: int = 2) -> None:
+        self.target = target  # the script applies to the burst's notifications; others get 200
         self.fail_first = fail_first
         self.requests: list[dict[str, Any]] = []
         self.accepted_keys: Counter[str] = Counter()
@@ -392,12 +396,21 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 key = self.headers.get("Idempotency-Key", "")
                 with receiver._lock:
-                    n = len(receiver.requests)
-                    action = (
-                        "fail" if n < receiver.fail_first else ("kill" if n == receiver.fail_first else "ok")
-                    )
+                    n = sum(1 for r in receiver.requests if receiver.target in r["key"])
+                    if receiver.target not in key:
+                        action = "other"
+                    elif n < receiver.fail_first:
+                        action = "fail"
+                    else:
+                        action = "kill" if n == receiver.fail_first else "ok"
                     receiver.requests.append(
-                        {"n": n + 1, "at": time.time(), "key": key, "action": action, "bytes": len(body)}
+                        {
+                            "n": len(receiver.requests) + 1,
+                            "at": time.time(),
+                            "key": key,
+                            "action": action,
+                            "bytes": len(body),
+                        }
                     )
                     if action != "fail":
                         receiver.accepted_keys[key] += 1  # the receiver has it (processed once per key)
@@ -515,7 +528,7 @@ def table_counts(engine: Engine) -> dict[str, Any]:
 def alert_rows(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT scope, key, severity, status, opened_at FROM alerts ORDER BY id")
+            text("SELECT scope, key, severity, status, opened_at, alert_key FROM alerts ORDER BY id")
         ).mappings()
         return [{**r, "opened_at": r["opened_at"].isoformat()} for r in rows]
 
@@ -689,9 +702,17 @@ def run_chaos(
 
         cli("init")
         cli(
-            "subscriptions", "add", "--name", "chaos-desk", "--channel", "webhook", "--target", receiver.url,
-            "--secret-ref", "env:CHAOS_WEBHOOK_SECRET",
-        )  # fmt: skip
+            "subscriptions",
+            "add",
+            "--name",
+            "chaos-desk",
+            "--channel",
+            "webhook",
+            "--target",
+            receiver.url,
+            "--secret-ref",
+            "env:CHAOS_WEBHOOK_SECRET",
+        )
 
         svc = Services(env, logs, topics, t0)
         stack.callback(svc.stop_all)
@@ -812,14 +833,17 @@ def run_chaos(
 
         # ---- the alert and its delivery
         wait_until(
-            lambda: receiver.requests and any(r["action"] == "ok" for r in receiver.requests),
+            lambda: any(r["action"] == "ok" for r in receiver.requests),
             timeout=300,
             what="the alert delivered to the webhook after the dispatcher's crash",
             services=svc,
         )
         killed_at = receiver.killed_at
         wait_until(
-            lambda: any(d["status"] == "delivered" for d in delivery_rows(engine)),
+            lambda: any(
+                d["status"] == "delivered" and receiver.target in d["idempotency_key"]
+                for d in delivery_rows(engine)
+            ),
             timeout=120,
             what="the delivery recorded",
             services=svc,
@@ -834,9 +858,12 @@ def run_chaos(
         report["deliveries"] = {
             "rows": deliveries,
             "webhook_requests": receiver.requests,
-            "distinct_keys_received": len(receiver.accepted_keys),
+            "distinct_keys_received": len([k for k in receiver.accepted_keys if receiver.target in k]),
+            "other_keys_received": sorted(k for k in receiver.accepted_keys if receiver.target not in k),
             "accepted_deliveries": sum(1 for _ in receiver.accepted_keys),
-            "duplicate_deliveries_dropped_by_key": sum(n - 1 for n in receiver.accepted_keys.values()),
+            "duplicate_deliveries_dropped_by_key": sum(
+                n - 1 for k, n in receiver.accepted_keys.items() if receiver.target in k
+            ),
             "dispatcher_starts": svc.dispatcher_starts,
         }
         log(f"[{svc.now():6.1f}s] alert delivered: {len(receiver.requests)} webhook requests")
@@ -1001,8 +1028,10 @@ def judge(report: dict[str, Any]) -> dict[str, bool]:
         "dlq_is_exactly_the_poison": dlq["distinct_poison"] == dlq["injected"]
         and not dlq["unexpected"]
         and not dlq["wrong_error_type"],
-        "one_alert": len(report["alerts"]) == 1,
-        "one_delivery": len(delivered) == 1 and deliveries["distinct_keys_received"] == 1,
+        "one_alert": [(a["scope"], a["key"]) for a in report["alerts"]] == [("ticker", "CHAOS")],
+        "one_delivery": len(delivered) == 1
+        and deliveries["distinct_keys_received"] == 1
+        and not deliveries["other_keys_received"],
         "sigterm_exit_under_30s": any(e["was_ready"] for e in report["sigterm_exits"])
         and all(
             e["exit_code"] == 0 and e["exit_s"] < SIGTERM_LIMIT_S and not e["traceback"]
@@ -1023,6 +1052,100 @@ def judge(report: dict[str, Any]) -> dict[str, bool]:
     return checks
 
 
+# --------------------------------------------------------------------------- the table
+
+
+def _fault_recovery(report: dict[str, Any], kind: str) -> str:
+    values = [f["recovered_s"] for f in report["faults"] if f["kind"] == kind]
+    return ", ".join("-" if v is None else f"{v:.0f}" for v in values) or "-"
+
+
+def markdown_table(reports: list[dict[str, Any]]) -> str:
+    """docs/reliability.md's results table: one column per run."""
+    rows: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+        ("items in (valid + poison)", lambda r: f"{r['items']['in']:,} + {r['items']['poison_in']}"),
+        ("stored / lost", lambda r: f"{r['items']['stored']:,} / {r['items']['lost']}"),
+        (
+            "duplicated rows (news_items, predictions, news_tickers)",
+            lambda r: ", ".join(
+                str(r["tables_final"][t]["duplicates"]) for t in ("news_items", "predictions", "news_tickers")
+            ),
+        ),
+        (
+            "DLQ: distinct poison / injected (messages)",
+            lambda r: f"{r['dlq']['distinct_poison']} / {r['dlq']['injected']} ({r['dlq']['messages']})",
+        ),
+        ("DLQ by error type", lambda r: ", ".join(f"{k} {v}" for k, v in r["dlq"]["by_error_type"].items())),
+        (
+            "alerts (severity, status)",
+            lambda r: ", ".join(
+                f"{a['scope']} {a['key']} ({a['severity']}, {a['status']})" for a in r["alerts"]
+            ),
+        ),
+        (
+            "deliveries recorded / webhook requests",
+            lambda r: (
+                f"{sum(d['status'] == 'delivered' for d in r['deliveries']['rows'])} / "
+                f"{len(r['deliveries']['webhook_requests'])} "
+                f"({', '.join(q['action'] for q in r['deliveries']['webhook_requests'])})"
+            ),
+        ),
+        (
+            "duplicate deliveries (same Idempotency-Key, dropped by the receiver)",
+            lambda r: r["deliveries"]["duplicate_deliveries_dropped_by_key"],
+        ),
+        ("workers started (1 → 2 → 3 → 1, replacements)", lambda r: r["stream"]["workers_started"]),
+        ("recovery after SIGKILL, s", lambda r: _fault_recovery(r, "sigkill")),
+        ("recovery after SIGTERM, s", lambda r: _fault_recovery(r, "sigterm")),
+        (
+            "recovery after scale up / down, s",
+            lambda r: f"{_fault_recovery(r, 'scale_up')} / {_fault_recovery(r, 'scale_down')}",
+        ),
+        ("recovery after the 30 s database cut, s", lambda r: _fault_recovery(r, "db_cut")),
+        (
+            "recovery after the dispatcher's kill (to the delivery recorded), s",
+            lambda r: _fault_recovery(r, "dispatcher_kill_between_send_and_record"),
+        ),
+        (
+            "SIGTERM exit, s (exit code)",
+            lambda r: ", ".join(
+                f"{e['exit_s']:.1f} ({e['exit_code']})" + ("" if e["was_ready"] else " starting")
+                for e in r["sigterm_exits"]
+            ),
+        ),
+        ("replay from offset 0: rows changed", lambda r: sum(r["replay"]["rows_changed"].values())),
+        (
+            "broker restart: news.raw records kept / recovery s",
+            lambda r: (
+                "-"
+                if "broker_restart" not in r
+                else f"{r['broker_restart']['raw_records_after_restart']} / "
+                f"{r['broker_restart']['recovered_s']}"
+            ),
+        ),
+        ("unexpected process exits", lambda r: len(r["unexpected_exits"])),
+        (
+            "run length, s; load average before → after",
+            lambda r: (
+                f"{r['duration_s']:.0f}; {r['machine']['load_before'][0]} → {r['machine']['load_after'][0]}"
+            ),
+        ),
+        (
+            "all targets met",
+            lambda r: (
+                "yes"
+                if all(r["targets"].values())
+                else "no: " + ", ".join(k for k, v in r["targets"].items() if not v)
+            ),
+        ),
+    ]
+    head = "| | " + " | ".join(f"run {r.get('run', i + 1)}" for i, r in enumerate(reports)) + " |"
+    lines = [head, "|---" * (len(reports) + 1) + "|"]
+    for name, cell in rows:
+        lines.append(f"| {name} | " + " | ".join(str(cell(r)) for r in reports) + " |")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -1038,7 +1161,15 @@ def main() -> None:
     parser.add_argument(
         "--short", action="store_true", help="the CI test's plan: fewer kills, 5-10 s gaps, 10 s cut"
     )
+    parser.add_argument(
+        "--table", type=Path, nargs="+", help="print the markdown table of these reports and exit"
+    )
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table([json.loads(p.read_text()) for p in args.table]))
+        return
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: processes, broker and database are cleaned up
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     os.environ.setdefault("FINSENT_TORCH_THREADS", "1")
     work = args.work or Path(tempfile.mkdtemp(prefix="finsent-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -1062,8 +1193,12 @@ def main() -> None:
         report["model_kind"] = (
             "given" if args.model else "tiny keyword-trained test model (tests/conftest.py)"
         )
-        report["design"] = {"seed": design.seed, "span_minutes": design.span_minutes, **design.notes,
-                            "expected_alerts": design.expected_alerts}  # fmt: skip
+        report["design"] = {
+            "seed": design.seed,
+            "span_minutes": design.span_minutes,
+            **design.notes,
+            "expected_alerts": design.expected_alerts,
+        }
         report["targets"] = judge(report)
         out = RESULTS_DIR / f"chaos_run{n}.json"
         out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")

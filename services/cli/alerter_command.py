@@ -32,7 +32,13 @@ def alerter(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Watch news.scored for negative-sentiment spikes; write alerts and publish them to `alerts`."""
-    from services.cli.common import broker_errors, configured_bootstrap, SERVICE_DATABASE_WAIT_SECONDS, guarded_database, quiet_alembic
+    from services.cli.common import (
+        SERVICE_DATABASE_WAIT_SECONDS,
+        broker_errors,
+        configured_bootstrap,
+        guarded_database,
+        quiet_alembic,
+    )
 
     quiet_alembic()
     settings = get_settings()

@@ -72,11 +72,15 @@ def test_a_service_started_during_a_database_outage_waits_and_then_migrates_and_
             assert dispatcher.stop() == 0, dispatcher.tail()
 
 
-def test_a_service_whose_database_refuses_it_still_fails_at_once(tmp_path: Path, fresh_postgres_url: str) -> None:
+def test_a_service_whose_database_refuses_it_still_fails_at_once(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
     """Waiting is for an unreachable server only: a database that does not exist is an error
     to report, not to wait out."""
-    missing = make_url(fresh_postgres_url).set(database="finsent_no_such_database").render_as_string(
-        hide_password=False
+    missing = (
+        make_url(fresh_postgres_url)
+        .set(database="finsent_no_such_database")
+        .render_as_string(hide_password=False)
     )
     env = {
         **os.environ,

@@ -68,6 +68,7 @@ from services.ingest.producer import NewsProducer  # noqa: E402
 from tests.integration.alerter_process import AlerterProcess  # noqa: E402
 from tests.integration.conftest import consume, fresh_postgres_database  # noqa: E402
 from tests.integration.pipeline import (  # noqa: E402
+    READY_TIMEOUT_S,
     SESSION_TIMEOUT_S,
     CliProcess,
     PipelineTopics,
@@ -282,7 +283,7 @@ class Services:
         """Alive and past faust's 'Worker ready' at least once: processing, not starting."""
         return [w for w in self.live_workers() if w.ready_count() > 0]
 
-    def victim(self, rng: random.Random, *, timeout: float = 120.0) -> Worker:
+    def victim(self, rng: random.Random, *, timeout: float = READY_TIMEOUT_S) -> Worker:
         """A random worker that is processing (waits for one, so a kill strikes mid-stream)."""
         ready = wait_until(self.ready_workers, timeout=timeout, what="a ready worker to kill", services=self)
         return rng.choice(ready)

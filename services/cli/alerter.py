@@ -32,7 +32,13 @@ def alerter(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Watch news.scored for negative-sentiment spikes; write alerts and publish them to `alerts`."""
-    from services.cli.common import broker_errors, configured_bootstrap, guarded_database, quiet_alembic
+    from services.cli.common import (
+        SERVICE_DATABASE_WAIT_SECONDS,
+        broker_errors,
+        configured_bootstrap,
+        guarded_database,
+        quiet_alembic,
+    )
 
     quiet_alembic()
     settings = get_settings()
@@ -55,7 +61,7 @@ def alerter(
 
     from services.storage import make_engine, upgrade_database
 
-    shown, _revision = guarded_database(upgrade_database)
+    shown, _revision = guarded_database(upgrade_database, wait_seconds=SERVICE_DATABASE_WAIT_SECONDS)
 
     from services.alerting.metrics import AlerterMetrics
     from services.alerting.service import Alerter, LeadershipLost

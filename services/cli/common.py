@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -179,9 +180,43 @@ def quiet_alembic() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def guarded_database(action: Callable[[str], T], url: str | None = None) -> tuple[str, T]:
+# A service started while its database is briefly away (a restart, a failover, a network cut:
+# an orchestrator replacing a worker during an outage, or starting the pipeline before the
+# database is up) waits this long for it instead of exiting; one-shot commands fail at once.
+SERVICE_DATABASE_WAIT_SECONDS = 120.0
+_UNREACHABLE = (
+    "connection refused",
+    "timeout expired",
+    "server closed the connection",
+    "connection reset",
+    "no route to host",
+    "network is unreachable",
+    "could not receive data",
+    "could not send data",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+)
+
+
+def database_unreachable(message: str) -> bool:
+    """Whether a database error's message says the server could not be reached (worth
+    waiting for), rather than that it refused us (auth, missing database, permissions)."""
+    text = message.lower()
+    return any(marker in text for marker in _UNREACHABLE)
+
+
+def guarded_database(
+    action: Callable[[str], T],
+    url: str | None = None,
+    *,
+    wait_seconds: float = 0.0,
+    sleep: Callable[[float], object] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[str, T]:
     """Run `action(url)` on the configured (or given) database; database errors become `fail`.
-    Returns the URL with its password hidden, and the action's result."""
+    With `wait_seconds`, an unreachable server is retried (with a line on stderr each time)
+    until that long has passed. Returns the URL with its password hidden, and the action's result."""
     from alembic.util import CommandError
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
@@ -189,17 +224,30 @@ def guarded_database(action: Callable[[str], T], url: str | None = None) -> tupl
 
     url = url if url is not None else get_settings().database.database_url
     shown = redact(url)
-    try:
-        return shown, action(url)
-    except DBAPIError as exc:  # OperationalError & co: unreachable, auth, permissions
-        detail = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
-        fail(f"database {shown}: {detail}")
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # ImportError: a driver not installed
-        fail(f"invalid FINSENT_DATABASE_URL {shown}: {' '.join(str(exc).split())}")
-    except CommandError as exc:  # e.g. an unknown revision
-        fail(f"database {shown}: {' '.join(str(exc).split())}")
-    except OSError as exc:  # e.g. a SQLite directory that cannot be created
-        fail(f"database {shown}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    start = clock()
+    delay = 0.5
+    while True:
+        try:
+            return shown, action(url)
+        except DBAPIError as exc:  # OperationalError & co: unreachable, auth, permissions
+            detail = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
+            waited = clock() - start
+            if database_unreachable(detail) and waited + delay <= wait_seconds:
+                typer.echo(
+                    f"database {shown} unreachable ({detail}); retrying in {delay:g} s "
+                    f"(waited {waited:.0f} of {wait_seconds:g} s)",
+                    err=True,
+                )
+                sleep(delay)
+                delay = min(5.0, delay * 2)
+                continue
+            fail(f"database {shown}: {detail}")
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # ImportError: a driver not installed
+            fail(f"invalid FINSENT_DATABASE_URL {shown}: {' '.join(str(exc).split())}")
+        except CommandError as exc:  # e.g. an unknown revision
+            fail(f"database {shown}: {' '.join(str(exc).split())}")
+        except OSError as exc:  # e.g. a SQLite directory that cannot be created
+            fail(f"database {shown}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
 
 
 def in_transaction(action: Callable[[Session], T]) -> T:

@@ -29,7 +29,7 @@ def dispatcher(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Deliver alert notifications (webhook, Slack, e-mail, log) with retries until stopped."""
-    from services.cli.common import guarded_database, quiet_alembic
+    from services.cli.common import SERVICE_DATABASE_WAIT_SECONDS, guarded_database, quiet_alembic
 
     quiet_alembic()
     settings = get_settings()
@@ -40,7 +40,7 @@ def dispatcher(
     from services.delivery.dispatcher import Dispatcher
     from services.storage import make_engine, redact, session_factory, upgrade_database
 
-    shown, _revision = guarded_database(upgrade_database)
+    shown, _revision = guarded_database(upgrade_database, wait_seconds=SERVICE_DATABASE_WAIT_SECONDS)
     engine = make_engine(settings.database.database_url)
     worker = Dispatcher(session_factory(engine), settings)
     try:

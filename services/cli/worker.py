@@ -13,12 +13,13 @@ and a health check on FINSENT_SCORER_METRICS_HOST:FINSENT_SCORER_METRICS_PORT.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from services.cli.common import BootstrapServerOption, DatabaseUrlOption
 from services.cli.errors import fail
@@ -39,7 +40,13 @@ def worker(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Score news.raw into the database, news.scored and news.dlq until stopped."""
-    from services.cli.common import broker_errors, configured_bootstrap, guarded_database, quiet_alembic
+    from services.cli.common import (
+        SERVICE_DATABASE_WAIT_SECONDS,
+        broker_errors,
+        configured_bootstrap,
+        guarded_database,
+        quiet_alembic,
+    )
 
     quiet_alembic()  # before anything imports services.storage (and with it alembic)
     settings = get_settings()
@@ -55,7 +62,7 @@ def worker(
     metrics_socket = _metrics_socket(settings)
     from services.storage import make_engine, session_factory, upgrade_database
 
-    shown, _revision = guarded_database(upgrade_database)
+    shown, _revision = guarded_database(upgrade_database, wait_seconds=SERVICE_DATABASE_WAIT_SECONDS)
     engine = make_engine(settings.database.database_url)
     sessions = session_factory(engine)
     from services.learning.serving import ServingError, follows_registry, load_initial, worker_model
@@ -121,16 +128,34 @@ def worker(
     )
     if watcher is not None:
         watcher.start()
+    code: int | str | None = 0
     try:
         # the server starts before the app and stops after it (see ObservabilityServer)
         Worker(
             app, server, loglevel=settings.runtime.log_level, override_logging=False
         ).execute_from_commandline()
+    except SystemExit as exc:  # how faust ends a worker: 0 after a clean stop
+        code = exc.code
     finally:
         if watcher is not None:
             watcher.stop()
         engine.dispose()
         metrics_socket.close()
+    exit_at_once(code)
+
+
+def exit_at_once(code: int | str | None) -> NoReturn:
+    """End the process without the interpreter's teardown, once faust has stopped (offsets
+    committed, producer flushed) and the database is closed: nothing is left to do, and the
+    teardown of torch and thousands of modules took 15-30 s on a loaded machine (the chaos
+    run, docs/reliability.md), enough to miss a 30 s termination grace period."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def apply_gil_switch_interval(settings: Settings) -> None:

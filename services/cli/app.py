@@ -31,6 +31,7 @@ from services.cli import (
     subscriptions,
     tokens,
     train,
+    upgrade_model,
     worker,
 )
 from services.cli.common import quiet_alembic
@@ -105,6 +106,7 @@ app.add_typer(encoders.encoders_app, name="encoders")
 app.command()(dispatcher.dispatcher)
 app.command()(retrain.retrain)
 app.command()(retrain.scheduler)
+app.command("upgrade-model")(upgrade_model.upgrade_model)
 app.add_typer(dashboard.dashboard_app, name="dashboard")
 
 

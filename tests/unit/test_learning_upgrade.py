@@ -181,3 +181,25 @@ def test_the_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
     with upgrade_lock(tmp_path) as held:
         assert held
         assert lock_holder(tmp_path) == os.getpid()
+
+
+def test_the_scheduler_exports_the_recorded_state(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from services.learning.upgrade_metrics import UpgradeCollector
+
+    registry = CollectorRegistry()
+    registry.register(UpgradeCollector(tmp_path))
+    assert b"finsent_upgrade" not in generate_latest(registry)  # no upgrade on this home: no samples
+    write_state(
+        tmp_path, UpgradeState(status="training", against=BOOT, epochs=4, epoch=1.5, elapsed_s=90, eta_s=150)
+    )
+    text = generate_latest(registry).decode()
+    assert 'finsent_upgrade_status{status="training"} 1.0' in text
+    assert 'finsent_upgrade_status{status="promoted"} 0.0' in text
+    assert "finsent_upgrade_epochs_done 1.5" in text and "finsent_upgrade_eta_seconds 150.0" in text
+    write_state(tmp_path, UpgradeState(status="promoted", against=BOOT, version="v2", eta_s=0.0))
+    text = generate_latest(registry).decode()
+    assert (
+        'finsent_upgrade_status{status="promoted"} 1.0' in text and "finsent_upgrade_eta_seconds" not in text
+    )

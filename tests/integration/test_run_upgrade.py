@@ -263,3 +263,31 @@ def test_a_demo_that_exits_stops_the_background_training_and_leaves_no_process(
     else:
         assert recorded["status"] in ("promoted", "rejected"), recorded
     assert "Traceback" not in output, output[-4000:]
+    if recorded["status"] != "stopped":
+        return
+    # The stopped run starts again, from the beginning, by hand as by the next `finsent run`
+    # (a short box: the gate's verdict on a tiny model is not the point, only that one is recorded).
+    again = subprocess.run(
+        [sys.executable, "-m", "services", "upgrade-model"],
+        cwd=REPO_ROOT,
+        env=env | {"FINSENT_UPGRADE_MAX_MINUTES": "0.2"},
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    final = state(home)
+    assert final is not None and final["status"] in ("promoted", "rejected"), again.stdout + again.stderr
+    assert again.returncode == {"promoted": 0, "rejected": 3}[str(final["status"])], (
+        again.stdout + again.stderr
+    )
+    assert final["against"] == recorded["against"] and final["pid"] != recorded["pid"]
+    # and once the gate has decided, there is nothing left to do
+    done = subprocess.run(
+        [sys.executable, "-m", "services", "upgrade-model"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout + done.stderr

@@ -12,6 +12,7 @@ anything else, records `stopped`, and the next `finsent run` on this home starts
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -162,7 +163,7 @@ class BackgroundUpgrade:
                 "next `finsent run` on this home starts it again, and it will replace the bootstrap model "
                 "when it beats it"
             )
-            if code not in (0, None):
+            if code not in (0, None, -signal.SIGTERM):  # SIGTERM before its handler was set: stopped as asked
                 warn(f"finsent: warning: the background training exited with code {code} when stopped")
 
 

@@ -145,7 +145,11 @@ def test_run_trains_the_full_model_in_the_background_and_the_worker_switches_to_
     out = tmp_path / "run.out"
     proc = start_run(env, out)
     try:
-        wait_for("the upgrade to start", lambda: "upgrade   pid " in out.read_text(errors="replace"), out)
+        wait_for(
+            "the upgrade to start",
+            lambda: "upgrade   the full model is" in out.read_text(errors="replace"),
+            out,
+        )
         text = out.read_text(errors="replace")
         trainer_pid = int(re.search(r"^upgrade   pid (\d+) \(nice \+19, 1 torch thread\)", text, re.M)[1])  # type: ignore[index]
         assert "the full model is training in the background: ETA " in text

@@ -101,7 +101,8 @@ class InferenceSettings(_Group):
 
 
 class TrainingSettings(_Group):
-    """The encoder, seed data and time box of the bootstrap model `finsent run` trains."""
+    """The encoder, seed data and time box of the bootstrap model `finsent run` trains, and of the
+    full-quality model it trains in the background to replace it."""
 
     base_model: str | None = Field(
         None,
@@ -129,6 +130,31 @@ class TrainingSettings(_Group):
     )
     bootstrap_epochs: int = Field(
         4, ge=1, description="Epoch cap of the bootstrap training (the time box usually ends it first)"
+    )
+    upgrade_bootstrap: bool = Field(
+        True,
+        description="`finsent run` trains the full-quality model (the `finsent train` recipe on the seed "
+        "data) in the background while the bootstrap model serves, and promotes it through the gate; "
+        "false (or `finsent run --no-upgrade`) keeps the bootstrap model",
+    )
+    upgrade_max_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Time box of the background full-model training; empty = none (the default recipe "
+        "runs to its epoch cap or early stop)",
+    )
+    upgrade_torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Torch threads of the background full-model training; empty = half the CPU cores "
+        "(at least 1), so the scorer keeps a core",
+    )
+    upgrade_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="Nice increment of the background full-model training process: 19 (the lowest "
+        "priority) gives the pipeline's processes the CPU whenever they want it",
     )
 
 
@@ -852,6 +878,16 @@ class Settings(BaseSettings):
     def registry_models_dir(self) -> Path:
         """Where retraining saves each challenger (run-<id>)."""
         return self.models_dir / "registry"
+
+    @property
+    def full_model_dir(self) -> Path:
+        """Where `finsent run` trains the full model that replaces the bootstrap one (in the background)."""
+        return self.models_dir / "full"
+
+    @property
+    def upgrade_dir(self) -> Path:
+        """The background upgrade's state file and lock (services.learning.upgrade_state)."""
+        return self.home / "upgrade"
 
     @property
     def logs_dir(self) -> Path:

@@ -32,6 +32,7 @@ from services.cli import (
     tokens,
     topics,
     train,
+    upgrade_model,
     worker,
 )
 from services.cli.common import quiet_alembic
@@ -107,6 +108,7 @@ app.add_typer(encoders.encoders_app, name="encoders")
 app.command()(dispatcher.dispatcher)
 app.command()(retrain.retrain)
 app.command()(retrain.scheduler)
+app.command("upgrade-model")(upgrade_model.upgrade_model)
 app.add_typer(dashboard.dashboard_app, name="dashboard")
 
 

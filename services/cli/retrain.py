@@ -172,8 +172,9 @@ def _retake(lock: LeaderLock) -> bool:
 
 
 def _serve_metrics(settings: Settings) -> tuple[Gauge, Gauge]:
-    """`finsent_scheduler_next_run_timestamp_seconds`, `finsent_scheduler_active` (and the
-    process collectors)."""
+    """`finsent_scheduler_next_run_timestamp_seconds`, `finsent_scheduler_active`, the
+    background upgrade's `finsent_upgrade_*` (services.learning.upgrade_metrics) and the
+    process collectors."""
     from prometheus_client import Gauge, start_http_server
 
     host, port = settings.learning.scheduler_metrics_host, settings.learning.scheduler_metrics_port
@@ -184,6 +185,11 @@ def _serve_metrics(settings: Settings) -> tuple[Gauge, Gauge]:
             f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
             "set FINSENT_SCHEDULER_METRICS_PORT to a free port (0 picks one)"
         )
+    from prometheus_client import REGISTRY
+
+    from services.learning.upgrade_metrics import UpgradeCollector
+
+    REGISTRY.register(UpgradeCollector(settings.upgrade_dir))  # `finsent run`'s background upgrade
     return (
         Gauge("finsent_scheduler_next_run_timestamp_seconds", "When the next retraining is due (unix time)"),
         Gauge("finsent_scheduler_active", "1 while this scheduler holds the database lock, 0 on standby"),

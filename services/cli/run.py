@@ -2,7 +2,8 @@
 
 With no FINSENT_KAFKA_BOOTSTRAP it starts the embedded Kafka-protocol broker; with no
 FINSENT_DATABASE_URL it uses SQLite under FINSENT_HOME; with no model it bootstraps one from
-the seed data (time-boxed by FINSENT_BOOTSTRAP_MINUTES). Which model it serves is decided in
+the seed data (time-boxed by FINSENT_BOOTSTRAP_MINUTES), then trains the full model in the
+background to replace it (services/embedded/upgrade_run.py). Which model it serves is decided in
 services/learning/serving.py; the supervisor that starts and watches the services, the demo
 feed and the printed streams is services/embedded/supervisor.py. This module parses the
 options, calls them, and turns what they raise into one line and an exit code.
@@ -55,6 +56,13 @@ def run(
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option(help="Do not print each scored item")] = False,
+    upgrade: Annotated[
+        bool,
+        typer.Option(
+            help="While the bootstrap model serves, train the full model in the background (low priority) "
+            "and let the promotion gate replace the bootstrap model with it (env FINSENT_UPGRADE_BOOTSTRAP)"
+        ),
+    ] = True,
     bootstrap_server: BootstrapServerOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
@@ -107,6 +115,7 @@ def run(
         quiet=quiet,
         on_database=_on_database,
         on_error=_stopped_by,
+        upgrade=upgrade,
     )
     typer.echo(f"stopped; results are in {shown_db}")
 

@@ -29,6 +29,7 @@ from services.embedded.demo_run import DemoRun, DemoWatch, demo_failure, describ
 from services.embedded.errors import RunError
 
 if TYPE_CHECKING:
+    from services.embedded.upgrade_run import BackgroundUpgrade
     from services.learning.serving import OnDatabase
     from services.settings import Settings
 
@@ -54,9 +55,12 @@ def run_pipeline(
     quiet: bool,
     on_database: OnDatabase,
     on_error: Callable[[RunError], None],
+    upgrade: bool = True,
 ) -> None:
     """Run the pipeline serving `model_dir` (`pinned`: the worker serves that directory and
-    ignores the registry) until Ctrl-C, a failure or the end of the demo. A failure is given
+    ignores the registry) until Ctrl-C, a failure or the end of the demo; `upgrade`: train
+    the full model in the background when the bootstrap model serves (services/embedded/
+    upgrade_run.py; False: `--no-upgrade`). A failure is given
     to `on_error` before anything is stopped, so that its reason is the first thing printed
     (stopping takes a while), then raised."""
     try:
@@ -75,6 +79,7 @@ def run_pipeline(
                 demo_run=demo_run,
                 quiet=quiet,
                 on_database=on_database,
+                upgrade=upgrade,
             )
         except RunError as exc:
             on_error(exc)
@@ -91,6 +96,7 @@ def _run(
     demo_run: DemoRun | None,
     quiet: bool,
     on_database: OnDatabase,
+    upgrade: bool,
 ) -> None:
     """Start the parts (each stopped by `stack`) and supervise them."""
     feed = demo_run.items if demo_run is not None else {}
@@ -156,6 +162,9 @@ def _run(
             f"{service.command:<9} pid {service.pid}, log {service.log_path}; "
             f"{metrics_text(settings, service.command)}"
         )
+    background = _start_upgrade(
+        stack, settings, env, requested=upgrade, pinned=pinned, on_database=on_database
+    )
     say(
         f"send news FINSENT_KAFKA_BOOTSTRAP={bootstrap} finsent ingest FILE (or POST to `finsent serve-http`)"
     )
@@ -184,7 +193,30 @@ def _run(
     say("Ctrl-C stops. Scored stream (sentiment, score, topic, tickers, headline):")
     watch = DemoWatch(demo_run, printer, settings, started_at, on_database) if demo_run is not None else None
     exit_when_done = demo is not None and demo.exit_when_done
-    supervise(services, printer, tails, watch, sender, demo_errors, exit_when_done, started)
+    supervise(services, printer, tails, watch, sender, demo_errors, exit_when_done, started, background)
+
+
+def _start_upgrade(
+    stack: ExitStack,
+    settings: Settings,
+    env: dict[str, str],
+    *,
+    requested: bool,
+    pinned: bool,
+    on_database: OnDatabase,
+) -> BackgroundUpgrade | None:
+    """The background training of the full model, if it is due (stopped first by `stack`:
+    registered after the services, so unwound before them)."""
+    from services.embedded.upgrade_run import BackgroundUpgrade, plan_upgrade
+
+    decision = plan_upgrade(settings, requested=requested, pinned=pinned, on_database=on_database)
+    if not decision.start:
+        say(f"upgrade   none: {decision.reason}")
+        return None
+    background = BackgroundUpgrade(settings, env)
+    stack.callback(background.stop)
+    background.start()
+    return background
 
 
 def _redacted(url: str) -> str:
@@ -295,9 +327,11 @@ def supervise(
     demo_errors: list[str],
     exit_when_done: bool,
     started: float,
+    background: BackgroundUpgrade | None = None,
 ) -> None:
     """Watch the parts until Ctrl-C, a failure, or (with --exit-when-done) the end of the demo:
-    every item scored and stored, and the demo's alert delivered."""
+    every item scored and stored, and the demo's alert delivered. The background upgrade is
+    only reported on: its end, whatever it is, never ends the run."""
     next_status = time.monotonic() + STATUS_EVERY_S
     reported_first = False
     demo_ids = set(watch.run.items) if watch is not None else set()
@@ -335,6 +369,8 @@ def supervise(
                     demo_failure(watch, time.monotonic() - scored_at)
                 elif scored_at is not None and not watch.delivered:
                     watch.note_absence(time.monotonic() - scored_at)
+            if background is not None:
+                background.poll()
             if time.monotonic() >= next_status:
                 next_status += STATUS_EVERY_S
                 warn(f"  ({printer.count()} items scored so far)")

@@ -43,6 +43,8 @@ def test_a_clone_alone_trains_on_its_packaged_seed_data_and_scores_the_demo(
         "FINSENT_BASE_MODEL": str(tiny_bert_dir),
         "FINSENT_BOOTSTRAP_MINUTES": "0.2",
         "FINSENT_BOOTSTRAP_EPOCHS": "1",
+        # the bootstrap alone: the background upgrade has its own test (test_run_upgrade.py)
+        "FINSENT_UPGRADE_BOOTSTRAP": "false",
         "FINSENT_TORCH_THREADS": "1",
         "FINSENT_PRECISION": "fp32",
         "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": "6",

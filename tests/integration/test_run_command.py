@@ -90,6 +90,8 @@ def test_run_demo_bootstraps_a_model_and_scores_the_feed_into_sqlite(
         "FINSENT_TOPIC_DATA": str(topic_csv),
         "FINSENT_BOOTSTRAP_MINUTES": "0.5",
         "FINSENT_BOOTSTRAP_EPOCHS": "1",
+        # the bootstrap alone: the background upgrade has its own test (test_run_upgrade.py)
+        "FINSENT_UPGRADE_BOOTSTRAP": "false",
         "FINSENT_TORCH_THREADS": "1",
         "FINSENT_PRECISION": "fp32",
         "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": "6",

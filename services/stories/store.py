@@ -59,8 +59,8 @@ CHUNK: Final = 500  # bound parameters per IN list: far below SQLite's and libpq
 
 T = TypeVar("T")
 
-# A stored copy is a candidate of every batch within the window, and copies of a wire
-# story share their text: normalised once per worker, not once per lookup.
+# A stored item is read back as a candidate by every batch within the window that shares a
+# band key with it (a wire story's copies, for half an hour): normalised once per worker.
 _normalised = lru_cache(maxsize=16_384)(normalise_headline)
 
 
@@ -73,7 +73,7 @@ def to_headlines(items: Sequence[ScoredItem]) -> list[Headline]:
     """Shingles and band keys of new items, signatures computed for the batch at once (no
     band keys for a headline with no words: an empty set has one MinHash, and every such
     item would be every other's candidate)."""
-    normalised = [_normalised(item.headline) for item in items]
+    normalised = [normalise_headline(item.headline) for item in items]
     sets = [shingles(n) for n in normalised]
     keys = band_key_matrix(signatures(sets)).tolist()
     return [

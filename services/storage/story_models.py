@@ -6,7 +6,8 @@ earliest item and `story_published_at` that item's time, both rewritten when a l
 links two stories (services.stories.clustering). Items stored with clustering off have no
 row and count as a story of their own everywhere (`COALESCE(story_id, event_id)`).
 `story_bands` holds the item's band keys with its time, so the candidate lookup is one
-range scan per key on (band_key, published_at). Both cascade with their news item.
+range scan per key on its primary key (band_key, published_at, event_id). `story_members`
+cascades with its news item; `story_bands` is deleted by retention (see StoryBandRow).
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ class StoryBandRow(Base):
     """One LSH band key of an item's headline signature."""
 
     __tablename__ = "story_bands"
-    __table_args__ = (Index("ix_story_bands_band_key_published_at", "band_key", "published_at"),)
+    # The primary key is the lookup's index: one B-tree per row, not a key plus an index
+    # (and on SQLite no rowid table besides it).
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     band_key: Mapped[int] = mapped_column(BAND_KEY, primary_key=True, autoincrement=False)
-    event_id: Mapped[str] = mapped_column(
-        EVENT_ID, ForeignKey("news_items.event_id", ondelete="CASCADE"), primary_key=True
-    )
-    published_at: Mapped[datetime]
+    published_at: Mapped[datetime] = mapped_column(primary_key=True)
+    # No foreign key: its check would cost one news_items lookup per band row, most of the
+    # insert on PostgreSQL. Retention deletes the rows with their item (retention.py); a row
+    # left behind by another delete is harmless, as candidates are read through
+    # story_members, which cascades.
+    event_id: Mapped[str] = mapped_column(EVENT_ID, primary_key=True)

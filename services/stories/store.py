@@ -11,18 +11,34 @@ connected group, named after its earliest item). The lock is held from the batch
 write to its commit, a few milliseconds of the storing step; workers only queue there.
 On SQLite the batch's first write takes the database's write lock, which does the same.
 
-The lookup is keyed by LSH band keys (`story_bands`, index on (band_key, published_at)):
-one range scan per key, bounded by the clustering window around the batch's times.
+The lookup is keyed by LSH band keys (`story_bands`, primary key (band_key, published_at,
+event_id)): one range scan per key, bounded by the clustering window around the batch's
+times, the keys bound as one value (`_key_in`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    String,
+    Table,
+    any_,
+    bindparam,
+    column,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from services.storage.bulk import insert_ignoring_conflicts
@@ -42,6 +58,10 @@ LOCK_NAME: Final = "finsent-story-clustering"
 CHUNK: Final = 500  # bound parameters per IN list: far below SQLite's and libpq's limits
 
 T = TypeVar("T")
+
+# A stored item is read back as a candidate by every batch within the window that shares a
+# band key with it (a wire story's copies, for half an hour): normalised once per worker.
+_normalised = lru_cache(maxsize=16_384)(normalise_headline)
 
 
 def _chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -103,6 +123,18 @@ def _clustered(session: Session, event_ids: Sequence[str]) -> set[str]:
     return found
 
 
+def _key_in(session: Session, keys: list[int]) -> ColumnElement[bool]:
+    """`band_key` among `keys`, the keys bound as one value (an array on PostgreSQL, a JSON
+    array read by `json_each` on SQLite) rather than an IN list of thousands of parameters,
+    whose per-parameter processing cost more than the lookup itself."""
+    if session.get_bind().dialect.name == "postgresql":
+        return BANDS.c.band_key == any_(bindparam("band_keys", keys, type_=ARRAY(BigInteger())))
+    listed = select(column("value", BigInteger())).select_from(
+        func.json_each(bindparam("band_keys", json.dumps(keys), type_=String()))
+    )
+    return BANDS.c.band_key.in_(listed.scalar_subquery())
+
+
 def _candidates(session: Session, new: Sequence[Headline], window: timedelta) -> Iterable[StoredMember]:
     """Stored items sharing a band key with a new item, published within `window` of the
     batch; each with the keys it matched on (the only ones the clustering looks up)."""
@@ -112,12 +144,11 @@ def _candidates(session: Session, new: Sequence[Headline], window: timedelta) ->
     lo = min(h.published_at for h in new) - window
     hi = max(h.published_at for h in new) + window
     matched: dict[str, set[int]] = {}
-    for chunk in _chunks(keys, 5_000):
-        stmt = select(BANDS.c.event_id, BANDS.c.band_key).where(
-            BANDS.c.band_key.in_(chunk), BANDS.c.published_at >= lo, BANDS.c.published_at <= hi
-        )
-        for event_id, key in session.execute(stmt).tuples():
-            matched.setdefault(event_id, set()).add(int(key))
+    stmt = select(BANDS.c.event_id, BANDS.c.band_key).where(
+        _key_in(session, keys), BANDS.c.published_at >= lo, BANDS.c.published_at <= hi
+    )
+    for event_id, key in session.execute(stmt).tuples():
+        matched.setdefault(event_id, set()).add(int(key))
     members: list[StoredMember] = []
     ids = sorted(matched)
     for id_chunk in _chunks(ids):
@@ -136,7 +167,7 @@ def _candidates(session: Session, new: Sequence[Headline], window: timedelta) ->
         Row = tuple[str, str, datetime, float, str, datetime]
         rows = cast(list[Row], session.execute(stmt).tuples().all())
         for event_id, story_id, story_published_at, novelty, headline, published_at in rows:
-            normalised = normalise_headline(headline)
+            normalised = _normalised(headline)
             members.append(
                 StoredMember(
                     Headline(
@@ -181,11 +212,11 @@ def _write(session: Session, new: Sequence[Headline], result: ClusterResult) -> 
     ]
     _insert(session, MEMBERS, member_rows, conflict=["event_id"])
     band_rows = [
-        {"band_key": key, "event_id": h.event_id, "published_at": h.published_at}
+        {"band_key": key, "published_at": h.published_at, "event_id": h.event_id}
         for h in new
         for key in sorted(set(h.band_keys))
     ]
-    _insert(session, BANDS, band_rows, conflict=["band_key", "event_id"])
+    _insert(session, BANDS, band_rows, conflict=["band_key", "published_at", "event_id"])
 
 
 def _insert(session: Session, table: Table, rows: list[dict[str, Any]], *, conflict: list[str]) -> None:

@@ -48,15 +48,9 @@ def upgrade() -> None:
         sa.Column("band_key", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("event_id", sa.String(128), nullable=False),
         sa.Column("published_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["event_id"],
-            ["news_items.event_id"],
-            name=op.f("fk_story_bands_event_id_news_items"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("band_key", "event_id", name=op.f("pk_story_bands")),
+        sa.PrimaryKeyConstraint("band_key", "published_at", "event_id", name=op.f("pk_story_bands")),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_story_bands_band_key_published_at", "story_bands", ["band_key", "published_at"])
 
 
 def downgrade() -> None:

@@ -8,7 +8,8 @@ The steps, each recorded in `retrain_runs` (skips included, with their reason):
 2. Count labels newer than the last completed run's watermark; below
    FINSENT_RETRAIN_MIN_NEW_LABELS the run is skipped (unless forced).
 3. Warm-start from the champion on the analyst labels (train split; one label per text by
-   majority) plus a stratified replay sample of the seed data, within a time budget. The
+   majority) plus a stratified replay sample of the seed data, within a time budget, by full
+   fine-tuning or with LoRA adapters merged into the weights (FINSENT_RETRAIN_METHOD). The
    frozen and recent holdout texts are never trained on.
 4. Register the challenger, evaluate champion and challenger on both holdouts, let the gate
    decide, record the decision, then promote (and announce on `model.events`) or reject.

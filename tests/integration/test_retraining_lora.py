@@ -52,7 +52,9 @@ def test_a_lora_retraining_passes_the_gate_and_is_served_as_a_plain_model(
         FINSENT_RETRAIN_LORA_RANK="4",
         FINSENT_RETRAIN_LORA_LEARNING_RATE="0.003",
     )
-    imported = finsent(env, "labels", "import", str(write_labels(tmp_path / "labels.csv")), "--labeller", "al")
+    imported = finsent(
+        env, "labels", "import", str(write_labels(tmp_path / "labels.csv")), "--labeller", "al"
+    )
     assert imported.returncode == 0, imported.stderr
     result = finsent(env, "retrain", "--now", "--method", "lora")
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"

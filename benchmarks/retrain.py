@@ -4,6 +4,7 @@ the frozen and the recent holdout.
 Usage:
     python benchmarks/retrain.py prepare --work DIR [--champion-minutes 10]
     python benchmarks/retrain.py run --work DIR [--labels 500] [--selection uncertain,random]
+        [--method full|lora]
 
 `prepare` splits the seed files (the packaged seed data, bert_core/seed_data) the way finsent
 does: the stratified
@@ -27,6 +28,7 @@ import csv
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -100,14 +102,21 @@ def write_labels(work: Path, n: int, selection: str) -> Path:
     return out
 
 
+def _run_dir(home: Path, run_id: int) -> Path:
+    """Where the run saved its challenger (Settings.registry_models_dir under this FINSENT_HOME)."""
+    found = [p for p in home.rglob(f"run-{run_id}") if p.is_dir()]
+    assert len(found) == 1, found
+    return found[0]
+
+
 def _margin(probs: dict[str, float]) -> float:
     top = sorted(probs.values(), reverse=True)
     return top[0] - top[1]
 
 
-def run(work: Path, n_labels: int, selection: str) -> dict:
+def run(work: Path, n_labels: int, selection: str, method: str = "full") -> dict:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    home = work / f"home-{stamp}"
+    home = work / f"home-{stamp}-{method}-{selection}"
     env = {
         **os.environ,
         "FINSENT_HOME": str(home),
@@ -130,9 +139,11 @@ def run(work: Path, n_labels: int, selection: str) -> dict:
     home.mkdir(parents=True)
     finsent("models", "register", str(work / "champion"), "--champion", "--note", "benchmark champion")
     finsent("labels", "import", str(write_labels(work, n_labels, selection)), "--labeller", "benchmark")
-    started = time.perf_counter()
-    retrain = finsent("retrain", "--now")
+    started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    retrain = finsent("retrain", "--now", "--method", method)
     wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
 
     from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
@@ -148,30 +159,44 @@ def run(work: Path, n_labels: int, selection: str) -> dict:
     summary: dict = {
         "labels_imported": n_labels,
         "selection": selection,
+        "method": method,
+        "stored_bytes": {
+            "model_weights": run_row.details.get("weights_bytes"),
+            "model_directory": sum(f.stat().st_size for f in _run_dir(home, run_row.id).iterdir()),
+            "adapter_delta": run_row.details.get("adapter_bytes"),
+        },
         "status": run_row.status,
         "reason": run_row.reason,
         "wall_seconds_cli": round(wall, 1),
+        # CPU seconds of `finsent retrain` (all threads): the cost on a machine shared with other work
+        "cpu_seconds_cli": round(cpu, 1),
+        "setting_overrides": {k: v for k, v in sorted(os.environ.items()) if k.startswith("FINSENT_RETRAIN")},
         "stages": {k: run_row.details.get(k) for k in ("data_seconds", "train_seconds", "evaluate_seconds")},
         "examples": run_row.details.get("examples"),
         "champion": comparison["champion"],
         "challenger": comparison["challenger"],
         "checks": comparison["checks"],
         "cpu": os.cpu_count(),
-        "settings": "defaults (FINSENT_RETRAIN_*: 3 epochs, 10 min budget, lr 5e-5, replay 2x / min 500)",
+        "settings": "defaults (FINSENT_RETRAIN_*: 3 epochs, 10 min budget, lr 5e-5, replay 2x / min 500; "
+        "lora: rank 8, alpha 16, adapter lr 5e-4, all encoder-layer Linears)",
     }
     return summary
 
 
 def table(summary: dict) -> str:
     lines = [
-        f"## Retraining with {summary['labels_imported']} new labels ({summary['selection']} pool texts; "
+        f"## Retraining ({summary.get('method', 'full')}) with {summary['labels_imported']} new labels "
+        f"({summary['selection']} pool texts; "
         "real MiniLM-L6 model, 2 CPU cores)",
         "",
         f"- outcome: **{summary['status']}** — {summary['reason']}",
+        f"- setting overrides: {json.dumps(summary.get('setting_overrides', {}))}",
+        f"- CPU time of `finsent retrain --now`: {summary.get('cpu_seconds_cli')} s",
         f"- wall time of `finsent retrain --now`: {summary['wall_seconds_cli']} s "
         f"(data {summary['stages']['data_seconds']} s, fine-tuning {summary['stages']['train_seconds']} s, "
         f"evaluation of both models on both holdouts {summary['stages']['evaluate_seconds']} s)",
         f"- training rows: {json.dumps(summary['examples'])}",
+        f"- stored version: {json.dumps(summary.get('stored_bytes'))} bytes",
         "",
         "| holdout | task | n | champion macro-F1 | challenger macro-F1 | change | champion acc "
         "| challenger acc |",
@@ -212,6 +237,12 @@ def main() -> None:
         help="which pool texts the analyst labels, comma-separated runs: uncertain (least certain "
         "first), random",
     )
+    r.add_argument(
+        "--method",
+        choices=("full", "lora"),
+        default=None,
+        help="retraining method (FINSENT_RETRAIN_METHOD); given, results go to retrain_<method>.json/.md",
+    )
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.work, args.champion_minutes)
@@ -220,10 +251,12 @@ def main() -> None:
     if unknown := set(selections) - {"uncertain", "random"}:
         parser.error(f"unknown --selection {', '.join(sorted(unknown))}: use uncertain and/or random")
     info = machine()
-    runs = {selection: run(args.work, args.labels, selection) for selection in selections}
-    write_json(result_path("retrain"), {"benchmark": "retrain", "machine": finish(info), "runs": runs})
+    method = args.method or "full"
+    name = f"retrain_{args.method}" if args.method else "retrain"
+    runs = {selection: run(args.work, args.labels, selection, method) for selection in selections}
+    write_json(result_path(name), {"benchmark": "retrain", "machine": finish(info), "runs": runs})
     text = f"Measured on {describe(info)}: `{info['command']}`.\n\n" + "\n".join(map(table, runs.values()))
-    result_path("retrain", ".md").write_text(text)
+    result_path(name, ".md").write_text(text)
     print(text)
 
 

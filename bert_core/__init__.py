@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bert_core.artifacts import LoadedModel, ModelConfig, load_model_dir, save_model_dir
     from bert_core.batching import tokenize
-    from bert_core.config import ExperimentalOptions, MlmConfig, Pooling, TrainConfig
+    from bert_core.config import (
+        LORA_BERT_TARGETS,
+        ExperimentalOptions,
+        LoraOptions,
+        MlmConfig,
+        Pooling,
+        TrainConfig,
+        TrainMethod,
+    )
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
     from bert_core.errors import (
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
     from bert_core.inference.passes import TOKENS_PER_PASS, predict_proba
     from bert_core.inference.predictor import PendingPredictions, Precision, Predictor, resolve_precision
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
+    from bert_core.lora import adapter_state, add_lora, merge_lora, save_adapter
     from bert_core.manifest import (
         CONFIG_FILE,
         MANIFEST_FILE,
@@ -102,6 +111,13 @@ _EXPORTS: dict[str, str] = {
     "TOPIC_LABELS": "bert_core.labels",
     "Task": "bert_core.labels",
     "TrainConfig": "bert_core.config",
+    "TrainMethod": "bert_core.config",
+    "LoraOptions": "bert_core.config",
+    "LORA_BERT_TARGETS": "bert_core.config",
+    "adapter_state": "bert_core.lora",
+    "add_lora": "bert_core.lora",
+    "merge_lora": "bert_core.lora",
+    "save_adapter": "bert_core.lora",
     "TrainResult": "bert_core.training",
     "WEIGHTS_FILE": "bert_core.manifest",
     "class_weights": "bert_core.training",
@@ -186,6 +202,13 @@ __all__ = [
     "SplitData",
     "Task",
     "TrainConfig",
+    "TrainMethod",
+    "LoraOptions",
+    "LORA_BERT_TARGETS",
+    "adapter_state",
+    "add_lora",
+    "merge_lora",
+    "save_adapter",
     "TrainResult",
     "class_weights",
     "classification_report",

@@ -11,6 +11,10 @@ from typing import Literal
 Pooling = Literal["cls", "mean"]
 ClassWeighting = Literal["none", "sqrt_inverse", "inverse"]
 TrainPrecision = Literal["fp32", "bf16", "auto"]
+TrainMethod = Literal["full", "lora"]
+# Every Linear inside the encoder layers of a BERT-family model (peft matches by name suffix):
+# attention query/key/value and output, feed-forward in and out; not the unused pooler.
+LORA_BERT_TARGETS = ("query", "key", "value", "output.dense", "intermediate.dense")
 
 
 @dataclass
@@ -28,6 +32,18 @@ class ExperimentalOptions:
     # distributions are pulled together by this weight x their symmetric KL (R-Drop)
     rdrop_alpha: float = 0.0
     ema_decay: float = 0.0  # 0 = off; else evaluate and keep an EMA of the weights (bert_core.averaging)
+
+
+@dataclass
+class LoraOptions:
+    """Low-rank adapters (bert_core.lora) for `TrainConfig.method = "lora"`: each targeted Linear
+    W learns W + (alpha / rank) x B A with A (rank x in) and B (out x rank); B starts at 0, so
+    training starts exactly from the loaded model."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: tuple[str, ...] = LORA_BERT_TARGETS
 
 
 @dataclass
@@ -60,6 +76,10 @@ class TrainConfig:
     own_task_weight: float = 0.0  # share of the own head's loss taken by the soft targets (0..1)
     # auto: bf16 autocast where the CPU has bf16 units (2.3x faster steps), else fp32
     precision: TrainPrecision = "auto"
+    # full: every encoder weight trains (but frozen word embeddings); lora: the encoder is frozen
+    # and low-rank adapters train (`lora`), merged into the weights at the end (bert_core.lora)
+    method: TrainMethod = "full"
+    lora: LoraOptions = field(default_factory=LoraOptions)
     experimental: ExperimentalOptions = field(default_factory=ExperimentalOptions)
 
 

@@ -38,6 +38,7 @@ from bert_core.errors import DataError, ModelConfigError
 from bert_core.evaluation import evaluate_sets, mean_macro_f1
 from bert_core.inference.cpu import cpu_has_bf16
 from bert_core.inference.passes import predict_proba
+from bert_core.lora import adapter_state, add_lora, merge_lora
 from bert_core.model import MultiTaskClassifier
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     parent_version: str | None = None
     seconds: float = 0.0
+    # method "lora": the adapters and heads before merging (`bert_core.lora.adapter_state`)
+    adapter: dict[str, torch.Tensor] | None = None
 
 
 def class_weights(labels: list[int], n_classes: int, scheme: ClassWeighting) -> torch.Tensor:
@@ -165,7 +168,7 @@ def _depth_below_top(name: str, n_layers: int) -> int:
 
 
 # Left out of a model's recorded training settings: teachers are recorded by version instead.
-_NOT_RECORDED = ("progress", "teachers", "distill_weight", "own_task_weight", "experimental")
+_NOT_RECORDED = ("progress", "teachers", "distill_weight", "own_task_weight", "experimental", "lora")
 
 TeacherTargets = Mapping[str, Mapping[str, np.ndarray]]
 """Per training set (task) and per head: the teachers' mean probabilities, one row per example.
@@ -222,6 +225,9 @@ def fine_tune(
     rng = np.random.default_rng(run_seed)
     model, tokenizer, base_name, parent = _build_model(config, label_names)
     pooling: Pooling = model.pooling
+    if config.method not in ("full", "lora"):
+        raise ModelConfigError(f"training method must be full or lora, not {config.method!r}")
+    trainable = add_lora(model, config.lora) if config.method == "lora" else None
     pad_id = int(tokenizer.pad_token_id or 0)
 
     tokens = {t: tokenize(tokenizer, d.texts, config.max_length) for t, d in train_sets.items()}
@@ -338,6 +344,10 @@ def fine_tune(
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    adapter = None
+    if trainable is not None:  # serve a plain model: fold the adapters into the weights
+        adapter = adapter_state(model)
+        merge_lora(model)
     model.eval()
     training_info = {
         **{k: v for k, v in asdict(config).items() if k not in _NOT_RECORDED},
@@ -347,6 +357,7 @@ def fine_tune(
         "dev_rows": {t: len(d) for t, d in dev_sets.items()},
         "precision": precision,
         "steps": step,
+        **({"lora": asdict(config.lora), "trainable_parameters": trainable} if trainable is not None else {}),
         "seconds": round(time.monotonic() - started, 1),
     }
     training_info["teacher"] = (
@@ -374,6 +385,7 @@ def fine_tune(
         history=history,
         parent_version=parent,
         seconds=time.monotonic() - started,
+        adapter=adapter,
     )
 
 

@@ -45,7 +45,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bert_core import packaged_seed_data
+from bert_core import LORA_BERT_TARGETS, LoraOptions, TrainMethod, packaged_seed_data
 from services.outbound.policy import OutboundPolicy
 
 DEFAULT_HOME = Path("~/.finsent")
@@ -624,6 +624,25 @@ class LearningSettings(_Group):
         2.0, ge=0, description="Earlier (seed) rows mixed in per analyst label, against forgetting"
     )
     retrain_replay_min: int = Field(500, ge=0, description="At least this many replay rows per task")
+    retrain_method: TrainMethod = Field(
+        "full",
+        description="full: every encoder weight trains; lora: the encoder stays frozen and low-rank "
+        "adapters train, merged into the weights before the model is saved (docs/learning.md)",
+    )
+    retrain_lora_rank: int = Field(
+        LoraOptions.rank, ge=1, le=256, description="Rank of each LoRA adapter (FINSENT_RETRAIN_METHOD=lora)"
+    )
+    retrain_lora_alpha: int = Field(
+        LoraOptions.alpha, ge=1, description="LoRA scaling: an adapter's update is multiplied by alpha / rank"
+    )
+    retrain_lora_targets: list[str] = Field(
+        default_factory=lambda: list(LORA_BERT_TARGETS),
+        min_length=1,
+        description="Encoder Linear layers that get adapters, by name suffix (JSON list)",
+    )
+    retrain_lora_learning_rate: float = Field(
+        5e-4, gt=0, le=1e-1, description="Adapter learning rate of a LoRA retraining (heads: as for full)"
+    )
     retrain_cron: str | None = Field(
         None, description="Crontab schedule of `finsent scheduler` (e.g. '0 2 * * *'); empty = the interval"
     )

@@ -45,6 +45,13 @@ class TrainPrecision(StrEnum):
     bf16 = "bf16"
 
 
+class TrainMethod(StrEnum):
+    """How a retraining trains (FINSENT_RETRAIN_METHOD)."""
+
+    full = "full"
+    lora = "lora"
+
+
 class Pooling(StrEnum):
     cls = "cls"
     mean = "mean"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from services.broker.errors import BrokerError
+from services.cli.choices import TrainMethod
 from services.cli.errors import fail, shown_value
 from services.settings import get_settings
 
@@ -283,3 +284,14 @@ def chosen_encoder(choice: str | None, *, install_missing: bool = False) -> str:
         typer.echo(f"assembling encoder {spec.name} into {settings.encoders_dir} (once)", err=True)
         install(spec, settings.encoders_dir)
     return encoder_path(name, settings.encoders_dir)
+
+
+RetrainMethodOption = Annotated[
+    TrainMethod | None,
+    typer.Option(
+        "--method",
+        callback=_setting_override("retrain_method", "--method"),
+        help="full fine-tuning, or LoRA adapters merged into the model (default: FINSENT_RETRAIN_METHOD)",
+        show_default=False,
+    ),
+]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services.cli.common import DatabaseUrlOption
+from services.cli.common import DatabaseUrlOption, RetrainMethodOption
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -35,6 +35,7 @@ def retrain(
         bool,
         typer.Option("--force", help="Train even with fewer new labels than FINSENT_RETRAIN_MIN_NEW_LABELS"),
     ] = False,
+    method: RetrainMethodOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Retrain once: new labels + replay → challenger → holdout gate → promote or reject.
@@ -67,6 +68,8 @@ def retrain(
         typer.echo(f"  champion before: {outcome.champion}")
     if outcome.challenger:
         typer.echo(f"  challenger: {outcome.challenger}")
+    if "method" in outcome.details:
+        typer.echo(f"  method: {outcome.details['method']}")
     for key in ("data_seconds", "train_seconds", "evaluate_seconds"):
         if key in outcome.details:
             typer.echo(f"  {key.replace('_', ' ')}: {outcome.details[key]}")

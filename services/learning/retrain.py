@@ -8,7 +8,8 @@ The steps, each recorded in `retrain_runs` (skips included, with their reason):
 2. Count labels newer than the last completed run's watermark; below
    FINSENT_RETRAIN_MIN_NEW_LABELS the run is skipped (unless forced).
 3. Warm-start from the champion on the analyst labels (train split; one label per text by
-   majority) plus a stratified replay sample of the seed data, within a time budget. The
+   majority) plus a stratified replay sample of the seed data, within a time budget, by full
+   fine-tuning or with LoRA adapters merged into the weights (FINSENT_RETRAIN_METHOD). The
    frozen and recent holdout texts are never trained on.
 4. Register the challenger, evaluate champion and challenger on both holdouts, let the gate
    decide, record the decision, then promote (and announce on `model.events`) or reject.
@@ -213,13 +214,13 @@ def _locked_run(
     with sessions() as session:  # this host may not hold the champion's registered directory
         champion_dir = local_model_dir(session, champion.version, cache_dir=settings.model_cache_dir)
     started = time.perf_counter()
-    manifest = _fine_tune(settings, champion_dir, sets, out_dir)
+    manifest, sizes = _fine_tune(settings, champion_dir, sets, out_dir)
     timings["train_seconds"] = round(time.perf_counter() - started, 2)
 
     started = time.perf_counter()
     decision, comparison = _judge(settings, sessions, champion_dir, out_dir, frozen)
     timings["evaluate_seconds"] = round(time.perf_counter() - started, 2)
-    details = {"examples": counts, "excluded_holdout_texts": exclude, **timings}
+    details = {"examples": counts, "excluded_holdout_texts": exclude, **timings, **sizes}
     values = {**base, "challenger_version": manifest.version, "details": details}
     with sessions() as session, session.begin():
         challenger = registry.register_model(
@@ -339,24 +340,55 @@ def _training_sets(
     return sets, counts, held_out
 
 
-def _fine_tune(settings: Settings, champion_dir: Path, sets: dict[str, Any], out_dir: Path) -> Any:
+def _fine_tune(
+    settings: Settings, champion_dir: Path, sets: dict[str, Any], out_dir: Path
+) -> tuple[Any, dict[str, Any]]:
     """Warm start from the champion; a small dev split of the training rows picks the best
-    checkpoint (never a holdout: the gate must judge on data no decision has seen)."""
-    from bert_core import DEFAULT_LABELS, TrainConfig, fine_tune, save_result, split_sets
+    checkpoint (never a holdout: the gate must judge on data no decision has seen).
 
+    With FINSENT_RETRAIN_METHOD=lora the adapters are merged into the saved model, which is
+    served and registered like any other; the adapters alone (with the champion's version)
+    are also written next to it, `<out_dir>.lora.safetensors`, and both sizes are returned:
+    what a registry keeping only the delta would store."""
+    from bert_core import (
+        DEFAULT_LABELS,
+        WEIGHTS_FILE,
+        LoraOptions,
+        TrainConfig,
+        fine_tune,
+        save_adapter,
+        save_result,
+        split_sets,
+    )
+
+    learning = settings.learning
+    lora = learning.retrain_method == "lora"
     split = split_sets(sets, dev_fraction=0.1, seed=settings.training.seed)
     config = TrainConfig(
         init_from=str(champion_dir),
-        epochs=settings.learning.retrain_epochs,
-        max_minutes=settings.learning.retrain_max_minutes,
-        learning_rate=settings.learning.retrain_learning_rate,
-        head_learning_rate=settings.learning.retrain_learning_rate * 10,
+        epochs=learning.retrain_epochs,
+        max_minutes=learning.retrain_max_minutes,
+        learning_rate=learning.retrain_lora_learning_rate if lora else learning.retrain_learning_rate,
+        head_learning_rate=learning.retrain_learning_rate * 10,
         seed=settings.training.seed,
         progress=True,
+        method=learning.retrain_method,
+        lora=LoraOptions(
+            rank=learning.retrain_lora_rank,
+            alpha=learning.retrain_lora_alpha,
+            target_modules=tuple(learning.retrain_lora_targets),
+        ),
     )
     result = fine_tune(split.train, split.dev, {t: list(DEFAULT_LABELS[t]) for t in sets}, config)  # type: ignore[index]
     result.model_config.training["retrained_from"] = result.parent_version
-    return save_result(result, out_dir, split.train, overwrite=True)
+    manifest = save_result(result, out_dir, split.train, overwrite=True)
+    sizes = {"method": learning.retrain_method, "weights_bytes": (out_dir / WEIGHTS_FILE).stat().st_size}
+    if result.adapter is not None:
+        adapter_file = out_dir.with_name(f"{out_dir.name}.lora.safetensors")
+        sizes["adapter_bytes"] = save_adapter(
+            adapter_file, result.adapter, base_version=result.parent_version
+        )
+    return manifest, sizes
 
 
 def _judge(

@@ -30,6 +30,7 @@ from services.settings import FlatSettings
         (choices.Precision, get_args(FlatSettings.model_fields["precision"].annotation)),
         (choices.TrainPrecision, get_args(train_config.TrainPrecision)),
         (choices.Pooling, get_args(train_config.Pooling)),
+        (choices.TrainMethod, get_args(train_config.TrainMethod)),
         (choices.ClassWeighting, get_args(train_config.ClassWeighting)),
         (choices.Task, HOLDOUT_TASKS),
         (choices.ModelStatus, STATUSES),

@@ -139,8 +139,15 @@ def build_tiny_model(out: Path) -> Path:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from bert_core import DEFAULT_LABELS, TrainConfig, fine_tune, save_model_dir
-    from bert_core.recipes import combined_hash, load_task_files, split_sets
+    from bert_core import (
+        DEFAULT_LABELS,
+        TrainConfig,
+        combined_hash,
+        fine_tune,
+        load_task_files,
+        save_model_dir,
+        split_sets,
+    )
     from tests.conftest import VOCAB, make_sentiment_rows, make_topic_rows, write_csv
 
     base = out / "tiny-bert"

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bert_core import normalize_text
-from bert_core.seed_data import packaged_seed_data
+from bert_core import normalize_text, packaged_seed_data
 from services.alerting import Action, aggregate, apply, bucket_start, detect
 from services.schemas import extract_tickers
 from services.storage import ScoredItem

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from bert_core import Predictor
+    from bert_core import Predictor, VerifiedModelDir
     from services.scorer.metrics import ScorerMetrics
     from services.scorer.model_reload import ModelSlot, ModelWatcher
     from services.settings import Settings
@@ -185,8 +185,9 @@ def apply_gil_switch_interval(settings: Settings) -> None:
     sys.setswitchinterval(settings.scorer.scorer_gil_switch_ms / 1000)
 
 
-def load_predictor(settings: Settings, source: Path) -> Predictor:
-    """A ready-to-serve predictor: loaded with the serving settings and warmed up."""
+def load_predictor(settings: Settings, source: Path | VerifiedModelDir) -> Predictor:
+    """A ready-to-serve predictor: loaded with the serving settings and warmed up. A
+    `VerifiedModelDir` (a registry entry `load_verified` checked) is not hashed again."""
     from bert_core import Predictor
 
     started = time.perf_counter()

@@ -26,6 +26,7 @@ from bert_core.manifest import (
     METRICS_FILE,
     WEIGHTS_FILE,
     Manifest,
+    VerifiedModelDir,
     read_manifest,
     verify_model_dir,
 )
@@ -144,10 +145,14 @@ def save_model_dir(
     return manifest
 
 
-def load_model_dir(path: str | Path, *, verify: bool = True) -> LoadedModel:
-    """Rebuild the classifier from a model directory; weights only from safetensors."""
-    path = Path(path)
-    manifest = verify_model_dir(path) if verify else read_manifest(path)
+def load_model_dir(source: str | Path | VerifiedModelDir, *, verify: bool = True) -> LoadedModel:
+    """Rebuild the classifier from a model directory; weights only from safetensors. A
+    `VerifiedModelDir` is not hashed again unless a file changed since it was verified."""
+    if isinstance(source, VerifiedModelDir):
+        path, manifest = source.path, source.recheck()
+    else:
+        path = Path(source)
+        manifest = verify_model_dir(path) if verify else read_manifest(path)
     raw = json.loads((path / CONFIG_FILE).read_text())
     if raw.get("format_version") != FORMAT_VERSION:
         raise ModelIntegrityError(

@@ -33,21 +33,26 @@ class Manifest:
 def read_manifest(path: str | Path, *, sha256: str | None = None) -> Manifest:
     """The directory's manifest; with `sha256`, only if manifest.json hashes to it (read once,
     so the bytes checked are the bytes parsed)."""
-    path = Path(path)
+    return _read_manifest(Path(path), sha256=sha256)[0]
+
+
+def _read_manifest(path: Path, *, sha256: str | None) -> tuple[Manifest, str]:
+    """The manifest and the sha256 of the bytes it was parsed from."""
     manifest_path = path / MANIFEST_FILE
     if not path.is_dir():
         raise ModelIntegrityError(f"{path}: no such model directory")
     if not manifest_path.is_file():
         raise ModelIntegrityError(f"{path}: not a finsent model directory (no {MANIFEST_FILE})")
     raw = manifest_path.read_bytes()
-    if sha256 is not None and (actual := hashlib.sha256(raw).hexdigest()) != sha256:
+    actual = hashlib.sha256(raw).hexdigest()
+    if sha256 is not None and actual != sha256:
         raise ModelIntegrityError(
             f"{path}: {MANIFEST_FILE} does not match the registered manifest hash "
             f"(expected {sha256[:12]}…, got {actual[:12]}…); the model was modified after "
             "registration, refusing to load it"
         )
     try:
-        return Manifest(**json.loads(raw))
+        return Manifest(**json.loads(raw)), actual
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
         raise ModelIntegrityError(f"{manifest_path}: unreadable manifest ({exc})") from None
 
@@ -61,15 +66,64 @@ def manifest_sha256(path: str | Path) -> str:
 def verify_model_dir(path: str | Path, *, manifest_sha256: str | None = None) -> Manifest:
     """Check every file against the manifest, and the manifest against `manifest_sha256`
     when given (the registry's pin); raise on any missing or changed file."""
+    return check_model_dir(path, manifest_sha256=manifest_sha256).manifest
+
+
+# What a file looked like when it was hashed: (name, inode, size, mtime_ns, ctime_ns). The
+# ctime moves on every write, rename or `touch`, and no user can set it back.
+FileStamp = tuple[str, int, int, int, int]
+
+
+def _stamp(path: Path, name: str) -> FileStamp:
+    st = (path / name).stat()
+    return (name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class VerifiedModelDir:
+    """A model directory whose every file was hashed against its manifest, with each file's
+    stamp taken before it was hashed. Hashing the weights costs seconds; whoever verified a
+    directory hands this on, so that the loader checks the stamps (a `stat` per file) instead
+    of hashing the same bytes again. A file changed since, however it was changed, has
+    another stamp and sends `recheck` back to hashing, which refuses it."""
+
+    path: Path
+    manifest: Manifest
+    manifest_sha256: str  # of the manifest.json whose bytes were checked and parsed
+    stamps: tuple[FileStamp, ...]
+
+    def unchanged(self) -> bool:
+        try:
+            return tuple(_stamp(self.path, name) for name, *_ in self.stamps) == self.stamps
+        except OSError:
+            return False
+
+    def recheck(self) -> Manifest:
+        """The manifest, if no file changed since it was verified; else verify it again
+        (against the same manifest hash), raising `ModelIntegrityError` on any difference."""
+        if self.unchanged():
+            return self.manifest
+        return check_model_dir(self.path, manifest_sha256=self.manifest_sha256).manifest
+
+
+def check_model_dir(path: str | Path, *, manifest_sha256: str | None = None) -> VerifiedModelDir:
+    """`verify_model_dir`, returning what was verified, so the next reader need not hash it again."""
     path = Path(path)
-    manifest = read_manifest(path, sha256=manifest_sha256)
+    try:
+        manifest_stamp = _stamp(path, MANIFEST_FILE)
+    except OSError:
+        read_manifest(path)  # says what is missing
+        raise ModelIntegrityError(f"{path}: {MANIFEST_FILE} cannot be read") from None
+    manifest, raw_sha = _read_manifest(path, sha256=manifest_sha256)
     for required in (WEIGHTS_FILE, CONFIG_FILE, "config.json"):
         if required not in manifest.files:
             raise ModelIntegrityError(f"{path}: manifest does not list {required}")
+    stamps: list[FileStamp] = [manifest_stamp]
     for name, expected in manifest.files.items():
         file = path / name
         if not file.is_file():
             raise ModelIntegrityError(f"{path}: {name} is missing")
+        stamps.append(_stamp(path, name))
         actual = sha256_file(file)
         if actual != expected:
             raise ModelIntegrityError(
@@ -77,4 +131,4 @@ def verify_model_dir(path: str | Path, *, manifest_sha256: str | None = None) ->
                 f"(expected {expected[:12]}…, got {actual[:12]}…); the model was modified or "
                 "damaged, refusing to load it"
             )
-    return manifest
+    return VerifiedModelDir(path, manifest, raw_sha, tuple(stamps))

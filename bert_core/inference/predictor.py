@@ -27,6 +27,7 @@ from bert_core.inference.linear_layers import (
 )
 from bert_core.inference.passes import TOKENS_PER_PASS, PendingProba, start_predict_proba
 from bert_core.inference.unpadded import add_fused_qkv, supports
+from bert_core.manifest import VerifiedModelDir
 from bert_core.model import MultiTaskClassifier
 from bert_core.prediction import Prediction
 from bert_core.text import normalize_text
@@ -178,7 +179,7 @@ class Predictor:
     @classmethod
     def load(
         cls,
-        path: str | Path,
+        path: str | Path | VerifiedModelDir,
         *,
         precision: Precision = "fp32",
         threads: int | None = None,

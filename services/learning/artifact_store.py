@@ -6,6 +6,8 @@ manifest, into `model_artifacts` in chunks (bound parameters, the caller's trans
 the version is registered. `local_model_dir` is the one answer to "give me a local, verified
 directory for version V": the registered path if it verifies here, else a cached copy under
 FINSENT_HOME/models/cache/<version> if it verifies, else a fresh fetch from the database.
+`verified_model_dir` answers the same with what was verified (`bert_core.VerifiedModelDir`),
+so that a loader right after it does not hash the same files again.
 
 The guarantee: a directory it returns matches the registry's pinned manifest hash and
 weights hash, and every file matches the manifest. A fetch writes into a temporary sibling
@@ -28,6 +30,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -38,7 +41,7 @@ from services.learning.registry import RegistryError
 from services.storage.learning_models import ModelArtifactChunkRow, ModelVersionRow
 
 if TYPE_CHECKING:  # bert_core's package imports torch; the registry must not
-    from bert_core import Manifest
+    from bert_core import Manifest, VerifiedModelDir
 
 log = logging.getLogger(__name__)
 
@@ -198,24 +201,26 @@ def verify_stored(session: Session, row: ModelVersionRow) -> None:
         _check_stored_file(row, name, expected, _stream_file(session, row.version, name, lambda _: None))
 
 
-def verify_against_registry(path: Path, row: ModelVersionRow) -> None:
+def verify_against_registry(path: Path, row: ModelVersionRow) -> VerifiedModelDir:
     """Every file against the manifest, the manifest against the registry's pin, the weights
     against the registered sha256, and the version; `ArtifactError` on any difference."""
-    from bert_core import ModelIntegrityError, verify_model_dir
+    from bert_core import ModelIntegrityError, check_model_dir
 
     try:
-        manifest = verify_model_dir(path, manifest_sha256=row.manifest_sha256)
+        verified = check_model_dir(path, manifest_sha256=row.manifest_sha256)
     except ModelIntegrityError as exc:
         raise ArtifactError(str(exc)) from None
+    manifest = verified.manifest
     if manifest.version != row.version:
         raise ArtifactError(f"{path} holds model {manifest.version}, not {row.version}")
     if manifest.files.get(WEIGHTS_FILE) != row.sha256:
         raise ArtifactError(
             f"{path}: its weights are not the ones registered for {row.version}; refusing them"
         )
+    return verified
 
 
-def fetch_artifact(session: Session, row: ModelVersionRow, target: Path) -> Path:
+def fetch_artifact(session: Session, row: ModelVersionRow, target: Path) -> VerifiedModelDir:
     """Fetch `row`'s files from the database into `target` (which must not exist), verified;
     a refused fetch leaves nothing behind."""
     version = row.version
@@ -229,14 +234,15 @@ def fetch_artifact(session: Session, row: ModelVersionRow, target: Path) -> Path
                 got = _stream_file(session, version, name, handle.write)
             _check_stored_file(row, name, expected, got)
         (tmp / MANIFEST_FILE).write_bytes(raw)
-        verify_against_registry(tmp, row)
+        verified = verify_against_registry(tmp, row)
         try:
-            os.rename(tmp, target)
+            os.rename(tmp, target)  # the files keep their stamps: only their folder is renamed
+            verified = replace(verified, path=target)
         except OSError:
             # another process on this host fetched it first: use theirs if it verifies
-            verify_against_registry(target, row)
+            verified = verify_against_registry(target, row)
             shutil.rmtree(tmp, ignore_errors=True)
-        return target
+        return verified
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -261,6 +267,11 @@ def _remove_abandoned(cache_dir: Path, version: str) -> None:
 def local_model_dir(session: Session, version: str, *, cache_dir: Path) -> Path:
     """A local directory holding `version`, verified against the registry (see the module
     docstring); `ArtifactError` when there is none and the registry's copy is refused."""
+    return verified_model_dir(session, version, cache_dir=cache_dir).path
+
+
+def verified_model_dir(session: Session, version: str, *, cache_dir: Path) -> VerifiedModelDir:
+    """`local_model_dir`, with what was verified there (to hand on to the loader)."""
     row = session.get(ModelVersionRow, version)
     if row is None:
         raise ArtifactError(f"no model version {version!r} in the registry (see `finsent models list`)")
@@ -268,8 +279,7 @@ def local_model_dir(session: Session, version: str, *, cache_dir: Path) -> Path:
     registered = Path(row.path)
     if registered.is_dir():
         try:
-            verify_against_registry(registered, row)
-            return registered
+            return verify_against_registry(registered, row)
         except ArtifactError as exc:
             log.warning(
                 "model %s: the registered directory does not verify here (%s); using the registry's copy",
@@ -279,8 +289,7 @@ def local_model_dir(session: Session, version: str, *, cache_dir: Path) -> Path:
     cached = cache_dir / version
     if cached.is_dir():
         try:
-            verify_against_registry(cached, row)
-            return cached
+            return verify_against_registry(cached, row)
         except ArtifactError as exc:
             log.warning("model %s: cached copy refused (%s); fetching it again", version, exc)
             stale = cached.with_name(f".{version}.stale-{os.getpid()}-{time.monotonic_ns()}")
@@ -288,8 +297,11 @@ def local_model_dir(session: Session, version: str, *, cache_dir: Path) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
     _remove_abandoned(cache_dir, version)
     started = time.perf_counter()
-    path = fetch_artifact(session, row, cached)
+    verified = fetch_artifact(session, row, cached)
     log.info(
-        "model %s: fetched from the registry into %s in %.1f s", version, path, time.perf_counter() - started
+        "model %s: fetched from the registry into %s in %.1f s",
+        version,
+        verified.path,
+        time.perf_counter() - started,
     )
-    return path
+    return verified

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from bert_core import VerifiedModelDir
     from services.scorer.batch import PredictorLike
     from services.scorer.model_reload import ModelRef
     from services.settings import Settings
@@ -95,16 +95,17 @@ def registry_champion(sessions: Callable[[], Session]) -> ModelRef | None:
         return None if row is None else ModelRef(row.version, Path(row.path), row.sha256, row.manifest_sha256)
 
 
-def localize(sessions: Callable[[], Session], ref: ModelRef, *, cache_dir: Path) -> Path:
+def localize(sessions: Callable[[], Session], ref: ModelRef, *, cache_dir: Path) -> VerifiedModelDir:
     """The champion's files on this host: the registered directory if it verifies here, else
-    the copy fetched from the registry's database into `cache_dir`. A stored copy that fails
-    verification is refused (`ModelRefused`); a database error propagates (retried)."""
-    from services.learning.artifact_store import ArtifactError, local_model_dir
+    the copy fetched from the registry's database into `cache_dir`, with what was verified
+    (the loader does not hash it again). A stored copy that fails verification is refused
+    (`ModelRefused`); a database error propagates (retried)."""
+    from services.learning.artifact_store import ArtifactError, verified_model_dir
     from services.scorer.model_reload import ModelRefused
 
     with sessions() as session:
         try:
-            return local_model_dir(session, ref.version, cache_dir=cache_dir)
+            return verified_model_dir(session, ref.version, cache_dir=cache_dir)
         except ArtifactError as exc:
             raise ModelRefused(str(exc)) from None
 
@@ -124,7 +125,10 @@ def worker_model(settings: Settings, sessions: Callable[[], Session]) -> ModelRe
 
 
 def load_initial(
-    settings: Settings, sessions: Callable[[], Session], choice: ModelRef | Path, load: Callable[[Path], P]
+    settings: Settings,
+    sessions: Callable[[], Session],
+    choice: ModelRef | Path,
+    load: Callable[[Path | VerifiedModelDir], P],
 ) -> P:
     """`load` the chosen model; a champion that fails verification falls back to the
     bootstrap model (loudly, see `after_refusal`)."""
@@ -133,7 +137,7 @@ def load_initial(
     if isinstance(choice, Path):
         return load(choice)
     try:
-        choice = replace(choice, path=localize(sessions, choice, cache_dir=settings.model_cache_dir))
+        choice = choice.localized(localize(sessions, choice, cache_dir=settings.model_cache_dir))
         return cast("P", load_verified(choice, load))
     except ModelRefused as exc:
         bootstrap = settings.default_model_dir

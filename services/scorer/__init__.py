@@ -14,6 +14,9 @@ decided from) is fed with `BatchSummary`s computed by the pure `summarize_batch`
 (`services.probes.HealthReport`), and `probe_server.ObservabilityServer` serves both on the
 worker's event loop. Like `app` (faust), `probe_server` (aiohttp, mode) is imported from its
 module, so that importing the batch code stays light.
+
+`run_worker` starts a scoring worker from settings (what `finsent worker` runs; a start-up
+problem is a one-line `WorkerStartError`); it imports torch and faust only when called.
 """
 
 from services.scorer.batch import (
@@ -38,6 +41,7 @@ from services.scorer.dead_letters import (
 )
 from services.scorer.health import HealthSnapshot, health_report, health_status
 from services.scorer.metrics import ScorerMetrics
+from services.scorer.runner import WorkerStartError, apply_gil_switch_interval, run_worker
 from services.scorer.sink import OnRetry, store_batch
 from services.scorer.summary import (
     STAGES,
@@ -63,6 +67,8 @@ __all__ = [
     "Stage",
     "OnRetry",
     "ParsedBatch",
+    "WorkerStartError",
+    "apply_gil_switch_interval",
     "batch_log_fields",
     "dead_letter_headers",
     "dead_letter_log_fields",
@@ -73,6 +79,7 @@ __all__ = [
     "is_record_rejection",
     "parse_batch",
     "predict_items",
+    "run_worker",
     "score_batch",
     "start_predict_items",
     "store_batch",

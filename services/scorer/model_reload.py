@@ -8,7 +8,9 @@ Three parts, so that each can be tested alone:
   acks) is never touched, so nothing is lost or scored twice by a switch.
 - `load_verified` loads a registry entry only if its files match both the directory's
   manifest and the sha256 the registry recorded at registration; a damaged or swapped
-  directory is refused (`ModelRefused`) and the old model keeps serving.
+  directory is refused (`ModelRefused`) and the old model keeps serving. The files are
+  hashed once per load: a directory `localize` already verified (a `VerifiedModelDir`) is
+  taken as verified if no file changed since, and handed to `load` as it is.
 - `ModelWatcher` is a daemon thread that reconciles the slot with the registry's champion:
   woken by `model.events` (read without a consumer group, so every worker sees every event)
   and, because an event can be missed while a worker is down or the broker is away, also on
@@ -23,9 +25,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from services.scorer.batch import PredictorLike
+
+if TYPE_CHECKING:  # bert_core's package imports torch lazily; this module must not at all
+    from bert_core import VerifiedModelDir
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,13 @@ class ModelRef:
     path: Path
     sha256: str | None  # of the weights file, as recorded by the registry
     manifest_sha256: str | None = None  # of manifest.json, as recorded (None: registered before it was)
+    verified: VerifiedModelDir | None = None  # what `localize` hashed at `path`, if it did
+
+    def localized(self, local: Path | VerifiedModelDir) -> ModelRef:
+        """This entry served from `local`: a directory, or one already verified there."""
+        if isinstance(local, Path):
+            return replace(self, path=local, verified=None)
+        return replace(self, path=local.path, verified=local)
 
 
 class ModelRefused(Exception):
@@ -71,13 +83,19 @@ class ModelSlot:
         return previous
 
 
-def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> PredictorLike:
-    """`load(ref.path)` after checking the directory is the one the registry recorded."""
-    from bert_core import BertCoreError, CompileError, verify_model_dir
+def load_verified(ref: ModelRef, load: Callable[[Path | VerifiedModelDir], PredictorLike]) -> PredictorLike:
+    """`load` the directory `ref.path` after checking it is the one the registry recorded;
+    `load` gets the `VerifiedModelDir`, so that it does not hash the files again."""
+    from bert_core import BertCoreError, CompileError, check_model_dir
 
     started = time.perf_counter()
     try:
-        manifest = verify_model_dir(ref.path, manifest_sha256=ref.manifest_sha256)
+        if _reusable(ref) and ref.verified is not None:
+            verified = ref.verified
+            manifest = verified.recheck()  # a stat per file; hashed again only if one changed
+        else:
+            verified = check_model_dir(ref.path, manifest_sha256=ref.manifest_sha256)
+            manifest = verified.manifest
     except BertCoreError as exc:
         raise ModelRefused(str(exc)) from None
     log.info(
@@ -94,11 +112,21 @@ def load_verified(ref: ModelRef, load: Callable[[Path], PredictorLike]) -> Predi
             f"{ref.sha256[:12]}…; the directory was replaced after registration"
         )
     try:
-        return load(ref.path)
+        return load(verified)
     except CompileError:
         raise  # this machine's fault, not the model's: the caller retries, or stops in one line
     except BertCoreError as exc:
         raise ModelRefused(str(exc)) from None
+
+
+def _reusable(ref: ModelRef) -> bool:
+    """Whether `ref.verified` checked this very directory against this very manifest hash."""
+    verified = ref.verified
+    return (
+        verified is not None
+        and verified.path == ref.path
+        and (ref.manifest_sha256 is None or verified.manifest_sha256 == ref.manifest_sha256)
+    )
 
 
 class EventSource(Protocol):
@@ -185,9 +213,9 @@ class ModelWatcher(threading.Thread):
         slot: ModelSlot,
         *,
         fetch_champion: Callable[[], ModelRef | None],
-        load: Callable[[Path], PredictorLike],
+        load: Callable[[Path | VerifiedModelDir], PredictorLike],
         poll_seconds: float,
-        localize: Callable[[ModelRef], Path] | None = None,
+        localize: Callable[[ModelRef], Path | VerifiedModelDir] | None = None,
         events: Callable[[threading.Event], EventSource] | None = None,
         on_switch: OnSwitch | None = None,
         on_refuse: OnRefuse | None = None,
@@ -247,7 +275,7 @@ class ModelWatcher(threading.Thread):
         started = time.perf_counter()
         try:
             if self._localize is not None:
-                ref = replace(ref, path=self._localize(ref))
+                ref = ref.localized(self._localize(ref))
             predictor = load_verified(ref, self._load)
         except Exception as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__

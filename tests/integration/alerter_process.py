@@ -14,19 +14,24 @@ import re
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from services.storage import AlerterCheckpointRow, AlertOutboxRow, AlertRow
+from services.alerting import bucket_start
+from services.broker import EmbeddedBroker
+from services.storage import AlerterCheckpointRow, AlertOutboxRow, AlertRow, ScoredItem
 
+from .alert_streams import play
 from .pipeline import SESSION_TIMEOUT_S, CliProcess, committed_total, wait_for
 
 SCORED_PARTITIONS = 4
+LATENESS = timedelta(seconds=120)  # the alerter's default allowed lateness
 _SERVING = re.compile(r"metrics (http://\S+)/metrics")
 
 
@@ -145,6 +150,60 @@ def wait_until_caught_up(
         what=f"the alerter to commit {messages} messages and judge up to {until.isoformat()}",
         workers=[alerter],
     )
+
+
+def final_until(items: Sequence[ScoredItem]) -> datetime:
+    """Where the alerter's watermark ends: the last story minus the allowed lateness."""
+    return bucket_start(max(i.published_at for i in items) - LATENESS)
+
+
+class Run:
+    """One alerter process on a stream: start it, play the stream, wait until it caught up."""
+
+    def __init__(
+        self, broker: EmbeddedBroker, url: str, topics: AlerterTopics, tmp_path: Path, **extra: str
+    ) -> None:
+        self.broker, self.url, self.topics, self.tmp_path, self.extra = broker, url, topics, tmp_path, extra
+
+    def alerter(self, group: str, name: str = "alerter", **extra: str) -> AlerterProcess:
+        env = alerter_env(
+            bootstrap=self.broker.bootstrap,
+            database_url=self.url,
+            topics=self.topics,
+            group=group,
+            home=self.tmp_path / "home",
+            **{**self.extra, **extra},
+        )
+        return AlerterProcess(env, self.tmp_path / f"{name}.log", name=name)
+
+    def caught_up(
+        self, engine: Engine, alerter: AlerterProcess, group: str, *, messages: int, until: datetime
+    ) -> None:
+        """`wait_until_caught_up` on this run's scored topic."""
+        wait_until_caught_up(
+            engine,
+            alerter,
+            bootstrap=self.broker.bootstrap,
+            group=group,
+            topic=self.topics.scored,
+            messages=messages,
+            until=until,
+        )
+
+    def play(
+        self,
+        engine: Engine,
+        alerter: AlerterProcess,
+        group: str,
+        items: Sequence[ScoredItem],
+        *,
+        until: datetime | None = None,
+    ) -> int:
+        """Send `items` to the scored topic and wait until `alerter` judged them (up to
+        `final_until(items)` unless told); returns the messages sent."""
+        sent = play(engine, self.broker.bootstrap, self.topics.scored, items)
+        self.caught_up(engine, alerter, group, messages=sent, until=until or final_until(items))
+        return sent
 
 
 def alerts(engine: Engine) -> list[AlertRow]:

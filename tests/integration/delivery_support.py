@@ -16,12 +16,13 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from services.storage import AlertOutboxRow, AlertRow
+from services.storage import AlertOutboxRow, AlertRow, make_engine, session_factory, upgrade_database
 
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 
@@ -128,6 +129,24 @@ def clear_delivery_tables(session: Session) -> None:
     session.execute(
         text("TRUNCATE subscriptions, alerts, alert_outbox, deliveries, delivery_attempts CASCADE")
     )
+
+
+@pytest.fixture(scope="module", name="engine")
+def module_engine(postgres_url: str) -> Iterator[Engine]:
+    """The `engine` of a delivery test module: migrated once, shared by its tests, each of
+    which starts from emptied tables (`emptied_sessions`). Import it into the module."""
+    upgrade_database(postgres_url)
+    engine = make_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+def emptied_sessions(engine: Engine) -> sessionmaker[Session]:
+    """A session factory on `engine`, the delivery tables emptied first."""
+    factory = session_factory(engine)
+    with factory.begin() as session:
+        clear_delivery_tables(session)
+    return factory
 
 
 # --------------------------------------------------------------------------- webhook receiver

@@ -210,6 +210,31 @@ def worker_env(
     }
 
 
+def run_env(home: Path, **settings: str) -> dict[str, str]:
+    """The environment of a `finsent run` process: none of the caller's FINSENT_* variables, a
+    home of its own, one torch thread in fp32, short session timeouts (a restarted service
+    rejoins fast), a free metrics port for each of its four services, the model libraries
+    offline; `settings` (FINSENT_* names) on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    return env | {
+        "FINSENT_HOME": str(home),
+        "FINSENT_TORCH_THREADS": "1",
+        "FINSENT_PRECISION": "fp32",
+        "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": "6",
+        "FINSENT_ALERTER_SESSION_TIMEOUT_SECONDS": "6",
+        "FINSENT_SCORER_METRICS_PORT": str(free_port()),
+        "FINSENT_ALERTER_METRICS_PORT": str(free_port()),
+        "FINSENT_DISPATCHER_METRICS_PORT": str(free_port()),
+        "FINSENT_SCHEDULER_METRICS_PORT": str(free_port()),
+        # the bootstrap alone: the background upgrade has its own test (test_run_upgrade.py)
+        "FINSENT_UPGRADE_BOOTSTRAP": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **settings,
+    }
+
+
 _ASSIGNED = re.compile(r"Setting newly assigned partitions (.*) for group ")
 _PARTITION = re.compile(r"TopicPartition\(topic='([^']+)', partition=(\d+)\)")
 _BATCH = re.compile(r"batch: (\d+) records, (\d+) stored, (\d+) dead-lettered")

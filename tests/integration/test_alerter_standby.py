@@ -29,14 +29,14 @@ from .alerter_process import (
     SCORED_PARTITIONS,
     AlerterProcess,
     AlerterTopics,
+    Run,
     alerts,
     evaluated_until,
+    final_until,
     new_group,
     outbox,
-    wait_until_caught_up,
 )
 from .pipeline import committed_total, migrated_engine, wait_for
-from .test_alerter_stream import Run, final_until
 from .test_leadership import terminate_holder
 
 pytestmark = pytest.mark.integration
@@ -126,15 +126,7 @@ def test_the_standby_takes_over_a_killed_alerter_and_raises_the_alert_once(
             assert active_gauge(second) == 1.0
 
             sent += play(engine, kafka_broker.bootstrap, topics.scored, after)
-            wait_until_caught_up(
-                engine,
-                second,
-                bootstrap=kafka_broker.bootstrap,
-                group=group,
-                topic=topics.scored,
-                messages=sent,
-                until=final_until(items),
-            )
+            run.caught_up(engine, second, group, messages=sent, until=final_until(items))
             rows = alerts(engine)
             assert [(a.scope, a.key) for a in rows] == [("ticker", "BA")]
             assert rows[0].opened_at == opens_at

@@ -28,53 +28,27 @@ from services.storage import AlerterCheckpointRow, ScoredItem, SentimentBucketRo
 
 from .alert_streams import T0, calm, expected_actions, in_event_order, play, ticker_burst, topic_burst
 from .alerter_process import (
-    AlerterProcess,
+    LATENESS,
     AlerterTopics,
-    alerter_env,
+    Run,
     alerts,
     evaluated_until,
+    final_until,
     new_group,
     outbox,
-    wait_until_caught_up,
 )
 from .pipeline import migrated_engine, wait_for
 
 pytestmark = pytest.mark.integration
 
-LATENESS = timedelta(seconds=120)
 TOPIC = "Energy / Oil"
 BURST_START = T0 + timedelta(minutes=80)  # after the hour of warm-up
-
-
-def final_until(items: list[ScoredItem]) -> datetime:
-    """Where the alerter's watermark ends: the last story minus the allowed lateness."""
-    return bucket_start(max(i.published_at for i in items) - LATENESS)
 
 
 def topic_stream() -> list[ScoredItem]:
     """Two calm hours; from 1 h 20, 12 extra bearish Energy / Oil headlines in 4 minutes."""
     burst = topic_burst(topic=TOPIC, size=12, start=BURST_START, minutes=4, seed=3)
     return in_event_order(calm(minutes=120, seed=1), burst)
-
-
-class Run:
-    """One alerter process on a stream: start it, play the stream, wait until it caught up."""
-
-    def __init__(
-        self, broker: EmbeddedBroker, url: str, topics: AlerterTopics, tmp_path: Path, **extra: str
-    ) -> None:
-        self.broker, self.url, self.topics, self.tmp_path, self.extra = broker, url, topics, tmp_path, extra
-
-    def alerter(self, group: str, name: str = "alerter", **extra: str) -> AlerterProcess:
-        env = alerter_env(
-            bootstrap=self.broker.bootstrap,
-            database_url=self.url,
-            topics=self.topics,
-            group=group,
-            home=self.tmp_path / "home",
-            **{**self.extra, **extra},
-        )
-        return AlerterProcess(env, self.tmp_path / f"{name}.log", name=name)
 
 
 UNREADABLE = [
@@ -101,24 +75,17 @@ def test_two_calm_hours_raise_no_alert(
     topics = AlerterTopics.create(make_topic)
     items = calm(minutes=120, seed=1)
     group = new_group()
+    run = Run(kafka_broker, fresh_postgres_url, topics, tmp_path)
     with (
         migrated_engine(fresh_postgres_url) as engine,
-        Run(kafka_broker, fresh_postgres_url, topics, tmp_path).alerter(group) as alerter,
+        run.alerter(group) as alerter,
     ):
         alerter.wait_ready()  # the stream flows while the alerter runs, in many small steps
         sent = play(engine, kafka_broker.bootstrap, topics.scored, items)
         with NewsProducer(kafka_broker.bootstrap, topic=topics.scored) as producer:
             for key, value in UNREADABLE:  # messages the alerter cannot read
                 producer.send_raw(value, key)
-        wait_until_caught_up(
-            engine,
-            alerter,
-            bootstrap=kafka_broker.bootstrap,
-            group=group,
-            topic=topics.scored,
-            messages=sent + len(UNREADABLE),
-            until=final_until(items),
-        )
+        run.caught_up(engine, alerter, group, messages=sent + len(UNREADABLE), until=final_until(items))
         assert alerts(engine) == [] and outbox(engine) == []
         with Session(engine) as session:
             market = select(func.sum(SentimentBucketRow.total)).where(SentimentBucketRow.scope == "market")
@@ -171,21 +138,13 @@ def test_topic_burst_raises_one_alert_for_that_topic(
     topics = AlerterTopics.create(make_topic)
     items = topic_stream()
     group = new_group()
+    run = Run(kafka_broker, fresh_postgres_url, topics, tmp_path)
     with (
         migrated_engine(fresh_postgres_url) as engine,
-        Run(kafka_broker, fresh_postgres_url, topics, tmp_path).alerter(group) as alerter,
+        run.alerter(group) as alerter,
     ):
         alerter.wait_ready()  # the stream flows while the alerter runs, in many small steps
-        sent = play(engine, kafka_broker.bootstrap, topics.scored, items)
-        wait_until_caught_up(
-            engine,
-            alerter,
-            bootstrap=kafka_broker.bootstrap,
-            group=group,
-            topic=topics.scored,
-            messages=sent,
-            until=final_until(items),
-        )
+        run.play(engine, alerter, group, items)
         rows = alerts(engine)
         # exactly one alert outside the market scope (a big enough burst also moves the
         # market, which would be a correct alert too): the burst's topic; no ticker, no other topic
@@ -236,21 +195,13 @@ def test_ticker_burst_raises_one_ticker_alert(
     burst = ticker_burst(ticker="BA", size=14, start=start, minutes=6, seed=3)
     items = in_event_order(calm(minutes=120, seed=1), burst)
     group = new_group()
+    run = Run(kafka_broker, fresh_postgres_url, topics, tmp_path)
     with (
         migrated_engine(fresh_postgres_url) as engine,
-        Run(kafka_broker, fresh_postgres_url, topics, tmp_path).alerter(group) as alerter,
+        run.alerter(group) as alerter,
     ):
         alerter.wait_ready()  # the stream flows while the alerter runs, in many small steps
-        sent = play(engine, kafka_broker.bootstrap, topics.scored, items)
-        wait_until_caught_up(
-            engine,
-            alerter,
-            bootstrap=kafka_broker.bootstrap,
-            group=group,
-            topic=topics.scored,
-            messages=sent,
-            until=final_until(items),
-        )
+        run.play(engine, alerter, group, items)
         rows = alerts(engine)
         assert [(a.scope, a.key) for a in rows] == [("ticker", "BA")]
         assert start < rows[0].opened_at <= start + timedelta(minutes=10)
@@ -295,15 +246,7 @@ def test_replaying_the_stream_duplicates_no_alert_and_no_outbox_row(
                 if n == 0:
                     alerter.wait_ready()
                     sent = play(engine, kafka_broker.bootstrap, topics.scored, items)
-                wait_until_caught_up(
-                    engine,
-                    alerter,
-                    bootstrap=kafka_broker.bootstrap,
-                    group=group,
-                    topic=topics.scored,
-                    messages=sent,
-                    until=final_until(items),
-                )
+                run.caught_up(engine, alerter, group, messages=sent, until=final_until(items))
                 assert alerter.stop() == 0
             if n == 0:
                 first_alerts, first_outbox = alert_rows(engine), outbox_rows(engine)
@@ -342,15 +285,8 @@ def test_a_quiet_live_stream_is_closed_by_the_wall_clock(
     with migrated_engine(fresh_postgres_url) as engine, run.alerter(group) as alerter:
         alerter.wait_ready()  # the stream flows while the alerter runs, in many small steps
         sent = play(engine, kafka_broker.bootstrap, topics.scored, items)
-        wait_until_caught_up(
-            engine,
-            alerter,
-            bootstrap=kafka_broker.bootstrap,
-            group=group,
-            topic=topics.scored,
-            messages=sent,
-            until=bucket_start(datetime.now(UTC) - LATENESS - timedelta(minutes=1)),
-        )
+        live_until = bucket_start(datetime.now(UTC) - LATENESS - timedelta(minutes=1))  # after the play
+        run.caught_up(engine, alerter, group, messages=sent, until=live_until)
         rows = [a for a in alerts(engine) if a.scope == "topic"]
         assert [(a.key, a.status) for a in rows] == [(TOPIC, "resolved")]
         kinds = [o.kind for o in outbox(engine) if o.scope == "topic"]

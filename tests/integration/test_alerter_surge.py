@@ -28,12 +28,10 @@ from .alert_streams import (
     in_event_order,
     issue_ticker_burst,
     issue_topic_stream,
-    play,
     without_ticker,
 )
-from .alerter_process import AlerterTopics, alerts, new_group, outbox, wait_until_caught_up
+from .alerter_process import AlerterTopics, Run, alerts, new_group, outbox
 from .pipeline import migrated_engine
-from .test_alerter_stream import Run, final_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,21 +68,13 @@ def test_a_topic_flood_and_a_new_ticker_each_raise_one_alert_within_three_minute
 
     topics = AlerterTopics.create(make_topic)
     group = new_group()
+    run = Run(kafka_broker, fresh_postgres_url, topics, tmp_path)
     with (
         migrated_engine(fresh_postgres_url) as engine,
-        Run(kafka_broker, fresh_postgres_url, topics, tmp_path).alerter(group) as alerter,
+        run.alerter(group) as alerter,
     ):
         alerter.wait_ready()
-        sent = play(engine, kafka_broker.bootstrap, topics.scored, items)
-        wait_until_caught_up(
-            engine,
-            alerter,
-            bootstrap=kafka_broker.bootstrap,
-            group=group,
-            topic=topics.scored,
-            messages=sent,
-            until=final_until(items),
-        )
+        run.play(engine, alerter, group, items)
         rows = alerts(engine)
         # exactly one alert each, and nothing else (not the market either)
         assert sorted((a.scope, a.key) for a in rows) == [("ticker", TICKER), ("topic", TOPIC)], rows

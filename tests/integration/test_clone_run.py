@@ -12,7 +12,6 @@ data, and 30 demo headlines at 100/s.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,8 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from services.broker.embedded import free_port
 from services.storage import count_items, count_predictions, make_engine
+
+from .pipeline import run_env
 
 pytestmark = pytest.mark.integration
 
@@ -37,36 +37,30 @@ def test_a_clone_alone_trains_on_its_packaged_seed_data_and_scores_the_demo(
     assert sorted(p.name for p in source_tree.parent.iterdir()) == [source_tree.name]
     seed_dir = source_tree / "bert_core" / "seed_data"
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
-    env |= {
-        "FINSENT_HOME": str(home),
-        "FINSENT_BASE_MODEL": str(tiny_bert_dir),
-        "FINSENT_BOOTSTRAP_MINUTES": "0.2",
-        "FINSENT_BOOTSTRAP_EPOCHS": "1",
-        # the bootstrap alone: the background upgrade has its own test (test_run_upgrade.py)
-        "FINSENT_UPGRADE_BOOTSTRAP": "false",
-        "FINSENT_TORCH_THREADS": "1",
-        "FINSENT_PRECISION": "fp32",
-        "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": "6",
-        "FINSENT_ALERTER_SESSION_TIMEOUT_SECONDS": "6",
+    env = run_env(
+        home,
+        FINSENT_BASE_MODEL=str(tiny_bert_dir),
+        FINSENT_BOOTSTRAP_MINUTES="0.2",
+        FINSENT_BOOTSTRAP_EPOCHS="1",
         # The tiny BERT labels real headlines at random, so whether the demo alert appears would
         # be chance; no detection reaches this floor, so the run ends the documented way for a
         # demo whose alert did not appear (tests/integration/test_run_command.py shows one that does).
-        "FINSENT_ALERT_MIN_BEARISH": "1000",
-        "FINSENT_SCORER_METRICS_PORT": str(free_port()),
-        "FINSENT_ALERTER_METRICS_PORT": str(free_port()),
-        "FINSENT_DISPATCHER_METRICS_PORT": str(free_port()),
-        "FINSENT_SCHEDULER_METRICS_PORT": str(free_port()),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
+        FINSENT_ALERT_MIN_BEARISH="1000",
+    )
     # `python -m services` from the clone: its own services and bert_core come first on
     # sys.path (ahead of this checkout's editable install), and so do the child processes'.
     proc = subprocess.run(
         [
-            sys.executable, "-m", "services", "run", "--demo", "--demo-items", str(DEMO_ITEMS),
-            "--demo-rate", "100", "--exit-when-done",
+            sys.executable,
+            "-m",
+            "services",
+            "run",
+            "--demo",
+            "--demo-items",
+            str(DEMO_ITEMS),
+            "--demo-rate",
+            "100",
+            "--exit-when-done",
         ],
         cwd=source_tree,
         env=env,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,15 +20,16 @@ from services.delivery.model import Message, Notification
 from services.delivery.subscriptions import build_subscription
 from services.outbound import OutboundPolicy
 from services.settings import Settings
-from services.storage import DeliveryAttemptRow, DeliveryRow, make_engine, session_factory, upgrade_database
+from services.storage import DeliveryAttemptRow, DeliveryRow
 
 from .delivery_support import (
     T0,
     SmtpSink,
     WebhookReceiver,
-    clear_delivery_tables,
+    emptied_sessions,
     free_port,
     insert_notification,
+    module_engine,  # noqa: F401  (the module's `engine` fixture)
     smtp_server,
     wait_until,
 )
@@ -39,20 +39,9 @@ pytestmark = pytest.mark.integration
 LOCAL = OutboundPolicy.parse("127.0.0.1")  # the receivers here are on loopback: allowed explicitly
 
 
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:
-    upgrade_database(postgres_url)
-    engine = make_engine(postgres_url)
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
-    factory = session_factory(engine)
-    with factory.begin() as session:
-        clear_delivery_tables(session)
-    return factory
+    return emptied_sessions(engine)
 
 
 def email_settings(port: int, **overrides: Any) -> Settings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,17 +30,15 @@ from services.storage import (
     AlertOutboxRow,
     DeliveryAttemptRow,
     DeliveryRow,
-    make_engine,
-    session_factory,
-    upgrade_database,
 )
 
 from .delivery_support import (
     T0,
     DripServer,
     WebhookReceiver,
-    clear_delivery_tables,
+    emptied_sessions,
     insert_notification,
+    module_engine,  # noqa: F401  (the module's `engine` fixture)
     wait_until,
 )
 
@@ -49,21 +47,10 @@ pytestmark = pytest.mark.integration
 SECRET = "s3cret-hmac-key"
 
 
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:
-    upgrade_database(postgres_url)
-    engine = make_engine(postgres_url)
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture
 def sessions(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> sessionmaker[Session]:
     monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
-    factory = session_factory(engine)
-    with factory.begin() as session:
-        clear_delivery_tables(session)
-    return factory
+    return emptied_sessions(engine)
 
 
 def settings(**overrides: Any) -> Settings:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -25,9 +24,14 @@ from services.delivery.render import make_test_message
 from services.delivery.subscriptions import SubscriptionError
 from services.outbound import OutboundPolicy
 from services.settings import Settings
-from services.storage import make_engine, session_factory, upgrade_database
 
-from .delivery_support import DripServer, WebhookReceiver, clear_delivery_tables, free_port
+from .delivery_support import (
+    DripServer,
+    WebhookReceiver,
+    emptied_sessions,
+    free_port,
+    module_engine,  # noqa: F401  (the module's `engine` fixture)
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,20 +102,9 @@ def test_a_receiver_dripping_bytes_cannot_hold_a_send_past_its_deadline() -> Non
 # --------------------------------------------------------------------------- the dashboard
 
 
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:
-    upgrade_database(postgres_url)
-    engine = make_engine(postgres_url)
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
-    factory = session_factory(engine)
-    with factory.begin() as session:
-        clear_delivery_tables(session)
-    return factory
+    return emptied_sessions(engine)
 
 
 def test_an_analyst_cannot_point_a_subscription_at_an_internal_address(

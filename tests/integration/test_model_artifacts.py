@@ -235,3 +235,39 @@ def test_a_registered_directory_damaged_on_this_host_is_replaced_by_the_registry
     path = resolve(engine, version, tmp_path / "host")
     assert path == tmp_path / "host" / "models" / "cache" / version
     assert (path / "config.json").read_bytes() == (saved_model_dir / "config.json").read_bytes()
+
+
+def test_a_champion_fetched_then_loaded_has_its_weights_hashed_by_the_fetch_only(
+    engine: Engine, saved_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the worker does at start and on a hot reload: localize (fetch, verify against the
+    registry), then load_verified and Predictor.load, which reuse that check. The weights are
+    hashed while streamed from the database and once by the fetch's check, not again by the
+    load; a cached copy that is reused is hashed once in all."""
+    import bert_core.manifest
+    from services.learning.serving import localize, registry_champion
+    from services.scorer.model_reload import load_verified
+
+    hashed: list[Path] = []
+    real = bert_core.manifest.sha256_file
+
+    def counting(path: Path) -> str:
+        if path.name == "model.safetensors":
+            hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(bert_core.manifest, "sha256_file", counting)
+    version = registered_then_moved(engine, saved_model_dir, tmp_path)
+    with Session(engine) as session, session.begin():
+        promote(session, version, by="test", reason="hash once", now=T0)
+    sessions = lambda: Session(engine)  # noqa: E731
+    cache = tmp_path / "host" / "models" / "cache"
+    ref = registry_champion(sessions)
+    assert ref is not None
+    for _start in ("fetched", "cached"):
+        hashed.clear()
+        local = ref.localized(localize(sessions, ref, cache_dir=cache))
+        predictor = load_verified(local, Predictor.load)
+        assert len(hashed) == 1, hashed  # fetched: in the partial folder, before its rename
+        assert local.path == cache / version
+        assert predictor.predict(TEXTS)[0].model_version == version

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
-from services.cli.worker import apply_gil_switch_interval
+from services.scorer import apply_gil_switch_interval
 from services.settings import Settings
 
 

@@ -248,3 +248,75 @@ def test_a_broken_event_source_falls_back_to_polling(
     finally:
         watcher.stop()
         watcher.join(5)
+
+
+@pytest.fixture
+def weights_hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every weights file the manifest check hashes, in order (the costly hash of a load)."""
+    import bert_core.manifest
+
+    hashed: list[Path] = []
+    real = bert_core.manifest.sha256_file
+
+    def counting(path: Path) -> str:
+        if path.name == "model.safetensors":
+            hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(bert_core.manifest, "sha256_file", counting)
+    return hashed
+
+
+def test_a_load_hashes_the_weights_once(saved_model_dir: Path, weights_hashes: list[Path]) -> None:
+    """load_verified checks the files and hands what it checked to the loader, which does not
+    hash them again."""
+    load_verified(ref_of(saved_model_dir), load)
+    assert weights_hashes == [saved_model_dir / "model.safetensors"]
+
+
+def test_a_directory_localize_verified_is_not_hashed_again(
+    saved_model_dir: Path, weights_hashes: list[Path]
+) -> None:
+    from bert_core import check_model_dir
+
+    verified = check_model_dir(saved_model_dir)  # what localize hands on (local_model_dir's check)
+    assert len(weights_hashes) == 1
+    predictor = load_verified(ref_of(saved_model_dir).localized(verified), load)
+    assert len(weights_hashes) == 1  # neither load_verified nor Predictor.load hashed them again
+    assert predictor.predict(["oil prices plunge"])[0].model_version == verified.manifest.version
+
+
+def test_weights_changed_after_localize_verified_them_are_refused(
+    saved_model_dir: Path, tmp_path: Path, weights_hashes: list[Path]
+) -> None:
+    """A file written between the check and the load has another stamp (its ctime moves even
+    when size and mtime are put back), so it is hashed again, and refused."""
+    import os
+
+    from bert_core import check_model_dir
+
+    copy = Path(shutil.copytree(saved_model_dir, tmp_path / "model"))
+    verified = check_model_dir(copy)
+    weights = copy / "model.safetensors"
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
+    loads: list[object] = []
+    with pytest.raises(ModelRefused, match="does not match its manifest hash"):
+        load_verified(ref_of(saved_model_dir).localized(verified), loads.append)  # type: ignore[arg-type]
+    assert loads == [] and len(weights_hashes) == 2  # hashed again, refused before loading
+
+
+def test_a_verified_handle_for_another_manifest_is_not_trusted(
+    saved_model_dir: Path, weights_hashes: list[Path]
+) -> None:
+    """The handle is reused only for the manifest hash the registry pins: a pin it was not
+    checked against sends the load back to a full check, which refuses the directory."""
+    from bert_core import check_model_dir
+
+    verified = check_model_dir(saved_model_dir)
+    ref = ModelRef(verified.manifest.version, saved_model_dir, None, manifest_sha256="0" * 64)
+    with pytest.raises(ModelRefused, match="registered manifest hash"):
+        load_verified(ref.localized(verified), load)

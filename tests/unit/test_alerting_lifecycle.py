@@ -16,6 +16,7 @@ from services.alerting import (
     apply,
     bearish_event_ids,
     detect,
+    history_only,
     mute_until,
 )
 
@@ -199,3 +200,43 @@ def test_a_mute_ends_hours_after_now_and_is_bounded() -> None:
     for hours in (0, -1, MAX_MUTE_HOURS + 0.5):
         with pytest.raises(ValueError, match="mute for 0 < hours <= 720"):
             mute_until(T0, hours)
+
+
+# --------------------------------------------------------------------------- history, not news
+
+
+def test_an_alert_opened_and_resolved_in_the_past_of_the_watermark_is_history() -> None:
+    """A late story's re-run (windows judged before up to minute 60) opens an alert at 10
+    and resolves it at 20: recorded, but history. One still open at the end, and one
+    resolving after the boundary judged before, are news as always."""
+    past = apply(None, [det(m) for m in range(10, 16)], now=T0 + 60 * MIN)
+    assert kinds(past.actions) == [("open", 10), ("resolve", 20)]
+    key = past.actions[0].alert_key
+    assert history_only(past.actions, judged_until=T0 + 60 * MIN) == {key}
+    assert history_only(past.actions, judged_until=T0 + 20 * MIN) == {key}  # resolved at the boundary
+    # resolving in windows judged for the first time: news
+    assert history_only(past.actions, judged_until=T0 + 19 * MIN) == set()
+    # a replay (no judged boundary given) notifies everything, as before
+    assert history_only(past.actions, judged_until=None) == set()
+    # notified before (its opening went out): its resolution must follow
+    assert history_only(past.actions, judged_until=T0 + 60 * MIN, notified=[key]) == set()
+
+    still_open = apply(None, [det(m) for m in range(10, 16)], now=T0 + 18 * MIN)
+    assert kinds(still_open.actions) == [("open", 10)]
+    assert history_only(still_open.actions, judged_until=T0 + 60 * MIN) == set()
+
+
+def test_only_a_whole_life_in_the_step_is_history() -> None:
+    """An alert opened before the step (in the checkpoint's state) and resolved in it was
+    notified when it opened: its resolution is news. Reopened silently within the cooldown
+    and resolved again, a whole life stays one alert, history as a whole."""
+    opened = apply(None, [det(m) for m in range(10, 12)], now=T0 + 12 * MIN)
+    later = apply(opened.state, [], now=T0 + 60 * MIN)
+    assert kinds(later.actions) == [("resolve", 16)]
+    assert history_only(later.actions, judged_until=T0 + 60 * MIN) == set()
+
+    flapping = apply(None, [det(10), det(11), det(20), det(21)], now=T0 + 60 * MIN)
+    assert [k for k, _ in kinds(flapping.actions)] == ["open", "resolve", "reopen", "resolve"]
+    assert history_only(flapping.actions, judged_until=T0 + 60 * MIN) == {flapping.actions[0].alert_key}
+    # the second resolution (minute 26) after the boundary: the whole alert is news
+    assert history_only(flapping.actions, judged_until=T0 + 25 * MIN) == set()

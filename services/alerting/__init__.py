@@ -54,6 +54,7 @@ from services.alerting.lifecycle import (
     apply,
     history_only,
     mute_until,
+    unheard_reopens,
 )
 from services.alerting.message import (
     WITHDRAWN,
@@ -112,6 +113,7 @@ __all__ = [
     "plain_text",
     "scope_keys",
     "touched_starts",
+    "unheard_reopens",
     "what_happened",
     "withdrawal_message",
 ]

@@ -54,6 +54,7 @@ from services.alerting import (
     json_safe_evidence,
     message_event_ids,
     store,
+    unheard_reopens,
     withdrawal_message,
 )
 from services.alerting.config import AlerterConfig
@@ -159,6 +160,15 @@ class AlertEngine:
             notified = store.notified_alert_keys(session, past)
             past = history_only(lifecycle.actions, judged_until=judged_until, notified=notified)
         notify = [a for a in lifecycle.actions if a.notify and a.alert_key not in past]
+        reopened = {a.alert_key for a in lifecycle.actions if a.kind == "reopen"} - past
+        if reopened:  # a history alert reopened by news: the subscriber never heard of it
+            heard = store.notified_alert_keys(session, reopened) | {a.alert_key for a in notify} | past
+            promoted = {a.dedupe_key: a for a in unheard_reopens(lifecycle.actions, heard=heard)}
+            notify = [
+                promoted.get(a.dedupe_key, a)
+                for a in lifecycle.actions
+                if a.dedupe_key in promoted or (a.notify and a.alert_key not in past)
+            ]
         outbox = self._write_outbox(session, detections, notify, now)
         superseded: list[str] = []
         if base is not latest:

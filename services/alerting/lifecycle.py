@@ -196,6 +196,18 @@ def history_only(
     return past
 
 
+def unheard_reopens(actions: Iterable[Action], *, heard: Iterable[str]) -> list[Action]:
+    """The silent reopenings among `actions` of alerts subscribers never heard of, made to
+    notify.
+
+    A reopening within the cooldown is silent because the subscriber was told about the
+    alert and its flapping is no news. An alert that was history (`history_only`) was never
+    told: a new spike of its scope within the cooldown is news, so its reopening notifies.
+    `heard`: the alerts with a notification, stored or among this step's."""
+    known = set(heard)
+    return [replace(a, notify=True) for a in actions if a.kind == "reopen" and a.alert_key not in known]
+
+
 def _resolve(alert: Alert, at: datetime, actions: list[Action]) -> Alert:
     resolved = replace(alert, status="resolved", resolved_at=at)
     actions.append(Action(kind="resolve", alert=resolved, at=at, notify=True))

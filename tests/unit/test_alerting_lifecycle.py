@@ -18,6 +18,7 @@ from services.alerting import (
     detect,
     history_only,
     mute_until,
+    unheard_reopens,
 )
 
 from .alert_streams import T0, burst, calm, end_of
@@ -240,3 +241,18 @@ def test_only_a_whole_life_in_the_step_is_history() -> None:
     assert history_only(flapping.actions, judged_until=T0 + 60 * MIN) == {flapping.actions[0].alert_key}
     # the second resolution (minute 26) after the boundary: the whole alert is news
     assert history_only(flapping.actions, judged_until=T0 + 25 * MIN) == set()
+
+
+def test_a_history_alert_reopened_by_news_is_notified() -> None:
+    """History (never notified) resolved at 16; a new detection at 30, inside the cooldown,
+    reopens it silently for the lifecycle, but the subscriber never heard of it: news. An
+    alert it heard of stays silent when it flaps."""
+    history = apply(None, [det(10), det(11)], now=T0 + 25 * MIN)
+    key = history.actions[0].alert_key
+    assert history_only(history.actions, judged_until=T0 + 25 * MIN) == {key}
+    news = apply(history.state, [det(30)], now=T0 + 31 * MIN)
+    assert kinds(news.actions) == [("reopen", 30)] and not news.actions[0].notify
+    (promoted,) = unheard_reopens(news.actions, heard=set())
+    assert promoted.notify and promoted.kind == "reopen" and promoted.alert_key == key
+    assert promoted.dedupe_key == news.actions[0].dedupe_key
+    assert unheard_reopens(news.actions, heard={key}) == []

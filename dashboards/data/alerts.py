@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import pandas as pd
 from sqlalchemy import or_, select
@@ -18,6 +18,7 @@ from services.storage.alert_models import AlertRow
 
 A = AlertRow
 AlertShow = Literal["open", "needs attention", "all"]
+SHOWN_STATUS: Final[dict[str, str]] = {"superseded": "withdrawn (superseded by late stories)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,13 @@ class AlertView:
     muted_by: str | None
     evidence: dict[str, Any] = field(default_factory=dict)
     event_ids: tuple[str, ...] = ()
+
+    @property
+    def shown_status(self) -> str:
+        """The status as the feed shows it. A superseded alert is shown as withdrawn: that is
+        what its subscribers were told (if it was notified at all), and "superseded" alone
+        does not say that the alarm no longer stands."""
+        return SHOWN_STATUS.get(self.status, self.status)
 
     def muted(self, now: datetime) -> bool:
         return self.muted_until is not None and self.muted_until > now

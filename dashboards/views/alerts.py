@@ -37,7 +37,7 @@ st.dataframe(
                 "severity": a.severity,
                 "scope": a.scope,
                 "key": a.key,
-                "status": a.status,
+                "status": a.shown_status,
                 "opened (UTC)": a.opened_at,
                 "detections": a.detections,
                 "acknowledged by": a.acknowledged_by,
@@ -58,7 +58,7 @@ alert = by_id[chosen]
 st.subheader("Evidence")
 st.text(what_happened(alert.scope, alert.key, alert.evidence))  # plain text, never HTML
 st.dataframe(alert_data.evidence_table(alert.evidence), hide_index=True, key="al_evidence")
-state = [f"status {alert.status}"]
+state = [f"status {alert.shown_status}"]
 if alert.acknowledged_by:
     state.append(f"acknowledged by {alert.acknowledged_by} at {alert.acknowledged_at:%Y-%m-%d %H:%M} UTC")
 if alert.closed_by:

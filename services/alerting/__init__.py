@@ -52,15 +52,20 @@ from services.alerting.lifecycle import (
     LifecycleState,
     alert_key,
     apply,
+    history_only,
     mute_until,
+    unheard_reopens,
 )
 from services.alerting.message import (
+    WITHDRAWN,
     Story,
+    Withdrawal,
     alert_message,
     json_safe_evidence,
     message_event_ids,
     plain_text,
     what_happened,
+    withdrawal_message,
 )
 
 __all__ = [
@@ -89,6 +94,8 @@ __all__ = [
     "ScoredRow",
     "Severity",
     "Story",
+    "WITHDRAWN",
+    "Withdrawal",
     "aggregate",
     "alert_key",
     "alert_message",
@@ -98,6 +105,7 @@ __all__ = [
     "bucket_start",
     "buckets_from_rows",
     "detect",
+    "history_only",
     "json_safe_evidence",
     "message_event_ids",
     "mute_until",
@@ -105,5 +113,7 @@ __all__ = [
     "plain_text",
     "scope_keys",
     "touched_starts",
+    "unheard_reopens",
     "what_happened",
+    "withdrawal_message",
 ]

@@ -15,8 +15,17 @@ alert keys and dedupe keys depend only on the bucket series, the re-run reproduc
 unaffected alert and notification exactly (upserts and ON CONFLICT DO NOTHING make the
 repeats no-ops), adds what the late story caused, and marks `superseded` any alert the old
 history opened that the new one does not. Checkpoints after the re-run's start are
-replaced. A change only counts if the recomputed counts differ, so a replayed topic
-re-runs nothing.
+replaced.
+
+What a re-run tells subscribers. In a live stream, an alert the re-run opens and resolves in
+windows judged before (the past of the watermark), never notified, is recorded but not
+notified (`lifecycle.history_only`): it is history, not news, and while a stalled partition
+is still catching up the history it was judged on may be incomplete. An alert that was
+notified and is then superseded gets a withdrawal (`message.withdrawal_message`, outbox kind
+`withdrawn`), which the dispatcher delivers like any notification: the subscriber was told,
+so it is told the alarm no longer stands.
+
+A change only counts if the recomputed counts differ, so a replayed topic re-runs nothing.
 
 A story older than every kept checkpoint (`checkpoint_retention` of event time, see
 `store.prune_checkpoints`) still updates its bucket, but the windows around it are not
@@ -34,15 +43,19 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from services.alerting import (
+    WITHDRAWN,
     Action,
     Alert,
     Detection,
     alert_message,
     apply,
     detect,
+    history_only,
     json_safe_evidence,
     message_event_ids,
     store,
+    unheard_reopens,
+    withdrawal_message,
 )
 from services.alerting.config import AlerterConfig
 
@@ -66,6 +79,7 @@ class StepResult:
     actions: list[Action] = field(default_factory=list)
     outbox: list[str] = field(default_factory=list)  # dedupe keys newly inserted
     superseded: list[str] = field(default_factory=list)
+    history_only: list[str] = field(default_factory=list)  # alerts recorded but not notified
     open_alerts: int | None = None  # live alerts in the lifecycle state after the step
 
 
@@ -81,11 +95,14 @@ class AlertEngine:
         until: datetime | None,
         now: datetime,
         event_ids: Iterable[str] = (),
+        live: bool = False,
     ) -> StepResult:
         """Recompute the buckets starting at `touched`, judge every window that closes by
         `until` (re-judging windows a late story changed), and write alerts, outbox rows and
         the checkpoint. The caller commits (or rolls back) the session. Counting stories,
-        `event_ids` (the batch's items) add the buckets of their stories' other items."""
+        `event_ids` (the batch's items) add the buckets of their stories' other items.
+        `live`: the stream is live (`EventClock.live`); only then is an alert that a re-run
+        opens and resolves in the past of the watermark left unnotified (`history_only`)."""
         cfg = self.config
         rule, width = cfg.rule, cfg.bucket_width
         starts = set(touched)
@@ -137,11 +154,27 @@ class AlertEngine:
         )
 
         written = self._write_alerts(session, detections, lifecycle.actions, lifecycle.state.alerts, now)
-        outbox = self._write_outbox(session, detections, lifecycle.actions, now)
+        judged_until = evaluated if live and base is not latest else None
+        past = history_only(lifecycle.actions, judged_until=judged_until)
+        if past:  # nothing of them notified before (a replay of the re-run) either
+            notified = store.notified_alert_keys(session, past)
+            past = history_only(lifecycle.actions, judged_until=judged_until, notified=notified)
+        notify = [a for a in lifecycle.actions if a.notify and a.alert_key not in past]
+        reopened = {a.alert_key for a in lifecycle.actions if a.kind == "reopen"} - past
+        if reopened:  # a history alert reopened by news: the subscriber never heard of it
+            heard = store.notified_alert_keys(session, reopened) | {a.alert_key for a in notify} | past
+            promoted = {a.dedupe_key: a for a in unheard_reopens(lifecycle.actions, heard=heard)}
+            notify = [
+                promoted.get(a.dedupe_key, a)
+                for a in lifecycle.actions
+                if a.dedupe_key in promoted or (a.notify and a.alert_key not in past)
+            ]
+        outbox = self._write_outbox(session, detections, notify, now)
         superseded: list[str] = []
         if base is not latest:
             store.drop_checkpoints_after(session, rule=rule, after=start)
             superseded = store.supersede_alerts(session, rule=rule, opened_after=start, keep=written, now=now)
+            outbox += self._write_withdrawals(session, superseded, at=target, now=now)
         checkpoint = store.Checkpoint(evaluated_until=target, detector=run.state, lifecycle=lifecycle.state)
         store.save_checkpoint(session, rule=rule, checkpoint=checkpoint, now=now)
         store.thin_checkpoints(session, rule=rule, newest=target, spacing=CHECKPOINT_SPACING)
@@ -156,6 +189,7 @@ class AlertEngine:
             actions=lifecycle.actions,
             outbox=outbox,
             superseded=superseded,
+            history_only=sorted(past),
             open_alerts=sum(1 for a in lifecycle.state.alerts.values() if a.status == "open"),
         )
 
@@ -189,10 +223,30 @@ class AlertEngine:
         store.upsert_alerts(session, alerts=rows, now=now)
         return set(latest)
 
-    def _write_outbox(
-        self, session: Session, detections: list[Detection], actions: list[Action], now: datetime
+    def _write_withdrawals(
+        self, session: Session, superseded: list[str], *, at: datetime, now: datetime
     ) -> list[str]:
-        notify = [a for a in actions if a.notify]
+        """A withdrawal for each superseded alert that was notified: the subscriber was told,
+        so it must be told the alarm no longer stands. One per alert (its dedupe key)."""
+        entries = [
+            store.OutboxEntry(
+                dedupe_key=w.dedupe_key,
+                alert_key=w.alert_key,
+                kind=WITHDRAWN,
+                severity=w.severity,
+                scope=w.scope,
+                key=w.key,
+                at=at,
+                payload=withdrawal_message(w, at=at, created_at=now),
+            )
+            for w in store.notified_alerts(session, superseded)
+        ]
+        return store.insert_outbox(session, entries=entries, now=now)
+
+    def _write_outbox(
+        self, session: Session, detections: list[Detection], notify: list[Action], now: datetime
+    ) -> list[str]:
+        """Outbox rows for `notify`, the actions to be notified."""
         if not notify:
             return []
         stored = store.stored_evidence(session, [a.alert_key for a in notify if a.detection is None])

@@ -163,6 +163,51 @@ def apply(
     return LifecycleRun(actions=actions, state=LifecycleState(alerts=alerts))
 
 
+def history_only(
+    actions: Iterable[Action], *, judged_until: datetime | None, notified: Iterable[str] = ()
+) -> set[str]:
+    """Keys of the alerts of `actions` that are history, not news: recorded, never notified.
+
+    An alert is history when its whole life is in these actions — it opens, and it ends the
+    step resolved — and it resolved at or before `judged_until`, the boundary up to which
+    windows had been judged before this step (the past of the watermark: only a late
+    story's re-run judges windows there again), and nothing of it was notified before
+    (`notified`). A subscriber acts on what is happening; telling it now that something
+    started and ended hours ago in event time is a false alarm when the re-run's history
+    is still incomplete (a partition stalled behind a dead worker) and no use when it is
+    not. An alert that is still open, or that resolves in the windows judged for the first
+    time, is notified as always; so is one notified before (its resolution must follow its
+    opening). `judged_until` None (the caller's choice: a replay, where every alert is
+    history and the notifications are what the replay is for) makes nothing history.
+    """
+    if judged_until is None:
+        return set()
+    opened: set[str] = set()
+    last: dict[str, Alert] = {}
+    for action in actions:
+        if action.kind == "open":
+            opened.add(action.alert_key)
+        last[action.alert_key] = action.alert
+    past: set[str] = set()
+    for key in opened - set(notified):
+        resolved_at = last[key].resolved_at
+        if last[key].status == "resolved" and resolved_at is not None and resolved_at <= judged_until:
+            past.add(key)
+    return past
+
+
+def unheard_reopens(actions: Iterable[Action], *, heard: Iterable[str]) -> list[Action]:
+    """The silent reopenings among `actions` of alerts subscribers never heard of, made to
+    notify.
+
+    A reopening within the cooldown is silent because the subscriber was told about the
+    alert and its flapping is no news. An alert that was history (`history_only`) was never
+    told: a new spike of its scope within the cooldown is news, so its reopening notifies.
+    `heard`: the alerts with a notification, stored or among this step's."""
+    known = set(heard)
+    return [replace(a, notify=True) for a in actions if a.kind == "reopen" and a.alert_key not in known]
+
+
 def _resolve(alert: Alert, at: datetime, actions: list[Action]) -> Alert:
     resolved = replace(alert, status="resolved", resolved_at=at)
     actions.append(Action(kind="resolve", alert=resolved, at=at, notify=True))

@@ -126,6 +126,64 @@ def alert_message(
     }
 
 
+WITHDRAWN: Final = "withdrawn"  # the outbox kind of a withdrawal
+WITHDRAWN_REASON: Final = (
+    "superseded: judged again with stories that arrived late, the complete history does not raise it"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """A notified alert that a late story's re-run superseded (its stored row)."""
+
+    alert_key: str
+    rule: str
+    scope: str
+    key: str
+    severity: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    evidence: Mapping[str, Any]
+
+    @property
+    def dedupe_key(self) -> str:
+        """One withdrawal per alert, identical on every replay."""
+        return f"{self.alert_key}|{WITHDRAWN}"
+
+
+def withdrawal_message(
+    withdrawal: Withdrawal, *, at: datetime, created_at: datetime, reason: str = WITHDRAWN_REASON
+) -> dict[str, Any]:
+    """The JSON-ready message withdrawing an alert that was notified and then superseded.
+
+    Superseding is recorded in the database, but a subscriber only knows what it was sent:
+    without this message the alarm it got stands. Same version and fields as
+    `alert_message` where they apply (its `summary` is the alert's own line, so the
+    dispatcher renders "withdrawn: <summary>"), plus `reason`. `at` is the event-time
+    boundary of the step that superseded it; `created_at` the wall clock."""
+    evidence = withdrawal.evidence
+    return {
+        "version": MESSAGE_VERSION,
+        "summary": what_happened(withdrawal.scope, withdrawal.key, evidence),
+        "dedupe_key": withdrawal.dedupe_key,
+        "alert_key": withdrawal.alert_key,
+        "kind": WITHDRAWN,
+        "rule": withdrawal.rule,
+        "scope": withdrawal.scope,
+        "key": withdrawal.key,
+        "severity": withdrawal.severity,
+        "status": "superseded",
+        "reason": reason,
+        "at": _iso(at),
+        "opened_at": _iso(withdrawal.opened_at),
+        "resolved_at": _iso(withdrawal.resolved_at),
+        "window": {"start": evidence.get("window_start"), "end": evidence.get("window_end")},
+        "event_ids": [str(e) for e in evidence.get("event_ids", ())],
+        "headlines": [],
+        "created_at": _iso(created_at),
+    }
+
+
 def scope_name(scope: str, key: str) -> str:
     """How a desk names a scope: the topic, `$TICKER`, or the whole market."""
     if scope == "market":

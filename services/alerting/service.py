@@ -54,7 +54,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.alerting import bucket_start, store
+from services.alerting import WITHDRAWN, bucket_start, store
 from services.alerting.config import AlerterConfig, alerter_config
 from services.alerting.engine import AlertEngine, StepResult
 from services.alerting.metrics import AlerterMetrics
@@ -314,7 +314,12 @@ class Alerter:
         started = time.perf_counter()
         result = self._with_retry(
             lambda session: self._engine.step(
-                session, touched=touched, until=until, now=now, event_ids=event_ids
+                session,
+                touched=touched,
+                until=until,
+                now=now,
+                event_ids=event_ids,
+                live=self._clock.live(now),
             )
         )
         if result.evaluated_until is not None:
@@ -422,7 +427,8 @@ class Alerter:
                 seconds=seconds,
                 buckets=r.buckets_changed,
                 actions=[(a.kind, a.alert.scope, a.alert.severity) for a in r.actions],
-                outbox=[a.kind for a in r.actions if a.dedupe_key in new_rows],
+                outbox=[a.kind for a in r.actions if a.dedupe_key in new_rows]
+                + [WITHDRAWN for key in r.outbox if key.endswith(f"|{WITHDRAWN}")],
                 rerun=r.rerun_from is not None,
                 too_late=r.too_late is not None,
                 superseded=len(r.superseded),
@@ -449,6 +455,12 @@ class Alerter:
             )
         if r.superseded:
             log.warning("alerts superseded by a late story: %s", ", ".join(r.superseded), extra=fields)
+        if r.history_only:
+            log.info(
+                "alerts opened and resolved in the past by a late story, recorded, not notified: %s",
+                ", ".join(r.history_only),
+                extra=fields,
+            )
         for a in r.actions:
             log.info(
                 "alert %s at %s: %s %s (%s)",

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from services.alerting import (
     SCOPES,
+    WITHDRAWN,
     Alert,
     BucketCounts,
     BucketKey,
@@ -31,6 +32,7 @@ from services.alerting import (
     LifecycleState,
     Scope,
     Story,
+    Withdrawal,
     aggregate,
     bearish_event_ids,
     bucket_start,
@@ -455,7 +457,8 @@ def supersede_alerts(
 
     A late story can move when a spike was first detected, and with it the alert's key; the
     alert the old history opened would otherwise stay open for ever, since no lifecycle
-    state tracks it any more. Its notifications were sent; the row stays, marked.
+    state tracks it any more. The row stays, marked; the engine withdraws whatever of it
+    was notified (`notified_alerts`).
     """
     stmt = (
         update(ALERTS)
@@ -468,6 +471,36 @@ def supersede_alerts(
     if opened_after is not None:
         stmt = stmt.where(ALERTS.c.opened_at > opened_after)
     return list(session.scalars(stmt))
+
+
+def notified_alert_keys(session: Session, alert_keys: Iterable[str]) -> set[str]:
+    """Those of `alert_keys` with a notification in the outbox (a withdrawal is none)."""
+    keys = sorted(set(alert_keys))
+    if not keys:
+        return set()
+    stmt = select(OUTBOX.c.alert_key).where(OUTBOX.c.alert_key.in_(keys), OUTBOX.c.kind != WITHDRAWN)
+    return set(session.scalars(stmt))
+
+
+def notified_alerts(session: Session, alert_keys: Iterable[str]) -> list[Withdrawal]:
+    """The stored alerts among `alert_keys` that were notified: what a withdrawal must cite."""
+    notified = notified_alert_keys(session, alert_keys)
+    if not notified:
+        return []
+    stmt = select(ALERTS).where(ALERTS.c.alert_key.in_(sorted(notified))).order_by(ALERTS.c.alert_key)
+    return [
+        Withdrawal(
+            alert_key=row["alert_key"],
+            rule=row["rule"],
+            scope=row["scope"],
+            key=row["key"],
+            severity=row["severity"],
+            opened_at=row["opened_at"],
+            resolved_at=row["resolved_at"],
+            evidence=dict(row["evidence"] or {}),
+        )
+        for row in session.execute(stmt).mappings()
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ class Notification:
     outbox_id: int
     dedupe_key: str
     alert_key: str
-    kind: str  # open | escalate | renotify | reopen | resolve (test: a `subscriptions test`)
+    kind: str  # open | escalate | renotify | reopen | resolve | withdrawn (test: a `subscriptions test`)
     severity: str
     scope: str
     key: str

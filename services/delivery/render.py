@@ -11,7 +11,10 @@ the renderers read `summary` (the one-line account, used as the title when prese
 `window.start/end`, `counts.total/bearish`, `baseline.share`, `p_value`
 and `headlines` (objects with `headline`, or strings); a flat `Detection.to_dict()` shape
 (`window_start`, `total`, `baseline_share`, …, possibly under `evidence`) is read too.
-Missing fields are left out of the text; the webhook sends the payload unchanged.
+Missing fields are left out of the text; the webhook sends the payload unchanged. A
+withdrawal (kind `withdrawn`: a notified alert the alerter superseded after judging its
+windows again with late stories) renders as "withdrawn: <the alert's summary>", with its
+`reason` in the e-mail body.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ _KIND_TEXT: Final = {
     "renotify": "bearish news spike continues",
     "reopen": "bearish news spike back",
     "resolve": "resolved: bearish news spike over",
+    "withdrawn": "withdrawn: bearish news spike",
     "test": "test notification",
 }
 
@@ -205,6 +209,7 @@ _KIND_PREFIX: Final = {
     "renotify": "continues: ",
     "reopen": "back: ",
     "resolve": "",
+    "withdrawn": "withdrawn: ",
 }
 
 
@@ -217,7 +222,7 @@ def summary(n: Notification) -> str:
         return f"[{plain(n.severity, 16).upper()}] {_KIND_PREFIX.get(n.kind, '')}{plain(said, 240)}"
     what = _KIND_TEXT.get(n.kind, plain(n.kind, 20))
     line = f"[{plain(n.severity, 16).upper()}] {what} on {scope_text(n.scope, n.key)}"
-    if n.kind == "resolve":
+    if n.kind in ("resolve", "withdrawn"):
         return line
     f = facts(n.payload)
     quoted = []
@@ -264,6 +269,8 @@ def text_body(message: Message) -> str:
         if f.window_start is not None and f.window_end is not None:
             lines.append(f"  window: {f.window_start.isoformat()} to {f.window_end.isoformat()}")
         lines.append(f"  alert: {plain(n.alert_key, 300)}")
+        if n.kind == "withdrawn" and n.payload.get("reason"):
+            lines.append(f"  why: {plain(n.payload['reason'], 300)}")
         lines += [f"  - {h}" for h in headlines(n.payload)[:MAX_HEADLINES]]
         lines.append("")
     if len(message.notifications) > len(shown):

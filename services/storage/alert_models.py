@@ -110,7 +110,7 @@ class AlertOutboxRow(Base):
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
     dedupe_key: Mapped[str] = mapped_column(DEDUPE_KEY, unique=True)
     alert_key: Mapped[str] = mapped_column(ALERT_KEY, ForeignKey("alerts.alert_key", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # open | escalate | renotify | reopen | resolve
+    kind: Mapped[str] = mapped_column(String(16))  # open | escalate | renotify | reopen | resolve | withdrawn
     severity: Mapped[str] = mapped_column(String(16))
     scope: Mapped[str] = mapped_column(SCOPE)
     key: Mapped[str] = mapped_column(SCOPE_KEY)

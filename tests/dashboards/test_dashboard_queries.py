@@ -398,3 +398,19 @@ def test_data_end_stays_at_the_newest_minute_not_after_now(session: Session, db_
     )
     session.commit()
     assert ui.data_end(settings) == before == seed.END
+
+
+
+def test_a_superseded_alert_is_shown_as_withdrawn() -> None:
+    """The alerter withdraws a notified alert it superseded; the feed says so, and the
+    alerter's own statuses are shown as they are."""
+    from dashboards.data.alerts import AlertView
+
+    t = datetime(2025, 3, 3, 12, tzinfo=UTC)
+
+    def view(status: str) -> AlertView:
+        return AlertView(1, "bearish_spike", "topic", "Financials", "warning", status, t, t, t,
+                         None, 1, None, None, None, None, None, None)  # fmt: skip
+
+    assert view("superseded").shown_status == "withdrawn (superseded by late stories)"
+    assert view("open").shown_status == "open" and view("resolved").shown_status == "resolved"

@@ -70,8 +70,11 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 class Runner:
     """Plays the scorer (store each batch) and the alerter (one step per batch) in-process."""
 
-    def __init__(self, engine: Engine, *, checkpoint_hours: float = 6.0, **settings: Any) -> None:
+    def __init__(
+        self, engine: Engine, *, checkpoint_hours: float = 6.0, live: bool = False, **settings: Any
+    ) -> None:
         self.engine = engine
+        self.live = live  # what the alerter's EventClock would say: a live stream
         self.config = alerter_config(Settings(alerter_checkpoint_hours=checkpoint_hours, **settings))
         self.alerts = AlertEngine(self.config)
         self.clock = EventClock(self.config.lateness, self.config.live_horizon)
@@ -84,7 +87,11 @@ class Runner:
                 self.clock.observe(item.published_at, now=NOW)
             with Session(self.engine) as session, session.begin():
                 result = self.alerts.step(
-                    session, touched=touched_starts(chunk), until=self.clock.until(NOW), now=NOW
+                    session,
+                    touched=touched_starts(chunk),
+                    until=self.clock.until(NOW),
+                    now=NOW,
+                    live=self.live,
                 )
             self.results.append(result)
 
@@ -195,6 +202,65 @@ def test_late_stories_that_undo_a_spike_supersede_its_alert(db: Engine) -> None:
     with Session(db) as session:
         latest = store.latest_checkpoint(session, rule=runner.config.rule)
         assert latest is not None and not latest.lifecycle.alerts
+
+
+def test_a_live_streams_late_alert_that_opens_and_resolves_in_the_past_is_not_notified(db: Engine) -> None:
+    """The whole burst arrives late, after the windows it falls in were judged without it
+    (a worker's partitions waiting for a replacement): the re-run opens and resolves its
+    alert in the past of the watermark. In a live stream that is recorded, not notified;
+    in a replay (the test above) the same alert is notified as the pure run says."""
+    items = stream()
+    late = [i for i in items if i.event_id.startswith("burst-")]
+    on_time = [i for i in items if i not in late]
+    runner = Runner(db, live=True)
+    runner.feed(on_time)
+    assert alert_keys(db) == set() and outbox_keys(db) == []
+
+    runner.feed(late, batch=len(late))
+    result = runner.results[-1]
+    expected = pure_actions(items, runner.config.lateness)
+    assert result.rerun_from is not None
+    assert {a.kind for a in expected if a.notify} >= {"open", "resolve"}
+    assert alert_keys(db) == {a.alert_key for a in expected}  # recorded, for the dashboard and audit
+    assert result.history_only == sorted({a.alert_key for a in expected})
+    assert outbox_keys(db) == [] and result.outbox == []  # nothing for the alerts topic
+    with Session(db) as session:
+        row = session.scalars(select(AlertRow)).one()
+        assert row.status == "resolved" and row.key == TOPIC
+        assert {e for e in row.event_ids if e.startswith("burst-")}  # with its evidence
+
+
+def test_a_notified_alert_that_is_superseded_is_withdrawn(db: Engine) -> None:
+    """The alert of test_late_stories_that_undo_a_spike_supersede_its_alert was notified;
+    once superseded, a withdrawal goes to the outbox, once, citing the alert and why."""
+    items = stream()
+    runner = Runner(db, live=True, alert_surge_min_bearish=10_000, alert_p_warning=1e-5)
+    runner.feed(items)
+    (raised,) = alert_keys(db)
+    notified = outbox_keys(db)
+    assert notified and all(k.startswith(raised) for k in notified)
+
+    calm_news = topic_burst(
+        topic=TOPIC,
+        size=40,
+        start=BURST_START - timedelta(minutes=5),
+        minutes=10,
+        seed=5,
+        prefix="late",
+        sentiment="neutral",
+    )
+    runner.feed(calm_news, batch=40)
+    assert runner.results[-1].superseded == [raised]
+    assert outbox_keys(db) == [*notified, f"{raised}|withdrawn"]
+    assert runner.results[-1].outbox == [f"{raised}|withdrawn"]
+    with Session(db) as session:
+        row = session.scalars(select(AlertOutboxRow).where(AlertOutboxRow.kind == "withdrawn")).one()
+        assert (row.alert_key, row.scope, row.key) == (raised, "topic", TOPIC)
+        assert row.payload["status"] == "superseded" and "late" in row.payload["reason"]
+        assert row.payload["summary"].startswith(f"{TOPIC}: ")
+
+    runner.feed(calm_news, batch=40)  # redelivered: nothing changes, no second withdrawal
+    assert outbox_keys(db) == [*notified, f"{raised}|withdrawn"]
 
 
 def test_replay_and_lost_checkpoints_change_nothing(db: Engine) -> None:

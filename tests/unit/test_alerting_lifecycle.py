@@ -16,7 +16,9 @@ from services.alerting import (
     apply,
     bearish_event_ids,
     detect,
+    history_only,
     mute_until,
+    unheard_reopens,
 )
 
 from .alert_streams import T0, burst, calm, end_of
@@ -199,3 +201,58 @@ def test_a_mute_ends_hours_after_now_and_is_bounded() -> None:
     for hours in (0, -1, MAX_MUTE_HOURS + 0.5):
         with pytest.raises(ValueError, match="mute for 0 < hours <= 720"):
             mute_until(T0, hours)
+
+
+# --------------------------------------------------------------------------- history, not news
+
+
+def test_an_alert_opened_and_resolved_in_the_past_of_the_watermark_is_history() -> None:
+    """A late story's re-run (windows judged before up to minute 60) opens an alert at 10
+    and resolves it at 20: recorded, but history. One still open at the end, and one
+    resolving after the boundary judged before, are news as always."""
+    past = apply(None, [det(m) for m in range(10, 16)], now=T0 + 60 * MIN)
+    assert kinds(past.actions) == [("open", 10), ("resolve", 20)]
+    key = past.actions[0].alert_key
+    assert history_only(past.actions, judged_until=T0 + 60 * MIN) == {key}
+    assert history_only(past.actions, judged_until=T0 + 20 * MIN) == {key}  # resolved at the boundary
+    # resolving in windows judged for the first time: news
+    assert history_only(past.actions, judged_until=T0 + 19 * MIN) == set()
+    # a replay (no judged boundary given) notifies everything, as before
+    assert history_only(past.actions, judged_until=None) == set()
+    # notified before (its opening went out): its resolution must follow
+    assert history_only(past.actions, judged_until=T0 + 60 * MIN, notified=[key]) == set()
+
+    still_open = apply(None, [det(m) for m in range(10, 16)], now=T0 + 18 * MIN)
+    assert kinds(still_open.actions) == [("open", 10)]
+    assert history_only(still_open.actions, judged_until=T0 + 60 * MIN) == set()
+
+
+def test_only_a_whole_life_in_the_step_is_history() -> None:
+    """An alert opened before the step (in the checkpoint's state) and resolved in it was
+    notified when it opened: its resolution is news. Reopened silently within the cooldown
+    and resolved again, a whole life stays one alert, history as a whole."""
+    opened = apply(None, [det(m) for m in range(10, 12)], now=T0 + 12 * MIN)
+    later = apply(opened.state, [], now=T0 + 60 * MIN)
+    assert kinds(later.actions) == [("resolve", 16)]
+    assert history_only(later.actions, judged_until=T0 + 60 * MIN) == set()
+
+    flapping = apply(None, [det(10), det(11), det(20), det(21)], now=T0 + 60 * MIN)
+    assert [k for k, _ in kinds(flapping.actions)] == ["open", "resolve", "reopen", "resolve"]
+    assert history_only(flapping.actions, judged_until=T0 + 60 * MIN) == {flapping.actions[0].alert_key}
+    # the second resolution (minute 26) after the boundary: the whole alert is news
+    assert history_only(flapping.actions, judged_until=T0 + 25 * MIN) == set()
+
+
+def test_a_history_alert_reopened_by_news_is_notified() -> None:
+    """History (never notified) resolved at 16; a new detection at 30, inside the cooldown,
+    reopens it silently for the lifecycle, but the subscriber never heard of it: news. An
+    alert it heard of stays silent when it flaps."""
+    history = apply(None, [det(10), det(11)], now=T0 + 25 * MIN)
+    key = history.actions[0].alert_key
+    assert history_only(history.actions, judged_until=T0 + 25 * MIN) == {key}
+    news = apply(history.state, [det(30)], now=T0 + 31 * MIN)
+    assert kinds(news.actions) == [("reopen", 30)] and not news.actions[0].notify
+    (promoted,) = unheard_reopens(news.actions, heard=set())
+    assert promoted.notify and promoted.kind == "reopen" and promoted.alert_key == key
+    assert promoted.dedupe_key == news.actions[0].dedupe_key
+    assert unheard_reopens(news.actions, heard={key}) == []

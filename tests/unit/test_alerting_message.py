@@ -6,7 +6,17 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 
-from services.alerting import Detection, Story, alert_message, apply, json_safe_evidence, plain_text
+from services.alerting import (
+    WITHDRAWN,
+    Detection,
+    Story,
+    Withdrawal,
+    alert_message,
+    apply,
+    json_safe_evidence,
+    plain_text,
+    withdrawal_message,
+)
 
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -144,3 +154,28 @@ def test_a_surge_message_names_the_tests_and_carries_the_count_evidence() -> Non
     )
     assert msg["surge"]["rate_ratio"] is None and msg["summary"].endswith("usually none")
     json.dumps(msg, allow_nan=False)
+
+
+def test_a_withdrawal_names_the_alert_and_says_why() -> None:
+    """The message withdrawing a notified, superseded alert: its own summary line (the
+    dispatcher prefixes "withdrawn: "), one dedupe key per alert, the reason."""
+    d = detection(T0)
+    withdrawal = Withdrawal(
+        alert_key="bearish_spike|topic|Financials|x",
+        rule="bearish_spike",
+        scope="topic",
+        key="Financials",
+        severity="warning",
+        opened_at=T0,
+        resolved_at=T0 + 6 * M,
+        evidence=json_safe_evidence(d.to_dict()),
+    )
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    message = withdrawal_message(withdrawal, at=T0 + 2 * 60 * M, created_at=created)
+    assert message["kind"] == WITHDRAWN == "withdrawn"
+    assert message["dedupe_key"] == "bearish_spike|topic|Financials|x|withdrawn" == withdrawal.dedupe_key
+    assert message["summary"] == "Financials: 11 of 14 stories bearish in 10 min, usually 16%"
+    assert message["status"] == "superseded" and "late" in message["reason"]
+    assert message["at"] == (T0 + 2 * 60 * M).isoformat() and message["opened_at"] == T0.isoformat()
+    assert message["resolved_at"] == (T0 + 6 * M).isoformat() and message["event_ids"] == ["e1", "e2", "e3"]
+    assert json.loads(json.dumps(message)) == message

@@ -190,3 +190,22 @@ def test_the_alerters_real_message_renders() -> None:
     body = text_body(Message("k", "desk", (n,)))
     assert "  - Exxon & Chevron slump\n  - Oil falls\n" in body
     assert "  window: 2025-03-03T11:50:00+00:00 to 2025-03-03T12:00:00+00:00" in body
+
+
+def test_a_withdrawal_renders_as_withdrawn_with_the_alerts_summary() -> None:
+    """Contract with services.alerting.message.withdrawal_message: "withdrawn: <summary>"
+    on every channel, the reason in the e-mail body; without a summary, still withdrawn."""
+    from services.alerting import Withdrawal, withdrawal_message
+
+    withdrawal = Withdrawal(ALERT, "bearish_spike", "topic", "Energy / Oil", "high", T0, None, EVIDENCE)
+    payload = withdrawal_message(withdrawal, at=T0, created_at=T0)
+    n = Notification(
+        7, withdrawal.dedupe_key, ALERT, "withdrawn", "high", "topic", "Energy / Oil", T0, payload
+    )
+    assert summary(n) == "[HIGH] withdrawn: Energy / Oil: 25 of 40 stories bearish in 10 min, usually 15%"
+    body = text_body(Message("k", "desk", (n,)))
+    assert body.startswith("[finsent] [HIGH] withdrawn: Energy / Oil: 25 of 40")
+    assert "  why: superseded: judged again with stories that arrived late" in body
+    assert "withdrawn: Energy / Oil" in json.loads(slack_body(Message("k", "desk", (n,))))["text"]
+    bare = note("withdrawn", payload={})
+    assert summary(bare) == "[HIGH] withdrawn: bearish news spike on topic Energy / Oil"

@@ -28,8 +28,9 @@ Imports are lazy (PEP 562), as in `bert_core`: `bert_core.inference.cpu` or
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bert_core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from bert_core.inference.cpu import cpu_features, cpu_has_bf16
@@ -48,13 +49,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bert_core.inference' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 __all__ = [

@@ -513,6 +513,33 @@ def stored_below(engine: Engine, k: int) -> int:
         )
 
 
+def settle_diagnosis(
+    engine: Engine, n_valid: int, svc: Services, bootstrap: str, group: str, topics: PipelineTopics
+) -> str:
+    """What a stalled run looks like: how many stories are stored, the first missing ids,
+    the group's committed offsets and the tail of every worker's log."""
+    with engine.connect() as conn:
+        stored = {
+            r[0]
+            for r in conn.execute(
+                text("SELECT event_id FROM news_items WHERE event_id >= 'chaos-' AND event_id < :bound"),
+                {"bound": f"chaos-{n_valid:05d}"},
+            )
+        }
+    missing = [f"chaos-{i:05d}" for i in range(n_valid) if f"chaos-{i:05d}" not in stored]
+    try:
+        committed = committed_total(bootstrap, group, topics.raw)
+    except Exception as e:  # the diagnosis must not hide the timeout
+        committed = f"unreadable: {e}"
+    workers = "\n".join(
+        f"--- {w.name} (alive={w.alive}, ready={w.ready_count()}):\n{w.log()[-3000:]}" for w in svc.workers
+    )
+    return (
+        f"stored {len(stored)}/{n_valid}; first missing: {missing[:20]}; "
+        f"committed on {topics.raw}: {committed}\n{workers}"
+    )
+
+
 def table_counts(engine: Engine) -> dict[str, Any]:
     """Rows, and rows beyond one per key (duplicates), of the pipeline's and the alerts' tables."""
     queries = {
@@ -817,12 +844,16 @@ def run_chaos(
         )
         final = fault("stream_end")
         end(final)
-        wait_until(
-            lambda: stored_below(engine, n_valid) >= n_valid,
-            timeout=config.settle_timeout_s,
-            what=f"all {n_valid} stories stored",
-            services=svc,
-        )
+        try:
+            wait_until(
+                lambda: stored_below(engine, n_valid) >= n_valid,
+                timeout=config.settle_timeout_s,
+                what=f"all {n_valid} stories stored",
+                services=svc,
+            )
+        except TimeoutError as e:
+            why = settle_diagnosis(engine, n_valid, svc, broker.bootstrap, group, topics)
+            raise TimeoutError(f"{e}\n{why}") from e
         wait_until(
             lambda: committed_total(broker.bootstrap, group, topics.raw) >= n_valid + n_poison,
             timeout=120,

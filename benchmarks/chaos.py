@@ -83,6 +83,7 @@ from tests.integration.tcp_proxy import TcpProxy  # noqa: E402
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 PARTITIONS = 4
 SIGTERM_LIMIT_S = 30.0
+HEARTBEAT_S = SESSION_TIMEOUT_S / 3  # the scorer's heartbeat interval (services/scorer/app.py)
 WEBHOOK_SECRET = "chaos-webhook-secret"  # a throwaway HMAC key for the local receiver
 # The full plan: scale 1 → 2 → 3 → 1 with kills in between (3 SIGKILL, 2 SIGTERM, plus the
 # 2 SIGTERMs of scaling down) and the 30 s database cut. Each step waits a random gap first.
@@ -294,6 +295,32 @@ class Services:
         """A random worker that is processing (waits for one, so a kill strikes mid-stream)."""
         ready = wait_until(self.ready_workers, timeout=timeout, what="a ready worker to kill", services=self)
         return rng.choice(ready)
+
+    def group_formed(self) -> bool:
+        """Every live worker processes its latest assignment and together they cover every
+        partition of `news.raw` once: no rebalance is under way."""
+        live = self.live_workers()
+        if not live:
+            return False
+        assignments = []
+        for worker in live:
+            settled = worker.settled_assignment(self.topics.raw)
+            log = worker.log()
+            if settled is None or log.rfind("(Re-)joining group") > log.rfind("Worker ready"):
+                return False
+            assignments.append(settled)
+        covered = frozenset().union(*assignments)
+        return covered == frozenset(range(PARTITIONS)) and sum(map(len, assignments)) == PARTITIONS
+
+    def wait_group_formed(self, *, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait out a rebalance before a worker leaves the group cleanly.
+
+        The embedded broker (Tansu 0.6.0) keeps a group's leader when that leader sends
+        LeaveGroup while the group re-forms after another member left; the group then never
+        forms again (docs/reliability.md#the-embedded-brokers-group-coordinator). A SIGTERM
+        (LeaveGroup) therefore only strikes a formed group, as an operator of several workers
+        on the embedded broker must do too; SIGKILLs strike at any time."""
+        wait_until(self.group_formed, timeout=timeout, what="the scorer group formed", services=self)
 
     def sigkill(self, worker: Worker) -> None:
         self._intended.add(worker.proc.pid)
@@ -809,6 +836,8 @@ def run_chaos(
                 svc.start_worker()
                 end(f)
             elif step in ("sigkill", "sigterm"):
+                if step == "sigterm":
+                    svc.wait_group_formed()
                 victim = svc.victim(rng)
                 f = fault(step, worker=victim.name, workers=len(svc.live_workers()))
                 if step == "sigkill":
@@ -820,7 +849,11 @@ def run_chaos(
             elif step == "scale_down":
                 victims = live[:-1]
                 f = fault("scale_down", workers_before=len(live), stopped=[v.name for v in victims])
-                terms.extend(svc.sigterm(v) for v in victims)
+                for victim in victims:  # one at a time, each once the group has formed
+                    svc.wait_group_formed()
+                    terms.append(svc.sigterm(victim))
+                    wait_until(lambda v=victim: not v.alive, timeout=60, what=f"{victim.name} exited")
+                    time.sleep(HEARTBEAT_S)  # the survivors learn of the rebalance by heartbeat
                 end(f)
             elif step == "db_cut":
                 f = fault("db_cut", seconds=config.db_cut_s)

@@ -132,76 +132,28 @@ def short_config(config: ChaosConfig) -> ChaosConfig:
 
 
 def build_tiny_model(out: Path) -> Path:
-    """The tests' tiny keyword model (tests/conftest.py: tiny_bert_dir + trained +
-    saved_model_dir), built the same way outside pytest; `out/model` once built is reused."""
+    """The tests' tiny keyword model (tests/tiny_model.py, the recipe of tests/conftest.py's
+    session model), built outside pytest; `out/model` once built is reused."""
+    from tests.tiny_model import (
+        make_sentiment_rows,
+        make_topic_rows,
+        save_trained,
+        train_tiny,
+        write_csv,
+        write_tiny_bert,
+    )
+
     model_dir = out / "model"
     if (model_dir / "manifest.json").is_file():
         return model_dir
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    from bert_core import (
-        DEFAULT_LABELS,
-        TrainConfig,
-        combined_hash,
-        fine_tune,
-        load_task_files,
-        save_model_dir,
-        split_sets,
+    out.mkdir(parents=True, exist_ok=True)
+    base = write_tiny_bert(out / "tiny-bert")
+    result, train, *_ = train_tiny(
+        base,
+        write_csv(out / "sentiment.csv", make_sentiment_rows()),
+        write_csv(out / "topic.csv", make_topic_rows()),
     )
-    from tests.conftest import VOCAB, make_sentiment_rows, make_topic_rows, write_csv
-
-    base = out / "tiny-bert"
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab=str(base / "vocab.txt"), do_lower_case=True)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(str(base), safe_serialization=True)
-    tokenizer.save_pretrained(str(base))
-    sets = load_task_files(
-        {
-            "sentiment": write_csv(out / "sentiment.csv", make_sentiment_rows()),
-            "topic": write_csv(out / "topic.csv", make_topic_rows()),
-        }
-    )
-    split = split_sets(sets, dev_fraction=0.2, seed=0)
-    result = fine_tune(
-        split.train,
-        split.dev,
-        {t: list(DEFAULT_LABELS[t]) for t in ("sentiment", "topic")},  # type: ignore[index]
-        TrainConfig(
-            base_model=str(base),
-            epochs=15,
-            batch_size=16,
-            learning_rate=3e-3,
-            head_learning_rate=3e-3,
-            warmup_ratio=0.0,
-            freeze_word_embeddings=False,
-            patience=100,
-            evals_per_epoch=1,
-            dropout=0.0,
-            progress=False,
-            seed=0,
-            precision="fp32",
-        ),
-    )
-    save_model_dir(
-        model_dir,
-        result.model,
-        result.tokenizer,
-        result.model_config,
-        metrics={"dev": result.dev_reports, "history": result.history},
-        data_hash=combined_hash(split.train),
-    )
-    return model_dir
+    return save_trained(model_dir, result, train)
 
 
 def model_labeller(model_dir: Path, cache_file: Path) -> Callable[[list[str]], list[Label]]:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_sentiment_rows, make_topic_rows
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
@@ -28,6 +27,7 @@ from bert_core import DEFAULT_LABELS
 from services.broker import EmbeddedBroker
 from services.settings import get_settings
 from services.storage import GateDecisionRow, ModelVersionRow, RetrainRunRow
+from tests.tiny_model import make_sentiment_rows, make_topic_rows
 
 from .model_support import following_env, register, runs, serving, versions_in_offset_order
 from .pipeline import (

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_sentiment_rows, make_topic_rows, write_csv
 
 from bert_core import LabelledData, Predictor, evaluate_sets, load_model_dir
 from bert_core.recipes import load_task_files, split_sets
@@ -22,6 +21,7 @@ from services.learning.holdout import (
     metrics_from_report,
 )
 from services.settings import Settings
+from tests.tiny_model import make_sentiment_rows, make_topic_rows, write_csv
 
 
 def settings_for(home: Path, **overrides: object) -> Settings:
@@ -114,7 +114,7 @@ def test_exclude_holdout_removes_every_holdout_text(seeded: Settings) -> None:
 
 
 def test_evaluate_reuses_bert_core_metrics(saved_model_dir: Path) -> None:
-    from conftest import make_sentiment_rows as rows
+    from tests.tiny_model import make_sentiment_rows as rows
 
     data = {
         "sentiment": LabelledData("sentiment", *map(list, zip(*rows(n_per_class=5, seed=3), strict=True)))

@@ -12,6 +12,7 @@ bash scripts/install_tls_tools.sh
 bash scripts/start_services.sh
 export FINSENT_TORCH_THREADS="${FINSENT_TORCH_THREADS:-2}"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports --no-logo  # the layers: [tool.importlinter] in pyproject.toml
 # pytest exits 5 when no test ran: that is a failure here, as any other non-zero code.

@@ -127,7 +127,8 @@ class TrainingSettings(_Group):
         True,
         description="`finsent train` and the background upgrade distil from the teacher's soft targets "
         "shipped beside the seed data (bert_core/seed_data/soft_targets.npz) when that file exists and "
-        "matches the training files; none ships until a real teacher computed it (docs/training.md)",
+        "matches the training files; none ships until a real teacher computed it "
+        "(docs/learning.md#soft-targets)",
     )
     bootstrap_minutes: float = Field(
         6.0,

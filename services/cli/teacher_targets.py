@@ -57,10 +57,11 @@ def teacher_targets(
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per padded pass")] = 64,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file")] = False,
 ) -> None:
-    """Score every training-split text of the files with the teacher (both heads) into a
-    soft-targets file: float16 probabilities keyed by text hash, with a manifest of the
-    teacher, the labels, the files' sha256s, the split and this command. Dev texts are
-    never scored."""
+    """Compute a teacher's probabilities for both heads once, for `finsent train --soft-targets`.
+
+    Every training-split text of the files (the split the teacher trained on; dev texts are
+    never scored), float16, keyed by a hash of the text, with a manifest of the teacher, the
+    label sets, the files' sha256s, the split and this command."""
     from bert_core import compute_soft_targets, cpu_has_bf16, load_model_dir, save_soft_targets
     from services.cli.errors import fail
 

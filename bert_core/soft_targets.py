@@ -267,6 +267,9 @@ def load_soft_targets(path: str | Path) -> SoftTargets:
         raise DataError(f"{path}: holds pickled or object data ({exc}); refused") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: cannot read the soft-targets file ({exc})") from None
+    stray = sorted(name for name, value in arrays.items() if not isinstance(value, np.ndarray))
+    if stray:  # zip members that are not .npy arrays
+        raise DataError(f"{path}: holds members that are not arrays ({', '.join(stray)}); refused")
     for name in ("keys", "manifest"):
         if name not in arrays:
             raise DataError(f"{path}: not a soft-targets file (no {name!r} array)")

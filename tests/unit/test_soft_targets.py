@@ -175,6 +175,15 @@ def test_a_damaged_file_is_one_clear_error(tmp_path: Path, edit, message: str) -
     assert "\n" not in str(caught.value)
 
 
+def test_a_zip_member_that_is_not_an_array_is_refused(tmp_path: Path) -> None:
+    targets, _ = _targets()
+    file = save_soft_targets(tmp_path / "t.npz", targets)
+    with zipfile.ZipFile(file, "a") as zf:
+        zf.writestr("payload.pkl", pickle.dumps({"a": 1}))
+    with pytest.raises(DataError, match=r"not arrays \(payload\.pkl\); refused"):
+        load_soft_targets(file)
+
+
 def test_not_a_zip_and_a_missing_file_are_refused(tmp_path: Path) -> None:
     text = tmp_path / "t.npz"
     text.write_text("text,label\n")

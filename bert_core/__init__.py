@@ -2,11 +2,12 @@
 
 Public API (the names below; callers outside bert_core import them from here): load a
 pretrained encoder, build/fine-tune/evaluate the multi-task topic + sentiment classifier
-(`train_model` runs a whole recipe), MLM domain pre-training, fast inference (`Predictor`;
-how it works, module by module: `bert_core.inference`), and versioned, hash-verified model
-directories. Sub-packages with an API of their own are imported as packages:
-`bert_core.encoders` (which encoders, and assembling them into the model store) and
-`bert_core.inference`.
+(`train_model` runs a whole recipe; soft-targets files carry a teacher's probabilities to a
+student without the teacher: `compute_soft_targets`, `load_soft_targets`), MLM domain
+pre-training, fast inference (`Predictor`; how it works, module by module:
+`bert_core.inference`), and versioned, hash-verified model directories. Sub-packages with an
+API of their own are imported as packages: `bert_core.encoders` (which encoders, and
+assembling them into the model store) and `bert_core.inference`.
 
 Imports are lazy (PEP 562): `import bert_core.errors`, a CLI start-up, or a torch-free name
 (`Prediction`, `normalize_text`, the labels, `verify_model_dir`, `cpu_features`...) must not pay
@@ -78,7 +79,15 @@ if TYPE_CHECKING:
         split_sets,
         train_model,
     )
-    from bert_core.seed_data import packaged_seed_data
+    from bert_core.seed_data import packaged_seed_data, packaged_soft_targets
+    from bert_core.soft_targets import (
+        SoftTargets,
+        SoftTargetsManifest,
+        load_soft_targets,
+        save_soft_targets,
+        teacher_targets_from,
+    )
+    from bert_core.teacher_targets import compute_soft_targets
     from bert_core.text import normalize_text
     from bert_core.training import TrainResult, class_weights, fine_tune
 
@@ -144,6 +153,13 @@ _EXPORTS: dict[str, str] = {
     "normalize_text": "bert_core.text",
     "packaged_base_model": "bert_core.encoder",
     "packaged_seed_data": "bert_core.seed_data",
+    "packaged_soft_targets": "bert_core.seed_data",
+    "SoftTargets": "bert_core.soft_targets",
+    "SoftTargetsManifest": "bert_core.soft_targets",
+    "load_soft_targets": "bert_core.soft_targets",
+    "save_soft_targets": "bert_core.soft_targets",
+    "teacher_targets_from": "bert_core.soft_targets",
+    "compute_soft_targets": "bert_core.teacher_targets",
     "pool_hidden": "bert_core.model",
     "predict_proba": "bert_core.inference.passes",
     "pretrain_mlm": "bert_core.mlm",
@@ -230,6 +246,13 @@ __all__ = [
     "normalize_text",
     "packaged_base_model",
     "packaged_seed_data",
+    "packaged_soft_targets",
+    "SoftTargets",
+    "SoftTargetsManifest",
+    "load_soft_targets",
+    "save_soft_targets",
+    "teacher_targets_from",
+    "compute_soft_targets",
     "pool_hidden",
     "predict_proba",
     "pretrain_mlm",

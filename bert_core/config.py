@@ -72,6 +72,12 @@ class TrainConfig:
     # Model directories trained on this run's training rows; their mean probabilities are
     # the soft targets (bert_core.training: cross-task and own-task distillation).
     teachers: tuple[str, ...] = ()
+    # A soft-targets file (bert_core.soft_targets, `finsent teacher-targets`): the teacher's
+    # probabilities computed once, instead of `teachers`. It must match the run's data files,
+    # split and labels; with `soft_targets_optional` (the file shipped beside the seed data) a
+    # missing or non-matching file is logged and the run trains without distillation instead.
+    soft_targets: str | None = None
+    soft_targets_optional: bool = False
     distill_weight: float = 1.0  # weight of the other heads' soft targets
     own_task_weight: float = 0.0  # share of the own head's loss taken by the soft targets (0..1)
     # auto: bf16 autocast where the CPU has bf16 units (2.3x faster steps), else fp32

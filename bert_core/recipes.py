@@ -14,11 +14,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bert_core.artifacts import LoadedModel, Manifest, load_model_dir, save_model_dir
 from bert_core.data import LabelledData, read_labelled, read_texts, stratified_split
-from bert_core.errors import ModelConfigError
+from bert_core.errors import DataError, ModelConfigError
+from bert_core.hashing import sha256_file
 from bert_core.labels import DEFAULT_LABELS, LabelSet
 from bert_core.mlm import MlmConfig, pretrain_mlm
+from bert_core.soft_targets import (
+    RunData,
+    SoftTargets,
+    describe,
+    file_summary,
+    load_soft_targets,
+    mismatch,
+    teacher_targets_from,
+)
 from bert_core.training import (
     TrainConfig,
     TrainResult,
@@ -71,9 +83,17 @@ def train_model(
     overwrite: bool = False,
 ) -> tuple[TrainResult, Manifest]:
     """Split, (optionally) MLM-adapt the encoder, fine-tune, evaluate on dev, save."""
+    if config.teachers and config.soft_targets and not config.soft_targets_optional:
+        raise ModelConfigError("distil from teacher models or from a soft-targets file, not both")
     sets = load_task_files(paths)
     split = split_sets(sets, dev_fraction=dev_fraction, seed=config.seed)
     teachers = _checked_teachers(config, split.train)  # before any long step: a wrong one fails fast
+    label_names = {t: list(DEFAULT_LABELS[t]) for t in sets}  # type: ignore[index]
+    from_file = (
+        None
+        if teachers
+        else _checked_soft_targets(config, paths, split.train, label_names, dev_fraction=dev_fraction)
+    )
     mlm_summary: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="finsent-mlm-") as mlm_dir:
         if mlm_text_files:
@@ -92,22 +112,30 @@ def train_model(
             )
             mlm_summary = pretrain_mlm(texts, mlm_dir, mlm_cfg)
             config = replace(config, base_model=mlm_dir)
-        targets = (
-            teacher_probabilities(
+        targets: dict[str, dict[str, np.ndarray]] | None = None
+        if teachers:
+            targets = teacher_probabilities(
                 [(t.model, t.tokenizer, t.config.max_length) for t in teachers],
                 split.train,
                 own_task=config.own_task_weight > 0,
                 bf16=resolve_train_precision(config.precision) == "bf16",
             )
-            if teachers
-            else None
-        )
+        elif from_file is not None:
+            targets = teacher_targets_from(
+                from_file.targets,
+                split.train,
+                list(label_names),
+                own_task=config.own_task_weight > 0,
+                source=str(from_file.path),
+            )
         teacher_versions = [t.manifest.version for t in teachers]
+        if from_file is not None:
+            teacher_versions = [str(from_file.targets.manifest.teacher.get("version"))]
         del teachers  # only their targets are needed from here on: free the models' memory
         result = fine_tune(
             split.train,
             split.dev,
-            {t: list(DEFAULT_LABELS[t]) for t in sets},  # type: ignore[index]
+            label_names,
             config,
             teacher_targets=targets,
             teacher_versions=teacher_versions,
@@ -116,6 +144,10 @@ def train_model(
         result.model_config.base_model = mlm_summary["base_model"]
         result.model_config.training["base_model"] = mlm_summary["base_model"]
         result.model_config.training["mlm"] = mlm_summary
+    if from_file is not None and result.model_config.training.get("teacher"):
+        result.model_config.training["teacher"]["soft_targets"] = file_summary(
+            from_file.path, from_file.targets, from_file.sha256
+        )
     result.model_config.training["dev_fraction"] = dev_fraction
     result.model_config.training["data_files"] = {t: str(p) for t, p in paths.items() if p}
     return result, save_result(result, out_dir, split.train, overwrite=overwrite)
@@ -141,6 +173,55 @@ def _checked_teachers(config: TrainConfig, train_sets: Mapping[str, LabelledData
         log.info("distilling from teacher %s", teacher.manifest.version)
         teachers.append(teacher)
     return teachers
+
+
+@dataclass(frozen=True)
+class _FileTargets:
+    path: Path
+    sha256: str
+    targets: SoftTargets
+
+
+def _checked_soft_targets(
+    config: TrainConfig,
+    paths: Mapping[str, str | Path | None],
+    train_sets: Mapping[str, LabelledData],
+    label_names: Mapping[str, list[str]],
+    *,
+    dev_fraction: float,
+) -> _FileTargets | None:
+    """`config.soft_targets`, checked against this run's files, split and labels (`mismatch`).
+
+    A file given explicitly must match (one `DataError` line saying why not). The shipped file
+    (`soft_targets_optional`) is used only where it matches: absent, it is skipped quietly (no
+    real teacher's targets ship yet); made for other data, the run trains without it and logs
+    why, since a user's own files are expected to differ from the seed files it was made for.
+    """
+    if not config.soft_targets:
+        return None
+    path = Path(config.soft_targets)
+    if config.soft_targets_optional and not path.is_file():
+        log.info("no shipped soft targets at %s: training without distillation", path)
+        return None
+    try:
+        targets = load_soft_targets(path)
+        run = RunData(
+            labels=label_names,
+            file_sha256={t: sha256_file(Path(p)) for t, p in paths.items() if p is not None},
+            seed=config.seed,
+            dev_fraction=dev_fraction,
+            train_hash=combined_hash(train_sets),
+        )
+        reason = mismatch(targets.manifest, run)
+        if reason is not None:
+            raise DataError(f"{path}: the soft targets do not match this run's data: {reason}")
+    except DataError as exc:
+        if not config.soft_targets_optional:
+            raise
+        log.warning("%s; training without distillation", exc)
+        return None
+    log.info("distilling from %s", describe(targets))
+    return _FileTargets(path=path, sha256=sha256_file(path), targets=targets)
 
 
 def save_result(

@@ -167,8 +167,18 @@ def _depth_below_top(name: str, n_layers: int) -> int:
     return 0
 
 
-# Left out of a model's recorded training settings: teachers are recorded by version instead.
-_NOT_RECORDED = ("progress", "teachers", "distill_weight", "own_task_weight", "experimental", "lora")
+# Left out of a model's recorded training settings: teachers (and a soft-targets file) are
+# recorded under "teacher" instead.
+_NOT_RECORDED = (
+    "progress",
+    "teachers",
+    "soft_targets",
+    "soft_targets_optional",
+    "distill_weight",
+    "own_task_weight",
+    "experimental",
+    "lora",
+)
 
 TeacherTargets = Mapping[str, Mapping[str, np.ndarray]]
 """Per training set (task) and per head: the teachers' mean probabilities, one row per example.
@@ -215,7 +225,9 @@ def fine_tune(
         alpha = config.experimental.rdrop_alpha
         raise ModelConfigError(f"rdrop_alpha must be 0 (off) or positive, not {alpha}")
     if config.own_task_weight > 0 and not teacher_targets:
-        raise ModelConfigError("own_task_weight needs teacher models to take the soft targets from")
+        raise ModelConfigError(
+            "own_task_weight needs teacher models or a soft-targets file to take the soft targets from"
+        )
     for task in train_sets:
         if task not in label_names:
             raise DataError(f"no label set for task {task!r}")

@@ -123,6 +123,13 @@ class TrainingSettings(_Group):
         description="Seed topic file (text,label) for the bootstrap model and the frozen holdout; "
         "default: the packaged Twitter Financial News set (bert_core/seed_data, MIT)",
     )
+    shipped_soft_targets: bool = Field(
+        True,
+        description="`finsent train` and the background upgrade distil from the teacher's soft targets "
+        "shipped beside the seed data (bert_core/seed_data/soft_targets.npz) when that file exists and "
+        "matches the training files; none ships until a real teacher computed it "
+        "(docs/learning.md#soft-targets)",
+    )
     bootstrap_minutes: float = Field(
         6.0,
         gt=0,

@@ -17,6 +17,9 @@ from bert_core.errors import DataError
 from bert_core.labels import Task
 
 SEED_FILES: Final[dict[Task, str]] = {"sentiment": "sentiment_train.csv", "topic": "topic_train.csv"}
+# A teacher's soft targets for the seed files' training split (bert_core.soft_targets); ships
+# only once computed by a real trained teacher (README.md beside this file: how to make it).
+SOFT_TARGETS_FILE: Final = "soft_targets.npz"
 
 
 def packaged_seed_data() -> dict[Task, Path]:
@@ -35,4 +38,10 @@ def packaged_seed_data() -> dict[Task, Path]:
     return {task: folder / name for task, name in SEED_FILES.items()}
 
 
-__all__ = ["SEED_FILES", "packaged_seed_data"]
+def packaged_soft_targets() -> Path:
+    """Where the shipped soft-targets file is (or would be): beside the seed files, so a
+    default `finsent train` on them distils from it when it exists and matches them."""
+    return packaged_seed_data()["sentiment"].parent / SOFT_TARGETS_FILE
+
+
+__all__ = ["SEED_FILES", "SOFT_TARGETS_FILE", "packaged_seed_data", "packaged_soft_targets"]

@@ -29,6 +29,7 @@ from services.cli import (
     retrain,
     run,
     subscriptions,
+    teacher_targets,
     tokens,
     topics,
     train,
@@ -87,6 +88,7 @@ app.command()(train.train)
 app.command()(train.evaluate)
 app.command()(train.predict)
 app.command("pretrain-mlm")(train.pretrain_mlm)
+app.command("teacher-targets")(teacher_targets.teacher_targets)
 app.command()(run.run)
 app.command()(ingest.init)
 app.add_typer(topics.topics_app, name="topics")

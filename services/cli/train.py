@@ -100,6 +100,26 @@ def train(
             rich_help_panel=DISTILLATION,
         ),
     ] = None,
+    soft_targets: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="A soft-targets file (`finsent teacher-targets`) made for these files, seed and dev "
+            "fraction: distil from the teacher's stored probabilities instead of running a --teacher",
+            rich_help_panel=DISTILLATION,
+        ),
+    ] = None,
+    shipped_soft_targets: Annotated[
+        bool | None,
+        typer.Option(
+            "--shipped-soft-targets/--no-shipped-soft-targets",
+            help="Distil from the soft-targets file shipped with the seed data when it exists and "
+            "matches the training files (env FINSENT_SHIPPED_SOFT_TARGETS, default on; none ships yet: "
+            "docs/learning.md#soft-targets)",
+            show_default=False,
+            rich_help_panel=DISTILLATION,
+        ),
+    ] = None,
     distill_weight: Annotated[
         float,
         typer.Option(
@@ -179,10 +199,17 @@ def train(
         # the labelled set packaged with finsent), as the bootstrap model of `finsent run` uses.
         sentiment_data, topic_data = settings.training.sentiment_data, settings.training.topic_data
         typer.echo(f"training on the seed data: {sentiment_data}, {topic_data}", err=True)
-    if own_task_weight > 0 and not teacher:
-        from services.cli.errors import fail
+    from services.cli.errors import fail
 
-        fail("--own-task-weight needs at least one --teacher model to take the soft targets from")
+    if teacher and soft_targets is not None:
+        fail("give --teacher or --soft-targets, not both")
+    if own_task_weight > 0 and not teacher and soft_targets is None:
+        fail("--own-task-weight needs a --teacher model or a --soft-targets file to take the targets from")
+    if shipped_soft_targets is None:
+        shipped_soft_targets = settings.training.shipped_soft_targets
+    targets_file, targets_optional = soft_targets_choice(
+        soft_targets, shipped=shipped_soft_targets, teachers=bool(teacher)
+    )
     from bert_core.encoders import find_spec
     from services.cli.common import chosen_encoder
 
@@ -205,6 +232,8 @@ def train(
         seed=settings.training.seed if seed is None else seed,
         init_seed=init_seed,
         teachers=tuple(str(t) for t in teacher or ()),
+        soft_targets=targets_file,
+        soft_targets_optional=targets_optional,
         distill_weight=distill_weight,
         own_task_weight=own_task_weight,
         precision=precision.value,  # type: ignore[arg-type]
@@ -228,6 +257,19 @@ def train(
     for task, report in result.dev_reports.items():
         typer.echo(format_report(f"{task} (dev)", report))
     typer.echo(f"saved model {manifest.version} to {out} in {result.seconds / 60:.1f} min")
+
+
+def soft_targets_choice(explicit: Path | None, *, shipped: bool, teachers: bool) -> tuple[str | None, bool]:
+    """The soft-targets file of a run and whether it is optional: a --soft-targets file (must
+    match); else, unless --teacher models are given or the shipped file is turned off, the file
+    shipped beside the seed data (used only where it exists and matches the training files)."""
+    if explicit is not None:
+        return str(explicit), False
+    if teachers or not shipped:
+        return None, False
+    from bert_core import packaged_soft_targets
+
+    return str(packaged_soft_targets()), True
 
 
 def evaluate(

@@ -153,7 +153,8 @@ def test_train_without_files_uses_the_seed_data_and_says_when_it_is_missing(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--own-task-weight", "0.5"], "--own-task-weight needs at least one --teacher"),
+        (["--own-task-weight", "0.5"], "--own-task-weight needs a --teacher model or a --soft-targets file"),
+        (["--teacher", "T", "--soft-targets", "F.npz"], "give --teacher or --soft-targets, not both"),
         # --precision is a choice now: tests/unit/test_cli_usage.py checks its one-line error.
     ],
 )
@@ -165,6 +166,18 @@ def test_train_refuses_bad_distillation_and_precision_options(
     assert f"finsent: error: {message}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m").exists()
+
+
+def test_the_shipped_soft_targets_are_the_default_unless_a_file_teachers_or_the_switch_say_not() -> None:
+    from bert_core import packaged_soft_targets
+    from services.cli.train import soft_targets_choice
+
+    shipped = str(packaged_soft_targets())
+    assert shipped.endswith("bert_core/seed_data/soft_targets.npz")
+    assert soft_targets_choice(None, shipped=True, teachers=False) == (shipped, True)  # used if it matches
+    assert soft_targets_choice(Path("F.npz"), shipped=True, teachers=False) == ("F.npz", False)  # must match
+    assert soft_targets_choice(None, shipped=True, teachers=True) == (None, False)
+    assert soft_targets_choice(None, shipped=False, teachers=False) == (None, False)
 
 
 def test_evaluate_json(saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path) -> None:

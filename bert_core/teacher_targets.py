@@ -1,0 +1,123 @@
+"""Computing a soft-targets file (`bert_core.soft_targets`) from a trained teacher model.
+
+Why its own module: this is the one place the teacher runs. It scores every distinct text of
+the training split of the teacher's own data files, for every head, once; students then read
+the file (`finsent train --soft-targets`) instead of loading the teacher. The teacher must
+have trained on exactly that training split (its manifest's data hash), so the dev split it
+leaves out is unseen by the teacher and by its targets alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from bert_core.artifacts import LoadedModel
+from bert_core.batching import tokenize
+from bert_core.errors import ModelConfigError
+from bert_core.hashing import sha256_file
+from bert_core.inference.passes import predict_proba
+from bert_core.labels import DEFAULT_LABELS
+from bert_core.manifest import manifest_sha256
+from bert_core.recipes import combined_hash, load_task_files, split_sets
+from bert_core.soft_targets import SoftTargets, SoftTargetsManifest, build_soft_targets
+
+log = logging.getLogger(__name__)
+
+CHUNK = 512  # texts per progress step: a bar that moves every few seconds on a CPU
+
+
+def compute_soft_targets(
+    teacher: LoadedModel,
+    paths: Mapping[str, str | Path],
+    *,
+    seed: int,
+    dev_fraction: float,
+    command: str,
+    bf16: bool = False,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> SoftTargets:
+    """The teacher's probabilities for all its heads on every distinct training text of
+    `paths` (split with `seed` and `dev_fraction`, as `finsent train` splits them).
+
+    Refused (`ModelConfigError`) when the teacher trained on other rows than that training
+    split, or with other label sets: its targets could then carry dev labels into a student.
+    """
+    sets = load_task_files(paths)
+    split = split_sets(sets, dev_fraction=dev_fraction, seed=seed)
+    train_hash = combined_hash(split.train)
+    if teacher.manifest.data_hash != train_hash:
+        raise ModelConfigError(
+            f"{teacher.path}: the teacher was trained on other rows than the training split of "
+            f"these files with seed {seed} and dev fraction {dev_fraction} (its data hash differs), "
+            "so it may have seen their dev texts; give the files, --seed and --dev-fraction it trained with"
+        )
+    for task in sets:
+        if teacher.config.labels.get(task) != list(DEFAULT_LABELS[task]):  # type: ignore[index]
+            raise ModelConfigError(f"{teacher.path}: the teacher has no {task} head with the default labels")
+    texts = [t for data in split.train.values() for t in data.texts]
+    unique = list(dict.fromkeys(texts))  # each text scored once, in first-seen order
+    probs = score_texts(teacher, unique, bf16=bf16, batch_size=batch_size, progress=progress)
+    dev = teacher.metrics.get("dev", {}) if isinstance(teacher.metrics, dict) else {}
+    manifest = SoftTargetsManifest(
+        teacher={
+            "version": teacher.manifest.version,
+            "manifest_sha256": manifest_sha256(teacher.path),
+            "base_model": teacher.config.base_model,
+            "data_hash": teacher.manifest.data_hash,
+            "training": {
+                k: teacher.config.training.get(k)
+                for k in ("epochs", "learning_rate", "batch_size", "precision", "steps", "seconds")
+            },
+            "dev": {
+                t: {m: r.get(m) for m in ("accuracy", "macro_f1")}
+                for t, r in dev.items()
+                if isinstance(r, dict)
+            },
+        },
+        encoder=teacher.config.base_model,
+        labels={head: list(names) for head, names in teacher.config.labels.items()},
+        data={
+            task: {
+                "file": Path(path).name,
+                "sha256": sha256_file(Path(path)),
+                "rows": len(sets[task]),
+                "train_rows": len(split.train[task]),
+            }
+            for task, path in paths.items()
+        },
+        split={"seed": seed, "dev_fraction": dev_fraction},
+        train_hash=train_hash,
+        rows=len(unique),
+        command=command,
+        created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    return build_soft_targets(unique, probs, manifest)
+
+
+def score_texts(
+    teacher: LoadedModel, texts: list[str], *, bf16: bool, batch_size: int, progress: bool
+) -> dict[str, np.ndarray]:
+    """All heads' probabilities per text, in `texts` order, in length-sorted chunks (little
+    padding) with a progress bar and ETA."""
+    tokens = tokenize(teacher.tokenizer, texts, teacher.config.max_length)
+    order = np.argsort([len(t) for t in tokens], kind="stable")
+    heads = list(teacher.model.heads)
+    out = {h: np.zeros((len(texts), len(teacher.config.labels[h])), dtype=np.float32) for h in heads}
+    pad_id = int(teacher.tokenizer.pad_token_id or 0)
+    with tqdm(total=len(texts), desc="teacher targets", unit="text", disable=not progress) as bar:
+        for start in range(0, len(texts), CHUNK):
+            idx = order[start : start + CHUNK]
+            probs = predict_proba(
+                teacher.model, [tokens[i] for i in idx], pad_id, tasks=heads, bf16=bf16, batch_size=batch_size
+            )
+            for head, p in probs.items():
+                out[head][idx] = p
+            bar.update(len(idx))
+    return out

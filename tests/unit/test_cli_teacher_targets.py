@@ -1,0 +1,107 @@
+"""`finsent teacher-targets` and `finsent train --soft-targets` against the tiny BERT: a
+trained teacher's targets into a file, a student trained from it, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bert_core import load_soft_targets, sha256_file, verify_model_dir
+from tests.unit.test_cli_train import _ok, invoke, run_module
+
+TEACHER_SPLIT = ["--seed", "0", "--dev-fraction", "0.2"]  # the split `saved_model_dir` trained on
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # settings read a .env file from the working directory
+
+
+def _data(sentiment_csv: Path, topic_csv: Path) -> list[str]:
+    return ["--sentiment-data", str(sentiment_csv), "--topic-data", str(topic_csv)]
+
+
+@pytest.fixture(scope="module")
+def targets_file(
+    saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("targets") / "targets.npz"
+    args = ["teacher-targets", "--teacher", str(saved_model_dir), "--out", str(out)]
+    result = invoke([*args, *_data(sentiment_csv, topic_csv), *TEACHER_SPLIT, "--precision", "fp32"])
+    return {"result": result, "out": out}
+
+
+def test_teacher_targets_writes_a_file_with_the_command_that_remakes_it(
+    targets_file: dict[str, Any], saved_model_dir: Path, sentiment_csv: Path
+) -> None:
+    result, out = targets_file["result"], targets_file["out"]
+    _ok(result)
+    manifest = load_soft_targets(out).manifest
+    version = verify_model_dir(saved_model_dir).version
+    wrote = f"wrote soft targets of teacher {version} for {manifest.rows} training texts to {out}"
+    assert wrote in result.stdout
+    assert "teacher targets" in result.stderr  # the progress bar
+    command = shlex.split(manifest.command)
+    assert command[:2] == ["finsent", "teacher-targets"]
+    assert command[command.index("--teacher") + 1] == str(saved_model_dir)
+    assert command[command.index("--sentiment-data") + 1] == str(sentiment_csv)
+    assert command[command.index("--seed") + 1] == "0"
+    assert command[command.index("--dev-fraction") + 1] == "0.2"
+    assert manifest.data["sentiment"]["sha256"] == sha256_file(sentiment_csv)
+
+
+def test_teacher_targets_help_names_its_options() -> None:
+    result = invoke(["teacher-targets", "--help"])
+    _ok(result)
+    for option in ("--teacher", "--out", "--seed", "--precision", "--overwrite"):
+        assert option in result.stdout
+
+
+def test_an_existing_file_needs_overwrite(targets_file: dict[str, Any], saved_model_dir: Path) -> None:
+    out = targets_file["out"]
+    result = invoke(["teacher-targets", "--teacher", str(saved_model_dir), "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"finsent: error: {out} exists; pass --overwrite to replace it"
+
+
+def test_a_teacher_of_another_split_is_one_line(
+    saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    args = ["teacher-targets", "--teacher", str(saved_model_dir), "--out", str(tmp_path / "t.npz")]
+    proc = run_module([*args, *_data(sentiment_csv, topic_csv), "--seed", "0"], tmp_path)  # dev 0.1
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("finsent: error: ")
+    assert "trained on other rows than the training split" in lines[0]
+    assert not (tmp_path / "t.npz").exists()
+
+
+def test_train_distils_from_the_file(
+    targets_file: dict[str, Any], tiny_bert_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "student"
+    base = ["train", "--out", str(out), "--base-model", str(tiny_bert_dir), "--epochs", "1"]
+    soft = ["--soft-targets", str(targets_file["out"])]
+    result = invoke([*base, *_data(sentiment_csv, topic_csv), *TEACHER_SPLIT, *soft])
+    _ok(result)
+    verify_model_dir(out)
+    teacher = json.loads((out / "finsent.json").read_text())["training"]["teacher"]
+    assert teacher["soft_targets"]["sha256"] == sha256_file(targets_file["out"])
+
+
+def test_train_with_a_file_of_another_split_is_one_line(
+    targets_file: dict[str, Any], tiny_bert_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    base = ["train", "--out", str(tmp_path / "m"), "--base-model", str(tiny_bert_dir), "--epochs", "1"]
+    soft = ["--soft-targets", str(targets_file["out"])]
+    proc = run_module([*base, *_data(sentiment_csv, topic_csv), *soft], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "the soft targets do not match this run's data: it was computed with split seed 0" in lines[0]
+    assert not (tmp_path / "m").exists()

@@ -9,10 +9,12 @@ model's time for the same slice (the scorer's throughput is bounded by the model
 
     .venv/bin/python benchmarks/story_clustering.py                       # SQLite, bootstrap model
     .venv/bin/python benchmarks/story_clustering.py --database-url postgresql+psycopg://…/db
+    .venv/bin/python benchmarks/story_clustering.py --no-model --rounds 8   # the storing step alone
 
 Each database must be empty (SQLite: fresh files in a temporary folder by default); a
 PostgreSQL URL is used for both runs, once with the suffix `_on` and once `_off`, which
-must exist and be empty.
+must exist and be empty. `--no-model` stores fixed predictions instead of the model's (no
+torch): the storing step alone, less sensitive to the shared machine's load than the model.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from pipeline_common import load_headlines
 from sqlalchemy.orm import Session
@@ -60,26 +64,27 @@ def stream(n: int, syndicated_share: float, seed: int) -> list[tuple[str, str, d
     return out[:n]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    home = Path(os.environ.get("FINSENT_HOME", Path.home() / ".finsent"))
-    parser.add_argument("--model", type=Path, default=home / "models" / "bootstrap")
-    parser.add_argument("--database-url", default=None, help="PostgreSQL base URL (default: SQLite files)")
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--slice", type=int, default=256, help="items per slice (FINSENT_SCORER_SLICE_ITEMS)")
-    parser.add_argument("--syndicated", type=float, default=0.2, help="share of stories re-published")
-    parser.add_argument("--out", type=Path, help="default: results/story_clustering_{sqlite,postgres}.json")
-    args = parser.parse_args()
-    if args.out is None:
-        kind = "postgres" if args.database_url else "sqlite"
-        args.out = Path(__file__).parent / "results" / f"story_clustering_{kind}.json"
+class _Fixed(NamedTuple):
+    model_version: str = "fixed"
+    topic: str = "Macro"
+    topic_score: float = 0.9
+    sentiment: str = "neutral"
+    sentiment_probs: dict[str, float] = {"bearish": 0.1, "neutral": 0.8, "bullish": 0.1}  # noqa: RUF012
+    sentiment_score: float = 0.0
 
+
+def fixed_predictions(texts: Sequence[str]) -> list[Any]:
+    """What `--no-model` stores: the same prediction for every headline."""
+    return [_Fixed() for _ in texts]
+
+
+def load_predictor(model: Path) -> Callable[[Sequence[str]], list[Any]]:
     from bert_core import Predictor
     from services.settings import get_settings
 
     serving = get_settings()
     predictor = Predictor.load(  # as the worker loads it: its precision, passes, compile, batching
-        args.model,
+        model,
         precision=serving.inference.precision,
         threads=serving.inference.torch_threads,
         parallel_passes=serving.inference.parallel_passes,
@@ -88,6 +93,32 @@ def main() -> None:
         tokens_per_pass=serving.scorer.scorer_tokens_per_pass,
     )
     predictor.warm_up()
+    return predictor.predict
+
+
+def _compiled() -> bool:
+    from services.settings import get_settings
+
+    return get_settings().inference.compile
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    home = Path(os.environ.get("FINSENT_HOME", Path.home() / ".finsent"))
+    parser.add_argument("--model", type=Path, default=home / "models" / "bootstrap")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL base URL (default: SQLite files)")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--slice", type=int, default=256, help="items per slice (FINSENT_SCORER_SLICE_ITEMS)")
+    parser.add_argument("--syndicated", type=float, default=0.2, help="share of stories re-published")
+    parser.add_argument("--no-model", action="store_true", help="time the storing step alone")
+    parser.add_argument("--out", type=Path, help="default: results/story_clustering_{sqlite,postgres}.json")
+    args = parser.parse_args()
+    if args.out is None:
+        kind = ("postgres" if args.database_url else "sqlite") + ("_store_only" if args.no_model else "")
+        args.out = Path(__file__).parent / "results" / f"story_clustering_{kind}.json"
+
+    predict = fixed_predictions if args.no_model else load_predictor(args.model)
+    compiled = _compiled()
     tmp = Path(tempfile.mkdtemp(prefix="finsent-stories-"))
     if args.database_url:
         urls = {"on": args.database_url + "_on", "off": args.database_url + "_off"}
@@ -105,7 +136,7 @@ def main() -> None:
     for r in range(args.rounds):
         part = items[r * args.slice : (r + 1) * args.slice]
         t0 = time.perf_counter()
-        predictions = predictor.predict([t for _, t, _ in part])
+        predictions = predict([t for _, t, _ in part])
         model_s = time.perf_counter() - t0
         scored = [
             ScoredItem(
@@ -159,17 +190,22 @@ def main() -> None:
         "items": len(items),
         "stories": stories,
         "database": "postgresql" if args.database_url else "sqlite",
+        "model": None if args.no_model else str(args.model),
+        "compiled": None if args.no_model else compiled,
         "median_model_s_per_slice": model,
         "median_clustering_cost_s_per_slice": cost,
         "median_signature_s_per_slice": sig,
-        "cost_share_of_model": cost / model,
-        "model_items_per_s": args.slice / model,
+        "median_store_off_s_per_slice": statistics.median(x["store_off_s"] for x in measured),
+        "median_store_on_s_per_slice": statistics.median(x["store_on_s"] for x in measured),
+        "cost_share_of_model": None if args.no_model else cost / model,
+        "model_items_per_s": None if args.no_model else args.slice / model,
         "load_average": os.getloadavg(),
         "rounds_detail": rows,
     }
     print(
         f"{len(items)} items, {stories} stories; per {args.slice}-item slice (median of {len(measured)}): "
-        f"model {model:.3f} s, clustering {cost * 1000:.1f} ms ({cost / model:.1%} of the model; "
+        f"model {model:.3f} s, clustering {cost * 1000:.1f} ms "
+        f"({'no model' if args.no_model else f'{cost / model:.1%} of the model'}; "
         f"signatures {sig * 1000:.1f} ms); load average {os.getloadavg()[0]:.1f}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -228,9 +228,7 @@ def build_subscription(
     )
 
 
-def _check_target(
-    channel: ChannelName, target: str, secret_ref: str | None, policy: OutboundPolicy
-) -> str:
+def _check_target(channel: ChannelName, target: str, secret_ref: str | None, policy: OutboundPolicy) -> str:
     if channel == "webhook":
         if secret_ref is None:
             raise SubscriptionError(

@@ -40,6 +40,7 @@ class Headline:
     shingles: frozenset[str]
     band_keys: tuple[int, ...]
     cashtags: frozenset[str] = frozenset()
+    text_key: int | None = None  # `normalise.text_key`; None for a headline with no words
 
     @property
     def order(self) -> OrderKey:
@@ -72,6 +73,29 @@ class ClusterResult:
     assigned: dict[str, Assignment] = field(default_factory=dict)
     merged: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     novelty: dict[str, float] = field(default_factory=dict)
+
+
+def band_carriers(
+    new: Sequence[Headline], carriers: Iterable[tuple[int, datetime]], *, window: timedelta
+) -> set[str]:
+    """The new items whose band keys are stored: those with no stored or earlier-in-batch
+    carrier of the same text (`carriers`: (text_key, published_at) of stored items whose keys
+    are stored) within `window`. An exact copy stores none, so the lookup's index holds one
+    entry per text and window, not per copy; the lookup finds a copy through a carrier of its
+    text, which is within `window` of it (`services.stories.store`). Which copy carries
+    depends on arrival order; the candidates found, hence the stories, do not."""
+    seen: dict[int, list[datetime]] = {}
+    for key, at in carriers:
+        seen.setdefault(key, []).append(at)
+    out: set[str] = set()
+    for item in sorted(new, key=lambda h: h.order):
+        if item.text_key is None or not item.band_keys:
+            continue
+        times = seen.setdefault(item.text_key, [])
+        if not any(abs(at - item.published_at) <= window for at in times):
+            out.add(item.event_id)
+            times.append(item.published_at)
+    return out
 
 
 def similarity_of(a: Headline, b: Headline) -> float:

@@ -10,6 +10,7 @@ many words ("Boeing", "shares", "says") but few pairs of them in the same order.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import itertools
 import re
@@ -78,3 +79,13 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
         return 0.0
     inter = len(a & b)
     return inter / (len(a) + len(b) - inter)
+
+
+def text_key(normalised: str) -> int:
+    """A signed 64-bit key of a normalised headline (BIGINT, SQLite INTEGER): items with the
+    same key are exact copies, with the same shingles and band keys. BLAKE2b, so every worker
+    and replay computes the same key. A collision (p ~ n²/2⁶⁵) could only make an item be
+    looked up under another text's band keys, and be missed as a candidate; joining still
+    takes its own shingles' exact similarity."""
+    digest = hashlib.blake2b(normalised.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

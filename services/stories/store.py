@@ -115,14 +115,17 @@ class StoryClustering:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(_LOCK, {"key": lock_key(LOCK_NAME)})
 
-    def assign(self, session: Session, items: Sequence[ScoredItem]) -> ClusterResult:
+    def assign(
+        self, session: Session, items: Sequence[ScoredItem], *, all_new: bool = False
+    ) -> ClusterResult:
         """Give the batch's items not clustered yet a story, merge the stories they link,
         lower the novelty of stored copies published after them. Idempotent: a replayed
-        item already has its row and is left alone."""
+        item already has its row and is left alone. `all_new`: the transaction has just
+        inserted every item's news row, so none has a story yet and that is not looked up."""
         unique: dict[str, ScoredItem] = {}
         for item in items:
             unique.setdefault(item.event_id, item)
-        done = _clustered(session, list(unique))
+        done = set() if all_new else _clustered(session, list(unique))
         new = to_headlines([item for event_id, item in unique.items() if event_id not in done])
         if not new:
             return ClusterResult()

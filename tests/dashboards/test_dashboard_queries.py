@@ -400,7 +400,6 @@ def test_data_end_stays_at_the_newest_minute_not_after_now(session: Session, db_
     assert ui.data_end(settings) == before == seed.END
 
 
-
 def test_a_superseded_alert_is_shown_as_withdrawn() -> None:
     """The alerter withdraws a notified alert it superseded; the feed says so, and the
     alerter's own statuses are shown as they are."""

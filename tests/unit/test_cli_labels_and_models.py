@@ -165,7 +165,11 @@ def test_a_stray_quote_rejects_its_row_and_never_merges_the_next_ones(db: Path, 
     assert errors[0].startswith("  row 3: a quote opened in this row is never closed"), errors
     assert errors[1].startswith(f"finsent: error: {path}: 1 of 6 row(s) rejected") and len(errors) == 2
     assert sorted(r.text for r in stored(db, LabelRow)) == [
-        "Apple beats", "Fed holds rates", "Gold slips", "Oil jumps as OPEC cuts output", "Tesla rises"
+        "Apple beats",
+        "Fed holds rates",
+        "Gold slips",
+        "Oil jumps as OPEC cuts output",
+        "Tesla rises",
     ]
 
     # The row fixed, the same file again: only that row is new, the others are unchanged.

@@ -26,8 +26,17 @@ def wheel(source_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # No build isolation and no index: the venv's setuptools builds it, nothing is downloaded.
     proc = subprocess.run(
         [
-            sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-index",
-            "-q", "-w", str(out), str(source_tree),
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(source_tree),
         ],
         capture_output=True,
         text=True,

@@ -5,7 +5,9 @@ On PostgreSQL an item's LSH band keys move from one `story_bands` row per key to
 ten, and the candidate lookup reads member and keys together. SQLite has no such index and
 keeps `story_bands`. `text_key` (a hash of the normalised headline) lets an exact copy of a
 text already stored within the window store no band keys at all (services.stories.store).
-Rows stored before this revision have no text key and keep their band keys.
+Rows stored before this revision have no text key and keep their band keys. `story_members`
+loses its foreign key to `news_items` (its check cost more than the insert; retention deletes
+the rows, as it does `story_bands`').
 
 Revision ID: 0010
 Revises: 0009
@@ -26,6 +28,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BAND_KEYS_INDEX = "ix_story_members_band_keys"
+FOREIGN_KEY = "fk_story_members_event_id_news_items"
 
 
 def upgrade() -> None:
@@ -34,6 +37,8 @@ def upgrade() -> None:
     op.add_column("story_members", sa.Column("text_key", sa.BigInteger(), nullable=True))
     op.add_column("story_members", sa.Column("band_keys", band_keys, nullable=True))
     op.create_index("ix_story_members_text_key", "story_members", ["text_key", "published_at"])
+    with op.batch_alter_table("story_members") as batch:  # SQLite: the table is rebuilt
+        batch.drop_constraint(FOREIGN_KEY, type_="foreignkey")
     if postgres:
         op.execute(
             "UPDATE story_members m SET band_keys = b.keys FROM (SELECT event_id, "
@@ -67,6 +72,8 @@ def downgrade() -> None:
             "WHERE m.event_id NOT IN (SELECT event_id FROM story_bands)"
         )
     op.drop_index("ix_story_members_text_key", table_name="story_members")
+    op.execute("DELETE FROM story_members WHERE event_id NOT IN (SELECT event_id FROM news_items)")
     with op.batch_alter_table("story_members") as batch:
         batch.drop_column("band_keys")
         batch.drop_column("text_key")
+        batch.create_foreign_key(FOREIGN_KEY, "news_items", ["event_id"], ["event_id"], ondelete="CASCADE")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pipeline_common import load_headlines
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -96,6 +97,32 @@ def load_predictor(model: Path) -> Callable[[Sequence[str]], list[Any]]:
     return predictor.predict
 
 
+def count_backend_cpu(engine: Engine, into: dict[str, float], key: str) -> None:
+    """Add the CPU time of each PostgreSQL backend the engine's connections ran on to
+    `into[key]` when the connection closes (NullPool: one backend per storing step), read
+    from /proc (the server on this host): with the client thread's CPU time, the storing
+    step's CPU, which a loaded machine inflates far less than its wall time."""
+
+    def schedstat(pid: int) -> float:
+        try:
+            return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return float("nan")  # server elsewhere: the CPU figures are not available
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        record.info["backend"] = (pid, schedstat(pid))
+
+    @event.listens_for(engine, "close")
+    def _close(dbapi_connection: Any, record: Any) -> None:
+        pid, start = record.info.pop("backend", (None, 0.0))
+        if pid is not None:
+            into[key] = into.get(key, 0.0) + schedstat(pid) - start
+
+
 def _compiled() -> bool:
     from services.settings import get_settings
 
@@ -125,9 +152,12 @@ def main() -> None:
     else:
         urls = {"on": f"sqlite:///{tmp / 'on.db'}", "off": f"sqlite:///{tmp / 'off.db'}"}
     engines = {}
+    server: dict[str, float] = {}
     for key, url in urls.items():
         upgrade_database(url)
         engines[key] = make_engine(url, poolclass=NullPool)
+        if args.database_url:
+            count_backend_cpu(engines[key], server, key)
     clustering = StoryClustering(threshold=0.5, window=timedelta(hours=24))
     retry = RetryPolicy()
     items = stream(args.rounds * args.slice, args.syndicated, seed=11)
@@ -153,9 +183,11 @@ def main() -> None:
         to_headlines(scored)
         signature_s = time.perf_counter() - t0
         store: dict[str, float] = {}
+        cpu: dict[str, float] = {}
         for key in ("on", "off") if r % 2 == 0 else ("off", "on"):
             engine = engines[key]
-            t0 = time.perf_counter()
+            server[key] = 0.0
+            t0, c0 = time.perf_counter(), time.thread_time()
             store_batch(
                 lambda engine=engine: Session(engine),
                 scored,
@@ -163,11 +195,14 @@ def main() -> None:
                 stories=clustering if key == "on" else None,
             )
             store[key] = time.perf_counter() - t0
+            cpu[key] = time.thread_time() - c0 + server[key]
         rows.append(
             {
                 "model_s": model_s,
                 "store_on_s": store["on"],
                 "store_off_s": store["off"],
+                "store_on_cpu_s": cpu["on"],
+                "store_off_cpu_s": cpu["off"],
                 "signature_s": signature_s,
             }
         )
@@ -180,6 +215,7 @@ def main() -> None:
     model = statistics.median(x["model_s"] for x in measured)
     cost = statistics.median(x["store_on_s"] - x["store_off_s"] for x in measured)
     sig = statistics.median(x["signature_s"] for x in measured)
+    cost_cpu = statistics.median(x["store_on_cpu_s"] - x["store_off_cpu_s"] for x in measured)
     with Session(engines["on"]) as session:
         from services.storage.story_queries import story_count
 
@@ -195,6 +231,8 @@ def main() -> None:
         "median_model_s_per_slice": model,
         "median_clustering_cost_s_per_slice": cost,
         "median_signature_s_per_slice": sig,
+        # CPU time of the storing step (client thread + PostgreSQL backend), on minus off
+        "median_clustering_cpu_s_per_slice": cost_cpu,
         "median_store_off_s_per_slice": statistics.median(x["store_off_s"] for x in measured),
         "median_store_on_s_per_slice": statistics.median(x["store_on_s"] for x in measured),
         "cost_share_of_model": None if args.no_model else cost / model,
@@ -206,7 +244,8 @@ def main() -> None:
         f"{len(items)} items, {stories} stories; per {args.slice}-item slice (median of {len(measured)}): "
         f"model {model:.3f} s, clustering {cost * 1000:.1f} ms "
         f"({'no model' if args.no_model else f'{cost / model:.1%} of the model'}; "
-        f"signatures {sig * 1000:.1f} ms); load average {os.getloadavg()[0]:.1f}"
+        f"signatures {sig * 1000:.1f} ms; CPU {cost_cpu * 1000:.1f} ms); "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

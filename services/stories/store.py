@@ -34,7 +34,9 @@ from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
+    Float,
     String,
     Table,
     and_,
@@ -169,16 +171,36 @@ def _clustered(session: Session, event_ids: list[str]) -> set[str]:
 # apply to the index's hits, outside a materialised CTE, so that the planner cannot prefer the
 # btree on published_at and filter the window's rows instead.
 _LOCK = text("SELECT pg_advisory_xact_lock(:key), set_config('enable_seqscan', 'off', true)")
-_BAND_HITS = text(
+# One round trip (a loaded machine makes each cost milliseconds): the carriers sharing a key
+# within two windows of the batch (`hit`), and the exact copies of their texts within one
+# window, which store no keys; each with its story and headline. The copies' texts as one
+# array (`= ANY(ARRAY(…))`), so that they are looked up in the (text_key, published_at) index;
+# as `IN (SELECT …)` the planner joined the window's rows to them one by one (46 ms).
+_LOOKUP = text(
     "WITH hits AS MATERIALIZED (SELECT event_id, published_at, text_key, band_keys FROM story_members "
-    "WHERE band_keys && CAST(:keys AS BIGINT[])) "
-    "SELECT event_id, published_at, text_key, band_keys FROM hits WHERE published_at BETWEEN :lo AND :hi"
+    "WHERE band_keys && CAST(:keys AS BIGINT[])), "
+    "near AS MATERIALIZED (SELECT event_id, text_key FROM hits WHERE published_at BETWEEN :lo2 AND :hi2), "
+    "found AS (SELECT event_id, true AS hit FROM near UNION ALL "
+    "SELECT m.event_id, false FROM story_members m WHERE m.band_keys IS NULL "
+    "AND m.text_key = ANY(ARRAY(SELECT DISTINCT text_key FROM near WHERE text_key IS NOT NULL)) "
+    "AND m.published_at BETWEEN :lo AND :hi) "
+    "SELECT m.event_id, m.story_id, m.story_published_at, m.novelty, m.text_key, n.headline, "
+    "n.published_at, m.band_keys, f.hit FROM found f "
+    "JOIN story_members m ON m.event_id = f.event_id JOIN news_items n ON n.event_id = f.event_id"
 ).columns(
     column("event_id", String()),
-    column("published_at", MEMBERS.c.published_at.type),
+    column("story_id", String()),
+    column("story_published_at", MEMBERS.c.story_published_at.type),
+    column("novelty", Float()),
     column("text_key", BigInteger()),
+    column("headline", String()),
+    column("published_at", NEWS.c.published_at.type),
     column("band_keys", ARRAY(BigInteger())),
+    column("hit", Boolean()),
 )
+
+# event_id, story_id, story_published_at, novelty, text_key, headline, published_at
+_Row = tuple[str, str, datetime, float, int | None, str, datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,59 +213,54 @@ class _Hit:
     keys: tuple[int, ...]
 
 
-def _band_hits(session: Session, keys: list[int], lo: datetime, hi: datetime) -> list[_Hit]:
+def _lookup_postgres(
+    session: Session, keys: list[int], lo: datetime, hi: datetime, window: timedelta
+) -> tuple[list[_Hit], list[_Row]]:
     wanted = set(keys)
-    if _postgres(session):
-        Row = tuple[str, datetime, int | None, list[int]]
-        literal = "{" + ",".join(map(str, keys)) + "}"  # one string: psycopg adapts a list per element
-        rows = cast(
-            list[Row],
-            session.execute(_BAND_HITS, {"keys": literal, "lo": lo, "hi": hi}).tuples().all(),
-        )
-        return [_Hit(e, at, tk, tuple(sorted(k for k in band if k in wanted))) for e, at, tk, band in rows]
+    literal = "{" + ",".join(map(str, keys)) + "}"  # one string: psycopg adapts a list per element
+    bounds = {"lo": lo, "hi": hi, "lo2": lo - window, "hi2": hi + window}
+    hits: list[_Hit] = []
+    rows: list[_Row] = []
+    for *row, band, hit in session.execute(_LOOKUP, {"keys": literal, **bounds}).tuples():
+        event_id, _, _, _, tk, _, published_at = row
+        if hit:
+            hits.append(_Hit(event_id, published_at, tk, tuple(sorted(k for k in band if k in wanted))))
+        if lo <= published_at <= hi:
+            rows.append(cast(_Row, tuple(row)))
+    return hits, rows
+
+
+def _lookup_sqlite(
+    session: Session, keys: list[int], lo: datetime, hi: datetime, window: timedelta
+) -> tuple[list[_Hit], list[_Row]]:
     matched: dict[str, tuple[datetime, int | None, list[int]]] = {}
     stmt = (
         select(BANDS.c.event_id, BANDS.c.published_at, MEMBERS.c.text_key, BANDS.c.band_key)
         .join(MEMBERS, MEMBERS.c.event_id == BANDS.c.event_id)
         .where(
             _among(session, BANDS.c.band_key, "band_keys", keys),
-            BANDS.c.published_at >= lo,
-            BANDS.c.published_at <= hi,
+            BANDS.c.published_at >= lo - window,
+            BANDS.c.published_at <= hi + window,
         )
     )
     for event_id, at, tk, key in session.execute(stmt).tuples():
         matched.setdefault(event_id, (at, tk, []))[2].append(int(key))
-    return [_Hit(e, at, tk, tuple(sorted(k))) for e, (at, tk, k) in matched.items()]
-
-
-def _candidates(
-    session: Session, new: Sequence[Headline], window: timedelta
-) -> tuple[list[StoredMember], list[tuple[int, datetime]]]:
-    """Stored items sharing a band key with a new item, published within `window` of the
-    batch, each with the keys it matched on (the only ones the clustering looks up); and
-    the stored carriers of band keys (text_key, published_at) for `band_carriers`."""
-    keys = sorted({k for h in new for k in h.band_keys})
-    if not keys:
-        return [], []
-    lo = min(h.published_at for h in new) - window
-    hi = max(h.published_at for h in new) + window
-    hits = _band_hits(session, keys, lo - window, hi + window)
-    direct = {h.event_id: h.keys for h in hits if lo <= h.published_at <= hi}
-    by_text = {h.text_key: h.keys for h in hits if h.text_key is not None}
-    carriers = [(h.text_key, h.published_at) for h in hits if h.text_key is not None]
-    if not direct and not by_text:
-        return [], carriers
+    hits = [_Hit(e, at, tk, tuple(sorted(k))) for e, (at, tk, k) in matched.items()]
+    direct = [h.event_id for h in hits if lo <= h.published_at <= hi]
+    texts = sorted({h.text_key for h in hits if h.text_key is not None})
     where = []
     if direct:
-        where.append(_among(session, MEMBERS.c.event_id, "ids", sorted(direct)))
-    if by_text:
+        where.append(_among(session, MEMBERS.c.event_id, "ids", direct))
+    if texts:
         where.append(
             and_(
-                _among(session, MEMBERS.c.text_key, "text_keys", sorted(by_text)),
+                _among(session, MEMBERS.c.text_key, "text_keys", texts),
                 MEMBERS.c.published_at >= lo,
                 MEMBERS.c.published_at <= hi,
             )
         )
+    if not where:
+        return hits, []
     stmt = (
         select(
             MEMBERS.c.event_id,
@@ -257,8 +274,25 @@ def _candidates(
         .join(NEWS, NEWS.c.event_id == MEMBERS.c.event_id)
         .where(or_(*where))
     )
-    Row = tuple[str, str, datetime, float, int | None, str, datetime]
-    rows = cast(list[Row], session.execute(stmt).tuples().all())
+    return hits, cast(list[_Row], session.execute(stmt).tuples().all())
+
+
+def _candidates(
+    session: Session, new: Sequence[Headline], window: timedelta
+) -> tuple[list[StoredMember], list[tuple[int, datetime]]]:
+    """Stored items sharing a band key with a new item, published within `window` of the
+    batch, each with the keys it matched on (the only ones the clustering looks up); and
+    the stored carriers of band keys (text_key, published_at) for `band_carriers`."""
+    keys = sorted({k for h in new for k in h.band_keys})
+    if not keys:
+        return [], []
+    lo = min(h.published_at for h in new) - window
+    hi = max(h.published_at for h in new) + window
+    lookup = _lookup_postgres if _postgres(session) else _lookup_sqlite
+    hits, rows = lookup(session, keys, lo, hi, window)
+    direct = {h.event_id: h.keys for h in hits if lo <= h.published_at <= hi}
+    by_text = {h.text_key: h.keys for h in hits if h.text_key is not None}
+    carriers = [(h.text_key, h.published_at) for h in hits if h.text_key is not None]
     members: list[StoredMember] = []
     for event_id, story_id, story_published_at, novelty, tk, headline, published_at in rows:
         matched = direct.get(event_id) or (by_text.get(tk, ()) if tk is not None else ())

@@ -184,6 +184,7 @@ def main() -> None:
         signature_s = time.perf_counter() - t0
         store: dict[str, float] = {}
         cpu: dict[str, float] = {}
+        client: dict[str, float] = {}
         for key in ("on", "off") if r % 2 == 0 else ("off", "on"):
             engine = engines[key]
             server[key] = 0.0
@@ -195,7 +196,8 @@ def main() -> None:
                 stories=clustering if key == "on" else None,
             )
             store[key] = time.perf_counter() - t0
-            cpu[key] = time.thread_time() - c0 + server[key]
+            client[key] = time.thread_time() - c0
+            cpu[key] = client[key] + server[key]
         rows.append(
             {
                 "model_s": model_s,
@@ -203,6 +205,8 @@ def main() -> None:
                 "store_off_s": store["off"],
                 "store_on_cpu_s": cpu["on"],
                 "store_off_cpu_s": cpu["off"],
+                "store_on_server_cpu_s": server["on"],
+                "store_off_server_cpu_s": server["off"],
                 "signature_s": signature_s,
             }
         )
@@ -216,6 +220,9 @@ def main() -> None:
     cost = statistics.median(x["store_on_s"] - x["store_off_s"] for x in measured)
     sig = statistics.median(x["signature_s"] for x in measured)
     cost_cpu = statistics.median(x["store_on_cpu_s"] - x["store_off_cpu_s"] for x in measured)
+    cost_server = statistics.median(
+        x["store_on_server_cpu_s"] - x["store_off_server_cpu_s"] for x in measured
+    )
     with Session(engines["on"]) as session:
         from services.storage.story_queries import story_count
 
@@ -233,6 +240,7 @@ def main() -> None:
         "median_signature_s_per_slice": sig,
         # CPU time of the storing step (client thread + PostgreSQL backend), on minus off
         "median_clustering_cpu_s_per_slice": cost_cpu,
+        "median_clustering_server_cpu_s_per_slice": cost_server,  # of which the PostgreSQL backend's
         "median_store_off_s_per_slice": statistics.median(x["store_off_s"] for x in measured),
         "median_store_on_s_per_slice": statistics.median(x["store_on_s"] for x in measured),
         "cost_share_of_model": None if args.no_model else cost / model,
@@ -244,7 +252,7 @@ def main() -> None:
         f"{len(items)} items, {stories} stories; per {args.slice}-item slice (median of {len(measured)}): "
         f"model {model:.3f} s, clustering {cost * 1000:.1f} ms "
         f"({'no model' if args.no_model else f'{cost / model:.1%} of the model'}; "
-        f"signatures {sig * 1000:.1f} ms; CPU {cost_cpu * 1000:.1f} ms); "
+        f"signatures {sig * 1000:.1f} ms; CPU {cost_cpu * 1000:.1f} ms, server {cost_server * 1000:.1f} ms); "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -71,9 +71,14 @@ CHUNK: Final = 500  # bound parameters per IN list: far below SQLite's and libpq
 
 T = TypeVar("T")
 
+
 # A stored item is read back as a candidate by every batch within the window that shares a
-# band key with it (a wire story's copies, for half an hour): normalised once per worker.
-_normalised = lru_cache(maxsize=16_384)(normalise_headline)
+# band key with it (a wire story's copies, for half an hour): its headline's shingles and
+# cashtags computed once per worker.
+@lru_cache(maxsize=16_384)
+def _features(headline: str) -> tuple[frozenset[str], frozenset[str]]:
+    normalised = normalise_headline(headline)
+    return shingles(normalised), cashtags(normalised)
 
 
 def _chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -296,10 +301,10 @@ def _candidates(
     members: list[StoredMember] = []
     for event_id, story_id, story_published_at, novelty, tk, headline, published_at in rows:
         matched = direct.get(event_id) or (by_text.get(tk, ()) if tk is not None else ())
-        normalised = _normalised(headline)
+        sh, tags = _features(headline)
         members.append(
             StoredMember(
-                Headline(event_id, published_at, shingles(normalised), matched, cashtags(normalised), tk),
+                Headline(event_id, published_at, sh, matched, tags, tk),
                 story_id=story_id,
                 story_published_at=story_published_at,
                 novelty=float(novelty),

@@ -37,7 +37,7 @@ class StoryStep(Protocol):
     before the batch's first write, `assign` after it, both in the batch's transaction."""
 
     def lock(self, session: Session) -> None: ...
-    def assign(self, session: Session, items: Sequence[ScoredItem]) -> object: ...
+    def assign(self, session: Session, items: Sequence[ScoredItem], *, all_new: bool = False) -> object: ...
 
 
 def store_batch(
@@ -71,7 +71,9 @@ def store_batch(
                     stories.lock(session)
                 counts = upsert_scored_batch(session, items=scored)
                 if stories is not None:
-                    stories.assign(session, scored)
+                    # Every news row inserted just now: none of the items has a story yet.
+                    all_new = counts.news_items == len({item.event_id for item in scored})
+                    stories.assign(session, scored, all_new=all_new)
                 session.commit()
             return counts
         except Exception as exc:

@@ -41,32 +41,40 @@ def insert_ignoring_conflicts(
     rows: Sequence[Mapping[str, Any]],
     *,
     conflict: Sequence[str],
-    returning: str,
+    returning: str | None,
 ) -> list[Any]:
     """Insert `rows` (all with the same keys) in the caller's transaction, skipping rows whose
-    `conflict` columns already exist; return the `returning` column of the rows inserted."""
+    `conflict` columns already exist; return the `returning` column of the rows inserted
+    (with `returning=None`, no RETURNING clause and an empty list: nothing to send back)."""
     if not rows:
         return []
     dialect = session.get_bind().dialect
     columns = tuple(rows[0])
     if dialect.name == "postgresql":
         statement = _recordset_insert(table, columns, tuple(conflict), returning)
-        return list(session.scalars(statement, {"rows": _rows_document(table, columns, rows, dialect)}))
+        parameters = {"rows": _rows_document(table, columns, rows, dialect)}
+        if returning is None:
+            session.execute(statement, parameters)
+            return []
+        return list(session.scalars(statement, parameters))
     if dialect.name == "sqlite":
         stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+        if returning is None:
+            session.execute(stmt, list(rows))
+            return []
         return list(session.scalars(stmt.returning(table.c[returning]), list(rows)))
     raise NotImplementedError(f"upserts are implemented for PostgreSQL and SQLite, not {dialect.name}")
 
 
 @cache
 def _recordset_insert(
-    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str
+    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str | None
 ) -> TextClause:
     """INSERT INTO t (a, b) SELECT r.a, r.b -> 0 FROM json_to_recordset(CAST(:rows AS JSON))
     AS r(a type_a, b JSON) …: a JSON column's value travels wrapped in a one-element array
     (`_rows_document`), so that a Python None stays a JSON null (SQLAlchemy's JSON default)
     where `json_to_recordset` would turn a bare null into SQL NULL."""
-    unknown = {*columns, *conflict, returning} - set(table.c.keys())
+    unknown = {*columns, *conflict, *([returning] if returning else [])} - set(table.c.keys())
     if unknown:
         raise KeyError(f"{table.name} has no column(s) {sorted(unknown)}")
     types = {name: _postgres_type(table, name) for name in columns}
@@ -77,7 +85,7 @@ def _recordset_insert(
     return text(
         f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {selected} "  # noqa: S608
         f"FROM json_to_recordset(CAST(:rows AS JSON)) AS r({record}) "
-        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {returning}"
+        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING" + (f" RETURNING {returning}" if returning else "")
     )
 
 

@@ -21,9 +21,12 @@ from services.storage.engine import make_engine
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Workers that start together must not race to create the same tables (PostgreSQL only).
 _MIGRATION_LOCK_KEY = 0x66696E73  # "fins"
-# What the migrations create but the ORM does not model: expression indexes SQLite cannot
-# hold (headline full-text search, drill-down influence order; PostgreSQL only).
-UNMODELLED_INDEXES = frozenset({"ix_news_items_headline_fts", "ix_predictions_influence"})
+# What the migrations create but the ORM does not model: indexes SQLite cannot hold
+# (headline full-text search, drill-down influence order, the story lookup's GIN index on
+# band keys; PostgreSQL only).
+UNMODELLED_INDEXES = frozenset(
+    {"ix_news_items_headline_fts", "ix_predictions_influence", "ix_story_members_band_keys"}
+)
 UNMODELLED_TABLES: frozenset[str] = frozenset()
 
 

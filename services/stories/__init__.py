@@ -14,10 +14,11 @@ from services.stories.clustering import (
     ClusterResult,
     Headline,
     StoredMember,
+    band_carriers,
     cluster,
     similarity_of,
 )
-from services.stories.normalise import cashtags, jaccard, normalise_headline, shingles
+from services.stories.normalise import cashtags, jaccard, normalise_headline, shingles, text_key
 from services.stories.signature import band_key_matrix, band_keys, candidate_probability, minhash, signatures
 from services.stories.store import StoryClustering, to_headlines
 
@@ -27,6 +28,7 @@ __all__ = [
     "Headline",
     "StoredMember",
     "StoryClustering",
+    "band_carriers",
     "band_key_matrix",
     "band_keys",
     "candidate_probability",
@@ -38,5 +40,6 @@ __all__ = [
     "shingles",
     "signatures",
     "similarity_of",
+    "text_key",
     "to_headlines",
 ]

@@ -40,6 +40,7 @@ class Headline:
     shingles: frozenset[str]
     band_keys: tuple[int, ...]
     cashtags: frozenset[str] = frozenset()
+    text_key: int | None = None  # `normalise.text_key`; None for a headline with no words
 
     @property
     def order(self) -> OrderKey:
@@ -72,6 +73,29 @@ class ClusterResult:
     assigned: dict[str, Assignment] = field(default_factory=dict)
     merged: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     novelty: dict[str, float] = field(default_factory=dict)
+
+
+def band_carriers(
+    new: Sequence[Headline], carriers: Iterable[tuple[int, datetime]], *, window: timedelta
+) -> set[str]:
+    """The new items whose band keys are stored: those with no stored or earlier-in-batch
+    carrier of the same text (`carriers`: (text_key, published_at) of stored items whose keys
+    are stored) within `window`. An exact copy stores none, so the lookup's index holds one
+    entry per text and window, not per copy; the lookup finds a copy through a carrier of its
+    text, which is within `window` of it (`services.stories.store`). Which copy carries
+    depends on arrival order; the candidates found, hence the stories, do not."""
+    seen: dict[int, list[datetime]] = {}
+    for key, at in carriers:
+        seen.setdefault(key, []).append(at)
+    out: set[str] = set()
+    for item in sorted(new, key=lambda h: h.order):
+        if item.text_key is None or not item.band_keys:
+            continue
+        times = seen.setdefault(item.text_key, [])
+        if not any(abs(at - item.published_at) <= window for at in times):
+            out.add(item.event_id)
+            times.append(item.published_at)
+    return out
 
 
 def similarity_of(a: Headline, b: Headline) -> float:
@@ -122,7 +146,9 @@ def cluster(
     """Stories of the `new` items (none of them stored yet) given the stored `stored` items
     that share a band key with at least one of them."""
     stories = _Stories()
-    by_key: dict[int, list[Headline]] = {}
+    # key -> the items holding it, by event_id: an item's candidates are the union of its
+    # keys' dicts (dict.update, in C), each once whatever the number of keys it shares.
+    by_key: dict[int, dict[str, Headline]] = {}
     novelty: dict[str, float] = {}
     stored_story: dict[str, str] = {}
     for member in stored:
@@ -131,34 +157,35 @@ def cluster(
         stored_story[h.event_id] = member.story_id
         novelty[h.event_id] = member.novelty
         for key in h.band_keys:
-            by_key.setdefault(key, []).append(h)
+            by_key.setdefault(key, {})[h.event_id] = h
 
     result = ClusterResult()
     lowered: dict[str, float] = {}
     best: dict[str, float] = {}
     for item in sorted(new, key=lambda h: h.order):
         stories.add(item.event_id, item.order)
-        seen: set[str] = {item.event_id}
+        others: dict[str, Headline] = {}
         for key in item.band_keys:
-            for other in by_key.get(key, ()):
-                if other.event_id in seen:
-                    continue
-                seen.add(other.event_id)
-                if abs(other.published_at - item.published_at) > window:
-                    continue
-                similarity = similarity_of(item, other)
-                if similarity < threshold:
-                    continue
-                stories.union(item.event_id, stored_story.get(other.event_id, other.event_id))
-                if other.order < item.order:
-                    best[item.event_id] = max(best.get(item.event_id, 0.0), similarity)
-                elif other.event_id in stored_story:  # a stored item published after this one
-                    value = min(novelty[other.event_id], 1.0 - similarity)
-                    if value < novelty[other.event_id]:
-                        novelty[other.event_id] = value
-                        lowered[other.event_id] = value
+            bucket = by_key.get(key)
+            if bucket:
+                others.update(bucket)
+        others.pop(item.event_id, None)
+        for other in others.values():
+            if abs(other.published_at - item.published_at) > window:
+                continue
+            similarity = similarity_of(item, other)
+            if similarity < threshold:
+                continue
+            stories.union(item.event_id, stored_story.get(other.event_id, other.event_id))
+            if other.order < item.order:
+                best[item.event_id] = max(best.get(item.event_id, 0.0), similarity)
+            elif other.event_id in stored_story:  # a stored item published after this one
+                value = min(novelty[other.event_id], 1.0 - similarity)
+                if value < novelty[other.event_id]:
+                    novelty[other.event_id] = value
+                    lowered[other.event_id] = value
         for key in item.band_keys:
-            by_key.setdefault(key, []).append(item)
+            by_key.setdefault(key, {})[item.event_id] = item
 
     for item in new:
         root = stories.find(item.event_id)

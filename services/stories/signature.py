@@ -1,6 +1,6 @@
 """MinHash signatures and LSH band keys of headlines' shingles, a whole batch at once (numpy).
 
-Pure functions, no I/O. The band keys are what the database indexes (`story_bands`): two
+Pure functions, no I/O. The band keys are what the database indexes (services.stories.store): two
 headlines whose shingle sets have Jaccard similarity s share at least one of `BANDS` keys
 with probability 1 - (1 - s**ROWS)**BANDS, so the candidate lookup is one indexed query
 on the keys whatever the stream's size; candidates are then confirmed on their exact
@@ -8,7 +8,7 @@ Jaccard similarity (`normalise.jaccard`), so the MinHash estimate only decides w
 compared, never who joins. With 10 bands of 2 rows (`candidate_probability`), a pair at
 s = 0.5 is compared with probability 0.94, at 0.6 0.99, at 0.8 1 - 4e-5; a pair at 0.1
 with probability 0.10, which keeps the candidates of a busy day's headlines few. Why not
-more bands: each is one index row per item, the bulk of clustering's storing time; 20
+more bands: each is one index entry per item stored (a `story_bands` row on SQLite); 20
 bands of 3 rows cost twice the rows for a lower probability at 0.5 (0.93); the recall on
 the labelled pairs is 0.997 here against 1.000 (docs/performance.md#story-clustering).
 

@@ -102,8 +102,8 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrated_schema_matches_models(engine: Engine, database_url: str) -> None:
-    assert current_revision(database_url) == head_revision() == "0009"
-    assert upgrade_database(database_url) == "0009"  # running it again is a no-op
+    assert current_revision(database_url) == head_revision() == "0010"
+    assert upgrade_database(database_url) == "0010"  # running it again is a no-op
     with engine.connect() as conn:
         command.check(alembic_config(conn))  # `alembic check`: raises if autogenerate finds changes
         context = MigrationContext.configure(

@@ -5,7 +5,9 @@ story rows with their items."""
 
 from __future__ import annotations
 
+import itertools
 import random
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -92,3 +94,31 @@ def test_retention_removes_story_rows_with_their_items(clean: Engine) -> None:
     with Session(clean) as session:
         assert session.scalars(select(StoryMemberRow.event_id)).all() == []
         assert session.scalars(select(StoryBandRow.event_id)).all() == []
+
+
+def test_exact_copies_beyond_one_window_join_in_any_order(clean: Engine) -> None:
+    """Three exact copies 20 h apart (window 24 h): the first and last are linked only through
+    the middle one, and which of them stores band keys depends on the arrival order; the
+    stories must not."""
+    text = wire_headline(7)
+    items = syndicated(text, feeds=1, start=T0, minutes=0, topic="Macro", prefix="a")
+    copies = [
+        replace(items[0], event_id=f"copy-{h}", published_at=T0 + timedelta(hours=h)) for h in (0, 20, 40)
+    ]
+    results = []
+    for order in itertools.permutations(copies):
+        with Session(clean) as session:
+            for row in (StoryBandRow, StoryMemberRow, NewsTickerRow, PredictionRow, NewsItemRow):
+                session.execute(delete(row))
+            session.commit()
+        for item in order:
+            store_with_stories(clean, [item])
+        results.append(_stories(clean))
+    assert all(r == results[0] for r in results)
+    assert {story for story, _ in results[0].values()} == {"copy-0"}
+    with Session(clean) as session:  # not every copy stores its keys
+        carriers = session.scalars(
+            select(StoryMemberRow.event_id).where(StoryMemberRow.band_keys.is_not(None))
+        )
+        bands = session.scalars(select(StoryBandRow.event_id).distinct())
+        assert len(set(carriers) | set(bands)) < 3

@@ -13,12 +13,14 @@ import pytest
 from services.stories import (
     Headline,
     StoredMember,
+    band_carriers,
     band_keys,
     cashtags,
     cluster,
     minhash,
     normalise_headline,
     shingles,
+    text_key,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -137,3 +139,23 @@ def test_a_late_earlier_item_takes_over_the_story_and_lowers_its_copies_novelty(
     assert result.assigned["first"].story_id == "first" and result.assigned["first"].novelty == 1.0
     assert result.merged == {"copy": ("first", first.published_at)}
     assert result.novelty == {"copy": 0.0}
+
+
+def test_exact_copies_store_no_band_keys_within_the_window_of_a_carrier() -> None:
+    text = "Fed raises rates by a quarter point, signals more hikes ahead"
+    key = text_key(normalise_headline(text))
+    assert key == text_key(normalise_headline("BREAKING: " + text.upper() + " - Reuters"))
+    assert key != text_key(normalise_headline("Fed holds rates steady, signals patience"))
+
+    def item(event_id: str, hours: float) -> Headline:
+        h = headline(event_id, text, hours * 60)
+        return Headline(h.event_id, h.published_at, h.shingles, h.band_keys, h.cashtags, key)
+
+    batch = [item("c", 40), item("a", 0), item("b", 20), item("a2", 1)]
+    # in order of publication: a carries, a2 and b are within 24 h of a, c (40 h) is not
+    assert band_carriers(batch, [], window=DAY) == {"a", "c"}
+    # a stored carrier 10 h before b covers a, a2 and b; c is 30 h after it
+    assert band_carriers(batch, [(key, T0 + timedelta(hours=10))], window=DAY) == {"c"}
+    # a headline with no words has no keys and carries nothing
+    empty = Headline("e", T0, frozenset(), (), frozenset(), None)
+    assert band_carriers([empty], [], window=DAY) == set()

@@ -32,6 +32,12 @@ class ExperimentalOptions:
     # distributions are pulled together by this weight x their symmetric KL (R-Drop)
     rdrop_alpha: float = 0.0
     ema_decay: float = 0.0  # 0 = off; else evaluate and keep an EMA of the weights (bert_core.averaging)
+    # 0 = off; else each epoch this share of the training texts has its cashtags, company names
+    # and figures substituted (bert_core.augment), drawn anew per epoch; dev texts never
+    augment_share: float = 0.0
+    # 0 = off; else FGM: each step also trains on the batch with the word-embedding matrix moved
+    # by this epsilon along its normalised gradient (bert_core.adversarial; one more pass a step)
+    fgm_epsilon: float = 0.0
 
 
 @dataclass

@@ -51,9 +51,7 @@ def locate_parts(spec: EncoderSpec, locate: PartLocator = installed_part) -> lis
     return [path for _, path in found if path is not None]
 
 
-def join_parts(
-    spec: EncoderSpec, files: Sequence[Path], out: Path, *, progress: bool = True
-) -> None:
+def join_parts(spec: EncoderSpec, files: Sequence[Path], out: Path, *, progress: bool = True) -> None:
     """Concatenate the slices into `out`, checking each slice's size and sha256 and then the
     whole archive's as the bytes go by (one read of each slice). A slice that does not match
     the catalogue raises ModelIntegrityError naming it; `out` is then removed."""

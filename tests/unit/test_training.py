@@ -456,3 +456,36 @@ def test_negative_rdrop_alpha_is_refused(trained) -> None:
     config = with_rdrop(trained.config, -0.5)
     with pytest.raises(ModelConfigError, match="rdrop_alpha"):
         fine_tune({"sentiment": trained.train["sentiment"]}, {}, trained.label_names, config)
+
+
+def with_experimental(config: TrainConfig, **options: float) -> TrainConfig:
+    return dataclasses.replace(config, experimental=dataclasses.replace(config.experimental, **options))
+
+
+@pytest.mark.parametrize("option", [{"augment_share": 0.5}, {"fgm_epsilon": 1.0}])
+def test_augmentation_and_fgm_runs_complete(trained, tiny_bert_dir: Path, option: dict[str, float]) -> None:
+    config = dataclasses.replace(with_experimental(trained.config, **option), epochs=2)
+    result = fine_tune(trained.train, trained.dev, trained.label_names, config)
+    (name, value), = option.items()
+    assert result.model_config.training[name] == value
+    assert result.model_config.training["steps"] > 0
+    assert all(math.isfinite(h["loss"]) for h in result.history)
+    assert set(result.dev_reports) == {"sentiment", "topic"}
+
+
+def test_fgm_leaves_frozen_word_embeddings_frozen_and_unchanged(trained, tiny_bert_dir: Path) -> None:
+    config = dataclasses.replace(
+        with_experimental(trained.config, fgm_epsilon=1.0), epochs=1, freeze_word_embeddings=True
+    )
+    before = load_encoder(str(tiny_bert_dir))[0].get_input_embeddings().weight.detach().clone()
+    result = fine_tune(trained.train, {}, trained.label_names, config)
+    after = result.model.encoder.get_input_embeddings().weight
+    assert not after.requires_grad and after.grad is None
+    torch.testing.assert_close(after.detach(), before, rtol=0, atol=0)
+
+
+def test_negative_augment_share_or_fgm_epsilon_is_refused(trained) -> None:
+    with pytest.raises(ModelConfigError, match="augment_share"):
+        fine_tune(trained.train, {}, trained.label_names, with_experimental(trained.config, augment_share=1.5))
+    with pytest.raises(ModelConfigError, match="fgm_epsilon"):
+        fine_tune(trained.train, {}, trained.label_names, with_experimental(trained.config, fgm_epsilon=-1.0))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import re
@@ -28,9 +29,11 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from bert_core.adversarial import FGM
 from bert_core.artifacts import ModelConfig, load_model_dir
+from bert_core.augment import SubstitutionPool, augment_texts, cashtag_pool
 from bert_core.averaging import WeightAverage
-from bert_core.batching import bucketed_batches, collate, tokenize
+from bert_core.batching import Batch, bucketed_batches, collate, tokenize
 from bert_core.config import ClassWeighting, Pooling, TrainConfig, TrainPrecision
 from bert_core.data import LabelledData
 from bert_core.encoder import load_encoder
@@ -199,6 +202,38 @@ def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor
     return 0.5 * (forward + backward).mean()
 
 
+def _batch_loss(
+    model: MultiTaskClassifier,
+    batch: Batch,
+    idx: Sequence[int],
+    task: str,
+    soft: Mapping[str, np.ndarray],
+    own_loss: nn.Module,
+    config: TrainConfig,
+    *,
+    bf16: bool,
+) -> torch.Tensor:
+    """One batch's training loss: its labels' cross-entropy on the own head, the teachers' soft
+    targets (own head share `own_task_weight`, other heads `distill_weight`), R-Drop's term.
+    A function of the batch alone, so FGM can compute it again on attacked embeddings."""
+    heads = [task, *(h for h in soft if h != task)]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(batch.input_ids, batch.attention_mask, tasks=heads)
+    assert batch.labels is not None
+    loss: torch.Tensor = own_loss(logits[task].float(), batch.labels)
+    if task in soft:  # the own head first, so the weight never scales the other heads' terms
+        own = soft_cross_entropy(logits[task].float(), torch.from_numpy(soft[task][list(idx)]))
+        loss = (1 - config.own_task_weight) * loss + config.own_task_weight * own
+    for head, probs in soft.items():
+        if head != task:
+            other = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[list(idx)]))
+            loss = loss + config.distill_weight * other
+    alpha = config.experimental.rdrop_alpha
+    if alpha > 0:
+        loss = loss + alpha * symmetric_kl(*logits[task].float().chunk(2))
+    return loss
+
+
 def fine_tune(
     train_sets: Mapping[str, LabelledData],
     dev_sets: Mapping[str, LabelledData],
@@ -221,6 +256,12 @@ def fine_tune(
         raise DataError("no training data: give at least one task's labelled file")
     if not 0.0 <= config.own_task_weight <= 1.0:
         raise ModelConfigError(f"own_task_weight must be within 0..1, not {config.own_task_weight}")
+    if not 0.0 <= config.experimental.augment_share <= 1.0:
+        share = config.experimental.augment_share
+        raise ModelConfigError(f"augment_share must be within 0..1, not {share}")
+    if config.experimental.fgm_epsilon < 0:
+        epsilon = config.experimental.fgm_epsilon
+        raise ModelConfigError(f"fgm_epsilon must be 0 (off) or positive, not {epsilon}")
     if config.experimental.rdrop_alpha < 0:
         alpha = config.experimental.rdrop_alpha
         raise ModelConfigError(f"rdrop_alpha must be 0 (off) or positive, not {alpha}")
@@ -273,6 +314,15 @@ def fine_tune(
     # -inf, not -1: without dev sets the score is -loss, which is below -1 whenever loss > 1.
     ema_decay = config.experimental.ema_decay
     average = WeightAverage(model, ema_decay) if ema_decay > 0 else None
+    # After the optimizer and the average are built: FGM needs the frozen embeddings' gradient only.
+    embeddings = model.encoder.get_input_embeddings()
+    fgm_epsilon = config.experimental.fgm_epsilon
+    fgm = FGM(embeddings, fgm_epsilon) if fgm_epsilon > 0 and isinstance(embeddings, nn.Embedding) else None
+    augment_pool = (
+        SubstitutionPool(cashtag_pool(t for d in train_sets.values() for t in d.texts))
+        if config.experimental.augment_share > 0
+        else None
+    )
     best_score, best_state, best_reports = -math.inf, None, None
     history: list[dict[str, Any]] = []
     stale = 0
@@ -283,6 +333,11 @@ def fine_tune(
     model.train()
     bar = tqdm(total=total_steps, desc=f"fine-tune ({precision})", unit="step", disable=not config.progress)
     for epoch in range(config.epochs):
+        if augment_pool is not None:  # a new draw of substituted texts each epoch; labels unchanged
+            share, seed = config.experimental.augment_share, run_seed * 1000 + epoch
+            texts = {t: augment_texts(d.texts, share, seed, augment_pool) for t, d in train_sets.items()}
+            tokens = {t: tokenize(tokenizer, x, config.max_length) for t, x in texts.items()}
+            lengths = {t: [len(ids) for ids in tok] for t, tok in tokens.items()}
         batches = [(t, b) for t in train_sets for b in bucketed_batches(lengths[t], config.batch_size, rng)]
         order = rng.permutation(len(batches))
         for pos, k in enumerate(order, start=1):
@@ -291,21 +346,13 @@ def fine_tune(
                 idx = idx + idx  # dropout draws a separate mask per row
             batch = collate(tokens[task], idx, pad_id, train_sets[task].labels)
             soft = teacher_targets.get(task, {}) if teacher_targets else {}
-            heads = [task, *(h for h in soft if h != task)]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                logits = model(batch.input_ids, batch.attention_mask, tasks=heads)
-            assert batch.labels is not None
-            loss = losses[task](logits[task].float(), batch.labels)
-            if task in soft:  # the own head first, so the weight never scales the other heads' terms
-                own = soft_cross_entropy(logits[task].float(), torch.from_numpy(soft[task][idx]))
-                loss = (1 - config.own_task_weight) * loss + config.own_task_weight * own
-            for head, probs in soft.items():
-                if head != task:
-                    other = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[idx]))
-                    loss = loss + config.distill_weight * other
-            if config.experimental.rdrop_alpha > 0:
-                loss = loss + config.experimental.rdrop_alpha * symmetric_kl(*logits[task].float().chunk(2))
+            batch_loss = functools.partial(
+                _batch_loss, model, batch, idx, task, soft, losses[task], config, bf16=precision == "bf16"
+            )
+            loss = batch_loss()
             loss.backward()
+            if fgm is not None:
+                fgm.adversarial_step(batch_loss)
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
@@ -354,6 +401,8 @@ def fine_tune(
         if stop:
             break
     bar.close()
+    if fgm is not None:
+        fgm.release()
     if best_state is not None:
         model.load_state_dict(best_state)
     adapter = None

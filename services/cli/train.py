@@ -179,6 +179,25 @@ def train(
             rich_help_panel=EXPERIMENTAL,
         ),
     ] = ExperimentalOptions.rdrop_alpha,
+    augment_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Each epoch, this share of the training texts has its cashtags, company names and "
+            "figures swapped for others (seeded; labels kept; never dev texts); 0 = off",
+            rich_help_panel=EXPERIMENTAL,
+        ),
+    ] = ExperimentalOptions.augment_share,
+    fgm_epsilon: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="FGM adversarial training: each step also learns from the batch with the word "
+            "embeddings moved by this norm along their gradient (e.g. 1.0; one more pass a step); 0 = off",
+            rich_help_panel=EXPERIMENTAL,
+        ),
+    ] = ExperimentalOptions.fgm_epsilon,
     mlm_text: Annotated[
         list[Path] | None,
         typer.Option(
@@ -243,6 +262,8 @@ def train(
             layer_lr_decay=layer_lr_decay,
             label_smoothing=label_smoothing,
             rdrop_alpha=rdrop_alpha,
+            augment_share=augment_share,
+            fgm_epsilon=fgm_epsilon,
         ),
     )
     result, manifest = train_model(

@@ -112,6 +112,28 @@ def test_train_creates_a_verified_model_dir(cli_trained: dict[str, Any], sentime
     assert cfg["labels"]["sentiment"] == list(DEFAULT_LABELS["sentiment"])
 
 
+def test_train_takes_the_augmentation_and_fgm_options(
+    tmp_path: Path, sentiment_csv: Path, tiny_bert_dir: Path
+) -> None:
+    out = tmp_path / "m"
+    args = ["--augment-share", "0.3", "--fgm-epsilon", "0.5", "--epochs", "1"]
+    result = invoke(
+        [
+            "train",
+            "--sentiment-data",
+            str(sentiment_csv),
+            "--out",
+            str(out),
+            "--base-model",
+            str(tiny_bert_dir),
+            *args,
+        ]
+    )
+    _ok(result)
+    training = json.loads((out / "finsent.json").read_text())["training"]
+    assert (training["augment_share"], training["fgm_epsilon"]) == (0.3, 0.5)
+
+
 def test_train_refuses_an_existing_out_dir(
     cli_trained: dict[str, Any], sentiment_csv: Path, tiny_bert_dir: Path
 ) -> None:

@@ -456,3 +456,62 @@ def test_negative_rdrop_alpha_is_refused(trained) -> None:
     config = with_rdrop(trained.config, -0.5)
     with pytest.raises(ModelConfigError, match="rdrop_alpha"):
         fine_tune({"sentiment": trained.train["sentiment"]}, {}, trained.label_names, config)
+
+
+def with_experimental(config: TrainConfig, **options: float) -> TrainConfig:
+    return dataclasses.replace(config, experimental=dataclasses.replace(config.experimental, **options))
+
+
+@pytest.mark.parametrize("option", [{"augment_share": 0.5}, {"fgm_epsilon": 1.0}])
+def test_augmentation_and_fgm_runs_complete(trained, tiny_bert_dir: Path, option: dict[str, float]) -> None:
+    config = dataclasses.replace(with_experimental(trained.config, **option), epochs=2)
+    result = fine_tune(trained.train, trained.dev, trained.label_names, config)
+    ((name, value),) = option.items()
+    assert result.model_config.training[name] == value
+    assert result.model_config.training["steps"] > 0
+    assert all(math.isfinite(h["loss"]) for h in result.history)
+    assert set(result.dev_reports) == {"sentiment", "topic"}
+
+
+def test_fgm_leaves_frozen_word_embeddings_frozen_and_unchanged(trained, tiny_bert_dir: Path) -> None:
+    config = dataclasses.replace(
+        with_experimental(trained.config, fgm_epsilon=1.0), epochs=1, freeze_word_embeddings=True
+    )
+    before = load_encoder(str(tiny_bert_dir))[0].get_input_embeddings().weight.detach().clone()
+    result = fine_tune(trained.train, {}, trained.label_names, config)
+    after = result.model.encoder.get_input_embeddings().weight
+    assert not after.requires_grad and after.grad is None
+    torch.testing.assert_close(after.detach(), before, rtol=0, atol=0)
+
+
+def test_negative_augment_share_or_fgm_epsilon_is_refused(trained) -> None:
+    for option, value in (("augment_share", 1.5), ("fgm_epsilon", -1.0)):
+        with pytest.raises(ModelConfigError, match=option):
+            config = with_experimental(trained.config, **{option: value})
+            fine_tune(trained.train, {}, trained.label_names, config)
+
+
+def test_augmentation_changes_only_texts_with_something_to_substitute(trained) -> None:
+    """The fixture's texts name no cashtag, listed company (they are lower-case) or figure
+    other than years: augmenting all of them is the plain run. With a cashtag in every text the
+    substituted texts are what trains (a different run), and the dev texts are not touched."""
+    config = dataclasses.replace(trained.config, epochs=2)
+    data = {"sentiment": trained.train["sentiment"]}
+    plain = fine_tune(data, {}, trained.label_names, config)
+    augmented = fine_tune(data, {}, trained.label_names, with_experimental(config, augment_share=1.0))
+    for name, weight in plain.model.state_dict().items():
+        torch.testing.assert_close(augmented.model.state_dict()[name], weight, rtol=0, atol=0)
+
+    sentiment = data["sentiment"]
+    tagged = LabelledData(
+        "sentiment",
+        [f"{('$AAPL', '$TSLA', '$NVDA')[i % 3]} {t}" for i, t in enumerate(sentiment.texts)],
+        sentiment.labels,
+    )
+    dev = {"sentiment": tagged.subset(range(10))}
+    plain = fine_tune({"sentiment": tagged}, dev, trained.label_names, config)
+    augmented = fine_tune(
+        {"sentiment": tagged}, dev, trained.label_names, with_experimental(config, augment_share=1.0)
+    )
+    assert not torch.equal(plain.model.heads["sentiment"].weight, augmented.model.heads["sentiment"].weight)
+    assert dev["sentiment"].texts == tagged.texts[:10]

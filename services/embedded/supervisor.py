@@ -15,6 +15,7 @@ caller's `OnDatabase`, so that its errors read as the rest of the CLI's do.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -69,6 +70,7 @@ def run_pipeline(
         on_error(exc)
         raise
     with ExitStack() as stack:
+        stack.enter_context(stop_on_signals())
         try:
             _run(
                 stack,
@@ -84,6 +86,27 @@ def run_pipeline(
         except RunError as exc:
             on_error(exc)
             raise
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT both stop the run the way Ctrl-C does (KeyboardInterrupt: the parts
+    stop in order, nothing is left running).
+
+    Without it a SIGTERM (`kill`, `docker stop`, systemd) ended this process at once and left
+    the worker, alerter, dispatcher and scheduler running as orphans; and a run started where
+    SIGINT is ignored (a background job of a non-interactive shell, which Python then leaves
+    ignored) could not be stopped with it at all."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run(

@@ -27,8 +27,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.broker.embedded import free_port
 from services.storage import GateDecisionRow, ModelVersionRow, RetrainRunRow, make_engine
+
+from .pipeline import run_env
 
 pytestmark = pytest.mark.integration
 
@@ -37,27 +38,18 @@ WAIT_S = 300
 
 
 def base_env(home: Path, tiny_bert_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
-    return env | {
-        "FINSENT_HOME": str(home),
-        "FINSENT_BASE_MODEL": str(tiny_bert_dir),
-        "FINSENT_BOOTSTRAP_MINUTES": "0.3",
-        "FINSENT_BOOTSTRAP_EPOCHS": "1",
-        "FINSENT_UPGRADE_MAX_MINUTES": "0.5",
-        "FINSENT_UPGRADE_TORCH_THREADS": "1",
-        "FINSENT_TORCH_THREADS": "1",
-        "FINSENT_PRECISION": "fp32",
-        "FINSENT_MODEL_POLL_SECONDS": "2",
-        "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": "6",
-        "FINSENT_ALERTER_SESSION_TIMEOUT_SECONDS": "6",
-        "FINSENT_SCORER_METRICS_PORT": str(free_port()),
-        "FINSENT_ALERTER_METRICS_PORT": str(free_port()),
-        "FINSENT_DISPATCHER_METRICS_PORT": str(free_port()),
-        "FINSENT_SCHEDULER_METRICS_PORT": str(free_port()),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
+    """`finsent run`'s test environment (pipeline.run_env) with the background upgrade on, a
+    bootstrap and an upgrade of seconds on the tiny BERT, and a fast model poll."""
+    return run_env(
+        home,
+        FINSENT_UPGRADE_BOOTSTRAP="true",
+        FINSENT_BASE_MODEL=str(tiny_bert_dir),
+        FINSENT_BOOTSTRAP_MINUTES="0.3",
+        FINSENT_BOOTSTRAP_EPOCHS="1",
+        FINSENT_UPGRADE_MAX_MINUTES="0.5",
+        FINSENT_UPGRADE_TORCH_THREADS="1",
+        FINSENT_MODEL_POLL_SECONDS="2",
+    )
 
 
 def start_run(env: dict[str, str], out: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ from services.broker.topics import admin_client  # noqa: E402
 from services.ingest.producer import NewsProducer  # noqa: E402
 from tests.integration.alerter_process import AlerterProcess  # noqa: E402
 from tests.integration.conftest import consume, fresh_postgres_database  # noqa: E402
+from tests.integration.delivery_support import local_http_server  # noqa: E402
 from tests.integration.pipeline import (  # noqa: E402
     READY_TIMEOUT_S,
     SESSION_TIMEOUT_S,
@@ -414,16 +415,9 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        try:
+        with local_http_server(Handler) as port:
+            self.port = port
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
 
     @property
     def url(self) -> str:

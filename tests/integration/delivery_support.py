@@ -152,6 +152,22 @@ def emptied_sessions(engine: Engine) -> sessionmaker[Session]:
 # --------------------------------------------------------------------------- webhook receiver
 
 
+@contextmanager
+def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """An HTTP server on a free port of 127.0.0.1, served from a daemon thread until the
+    block ends; yields its port. The receivers of the webhook tests and the chaos run."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 @dataclass
 class Received:
     path: str
@@ -211,17 +227,9 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        try:
+        with local_http_server(Handler) as port:
+            self.port = port
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"

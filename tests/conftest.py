@@ -22,8 +22,6 @@ import torch
 
 from bert_core import LabelledData, TrainConfig, TrainResult
 from tests.tiny_model import (
-    SPECIAL_TOKENS,
-    VOCAB,
     make_mlm_texts,
     make_sentiment_rows,
     make_topic_rows,
@@ -31,6 +29,7 @@ from tests.tiny_model import (
     train_tiny,
     write_csv,
     write_tiny_bert,
+    write_tiny_mpnet,
 )
 
 # --------------------------------------------------------------------------- session setup
@@ -86,40 +85,10 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
-# MPNet's special tokens, in its own order (<pad> = 1, the id MPNet's position ids skip).
-MPNET_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]
-
-
 @pytest.fixture(scope="session")
 def tiny_mpnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random MPNet (hidden 32, 2 layers, 2 heads; relative position buckets, no token
-    types) with the tiny vocabulary under MPNet's special tokens and its fast tokenizer, saved
-    as safetensors: the shape of all-mpnet-base-v2 (`finsent encoders install mpnet-base`)."""
-    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
-    from transformers import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    out = tmp_path_factory.mktemp("tiny-mpnet")
-    vocab = MPNET_SPECIAL_TOKENS + VOCAB[len(SPECIAL_TOKENS) :]
-    vocab_file = out / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = MPNetTokenizerFast(vocab=str(vocab_file), do_lower_case=True)
-    assert len(tokenizer) == len(vocab), "tokenizer did not pick up the vocabulary file"
-    assert tokenizer.pad_token_id == 1
-    torch.manual_seed(0)
-    config = MPNetConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=130,
-        pad_token_id=1,
-    )
-    MPNetModel(config).save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
-    return out
+    """A tiny random MPNet in MPNet's shape (tests/tiny_model.py: write_tiny_mpnet)."""
+    return write_tiny_mpnet(tmp_path_factory.mktemp("tiny-mpnet"))
 
 
 @pytest.fixture(scope="session")

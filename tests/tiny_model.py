@@ -211,3 +211,39 @@ def save_trained(out: Path, result: TrainResult, train: dict[str, LabelledData])
         data_hash=combined_hash(train),
     )
     return out
+
+
+# MPNet's special tokens, in its own order (<pad> = 1, the id MPNet's position ids skip).
+MPNET_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]
+
+
+def write_tiny_mpnet(out: Path) -> Path:
+    """A tiny random MPNet (hidden 32, 2 layers, 2 heads; relative position buckets, no token
+    types) with the tiny vocabulary under MPNet's special tokens and its fast tokenizer, saved
+    as safetensors: the shape of all-mpnet-base-v2 (`finsent encoders install mpnet-base`)."""
+    import torch
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
+    from transformers import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = MPNET_SPECIAL_TOKENS + VOCAB[len(SPECIAL_TOKENS) :]
+    vocab_file = out / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = MPNetTokenizerFast(vocab=str(vocab_file), do_lower_case=True)
+    assert len(tokenizer) == len(vocab), "tokenizer did not pick up the vocabulary file"
+    assert tokenizer.pad_token_id == 1
+    torch.manual_seed(0)
+    config = MPNetConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=1,
+    )
+    MPNetModel(config).save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return out

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
         split_sets,
         train_model,
     )
-    from bert_core.seed_data import packaged_seed_data, packaged_soft_targets
+    from bert_core.seed_data import packaged_seed_data, packaged_soft_targets, soft_targets_choice
     from bert_core.soft_targets import (
         SoftTargets,
         SoftTargetsManifest,
@@ -154,6 +154,7 @@ _EXPORTS: dict[str, str] = {
     "packaged_base_model": "bert_core.encoder",
     "packaged_seed_data": "bert_core.seed_data",
     "packaged_soft_targets": "bert_core.seed_data",
+    "soft_targets_choice": "bert_core.seed_data",
     "SoftTargets": "bert_core.soft_targets",
     "SoftTargetsManifest": "bert_core.soft_targets",
     "load_soft_targets": "bert_core.soft_targets",
@@ -247,6 +248,7 @@ __all__ = [
     "packaged_base_model",
     "packaged_seed_data",
     "packaged_soft_targets",
+    "soft_targets_choice",
     "SoftTargets",
     "SoftTargetsManifest",
     "load_soft_targets",

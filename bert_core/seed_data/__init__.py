@@ -44,4 +44,22 @@ def packaged_soft_targets() -> Path:
     return packaged_seed_data()["sentiment"].parent / SOFT_TARGETS_FILE
 
 
-__all__ = ["SEED_FILES", "SOFT_TARGETS_FILE", "packaged_seed_data", "packaged_soft_targets"]
+def soft_targets_choice(explicit: Path | None, *, shipped: bool, teachers: bool) -> tuple[str | None, bool]:
+    """The soft-targets file of a run and whether it is optional: an explicit file (must
+    match); else, unless teacher models are given or the shipped file is turned off, the file
+    shipped beside the seed data (used only where it exists and matches the training files).
+    `finsent train` and the background upgrade both choose with it."""
+    if explicit is not None:
+        return str(explicit), False
+    if teachers or not shipped:
+        return None, False
+    return str(packaged_soft_targets()), True
+
+
+__all__ = [
+    "SEED_FILES",
+    "SOFT_TARGETS_FILE",
+    "packaged_seed_data",
+    "packaged_soft_targets",
+    "soft_targets_choice",
+]

@@ -210,7 +210,7 @@ def train(
     mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1, rich_help_panel=EXPERIMENTAL)] = None,
 ) -> None:
     """Fine-tune the topic + sentiment model on labelled files and save a verified model directory."""
-    from bert_core import format_report, train_model
+    from bert_core import format_report, soft_targets_choice, train_model
 
     settings = get_settings()
     if sentiment_data is None and topic_data is None:
@@ -278,19 +278,6 @@ def train(
     for task, report in result.dev_reports.items():
         typer.echo(format_report(f"{task} (dev)", report))
     typer.echo(f"saved model {manifest.version} to {out} in {result.seconds / 60:.1f} min")
-
-
-def soft_targets_choice(explicit: Path | None, *, shipped: bool, teachers: bool) -> tuple[str | None, bool]:
-    """The soft-targets file of a run and whether it is optional: a --soft-targets file (must
-    match); else, unless --teacher models are given or the shipped file is turned off, the file
-    shipped beside the seed data (used only where it exists and matches the training files)."""
-    if explicit is not None:
-        return str(explicit), False
-    if teachers or not shipped:
-        return None, False
-    from bert_core import packaged_soft_targets
-
-    return str(packaged_soft_targets()), True
 
 
 def evaluate(

@@ -210,20 +210,22 @@ def _train(settings: Settings, out_dir: Path, recorder: _Recorder) -> None:
     """The `finsent train` default recipe on the seed data, progress into the state file."""
     import torch
 
-    from bert_core import TrainConfig, packaged_soft_targets, train_model
+    from bert_core import TrainConfig, soft_targets_choice, train_model
     from bert_core.encoders import encoder_path, find_spec
 
     spec = find_spec(settings.training.base_model or "minilm")
-    shipped = settings.training.shipped_soft_targets
+    # as `finsent train` on the seed data: the shipped teacher's targets where they match
+    soft_targets, optional = soft_targets_choice(
+        None, shipped=settings.training.shipped_soft_targets, teachers=False
+    )
     config = TrainConfig(
         base_model=encoder_path(settings.training.base_model, settings.encoders_dir),
         max_length=settings.inference.max_length,
         learning_rate=spec.learning_rate if spec is not None else TrainConfig.learning_rate,
         seed=settings.training.seed,
         max_minutes=settings.training.upgrade_max_minutes,
-        # as `finsent train` on the seed data: the shipped teacher's targets where they match
-        soft_targets=str(packaged_soft_targets()) if shipped else None,
-        soft_targets_optional=True,
+        soft_targets=soft_targets,
+        soft_targets_optional=optional,
         progress=False,
     )
     threads = torch.get_num_threads()

@@ -191,8 +191,7 @@ def test_train_refuses_bad_distillation_and_precision_options(
 
 
 def test_the_shipped_soft_targets_are_the_default_unless_a_file_teachers_or_the_switch_say_not() -> None:
-    from bert_core import packaged_soft_targets
-    from services.cli.train import soft_targets_choice
+    from bert_core import packaged_soft_targets, soft_targets_choice
 
     shipped = str(packaged_soft_targets())
     assert shipped.endswith("bert_core/seed_data/soft_targets.npz")

@@ -50,7 +50,7 @@ from sqlalchemy.pool import NullPool
 from tqdm import tqdm
 
 from bert_core import packaged_seed_data
-from services.broker import EmbeddedBroker, TopicSpec, ensure_topics
+from services.broker import PLAINTEXT, EmbeddedBroker, TopicSpec, ensure_topics
 from services.ingest.producer import NewsProducer
 from services.settings import FlatSettings
 from services.storage import make_engine, upgrade_database
@@ -174,7 +174,7 @@ def payload(event_id: str, headline: str, *, sent_at: float | None = None) -> by
 def preload(bootstrap: str, topic: str, items: Sequence[tuple[str, str]], *, desc: str) -> float:
     """Produce (event_id, headline) pairs and wait for the broker's acks; returns seconds taken."""
     start = time.perf_counter()
-    with NewsProducer(bootstrap, topic=topic, client_id="finsent-bench") as producer:
+    with NewsProducer(bootstrap, topic=topic, client_id="finsent-bench", security=PLAINTEXT) as producer:
         with Progress(len(items), desc) as bar:
             for event_id, headline in items:
                 producer.send_raw(payload(event_id, headline), event_id)
@@ -441,11 +441,12 @@ def wait_stored(
 def committed_times(bootstrap: str, topic: str, expected: int, *, timeout: float = 120.0) -> dict[str, float]:
     """event_id → CreateTime (epoch s) of its `news.scored` message, which the worker produces
     after the batch's transaction committed: the item's commit time plus a few ms."""
-    from kafka import KafkaConsumer
+    from services.broker import kafka_consumer
 
-    consumer = KafkaConsumer(
+    consumer = kafka_consumer(
         topic,
-        bootstrap_servers=bootstrap,
+        bootstrap=bootstrap,
+        security=PLAINTEXT,  # the embedded broker speaks PLAINTEXT
         group_id=f"bench-reader-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -597,11 +598,12 @@ def _batches(rows: Iterable[StoredRow], committed: dict[str, float]) -> list[dic
 
 def _count_messages(bootstrap: str, topic: str, *, timeout: float = 4.0) -> int:
     """Messages on `topic` (the DLQ: expected 0), read for `timeout` seconds after the group join."""
-    from kafka import KafkaConsumer
+    from services.broker import kafka_consumer
 
-    consumer = KafkaConsumer(
+    consumer = kafka_consumer(
         topic,
-        bootstrap_servers=bootstrap,
+        bootstrap=bootstrap,
+        security=PLAINTEXT,  # the embedded broker speaks PLAINTEXT
         group_id=f"bench-reader-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

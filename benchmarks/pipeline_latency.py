@@ -64,6 +64,7 @@ from pipeline_common import (
 from result_file import result_path, write_json
 
 from bert_core import resolve_precision
+from services.broker import PLAINTEXT
 from services.ingest.producer import NewsProducer
 
 TARGET_P99_MS = 250.0
@@ -89,7 +90,9 @@ class PacedProducer(threading.Thread):
 
     def run(self) -> None:
         try:
-            with NewsProducer(self.bootstrap, topic=self.topic, client_id="finsent-bench-paced") as producer:
+            with NewsProducer(
+                self.bootstrap, topic=self.topic, client_id="finsent-bench-paced", security=PLAINTEXT
+            ) as producer:
                 start = time.perf_counter()
                 for i, (event_id, headline) in enumerate(self.items):
                     if self.stop_event.is_set():

@@ -120,9 +120,9 @@ def run_naive(
     broker: Broker, *, model: Path, headlines: list[str], threads: int, timeout: float = 1800.0
 ) -> dict[str, Any]:
     """The naive design: per message poll → fp32 predict([text]) → ORM add + commit."""
-    from kafka import KafkaConsumer
     from sqlalchemy.orm import Session
 
+    from services.broker import PLAINTEXT, kafka_consumer
     from services.storage import NewsItemRow, PredictionRow
 
     n = len(headlines)
@@ -138,9 +138,10 @@ def run_naive(
     commits: list[float] = []
     predict_s = store_s = 0.0
     with fresh_database() as url, database_engine(url, pooled=True) as engine:
-        consumer = KafkaConsumer(
+        consumer = kafka_consumer(
             topic,
-            bootstrap_servers=broker.bootstrap,
+            bootstrap=broker.bootstrap,
+            security=PLAINTEXT,  # the embedded broker speaks PLAINTEXT
             group_id=f"naive-{run}",
             auto_offset_reset="earliest",
             session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),

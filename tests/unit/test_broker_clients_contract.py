@@ -1,5 +1,6 @@
 """Every Kafka client finsent creates goes through services.broker.clients (and so gets the
-configured TLS/SASL): constructing one anywhere else in services/, dashboards/ or bert_core/ fails.
+configured TLS/SASL): constructing one anywhere else in services/, dashboards/, bert_core/ or
+benchmarks/ fails.
 
 Checked on the syntax tree, so aliases (`import kafka as k; k.KafkaProducer(...)`), faust.App
 subclasses defined anywhere and clients built inside functions are all caught.
@@ -34,9 +35,8 @@ def _name(node: ast.expr) -> str | None:
 
 
 def _sources() -> list[Path]:
-    return [
-        p for folder in ("services", "dashboards", "bert_core") for p in sorted((ROOT / folder).rglob("*.py"))
-    ]
+    folders = ("services", "dashboards", "bert_core", "benchmarks")
+    return [p for folder in folders for p in sorted((ROOT / folder).rglob("*.py"))]
 
 
 def _app_subclasses(trees: dict[Path, ast.Module]) -> set[str]:

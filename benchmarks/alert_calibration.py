@@ -53,7 +53,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from result_file import describe, finish, machine, result_path
+from result_file import describe, finish, machine, result_path, write_result
 from seed_headlines import Item, load_model_labels, load_seed_headlines
 
 from bert_core import TOPIC_LABELS
@@ -215,7 +215,9 @@ def stories_only(items: Sequence[Item]) -> list[Item]:
     return [i for i in items if "-copy-" not in i.event_id]
 
 
-def stories_vs_items(c: Corpus, rng: np.random.Generator, args: argparse.Namespace) -> None:
+def stories_vs_items(
+    c: Corpus, rng: np.random.Generator, args: argparse.Namespace, info: dict[str, object]
+) -> None:
     """The defaults on syndicated streams, counting items and counting stories."""
     started = time.perf_counter()
     days = args.calm_days + BURN_IN / timedelta(days=1)
@@ -257,16 +259,13 @@ def stories_vs_items(c: Corpus, rng: np.random.Generator, args: argparse.Namespa
     table = "\n".join(lines)
     elapsed = time.perf_counter() - started
     print(table, f"\nelapsed {elapsed:.0f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"syndicate": args.syndicate, "seed": args.seed, **results}, indent=1) + "\n"
-    )
-    args.markdown.write_text(
+    out = args.out or result_path("alert_stories")
+    write_result("alert_stories", {"syndicate": args.syndicate, "seed": args.seed, **results}, info, path=out)
+    (args.markdown or out.with_suffix(".md")).write_text(
         "# Alert detector: counting stories vs items on syndicated streams\n\n"
         f"`python benchmarks/alert_calibration.py --syndicate {args.syndicate:g} --labels {args.labels} "
-        f"--calm-days {args.calm_days:g} --bursts {args.bursts} --seed {args.seed}` ({elapsed:.0f} s)\n\n"
-        + table
-        + "\n"
+        f"--calm-days {args.calm_days:g} --bursts {args.bursts} --seed {args.seed}` ({elapsed:.0f} s on "
+        f"{describe(info)})\n\n" + table + "\n"
     )
 
 
@@ -333,8 +332,10 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=6, help="bursts per (kind, size)")
     parser.add_argument("--gap-hours", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=result_path("alert_calibration"))
-    parser.add_argument("--markdown", type=Path, default=result_path("alert_calibration", ".md"))
+    parser.add_argument(
+        "--out", type=Path, help="default: results/alert_calibration.json (--syndicate: alert_stories.json)"
+    )
+    parser.add_argument("--markdown", type=Path, help="default: the --out file's name with .md")
     parser.add_argument(
         "--syndicate",
         type=float,
@@ -347,8 +348,10 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     c = Corpus(args.labels, rng)
     if args.syndicate > 0:
-        stories_vs_items(c, rng, args)
+        stories_vs_items(c, rng, args, info)
         return
+    args.out = args.out or result_path("alert_calibration")
+    args.markdown = args.markdown or args.out.with_suffix(".md")
     days = args.calm_days + BURN_IN / timedelta(days=1)
     calm = {
         "independent": calm_stream(c, rng, days, clustered=False, prefix="i"),

@@ -1,5 +1,6 @@
 """Chaos run of the whole pipeline: real headlines through the real broker, PostgreSQL and the
-`finsent` processes, with faults injected while they run; prints and writes a JSON report.
+`finsent` processes, with faults injected while they run; prints and writes a JSON report
+(benchmarks/results/chaos.json: the machine, then one report per run of this invocation).
 
     .venv/bin/python benchmarks/chaos.py [--items 10000] [--runs 3] [--model DIR] [--seed 0]
 
@@ -59,6 +60,7 @@ for entry in (str(ROOT), str(ROOT / "benchmarks")):
         sys.path.insert(0, entry)
 
 from chaos_design import EXPECTED_ERROR_TYPE, Design, Label, make_design  # noqa: E402
+from result_file import machine, result_path, write_result  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -81,7 +83,6 @@ from tests.integration.pipeline import (  # noqa: E402
 )
 from tests.integration.tcp_proxy import TcpProxy  # noqa: E402
 
-RESULTS_DIR = ROOT / "benchmarks" / "results"
 PARTITIONS = 4
 SIGTERM_LIMIT_S = 30.0
 HEARTBEAT_S = SESSION_TIMEOUT_S / 3  # the scorer's heartbeat interval (services/scorer/app.py)
@@ -1164,6 +1165,12 @@ def markdown_table(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def runs_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run reports of a result file (`{"runs": [...]}`), or a single run's report."""
+    runs: list[dict[str, Any]] = result.get("runs", [result])
+    return runs
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -1171,7 +1178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--first-run", type=int, default=1, help="number of the first run (its file name)")
+    parser.add_argument("--first-run", type=int, default=1, help="number of the first run")
     parser.add_argument("--model", type=Path, help="model directory to serve (default: the tiny test model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep models, logs and labels here (default: a temp dir)")
@@ -1180,12 +1187,17 @@ def main() -> None:
         "--short", action="store_true", help="the CI test's plan: fewer kills, 5-10 s gaps, 10 s cut"
     )
     parser.add_argument(
-        "--table", type=Path, nargs="+", help="print the markdown table of these reports and exit"
+        "--table",
+        type=Path,
+        nargs="+",
+        help="print the markdown table of the runs in these result files (results/chaos.json) and exit",
     )
+    parser.add_argument("--out", type=Path, default=result_path("chaos"), help="the result file")
     args = parser.parse_args()
     if args.table:
-        print(markdown_table([json.loads(p.read_text()) for p in args.table]))
+        print(markdown_table([run for p in args.table for run in runs_of(json.loads(p.read_text()))]))
         return
+    info = machine()
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: processes, broker and database are cleaned up
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     os.environ.setdefault("FINSENT_TORCH_THREADS", "1")
@@ -1198,7 +1210,7 @@ def main() -> None:
         f"design: {len(design.stories)} stories, {len(design.poison)} poison, seed {design.seed}, "
         f"expected alerts {design.expected_alerts}, notifications {design.expected_notifications}"
     )
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    reports: list[dict[str, Any]] = []
     for n in range(args.first_run, args.first_run + args.runs):
         config = ChaosConfig(items=args.items, seed=args.seed + n, restart_broker=not args.no_broker_restart)
         if args.short:
@@ -1218,10 +1230,10 @@ def main() -> None:
             "expected_alerts": design.expected_alerts,
         }
         report["targets"] = judge(report)
-        out = RESULTS_DIR / f"chaos_run{n}.json"
-        out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        reports.append(report)
         print(json.dumps(report["targets"], indent=2))
-        print(f"wrote {out}")
+        # after every run, so an interrupted invocation keeps the runs it finished
+        write_result("chaos", {"runs": reports}, info, path=args.out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ without the loading, tokenising and evaluating both runs share, times the steps 
 of the default split. Wall seconds and this process's CPU seconds are both reported: on a
 machine shared with other work the wall figures measure the sharing, while CPU seconds per
 headline or step (divided by the threads, for a dedicated machine's wall time) do not, as long
-as the threads scale. Writes JSON to stdout and to benchmarks/results/encoder_cost.json.
+as the threads scale. Writes JSON to stdout and to benchmarks/results/encoder_cost.json, one
+entry per variant (encoder, precision, threads; `--entry` names a repeat), a run replacing its own.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from result_file import finish, machine, result_path, write_json
+from result_file import machine, result_path, write_entry
 
 from bert_core import (
     DEFAULT_LABELS,
@@ -58,6 +59,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--out", type=Path, default=result_path("encoder_cost"))
+    parser.add_argument(
+        "--entry", help="the variant's name in the result file (default: 'ENCODER, PRECISION, N threads')"
+    )
     args = parser.parse_args()
     info = machine()
     torch.set_num_threads(args.threads)
@@ -123,10 +127,11 @@ def main() -> None:
         "epoch_minutes_wall_extrapolated": round(wall_per_step * epoch_steps / 60, 1),
         "epoch_minutes_if_dedicated": round(cpu_per_step / args.threads * epoch_steps / 60, 1),
     }
-    out["machine"] = finish({**info, "torch": torch.__version__})
-    print(json.dumps(out, indent=2))
+    info["torch"] = torch.__version__
+    entry = args.entry or f"{args.encoder}, {args.precision}, {args.threads} thread{'s' * (args.threads > 1)}"
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON
-        write_json(args.out, out)
+        entries = write_entry("encoder_cost", entry, out, info, path=args.out)
+    print(json.dumps(entries[entry], indent=2))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ with their true labels; the label store sends its usual share to the recent hold
 runs one retraining with the default settings (warm start, replay, time budget) and prints
 the stage timings and both models' metrics on both holdouts; once per `--selection` (the
 least certain pool texts first, as the labelling queue orders them, then at random), each
-in a fresh home. Results go to benchmarks/results/retrain.json and .md.
+in a fresh home. Results go to benchmarks/results/retrain.json and .md: entry "selection", or
+"method full" / "method lora" with `--method` (a run replaces its own entry).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from result_file import describe, finish, machine, result_path, write_json
+from result_file import describe, machine, result_path, write_entry
 
 from bert_core import packaged_seed_data
 
@@ -184,6 +185,7 @@ def run(work: Path, n_labels: int, selection: str, method: str = "full") -> dict
 
 
 def table(summary: dict) -> str:
+    cpu_s, stored = summary.get("cpu_seconds_cli"), summary.get("stored_bytes")
     lines = [
         f"## Retraining ({summary.get('method', 'full')}) with {summary['labels_imported']} new labels "
         f"({summary['selection']} pool texts; "
@@ -191,12 +193,12 @@ def table(summary: dict) -> str:
         "",
         f"- outcome: **{summary['status']}** — {summary['reason']}",
         f"- setting overrides: {json.dumps(summary.get('setting_overrides', {}))}",
-        f"- CPU time of `finsent retrain --now`: {summary.get('cpu_seconds_cli')} s",
+        *([f"- CPU time of `finsent retrain --now`: {cpu_s} s"] if cpu_s is not None else []),
         f"- wall time of `finsent retrain --now`: {summary['wall_seconds_cli']} s "
         f"(data {summary['stages']['data_seconds']} s, fine-tuning {summary['stages']['train_seconds']} s, "
         f"evaluation of both models on both holdouts {summary['stages']['evaluate_seconds']} s)",
         f"- training rows: {json.dumps(summary['examples'])}",
-        f"- stored version: {json.dumps(summary.get('stored_bytes'))} bytes",
+        *([f"- stored version: {json.dumps(stored)} bytes"] if stored is not None else []),
         "",
         "| holdout | task | n | champion macro-F1 | challenger macro-F1 | change | champion acc "
         "| challenger acc |",
@@ -241,7 +243,7 @@ def main() -> None:
         "--method",
         choices=("full", "lora"),
         default=None,
-        help="retraining method (FINSENT_RETRAIN_METHOD); given, results go to retrain_<method>.json/.md",
+        help="retraining method (FINSENT_RETRAIN_METHOD); given, the results are the entry 'method <method>'",
     )
     args = parser.parse_args()
     if args.command == "prepare":
@@ -252,12 +254,23 @@ def main() -> None:
         parser.error(f"unknown --selection {', '.join(sorted(unknown))}: use uncertain and/or random")
     info = machine()
     method = args.method or "full"
-    name = f"retrain_{args.method}" if args.method else "retrain"
+    entry = f"method {args.method}" if args.method else "selection"
     runs = {selection: run(args.work, args.labels, selection, method) for selection in selections}
-    write_json(result_path(name), {"benchmark": "retrain", "machine": finish(info), "runs": runs})
-    text = f"Measured on {describe(info)}: `{info['command']}`.\n\n" + "\n".join(map(table, runs.values()))
-    result_path(name, ".md").write_text(text)
-    print(text)
+    entries = write_entry("retrain", entry, {"runs": runs}, info)
+    print("\n".join(map(table, runs.values())))
+    result_path("retrain", ".md").write_text(markdown(entries))
+
+
+def markdown(entries: dict[str, dict]) -> str:
+    """retrain.md: each entry's runs as tables, under the machine and command that made them."""
+    parts = ["# Retraining benchmark (benchmarks/retrain.py)\n"]
+    for name, entry in entries.items():
+        if "runs" not in entry:  # the step-cost entries: their one figure is in the JSON
+            continue
+        info = entry["machine"]
+        parts.append(f"## Entry: {name}\n\nMeasured on {describe(info)}: `{info.get('command')}`.\n")
+        parts.extend(map(table, entry["runs"].values()))
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Process CPU time, not wall time, so the figure holds on a machine shared with other work:
 one forward + backward + AdamW step on a random batch (32 texts x 30 tokens), bf16 autocast
-where the CPU has bf16 units, one thread, 6 steps; the first is warm-up.
+where the CPU has bf16 units, one thread, 6 steps; the first is warm-up. The median goes to
+benchmarks/results/retrain.json, entry "step cost, METHOD".
 
 Usage: python benchmarks/retrain_step_cost.py [--method full|lora] [--steps 6]
 """
@@ -14,6 +15,7 @@ import statistics
 import time
 
 import torch
+from result_file import machine, write_entry
 
 from bert_core import LoraOptions, MultiTaskClassifier, add_lora, cpu_has_bf16, load_encoder
 
@@ -24,6 +26,7 @@ def main() -> None:
     parser.add_argument("--method", choices=("full", "lora"), default="full")
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
+    info = machine()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     encoder, _tokenizer, _name = load_encoder(None)
@@ -44,7 +47,10 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         cpu.append(time.process_time() - started)
-    print(f"{args.method}: median CPU per step {statistics.median(cpu[1:]):.3f} s (bf16={bf16}), all {cpu}")
+    median = statistics.median(cpu[1:])
+    print(f"{args.method}: median CPU per step {median:.3f} s (bf16={bf16}), all {cpu}")
+    result = {"method": args.method, "bf16": bf16, "median_cpu_s_per_step": median, "cpu_s_per_step": cpu}
+    write_entry("retrain", f"step cost, {args.method}", result, info)
 
 
 if __name__ == "__main__":

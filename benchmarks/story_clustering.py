@@ -15,12 +15,13 @@ Each database must be empty (SQLite: fresh files in a temporary folder by defaul
 PostgreSQL URL is used for both runs, once with the suffix `_on` and once `_off`, which
 must exist and be empty. `--no-model` stores fixed predictions instead of the model's (no
 torch): the storing step alone, less sensitive to the shared machine's load than the model.
+Results: benchmarks/results/story_clustering.json, one entry per database and mode (with the
+model, or the storing step alone); a run replaces its own entry.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pipeline_common import load_headlines
+from result_file import machine, result_path, write_entry
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -138,11 +140,9 @@ def main() -> None:
     parser.add_argument("--slice", type=int, default=256, help="items per slice (FINSENT_SCORER_SLICE_ITEMS)")
     parser.add_argument("--syndicated", type=float, default=0.2, help="share of stories re-published")
     parser.add_argument("--no-model", action="store_true", help="time the storing step alone")
-    parser.add_argument("--out", type=Path, help="default: results/story_clustering_{sqlite,postgres}.json")
+    parser.add_argument("--out", type=Path, default=result_path("story_clustering"), help="the result file")
     args = parser.parse_args()
-    if args.out is None:
-        kind = ("postgres" if args.database_url else "sqlite") + ("_store_only" if args.no_model else "")
-        args.out = Path(__file__).parent / "results" / f"story_clustering_{kind}.json"
+    info = machine()
 
     predict = fixed_predictions if args.no_model else load_predictor(args.model)
     compiled = _compiled()
@@ -255,8 +255,8 @@ def main() -> None:
         f"signatures {sig * 1000:.1f} ms; CPU {cost_cpu * 1000:.1f} ms, server {cost_server * 1000:.1f} ms); "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    entry = f"{summary['database']}, {'storing step alone' if args.no_model else 'with the model'}"
+    write_entry("story_clustering", entry, summary, info, path=args.out)
 
 
 if __name__ == "__main__":

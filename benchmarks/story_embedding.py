@@ -12,7 +12,8 @@ the pooled vectors' extra output (copy out and L2-normalise) and the MinHash sig
     .venv/bin/python benchmarks/story_embedding.py --model ~/.finsent/models/bootstrap
     .venv/bin/python benchmarks/story_embedding.py --base     # all-MiniLM-L6-v2, not fine-tuned
 
-Timings run on one torch thread (the MinHash step is single-threaded numpy too).
+Timings run on one torch thread (the MinHash step is single-threaded numpy too). Results:
+benchmarks/results/story_embedding.json, one entry per encoder (`--base`, or `--model DIR`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from result_file import machine, write_entry
 from story_pairs import linked, load
 
 from bert_core import load_encoder, load_model_dir, normalize_text, packaged_base_model, pool_hidden, tokenize
@@ -112,6 +114,7 @@ def main() -> None:
         "--show-errors", action="store_true", help="print the pairs misjudged at the best threshold"
     )
     args = parser.parse_args()
+    info = machine()
     torch.set_num_threads(1)
 
     if args.model is not None:
@@ -180,6 +183,27 @@ def main() -> None:
     print(f"  encoder pass (padded, 64 a batch, fp32): {encoder_ms:.1f} ms")
     print(f"  pooled vectors out of that pass (pool + copy + L2-normalise): {pooled_ms:.2f} ms")
     print(f"  MinHash (normalise + shingles + signatures + band keys): {minhash_ms:.1f} ms")
+    result = {
+        "encoder": label,
+        "pairs": len(pairs),
+        "sweep": table,
+        "best": best,
+        "minhash": mh,
+        "misjudged": {
+            "minhash": int(minhash_wrong.sum()),
+            "embedding_at_best": int(embed_wrong.sum()),
+            "both": int((minhash_wrong & embed_wrong).sum()),
+        },
+        "cost_ms_per_slice": {
+            "slice": SLICE,
+            "rounds": args.rounds,
+            "encoder_pass": encoder_ms,
+            "pooled_vectors": pooled_ms,
+            "minhash": minhash_ms,
+        },
+    }
+    entry = "base all-MiniLM-L6-v2" if args.base else f"model {args.model}"
+    write_entry("story_embedding", entry, result, info)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ that share words (the same cashtag, or at least three words) as negatives.
 A pair counts as joined when the clustering would link it: its exact shingle Jaccard
 similarity reaches the threshold *and* the LSH band keys put it up for comparison (the
 MinHash step can only lose pairs, never add them), so the recall measured is that of the
-whole lookup, not just of the similarity.
+whole lookup, not just of the similarity. The table goes to benchmarks/results/story_pairs.json.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import random
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+
+from result_file import machine, write_result
 
 from services.stories import (
     Headline,
@@ -267,6 +269,7 @@ def main() -> None:
         "--show-errors", type=float, default=None, help="print the misjudged pairs at this threshold"
     )
     args = parser.parse_args()
+    info = machine()
     if args.write:
         rows = build()
         with PAIRS.open("w", newline="", encoding="utf-8") as f:
@@ -278,9 +281,12 @@ def main() -> None:
     print(f"{len(pairs)} pairs: {sum(p[2] for p in pairs)} copies, {sum(not p[2] for p in pairs)} distinct")
     print("| threshold | precision | recall | joined copies | joined distinct | missed copies |")
     print("|---|---|---|---|---|---|")
-    for t in THRESHOLDS:
-        m = measure(pairs, t)
-        print(f"| {t:.1f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['tp']} | {m['fp']} | {m['fn']} |")
+    table = [measure(pairs, t) for t in THRESHOLDS]
+    for m in table:
+        rates = f"{m['threshold']:.1f} | {m['precision']:.3f} | {m['recall']:.3f}"
+        print(f"| {rates} | {m['tp']} | {m['fp']} | {m['fn']} |")
+    copies = sum(p[2] for p in pairs)
+    write_result("story_pairs", {"pairs": len(pairs), "copies": copies, "thresholds": table}, info)
     if args.show_errors is not None:
         for a, b, same, kind in pairs:
             joined, sim = linked(a, b, args.show_errors)

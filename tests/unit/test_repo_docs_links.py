@@ -44,7 +44,12 @@ def test_doc_sections_cited_in_code_exist() -> None:
 
 
 @pytest.mark.parametrize(
-    "doc", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+    "doc",
+    [
+        "README.md",
+        "benchmarks/README.md",
+        *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
+    ],
 )
 def test_relative_links_and_anchors_resolve(doc: str) -> None:
     path = ROOT / doc

@@ -43,7 +43,6 @@ state depends on, with the loosest threshold; each threshold then keeps its dete
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections import Counter
@@ -53,7 +52,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from result_file import describe, finish, machine, result_path, write_result
+from result_file import describe, finish, machine, result_path, write_json, write_result
 from seed_headlines import Item, load_model_labels, load_seed_headlines
 
 from bert_core import TOPIC_LABELS
@@ -405,10 +404,7 @@ def main() -> None:
         "elapsed_s": round(elapsed, 1),
     }
     finish(info)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"meta": meta, "machine": info, "sweep": sweep}, indent=1, default=str) + "\n"
-    )
+    write_json(args.out, {"meta": meta, "machine": info, "sweep": sweep})
     args.markdown.write_text(
         "# Alert detector calibration (model labels)\n\n"
         f"`python benchmarks/alert_calibration.py --labels {args.labels} --calm-days {args.calm_days:g} "

@@ -38,7 +38,6 @@ exact: the detector's state depends on `p_learn` and the minimum count, not on
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections import Counter
@@ -47,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from result_file import describe, finish, machine, result_path
+from result_file import describe, finish, machine, result_path, write_json
 from seed_headlines import SENTIMENT_NAMES, Item, load_seed_headlines
 
 from bert_core import TOPIC_LABELS
@@ -343,10 +342,7 @@ def main() -> None:
         "elapsed_s": round(elapsed, 1),
     }
     finish(info)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"meta": meta, "machine": info, "sweep": rows, "default_detail": detail}, indent=2) + "\n"
-    )
+    write_json(args.out, {"meta": meta, "machine": info, "sweep": rows, "default_detail": detail})
     args.markdown.write_text(
         "# Spike detector: false alarms and detection delay\n\n"
         f"`python benchmarks/alert_detector.py --calm-days {args.calm_days:g} --bursts {args.bursts} "

@@ -78,7 +78,7 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from result_file import describe, finish, machine, result_path  # noqa: E402
+from result_file import describe, finish, machine, result_path, write_json  # noqa: E402
 
 from bert_core import TOPIC_LABELS, packaged_seed_data  # noqa: E402
 from services.schemas.news_raw import derive_event_id  # noqa: E402
@@ -1215,7 +1215,7 @@ def main() -> None:
         "cases": [r.as_dict() for r in results],
         "plans": plans,
     }
-    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_json(args.out.with_suffix(".json"), payload)  # the machine: env["machine"]
     args.out.with_suffix(".md").write_text(markdown(meta, env, results, summary, plans))
     print(
         f"\nwrote {args.out.with_suffix('.json')} and .md "

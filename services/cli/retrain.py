@@ -3,6 +3,8 @@
 Both migrate the database at FINSENT_DATABASE_URL first. A run needs a champion in the
 registry (`finsent models register DIR --champion`) and at least
 FINSENT_RETRAIN_MIN_NEW_LABELS new labels (`finsent labels import FILE`), unless forced.
+A promotion is announced on model.events at FINSENT_KAFKA_BOOTSTRAP (`--bootstrap-server`);
+without a broker the workers find it by polling the registry.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services.cli.common import DatabaseUrlOption, RetrainMethodOption
+from services.cli.common import BootstrapServerOption, DatabaseUrlOption, RetrainMethodOption
 from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
@@ -36,6 +38,7 @@ def retrain(
         typer.Option("--force", help="Train even with fewer new labels than FINSENT_RETRAIN_MIN_NEW_LABELS"),
     ] = False,
     method: RetrainMethodOption = None,
+    bootstrap_server: BootstrapServerOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Retrain once: new labels + replay → challenger → holdout gate → promote or reject.
@@ -68,6 +71,8 @@ def retrain(
         typer.echo(f"  champion before: {outcome.champion}")
     if outcome.challenger:
         typer.echo(f"  challenger: {outcome.challenger}")
+    if outcome.status == "promoted":
+        typer.echo(f"  {_announced(settings, bool(outcome.details.get('announced')))}")
     if "method" in outcome.details:
         typer.echo(f"  method: {outcome.details['method']}")
     for key in ("data_seconds", "train_seconds", "evaluate_seconds"):
@@ -80,6 +85,7 @@ def retrain(
 
 
 def scheduler(
+    bootstrap_server: BootstrapServerOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Run the retraining on FINSENT_RETRAIN_CRON (or every FINSENT_RETRAIN_INTERVAL_MINUTES) until stopped.
@@ -150,7 +156,8 @@ def _lead(settings: Settings, shown: str, lock: LeaderLock, stop: threading.Even
     job = sched.get_job(JOB_ID)
     typer.echo(
         f"active: retraining scheduler on {shown}: {job.trigger if job else '?'}; next run "
-        f"{job.next_run_time.isoformat() if job and job.next_run_time else '?'}; Ctrl-C stops",
+        f"{job.next_run_time.isoformat() if job and job.next_run_time else '?'}; "
+        f"{announce_target(settings)}; Ctrl-C stops",
     )
     try:
         while not stop.wait(settings.runtime.standby_poll_seconds):
@@ -162,6 +169,22 @@ def _lead(settings: Settings, shown: str, lock: LeaderLock, stop: threading.Even
         return False
     finally:
         sched.shutdown(wait=True)  # a run in flight finishes (its row is never left `running`)
+
+
+def announce_target(settings: Settings) -> str:
+    """Where a promotion is announced (services.learning.events.announce_champion)."""
+    bootstrap = settings.kafka.kafka_bootstrap
+    if bootstrap is None:
+        return "no broker set: workers find promotions by polling the registry"
+    return f"promotions announced on {settings.kafka.topic_model_events} at {bootstrap}"
+
+
+def _announced(settings: Settings, announced: bool) -> str:
+    if announced:
+        return f"announced on {settings.kafka.topic_model_events} ({settings.kafka.kafka_bootstrap})"
+    if settings.kafka.kafka_bootstrap is None:
+        return "not announced (no broker set): workers find it by polling the registry"
+    return "not announced (the broker did not answer, see the log): workers find it by polling the registry"
 
 
 def _retake(lock: LeaderLock) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,8 +22,7 @@ from services.cli.errors import fail
 from services.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from prometheus_client import Gauge
-
+    from services.learning.scheduler_metrics import SchedulerMetrics
     from services.storage import LeaderLock
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def scheduler(
 
     One scheduler per database is active; run a second one as a standby: it waits for the
     database lock and takes over when the active one stops or dies. Serves Prometheus
-    metrics on FINSENT_SCHEDULER_METRICS_HOST:FINSENT_SCHEDULER_METRICS_PORT.
+    metrics and a health check (`ok` active, `standby`, 503 while starting or while the
+    database is away) on FINSENT_SCHEDULER_METRICS_HOST:FINSENT_SCHEDULER_METRICS_PORT.
     """
     from services.cli.common import guarded_database, quiet_alembic
 
@@ -105,40 +106,51 @@ def scheduler(
         make_trigger(settings)
     except ValueError as exc:
         fail(f"FINSENT_RETRAIN_CRON={settings.learning.retrain_cron!r} is not a crontab expression: {exc}")
+    probes = _probe_socket(settings)
     shown, _revision = guarded_database(upgrade_database)
-    next_run, active = _serve_metrics(settings)
+    from services.learning.scheduler_metrics import SchedulerMetrics
+    from services.learning.upgrade_metrics import UpgradeCollector
+    from services.probes import ProbeServer
+
+    poll = settings.runtime.standby_poll_seconds
+    metrics = SchedulerMetrics(stall_seconds=max(120.0, 10 * poll))
+    metrics.registry.register(UpgradeCollector(settings.upgrade_dir))  # `finsent run`'s background upgrade
+    server = ProbeServer(probes, metrics.registry, metrics.health, name="scheduler-probes")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     engine = make_engine(settings.database.database_url)
     lock = LeaderLock(engine, SCHEDULER_LOCK)
 
     def on_standby() -> None:
-        active.set(0)
+        metrics.standby()
         typer.echo(
-            f"standby: another scheduler is active on {shown}; polling its lock every "
-            f"{settings.runtime.standby_poll_seconds:g} s to take over"
+            f"standby: another scheduler is active on {shown}; polling its lock every {poll:g} s to take over"
         )
 
     def on_database_error(exc: BaseException) -> None:
+        metrics.database_failed()
         log.warning(
             "standby: cannot reach the database to try the lock: %s", " ".join(str(exc).split())[:300]
         )
 
     try:
-        while lock.wait(
-            stop,
-            poll_seconds=settings.runtime.standby_poll_seconds,
-            on_standby=on_standby,
-            on_error=on_database_error,
-        ):
-            active.set(1)
-            if not _lead(settings, shown, lock, stop, next_run):
-                break
-            active.set(0)
-            lock.release()
-            log.error(
-                "back to standby: another scheduler took the lock while this one's connection was broken"
-            )
+        with server:
+            typer.echo(f"scheduler probes: metrics {server.url}/metrics, health {server.url}/health")
+            while lock.wait(
+                stop,
+                poll_seconds=poll,
+                on_standby=on_standby,
+                on_error=on_database_error,
+                on_taken=metrics.checked,
+            ):
+                metrics.became_active()
+                if not _lead(settings, shown, lock, stop, metrics):
+                    break
+                metrics.standby()
+                lock.release()
+                log.error(
+                    "back to standby: another scheduler took the lock while this one's connection was broken"
+                )
     finally:
         lock.release()
         engine.dispose()
@@ -146,7 +158,9 @@ def scheduler(
             signal.signal(sig, handler)
 
 
-def _lead(settings: Settings, shown: str, lock: LeaderLock, stop: threading.Event, next_run: Gauge) -> bool:
+def _lead(
+    settings: Settings, shown: str, lock: LeaderLock, stop: threading.Event, metrics: SchedulerMetrics
+) -> bool:
     """Run the schedule while this scheduler holds the lock. False when stopped; True when
     the lock was lost to another scheduler (the schedule is shut down first)."""
     from services.cli.common import guarded_database
@@ -154,6 +168,7 @@ def _lead(settings: Settings, shown: str, lock: LeaderLock, stop: threading.Even
 
     sched = guarded_database(lambda _url: start_scheduler(settings))[1]
     job = sched.get_job(JOB_ID)
+    metrics.next_run(job.next_run_time if job else None)
     typer.echo(
         f"active: retraining scheduler on {shown}: {job.trigger if job else '?'}; next run "
         f"{job.next_run_time.isoformat() if job and job.next_run_time else '?'}; "
@@ -162,9 +177,10 @@ def _lead(settings: Settings, shown: str, lock: LeaderLock, stop: threading.Even
     try:
         while not stop.wait(settings.runtime.standby_poll_seconds):
             job = sched.get_job(JOB_ID)
-            if job is not None and job.next_run_time is not None:
-                next_run.set(job.next_run_time.timestamp())
-            if not lock.still_held() and not _retake(lock):
+            metrics.next_run(job.next_run_time if job else None)
+            if lock.still_held():
+                metrics.checked()
+            elif not _retake(lock, metrics):
                 return True
         return False
     finally:
@@ -187,36 +203,28 @@ def _announced(settings: Settings, announced: bool) -> str:
     return "not announced (the broker did not answer, see the log): workers find it by polling the registry"
 
 
-def _retake(lock: LeaderLock) -> bool:
+def _retake(lock: LeaderLock, metrics: SchedulerMetrics) -> bool:
     """The lock connection broke: take the lock again if it is free (or the database is
     still away: keep the schedule, the retraining's own lock still prevents two runs)."""
     try:
-        return lock.try_acquire()
+        held = lock.try_acquire()
     except Exception as exc:
+        metrics.database_failed()
         log.warning("cannot check the scheduler lock: %s", " ".join(str(exc).split())[:300])
         return True
+    metrics.checked()
+    return held
 
 
-def _serve_metrics(settings: Settings) -> tuple[Gauge, Gauge]:
-    """`finsent_scheduler_next_run_timestamp_seconds`, `finsent_scheduler_active`, the
-    background upgrade's `finsent_upgrade_*` (services.learning.upgrade_metrics) and the
-    process collectors."""
-    from prometheus_client import Gauge, start_http_server
+def _probe_socket(settings: Settings) -> socket.socket:
+    """Bound now, so that a taken port fails in one line before anything else starts."""
+    from services.probes import bind_socket
 
     host, port = settings.learning.scheduler_metrics_host, settings.learning.scheduler_metrics_port
     try:
-        start_http_server(port, addr=host)
+        return bind_socket(host, port)
     except OSError as exc:
         fail(
             f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
             "set FINSENT_SCHEDULER_METRICS_PORT to a free port (0 picks one)"
         )
-    from prometheus_client import REGISTRY
-
-    from services.learning.upgrade_metrics import UpgradeCollector
-
-    REGISTRY.register(UpgradeCollector(settings.upgrade_dir))  # `finsent run`'s background upgrade
-    return (
-        Gauge("finsent_scheduler_next_run_timestamp_seconds", "When the next retraining is due (unix time)"),
-        Gauge("finsent_scheduler_active", "1 while this scheduler holds the database lock, 0 on standby"),
-    )

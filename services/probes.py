@@ -1,17 +1,18 @@
 """The `/health` contract of every service; `GET /metrics` and `GET /health` for the services
-with a plain blocking loop (alerter, dispatcher); the socket helpers every probe server uses.
+with a plain blocking loop (alerter, dispatcher, scheduler); the socket helpers every probe server uses.
 
 `HealthReport` is what every service's `/health` answers, so that one readiness probe
 works for all of them: the HTTP code alone decides, the body explains. Each service keeps
 its own pure "snapshot → `HealthReport`" function beside its metrics
-(`services.scorer.health`, `services.delivery.health`, `services.alerting.metrics`).
+(`services.scorer.health`, `services.delivery.health`, `services.alerting.metrics`,
+`services.learning.scheduler_metrics`).
 
 The scorer serves its probes on faust's event loop (services.scorer.probe_server); the
-alerter and the dispatcher have no event loop to share, so a small threaded HTTP server
+alerter, the dispatcher and the scheduler have no event loop to share, so a small threaded HTTP server
 serves them from a daemon thread (two read-only endpoints need nothing more). Every service
 binds its socket before anything else starts (`bind_socket`), so a taken port fails the
 command in one line and port 0 is known before it is printed. This module imports no torch
-and no faust: the alerter and dispatcher must not pay seconds and hundreds of MB for probes.
+and no faust: the alerter, dispatcher and scheduler must not pay seconds and hundreds of MB for probes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """When to try again: the one retry policy, backoff schedule and `is_retryable` of every service.
 
 The scorer's sink, the alerter's transactions, the dispatcher's deliveries and its database
-loop all retry the same way: exponential steps, capped, each shortened by a random
+loop, and a service waiting at start for its database (services.cli.common.guarded_database)
+all retry the same way: exponential steps, capped, each shortened by a random
 fraction so that many workers (or many deliveries that failed together) do not come back
 in lockstep. They differ only in when they give up, and that is a parameter of the policy:
 

@@ -657,7 +657,7 @@ class LearningSettings(_Group):
         1440.0, gt=0, description="Interval of `finsent scheduler` when FINSENT_RETRAIN_CRON is empty"
     )
     scheduler_metrics_host: str = Field(
-        "127.0.0.1", description="Address of the scheduler's /metrics server (0.0.0.0: all)"
+        "127.0.0.1", description="Address of the scheduler's /metrics and /health server (0.0.0.0: all)"
     )
     scheduler_metrics_port: int = Field(9467, ge=0, le=65535, description="0 picks a free port")
     retrain_misfire_grace_seconds: int = Field(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from services.settings import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from services.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -185,6 +188,18 @@ def quiet_alembic() -> None:
 # an orchestrator replacing a worker during an outage, or starting the pipeline before the
 # database is up) waits this long for it instead of exiting; one-shot commands fail at once.
 SERVICE_DATABASE_WAIT_SECONDS = 120.0
+
+
+def database_wait_policy(wait_seconds: float) -> RetryPolicy:
+    """How a service retries meanwhile: the one policy of services.retry (0.5 s doubling to
+    5 s, jittered so that workers replaced together do not knock together), giving up after
+    `wait_seconds`. (Imported here, not at the top: services.retry loads SQLAlchemy, which
+    most commands' start-up does not need.)"""
+    from services.retry import RetryPolicy
+
+    return RetryPolicy(initial=0.5, max_delay=5.0, max_elapsed=wait_seconds)
+
+
 _UNREACHABLE = (
     "connection refused",
     "timeout expired",
@@ -214,34 +229,41 @@ def guarded_database(
     wait_seconds: float = 0.0,
     sleep: Callable[[float], object] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
 ) -> tuple[str, T]:
     """Run `action(url)` on the configured (or given) database; database errors become `fail`.
-    With `wait_seconds`, an unreachable server is retried (with a line on stderr each time)
-    until that long has passed. Returns the URL with its password hidden, and the action's result."""
+    With `wait_seconds`, an unreachable server is retried (with a line on stderr each time,
+    pauses as `database_wait_policy` says) until that long has passed. Returns the URL with its
+    password hidden, and the action's result."""
     from alembic.util import CommandError
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+    from services.retry import backoff_delays, retries_exhausted
     from services.storage import redact
 
     url = url if url is not None else get_settings().database.database_url
     shown = redact(url)
+    policy = database_wait_policy(wait_seconds)
+    delays = backoff_delays(policy, rng or random.Random())
     start = clock()
-    delay = 0.5
+    attempts = 0
     while True:
         try:
             return shown, action(url)
         except DBAPIError as exc:  # OperationalError & co: unreachable, auth, permissions
+            attempts += 1
             detail = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
             waited = clock() - start
-            if database_unreachable(detail) and waited + delay <= wait_seconds:
-                typer.echo(
-                    f"database {shown} unreachable ({detail}); retrying in {delay:g} s "
-                    f"(waited {waited:.0f} of {wait_seconds:g} s)",
-                    err=True,
-                )
-                sleep(delay)
-                delay = min(5.0, delay * 2)
-                continue
+            if database_unreachable(detail):
+                delay = next(delays)
+                if not retries_exhausted(policy, attempts=attempts, elapsed=waited + delay):
+                    typer.echo(
+                        f"database {shown} unreachable ({detail}); retrying in {delay:.1f} s "
+                        f"(waited {waited:.0f} of {wait_seconds:g} s)",
+                        err=True,
+                    )
+                    sleep(delay)
+                    continue
             fail(f"database {shown}: {detail}")
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # ImportError: a driver not installed
             fail(f"invalid FINSENT_DATABASE_URL {shown}: {' '.join(str(exc).split())}")

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli.common import guarded_database, quiet_alembic
+from services.cli.common import DatabaseUrlOption, guarded_database, quiet_alembic
 from services.cli.errors import fail
 
 # A day at least: the alerter re-judges late stories from stored predictions for
@@ -36,6 +36,7 @@ def prune(
         int, typer.Option(min=1, max=10_000, help="Stories deleted per transaction")
     ] = 5_000,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking")] = False,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Delete old news (stories, their tickers and predictions) from the database, in batches."""
     quiet_alembic()

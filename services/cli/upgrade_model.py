@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from services.cli.common import DatabaseUrlOption
+from services.cli.common import BootstrapServerOption, DatabaseUrlOption
 from services.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,16 @@ def _stop(*_: Any) -> None:
     raise StopRequested
 
 
-def upgrade_model(database_url: DatabaseUrlOption = None) -> None:
+def upgrade_model(
+    bootstrap_server: BootstrapServerOption = None, database_url: DatabaseUrlOption = None
+) -> None:
     """Train the full model on the seed data (the `finsent train` recipe, low priority) and
     promote it through the gate if it beats the bootstrap model; exit 0 also when there is
-    nothing to do (the reason is printed), 3 when the gate refused it, 1 when it failed."""
+    nothing to do (the reason is printed), 3 when the gate refused it, 1 when it failed.
+
+    A promotion is announced on model.events at FINSENT_KAFKA_BOOTSTRAP (`--bootstrap-server`);
+    without a broker the workers find it by polling the registry.
+    """
     from services.cli.common import guarded_database, quiet_alembic
     from services.cli.retrain import EXIT_REJECTED
 

@@ -125,10 +125,12 @@ class LeaderLock:
         poll_seconds: float,
         on_standby: Callable[[], None] = lambda: None,
         on_error: Callable[[BaseException], None] | None = None,
+        on_taken: Callable[[], None] = lambda: None,
     ) -> bool:
         """Block until the lock is ours (True) or `stop` is set (False). `on_standby` is called
-        once, when the first try finds the lock taken. A database that cannot be reached is
-        retried at the same interval (`on_error` is told) rather than ending the standby."""
+        once, when the first try finds the lock taken; `on_taken` after every try that finds
+        it taken (the database answered). A database that cannot be reached is retried at the
+        same interval (`on_error` is told) rather than ending the standby."""
         told = False
         while not stop.is_set():
             try:
@@ -142,5 +144,6 @@ class LeaderLock:
                 if not told:
                     told = True
                     on_standby()
+                on_taken()
             stop.wait(poll_seconds)
         return False

@@ -103,17 +103,17 @@ def stages(instructions: list[Instruction]) -> dict[str, list[Instruction]]:
 def exported_metric_names() -> set[str]:
     """Every sample name the finsent services expose (counters with `_total`, histograms with
     `_bucket`/`_sum`/`_count`), from the services' own metric classes."""
-    from prometheus_client import CollectorRegistry, Gauge
-
     from services.alerting.metrics import AlerterMetrics
     from services.delivery.metrics import DispatcherMetrics
+    from services.learning.scheduler_metrics import SchedulerMetrics
     from services.scorer.metrics import ScorerMetrics
 
-    registries = [ScorerMetrics().registry, AlerterMetrics().registry, DispatcherMetrics().registry]
-    # The scheduler's one gauge lives in the global registry; built the same way as there.
-    scheduler = CollectorRegistry()
-    Gauge("finsent_scheduler_next_run_timestamp_seconds", "", registry=scheduler)
-    registries.append(scheduler)
+    registries = [
+        ScorerMetrics().registry,
+        AlerterMetrics().registry,
+        DispatcherMetrics().registry,
+        SchedulerMetrics().registry,
+    ]
     names: set[str] = set()
     for registry in registries:
         for family in registry.collect():

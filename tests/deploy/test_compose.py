@@ -114,8 +114,8 @@ def test_healthchecks_probe_the_port_each_service_listens_on(compose: dict[str, 
         match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)(/\S*)", url)
         assert match, (name, url)
         assert int(match.group(1)) == PROBE_PORTS[command], (name, url)
-        # the scheduler serves metrics only; the others a real /health
-        expected_path = {"scheduler": "/metrics", "dashboard": "/_stcore/health"}.get(command, "/health")
+        # every finsent service serves a real /health; the dashboard is Streamlit's
+        expected_path = {"dashboard": "/_stcore/health"}.get(command, "/health")
         assert match.group(2) == expected_path, (name, url)
 
 

@@ -142,7 +142,7 @@ def test_containers_run_finsent_commands_with_probes_and_limits(target: str) -> 
             liveness = container["livenessProbe"]["httpGet"]
             assert ports[readiness["port"]] == PROBE_PORTS[name], name
             assert ports[liveness["port"]] == PROBE_PORTS[name], name
-            expected = {"scheduler": "/metrics", "dashboard": "/_stcore/health"}.get(name, "/health")
+            expected = {"dashboard": "/_stcore/health"}.get(name, "/health")
             assert readiness["path"] == expected, name
 
 

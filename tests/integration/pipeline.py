@@ -249,13 +249,15 @@ class CliProcess:
 
     command = ""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, name: str | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *, name: str | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.name = name or self.command
         with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services", self.command],
+                [sys.executable, "-m", "services", self.command, *args],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=log,

@@ -80,3 +80,15 @@ def test_bootstrap_server_option_reaches_the_broker(kafka_broker: EmbeddedBroker
     finally:
         admin.close()
     assert "FINSENT_KAFKA_BOOTSTRAP" not in os.environ
+
+
+def test_prune_database_url_option_wins_over_the_environment(tmp_path: Path) -> None:
+    from_env, from_option = tmp_path / "env.db", tmp_path / "option.db"
+    env_url, option_url = f"sqlite:///{from_env}", f"sqlite:///{from_option}"
+    assert invoke("db", "upgrade", "--database-url", option_url).exit_code == 0
+    result = invoke(
+        "prune", "--older-than", "30", "--yes", "--database-url", option_url, FINSENT_DATABASE_URL=env_url
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"database {option_url}: no story published before ")
+    assert not from_env.exists()

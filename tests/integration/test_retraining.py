@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -352,6 +353,43 @@ def test_a_promotion_stands_when_the_broker_cannot_be_told(
     assert run.status == "promoted" and run.details["announced"] is False
     assert champion_version(db_engine) == run.challenger_version != first.version
     assert "workers pick it up by polling" in result.stderr
+
+
+def test_the_bootstrap_server_option_is_where_a_promotion_is_announced(
+    db_engine: Engine,
+    kafka_broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    consume_topic: Callable[..., Any],
+    model_variant: Callable[..., Path],
+    sentiment_csv: Path,
+    topic_csv: Path,
+    tmp_path: Path,
+) -> None:
+    """`finsent retrain --now --bootstrap-server` wins over FINSENT_KAFKA_BOOTSTRAP (here a
+    port nothing listens on): the promotion is announced on the broker the option names."""
+    from services.learning.events import ModelEvent
+
+    register(db_engine, model_variant(seed=44, shuffle_heads=True), champion=True)
+    events_topic = make_topic("model.events")
+    env = learning_env(
+        db_engine,
+        tmp_path / "home",
+        sentiment_csv,
+        topic_csv,
+        FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1",
+        FINSENT_KAFKA_TIMEOUT_SECONDS="5",
+        FINSENT_TOPIC_MODEL_EVENTS=events_topic,
+    )
+    labels = write_labels(tmp_path / "labels.csv")
+    assert finsent(env, "labels", "import", str(labels), "--labeller", "ann").returncode == 0
+    result = finsent(env, "retrain", "--now", "--bootstrap-server", kafka_broker.bootstrap)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert f"announced on {events_topic} ({kafka_broker.bootstrap})" in result.stdout
+    with Session(db_engine) as session:
+        run = session.scalars(select(RetrainRunRow)).one()
+    assert run.status == "promoted" and run.details["announced"] is True
+    [record] = consume_topic(events_topic, expected=1)
+    assert ModelEvent.from_json(record.value).version == run.challenger_version
 
 
 def test_schedulers_starting_together_on_a_fresh_database_both_run(

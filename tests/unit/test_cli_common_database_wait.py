@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from services.cli.common import database_unreachable, guarded_database
+from services.cli.common import database_unreachable, database_wait_policy, guarded_database
+from services.retry import backoff_delays, backoff_step
 
 REFUSED = (
     'connection failed: connection to server at "127.0.0.1", port 5433 failed: Connection refused '
@@ -57,14 +60,22 @@ def test_an_unreachable_database_is_retried_until_it_answers() -> None:
         now[0] += seconds
 
     shown, result = guarded_database(
-        _failing([REFUSED] * 4),
+        _failing([REFUSED] * 6),
         "postgresql://u:secret@h/db",
         wait_seconds=60,
         sleep=sleep,
         clock=lambda: now[0],
+        rng=random.Random(7),
     )
     assert result == "head" and "secret" not in shown
-    assert slept == [0.5, 1.0, 2.0, 4.0]  # doubling, capped at 5 s
+    # The pauses are services.retry's, drawn from the same random source: doubling from
+    # 0.5 s, capped at 5 s, each shortened by up to half (jitter) so replicas spread out.
+    expected = backoff_delays(database_wait_policy(60), random.Random(7))
+    assert slept == [next(expected) for _ in range(6)]
+    steps = [backoff_step(database_wait_policy(60), n) for n in range(1, 7)]
+    assert steps == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert all(step / 2 <= pause <= step for pause, step in zip(slept, steps, strict=True))
+    assert len(set(slept)) == len(slept)  # jittered, not the bare steps
 
 
 def test_the_wait_is_bounded_and_a_refusal_is_not_waited_for() -> None:

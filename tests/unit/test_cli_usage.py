@@ -123,6 +123,10 @@ def test_an_unsupported_database_url_is_one_line_with_the_password_hidden(tmp_pa
             ["labels", "stats", "--database-url", "mysql://bob:hunter2@db/x"],
             "Invalid value for '--database-url': unsupported database 'mysql'",
         ),
+        (
+            ["prune", "--older-than", "30", "--database-url", "mysql://bob:hunter2@db/x"],
+            "Invalid value for '--database-url': unsupported database 'mysql'",
+        ),
         (["dashboard", "--port", "70000"], "Invalid value for '--port'"),
         (["labels", "list", "--task", "mood"], "'mood' is not one of 'topic', 'sentiment'"),
         (
@@ -135,6 +139,23 @@ def test_a_bad_argument_is_one_line_with_exit_2(tmp_path: Path, args: list[str],
     line = one_line_error(finsent(args, tmp_path))
     assert expected in line
     assert "Value error" not in line
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize("command", [["retrain", "--now"], ["scheduler"], ["upgrade-model"]])
+def test_the_commands_that_announce_promotions_take_bootstrap_server(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """They publish on model.events, so `--bootstrap-server` stands for FINSENT_KAFKA_BOOTSTRAP
+    and is checked like it: blank (the embedded broker) cannot speak TLS."""
+    result = finsent(
+        [*command, "--bootstrap-server", ""],
+        tmp_path,
+        FINSENT_KAFKA_SECURITY_PROTOCOL="SSL",
+        FINSENT_KAFKA_BOOTSTRAP="kafka.example:9093",  # valid: the option is what breaks it
+    )
+    line = one_line_error(result)
+    assert "Invalid value for '--bootstrap-server': FINSENT_KAFKA_SECURITY_PROTOCOL=SSL needs" in line
     assert not (tmp_path / "home").exists()
 
 

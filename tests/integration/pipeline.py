@@ -194,6 +194,9 @@ def worker_env(
         "FINSENT_MODEL": str(model_dir),
         "FINSENT_PRECISION": "fp32",
         "FINSENT_TORCH_THREADS": "1",
+        # Compiling the pass costs each worker 20-60 s of a CI core; the compiled path has its
+        # own tests (test_model_hot_reload.py serves compiled, tests/unit/test_inference_compiled.py).
+        "FINSENT_COMPILE": "false",
         "FINSENT_TOPIC_NEWS_RAW": topics.raw,
         "FINSENT_TOPIC_NEWS_SCORED": topics.scored,
         "FINSENT_TOPIC_NEWS_DLQ": topics.dlq,
@@ -212,7 +215,7 @@ def worker_env(
 
 def run_env(home: Path, **settings: str) -> dict[str, str]:
     """The environment of a `finsent run` process: none of the caller's FINSENT_* variables, a
-    home of its own, one torch thread in fp32, short session timeouts (a restarted service
+    home of its own, one torch thread in fp32 and uncompiled, short session timeouts (a restarted service
     rejoins fast), a free metrics port for each of its four services, the model libraries
     offline; `settings` (FINSENT_* names) on top."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
@@ -220,6 +223,7 @@ def run_env(home: Path, **settings: str) -> dict[str, str]:
         "FINSENT_HOME": str(home),
         "FINSENT_TORCH_THREADS": "1",
         "FINSENT_PRECISION": "fp32",
+        "FINSENT_COMPILE": "false",  # as in worker_env: compiling has its own tests
         "FINSENT_SCORER_SESSION_TIMEOUT_SECONDS": "6",
         "FINSENT_ALERTER_SESSION_TIMEOUT_SECONDS": "6",
         "FINSENT_SCORER_METRICS_PORT": str(free_port()),

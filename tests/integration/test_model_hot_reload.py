@@ -83,6 +83,7 @@ def test_promotion_mid_stream_switches_the_worker_between_batches_and_rollback_s
     first = register(db_engine, saved_model_dir, champion=True)
     second = register(db_engine, model_variant(seed=21))
     env = following_env(kafka_broker, db_engine, topics, events_topic, tmp_path / "home")
+    env["FINSENT_COMPILE"] = "true"  # the default served path: the switch waits for the compile
     producer = PacedProducer(kafka_broker.bootstrap, topics.raw, None, rate=RATE)
 
     with Worker(env, tmp_path / "worker.log") as worker:

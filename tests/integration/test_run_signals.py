@@ -39,7 +39,7 @@ def _ignore_sigint() -> None:
 def test_a_signal_stops_the_run_and_every_part_it_started(
     signum: int, sigint_ignored: bool, saved_model_dir: Path, tmp_path: Path
 ) -> None:
-    env = run_env(tmp_path / "home", FINSENT_MODEL=str(saved_model_dir), FINSENT_COMPILE="false")
+    env = run_env(tmp_path / "home", FINSENT_MODEL=str(saved_model_dir))
     out = tmp_path / "run.out"
     with out.open("wb") as sink:
         proc = subprocess.Popen(

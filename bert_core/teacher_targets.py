@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from bert_core.artifacts import LoadedModel
 from bert_core.batching import tokenize
+from bert_core.encoders import encoder_label
 from bert_core.errors import ModelConfigError
 from bert_core.hashing import sha256_file
 from bert_core.inference.passes import predict_proba
@@ -69,7 +70,7 @@ def compute_soft_targets(
         teacher={
             "version": teacher.manifest.version,
             "manifest_sha256": manifest_sha256(teacher.path),
-            "base_model": teacher.config.base_model,
+            "base_model": encoder_label(teacher.config.base_model),
             "data_hash": teacher.manifest.data_hash,
             "training": {
                 k: teacher.config.training.get(k)
@@ -81,7 +82,7 @@ def compute_soft_targets(
                 if isinstance(r, dict)
             },
         },
-        encoder=teacher.config.base_model,
+        encoder=encoder_label(teacher.config.base_model),
         labels={head: list(names) for head, names in teacher.config.labels.items()},
         data={
             task: {

@@ -15,6 +15,7 @@ from bert_core.encoders.catalog import (
     PICKLE_SUFFIXES,
     EncoderSpec,
     Part,
+    encoder_label,
     find_spec,
 )
 from bert_core.encoders.parts import PartLocator, installed_part, join_parts, locate_parts
@@ -41,6 +42,7 @@ __all__ = [
     "Part",
     "PartLocator",
     "encoder_path",
+    "encoder_label",
     "find_spec",
     "install",
     "installed_dir",

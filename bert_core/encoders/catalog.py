@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 # Weights in any of these formats are pickles: loading one can run code. Refused wherever an
 # encoder is assembled, whatever else the archive holds.
@@ -120,3 +121,13 @@ CATALOG: dict[str, EncoderSpec] = {spec.name: spec for spec in (MINILM, MPNET_BA
 def find_spec(name: str, catalog: Mapping[str, EncoderSpec] = CATALOG) -> EncoderSpec | None:
     """The catalogue entry called `name` (case-insensitive), or None for anything else (a path)."""
     return catalog.get(name.strip().lower())
+
+
+def encoder_label(base_model: str, catalog: Mapping[str, EncoderSpec] = CATALOG) -> str:
+    """How a record meant for other machines names an encoder: the catalogue name when
+    `base_model` is one or is a folder called after one (`finsent encoders install` names its
+    folders so), else `base_model` as given. A soft-targets manifest ships with the seed data,
+    so it says `mpnet-base`, not the path of one machine's encoder store."""
+    name = base_model.strip()
+    spec = find_spec(name, catalog) or find_spec(Path(name).name, catalog)
+    return spec.name if spec is not None else name

@@ -114,7 +114,7 @@ def train(
         typer.Option(
             "--shipped-soft-targets/--no-shipped-soft-targets",
             help="Distil from the soft-targets file shipped with the seed data when it exists and "
-            "matches the training files (env FINSENT_SHIPPED_SOFT_TARGETS, default on; none ships yet: "
+            "matches the training files (env FINSENT_SHIPPED_SOFT_TARGETS, default on: "
             "docs/learning.md#soft-targets)",
             show_default=False,
             rich_help_panel=DISTILLATION,

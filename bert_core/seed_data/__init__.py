@@ -17,8 +17,8 @@ from bert_core.errors import DataError
 from bert_core.labels import Task
 
 SEED_FILES: Final[dict[Task, str]] = {"sentiment": "sentiment_train.csv", "topic": "topic_train.csv"}
-# A teacher's soft targets for the seed files' training split (bert_core.soft_targets); ships
-# only once computed by a real trained teacher (README.md beside this file: how to make it).
+# A teacher's soft targets for the seed files' training split (bert_core.soft_targets),
+# computed by a trained MPNet-base teacher (README.md beside this file: how to remake it).
 SOFT_TARGETS_FILE: Final = "soft_targets.npz"
 
 

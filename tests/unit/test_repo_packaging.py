@@ -1,6 +1,7 @@
 """A non-editable install carries the seed data: the wheel built from a clean copy of the
-repository holds the CSVs with their licence notice, and `packaged_seed_data()` finds them
-when the package is imported from the unpacked wheel rather than from the source tree."""
+repository holds the CSVs with their licence notice and the teacher's soft targets, and
+`packaged_seed_data()` / `packaged_soft_targets()` find them when the package is imported from
+the unpacked wheel rather than from the source tree."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bert_core.seed_data import SEED_FILES
+from bert_core.seed_data import SEED_FILES, SOFT_TARGETS_FILE
 
 SEED_PACKAGE = "bert_core/seed_data"
 EXPECTED = {
-    f"{SEED_PACKAGE}/{name}" for name in (*SEED_FILES.values(), "README.md", "LICENSE", "__init__.py")
+    f"{SEED_PACKAGE}/{name}"
+    for name in (*SEED_FILES.values(), SOFT_TARGETS_FILE, "README.md", "LICENSE", "__init__.py")
 }
 
 
@@ -63,14 +65,19 @@ def test_an_unpacked_wheel_finds_its_own_seed_data(wheel: Path, tmp_path: Path) 
     # else can supply bert_core; only the unpacked wheel (and the standard library) can.
     script = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); "
-        "from bert_core.seed_data import packaged_seed_data; "
-        "print(json.dumps({k: str(v) for k, v in packaged_seed_data().items()}))"
+        "from bert_core.seed_data import packaged_seed_data, packaged_soft_targets; "
+        "paths = {k: str(v) for k, v in packaged_seed_data().items()}; "
+        "paths['soft_targets'] = str(packaged_soft_targets()); "
+        "print(json.dumps(paths))"
     )
     proc = subprocess.run(
         [sys.executable, "-S", "-c", script, str(site)], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     paths = {task: Path(p) for task, p in json.loads(proc.stdout).items()}
+    soft_targets = paths.pop("soft_targets")
+    assert soft_targets == site / SEED_PACKAGE / SOFT_TARGETS_FILE
+    assert soft_targets.read_bytes().startswith(b"PK")  # the .npz (a zip of arrays) itself
     assert set(paths) == {"sentiment", "topic"}
     for task, path in paths.items():
         assert path.parent == site / SEED_PACKAGE

@@ -193,8 +193,8 @@ def _checked_soft_targets(
     """`config.soft_targets`, checked against this run's files, split and labels (`mismatch`).
 
     A file given explicitly must match (one `DataError` line saying why not). The shipped file
-    (`soft_targets_optional`) is used only where it matches: absent, it is skipped quietly (no
-    real teacher's targets ship yet); made for other data, the run trains without it and logs
+    (`soft_targets_optional`) is used only where it matches: absent (a package built without
+    it), it is skipped quietly; made for other data, the run trains without it and logs
     why, since a user's own files are expected to differ from the seed files it was made for.
     """
     if not config.soft_targets:

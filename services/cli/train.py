@@ -134,7 +134,7 @@ def train(
             min=0.0,
             max=1.0,
             help="Share of each text's own-task loss taken by the teachers' probabilities instead of "
-            "its label (self/ensemble distillation; needs --teacher); 0 = labels only",
+            "its label (needs a teacher: --teacher, --soft-targets or the shipped file); 0 = labels only",
             rich_help_panel=DISTILLATION,
         ),
     ] = TrainConfig.own_task_weight,
@@ -222,13 +222,19 @@ def train(
 
     if teacher and soft_targets is not None:
         fail("give --teacher or --soft-targets, not both")
-    if own_task_weight > 0 and not teacher and soft_targets is None:
-        fail("--own-task-weight needs a --teacher model or a --soft-targets file to take the targets from")
     if shipped_soft_targets is None:
         shipped_soft_targets = settings.training.shipped_soft_targets
     targets_file, targets_optional = soft_targets_choice(
         soft_targets, shipped=shipped_soft_targets, teachers=bool(teacher)
     )
+    if own_task_weight > 0:
+        if not teacher and targets_file is None:
+            fail(
+                "--own-task-weight needs a --teacher model or soft targets to take the targets from "
+                "(--soft-targets FILE, or the shipped file: drop --no-shipped-soft-targets)"
+            )
+        # Asked for by name: the shipped file must then match, not be skipped quietly.
+        targets_optional = False
     from bert_core.encoders import find_spec
     from services.cli.common import chosen_encoder
 

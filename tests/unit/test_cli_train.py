@@ -175,7 +175,10 @@ def test_train_without_files_uses_the_seed_data_and_says_when_it_is_missing(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--own-task-weight", "0.5"], "--own-task-weight needs a --teacher model or a --soft-targets file"),
+        (
+            ["--own-task-weight", "0.5", "--no-shipped-soft-targets"],
+            "--own-task-weight needs a --teacher model or soft targets",
+        ),
         (["--teacher", "T", "--soft-targets", "F.npz"], "give --teacher or --soft-targets, not both"),
         # --precision is a choice now: tests/unit/test_cli_usage.py checks its one-line error.
     ],
@@ -378,4 +381,25 @@ def test_missing_data_file_is_one_line_error(tiny_bert_dir: Path, tmp_path: Path
     assert str(missing) in lines[0]
     assert "no such file" in lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "m").exists()
+
+
+def test_own_task_weight_on_other_files_needs_the_shipped_targets_to_match(
+    tmp_path: Path, sentiment_csv: Path
+) -> None:
+    """--own-task-weight with the shipped file asks for it by name: on files it was not made
+    for, the run stops with the reason instead of training without a teacher."""
+    result = invoke(
+        [
+            "train",
+            "--sentiment-data",
+            str(sentiment_csv),
+            "--out",
+            str(tmp_path / "m"),
+            "--own-task-weight",
+            "0.5",
+        ]
+    )
+    assert isinstance(result.exception, DataError)
+    assert "the soft targets do not match this run's data" in str(result.exception)
     assert not (tmp_path / "m").exists()

@@ -26,6 +26,15 @@ class SchedulerProcess(CliProcess):
     command = "scheduler"
 
 
+ACTIVE = "active: retraining scheduler on"
+STANDBY = "standby: another scheduler is active"
+
+
+def wait_log(scheduler: SchedulerProcess, line: str, what: str, timeout: float = 60) -> None:
+    """Until the scheduler's log holds `line` (ACTIVE or STANDBY)."""
+    wait_for(scheduler.log, lambda t: line in t, timeout=timeout, what=what, workers=[scheduler])
+
+
 def scheduler_env(database_url: str, home: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -42,32 +51,14 @@ def test_the_standby_scheduler_takes_over_a_killed_one(fresh_postgres_url: str, 
     with migrated_engine(fresh_postgres_url):
         env = scheduler_env(fresh_postgres_url, tmp_path / "home")
         with SchedulerProcess(env, tmp_path / "a.log", name="scheduler-a") as first:
-            wait_for(
-                first.log,
-                lambda t: "active: retraining scheduler on" in t,
-                timeout=60,
-                what="a active",
-                workers=[first],
-            )
+            wait_log(first, ACTIVE, "a active")
             with SchedulerProcess(env, tmp_path / "b.log", name="scheduler-b") as second:
-                wait_for(
-                    second.log,
-                    lambda t: "standby: another scheduler is active" in t,
-                    timeout=60,
-                    what="b on standby",
-                    workers=[second],
-                )
+                wait_log(second, STANDBY, "b on standby")
                 time.sleep(3)  # three polls: still standby while the first one lives
                 assert "active:" not in second.log()
                 first.kill()
                 killed = time.monotonic()
-                wait_for(
-                    second.log,
-                    lambda t: "active: retraining scheduler on" in t,
-                    timeout=30,
-                    what="b to take over",
-                    workers=[second],
-                )
+                wait_log(second, ACTIVE, "b to take over", timeout=30)
                 took = time.monotonic() - killed
                 print(f"scheduler takeover after {took:.2f} s")
                 assert took < 5.0, took
@@ -116,13 +107,7 @@ def test_health_reports_active_standby_and_an_unreachable_database(
         env = scheduler_env(fresh_postgres_url, tmp_path / "home")
         announce = ["--bootstrap-server", "kafka.example:9092"]  # not contacted until a promotion
         with SchedulerProcess({**env, "FINSENT_DATABASE_URL": via_proxy}, tmp_path / "a.log", name="a") as a:
-            wait_for(
-                a.log,
-                lambda t: "active: retraining scheduler on" in t,
-                timeout=60,
-                what="a active",
-                workers=[a],
-            )
+            wait_log(a, ACTIVE, "a active")
             body = wait_health(a, "ok", "a ok")
             assert (body["role"], body["database"]) == ("active", "ok")
             assert body["next_run_at"] is not None
@@ -132,13 +117,7 @@ def test_health_reports_active_standby_and_an_unreachable_database(
                 proxy.outage()
                 body = wait_health(a, "degraded", "a reports its database unreachable")
                 assert body["database"] == "failing", body
-                wait_for(
-                    b.log,
-                    lambda t: "active: retraining scheduler on" in t,
-                    timeout=30,
-                    what="b takes over",
-                    workers=[b],
-                )
+                wait_log(b, ACTIVE, "b takes over", timeout=30)
                 assert wait_health(b, "ok", "b ok")["role"] == "active"
                 assert "promotions announced on model.events at kafka.example:9092" in b.log()
                 proxy.restore()

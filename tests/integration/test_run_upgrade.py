@@ -171,7 +171,8 @@ def test_run_trains_the_full_model_in_the_background_and_the_worker_switches_to_
             out,
             30,
         )
-        assert not alive(trainer_pid)  # it ended once done
+        # It ends once done: state.json says "promoted" a moment before the interpreter exits.
+        wait_for("the trainer to exit", lambda: not alive(trainer_pid), out, 60)
     finally:
         output = stop(proc, out)
     assert proc.returncode == 0, output[-4000:]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         Pooling,
         TrainConfig,
         TrainMethod,
+        parse_own_task_weight,
     )
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
     from bert_core.encoder import load_encoder, packaged_base_model, resolve_base_model
@@ -124,6 +125,7 @@ _EXPORTS: dict[str, str] = {
     "Task": "bert_core.labels",
     "TrainConfig": "bert_core.config",
     "TrainMethod": "bert_core.config",
+    "parse_own_task_weight": "bert_core.config",
     "LoraOptions": "bert_core.config",
     "LORA_BERT_TARGETS": "bert_core.config",
     "adapter_state": "bert_core.lora",
@@ -220,6 +222,7 @@ __all__ = [
     "Task",
     "TrainConfig",
     "TrainMethod",
+    "parse_own_task_weight",
     "LoraOptions",
     "LORA_BERT_TARGETS",
     "adapter_state",

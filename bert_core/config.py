@@ -5,6 +5,7 @@ Kept free of torch imports so the CLI can show defaults without loading the mode
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -86,7 +87,10 @@ class TrainConfig:
     soft_targets: str | None = None
     soft_targets_optional: bool = False
     distill_weight: float = 1.0  # weight of the other heads' soft targets
-    own_task_weight: float = 0.0  # share of the own head's loss taken by the soft targets (0..1)
+    # Share of the own head's loss taken by the soft targets (0..1): one share for every task,
+    # or per task ({"sentiment": 0.5}: tasks not named take 0). Per task because a teacher can
+    # be stronger than the student on one task and not on the other.
+    own_task_weight: float | Mapping[str, float] = 0.0
     # auto: bf16 autocast where the CPU has bf16 units (2.3x faster steps), else fp32
     precision: TrainPrecision = "auto"
     # full: every encoder weight trains (but frozen word embeddings); lora: the encoder is frozen
@@ -94,6 +98,17 @@ class TrainConfig:
     method: TrainMethod = "full"
     lora: LoraOptions = field(default_factory=LoraOptions)
     experimental: ExperimentalOptions = field(default_factory=ExperimentalOptions)
+
+    def own_weight(self, task: str) -> float:
+        """The share of `task`'s own-head loss taken by the soft targets."""
+        weight = self.own_task_weight
+        return float(weight.get(task, 0.0)) if isinstance(weight, Mapping) else float(weight)
+
+    @property
+    def distills_own_task(self) -> bool:
+        """Whether any task's own head learns from the soft targets (so they must cover it)."""
+        weight = self.own_task_weight
+        return any(w > 0 for w in weight.values()) if isinstance(weight, Mapping) else weight > 0
 
 
 @dataclass
@@ -111,3 +126,33 @@ class MlmConfig:
     mlm_probability: float = 0.15
     seed: int = 42
     progress: bool = True
+
+
+def parse_own_task_weight(text: str, tasks: tuple[str, ...]) -> float | dict[str, float]:
+    """`0.5` (every task) or `sentiment=0.5[,topic=0.2]` (tasks not named take 0), as typed on
+    the command line; ValueError with the reason and the accepted forms otherwise."""
+    forms = f"give one share in 0..1 (0.5) or shares per task ({tasks[-1]}=0.5,{tasks[0]}=0)"
+
+    def share(value: str, what: str) -> float:
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"{what} {value!r} is not a number: {forms}") from None
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"{what} {value!r} is outside 0..1: {forms}")
+        return weight
+
+    text = text.strip()
+    if "=" not in text:
+        return share(text, "own-task weight")
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        task, _, value = part.partition("=")
+        task = task.strip()
+        if task not in tasks:
+            known = ", ".join(tasks)
+            raise ValueError(f"unknown task {task!r} in own-task weight {text!r}: tasks are {known}")
+        if task in weights:
+            raise ValueError(f"task {task!r} is given twice in own-task weight {text!r}")
+        weights[task] = share(value.strip(), f"{task}'s own-task weight")
+    return weights

@@ -117,7 +117,7 @@ def train_model(
             targets = teacher_probabilities(
                 [(t.model, t.tokenizer, t.config.max_length) for t in teachers],
                 split.train,
-                own_task=config.own_task_weight > 0,
+                own_task=config.distills_own_task,
                 bf16=resolve_train_precision(config.precision) == "bf16",
             )
         elif from_file is not None:
@@ -125,7 +125,7 @@ def train_model(
                 from_file.targets,
                 split.train,
                 list(label_names),
-                own_task=config.own_task_weight > 0,
+                own_task=config.distills_own_task,
                 source=str(from_file.path),
             )
         teacher_versions = [t.manifest.version for t in teachers]

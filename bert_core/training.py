@@ -6,8 +6,8 @@ interleaved at random, so each epoch sees every example of both sets once. With 
 targets from teacher models (`teacher_targets`, the teachers' mean probabilities), the other
 heads learn from the same batch too: every headline teaches both heads, the one its label is
 for from the label, the others from the teachers' probabilities (cross-task distillation).
-With `own_task_weight` > 0 the labelled head also learns part from the teachers' soft
-targets for its own task (self- or ensemble distillation).
+With an `own_task_weight` > 0 (one for all tasks, or per task) the labelled head also learns
+part from the teachers' soft targets for its own task (self- or ensemble distillation).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ _NOT_RECORDED = (
 
 TeacherTargets = Mapping[str, Mapping[str, np.ndarray]]
 """Per training set (task) and per head: the teachers' mean probabilities, one row per example.
-A set's own task appears only when it is distilled too (`own_task_weight` > 0)."""
+A set's own task appears only when it is distilled too (`TrainConfig.distills_own_task`)."""
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -214,16 +214,18 @@ def _batch_loss(
     bf16: bool,
 ) -> torch.Tensor:
     """One batch's training loss: its labels' cross-entropy on the own head, the teachers' soft
-    targets (own head share `own_task_weight`, other heads `distill_weight`), R-Drop's term.
+    targets (own head share `config.own_weight(task)`, other heads `distill_weight`), R-Drop's
+    term.
     A function of the batch alone, so FGM can compute it again on attacked embeddings."""
     heads = [task, *(h for h in soft if h != task)]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         logits = model(batch.input_ids, batch.attention_mask, tasks=heads)
     assert batch.labels is not None
     loss: torch.Tensor = own_loss(logits[task].float(), batch.labels)
-    if task in soft:  # the own head first, so the weight never scales the other heads' terms
+    weight = config.own_weight(task)
+    if task in soft and weight > 0:  # the own head first, so the weight never scales the others
         own = soft_cross_entropy(logits[task].float(), torch.from_numpy(soft[task][list(idx)]))
-        loss = (1 - config.own_task_weight) * loss + config.own_task_weight * own
+        loss = (1 - weight) * loss + weight * own
     for head, probs in soft.items():
         if head != task:
             other = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[list(idx)]))
@@ -248,14 +250,20 @@ def fine_tune(
     `teacher_targets[task][head]` (see `teacher_probabilities`) adds, for a batch of
     `task`, `config.distill_weight` times the soft cross-entropy of each other `head`; for
     `head == task` the loss is (1 - w) x the labels' cross-entropy + w x the soft one, with
-    w = `config.own_task_weight`. With `config.experimental.rdrop_alpha` > 0 each batch is stacked on
+    w = `config.own_weight(task)`. With `config.experimental.rdrop_alpha` > 0 each batch is stacked on
     itself, so one forward pass sees every text under two dropout masks, and the own head
     adds alpha x the two halves' `symmetric_kl`.
     """
     if not train_sets:
         raise DataError("no training data: give at least one task's labelled file")
-    if not 0.0 <= config.own_task_weight <= 1.0:
-        raise ModelConfigError(f"own_task_weight must be within 0..1, not {config.own_task_weight}")
+    own_weights = (
+        dict(config.own_task_weight)
+        if isinstance(config.own_task_weight, Mapping)
+        else {"every task": config.own_task_weight}
+    )
+    for task, weight in own_weights.items():
+        if not 0.0 <= weight <= 1.0:
+            raise ModelConfigError(f"own_task_weight ({task}) must be within 0..1, not {weight}")
     if not 0.0 <= config.experimental.augment_share <= 1.0:
         share = config.experimental.augment_share
         raise ModelConfigError(f"augment_share must be within 0..1, not {share}")
@@ -265,7 +273,7 @@ def fine_tune(
     if config.experimental.rdrop_alpha < 0:
         alpha = config.experimental.rdrop_alpha
         raise ModelConfigError(f"rdrop_alpha must be 0 (off) or positive, not {alpha}")
-    if config.own_task_weight > 0 and not teacher_targets:
+    if config.distills_own_task and not teacher_targets:
         raise ModelConfigError(
             "own_task_weight needs teacher models or a soft-targets file to take the soft targets from"
         )
@@ -425,7 +433,11 @@ def fine_tune(
         {
             "versions": list(teacher_versions),
             "distill_weight": config.distill_weight,
-            "own_task_weight": config.own_task_weight,
+            "own_task_weight": (
+                dict(config.own_task_weight)
+                if isinstance(config.own_task_weight, Mapping)
+                else config.own_task_weight
+            ),
         }
         if teacher_targets
         else None

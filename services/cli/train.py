@@ -129,15 +129,15 @@ def train(
         ),
     ] = TrainConfig.distill_weight,
     own_task_weight: Annotated[
-        float,
+        str,
         typer.Option(
-            min=0.0,
-            max=1.0,
+            metavar="<share|task=share,…>",
             help="Share of each text's own-task loss taken by the teachers' probabilities instead of "
-            "its label (needs a teacher: --teacher, --soft-targets or the shipped file); 0 = labels only",
+            "its label (needs a teacher: --teacher, --soft-targets or the shipped file): one share "
+            "for both tasks (0.5) or per task (sentiment=0.5: tasks not named take 0); 0 = labels only",
             rich_help_panel=DISTILLATION,
         ),
-    ] = TrainConfig.own_task_weight,
+    ] = str(TrainConfig.own_task_weight),
     class_weighting: Annotated[
         ClassWeighting, typer.Option(help="Loss weight of rare classes", rich_help_panel=EXPERIMENTAL)
     ] = ClassWeighting(ExperimentalOptions.class_weighting),
@@ -227,7 +227,13 @@ def train(
     targets_file, targets_optional = soft_targets_choice(
         soft_targets, shipped=shipped_soft_targets, teachers=bool(teacher)
     )
-    if own_task_weight > 0:
+    from bert_core import TASKS, parse_own_task_weight
+
+    try:
+        own_weight = parse_own_task_weight(own_task_weight, TASKS)
+    except ValueError as exc:
+        fail(f"--own-task-weight: {exc}")
+    if TrainConfig(own_task_weight=own_weight).distills_own_task:
         if not teacher and targets_file is None:
             fail(
                 "--own-task-weight needs a --teacher model or soft targets to take the targets from "
@@ -260,7 +266,7 @@ def train(
         soft_targets=targets_file,
         soft_targets_optional=targets_optional,
         distill_weight=distill_weight,
-        own_task_weight=own_task_weight,
+        own_task_weight=own_weight,
         precision=precision.value,  # type: ignore[arg-type]
         experimental=ExperimentalOptions(
             class_weighting=class_weighting.value,  # type: ignore[arg-type]

@@ -179,6 +179,19 @@ def test_train_without_files_uses_the_seed_data_and_says_when_it_is_missing(
             ["--own-task-weight", "0.5", "--no-shipped-soft-targets"],
             "--own-task-weight needs a --teacher model or soft targets",
         ),
+        (
+            ["--own-task-weight", "sentiment=0.5", "--no-shipped-soft-targets"],
+            "--own-task-weight needs a --teacher model or soft targets",
+        ),
+        (
+            ["--own-task-weight", "1.5"],
+            "--own-task-weight: own-task weight '1.5' is outside 0..1",
+        ),
+        (
+            ["--own-task-weight", "sentimnet=0.5"],
+            "--own-task-weight: unknown task 'sentimnet' in own-task weight 'sentimnet=0.5': "
+            "tasks are topic, sentiment",
+        ),
         (["--teacher", "T", "--soft-targets", "F.npz"], "give --teacher or --soft-targets, not both"),
         # --precision is a choice now: tests/unit/test_cli_usage.py checks its one-line error.
     ],

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from bert_core import ModelConfigError, load_model_dir, save_model_dir
+from bert_core import (
+    TASKS,
+    ModelConfigError,
+    TrainConfig,
+    load_model_dir,
+    parse_own_task_weight,
+    save_model_dir,
+)
 from bert_core.batching import tokenize
 from bert_core.inference.passes import predict_proba
 from bert_core.recipes import train_model
@@ -171,3 +178,39 @@ def test_own_task_weight_without_teachers_or_out_of_range_is_refused(trained) ->
         fine_tune(sets, {}, trained.label_names, dataclasses.replace(trained.config, own_task_weight=0.5))
     with pytest.raises(ModelConfigError, match=r"within 0\.\.1"):
         fine_tune(sets, {}, trained.label_names, dataclasses.replace(trained.config, own_task_weight=1.5))
+
+
+def test_a_per_task_own_weight_distils_the_named_task_only(trained) -> None:
+    """{"sentiment": 1} leaves topic texts on their labels alone (the same weights as no
+    own-task distillation, to the bit), while {"topic": 1} moves the topic head."""
+    from bert_core import fine_tune
+
+    result = trained.result
+    topic_only = {"topic": trained.train["topic"]}
+    targets = teacher_probabilities([(result.model, result.tokenizer, 64)], topic_only, own_task=True)
+    heads = {}
+    for name, weight in (("none", 0.0), ("sentiment", {"sentiment": 1.0}), ("topic", {"topic": 1.0})):
+        config = dataclasses.replace(trained.config, epochs=1, own_task_weight=weight)
+        run = fine_tune(topic_only, {}, trained.label_names, config, teacher_targets=targets)
+        heads[name] = run.model.heads["topic"].weight.detach().clone()
+    assert torch.equal(heads["sentiment"], heads["none"])
+    assert float((heads["topic"] - heads["none"]).abs().max()) > 1e-4
+
+
+def test_the_own_task_weight_is_one_share_or_one_per_task() -> None:
+    assert parse_own_task_weight("0.5", TASKS) == 0.5
+    assert parse_own_task_weight(" sentiment=0.5, topic=0 ", TASKS) == {"sentiment": 0.5, "topic": 0.0}
+    per_task = TrainConfig(own_task_weight={"sentiment": 0.5})
+    assert (per_task.own_weight("sentiment"), per_task.own_weight("topic")) == (0.5, 0.0)
+    assert per_task.distills_own_task
+    assert not TrainConfig(own_task_weight={"topic": 0.0}).distills_own_task
+    assert TrainConfig(own_task_weight=0.25).own_weight("topic") == 0.25
+    for text, reason in (
+        ("half", "is not a number"),
+        ("-0.1", "is outside 0..1"),
+        ("sentiment=2", "outside 0..1"),
+        ("mood=0.5", "unknown task 'mood'"),
+        ("sentiment=0.5,sentiment=0.2", "given twice"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            parse_own_task_weight(text, TASKS)

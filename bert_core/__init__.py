@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bert_core.artifacts import LoadedModel, ModelConfig, load_model_dir, save_model_dir
     from bert_core.batching import tokenize
     from bert_core.config import (
+        DEFAULT_OWN_TASK_WEIGHT,
         LORA_BERT_TARGETS,
         ExperimentalOptions,
         LoraOptions,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         Pooling,
         TrainConfig,
         TrainMethod,
+        format_own_task_weight,
         parse_own_task_weight,
     )
     from bert_core.data import LabelledData, read_labelled, read_table, read_texts, stratified_split
@@ -126,8 +128,10 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "bert_core.config",
     "TrainMethod": "bert_core.config",
     "parse_own_task_weight": "bert_core.config",
+    "format_own_task_weight": "bert_core.config",
     "LoraOptions": "bert_core.config",
     "LORA_BERT_TARGETS": "bert_core.config",
+    "DEFAULT_OWN_TASK_WEIGHT": "bert_core.config",
     "adapter_state": "bert_core.lora",
     "add_lora": "bert_core.lora",
     "merge_lora": "bert_core.lora",
@@ -223,8 +227,10 @@ __all__ = [
     "TrainConfig",
     "TrainMethod",
     "parse_own_task_weight",
+    "format_own_task_weight",
     "LoraOptions",
     "LORA_BERT_TARGETS",
+    "DEFAULT_OWN_TASK_WEIGHT",
     "adapter_state",
     "add_lora",
     "merge_lora",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 Pooling = Literal["cls", "mean"]
@@ -16,6 +17,10 @@ TrainMethod = Literal["full", "lora"]
 # Every Linear inside the encoder layers of a BERT-family model (peft matches by name suffix):
 # attention query/key/value and output, feed-forward in and out; not the unused pooler.
 LORA_BERT_TARGETS = ("query", "key", "value", "output.dense", "intermediate.dense")
+# The measured default (docs/performance.md#model-quality): where there are soft targets, the
+# sentiment head takes half its loss from the teacher, which beats the student most there;
+# topic texts keep their labels alone (the student is as good as its teacher on topic).
+DEFAULT_OWN_TASK_WEIGHT: Mapping[str, float] = MappingProxyType({"sentiment": 0.5})
 
 
 @dataclass
@@ -87,10 +92,13 @@ class TrainConfig:
     soft_targets: str | None = None
     soft_targets_optional: bool = False
     distill_weight: float = 1.0  # weight of the other heads' soft targets
-    # Share of the own head's loss taken by the soft targets (0..1): one share for every task,
-    # or per task ({"sentiment": 0.5}: tasks not named take 0). Per task because a teacher can
-    # be stronger than the student on one task and not on the other.
-    own_task_weight: float | Mapping[str, float] = 0.0
+    # Share of the own head's loss taken by the soft targets (0..1), where there are soft
+    # targets (teachers or a file; without them it has nothing to act on): one share for every
+    # task, or per task ({"sentiment": 0.5}: tasks not named take 0). Per task because a teacher
+    # can be stronger than the student on one task and not on the other.
+    own_task_weight: float | Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_OWN_TASK_WEIGHT)
+    )
     # auto: bf16 autocast where the CPU has bf16 units (2.3x faster steps), else fp32
     precision: TrainPrecision = "auto"
     # full: every encoder weight trains (but frozen word embeddings); lora: the encoder is frozen
@@ -126,6 +134,13 @@ class MlmConfig:
     mlm_probability: float = 0.15
     seed: int = 42
     progress: bool = True
+
+
+def format_own_task_weight(weight: float | Mapping[str, float]) -> str:
+    """The command-line form `parse_own_task_weight` reads: `0.5` or `sentiment=0.5`."""
+    if isinstance(weight, Mapping):
+        return ",".join(f"{task}={share:g}" for task, share in weight.items()) or "0"
+    return f"{weight:g}"
 
 
 def parse_own_task_weight(text: str, tasks: tuple[str, ...]) -> float | dict[str, float]:

@@ -273,10 +273,6 @@ def fine_tune(
     if config.experimental.rdrop_alpha < 0:
         alpha = config.experimental.rdrop_alpha
         raise ModelConfigError(f"rdrop_alpha must be 0 (off) or positive, not {alpha}")
-    if config.distills_own_task and not teacher_targets:
-        raise ModelConfigError(
-            "own_task_weight needs teacher models or a soft-targets file to take the soft targets from"
-        )
     for task in train_sets:
         if task not in label_names:
             raise DataError(f"no label set for task {task!r}")

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from bert_core import ExperimentalOptions, MlmConfig, TrainConfig
+from bert_core import (
+    DEFAULT_OWN_TASK_WEIGHT,
+    ExperimentalOptions,
+    MlmConfig,
+    TrainConfig,
+    format_own_task_weight,
+)
 from services.cli.choices import ClassWeighting, EvalSplit, Pooling, Precision, TrainPrecision
 from services.settings import get_settings
 
@@ -129,15 +136,17 @@ def train(
         ),
     ] = TrainConfig.distill_weight,
     own_task_weight: Annotated[
-        str,
+        str | None,
         typer.Option(
             metavar="<share|task=share,…>",
             help="Share of each text's own-task loss taken by the teachers' probabilities instead of "
-            "its label (needs a teacher: --teacher, --soft-targets or the shipped file): one share "
-            "for both tasks (0.5) or per task (sentiment=0.5: tasks not named take 0); 0 = labels only",
+            "its label, where there are soft targets (--teacher, --soft-targets or the shipped file): "
+            "one share for both tasks (0.5) or per task (sentiment=0.5: tasks not named take 0); "
+            "0 = labels only",
+            show_default=format_own_task_weight(DEFAULT_OWN_TASK_WEIGHT),
             rich_help_panel=DISTILLATION,
         ),
-    ] = str(TrainConfig.own_task_weight),
+    ] = None,
     class_weighting: Annotated[
         ClassWeighting, typer.Option(help="Loss weight of rare classes", rich_help_panel=EXPERIMENTAL)
     ] = ClassWeighting(ExperimentalOptions.class_weighting),
@@ -229,11 +238,13 @@ def train(
     )
     from bert_core import TASKS, parse_own_task_weight
 
-    try:
-        own_weight = parse_own_task_weight(own_task_weight, TASKS)
-    except ValueError as exc:
-        fail(f"--own-task-weight: {exc}")
-    if TrainConfig(own_task_weight=own_weight).distills_own_task:
+    own_weight: float | Mapping[str, float] = dict(DEFAULT_OWN_TASK_WEIGHT)
+    if own_task_weight is not None:  # asked for by name: it needs soft targets, and they must match
+        try:
+            own_weight = parse_own_task_weight(own_task_weight, TASKS)
+        except ValueError as exc:
+            fail(f"--own-task-weight: {exc}")
+    if own_task_weight is not None and TrainConfig(own_task_weight=own_weight).distills_own_task:
         if not teacher and targets_file is None:
             fail(
                 "--own-task-weight needs a --teacher model or soft targets to take the targets from "

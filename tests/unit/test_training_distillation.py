@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from bert_core import (
+    DEFAULT_OWN_TASK_WEIGHT,
     TASKS,
     ModelConfigError,
     TrainConfig,
+    format_own_task_weight,
     load_model_dir,
     parse_own_task_weight,
     save_model_dir,
@@ -71,7 +73,7 @@ def test_a_student_learns_the_teachers_topics_on_sentiment_texts(
     assert taught.model_config.training["teacher"] == {
         "versions": [teacher_version],
         "distill_weight": 1.0,
-        "own_task_weight": 0.0,
+        "own_task_weight": {"sentiment": 0.5},  # the default recipe's share
     }
     assert plain.model_config.training["teacher"] is None
     # Sentiment texts carry no topic label: only the teacher can teach their topics.
@@ -170,14 +172,31 @@ def test_own_task_weight_leaves_the_other_heads_distillation_whole(trained) -> N
     assert float((heads[1.0] - heads[0.0]).abs().max()) > 1e-4
 
 
-def test_own_task_weight_without_teachers_or_out_of_range_is_refused(trained) -> None:
+def test_own_task_weight_out_of_range_is_refused(trained) -> None:
     from bert_core import fine_tune
 
     sets = {"sentiment": trained.train["sentiment"]}
-    with pytest.raises(ModelConfigError, match="needs teacher models"):
-        fine_tune(sets, {}, trained.label_names, dataclasses.replace(trained.config, own_task_weight=0.5))
-    with pytest.raises(ModelConfigError, match=r"within 0\.\.1"):
-        fine_tune(sets, {}, trained.label_names, dataclasses.replace(trained.config, own_task_weight=1.5))
+    for weight in (1.5, {"sentiment": -0.1}):
+        with pytest.raises(ModelConfigError, match=r"within 0\.\.1"):
+            fine_tune(
+                sets, {}, trained.label_names, dataclasses.replace(trained.config, own_task_weight=weight)
+            )
+
+
+def test_the_default_own_task_weight_distils_sentiment_only_and_is_moot_without_soft_targets(
+    trained,
+) -> None:
+    """The default recipe's share: half of sentiment's own loss from the teacher, topic on its
+    labels. Without soft targets a run trains on labels alone and records no teacher."""
+    from bert_core import fine_tune
+
+    default = TrainConfig()
+    assert dict(default.own_task_weight) == dict(DEFAULT_OWN_TASK_WEIGHT) == {"sentiment": 0.5}
+    assert default.own_task_weight is not TrainConfig().own_task_weight  # no shared mutable default
+    sets = {"sentiment": trained.train["sentiment"]}
+    config = dataclasses.replace(trained.config, epochs=1, own_task_weight=dict(DEFAULT_OWN_TASK_WEIGHT))
+    run = fine_tune(sets, {}, trained.label_names, config)
+    assert run.model_config.training["teacher"] is None
 
 
 def test_a_per_task_own_weight_distils_the_named_task_only(trained) -> None:
@@ -199,6 +218,8 @@ def test_a_per_task_own_weight_distils_the_named_task_only(trained) -> None:
 
 def test_the_own_task_weight_is_one_share_or_one_per_task() -> None:
     assert parse_own_task_weight("0.5", TASKS) == 0.5
+    for weight in (0.5, {"sentiment": 0.5}, {"sentiment": 0.5, "topic": 0.0}):
+        assert parse_own_task_weight(format_own_task_weight(weight), TASKS) == weight
     assert parse_own_task_weight(" sentiment=0.5, topic=0 ", TASKS) == {"sentiment": 0.5, "topic": 0.0}
     per_task = TrainConfig(own_task_weight={"sentiment": 0.5})
     assert (per_task.own_weight("sentiment"), per_task.own_weight("topic")) == (0.5, 0.0)

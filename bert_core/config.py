@@ -107,6 +107,12 @@ class TrainConfig:
     lora: LoraOptions = field(default_factory=LoraOptions)
     experimental: ExperimentalOptions = field(default_factory=ExperimentalOptions)
 
+    def __post_init__(self) -> None:
+        # A plain dict whatever Mapping was given (DEFAULT_OWN_TASK_WEIGHT is read-only): the
+        # config is deep-copied into a model's record, and a mappingproxy cannot be copied.
+        if isinstance(self.own_task_weight, Mapping):
+            self.own_task_weight = dict(self.own_task_weight)
+
     def own_weight(self, task: str) -> float:
         """The share of `task`'s own-head loss taken by the soft targets."""
         weight = self.own_task_weight

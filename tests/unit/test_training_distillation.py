@@ -193,6 +193,8 @@ def test_the_default_own_task_weight_distils_sentiment_only_and_is_moot_without_
     default = TrainConfig()
     assert dict(default.own_task_weight) == dict(DEFAULT_OWN_TASK_WEIGHT) == {"sentiment": 0.5}
     assert default.own_task_weight is not TrainConfig().own_task_weight  # no shared mutable default
+    given = TrainConfig(own_task_weight=DEFAULT_OWN_TASK_WEIGHT)  # the read-only constant itself
+    assert dataclasses.asdict(given)["own_task_weight"] == {"sentiment": 0.5}  # a model records it
     sets = {"sentiment": trained.train["sentiment"]}
     config = dataclasses.replace(trained.config, epochs=1, own_task_weight=dict(DEFAULT_OWN_TASK_WEIGHT))
     run = fine_tune(sets, {}, trained.label_names, config)

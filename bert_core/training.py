@@ -257,7 +257,7 @@ def fine_tune(
     if not train_sets:
         raise DataError("no training data: give at least one task's labelled file")
     own_weights = (
-        dict(config.own_task_weight)
+        config.own_task_weight
         if isinstance(config.own_task_weight, Mapping)
         else {"every task": config.own_task_weight}
     )
@@ -429,11 +429,7 @@ def fine_tune(
         {
             "versions": list(teacher_versions),
             "distill_weight": config.distill_weight,
-            "own_task_weight": (
-                dict(config.own_task_weight)
-                if isinstance(config.own_task_weight, Mapping)
-                else config.own_task_weight
-            ),
+            "own_task_weight": config.own_task_weight,  # a plain dict or float (TrainConfig)
         }
         if teacher_targets
         else None

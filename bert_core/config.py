@@ -45,6 +45,11 @@ class ExperimentalOptions:
     # 0 = off; else FGM: each step also trains on the batch with the word-embedding matrix moved
     # by this epsilon along its normalised gradient (bert_core.adversarial; one more pass a step)
     fgm_epsilon: float = 0.0
+    # 1 = off; else the soft targets are softened to p^(1/T) (renormalised: the teacher's
+    # logits / T), the student's logits are divided by T and the soft losses scaled by T^2
+    # (Hinton et al.): a teacher that memorised its training texts gives near one-hot targets,
+    # and softening them shows the student which wrong classes the teacher found close
+    distill_temperature: float = 1.0
 
 
 @dataclass

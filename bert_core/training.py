@@ -188,9 +188,21 @@ TeacherTargets = Mapping[str, Mapping[str, np.ndarray]]
 A set's own task appears only when it is distilled too (`TrainConfig.distills_own_task`)."""
 
 
-def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of `logits` against a probability distribution per row."""
-    return -(target_probs * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+def soft_cross_entropy(
+    logits: torch.Tensor, target_probs: torch.Tensor, *, temperature: float = 1.0
+) -> torch.Tensor:
+    """Mean cross-entropy of `logits` against a probability distribution per row.
+
+    At a `temperature` T != 1 both sides are softened as in Hinton et al.'s distillation: the
+    targets to p^(1/T) renormalised (what the teacher's logits / T give, computed from the
+    stored probabilities), the logits to logits / T; the result is scaled by T^2 so the soft
+    loss keeps its gradient size against the labels' cross-entropy whatever T is."""
+    if temperature == 1.0:
+        return -(target_probs * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    softened = target_probs.float().pow(1.0 / temperature)
+    softened = softened / softened.sum(dim=-1, keepdim=True)
+    loss = -(softened * torch.log_softmax(logits / temperature, dim=-1)).sum(dim=-1).mean()
+    return loss * temperature**2
 
 
 def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
@@ -223,12 +235,15 @@ def _batch_loss(
     assert batch.labels is not None
     loss: torch.Tensor = own_loss(logits[task].float(), batch.labels)
     weight = config.own_weight(task)
+    temperature = config.experimental.distill_temperature
     if task in soft and weight > 0:  # the own head first, so the weight never scales the others
-        own = soft_cross_entropy(logits[task].float(), torch.from_numpy(soft[task][list(idx)]))
+        targets = torch.from_numpy(soft[task][list(idx)])
+        own = soft_cross_entropy(logits[task].float(), targets, temperature=temperature)
         loss = (1 - weight) * loss + weight * own
     for head, probs in soft.items():
         if head != task:
-            other = soft_cross_entropy(logits[head].float(), torch.from_numpy(probs[list(idx)]))
+            targets = torch.from_numpy(probs[list(idx)])
+            other = soft_cross_entropy(logits[head].float(), targets, temperature=temperature)
             loss = loss + config.distill_weight * other
     alpha = config.experimental.rdrop_alpha
     if alpha > 0:
@@ -270,6 +285,9 @@ def fine_tune(
     if config.experimental.fgm_epsilon < 0:
         epsilon = config.experimental.fgm_epsilon
         raise ModelConfigError(f"fgm_epsilon must be 0 (off) or positive, not {epsilon}")
+    if config.experimental.distill_temperature <= 0:
+        temperature = config.experimental.distill_temperature
+        raise ModelConfigError(f"distill_temperature must be positive (1 = off), not {temperature}")
     if config.experimental.rdrop_alpha < 0:
         alpha = config.experimental.rdrop_alpha
         raise ModelConfigError(f"rdrop_alpha must be 0 (off) or positive, not {alpha}")

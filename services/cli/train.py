@@ -207,6 +207,15 @@ def train(
             rich_help_panel=EXPERIMENTAL,
         ),
     ] = ExperimentalOptions.fgm_epsilon,
+    distill_temperature: Annotated[
+        float,
+        typer.Option(
+            min=0.05,
+            help="Soften the teacher's soft targets and the student's logits by this temperature "
+            "and scale the soft losses by its square (e.g. 2.0); 1 = off",
+            rich_help_panel=EXPERIMENTAL,
+        ),
+    ] = ExperimentalOptions.distill_temperature,
     mlm_text: Annotated[
         list[Path] | None,
         typer.Option(
@@ -287,6 +296,7 @@ def train(
             rdrop_alpha=rdrop_alpha,
             augment_share=augment_share,
             fgm_epsilon=fgm_epsilon,
+            distill_temperature=distill_temperature,
         ),
     )
     result, manifest = train_model(

@@ -34,6 +34,43 @@ def test_soft_cross_entropy_by_hand() -> None:
     assert float(soft_cross_entropy(logits, target)) == pytest.approx(expected, abs=1e-6)
 
 
+def test_soft_cross_entropy_at_a_temperature_by_hand() -> None:
+    """T = 2: the targets become p^(1/2) renormalised, the logits are halved, the loss times 4.
+    A one-hot row keeps its zeros (0^(1/T) = 0), so a float16 underflow cannot turn into NaN."""
+    logits = torch.tensor([[0.0, math.log(9.0)], [math.log(4.0), 0.0]])  # halved: [.25, .75], [2/3, 1/3]
+    target = torch.tensor([[0.64, 0.36], [0.0, 1.0]])  # softened: [4/7, 3/7], [0, 1]
+    expected = 4 * (-(4 / 7 * math.log(0.25) + 3 / 7 * math.log(0.75)) - math.log(1 / 3)) / 2
+    got = soft_cross_entropy(logits, target, temperature=2.0)
+    assert float(got) == pytest.approx(expected, abs=1e-5)
+    assert float(soft_cross_entropy(logits, target, temperature=1.0)) == pytest.approx(
+        float(soft_cross_entropy(logits, target)), abs=0
+    )
+
+
+def test_a_distillation_temperature_reaches_the_loss_and_the_record(trained) -> None:
+    """Same seed and targets, T = 1 against T = 2: the other head learns differently, and the
+    model records the temperature it was distilled at; T <= 0 is one clear error."""
+    from bert_core import ExperimentalOptions, fine_tune
+
+    result = trained.result
+    topic_only = {"topic": trained.train["topic"]}
+    targets = teacher_probabilities([(result.model, result.tokenizer, 64)], topic_only)
+    heads = {}
+    for temperature in (1.0, 2.0):
+        config = dataclasses.replace(
+            trained.config, epochs=1, experimental=ExperimentalOptions(distill_temperature=temperature)
+        )
+        run = fine_tune(topic_only, {}, trained.label_names, config, teacher_targets=targets)
+        assert run.model_config.training["distill_temperature"] == temperature
+        heads[temperature] = run.model.heads["sentiment"].weight.detach().clone()
+    assert float((heads[2.0] - heads[1.0]).abs().max()) > 1e-4
+    for bad in (0.0, -1.0):
+        options = ExperimentalOptions(distill_temperature=bad)
+        config = dataclasses.replace(trained.config, experimental=options)
+        with pytest.raises(ModelConfigError, match="distill_temperature must be positive"):
+            fine_tune(topic_only, {}, trained.label_names, config, teacher_targets=targets)
+
+
 def test_teacher_probabilities_cover_the_other_head_of_every_training_row(trained) -> None:
     result = trained.result
     targets = teacher_probabilities([(result.model, result.tokenizer, 64)], trained.train)

@@ -372,10 +372,16 @@ def wait_for(
     workers: Sequence[Worker] = (),
     interval: float = 0.25,
     require_alive: bool = True,
+    while_progressing: bool = False,
 ) -> T:
     """Poll `observe()` until `done(value)`; return the value. Fails after `timeout` seconds, or
-    as soon as one of `workers` has exited (if `require_alive`), with their log tails."""
+    as soon as one of `workers` has exited (if `require_alive`), with their log tails.
+
+    With `while_progressing` the `timeout` is for a stall: the deadline restarts each time the
+    observed value changes. A backlog drains at whatever rate the machine has (a slow CI machine
+    stores fewer rows a second), and only a pipeline that stops moving is a failure."""
     deadline = time.monotonic() + timeout
+    last: object = object()
     while True:
         if require_alive:
             for worker in workers:
@@ -383,8 +389,13 @@ def wait_for(
         value = observe()
         if done(value):
             return value
+        if while_progressing and value != last:
+            last, deadline = value, time.monotonic() + timeout
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s; last seen: {value!r}\n{tails(workers)}")
+            since = " of its last change" if while_progressing else ""
+            raise AssertionError(
+                f"{what}: not within {timeout:g} s{since}; last seen: {value!r}\n{tails(workers)}"
+            )
         time.sleep(interval)
 
 

@@ -121,6 +121,7 @@ def test_promotion_mid_stream_switches_the_worker_between_batches_and_rollback_s
             timeout=STORE_TIMEOUT_S,
             what=f"all {n_stream} items stored",
             workers=[worker],
+            while_progressing=True,  # the backlog built while the promoted model compiled
         )
         assert db_counts(db_engine) == expected_counts(n_stream)  # nothing lost, nothing scored twice
         switched = runs(versions_in_offset_order(db_engine))

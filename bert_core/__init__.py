@@ -86,11 +86,12 @@ if TYPE_CHECKING:
     from bert_core.soft_targets import (
         SoftTargets,
         SoftTargetsManifest,
+        average_soft_targets,
         load_soft_targets,
         save_soft_targets,
         teacher_targets_from,
     )
-    from bert_core.teacher_targets import compute_soft_targets
+    from bert_core.teacher_targets import compute_ensemble_targets, compute_soft_targets
     from bert_core.text import normalize_text
     from bert_core.training import TrainResult, class_weights, fine_tune
 
@@ -167,6 +168,8 @@ _EXPORTS: dict[str, str] = {
     "save_soft_targets": "bert_core.soft_targets",
     "teacher_targets_from": "bert_core.soft_targets",
     "compute_soft_targets": "bert_core.teacher_targets",
+    "compute_ensemble_targets": "bert_core.teacher_targets",
+    "average_soft_targets": "bert_core.soft_targets",
     "pool_hidden": "bert_core.model",
     "predict_proba": "bert_core.inference.passes",
     "pretrain_mlm": "bert_core.mlm",
@@ -264,6 +267,8 @@ __all__ = [
     "save_soft_targets",
     "teacher_targets_from",
     "compute_soft_targets",
+    "compute_ensemble_targets",
+    "average_soft_targets",
     "pool_hidden",
     "predict_proba",
     "pretrain_mlm",

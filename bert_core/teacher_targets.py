@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,20 @@ from tqdm.auto import tqdm
 from bert_core.artifacts import LoadedModel
 from bert_core.batching import tokenize
 from bert_core.encoders import encoder_label
-from bert_core.errors import ModelConfigError
+from bert_core.errors import DataError, ModelConfigError
 from bert_core.hashing import sha256_file
 from bert_core.inference.passes import predict_proba
 from bert_core.labels import DEFAULT_LABELS
 from bert_core.manifest import manifest_sha256
 from bert_core.recipes import combined_hash, load_task_files, split_sets
-from bert_core.soft_targets import SoftTargets, SoftTargetsManifest, build_soft_targets
+from bert_core.soft_targets import (
+    RunData,
+    SoftTargets,
+    SoftTargetsManifest,
+    average_soft_targets,
+    build_soft_targets,
+    mismatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,58 @@ def compute_soft_targets(
         created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     return build_soft_targets(unique, probs, manifest)
+
+
+def compute_ensemble_targets(
+    teachers: Sequence[tuple[str, Callable[[], LoadedModel]]],
+    files: Sequence[tuple[Path, SoftTargets]],
+    paths: Mapping[str, str | Path],
+    *,
+    seed: int,
+    dev_fraction: float,
+    command: str,
+    bf16: bool = False,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> SoftTargets:
+    """The mean of several teachers' soft targets: teachers scored here (each loaded when its
+    turn comes and dropped after, so two base-size models never sit in memory together) and
+    files computed before, each checked against `paths` and the split like a student checks
+    its file. `teachers` pairs each loader with the command that would score that teacher
+    alone, recorded as the member's command. One teacher and no files is exactly
+    `compute_soft_targets`."""
+    sets = load_task_files(paths)
+    split = split_sets(sets, dev_fraction=dev_fraction, seed=seed)
+    run = RunData(
+        labels={task: list(DEFAULT_LABELS[task]) for task in sets},  # type: ignore[index]
+        file_sha256={task: sha256_file(Path(p)) for task, p in paths.items()},
+        seed=seed,
+        dev_fraction=dev_fraction,
+        train_hash=combined_hash(split.train),
+    )
+    members: list[SoftTargets] = []
+    for path, targets in files:  # cheap checks before any teacher runs
+        reason = mismatch(targets.manifest, run)
+        if reason is not None:
+            raise DataError(f"{path}: cannot join the ensemble: {reason}")
+        members.append(targets)
+    for own_command, load in teachers:
+        members.append(
+            compute_soft_targets(
+                load(),
+                paths,
+                seed=seed,
+                dev_fraction=dev_fraction,
+                command=own_command if len(teachers) + len(files) > 1 else command,
+                bf16=bf16,
+                batch_size=batch_size,
+                progress=progress,
+            )
+        )
+    if len(members) == 1:
+        return members[0]
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return average_soft_targets(members, command=command, created=created)
 
 
 def score_texts(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -19,14 +20,6 @@ from services.settings import get_settings
 
 
 def teacher_targets(
-    teacher: Annotated[
-        Path,
-        typer.Option(
-            file_okay=False,
-            help="Teacher model directory (e.g. `finsent train --encoder mpnet-base --out DIR`), trained "
-            "on the same files, seed and dev fraction",
-        ),
-    ],
     out: Annotated[
         Path,
         typer.Option(
@@ -34,6 +27,24 @@ def teacher_targets(
             help="The .npz to write; to ship it with the seed data: bert_core/seed_data/soft_targets.npz",
         ),
     ],
+    teacher: Annotated[
+        list[Path] | None,
+        typer.Option(
+            file_okay=False,
+            help="Teacher model directory (e.g. `finsent train --encoder mpnet-base --out DIR`), trained "
+            "on the same files, seed and dev fraction; give it more than once for an ensemble (the "
+            "mean of the teachers' probabilities, as `finsent train --teacher A --teacher B`)",
+        ),
+    ] = None,
+    targets: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--targets",
+            dir_okay=False,
+            help="A soft-targets file computed before, averaged into the ensemble in place of "
+            "running its teacher again (same files and split); repeatable",
+        ),
+    ] = None,
     sentiment_data: Annotated[
         Path | None,
         typer.Option(
@@ -61,47 +72,83 @@ def teacher_targets(
 
     Every training-split text of the files (the split the teacher trained on; dev texts are
     never scored), float16, keyed by a hash of the text, with a manifest of the teacher, the
-    label sets, the files' sha256s, the split and this command."""
-    from bert_core import compute_soft_targets, cpu_has_bf16, load_model_dir, save_soft_targets
+    label sets, the files' sha256s, the split and this command. Several teachers (`--teacher`
+    again, or `--targets` files scored before) give their mean."""
+    from bert_core import (
+        DataError,
+        LoadedModel,
+        compute_ensemble_targets,
+        cpu_has_bf16,
+        load_model_dir,
+        load_soft_targets,
+        save_soft_targets,
+    )
     from services.cli.errors import fail
 
     settings = get_settings()
+    teachers, files = teacher or [], targets or []
+    if not teachers and not files:
+        fail("give --teacher DIR (a trained teacher model), or --targets FILE twice or more to average files")
+    if not teachers and len(files) == 1:
+        fail(f"{files[0]} alone is a soft-targets file already: add a --teacher or another --targets")
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite to replace it")
     if out.suffix != ".npz":
         fail(f"{out}: a soft-targets file ends in .npz")
-    command = ["finsent", "teacher-targets", "--teacher", str(teacher), "--out", str(out)]
+    data_args: list[str] = []
     if sentiment_data is None and topic_data is None:
         sentiment_data, topic_data = settings.training.sentiment_data, settings.training.topic_data
         typer.echo(f"scoring the seed data: {sentiment_data}, {topic_data}", err=True)
     else:
         for flag, path in (("--sentiment-data", sentiment_data), ("--topic-data", topic_data)):
             if path is not None:
-                command += [flag, str(path)]
+                data_args += [flag, str(path)]
+    try:
+        loaded_files = [(f, load_soft_targets(f)) for f in files]
+    except DataError as exc:
+        fail(str(exc))
     import torch
 
     torch.set_num_threads(settings.inference.torch_threads)
-    loaded = load_model_dir(teacher)
-    training = loaded.config.training
-    seed = int(training.get("seed", settings.training.seed)) if seed is None else seed
+    first: LoadedModel | None = load_model_dir(teachers[0]) if teachers else None
+    if first is not None:
+        recorded = {k: first.config.training.get(k) for k in ("seed", "dev_fraction")}
+    else:
+        recorded = dict(loaded_files[0][1].manifest.split)
+    seed = int(recorded.get("seed") or settings.training.seed) if seed is None else seed
     if dev_fraction is None:
-        dev_fraction = float(training.get("dev_fraction", settings.training.dev_fraction))
-    command += ["--seed", str(seed), "--dev-fraction", str(dev_fraction), "--precision", precision.value]
+        dev_fraction = float(recorded.get("dev_fraction") or settings.training.dev_fraction)
+    split_args = ["--seed", str(seed), "--dev-fraction", str(dev_fraction)]
+    tail = [*data_args, *split_args, "--precision", precision.value]
+
+    def command_of(*members: str) -> str:
+        return shlex.join(["finsent", "teacher-targets", *members, "--out", str(out), *tail])
+
+    preloaded = {teachers[0]: first} if first is not None else {}
+    del first  # the first teacher's model lives only until its turn to score
+
+    def loader(directory: Path) -> Callable[[], LoadedModel]:
+        return lambda: preloaded.pop(directory, None) or load_model_dir(directory)
+
+    members = [a for t in teachers for a in ("--teacher", str(t))]
+    members += [a for f in files for a in ("--targets", str(f))]
     bf16 = precision == TrainPrecision.bf16 or (precision == TrainPrecision.auto and cpu_has_bf16())
     started = time.monotonic()
     paths = {"sentiment": sentiment_data, "topic": topic_data}
-    targets = compute_soft_targets(
-        loaded,
+    result = compute_ensemble_targets(
+        [(command_of("--teacher", str(t)), loader(t)) for t in teachers],
+        loaded_files,
         {task: path for task, path in paths.items() if path is not None},
         seed=seed,
         dev_fraction=dev_fraction,
-        command=shlex.join(command),
+        command=command_of(*members),
         bf16=bf16,
         batch_size=batch_size,
     )
-    save_soft_targets(out, targets, overwrite=overwrite)
+    save_soft_targets(out, result, overwrite=overwrite)
+    kind = "teacher" if len(teachers) + len(files) == 1 else "ensemble"
     typer.echo(
-        f"wrote soft targets of teacher {loaded.manifest.version} for {targets.manifest.rows} training "
-        f"texts to {out} ({out.stat().st_size / 1024:.0f} KiB, {'bf16' if bf16 else 'fp32'}) in "
+        f"wrote soft targets of {kind} {result.manifest.teacher.get('version')} for {result.manifest.rows} "
+        f"training texts to {out} ({out.stat().st_size / 1024:.0f} KiB, {'bf16' if bf16 else 'fp32'}) in "
         f"{(time.monotonic() - started) / 60:.1f} min"
     )

@@ -3,14 +3,16 @@ trained teacher's targets into a file, a student trained from it, one-line error
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from bert_core import load_soft_targets, sha256_file, verify_model_dir
+from bert_core import load_soft_targets, save_soft_targets, sha256_file, verify_model_dir
 from tests.unit.test_cli_train import _ok, invoke, run_module
 
 TEACHER_SPLIT = ["--seed", "0", "--dev-fraction", "0.2"]  # the split `saved_model_dir` trained on
@@ -105,3 +107,57 @@ def test_train_with_a_file_of_another_split_is_one_line(
     assert len(lines) == 1, proc.stderr
     assert "the soft targets do not match this run's data: it was computed with split seed 0" in lines[0]
     assert not (tmp_path / "m").exists()
+
+
+def test_an_ensemble_averages_a_teacher_with_files_scored_before(
+    targets_file: dict[str, Any], saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    scored = load_soft_targets(targets_file["out"])
+    flat = {head: np.full_like(p, 1.0 / p.shape[1]) for head, p in scored.probs.items()}
+    uniform = save_soft_targets(tmp_path / "uniform.npz", dataclasses.replace(scored, probs=flat))
+    out = tmp_path / "ensemble.npz"
+    members = ["--teacher", str(saved_model_dir), "--targets", str(uniform)]
+    args = ["teacher-targets", *members, "--out", str(out), *_data(sentiment_csv, topic_csv)]
+    result = invoke([*args, *TEACHER_SPLIT, "--precision", "fp32"])
+    _ok(result)
+    assert "wrote soft targets of ensemble" in result.stdout
+    mean = load_soft_targets(out)
+    for head, p in scored.probs.items():  # the same teacher again, averaged with uniform rows
+        expected = (p.astype(np.float32) + flat[head].astype(np.float32)) / 2
+        np.testing.assert_allclose(mean.probs[head].astype(np.float32), expected, atol=2e-3)
+    entries = mean.manifest.teacher["ensemble"]
+    assert len(entries) == 2
+    alone = shlex.split(entries[1]["command"])  # the teacher's own command, scored alone
+    assert "--targets" not in alone and alone[alone.index("--teacher") + 1] == str(saved_model_dir)
+    command = shlex.split(mean.manifest.command)
+    assert command[command.index("--targets") + 1] == str(uniform)
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([], "give --teacher DIR (a trained teacher model), or --targets FILE twice or more"),
+        (["--targets", "{file}"], "alone is a soft-targets file already: add a --teacher"),
+    ],
+)
+def test_an_ensemble_without_enough_members_is_one_line(
+    targets_file: dict[str, Any], members: list[str], message: str, tmp_path: Path
+) -> None:
+    given = [m.format(file=targets_file["out"]) for m in members]
+    result = invoke(["teacher-targets", *given, "--out", str(tmp_path / "e.npz")])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"finsent: error: {result.stderr.strip()[16:]}"]
+    assert message in result.stderr
+
+
+def test_a_file_of_another_split_cannot_join_the_ensemble(
+    targets_file: dict[str, Any], sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    members = ["--targets", str(targets_file["out"]), "--targets", str(targets_file["out"])]
+    args = ["teacher-targets", *members, "--out", str(tmp_path / "e.npz"), *_data(sentiment_csv, topic_csv)]
+    proc = run_module([*args, "--seed", "1"], tmp_path)  # the files' split: seed 0, dev fraction 0.2
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "cannot join the ensemble: it was computed with split seed 0 and dev fraction 0.2; " in lines[0]
+    assert not (tmp_path / "e.npz").exists()

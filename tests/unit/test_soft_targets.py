@@ -17,6 +17,7 @@ from bert_core.soft_targets import (
     RunData,
     SoftTargets,
     SoftTargetsManifest,
+    average_soft_targets,
     build_soft_targets,
     mismatch,
     row_indices,
@@ -222,3 +223,61 @@ def test_a_manifest_from_another_format_version_says_to_regenerate() -> None:
     text = _manifest().to_json().replace('"format_version": 1', '"format_version": 2')
     with pytest.raises(DataError, match="format version 2; this finsent reads version 1: regenerate"):
         SoftTargetsManifest.from_json(text, source="F.npz")
+
+
+def _member(seed: int, version: str) -> SoftTargets:
+    teacher = {"version": version, "manifest_sha256": "cd" * 32}
+    return build_soft_targets(
+        TEXTS, _probs(len(TEXTS), seed), _manifest(teacher=teacher, command=f"make {version}")
+    )
+
+
+def test_an_ensemble_is_the_mean_of_its_members_and_names_each_of_them() -> None:
+    a, b = _member(1, "v-a"), _member(2, "v-b")
+    command = "finsent teacher-targets --targets a --targets b"
+    mean = average_soft_targets([a, b], command=command, created="now")
+    for head in LABELS:
+        expected = (a.probs[head].astype(np.float32) + b.probs[head].astype(np.float32)) / 2
+        np.testing.assert_allclose(mean.probs[head].astype(np.float32), expected, atol=1e-3)
+        assert mean.probs[head].dtype == np.float16
+    np.testing.assert_array_equal(mean.keys, a.keys)
+    m = mean.manifest
+    assert m.teacher["version"] == "v-a+v-b"
+    assert [e["teacher"]["version"] for e in m.teacher["ensemble"]] == ["v-a", "v-b"]
+    assert [e["command"] for e in m.teacher["ensemble"]] == ["make v-a", "make v-b"]
+    assert (m.command, m.created, m.rows, m.encoder) == (command, "now", 3, "tiny")
+
+
+def test_an_ensemble_of_one_is_that_member() -> None:
+    a = _member(1, "v-a")
+    assert average_soft_targets([a], command="x", created="now") is a
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        (lambda t: dataclasses.replace(t, keys=t.keys[:2]), "they score other texts"),
+        (
+            lambda t: dataclasses.replace(t, manifest=dataclasses.replace(t.manifest, train_hash="e" * 64)),
+            "other training splits",
+        ),
+        (
+            lambda t: dataclasses.replace(
+                t, manifest=dataclasses.replace(t.manifest, data={"sentiment": {"sha256": "9" * 64}})
+            ),
+            "other data files",
+        ),
+        (
+            lambda t: dataclasses.replace(
+                t, manifest=dataclasses.replace(t.manifest, labels={"sentiment": ["a", "b", "c"]})
+            ),
+            "label sets differ",
+        ),
+    ],
+)
+def test_members_of_other_data_are_not_averaged(other, message: str) -> None:  # type: ignore[no-untyped-def]
+    a = _member(1, "v-a")
+    with pytest.raises(DataError, match=f"soft-targets file 2 cannot be averaged with file 1: .*{message}"):
+        average_soft_targets([a, other(_member(2, "v-b"))], command="x", created="now")
+    with pytest.raises(DataError, match="at least one"):
+        average_soft_targets([], command="x", created="now")

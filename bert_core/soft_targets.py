@@ -141,7 +141,13 @@ def build_soft_targets(
     return SoftTargets(manifest=replace(manifest, rows=len(unique)), keys=unique, probs=out)
 
 
-def average_soft_targets(members: Sequence[SoftTargets], *, command: str, created: str) -> SoftTargets:
+def average_soft_targets(
+    members: Sequence[SoftTargets],
+    *,
+    command: str,
+    created: str,
+    head_members: Mapping[str, Sequence[int]] | None = None,
+) -> SoftTargets:
     """An ensemble's file: the mean of several teachers' probabilities, text by text.
 
     Why: the mean of two teachers that disagree on 5 % of the training texts is a softer and
@@ -151,6 +157,9 @@ def average_soft_targets(members: Sequence[SoftTargets], *, command: str, create
     with the same label sets, or the mean would mix rows of different data: the first
     difference is one `DataError`. Each member's teacher and command are kept in the
     manifest (`teacher.ensemble`), so the file can be remade member by member.
+
+    `head_members` restricts a head to some members (numbered from 1 in `members` order),
+    because teachers can differ in which head they teach well; a head not named takes all.
     """
     if not members:
         raise DataError("an ensemble needs at least one soft-targets file")
@@ -159,11 +168,14 @@ def average_soft_targets(members: Sequence[SoftTargets], *, command: str, create
         why = _member_difference(first, other)
         if why is not None:
             raise DataError(f"soft-targets file {i} cannot be averaged with file 1: {why}")
+    chosen = chosen_members(len(members), list(first.manifest.labels), head_members or {})
     if len(members) == 1:
         return first
     probs = {
-        head: np.mean([m.probs[head].astype(np.float32) for m in members], axis=0).astype(np.float16)
-        for head in first.manifest.labels
+        head: np.mean([members[i - 1].probs[head].astype(np.float32) for i in numbers], axis=0).astype(
+            np.float16
+        )
+        for head, numbers in chosen.items()
     }
     encoders = list(dict.fromkeys(m.manifest.encoder for m in members))
     manifest = replace(
@@ -174,12 +186,24 @@ def average_soft_targets(members: Sequence[SoftTargets], *, command: str, create
                 {"teacher": m.manifest.teacher, "command": m.manifest.command, "created": m.manifest.created}
                 for m in members
             ],
+            **({"head_members": {h: list(n) for h, n in head_members.items()}} if head_members else {}),
         },
         encoder="+".join(encoders),
         command=command,
         created=created,
     )
     return SoftTargets(manifest=manifest, keys=first.keys, probs=probs)
+
+
+def chosen_members(count: int, heads: list[str], given: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    """Each head's members (numbered from 1) for `average_soft_targets`; a wrong head or
+    number is one `DataError`, checked before any teacher runs."""
+    for head, numbers in given.items():
+        if head not in heads:
+            raise DataError(f"no head {head!r} to choose members for (heads: {', '.join(heads)})")
+        if not numbers or any(not 1 <= n <= count for n in numbers):
+            raise DataError(f"{head}: members are numbered 1 to {count}, not {list(numbers)}")
+    return {head: sorted(set(given.get(head, range(1, count + 1)))) for head in heads}
 
 
 def _member_difference(a: SoftTargets, b: SoftTargets) -> str | None:

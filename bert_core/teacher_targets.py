@@ -32,6 +32,7 @@ from bert_core.soft_targets import (
     SoftTargetsManifest,
     average_soft_targets,
     build_soft_targets,
+    chosen_members,
     mismatch,
 )
 
@@ -120,13 +121,14 @@ def compute_ensemble_targets(
     bf16: bool = False,
     batch_size: int = 64,
     progress: bool = True,
+    head_members: Mapping[str, Sequence[int]] | None = None,
 ) -> SoftTargets:
     """The mean of several teachers' soft targets: teachers scored here (each loaded when its
     turn comes and dropped after, so two base-size models never sit in memory together) and
     files computed before, each checked against `paths` and the split like a student checks
     its file. `teachers` pairs each loader with the command that would score that teacher
     alone, recorded as the member's command. One teacher and no files is exactly
-    `compute_soft_targets`."""
+    `compute_soft_targets`. `head_members`: see `average_soft_targets`."""
     sets = load_task_files(paths)
     split = split_sets(sets, dev_fraction=dev_fraction, seed=seed)
     run = RunData(
@@ -136,6 +138,7 @@ def compute_ensemble_targets(
         dev_fraction=dev_fraction,
         train_hash=combined_hash(split.train),
     )
+    chosen_members(len(teachers) + len(files), list(DEFAULT_LABELS), head_members or {})
     members: list[SoftTargets] = []
     for path, targets in files:  # cheap checks before any teacher runs
         reason = mismatch(targets.manifest, run)
@@ -155,10 +158,8 @@ def compute_ensemble_targets(
                 progress=progress,
             )
         )
-    if len(members) == 1:
-        return members[0]
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return average_soft_targets(members, command=command, created=created)
+    return average_soft_targets(members, command=command, created=created, head_members=head_members)
 
 
 def score_texts(

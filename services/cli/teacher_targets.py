@@ -45,6 +45,16 @@ def teacher_targets(
             "running its teacher again (same files and split); repeatable",
         ),
     ] = None,
+    head_members: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--head-members",
+            metavar="HEAD=N[,N]",
+            help="Average only these members for one head, numbered from 1: the --teacher "
+            "directories in order, then the --targets files (e.g. `topic=1,2 --head-members "
+            "sentiment=1`); a head not named averages all; repeatable",
+        ),
+    ] = None,
     sentiment_data: Annotated[
         Path | None,
         typer.Option(
@@ -103,6 +113,12 @@ def teacher_targets(
         for flag, path in (("--sentiment-data", sentiment_data), ("--topic-data", topic_data)):
             if path is not None:
                 data_args += [flag, str(path)]
+    chosen = {}
+    for value in head_members or []:
+        head, numbers = parse_head_members(value)
+        if head in chosen:
+            fail(f"--head-members {value}: {head} is named twice")
+        chosen[head] = numbers
     try:
         loaded_files = [(f, load_soft_targets(f)) for f in files]
     except DataError as exc:
@@ -115,9 +131,12 @@ def teacher_targets(
         recorded = {k: first.config.training.get(k) for k in ("seed", "dev_fraction")}
     else:
         recorded = dict(loaded_files[0][1].manifest.split)
-    seed = int(recorded.get("seed") or settings.training.seed) if seed is None else seed
+    if seed is None:
+        recorded_seed = recorded.get("seed")
+        seed = settings.training.seed if recorded_seed is None else int(recorded_seed)
     if dev_fraction is None:
-        dev_fraction = float(recorded.get("dev_fraction") or settings.training.dev_fraction)
+        fraction = recorded.get("dev_fraction")
+        dev_fraction = float(settings.training.dev_fraction if fraction is None else fraction)
     split_args = ["--seed", str(seed), "--dev-fraction", str(dev_fraction)]
     tail = [*data_args, *split_args, "--precision", precision.value]
 
@@ -132,6 +151,7 @@ def teacher_targets(
 
     members = [a for t in teachers for a in ("--teacher", str(t))]
     members += [a for f in files for a in ("--targets", str(f))]
+    members += [a for v in head_members or [] for a in ("--head-members", v)]
     bf16 = precision == TrainPrecision.bf16 or (precision == TrainPrecision.auto and cpu_has_bf16())
     started = time.monotonic()
     paths = {"sentiment": sentiment_data, "topic": topic_data}
@@ -144,6 +164,7 @@ def teacher_targets(
         command=command_of(*members),
         bf16=bf16,
         batch_size=batch_size,
+        head_members=chosen,
     )
     save_soft_targets(out, result, overwrite=overwrite)
     kind = "teacher" if len(teachers) + len(files) == 1 else "ensemble"
@@ -152,3 +173,17 @@ def teacher_targets(
         f"training texts to {out} ({out.stat().st_size / 1024:.0f} KiB, {'bf16' if bf16 else 'fp32'}) in "
         f"{(time.monotonic() - started) / 60:.1f} min"
     )
+
+
+def parse_head_members(value: str) -> tuple[str, list[int]]:
+    """`topic=1,2` -> ("topic", [1, 2]); anything else is one usage line."""
+    from services.cli.errors import fail
+
+    head, sep, numbers = value.partition("=")
+    try:
+        parsed = [int(n) for n in numbers.split(",")]
+    except ValueError:
+        parsed = []
+    if not sep or not head.strip() or not parsed:
+        fail(f"--head-members {value!r}: give HEAD=N[,N], members numbered from 1 (e.g. topic=1,2)")
+    return head.strip(), parsed

@@ -161,3 +161,48 @@ def test_a_file_of_another_split_cannot_join_the_ensemble(
     assert len(lines) == 1, proc.stderr
     assert "cannot join the ensemble: it was computed with split seed 0 and dev fraction 0.2; " in lines[0]
     assert not (tmp_path / "e.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("topic", "--head-members 'topic': give HEAD=N[,N], members numbered from 1 (e.g. topic=1,2)"),
+        ("topic=a", "--head-members 'topic=a': give HEAD=N[,N]"),
+        ("mood=1", "no head 'mood' to choose members for (heads: topic, sentiment)"),
+        ("topic=3", "topic: members are numbered 1 to 2, not [3]"),
+    ],
+)
+def test_a_wrong_head_members_value_is_one_line_before_any_teacher_runs(
+    targets_file: dict[str, Any],
+    sentiment_csv: Path,
+    topic_csv: Path,
+    tmp_path: Path,
+    value: str,
+    message: str,
+) -> None:
+    members = ["--targets", str(targets_file["out"]), "--targets", str(targets_file["out"])]
+    args = ["teacher-targets", *members, "--head-members", value, "--out", str(tmp_path / "e.npz")]
+    proc = run_module([*args, *_data(sentiment_csv, topic_csv)], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert not (tmp_path / "e.npz").exists()
+
+
+def test_head_members_pick_which_files_teach_each_head(
+    targets_file: dict[str, Any], sentiment_csv: Path, topic_csv: Path, tmp_path: Path
+) -> None:
+    scored = load_soft_targets(targets_file["out"])
+    flat = {head: np.full_like(p, 1.0 / p.shape[1]) for head, p in scored.probs.items()}
+    uniform = save_soft_targets(tmp_path / "uniform.npz", dataclasses.replace(scored, probs=flat))
+    out = tmp_path / "mixed.npz"
+    members = ["--targets", str(targets_file["out"]), "--targets", str(uniform), "--head-members", "topic=2"]
+    result = invoke(["teacher-targets", *members, "--out", str(out), *_data(sentiment_csv, topic_csv)])
+    _ok(result)
+    mixed = load_soft_targets(out)
+    np.testing.assert_array_equal(mixed.probs["topic"], flat["topic"])
+    mean = (scored.probs["sentiment"].astype(np.float32) + flat["sentiment"].astype(np.float32)) / 2
+    np.testing.assert_allclose(mixed.probs["sentiment"].astype(np.float32), mean, atol=2e-3)
+    command = shlex.split(mixed.manifest.command)
+    assert command[command.index("--head-members") + 1] == "topic=2"

@@ -281,3 +281,27 @@ def test_members_of_other_data_are_not_averaged(other, message: str) -> None:  #
         average_soft_targets([a, other(_member(2, "v-b"))], command="x", created="now")
     with pytest.raises(DataError, match="at least one"):
         average_soft_targets([], command="x", created="now")
+
+
+def test_a_head_can_take_only_some_members() -> None:
+    a, b = _member(1, "v-a"), _member(2, "v-b")
+    mixed = average_soft_targets([a, b], command="x", created="now", head_members={"sentiment": [2]})
+    np.testing.assert_array_equal(mixed.probs["sentiment"], b.probs["sentiment"])
+    mean_topic = (a.probs["topic"].astype(np.float32) + b.probs["topic"].astype(np.float32)) / 2
+    np.testing.assert_allclose(mixed.probs["topic"].astype(np.float32), mean_topic, atol=1e-3)
+    assert mixed.manifest.teacher["head_members"] == {"sentiment": [2]}
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"mood": [1]}, "no head 'mood' to choose members for (heads: sentiment, topic)"),
+        ({"topic": [3]}, "topic: members are numbered 1 to 2, not [3]"),
+        ({"topic": []}, "topic: members are numbered 1 to 2, not []"),
+    ],
+)
+def test_a_wrong_head_or_member_number_is_named(given: dict[str, list[int]], message: str) -> None:
+    with pytest.raises(DataError, match=re.escape(message)):
+        average_soft_targets(
+            [_member(1, "v-a"), _member(2, "v-b")], command="x", created="now", head_members=given
+        )

@@ -150,10 +150,11 @@ def average_soft_targets(
 ) -> SoftTargets:
     """An ensemble's file: the mean of several teachers' probabilities, text by text.
 
-    Why: the mean of two teachers that disagree on 5 % of the training texts is a softer and
-    better-calibrated target than either alone, as `finsent train --teacher A --teacher B`
-    averages live teachers; this does the same with files already computed, so no teacher
-    needs to run again. The members must score the same texts of the same training split
+    Why: teachers differ (two MPNet runs on the seed data disagree on the argmax of about 5 %
+    of its training texts), and their mean is a softer target than either, as `finsent train
+    --teacher A --teacher B` averages live teachers; this does the same with files already
+    computed, so no teacher needs to run again (docs/performance.md#model-quality measures
+    it). The members must score the same texts of the same training split
     with the same label sets, or the mean would mix rows of different data: the first
     difference is one `DataError`. Each member's teacher and command are kept in the
     manifest (`teacher.ensemble`), so the file can be remade member by member.

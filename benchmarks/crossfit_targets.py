@@ -30,7 +30,6 @@ import csv
 import json
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,15 +40,18 @@ from bert_core import (
     DEFAULT_LABELS,
     LabelSet,
     SoftTargets,
+    combined_hash,
     cpu_has_bf16,
     load_model_dir,
     load_soft_targets,
+    load_task_files,
     read_labelled,
+    row_indices,
     save_soft_targets,
+    score_texts,
+    split_sets,
     stratified_split,
 )
-from bert_core.soft_targets import row_indices
-from bert_core.teacher_targets import score_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DATA = ROOT / "bert_core" / "seed_data"
@@ -77,7 +79,9 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2, help="each fold teacher's epochs")
     parser.add_argument("--base", type=Path, default=SEED_DATA / "soft_targets.npz")
-    parser.add_argument("--work", type=Path, default=Path("crossfit-work"), help="fold files and teachers")
+    parser.add_argument(
+        "--work", type=Path, default=Path("crossfit-work"), help="fold files and teachers (reused when rerun)"
+    )
     parser.add_argument("--out", type=Path, default=Path("xf.npz"))
     parser.add_argument("--fold-seed", type=int, default=7)
     args = parser.parse_args()
@@ -104,16 +108,22 @@ def main() -> int:
             writer.writerow(["text", "label"])
             writer.writerows([t, names[y]] for t, y, f in zip(texts, labels, fold, strict=True) if f != k)
         teacher_dir = args.work / f"teacher{k}"
-        started = time.monotonic()
-        if not (teacher_dir / "config.json").exists():
+        reused = (teacher_dir / "config.json").exists()
+        if not reused:
             subprocess.run(
                 [sys.executable, "-m", "services", "train", "--encoder", "mpnet-base",
                  f"--{args.task}-data", str(rest), "--epochs", str(args.epochs), "--dev-fraction", "0.05",
                  "--no-shipped-soft-targets", "--out", str(teacher_dir), "--overwrite"],
                 check=True,
             )  # fmt: skip
-        minutes = (time.monotonic() - started) / 60
         teacher = load_model_dir(teacher_dir)
+        # A teacher left by an earlier run is scored again only if it trained on exactly this
+        # fold's complement: otherwise it may have seen the texts it is about to score.
+        own_split = split_sets(load_task_files({args.task: rest}), dev_fraction=0.05, seed=42)
+        if teacher.manifest.data_hash != combined_hash(own_split.train):
+            raise SystemExit(
+                f"{teacher_dir}: trained on other rows than {rest}; remove it or give another --work"
+            )
         held_out = [t for t, f in zip(texts, fold, strict=True) if f == k]
         scored = score_texts(teacher, held_out, bf16=cpu_has_bf16(), batch_size=64, progress=True)[args.task]
         pos, missing = row_indices(base.keys, held_out)
@@ -124,7 +134,8 @@ def main() -> int:
             {
                 "fold": k,
                 "texts": len(held_out),
-                "teacher_minutes": round(minutes, 1),
+                "teacher_minutes": round(float(teacher.config.training.get("seconds") or 0) / 60, 1),
+                "teacher_reused": reused,
                 "teacher_dev": teacher.metrics.get("dev", {}).get(args.task, {}).get("accuracy"),
                 "argmax_agrees_with_base": round(float((before.argmax(1) == scored.argmax(1)).mean()), 4),
                 "entropy_cross_fitted": round(entropy(scored), 3),

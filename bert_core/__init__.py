@@ -88,10 +88,11 @@ if TYPE_CHECKING:
         SoftTargetsManifest,
         average_soft_targets,
         load_soft_targets,
+        row_indices,
         save_soft_targets,
         teacher_targets_from,
     )
-    from bert_core.teacher_targets import compute_ensemble_targets, compute_soft_targets
+    from bert_core.teacher_targets import compute_ensemble_targets, compute_soft_targets, score_texts
     from bert_core.text import normalize_text
     from bert_core.training import TrainResult, class_weights, fine_tune
 
@@ -167,7 +168,9 @@ _EXPORTS: dict[str, str] = {
     "load_soft_targets": "bert_core.soft_targets",
     "save_soft_targets": "bert_core.soft_targets",
     "teacher_targets_from": "bert_core.soft_targets",
+    "row_indices": "bert_core.soft_targets",
     "compute_soft_targets": "bert_core.teacher_targets",
+    "score_texts": "bert_core.teacher_targets",
     "compute_ensemble_targets": "bert_core.teacher_targets",
     "average_soft_targets": "bert_core.soft_targets",
     "pool_hidden": "bert_core.model",
@@ -266,7 +269,9 @@ __all__ = [
     "load_soft_targets",
     "save_soft_targets",
     "teacher_targets_from",
+    "row_indices",
     "compute_soft_targets",
+    "score_texts",
     "compute_ensemble_targets",
     "average_soft_targets",
     "pool_hidden",

@@ -55,6 +55,10 @@ from bert_core import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DATA = ROOT / "bert_core" / "seed_data"
+# A fold teacher picks its best epoch on this share of its own rows (`finsent train` defaults
+# otherwise, so its split seed is the default 42); the reuse check splits the same way.
+TEACHER_DEV_FRACTION = 0.05
+TEACHER_SPLIT_SEED = 42
 
 
 def entropy(p: np.ndarray) -> float:
@@ -112,14 +116,17 @@ def main() -> int:
         if not reused:
             subprocess.run(
                 [sys.executable, "-m", "services", "train", "--encoder", "mpnet-base",
-                 f"--{args.task}-data", str(rest), "--epochs", str(args.epochs), "--dev-fraction", "0.05",
+                 f"--{args.task}-data", str(rest), "--epochs", str(args.epochs),
+                 "--dev-fraction", str(TEACHER_DEV_FRACTION), "--seed", str(TEACHER_SPLIT_SEED),
                  "--no-shipped-soft-targets", "--out", str(teacher_dir), "--overwrite"],
                 check=True,
             )  # fmt: skip
         teacher = load_model_dir(teacher_dir)
         # A teacher left by an earlier run is scored again only if it trained on exactly this
         # fold's complement: otherwise it may have seen the texts it is about to score.
-        own_split = split_sets(load_task_files({args.task: rest}), dev_fraction=0.05, seed=42)
+        own_split = split_sets(
+            load_task_files({args.task: rest}), dev_fraction=TEACHER_DEV_FRACTION, seed=TEACHER_SPLIT_SEED
+        )
         if teacher.manifest.data_hash != combined_hash(own_split.train):
             raise SystemExit(
                 f"{teacher_dir}: trained on other rows than {rest}; remove it or give another --work"

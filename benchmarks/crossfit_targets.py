@@ -40,7 +40,6 @@ from bert_core import (
     DEFAULT_LABELS,
     LabelSet,
     SoftTargets,
-    combined_hash,
     cpu_has_bf16,
     load_model_dir,
     load_soft_targets,
@@ -51,6 +50,7 @@ from bert_core import (
     score_texts,
     split_sets,
     stratified_split,
+    teacher_mismatch,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,10 +127,9 @@ def main() -> int:
         own_split = split_sets(
             load_task_files({args.task: rest}), dev_fraction=TEACHER_DEV_FRACTION, seed=TEACHER_SPLIT_SEED
         )
-        if teacher.manifest.data_hash != combined_hash(own_split.train):
-            raise SystemExit(
-                f"{teacher_dir}: trained on other rows than {rest}; remove it or give another --work"
-            )
+        problem = teacher_mismatch(teacher, own_split.train)
+        if problem is not None:
+            raise SystemExit(f"{teacher_dir}: {problem} ({rest}); remove it or give another --work")
         held_out = [t for t, f in zip(texts, fold, strict=True) if f == k]
         scored = score_texts(teacher, held_out, bf16=cpu_has_bf16(), batch_size=64, progress=True)[args.task]
         pos, missing = row_indices(base.keys, held_out)

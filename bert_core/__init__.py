@@ -80,6 +80,7 @@ if TYPE_CHECKING:
         load_task_files,
         save_result,
         split_sets,
+        teacher_mismatch,
         train_model,
     )
     from bert_core.seed_data import packaged_seed_data, packaged_soft_targets, soft_targets_choice
@@ -186,6 +187,7 @@ _EXPORTS: dict[str, str] = {
     "sha256_file": "bert_core.hashing",
     "split_sets": "bert_core.recipes",
     "stratified_split": "bert_core.data",
+    "teacher_mismatch": "bert_core.recipes",
     "task_probabilities": "bert_core.evaluation",
     "tokenize": "bert_core.batching",
     "train_model": "bert_core.recipes",
@@ -269,6 +271,7 @@ __all__ = [
     "load_soft_targets",
     "save_soft_targets",
     "teacher_targets_from",
+    "teacher_mismatch",
     "row_indices",
     "compute_soft_targets",
     "score_texts",

@@ -72,6 +72,23 @@ def combined_hash(sets: Mapping[str, LabelledData]) -> str:
     return digest.hexdigest()
 
 
+def teacher_mismatch(teacher: LoadedModel, train_sets: Mapping[str, LabelledData]) -> str | None:
+    """Why `teacher` may not teach (or score soft targets for) a run on `train_sets`, or None.
+
+    A teacher must have trained on exactly these training rows (its manifest's data hash): one
+    that saw the run's dev texts would carry their labels into the student through its
+    probabilities. Its heads must also have the default labels, in order, for every task."""
+    if teacher.manifest.data_hash != combined_hash(train_sets):  # it hashes the task set too
+        return (
+            "the teacher was trained on other rows than the training split (its data hash differs), "
+            "so it may have seen its dev texts"
+        )
+    for task in train_sets:
+        if teacher.config.labels.get(task) != list(DEFAULT_LABELS[task]):  # type: ignore[index]
+            return f"the teacher has no {task} head with the default labels"
+    return None
+
+
 def train_model(
     paths: Mapping[str, str | Path | None],
     out_dir: str | Path,
@@ -159,17 +176,11 @@ def _checked_teachers(config: TrainConfig, train_sets: Mapping[str, LabelledData
     teachers = []
     for path in config.teachers:
         teacher = load_model_dir(path)
-        if teacher.manifest.data_hash != combined_hash(train_sets) or set(
-            teacher.config.training.get("train_rows", {})
-        ) != set(train_sets):
+        problem = teacher_mismatch(teacher, train_sets)
+        if problem is not None:
             raise ModelConfigError(
-                f"{path}: the teacher was trained on other rows than this run's training split "
-                "(its data hash differs), so it may have seen this run's dev texts; train the teacher "
-                "with the same files, seed and dev fraction"
+                f"{path}: {problem}; train the teacher with the same files, seed and dev fraction as this run"
             )
-        for task in train_sets:
-            if teacher.config.labels.get(task) != list(DEFAULT_LABELS[task]):  # type: ignore[index]
-                raise ModelConfigError(f"{path}: the teacher's {task} labels differ from this run's")
         log.info("distilling from teacher %s", teacher.manifest.version)
         teachers.append(teacher)
     return teachers

@@ -25,7 +25,7 @@ from bert_core.hashing import sha256_file
 from bert_core.inference.passes import predict_proba
 from bert_core.labels import DEFAULT_LABELS
 from bert_core.manifest import manifest_sha256
-from bert_core.recipes import combined_hash, load_task_files, split_sets
+from bert_core.recipes import combined_hash, load_task_files, split_sets, teacher_mismatch
 from bert_core.soft_targets import (
     RunData,
     SoftTargets,
@@ -60,16 +60,12 @@ def compute_soft_targets(
     """
     sets = load_task_files(paths)
     split = split_sets(sets, dev_fraction=dev_fraction, seed=seed)
-    train_hash = combined_hash(split.train)
-    if teacher.manifest.data_hash != train_hash:
+    problem = teacher_mismatch(teacher, split.train)
+    if problem is not None:
         raise ModelConfigError(
-            f"{teacher.path}: the teacher was trained on other rows than the training split of "
-            f"these files with seed {seed} and dev fraction {dev_fraction} (its data hash differs), "
-            "so it may have seen their dev texts; give the files, --seed and --dev-fraction it trained with"
+            f"{teacher.path}: {problem} (the training split of these files with seed {seed} and dev "
+            f"fraction {dev_fraction}); give the files, --seed and --dev-fraction it trained with"
         )
-    for task in sets:
-        if teacher.config.labels.get(task) != list(DEFAULT_LABELS[task]):  # type: ignore[index]
-            raise ModelConfigError(f"{teacher.path}: the teacher has no {task} head with the default labels")
     texts = [t for data in split.train.values() for t in data.texts]
     unique = list(dict.fromkeys(texts))  # each text scored once, in first-seen order
     probs = score_texts(teacher, unique, bf16=bf16, batch_size=batch_size, progress=progress)
@@ -102,7 +98,7 @@ def compute_soft_targets(
             for task, path in paths.items()
         },
         split={"seed": seed, "dev_fraction": dev_fraction},
-        train_hash=train_hash,
+        train_hash=teacher.manifest.data_hash,  # checked equal to the split's above
         rows=len(unique),
         command=command,
         created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -23,7 +23,7 @@ from bert_core import (
 )
 from bert_core.batching import tokenize
 from bert_core.inference.passes import predict_proba
-from bert_core.recipes import train_model
+from bert_core.recipes import teacher_mismatch, train_model
 from bert_core.training import soft_cross_entropy, teacher_probabilities
 
 
@@ -125,11 +125,21 @@ def test_a_teacher_from_another_split_is_refused(
     trained, saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
 ) -> None:
     config = dataclasses.replace(trained.config, epochs=1, seed=0, teachers=(str(saved_model_dir),))
-    with pytest.raises(ModelConfigError, match="other rows than this run's training split"):
+    with pytest.raises(ModelConfigError, match="other rows than the training split"):
         train_model(
             {"sentiment": sentiment_csv, "topic": topic_csv}, tmp_path / "m", config, dev_fraction=0.3
         )
     assert not (tmp_path / "m").exists()
+
+
+def test_the_teacher_check_names_what_differs(trained, saved_model_dir: Path) -> None:
+    """One check for `--teacher`, `finsent teacher-targets` and the cross-fitting benchmark."""
+    teacher = load_model_dir(saved_model_dir)
+    assert teacher_mismatch(teacher, trained.train) is None
+    one_task = {"sentiment": trained.train["sentiment"]}
+    assert "other rows than the training split" in (teacher_mismatch(teacher, one_task) or "")
+    teacher.config.labels["sentiment"] = list(reversed(teacher.config.labels["sentiment"]))
+    assert "no sentiment head with the default labels" in (teacher_mismatch(teacher, trained.train) or "")
 
 
 def test_several_teachers_give_their_mean_probabilities_own_task_included(trained, saved_model_dir) -> None:

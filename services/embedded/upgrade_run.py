@@ -95,7 +95,7 @@ class BackgroundUpgrade:
 
     def start(self) -> None:
         from services.learning.upgrade import bootstrap_training, upgrade_threads
-        from services.learning.upgrade_plan import first_estimate
+        from services.learning.upgrade_plan import first_estimate, thread_slowdown
 
         self.process.start()
         threads = upgrade_threads(self._settings, os.cpu_count())
@@ -104,9 +104,8 @@ class BackgroundUpgrade:
             epochs=_default_epochs(),
             batch_size=_default_batch_size(),
             max_minutes=self._settings.training.upgrade_max_minutes,
+            slowdown=thread_slowdown(self._settings.inference.torch_threads, threads),
         )
-        if estimate is not None:
-            estimate *= max(1.0, self._settings.inference.torch_threads / threads)
         nice = self._settings.training.upgrade_nice
         plural = "s" if threads != 1 else ""
         say(

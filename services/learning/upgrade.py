@@ -37,6 +37,7 @@ from services.learning.upgrade_plan import (
     first_estimate,
     remaining_estimate,
     should_upgrade,
+    thread_slowdown,
 )
 from services.learning.upgrade_state import lock_holder, read_state, upgrade_lock, write_state
 
@@ -234,9 +235,8 @@ def _train(settings: Settings, out_dir: Path, recorder: _Recorder) -> None:
         epochs=config.epochs,
         batch_size=config.batch_size,
         max_minutes=config.max_minutes,
+        slowdown=thread_slowdown(settings.inference.torch_threads, threads),  # the bootstrap's threads
     )
-    if estimate is not None:  # the bootstrap trained on FINSENT_TORCH_THREADS threads; this on fewer
-        estimate *= max(1.0, settings.inference.torch_threads / threads)
     recorder.update(epochs=config.epochs, eta_s=estimate)
     log.info(
         "background upgrade training",

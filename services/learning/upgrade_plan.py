@@ -141,12 +141,33 @@ def steps_per_epoch(train_rows: Mapping[str, int], batch_size: int) -> int:
     return sum(math.ceil(n / batch_size) for n in train_rows.values())
 
 
+# How training time grows with fewer torch threads: (threads_before / threads_now) ** this.
+# Measured on 2 cores (docs/performance.md "Training time"): the same full recipe took 1.5 times
+# as long on one thread at nice +19 beside the scorer as on two, not twice (2 ** 0.6 = 1.52).
+THREAD_SCALING_EXPONENT = 0.6
+
+
+def thread_slowdown(bootstrap_threads: int, threads: int) -> float:
+    """How much slower the background training runs than the bootstrap did, per step: it
+    gets fewer threads (the scorer keeps a core), and a thread less does not cost its share
+    of the time (memory-bound kernels, no more Python overhead)."""
+    if threads <= 0 or bootstrap_threads <= threads:
+        return 1.0
+    return float((bootstrap_threads / threads) ** THREAD_SCALING_EXPONENT)
+
+
 def first_estimate(
-    bootstrap_training: Mapping[str, Any], *, epochs: int, batch_size: int, max_minutes: float | None
+    bootstrap_training: Mapping[str, Any],
+    *,
+    epochs: int,
+    batch_size: int,
+    max_minutes: float | None,
+    slowdown: float = 1.0,
 ) -> float | None:
     """Seconds the full training should take, before it has measured itself: the bootstrap
     model's own time per step (its finsent.json `training` record) times the full run's
-    steps. A lower bound: the bootstrap ran at full priority. None if the record lacks it."""
+    steps, times `slowdown` (`thread_slowdown`), capped by the time box. None if the record
+    lacks it."""
     try:
         seconds, steps = float(bootstrap_training["seconds"]), int(bootstrap_training["steps"])
         rows = {str(k): int(v) for k, v in dict(bootstrap_training["train_rows"]).items()}
@@ -154,7 +175,7 @@ def first_estimate(
         return None
     if steps <= 0 or seconds <= 0:
         return None
-    estimate = seconds / steps * steps_per_epoch(rows, batch_size) * epochs
+    estimate = seconds / steps * steps_per_epoch(rows, batch_size) * epochs * slowdown
     return min(estimate, max_minutes * 60) if max_minutes else estimate
 
 

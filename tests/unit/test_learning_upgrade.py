@@ -19,6 +19,7 @@ from services.learning.upgrade_plan import (
     remaining_estimate,
     should_upgrade,
     steps_per_epoch,
+    thread_slowdown,
 )
 from services.learning.upgrade_state import (
     LOCK_FILE,
@@ -109,6 +110,20 @@ def test_the_first_estimate_scales_the_bootstrap_pace_to_the_full_run() -> None:
     assert first_estimate(record, epochs=4, batch_size=32, max_minutes=1.0) == pytest.approx(60.0)
     assert first_estimate({}, epochs=4, batch_size=32, max_minutes=None) is None
     assert first_estimate({**record, "steps": 0}, epochs=4, batch_size=32, max_minutes=None) is None
+
+
+def test_fewer_threads_slow_the_estimate_less_than_their_ratio_and_before_the_time_box() -> None:
+    # measured on 2 cores: one thread took 1.5x the time of two, not 2x
+    assert thread_slowdown(2, 1) == pytest.approx(1.516, abs=0.001)
+    assert thread_slowdown(2, 2) == 1.0
+    assert thread_slowdown(1, 2) == 1.0  # more threads than the bootstrap: no speed-up promised
+    assert thread_slowdown(2, 0) == 1.0
+    record = {"seconds": 60.0, "steps": 30, "train_rows": {"sentiment": 640, "topic": 320}}
+    slow = first_estimate(record, epochs=4, batch_size=32, max_minutes=None, slowdown=1.5)
+    assert slow == pytest.approx(360.0)
+    # the time box caps the scaled estimate, not the other way round
+    capped = first_estimate(record, epochs=4, batch_size=32, max_minutes=5.0, slowdown=1.5)
+    assert capped == pytest.approx(300.0)
 
 
 def test_the_remaining_time_follows_the_pace_and_the_time_box() -> None:

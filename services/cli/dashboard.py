@@ -35,7 +35,7 @@ from services.cli.common import (
     echo_json,
     in_transaction,
 )
-from services.cli.errors import fail
+from services.cli.errors import fail, require_files
 
 dashboard_app = typer.Typer(
     help="The analyst dashboard (Streamlit): `finsent dashboard` serves it.",
@@ -262,8 +262,7 @@ def users_import_file(
     from services.storage import StoredDashboardUser, add_missing_dashboard_users
 
     source = path if path is not None else get_settings().dashboard.dashboard_users_file
-    if not source.is_file():
-        fail(f"{source}: no such file")
+    require_files([source])
     try:
         entries = read_users(source)
     except UsersFileError as exc:

@@ -13,6 +13,8 @@ option, a setting, an unreachable or unsupported service); 130 interrupted.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -32,6 +34,21 @@ _SECRET_WORDS = ("password", "secret", "token", "key")
 def fail(message: str, *, code: int = EXIT_USAGE) -> NoReturn:
     typer.echo(f"finsent: error: {message}", err=True)
     sys.exit(code)
+
+
+def require_files(paths: Iterable[str | Path | None]) -> None:
+    """One line for the first given file that is not there. Commands that load torch and
+    transformers (seconds on a CPU) check their files first, so a typo fails at once."""
+    for path in paths:
+        if path is not None and not Path(path).is_file():
+            fail(f"{path}: no such file")
+
+
+def require_dirs(paths: Iterable[str | Path], what: str) -> None:
+    """As `require_files`, for directories (`what`: "model directory", ...)."""
+    for path in paths:
+        if not Path(path).is_dir():
+            fail(f"{path}: no such {what}")
 
 
 def env_name(field: str) -> str:

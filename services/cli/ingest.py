@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from services.cli.common import BootstrapServerOption, PartitionsOption, broker_errors, configured_bootstrap
-from services.cli.errors import fail
+from services.cli.errors import fail, require_files
 from services.settings import FlatSettings, get_settings
 
 if TYPE_CHECKING:
@@ -120,8 +120,7 @@ def ingest(
         fail(f"--rate must be positive, got {rate:g}")
     if replay_speed is not None and not replay_speed > 0:
         fail(f"--replay-speed must be positive, got {replay_speed:g}")
-    if not file.is_file():
-        fail(f"{file}: no such file")
+    require_files([file])
     try:
         file_format(file)
     except NewsFileError as exc:

@@ -84,16 +84,8 @@ def teacher_targets(
     never scored), float16, keyed by a hash of the text, with a manifest of the teacher, the
     label sets, the files' sha256s, the split and this command. Several teachers (`--teacher`
     again, or `--targets` files scored before) give their mean."""
-    from bert_core import (
-        DataError,
-        LoadedModel,
-        compute_ensemble_targets,
-        cpu_has_bf16,
-        load_model_dir,
-        load_soft_targets,
-        save_soft_targets,
-    )
-    from services.cli.errors import fail
+    from bert_core import DataError, load_soft_targets
+    from services.cli.errors import fail, require_dirs, require_files
 
     settings = get_settings()
     teachers, files = teacher or [], targets or []
@@ -119,11 +111,21 @@ def teacher_targets(
         if head in chosen:
             fail(f"--head-members {value}: {head} is named twice")
         chosen[head] = numbers
+    require_files([sentiment_data, topic_data, *files])
+    require_dirs(teachers, "model directory")
     try:
         loaded_files = [(f, load_soft_targets(f)) for f in files]
     except DataError as exc:
         fail(str(exc))
     import torch
+
+    from bert_core import (  # torch and transformers: after the checks
+        LoadedModel,
+        compute_ensemble_targets,
+        cpu_has_bf16,
+        load_model_dir,
+        save_soft_targets,
+    )
 
     torch.set_num_threads(settings.inference.torch_threads)
     first: LoadedModel | None = load_model_dir(teachers[0]) if teachers else None

@@ -228,7 +228,7 @@ def train(
     mlm_max_minutes: Annotated[float | None, typer.Option(min=0.1, rich_help_panel=EXPERIMENTAL)] = None,
 ) -> None:
     """Fine-tune the topic + sentiment model on labelled files and save a verified model directory."""
-    from bert_core import format_report, soft_targets_choice, train_model
+    from bert_core import soft_targets_choice
 
     settings = get_settings()
     if sentiment_data is None and topic_data is None:
@@ -236,10 +236,12 @@ def train(
         # the labelled set packaged with finsent), as the bootstrap model of `finsent run` uses.
         sentiment_data, topic_data = settings.training.sentiment_data, settings.training.topic_data
         typer.echo(f"training on the seed data: {sentiment_data}, {topic_data}", err=True)
-    from services.cli.errors import fail
+    from services.cli.errors import fail, require_dirs, require_files
 
     if teacher and soft_targets is not None:
         fail("give --teacher or --soft-targets, not both")
+    require_files([sentiment_data, topic_data, soft_targets, *(mlm_text or [])])
+    require_dirs([*(teacher or []), *([init_from] if init_from else [])], "model directory")
     if shipped_soft_targets is None:
         shipped_soft_targets = settings.training.shipped_soft_targets
     targets_file, targets_optional = soft_targets_choice(
@@ -299,6 +301,8 @@ def train(
             distill_temperature=distill_temperature,
         ),
     )
+    from bert_core import format_report, train_model  # torch and transformers: after the checks
+
     result, manifest = train_model(
         {"sentiment": sentiment_data, "topic": topic_data},
         out,
@@ -342,7 +346,13 @@ def evaluate(
     On a dev split every model must have trained on the same rows
     (`finsent train --init-seed N` on the same files), or its dev texts would not be new to it.
     """
-    from bert_core import (
+    from services.cli.errors import fail, require_dirs, require_files
+
+    require_dirs(model, "model directory")
+    require_files([sentiment_data, topic_data])
+    if len({str(m) for m in model}) < len(model):
+        fail("a model directory is given twice")
+    from bert_core import (  # torch and transformers: after the checks
         Predictor,
         combined_hash,
         compare_models,
@@ -353,7 +363,6 @@ def evaluate(
         task_probabilities,
         training_summary,
     )
-    from services.cli.errors import fail
 
     split_name: str = split.value
     _set_threads(get_settings().inference.torch_threads)
@@ -400,8 +409,6 @@ def evaluate(
     if any(p.loaded.config.labels != label_names for p in predictors):
         fail("the models label different classes; only models with the same labels can be compared")
     names = [str(m) for m in model]
-    if len(set(names)) < len(names):
-        fail("a model directory is given twice")
     comparison = compare_models(
         sets,
         {
@@ -453,13 +460,13 @@ def predict(
     Stdin lines may be JSON objects with a "text" (or "headline") field, JSON strings,
     or plain text.
     """
-    from bert_core import Predictor
-    from services.cli.errors import fail
+    from services.cli.errors import fail, require_dirs
 
     settings = get_settings()
     model = model or settings.inference.model
     if model is None:
         fail("give --model DIR (or set FINSENT_MODEL)")
+    require_dirs([model], "model directory")
     chosen = precision.value if precision is not None else settings.inference.precision
     records: list[dict[str, Any]] = []
     if texts:
@@ -470,6 +477,8 @@ def predict(
                 records.append(_parse_stdin_line(line, lineno))
     if not records:
         fail("no texts: pass them as arguments or as JSONL on stdin")
+    from bert_core import Predictor  # torch and transformers: after the checks
+
     predictor = Predictor.load(
         model,
         precision=chosen,  # type: ignore[arg-type]
@@ -517,9 +526,12 @@ def pretrain_mlm(
     learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = MlmConfig.learning_rate,
 ) -> None:
     """Masked-language-model domain pre-training (15% masked, 80/10/10) on unlabelled text."""
-    from bert_core import pretrain_mlm as run_mlm
-    from bert_core import read_texts
     from services.cli.common import chosen_encoder
+    from services.cli.errors import require_files
+
+    require_files(text_data)
+    from bert_core import pretrain_mlm as run_mlm  # torch and transformers: after the checks
+    from bert_core import read_texts
 
     settings = get_settings()
     _set_threads(settings.inference.torch_threads)

@@ -95,3 +95,31 @@ def test_the_probe_sees_torch_when_it_is_imported() -> None:
     assert "torch" in result["loaded"]  # type: ignore[operator]
     culprits = result["culprits"]
     assert isinstance(culprits, dict) and culprits["torch"].startswith("bert_core/")
+
+
+# A typo in a model command's arguments is one line within a second, not after the seconds it
+# takes to load torch and transformers: the commands check their files and options first.
+BAD_MODEL_COMMANDS = [
+    ["train", "--sentiment-data", "no-such.csv", "--out", "m"],
+    ["train", "--encoder", "no-such-encoder", "--out", "m"],
+    ["train", "--teacher", "no-such-dir", "--out", "m"],
+    ["evaluate", "--model", "no-such-dir"],
+    ["teacher-targets", "--targets", "a.npz", "--targets", "b.npz", "--head-members", "x", "--out", "e.npz"],
+    ["teacher-targets", "--targets", "no-such.npz", "--targets", "b.npz", "--out", "e.npz"],
+    ["pretrain-mlm", "--text-data", "no-such.txt", "--out", "m"],
+    ["predict", "--model", "no-such-dir", "a headline"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_MODEL_COMMANDS, ids=lambda argv: " ".join(argv[:3]))
+def test_a_model_command_with_a_bad_argument_fails_before_loading_torch(argv: list[str]) -> None:
+    statement = (
+        "import sys\n"
+        "from services.cli import main\n"
+        f"sys.argv = ['finsent', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n    assert stop.code == 2, stop.code\n"
+        "else:\n    raise AssertionError('no error')"
+    )
+    result = imports_heavy(statement)
+    command = " ".join(argv)
+    assert result["loaded"] == [], f"finsent {command} loads {result['loaded']} at {result['culprits']}"

@@ -127,9 +127,10 @@ def main() -> int:
         own_split = split_sets(
             load_task_files({args.task: rest}), dev_fraction=TEACHER_DEV_FRACTION, seed=TEACHER_SPLIT_SEED
         )
-        problem = teacher_mismatch(teacher, own_split.train)
+        remedy = f"it did not train on {rest}: remove it or give another --work"
+        problem = teacher_mismatch(teacher, own_split.train, rows_remedy=remedy)
         if problem is not None:
-            raise SystemExit(f"{teacher_dir}: {problem} ({rest}); remove it or give another --work")
+            raise SystemExit(f"{teacher_dir}: {problem}")
         held_out = [t for t, f in zip(texts, fold, strict=True) if f == k]
         scored = score_texts(teacher, held_out, bf16=cpu_has_bf16(), batch_size=64, progress=True)[args.task]
         pos, missing = row_indices(base.keys, held_out)

@@ -72,16 +72,20 @@ def combined_hash(sets: Mapping[str, LabelledData]) -> str:
     return digest.hexdigest()
 
 
-def teacher_mismatch(teacher: LoadedModel, train_sets: Mapping[str, LabelledData]) -> str | None:
+def teacher_mismatch(
+    teacher: LoadedModel, train_sets: Mapping[str, LabelledData], *, rows_remedy: str
+) -> str | None:
     """Why `teacher` may not teach (or score soft targets for) a run on `train_sets`, or None.
 
     A teacher must have trained on exactly these training rows (its manifest's data hash): one
-    that saw the run's dev texts would carry their labels into the student through its
-    probabilities. Its heads must also have the default labels, in order, for every task."""
+    that saw texts held out from it would carry their labels into the student through its
+    probabilities. `rows_remedy` ends the message in that case only: what the caller's user
+    should change. Its heads must also have the default label names, in order (the hash
+    covers label ids, not names)."""
     if teacher.manifest.data_hash != combined_hash(train_sets):  # it hashes the task set too
         return (
-            "the teacher was trained on other rows than the training split (its data hash differs), "
-            "so it may have seen its dev texts"
+            "the teacher was trained on other rows than this training split (its data hash differs), "
+            f"so it may have seen texts held out from it; {rows_remedy}"
         )
     for task in train_sets:
         if teacher.config.labels.get(task) != list(DEFAULT_LABELS[task]):  # type: ignore[index]
@@ -176,11 +180,10 @@ def _checked_teachers(config: TrainConfig, train_sets: Mapping[str, LabelledData
     teachers = []
     for path in config.teachers:
         teacher = load_model_dir(path)
-        problem = teacher_mismatch(teacher, train_sets)
+        remedy = "train the teacher with the same files, seed and dev fraction as this run"
+        problem = teacher_mismatch(teacher, train_sets, rows_remedy=remedy)
         if problem is not None:
-            raise ModelConfigError(
-                f"{path}: {problem}; train the teacher with the same files, seed and dev fraction as this run"
-            )
+            raise ModelConfigError(f"{path}: {problem}")
         log.info("distilling from teacher %s", teacher.manifest.version)
         teachers.append(teacher)
     return teachers

@@ -60,12 +60,13 @@ def compute_soft_targets(
     """
     sets = load_task_files(paths)
     split = split_sets(sets, dev_fraction=dev_fraction, seed=seed)
-    problem = teacher_mismatch(teacher, split.train)
+    remedy = (
+        f"these files split with seed {seed} and dev fraction {dev_fraction}: give the files, --seed "
+        "and --dev-fraction it trained with"
+    )
+    problem = teacher_mismatch(teacher, split.train, rows_remedy=remedy)
     if problem is not None:
-        raise ModelConfigError(
-            f"{teacher.path}: {problem} (the training split of these files with seed {seed} and dev "
-            f"fraction {dev_fraction}); give the files, --seed and --dev-fraction it trained with"
-        )
+        raise ModelConfigError(f"{teacher.path}: {problem}")
     texts = [t for data in split.train.values() for t in data.texts]
     unique = list(dict.fromkeys(texts))  # each text scored once, in first-seen order
     probs = score_texts(teacher, unique, bf16=bf16, batch_size=batch_size, progress=progress)

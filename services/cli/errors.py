@@ -36,12 +36,13 @@ def fail(message: str, *, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
-def require_files(paths: Iterable[str | Path | None]) -> None:
-    """One line for the first given file that is not there. Commands that load torch and
-    transformers (seconds on a CPU) check their files first, so a typo fails at once."""
+def require_files(paths: Iterable[str | Path | None], what: str = "file") -> None:
+    """One line for the first given file that is not there (`what`: "file", "soft-targets
+    file", ...). Commands that load torch and transformers (seconds on a CPU) check their
+    files first, so a typo fails at once."""
     for path in paths:
         if path is not None and not Path(path).is_file():
-            fail(f"{path}: no such file")
+            fail(f"{path}: no such {what}")
 
 
 def require_dirs(paths: Iterable[str | Path], what: str) -> None:

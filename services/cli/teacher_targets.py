@@ -111,7 +111,8 @@ def teacher_targets(
         if head in chosen:
             fail(f"--head-members {value}: {head} is named twice")
         chosen[head] = numbers
-    require_files([sentiment_data, topic_data, *files])
+    require_files([sentiment_data, topic_data])
+    require_files(files, "soft-targets file")
     require_dirs(teachers, "model directory")
     try:
         loaded_files = [(f, load_soft_targets(f)) for f in files]

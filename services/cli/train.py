@@ -240,7 +240,8 @@ def train(
 
     if teacher and soft_targets is not None:
         fail("give --teacher or --soft-targets, not both")
-    require_files([sentiment_data, topic_data, soft_targets, *(mlm_text or [])])
+    require_files([sentiment_data, topic_data, *(mlm_text or [])])
+    require_files([soft_targets], "soft-targets file")
     require_dirs([*(teacher or []), *([init_from] if init_from else [])], "model directory")
     if shipped_soft_targets is None:
         shipped_soft_targets = settings.training.shipped_soft_targets
@@ -530,6 +531,7 @@ def pretrain_mlm(
     from services.cli.errors import require_files
 
     require_files(text_data)
+    encoder = chosen_encoder(base_model)
     from bert_core import pretrain_mlm as run_mlm  # torch and transformers: after the checks
     from bert_core import read_texts
 
@@ -542,7 +544,7 @@ def pretrain_mlm(
         texts,
         out,
         MlmConfig(
-            base_model=chosen_encoder(base_model),
+            base_model=encoder,
             max_length=settings.inference.max_length,
             epochs=epochs,
             max_minutes=max_minutes,

@@ -94,17 +94,12 @@ class BackgroundUpgrade:
         self._ended = False
 
     def start(self) -> None:
-        from services.learning.upgrade import bootstrap_training, upgrade_threads
-        from services.learning.upgrade_plan import first_estimate, thread_slowdown
+        from services.learning.upgrade import first_upgrade_estimate, upgrade_threads
 
         self.process.start()
         threads = upgrade_threads(self._settings, os.cpu_count())
-        estimate = first_estimate(
-            bootstrap_training(self._settings.default_model_dir),
-            epochs=_default_epochs(),
-            batch_size=_default_batch_size(),
-            max_minutes=self._settings.training.upgrade_max_minutes,
-            slowdown=thread_slowdown(self._settings.inference.torch_threads, threads),
+        estimate = first_upgrade_estimate(
+            self._settings, threads=threads, epochs=_default_epochs(), batch_size=_default_batch_size()
         )
         nice = self._settings.training.upgrade_nice
         plural = "s" if threads != 1 else ""

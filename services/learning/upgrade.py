@@ -102,6 +102,19 @@ def plan(
     )
 
 
+def first_upgrade_estimate(settings: Settings, *, threads: int, epochs: int, batch_size: int) -> float | None:
+    """Seconds the background training should take, before it has measured itself: the
+    bootstrap model's pace (it trained on FINSENT_TORCH_THREADS threads), slowed for the
+    `threads` the training gets, within FINSENT_UPGRADE_MAX_MINUTES."""
+    return first_estimate(
+        bootstrap_training(settings.default_model_dir),
+        epochs=epochs,
+        batch_size=batch_size,
+        max_minutes=settings.training.upgrade_max_minutes,
+        slowdown=thread_slowdown(settings.inference.torch_threads, threads),
+    )
+
+
 def upgrade_threads(settings: Settings, cpu_count: int | None) -> int:
     """FINSENT_UPGRADE_TORCH_THREADS, else half the cores (at least 1): the scorer keeps a core."""
     if settings.training.upgrade_torch_threads is not None:
@@ -230,12 +243,8 @@ def _train(settings: Settings, out_dir: Path, recorder: _Recorder) -> None:
         progress=False,
     )
     threads = torch.get_num_threads()
-    estimate = first_estimate(
-        bootstrap_training(settings.default_model_dir),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        max_minutes=config.max_minutes,
-        slowdown=thread_slowdown(settings.inference.torch_threads, threads),  # the bootstrap's threads
+    estimate = first_upgrade_estimate(
+        settings, threads=threads, epochs=config.epochs, batch_size=config.batch_size
     )
     recorder.update(epochs=config.epochs, eta_s=estimate)
     log.info(

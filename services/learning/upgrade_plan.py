@@ -141,16 +141,18 @@ def steps_per_epoch(train_rows: Mapping[str, int], batch_size: int) -> int:
     return sum(math.ceil(n / batch_size) for n in train_rows.values())
 
 
-# How training time grows with fewer torch threads: (threads_before / threads_now) ** this.
-# Measured on 2 cores (docs/performance.md "Training time"): the same full recipe took 1.5 times
-# as long on one thread at nice +19 beside the scorer as on two, not twice (2 ** 0.6 = 1.52).
+# How the background training's time grows with fewer torch threads than the bootstrap had:
+# (threads_before / threads_now) ** this. Fitted to one run (docs/performance.md "Training
+# time", 2 cores): the full recipe on one thread at nice +19 beside the scorer took 22.6 min,
+# where the bootstrap's pace on two threads (the first estimate unscaled) said 15, so 1.5, not 2
+# (2 ** 0.6 = 1.52). A wall-time figure, evaluations included, as the estimate is.
 THREAD_SCALING_EXPONENT = 0.6
 
 
 def thread_slowdown(bootstrap_threads: int, threads: int) -> float:
-    """How much slower the background training runs than the bootstrap did, per step: it
-    gets fewer threads (the scorer keeps a core), and a thread less does not cost its share
-    of the time (memory-bound kernels, no more Python overhead)."""
+    """How much longer the background training takes than the bootstrap's pace says: it gets
+    fewer threads (the scorer keeps a core), and a thread less does not cost its share of the
+    time (memory-bound kernels, single-threaded Python between them)."""
     if threads <= 0 or bootstrap_threads <= threads:
         return 1.0
     return float((bootstrap_threads / threads) ** THREAD_SCALING_EXPONENT)

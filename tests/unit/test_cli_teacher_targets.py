@@ -79,7 +79,7 @@ def test_a_teacher_of_another_split_is_one_line(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("finsent: error: ")
-    assert "trained on other rows than the training split" in lines[0]
+    assert "trained on other rows than this training split" in lines[0]
     assert not (tmp_path / "t.npz").exists()
 
 

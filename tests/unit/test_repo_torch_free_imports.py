@@ -100,25 +100,60 @@ def test_the_probe_sees_torch_when_it_is_imported() -> None:
 # A typo in a model command's arguments is one line within a second, not after the seconds it
 # takes to load torch and transformers: the commands check their files and options first.
 BAD_MODEL_COMMANDS = [
-    ["train", "--sentiment-data", "no-such.csv", "--out", "m"],
-    ["train", "--encoder", "no-such-encoder", "--out", "m"],
-    ["train", "--teacher", "no-such-dir", "--out", "m"],
-    ["evaluate", "--model", "no-such-dir"],
-    ["teacher-targets", "--targets", "a.npz", "--targets", "b.npz", "--head-members", "x", "--out", "e.npz"],
-    ["teacher-targets", "--targets", "no-such.npz", "--targets", "b.npz", "--out", "e.npz"],
-    ["pretrain-mlm", "--text-data", "no-such.txt", "--out", "m"],
-    ["predict", "--model", "no-such-dir", "a headline"],
+    (["train", "--sentiment-data", "no-such.csv", "--out", "m"], "no-such.csv: no such file"),
+    (["train", "--encoder", "no-such-encoder", "--out", "m"], "encoder 'no-such-encoder' is neither"),
+    (["train", "--teacher", "no-such-dir", "--out", "m"], "no-such-dir: no such model directory"),
+    (["train", "--init-from", "no-such-dir", "--out", "m"], "no-such-dir: no such model directory"),
+    (["train", "--soft-targets", "no-such.npz", "--out", "m"], "no-such.npz: no such soft-targets file"),
+    (["evaluate", "--model", "no-such-dir"], "no-such-dir: no such model directory"),
+    (["predict", "--model", "no-such-dir", "a headline"], "no-such-dir: no such model directory"),
+    (
+        [
+            "teacher-targets",
+            "--targets",
+            "a.npz",
+            "--targets",
+            "b.npz",
+            "--head-members",
+            "x",
+            "--out",
+            "e.npz",
+        ],
+        "--head-members 'x': give HEAD=N[,N]",
+    ),
+    (
+        ["teacher-targets", "--targets", "no-such.npz", "--targets", "b.npz", "--out", "e.npz"],
+        "no-such.npz: no such soft-targets file",
+    ),
+    (
+        ["teacher-targets", "--teacher", "no-such-dir", "--out", "e.npz"],
+        "no-such-dir: no such model directory",
+    ),
+    (["pretrain-mlm", "--text-data", "no-such.txt", "--out", "m"], "no-such.txt: no such file"),
 ]
 
 
-@pytest.mark.parametrize("argv", BAD_MODEL_COMMANDS, ids=lambda argv: " ".join(argv[:3]))
-def test_a_model_command_with_a_bad_argument_fails_before_loading_torch(argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"), BAD_MODEL_COMMANDS, ids=lambda v: " ".join(v[:3]) if isinstance(v, list) else ""
+)
+def test_a_model_command_with_a_bad_argument_fails_before_loading_torch(
+    argv: list[str], message: str
+) -> None:
+    # In the fresh interpreter: the command, its one error line (checked there), then the probe.
     statement = (
-        "import sys\n"
+        "import contextlib, io, sys\n"
         "from services.cli import main\n"
         f"sys.argv = ['finsent', *{argv!r}]\n"
-        "try:\n    main()\nexcept SystemExit as stop:\n    assert stop.code == 2, stop.code\n"
-        "else:\n    raise AssertionError('no error')"
+        "err = io.StringIO()\n"
+        "try:\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        "        main()\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 2, (stop.code, err.getvalue())\n"
+        "else:\n"
+        "    raise AssertionError('no error')\n"
+        "lines = err.getvalue().strip().splitlines()\n"
+        f"assert lines[-1].startswith('finsent: error: ') and {message!r} in lines[-1], lines"
     )
     result = imports_heavy(statement)
     command = " ".join(argv)

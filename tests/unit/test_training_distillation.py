@@ -125,7 +125,7 @@ def test_a_teacher_from_another_split_is_refused(
     trained, saved_model_dir: Path, sentiment_csv: Path, topic_csv: Path, tmp_path: Path
 ) -> None:
     config = dataclasses.replace(trained.config, epochs=1, seed=0, teachers=(str(saved_model_dir),))
-    with pytest.raises(ModelConfigError, match="other rows than the training split"):
+    with pytest.raises(ModelConfigError, match="other rows than this training split"):
         train_model(
             {"sentiment": sentiment_csv, "topic": topic_csv}, tmp_path / "m", config, dev_fraction=0.3
         )
@@ -135,11 +135,14 @@ def test_a_teacher_from_another_split_is_refused(
 def test_the_teacher_check_names_what_differs(trained, saved_model_dir: Path) -> None:
     """One check for `--teacher`, `finsent teacher-targets` and the cross-fitting benchmark."""
     teacher = load_model_dir(saved_model_dir)
-    assert teacher_mismatch(teacher, trained.train) is None
+    assert teacher_mismatch(teacher, trained.train, rows_remedy="R") is None
     one_task = {"sentiment": trained.train["sentiment"]}
-    assert "other rows than the training split" in (teacher_mismatch(teacher, one_task) or "")
+    rows = teacher_mismatch(teacher, one_task, rows_remedy="match the split")
+    assert rows is not None and "other rows than this training split" in rows
+    assert rows.endswith("; match the split")
     teacher.config.labels["sentiment"] = list(reversed(teacher.config.labels["sentiment"]))
-    assert "no sentiment head with the default labels" in (teacher_mismatch(teacher, trained.train) or "")
+    labels = teacher_mismatch(teacher, trained.train, rows_remedy="match the split")
+    assert labels == "the teacher has no sentiment head with the default labels"  # no split advice
 
 
 def test_several_teachers_give_their_mean_probabilities_own_task_included(trained, saved_model_dir) -> None:

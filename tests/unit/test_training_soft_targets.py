@@ -201,7 +201,7 @@ def test_the_shipped_file_is_used_only_where_it_matches(
 
 def test_a_teacher_from_another_split_cannot_make_a_file(teacher: dict[str, Any]) -> None:
     loaded = load_model_dir(teacher["dir"])
-    with pytest.raises(ModelConfigError, match="trained on other rows than the training split"):
+    with pytest.raises(ModelConfigError, match="trained on other rows than this training split"):
         compute_soft_targets(
             loaded, teacher["paths"], seed=SEED, dev_fraction=0.3, command="x", progress=False
         )

@@ -84,7 +84,7 @@ def teacher_targets(
     never scored), float16, keyed by a hash of the text, with a manifest of the teacher, the
     label sets, the files' sha256s, the split and this command. Several teachers (`--teacher`
     again, or `--targets` files scored before) give their mean."""
-    from bert_core import DataError, load_soft_targets
+    from bert_core import DEFAULT_LABELS, DataError, chosen_members, load_soft_targets
     from services.cli.errors import fail, require_dirs, require_files
 
     settings = get_settings()
@@ -111,6 +111,10 @@ def teacher_targets(
         if head in chosen:
             fail(f"--head-members {value}: {head} is named twice")
         chosen[head] = numbers
+    try:
+        chosen_members(len(teachers) + len(files), list(DEFAULT_LABELS), chosen)  # as the run will
+    except DataError as exc:
+        fail(str(exc))
     require_files([sentiment_data, topic_data])
     require_files(files, "soft-targets file")
     require_dirs(teachers, "model directory")

@@ -122,6 +122,20 @@ BAD_MODEL_COMMANDS = [
         "--head-members 'x': give HEAD=N[,N]",
     ),
     (
+        [
+            "teacher-targets",
+            "--targets",
+            "a.npz",
+            "--targets",
+            "b.npz",
+            "--head-members",
+            "topic=3",
+            "--out",
+            "e.npz",
+        ],
+        "topic: members are numbered 1 to 2, not [3]",
+    ),
+    (
         ["teacher-targets", "--targets", "no-such.npz", "--targets", "b.npz", "--out", "e.npz"],
         "no-such.npz: no such soft-targets file",
     ),

@@ -116,9 +116,8 @@ def teacher_targets(
     except DataError as exc:
         fail(str(exc))
     require_files([sentiment_data, topic_data])
-    require_files(files, "soft-targets file")
     require_dirs(teachers, "model directory")
-    try:
+    try:  # light, and says "no such soft-targets file" itself
         loaded_files = [(f, load_soft_targets(f)) for f in files]
     except DataError as exc:
         fail(str(exc))

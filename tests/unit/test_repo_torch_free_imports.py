@@ -99,6 +99,7 @@ def test_the_probe_sees_torch_when_it_is_imported() -> None:
 
 # A typo in a model command's arguments is one line within a second, not after the seconds it
 # takes to load torch and transformers: the commands check their files and options first.
+TWO_FILES = ["teacher-targets", "--targets", "a.npz", "--targets", "b.npz"]  # an ensemble of files
 BAD_MODEL_COMMANDS = [
     (["train", "--sentiment-data", "no-such.csv", "--out", "m"], "no-such.csv: no such file"),
     (["train", "--encoder", "no-such-encoder", "--out", "m"], "encoder 'no-such-encoder' is neither"),
@@ -107,32 +108,9 @@ BAD_MODEL_COMMANDS = [
     (["train", "--soft-targets", "no-such.npz", "--out", "m"], "no-such.npz: no such soft-targets file"),
     (["evaluate", "--model", "no-such-dir"], "no-such-dir: no such model directory"),
     (["predict", "--model", "no-such-dir", "a headline"], "no-such-dir: no such model directory"),
+    ([*TWO_FILES, "--head-members", "x", "--out", "e.npz"], "--head-members 'x': give HEAD=N[,N]"),
     (
-        [
-            "teacher-targets",
-            "--targets",
-            "a.npz",
-            "--targets",
-            "b.npz",
-            "--head-members",
-            "x",
-            "--out",
-            "e.npz",
-        ],
-        "--head-members 'x': give HEAD=N[,N]",
-    ),
-    (
-        [
-            "teacher-targets",
-            "--targets",
-            "a.npz",
-            "--targets",
-            "b.npz",
-            "--head-members",
-            "topic=3",
-            "--out",
-            "e.npz",
-        ],
+        [*TWO_FILES, "--head-members", "topic=3", "--out", "e.npz"],
         "topic: members are numbered 1 to 2, not [3]",
     ),
     (

@@ -15,5 +15,8 @@ export FINSENT_TORCH_THREADS="${FINSENT_TORCH_THREADS:-2}"
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports --no-logo  # the layers: [tool.importlinter] in pyproject.toml
+# Two pytest-xdist workers: the in-process tests use one torch thread and the end-to-end runs
+# mostly wait on their services, so one process alone leaves a core idle. The end-to-end runs
+# share one worker (tests/integration/conftest.py); FINSENT_TEST_WORKERS=0 runs in one process.
 # pytest exits 5 when no test ran: that is a failure here, as any other non-zero code.
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "${FINSENT_TEST_WORKERS:-2}" --dist loadgroup "$@"

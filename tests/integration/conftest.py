@@ -41,12 +41,30 @@ POSTGRES_ADMIN_URL = os.environ.get(
 HERE = Path(__file__).resolve().parent
 
 
+# The whole product run end to end: each trains a bootstrap model against a time box or
+# compiles the served pass, on every core. scripts/test.sh runs the suite on two pytest-xdist
+# workers (`--dist loadgroup`); one group keeps these on one worker, one after another, so two
+# of them never halve each other's time box. Beside them the other worker runs the rest.
+END_TO_END_MODULES = frozenset(
+    {
+        "test_chaos.py",
+        "test_clone_run.py",
+        "test_model_hot_reload.py",
+        "test_run_command.py",
+        "test_run_signals.py",
+        "test_run_upgrade.py",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test in this folder needs the real services, so it carries the `integration`
     marker whether or not its module says so (`-m "not integration"` leaves them all out)."""
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.integration)
+            if item.path.name in END_TO_END_MODULES:
+                item.add_marker(pytest.mark.xdist_group("end-to-end"))
 
 
 def _admin_connection() -> psycopg.Connection:

@@ -270,8 +270,11 @@ def test_service_process_logs_the_command_and_reports_its_exit(tmp_path: Path) -
     assert service.stop() == 0 and service.stop() is None  # safe to call twice
 
 
-def test_stream_printer_escapes_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+def test_stream_printer_escapes_control_characters(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A message cannot clear the operator's terminal, recolour it or hide text (bidi override)."""
+    monkeypatch.setenv("COLUMNS", "200")  # lines are cut to the terminal's width: room for all of it
     printer = StreamPrinter({"e\x1b[2J": "Acme \x1b]0;pwned\x07 beats\u202e"}, quiet=False)
     printer(
         {

@@ -119,7 +119,12 @@ def test_an_outage_is_not_dead_lettered(monkeypatch: pytest.MonkeyPatch) -> None
 
 # --------------------------------------------------------------------------- CLI
 
-CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FINSENT_")}
+# No FINSENT_ setting from outside; the metrics port is any free one, so a test never depends
+# on the default 9464 being free (another test's service may hold it at the same moment).
+CLEAN_ENV: dict[str, str | None] = {
+    **{k: None for k in os.environ if k.startswith("FINSENT_")},
+    "FINSENT_SCORER_METRICS_PORT": "0",
+}
 
 
 def one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> str:

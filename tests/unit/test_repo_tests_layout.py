@@ -78,3 +78,13 @@ def test_the_rule_resolves_the_examples_of_the_readme() -> None:
     assert module_named_by("encoder_choice", keys) == ROOT / "bert_core/encoder.py"
     assert module_named_by("encoders_install", keys) == ROOT / "bert_core/encoders/__init__.py"
     assert module_named_by("alerts_detector", keys) is None  # the package is services.alerting
+
+
+def test_the_end_to_end_group_names_test_modules_that_exist() -> None:
+    """A renamed end-to-end module would leave the group silently and run beside another one."""
+    from tests.integration.conftest import END_TO_END_MODULES
+
+    integration = ROOT / "tests" / "integration"
+    assert END_TO_END_MODULES, "the end-to-end group is empty"
+    missing = sorted(name for name in END_TO_END_MODULES if not (integration / name).is_file())
+    assert not missing, f"END_TO_END_MODULES names no such file in tests/integration: {missing}"

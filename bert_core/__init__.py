@@ -54,7 +54,7 @@ if TYPE_CHECKING:
         training_summary,
     )
     from bert_core.hashing import sha256_file
-    from bert_core.inference.cpu import cpu_features, cpu_has_bf16
+    from bert_core.inference.cpu import compiler_available, cpu_features, cpu_has_bf16
     from bert_core.inference.passes import TOKENS_PER_PASS, predict_proba
     from bert_core.inference.predictor import PendingPredictions, Precision, Predictor, resolve_precision
     from bert_core.labels import DEFAULT_LABELS, SENTIMENT_LABELS, TASKS, TOPIC_LABELS, LabelSet, Task
@@ -148,6 +148,7 @@ _EXPORTS: dict[str, str] = {
     "classification_report": "bert_core.metrics",
     "combined_hash": "bert_core.recipes",
     "compare_models": "bert_core.evaluation",
+    "compiler_available": "bert_core.inference.cpu",
     "cpu_features": "bert_core.inference.cpu",
     "cpu_has_bf16": "bert_core.inference.cpu",
     "evaluate_sets": "bert_core.evaluation",
@@ -251,6 +252,7 @@ __all__ = [
     "classification_report",
     "combined_hash",
     "compare_models",
+    "compiler_available",
     "cpu_features",
     "cpu_has_bf16",
     "evaluate_sets",

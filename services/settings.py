@@ -789,7 +789,7 @@ class Settings(BaseSettings):
         DEFAULT_HOME,
         validate_default=True,
         description="Where finsent keeps its state: the SQLite database (finsent.db), models/, logs/, "
-        "holdout/ and the dashboard users file; the same from any working directory",
+        "holdout/, the ingest tokens and the stream state; the same from any working directory",
     )
     # Always given: `_route_flat_fields` supplies each group, so none needs a default here.
     inference: InferenceSettings

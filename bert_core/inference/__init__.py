@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from bert_core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from bert_core.inference.cpu import cpu_features, cpu_has_bf16
+    from bert_core.inference.cpu import compiler_available, cpu_features, cpu_has_bf16
     from bert_core.inference.passes import TOKENS_PER_PASS, predict_proba
     from bert_core.inference.predictor import PendingPredictions, Precision, Predictor, resolve_precision
 
@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "Precision": "bert_core.inference.predictor",
     "Predictor": "bert_core.inference.predictor",
     "TOKENS_PER_PASS": "bert_core.inference.passes",
+    "compiler_available": "bert_core.inference.cpu",
     "cpu_features": "bert_core.inference.cpu",
     "cpu_has_bf16": "bert_core.inference.cpu",
     "predict_proba": "bert_core.inference.passes",
@@ -57,6 +58,7 @@ __all__ = [
     "PendingPredictions",
     "Precision",
     "Predictor",
+    "compiler_available",
     "cpu_features",
     "cpu_has_bf16",
     "predict_proba",

@@ -19,13 +19,9 @@ before the first real call, and calls never compile, so a stream never waits for
 
 from __future__ import annotations
 
-import os
-import shutil
-import sysconfig
 import types
 import weakref
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch._dynamo
@@ -33,18 +29,6 @@ import torch._inductor.config
 from torch import nn
 
 from bert_core.inference import unpadded
-
-
-def compiler_command() -> str:
-    """The C++ compiler inductor runs on Linux: `$CXX`, else g++."""
-    return os.environ.get("CXX") or "g++"
-
-
-def available() -> bool:
-    """True where inductor can build its C++ kernels: its C++ compiler and Python's headers."""
-    include = sysconfig.get_paths().get("include")
-    has_headers = include is not None and (Path(include) / "Python.h").is_file()
-    return has_headers and shutil.which(compiler_command().split()[0]) is not None
 
 
 class _PackedEncode(nn.Module):

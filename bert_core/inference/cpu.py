@@ -1,9 +1,12 @@
 """What the CPU can do, read once per process from /proc/cpuinfo (Linux; elsewhere: nothing),
-and which of torch's oneDNN ops this build has."""
+which of torch's oneDNN ops this build has, and whether the machine can compile the pass."""
 
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import sysconfig
 from pathlib import Path
 
 
@@ -60,3 +63,18 @@ def onednn_has_ops(namespace: str, *names: str) -> bool:
         return torch.backends.mkldnn.is_available() and all(hasattr(ops, name) for name in names)
     except (AttributeError, RuntimeError):
         return False
+
+
+def compiler_command() -> str:
+    """The C++ compiler inductor runs on Linux: `$CXX`, else g++."""
+    return os.environ.get("CXX") or "g++"
+
+
+def compiler_available() -> bool:
+    """True where inductor can build its C++ kernels: its C++ compiler and Python's headers.
+
+    Torch-free, so `finsent run` can decide before starting a worker whether to serve compiled.
+    """
+    include = sysconfig.get_paths().get("include")
+    has_headers = include is not None and (Path(include) / "Python.h").is_file()
+    return has_headers and shutil.which(compiler_command().split()[0]) is not None

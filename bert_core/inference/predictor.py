@@ -16,9 +16,8 @@ from torch import nn
 from bert_core.artifacts import LoadedModel, load_model_dir
 from bert_core.batching import tokenize
 from bert_core.errors import CompileError, DataError, ModelConfigError
-from bert_core.inference.compiled import CompiledPackedEncoder, compiler_command
-from bert_core.inference.compiled import available as compiler_available
-from bert_core.inference.cpu import cpu_has_amx_bf16, cpu_has_bf16
+from bert_core.inference.compiled import CompiledPackedEncoder
+from bert_core.inference.cpu import compiler_available, compiler_command, cpu_has_amx_bf16, cpu_has_bf16
 from bert_core.inference.linear_layers import (
     int8_available,
     prepack_linears,

@@ -51,10 +51,9 @@ search = st.text_input(
     key="nb_search",
     help='Words must all occur; "quoted phrase", -excluded word (and OR on PostgreSQL).',
 ).strip()
-default_size = (
-    settings.dashboard.dashboard_page_size if settings.dashboard.dashboard_page_size in PAGE_SIZES else 50
-)
-page_size = st.selectbox("Rows per page", PAGE_SIZES, index=PAGE_SIZES.index(default_size), key="nb_size")
+default_size = settings.dashboard.dashboard_page_size  # FINSENT_DASHBOARD_PAGE_SIZE joins the choices
+sizes = sorted({*PAGE_SIZES, default_size})
+page_size = st.selectbox("Rows per page", sizes, index=sizes.index(default_size), key="nb_size")
 anchor.keep()
 anchor.refresh_button("Refresh (take in newer stories)")
 

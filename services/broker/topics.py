@@ -68,9 +68,10 @@ def scalable_topics(settings: Settings) -> list[str]:
     partition count caps how many workers share the stream.
 
     Not the others: `alerts` stays at one partition so each alert's open, escalation and
-    resolution stay in order for every consumer; `model.events` is read by every worker in
-    its own group (a broadcast), so more partitions add no parallelism, only reordering of a
-    model's announcements; `news.dlq` is written rarely and read by a person, not a group.
+    resolution stay in order for every consumer; `model.events` is read by every worker
+    without a consumer group (a broadcast: each reads every partition from its end), so more
+    partitions add no parallelism, only reordering of a model's announcements; `news.dlq` is
+    written rarely and read by a person, not a group.
     """
     return [settings.kafka.topic_news_raw, settings.kafka.topic_news_scored]
 

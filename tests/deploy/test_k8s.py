@@ -80,7 +80,7 @@ def test_kustomize_builds(target: str) -> None:
     kinds = {r["kind"] for r in rendered(target)}
     needed = {
         "Deployment", "Job", "PodDisruptionBudget", "NetworkPolicy", "ScaledObject", "TriggerAuthentication",
-        "ConfigMap", "Service", "ServiceAccount", "PersistentVolumeClaim",
+        "ConfigMap", "Service", "ServiceAccount",
     }  # fmt: skip
     assert needed <= kinds, sorted(needed - kinds)
     assert set(by_kind(target, "Deployment")) == {

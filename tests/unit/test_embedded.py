@@ -25,6 +25,7 @@ from services.embedded import (
 )
 from services.embedded.console import StreamPrinter, alert_line
 from services.embedded.demo_feed import BURST_SIZE
+from services.embedded.supervisor import uncompiled_reason
 
 ANCHOR = datetime(2025, 3, 4, 15, 30, tzinfo=UTC)
 TIMELINE = DemoTimeline()
@@ -315,3 +316,19 @@ def test_an_alert_line_carries_its_evidence() -> None:
     assert alert_line({"kind": "resolve", "severity": "high", "scope": "topic", "key": "IPO"}) == (
         "ALERT   resolve high: topic IPO"
     )
+
+
+@pytest.mark.parametrize(
+    ("compile_set", "demo", "has_compiler", "reason"),
+    [
+        (True, True, False, None),  # FINSENT_COMPILE given: honoured, whatever else holds
+        (True, False, False, None),
+        (False, True, True, "demo"),
+        (False, False, True, None),
+        (False, False, False, "no compiler"),
+    ],
+)
+def test_run_serves_uncompiled_for_a_demo_or_without_a_compiler(
+    compile_set: bool, demo: bool, has_compiler: bool, reason: str | None
+) -> None:
+    assert uncompiled_reason(compile_set=compile_set, demo=demo, has_compiler=has_compiler) == reason

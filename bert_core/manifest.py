@@ -52,9 +52,47 @@ def _read_manifest(path: Path, *, sha256: str | None) -> tuple[Manifest, str]:
             "registration, refusing to load it"
         )
     try:
-        return Manifest(**json.loads(raw)), actual
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelIntegrityError(f"{manifest_path}: unreadable manifest ({exc})") from None
+    return _manifest_from(data, manifest_path), actual
+
+
+def _manifest_from(data: object, manifest_path: Path) -> Manifest:
+    """The `Manifest` a parsed manifest.json holds; `ModelIntegrityError` naming the keys
+    that are missing, unknown or of the wrong type, never a TypeError from the dataclass."""
+    if not isinstance(data, dict):
+        raise ModelIntegrityError(
+            f"{manifest_path}: not a finsent manifest (a JSON object expected, got {type(data).__name__})"
+        )
+    fields = list(Manifest.__dataclass_fields__)
+    problems = []
+    missing = [name for name in fields if name not in data]
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    unknown = [str(name) for name in data if name not in fields]
+    if unknown:
+        problems.append(f"unknown keys: {', '.join(unknown)}")
+    wrong = [
+        name
+        for name, ok in (
+            ("version", isinstance(data.get("version", ""), str)),
+            ("created", isinstance(data.get("created", ""), str)),
+            ("data_hash", isinstance(data.get("data_hash", ""), str)),
+            ("parent", isinstance(data.get("parent"), str | None)),
+            (
+                "files",
+                isinstance(data.get("files", {}), dict)
+                and all(isinstance(v, str) for v in data.get("files", {}).values()),
+            ),
+        )
+        if not ok
+    ]
+    if wrong:
+        problems.append(f"wrong type: {', '.join(wrong)}")
+    if problems:
+        raise ModelIntegrityError(f"{manifest_path}: not a finsent manifest ({'; '.join(problems)})")
+    return Manifest(**data)
 
 
 def manifest_sha256(path: str | Path) -> str:

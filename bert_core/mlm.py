@@ -22,7 +22,7 @@ from transformers import AutoModelForMaskedLM
 from bert_core.batching import bucketed_batches, collate, tokenize
 from bert_core.config import MlmConfig
 from bert_core.encoder import load_encoder
-from bert_core.errors import DataError
+from bert_core.errors import DataError, ModelIntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,20 @@ def pretrain_mlm(texts: Sequence[str], out_dir: str | Path, config: MlmConfig) -
     """Continue MLM training of the base encoder on `texts`; save a loadable encoder directory.
 
     The saved directory (safetensors + tokenizer) is a valid `--base-model` for fine-tuning.
-    Returns a summary with the masked-token loss before and after.
+    Returns a summary with the masked-token loss before and after. `out_dir` must not exist
+    yet or be an empty directory (checked first: a run that could not save is refused before
+    it starts, and an existing encoder is never written over).
     """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ModelIntegrityError(
+            f"{out} is a file; MLM pre-training saves an encoder directory (choose a new --out)"
+        )
+    if out.is_dir() and any(out.iterdir()):
+        raise ModelIntegrityError(f"{out}: directory exists and is not empty; choose a new --out")
+    blocking = next((p for p in out.absolute().parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ModelIntegrityError(f"{out}: {blocking} is a file, not a directory")
     texts = [t for t in texts if t]
     if len(texts) < 2:
         raise DataError("MLM pre-training needs at least two non-empty texts")
@@ -161,7 +173,6 @@ def pretrain_mlm(texts: Sequence[str], out_dir: str | Path, config: MlmConfig) -
             break
     bar.close()
     loss_after = eval_loss()
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Save only the encoder: the MLM head is a pre-training tool, not part of the product.
     model.base_model.save_pretrained(str(out), safe_serialization=True)

@@ -26,11 +26,15 @@ concern it rather than all of them. Two rules keep the groups invisible from out
 from __future__ import annotations
 
 import copy
+import difflib
+import ipaddress
 import os
+import re
+import types
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -45,7 +49,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bert_core import LORA_BERT_TARGETS, LoraOptions, TrainMethod, packaged_seed_data
+from bert_core import DEFAULT_LABELS, LORA_BERT_TARGETS, LoraOptions, TrainMethod, packaged_seed_data
 from services.outbound.policy import OutboundPolicy
 
 DEFAULT_HOME = Path("~/.finsent")
@@ -57,6 +61,30 @@ SUPPORTED_DATABASES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite",
 class _Group(BaseModel):
     # A misspelt field inside a group is an error, not silently dropped.
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        # FINSENT_X= (set but empty) for a setting whose default is None means unset, as
+        # docs/settings.md says of each ("empty = none"), instead of a number that does not
+        # parse or a path to the working directory.
+        if not isinstance(data, Mapping):
+            return data
+        optional = _optional_fields(cls)
+        return {
+            key: None if key in optional and isinstance(value, str) and not value.strip() else value
+            for key, value in data.items()
+        }
+
+
+@cache
+def _optional_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` that may be None (`int | None`, `Literal[...] | None`, ...)."""
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if get_origin(info.annotation) in (Union, types.UnionType) and type(None) in get_args(info.annotation)
+    )
 
 
 class InferenceSettings(_Group):
@@ -192,12 +220,19 @@ class DatabaseSettings(_Group):
     @classmethod
     def _supported_database(cls, value: str) -> str:
         # Anything else would fail later, with a driver traceback.
-        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if "://" not in value:
+            raise ValueError(
+                "not a URL (expected e.g. postgresql+psycopg://user@host/db or sqlite:///path/to/finsent.db)"
+            )
+        scheme = value.split("://", 1)[0].lower()
         if scheme not in SUPPORTED_DATABASES:
             raise ValueError(
-                f"unsupported database {scheme or 'URL'!r}: use postgresql://user:password@host:5432/db "
+                f"unsupported database {scheme!r}: use postgresql://user:password@host:5432/db "
                 "or sqlite:///path/to/finsent.db"
             )
+        problem = database_url_problem(value)
+        if problem:
+            raise ValueError(f"{problem} (expected e.g. postgresql+psycopg://user:password@host:5432/db)")
         return value
 
 
@@ -267,7 +302,14 @@ class KafkaSettings(_Group):
     @classmethod
     def _blank_is_embedded(cls, value: str | None) -> str | None:
         # FINSENT_KAFKA_BOOTSTRAP= (set but empty) means the same as unset: the embedded broker.
-        return (value.strip() or None) if value is not None else None
+        value = (value.strip() or None) if value is not None else None
+        if value is not None:
+            # Checked here, not by the Kafka client (a ValueError deep in kafka-python), so
+            # `finsent config`, `doctor` and `--bootstrap-server` say what is wrong.
+            problem = bootstrap_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 class IngestSettings(_Group):
@@ -492,6 +534,25 @@ class AlertSettings(_Group):
         9465, ge=0, le=65535, description="Port of the alerter's /metrics and /health; 0 = any free port"
     )
 
+    @model_validator(mode="after")
+    def _consistent_detector(self) -> AlertSettings:
+        # What services.alerting.detector.DetectorConfig requires (its p_learn follows
+        # p_warning), checked here so `finsent config` and `doctor` say it, with the variables.
+        p = {name: getattr(self, name) for name in ("alert_p_warning", "alert_p_high", "alert_p_critical")}
+        if not p["alert_p_warning"] >= p["alert_p_high"] >= p["alert_p_critical"]:
+            given = ", ".join(f"{_env(name)}={value:g}" for name, value in p.items())
+            raise ValueError(
+                "need FINSENT_ALERT_P_WARNING >= FINSENT_ALERT_P_HIGH >= FINSENT_ALERT_P_CRITICAL "
+                f"(a smaller p-value is the more severe), got {given}"
+            )
+        if self.alert_baseline_half_life_hours * 3600 < self.alert_bucket_seconds:
+            raise ValueError(
+                f"FINSENT_ALERT_BASELINE_HALF_LIFE_HOURS={self.alert_baseline_half_life_hours:g} is shorter "
+                f"than one bucket (FINSENT_ALERT_BUCKET_SECONDS={self.alert_bucket_seconds}): make it at "
+                f"least {self.alert_bucket_seconds / 3600:g}"
+            )
+        return self
+
 
 class DeliverySettings(_Group):
     """Sending alerts (`finsent dispatcher`): retries, timeouts, SMTP."""
@@ -663,6 +724,44 @@ class LearningSettings(_Group):
     retrain_misfire_grace_seconds: int = Field(
         3600, ge=1, description="A run missed by less than this (scheduler down) still runs, once"
     )
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from apscheduler.triggers.cron import CronTrigger  # lazily: only when a schedule is set
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")  # as services.learning.scheduler reads it
+        except ValueError as exc:
+            raise ValueError(
+                f"not a crontab expression (minute hour day month weekday, e.g. '0 2 * * *'): {exc}"
+            ) from None
+        return value
+
+    @field_validator("gate_recall_floors")
+    @classmethod
+    def _known_recall_floors(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        # The gate looks floors up by the frozen holdout's class names (always the packaged label
+        # sets), exactly as written: a misspelt task or class would silently never apply.
+        for task, floors in value.items():
+            if task not in DEFAULT_LABELS:
+                raise ValueError(f"unknown task {task!r}: use {' or '.join(map(repr, DEFAULT_LABELS))}")
+            names = DEFAULT_LABELS[task]  # type: ignore[index]
+            for name, floor in floors.items():
+                if name not in names:
+                    lowered = {n.lower(): n for n in names}
+                    close = difflib.get_close_matches(name.lower(), lowered, n=1, cutoff=0.6)
+                    hint = (
+                        f"did you mean {lowered[close[0]]!r}?"
+                        if close
+                        else f"use one of {', '.join(map(repr, names))}"
+                    )
+                    raise ValueError(f"{task} has no class {name!r}: {hint}")
+                if not 0.0 <= floor <= 1.0:
+                    raise ValueError(f"the floor of {task} {name!r} is {floor:g}: a recall floor is 0 to 1")
+        return value
 
 
 class RuntimeSettings(_Group):
@@ -859,7 +958,8 @@ class Settings(BaseSettings):
         try:
             return value.expanduser().absolute()
         except RuntimeError as exc:  # no home directory to expand `~` against
-            raise ValueError(f"{exc}; set FINSENT_HOME to an absolute path") from None
+            reason = str(exc).rstrip(". ")  # Python's own message ends in a full stop
+            raise ValueError(f"{reason}; set FINSENT_HOME to an absolute path") from None
 
     @field_validator("home")
     @classmethod
@@ -1038,6 +1138,84 @@ def _database_tls_problem(s: DatabaseSettings) -> str | None:
     if not s.database_url.startswith("postgresql"):
         return f"{_env(given[0])} applies only to a postgresql FINSENT_DATABASE_URL"
     return _file_problem(s, _DATABASE_TLS_FIELDS[1:])
+
+
+# One entry of FINSENT_KAFKA_BOOTSTRAP: a host name or IPv4 address, then its port (an IPv6
+# address goes in brackets: [::1]:9092); without a port the Kafka clients take 9092.
+_BOOTSTRAP_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
+_BOOTSTRAP_FORMAT = "use host[:port][,host[:port]] (IPv6 in brackets: [::1]:9092)"
+
+
+def bootstrap_problem(value: str) -> str | None:
+    """Why `value` is not a list of Kafka bootstrap servers (host:port, comma-separated);
+    None when it is."""
+    entries = [entry.strip() for entry in value.split(",")]
+    for entry in entries:
+        problem = _bootstrap_entry_problem(entry)
+        if problem:
+            where = f"{entry!r}: " if len(entries) > 1 and entry else ""
+            return f"{where}{problem}; {_BOOTSTRAP_FORMAT}"
+    return None
+
+
+def _bootstrap_entry_problem(entry: str) -> str | None:
+    if not entry:
+        return "an empty server between commas"
+    if "://" in entry:
+        return f"{entry!r}: give the server without a scheme"
+    if entry.startswith("["):
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket:
+            return f"{entry!r} has no closing ']'"
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"[{host}] is not an IPv6 address"
+        if not rest:
+            return None  # no port: the Kafka clients take 9092
+        if not rest.startswith(":"):
+            return f"{rest!r} after ']' is not ':port'"
+        port = rest[1:]
+    else:
+        host, colon, port = entry.partition(":")
+        if ":" in port:
+            return f"{entry!r} has more than one ':'"
+        if not _BOOTSTRAP_HOST.fullmatch(host):
+            return f"{host!r} is not a host name or address"
+        if not colon:
+            return None  # no port: the Kafka clients take 9092
+    if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        return f"port {port!r} is not a number from 1 to 65535"
+    return None
+
+
+# The host and port of a database URL as SQLAlchemy's make_url finds them
+# (sqlalchemy.engine.url._parse_url), checked here without importing SQLAlchemy, which most
+# commands never need (and the pure modules that read settings must not import).
+_URL_HOST_PORT = re.compile(
+    r"""
+    [\w+]+://
+    (?:[^:/]*(?::[^@]*)?@)?
+    (?:(?:\[[^/?]+\]|[^/:?]+)?(?::(?P<port>[^/?]*))?)?
+    """,
+    re.X,
+)
+
+
+def database_url_problem(value: str) -> str | None:
+    """What SQLAlchemy would refuse in a database URL of a supported scheme (a port that is not
+    a number, as int() reads it); None when there is nothing."""
+    match = _URL_HOST_PORT.match(value)
+    port = match["port"] if match else None
+    if port is None:
+        return None
+    if not port:
+        return "no port after the ':'"
+    if not re.fullmatch(r"[0-9]{1,5}", port):
+        return f"port {port!r} is not a number"
+    if not 1 <= int(port) <= 65535:
+        return f"port {port} is not from 1 to 65535"
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
+from services.broker.errors import BrokerError
 from services.broker.security import (
     KafkaSecurity,
     KafkaSecurityError,
@@ -50,7 +51,19 @@ def _options(bootstrap: str | list[str], security: KafkaSecurity, options: dict[
     )
     if clash:
         raise TypeError(f"security options are set by services.broker.security, not by callers: {clash}")
+    _check_bootstrap(bootstrap)
     return {"bootstrap_servers": bootstrap, **options, **kafka_python_options(security)}
+
+
+def _check_bootstrap(bootstrap: str | list[str]) -> None:
+    """A `BrokerError` naming what is wrong with the servers (FINSENT_KAFKA_BOOTSTRAP is
+    checked with the settings; this covers servers given any other way), instead of
+    kafka-python's ValueError from int() of a port."""
+    from services.settings import bootstrap_problem
+
+    problem = bootstrap_problem(_first(bootstrap))
+    if problem:
+        raise BrokerError(f"Kafka bootstrap servers {_first(bootstrap)!r}: {problem}")
 
 
 def _first(bootstrap: str | list[str]) -> str:

@@ -59,7 +59,10 @@ def parse_since(value: str, *, now: datetime) -> datetime:
     """`30m`, `6h`, `2d`, `1w` before `now`, or an ISO 8601 time (UTC unless it says)."""
     match = _DURATION.match(value)
     if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        try:
+            return now - timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        except OverflowError:  # before year 1, or more seconds than a timedelta holds
+            raise ValueError(f"{value!r} reaches back before the year 1: give a shorter duration") from None
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -76,6 +79,14 @@ def _since(value: str | None) -> str | None:
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
     return value
+
+
+# Alert ids are 64-bit integers in the database; a larger one cannot even be looked up.
+MAX_ALERT_ID = 2**63 - 1
+AlertIdArgument = Annotated[
+    int,
+    typer.Argument(metavar="ID", min=1, max=MAX_ALERT_ID, help="Alert id (see `finsent alerts list`)"),
+]
 
 
 def alert_record(row: AlertRow, *, details: bool = False) -> dict[str, Any]:
@@ -148,7 +159,7 @@ def list_alerts(
         )
         return [alert_record(r) for r in rows] if as_json else [_table_row(r) for r in rows]
 
-    records = in_transaction(read)
+    records = in_transaction(read, read_only=True)
     if as_json:
         echo_json(records)
         return
@@ -175,7 +186,7 @@ def _table_row(row: AlertRow) -> dict[str, Any]:
 
 @alerts_app.command()
 def show(
-    alert_id: Annotated[int, typer.Argument(metavar="ID", help="Alert id (see `finsent alerts list`)")],
+    alert_id: AlertIdArgument,
     as_json: JsonOption = False,
     database_url: DatabaseUrlOption = None,
 ) -> None:
@@ -190,7 +201,7 @@ def show(
         row = session.get(AlertRow, alert_id)
         return alert_record(row, details=True) if row is not None else None
 
-    record = in_transaction(read)
+    record = in_transaction(read, read_only=True)
     if record is None:
         fail(f"no alert #{alert_id} (see `finsent alerts list --status all`)")
     if as_json:
@@ -212,7 +223,7 @@ ByOption = Annotated[str | None, typer.Option("--by", help="Who (default: your l
 
 @alerts_app.command("ack")
 def acknowledge(
-    alert_id: Annotated[int, typer.Argument(metavar="ID", help="Alert id")],
+    alert_id: AlertIdArgument,
     by: ByOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
@@ -242,7 +253,7 @@ def acknowledge(
 
 @alerts_app.command("resolve")
 def resolve(
-    alert_id: Annotated[int, typer.Argument(metavar="ID", help="Alert id")],
+    alert_id: AlertIdArgument,
     by: ByOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:

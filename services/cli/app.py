@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,15 +40,23 @@ from services.cli import (
     worker,
 )
 from services.cli.common import quiet_alembic
-from services.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, fail, settings_error_line, usage_error_line
+from services.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    fail,
+    settings_error_line,
+    usage_error_line,
+)
 from services.logging_setup import configure_logging
 from services.settings import get_settings
 
 app = typer.Typer(
     help="finsent: real-time financial news topic + sentiment monitor.\n\n"
     "Exit codes: 0 success; 1 the command ran and found a problem (a failed delivery, a rejected "
-    "import, a doctor check); 2 bad input (argument, option, FINSENT_* setting, unreachable or "
-    "unsupported service); 130 interrupted. `finsent doctor` checks an installation; `finsent "
+    "import, a doctor check) or hit a bug (its traceback goes to FINSENT_HOME/logs/crash-*.txt); 2 bad "
+    "input (argument, option, FINSENT_* setting, unreachable or unsupported service); 130 "
+    "interrupted. `finsent doctor` checks an installation; `finsent "
     "config` shows the effective settings.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -135,11 +146,68 @@ def main() -> None:
         typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
         sys.exit(EXIT_USAGE)
     except ClickException as exc:
-        fail(usage_error_line(exc), code=exc.exit_code)
+        fail(usage_error_line(exc, command_path=command_path(sys.argv[1:])), code=exc.exit_code)
     except typer.Abort:
         fail("aborted", code=EXIT_INTERRUPTED)
     except BertCoreError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=EXIT_INTERRUPTED)
+    except Exception as exc:  # the last resort: a bug, said in one line; its traceback kept in a file
+        if debugging():
+            raise
+        kept = keep_traceback()
+        where = f"its traceback is in {kept}" if kept is not None else f"{DEBUG_SWITCH} shows the traceback"
+        fail(
+            f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())} (this is a bug: please report "
+            f"it; {where})",
+            code=EXIT_PROBLEM,
+        )
     sys.exit(result if isinstance(result, int) else 0)
+
+
+# What shows the traceback of an unexpected error instead of its one line: the log level
+# that shows everything else too.
+DEBUG_SWITCH = "FINSENT_LOG_LEVEL=DEBUG"
+
+
+def debugging() -> bool:
+    """Whether FINSENT_LOG_LEVEL is DEBUG (from the environment or .env; the environment
+    alone when the settings are invalid, as `doctor` runs with them)."""
+    try:
+        return get_settings().runtime.log_level == "DEBUG"
+    except Exception:  # invalid settings: fall back to the variable itself
+        return os.environ.get("FINSENT_LOG_LEVEL", "").strip().upper() == "DEBUG"
+
+
+def keep_traceback() -> Path | None:
+    """Write the exception being handled to FINSENT_HOME/logs/crash-<time>-<pid>.txt, so a
+    service that died of a bug leaves its traceback for the report while its log and the
+    terminal get one line; None where that directory cannot be written."""
+    try:
+        logs = get_settings().logs_dir
+    except Exception:  # invalid settings: nowhere agreed to write
+        return None
+    path = logs / f"crash-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}.txt"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+    except OSError:
+        return None
+    return path
+
+
+def command_path(args: list[str]) -> str:
+    """The command the arguments name, for a usage error click raised without its context:
+    `finsent db current` for ["db", "current", "--database-url"]."""
+    import typer.main
+
+    command = typer.main.get_command(app)
+    path = ["finsent"]
+    for arg in args:
+        commands = getattr(command, "commands", None)
+        if not commands or arg not in commands:
+            break
+        command = commands[arg]
+        path.append(arg)
+    return " ".join(path)

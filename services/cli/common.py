@@ -19,7 +19,7 @@ import typer
 from services.broker.errors import BrokerError
 from services.cli.choices import TrainMethod
 from services.cli.errors import fail, shown_value
-from services.settings import get_settings
+from services.settings import database_url_problem, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -236,12 +236,18 @@ def guarded_database(
     pauses as `database_wait_policy` says) until that long has passed. Returns the URL with its
     password hidden, and the action's result."""
     from alembic.util import CommandError
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     from services.retry import backoff_delays, retries_exhausted
     from services.storage import redact
 
     url = url if url is not None else get_settings().database.database_url
+    try:  # the settings check their URL; one given here could still be a port that is not a number
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        problem = database_url_problem(url) or " ".join(str(exc).split())
+        fail(f"invalid FINSENT_DATABASE_URL {shown_value('database_url', url)}: {problem}")
     shown = redact(url)
     policy = database_wait_policy(wait_seconds)
     delays = backoff_delays(policy, rng or random.Random())
@@ -273,13 +279,17 @@ def guarded_database(
             fail(f"database {shown}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
 
 
-def in_transaction(action: Callable[[Session], T]) -> T:
+def in_transaction(action: Callable[[Session], T], *, read_only: bool = False) -> T:
     """`action(session)` in one transaction on the configured database, migrated first;
-    database errors become `fail`. For the short commands (subscriptions, labels, models)."""
+    database errors become `fail`. For the short commands (subscriptions, labels, models).
+    `read_only` (list and show commands): a SQLite file that does not exist is an error, not
+    created, so a typo in FINSENT_DATABASE_URL is not answered with an empty list."""
     quiet_alembic()  # before services.storage imports alembic, whose plugins log as they load
-    from services.storage import make_engine, session_factory, upgrade_database
+    from services.storage import make_engine, require_database, session_factory, upgrade_database
 
     def run(url: str) -> T:
+        if read_only:
+            require_database(url)
         upgrade_database(url)
         engine = make_engine(url)
         try:
@@ -297,12 +307,14 @@ def chosen_encoder(choice: str | None, *, install_missing: bool = False) -> str:
     named encoder whose packages are installed but which is not yet in the model store is
     assembled first (once, with a progress bar); otherwise, or without its packages, one line
     says what to install."""
-    from bert_core.encoders import encoder_path, find_spec, install, installed_dir
+    from bert_core.encoders import encoder_path, find_spec, install, installed_dir, locate_parts
 
     settings = get_settings()
     name = choice if choice is not None else settings.training.base_model
     spec = find_spec(name) if name else None
-    if install_missing and spec is not None and installed_dir(spec, settings.encoders_dir) is None:
+    missing = install_missing and spec is not None and installed_dir(spec, settings.encoders_dir) is None
+    if missing and spec is not None and spec.assembled:  # (a packaged one: encoder_path says what to install)
+        locate_parts(spec)  # its packages first: without them, one error naming them, nothing said before
         typer.echo(f"assembling encoder {spec.name} into {settings.encoders_dir} (once)", err=True)
         install(spec, settings.encoders_dir)
     return encoder_path(name, settings.encoders_dir)

@@ -113,7 +113,10 @@ def dashboard(
     port = port if port is not None else settings.dashboard.dashboard_port
     problem = port_in_use(host, port)
     if problem is not None:
-        fail(f"cannot serve the dashboard on {host}:{port}: {problem} (see --port, FINSENT_DASHBOARD_PORT)")
+        fail(
+            f"cannot serve the dashboard on {host}:{port}: {problem}; set --port (FINSENT_DASHBOARD_PORT) "
+            "to a free port or --host (FINSENT_DASHBOARD_HOST) to an address of this machine"
+        )
     quiet_alembic()
     shown, _ = guarded_database(upgrade_database)
     typer.echo(f"dashboard  http://{host}:{port}  (database {shown})")
@@ -176,6 +179,11 @@ def users_add(
     if no_password and not email:
         # OIDC logins match an entry by its verified e-mail only, never by name.
         fail("--no-password needs --email: an OIDC login is matched by its verified e-mail address only")
+    from services.cli.common import stdin_is_interactive
+
+    if not no_password and not password_stdin and not stdin_is_interactive():
+        # Checked before anything is read: getpass would fall back to echoing on a pipe.
+        fail("no terminal to ask for a password; pipe it with --password-stdin")
     password_hash = None
     if not no_password:
         if password_stdin:
@@ -197,8 +205,10 @@ def users_list(as_json: JsonOption = False, database_url: DatabaseUrlOption = No
 
     --json: an array of {name, role, login ("password" or "oidc only"), email}.
     """
-    from services.storage import list_dashboard_users
+    from services.cli.common import guarded_database
+    from services.storage import list_dashboard_users, require_database
 
+    guarded_database(require_database)  # only reads: a missing SQLite file is not created
     users = in_transaction(list_dashboard_users)
     if as_json:
         echo_json(

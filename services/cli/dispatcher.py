@@ -40,7 +40,9 @@ def dispatcher(
     from services.delivery.dispatcher import Dispatcher
     from services.storage import make_engine, redact, session_factory, upgrade_database
 
-    shown, _revision = guarded_database(upgrade_database, wait_seconds=SERVICE_DATABASE_WAIT_SECONDS)
+    # The service waits for a database that is briefly away; one cycle (cron, a test) fails at once.
+    wait = 0.0 if once else SERVICE_DATABASE_WAIT_SECONDS
+    shown, _revision = guarded_database(upgrade_database, wait_seconds=wait)
     engine = make_engine(settings.database.database_url)
     worker = Dispatcher(session_factory(engine), settings)
     try:

@@ -6,7 +6,8 @@ click's usage errors (which draw a box around a multi-line message). Each become
 naming what the user typed, what is wrong and what is allowed.
 
 Exit codes of every command: 0 success; 1 the command ran and found a problem (a failed
-delivery, a rejected import, `doctor` finding a problem); 2 bad input (an argument, an
+delivery, a rejected import, `doctor` finding a problem) or an unexpected error (a bug: one
+line from `services.cli.app.main`); 2 bad input (an argument, an
 option, a setting, an unreachable or unsupported service); 130 interrupted.
 """
 
@@ -42,7 +43,8 @@ def require_files(paths: Iterable[str | Path | None], what: str = "file") -> Non
     files first, so a typo fails at once."""
     for path in paths:
         if path is not None and not Path(path).is_file():
-            fail(f"{path}: no such {what}")
+            problem = f"is a directory, not a {what}" if Path(path).is_dir() else f"no such {what}"
+            fail(f"{path}: {problem}")
 
 
 def require_dirs(paths: Iterable[str | Path], what: str) -> None:
@@ -176,15 +178,30 @@ def _quoted_field(text: str) -> str | None:
 
 
 def _json_example(field: str) -> str:
+    """An example of the JSON a complex setting takes, matching its type."""
+    import json
+    from typing import get_origin
+
+    from services.settings import FlatSettings
+
     if field == "gate_recall_floors":
         return '{"topic": {"IPO": 0.1}}'
-    return "a JSON object"
+    info = FlatSettings.model_fields.get(field)
+    default = info.get_default(call_default_factory=True) if info is not None else None
+    if default:  # the default, as JSON, is an example of the right shape
+        return json.dumps(default)
+    origin = get_origin(info.annotation) if info is not None else None
+    return "a JSON list" if origin in (list, tuple, set, frozenset) else "a JSON object"
 
 
-def usage_error_line(exc: ClickException) -> str:
-    """One line for a click usage error: the message and where to read the options."""
+def usage_error_line(exc: ClickException, *, command_path: str | None = None) -> str:
+    """One line for a click usage error: the message and where to read the options.
+
+    `command_path` ("finsent db current") stands in for the error's context when click
+    raised it without one (an option given no value)."""
     message = " ".join(exc.format_message().split()).replace("Value error, ", "")
     ctx = getattr(exc, "ctx", None)
-    if ctx is not None:
-        return f"{message} (see `{ctx.command_path} --help`)"
+    path = ctx.command_path if ctx is not None else command_path
+    if path:
+        return f"{message} (see `{path} --help`)"
     return message

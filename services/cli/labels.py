@@ -120,7 +120,7 @@ def _print_row_errors(errors: list[Any], limit: int) -> None:
 def list_labels_cmd(
     task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
     labeller: Annotated[str | None, typer.Option(help="Only this labeller's labels")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Newest N labels")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest N labels")] = 20,
     as_json: JsonOption = False,
     database_url: DatabaseUrlOption = None,
 ) -> None:
@@ -133,7 +133,9 @@ def list_labels_cmd(
     from services.learning.label_store import list_labels
 
     task_name = task.value if task is not None else None
-    rows = in_session(lambda session: list_labels(session, task=task_name, labeller=labeller, limit=limit))
+    rows = in_session(
+        lambda session: list_labels(session, task=task_name, labeller=labeller, limit=limit), read_only=True
+    )
     if as_json:
         keys = ("id", "task", "label", "labeller", "split", "source", "event_id", "text")
         echo_json(
@@ -166,7 +168,7 @@ def stats(
     from services.cli.subscriptions import format_table
     from services.learning.label_store import label_stats
 
-    result = in_session(label_stats)
+    result = in_session(label_stats, read_only=True)
     total = sum(result.by_task_split.values())
     if as_json:
         echo_json(
@@ -195,7 +197,7 @@ def stats(
 @labels_app.command("disagreements")
 def disagreements_cmd(
     task: Annotated[Task | None, typer.Option(help="Only this task's labels")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest N texts")] = 20,
     as_json: JsonOption = False,
     database_url: DatabaseUrlOption = None,
 ) -> None:
@@ -206,7 +208,7 @@ def disagreements_cmd(
     from services.learning.label_store import disagreements
 
     task_name = task.value if task is not None else None
-    found = in_session(lambda session: disagreements(session, task=task_name, limit=limit))
+    found = in_session(lambda session: disagreements(session, task=task_name, limit=limit), read_only=True)
     if as_json:
         echo_json(
             [

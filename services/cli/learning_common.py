@@ -24,14 +24,15 @@ def quiet_on_load() -> None:
     quiet_alembic()
 
 
-def in_session(action: Callable[[Session], T]) -> T:
-    """`action` in one transaction on the migrated database; known errors become `fail`."""
+def in_session(action: Callable[[Session], T], *, read_only: bool = False) -> T:
+    """`action` in one transaction on the migrated database; known errors become `fail`.
+    `read_only`: as `in_transaction`'s (a missing SQLite file is an error, not created)."""
     from services.cli.common import in_transaction
     from services.learning.holdout import HoldoutError
     from services.learning.registry import RegistryError
 
     try:
-        return in_transaction(action)
+        return in_transaction(action, read_only=read_only)
     except (RegistryError, HoldoutError) as exc:
         fail(str(exc))
 

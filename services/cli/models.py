@@ -1,9 +1,11 @@
 """`finsent models ...`: the model registry.
 
 Like the other database commands these migrate the database first, so they work on a fresh
-installation, and every error ends as one line. `models promote` / `rollback` ask before
-changing what the workers serve (unless `--yes`) and announce the change on `model.events`
-when a broker is configured; without one, workers find the new champion by polling the registry.
+installation, and every error ends as one line; `list` and `show` only read, and on a SQLite
+file that does not exist say so rather than create it. `models promote` / `rollback` ask
+before changing what the workers serve (`--yes` to skip; without a terminal to ask on they
+refuse unless given `--yes`) and announce the change on `model.events` when a broker is
+configured; without one, workers find the new champion by polling the registry.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from services.cli.choices import ModelStatus
-from services.cli.common import BootstrapServerOption, DatabaseUrlOption, JsonOption, confirm, echo_json
+from services.cli.common import (
+    BootstrapServerOption,
+    DatabaseUrlOption,
+    JsonOption,
+    YesOption,
+    confirm_destructive,
+    echo_json,
+)
 from services.cli.errors import fail
 from services.cli.learning_common import in_session, login_name, quiet_on_load, utc_now, when
 
@@ -43,7 +52,7 @@ def _dev_f1(row: ModelVersionRow, task: str) -> str:
 @models_app.command("list")
 def list_models(
     status: Annotated[ModelStatus | None, typer.Option(help="Only versions with this status")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest N versions")] = 50,
     as_json: JsonOption = False,
     database_url: DatabaseUrlOption = None,
 ) -> None:
@@ -57,6 +66,7 @@ def list_models(
     from services.learning.registry import list_versions
 
     status_name = status.value if status is not None else None
+    _require_database()
     rows = in_session(lambda session: list_versions(session, status=status_name, limit=limit))
     if as_json:
         echo_json([_describe(r) for r in rows])
@@ -78,6 +88,15 @@ def list_models(
         for r in rows
     ]
     typer.echo(format_table(header, table))
+
+
+def _require_database() -> None:
+    """For the commands that only read: a SQLite file that is not there is one line saying
+    so (a typo in the URL must not leave an empty database behind), not created."""
+    from services.cli.common import guarded_database
+    from services.storage import require_database
+
+    guarded_database(require_database)
 
 
 def _describe(row: ModelVersionRow) -> dict[str, Any]:
@@ -108,6 +127,7 @@ def show(
     """One version: lineage, hashes, path, dev metrics and its status history."""
     from services.learning.registry import get_version
 
+    _require_database()
     row = in_session(lambda session: get_version(session, version))
     if row is None:
         fail(f"no model version {version!r} (see `finsent models list`)")
@@ -161,7 +181,10 @@ def _announce(row: ModelVersionRow, kind: str) -> None:
 
 @models_app.command()
 def register(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory made by `finsent train` (or a retrain)")],
+    model_dir: Annotated[
+        Path,
+        typer.Argument(metavar="DIR", help="Model directory made by `finsent train` (or a retrain)"),
+    ],
     champion: Annotated[
         bool, typer.Option("--champion", help="Also make it the champion (adopt it as the model to serve)")
     ] = False,
@@ -197,7 +220,7 @@ def register(
 @models_app.command("promote")
 def promote_cmd(
     version: Annotated[str, typer.Argument(help="Version to serve")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    yes: YesOption = False,
     force: Annotated[
         bool, typer.Option(help="Promote even a version the gate (or a rollback) rejected")
     ] = False,
@@ -219,7 +242,7 @@ def promote_cmd(
         typer.echo(f"{version} is already the champion")
         _announce(current, "promoted")
         return
-    confirm(f"Serve {version} instead of {current.version if current else 'no model'}?", yes=yes)
+    confirm_destructive(f"Serve {version} instead of {current.version if current else 'no model'}?", yes=yes)
     row = in_session(
         lambda session: promote(
             session, version, by=by or login_name(), reason=reason, now=utc_now(), force=force
@@ -231,7 +254,7 @@ def promote_cmd(
 
 @models_app.command("rollback")
 def rollback_cmd(
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    yes: YesOption = False,
     reason: Annotated[str, typer.Option(help="Why (kept in the history)")] = "manual rollback",
     by: Annotated[str | None, typer.Option(help="Who rolls back (default: your login name)")] = None,
     bootstrap_server: BootstrapServerOption = None,
@@ -250,7 +273,7 @@ def rollback_cmd(
     current, previous = in_session(look)
     if previous is None:
         fail("no previous champion to roll back to (no version is retired)")
-    confirm(
+    confirm_destructive(
         f"Roll back from {current.version if current else 'no champion'} to {previous.version}"
         + (f" (and mark {current.version} rejected)" if current else "")
         + "?",

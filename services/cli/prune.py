@@ -20,6 +20,8 @@ from services.cli.errors import fail
 # A day at least: the alerter re-judges late stories from stored predictions for
 # FINSENT_ALERTER_CHECKPOINT_HOURS (6 h by default) of event time.
 MIN_DAYS = 1.0
+# A hundred years: enough for any retention, and far from the calendar's end (year 1).
+MAX_DAYS = 36_500.0
 
 
 def prune(
@@ -28,8 +30,9 @@ def prune(
         typer.Option(
             "--older-than",
             min=MIN_DAYS,
+            max=MAX_DAYS,
             metavar="DAYS",
-            help="Delete stories published more than DAYS days ago (at least 1)",
+            help="Delete stories published more than DAYS days ago (1 to 36500)",
         ),
     ],
     batch_size: Annotated[

@@ -225,6 +225,7 @@ def _probe_socket(settings: Settings) -> socket.socket:
         return bind_socket(host, port)
     except OSError as exc:
         fail(
-            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
-            "set FINSENT_SCHEDULER_METRICS_PORT to a free port (0 picks one)"
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; set "
+            "FINSENT_SCHEDULER_METRICS_PORT to a free port (0 picks one) or "
+            "FINSENT_SCHEDULER_METRICS_HOST to an address of this machine"
         )

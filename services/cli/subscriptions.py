@@ -31,10 +31,10 @@ subscriptions_app = typer.Typer(
 )
 
 
-def _in_session(action: Callable[[Session], T]) -> T:
+def _in_session(action: Callable[[Session], T], *, read_only: bool = False) -> T:
     from services.cli.common import in_transaction
 
-    return in_transaction(action)
+    return in_transaction(action, read_only=read_only)
 
 
 @subscriptions_app.command()
@@ -123,7 +123,7 @@ def list_(
     from services.delivery.repository import list_subscriptions
     from services.delivery.subscriptions import display_target
 
-    subs = _in_session(list_subscriptions)
+    subs = _in_session(list_subscriptions, read_only=True)
     if as_json:
         echo_json(
             [

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli.common import confirm
+from services.cli.common import YesOption, confirm_destructive
 from services.cli.errors import fail
 from services.settings import get_settings
 
@@ -108,31 +108,36 @@ def tokens_list(
 @tokens_app.command("revoke")
 def tokens_revoke(
     name: Annotated[str, typer.Argument(help="Name of the token to revoke")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    yes: YesOption = False,
 ) -> None:
-    """Revoke a token: a running serve-http refuses it within a second; cannot be undone."""
+    """Revoke a token: a running serve-http refuses it within a second; cannot be undone.
+
+    Exit codes: 0 revoked (or revoked already); 1 not confirmed; 2 no such token, or no
+    terminal to ask on and no --yes.
+    """
     from services.ingest.token_file import load_tokens, revoke_token
     from services.ingest.tokens import TokenConfigError, parse_hash_list
 
     settings = get_settings()
     path = settings.ingest.ingest_tokens_file
     try:
-        if any(r.name == name for r in parse_hash_list(settings.ingest.ingest_token_hashes)) and not any(
-            r.name == name for r in load_tokens(path)
-        ):
-            fail(
-                f"{name!r} comes from FINSENT_INGEST_TOKEN_HASHES: remove its entry there and restart "
-                "serve-http"
-            )
-        confirm(f"revoke token {name!r}? Clients using it get 401", yes=yes)
-        before = {r.name: r.revoked for r in load_tokens(path)}
+        in_file = {r.name: r for r in load_tokens(path)}
+        if name not in in_file:
+            if any(r.name == name for r in parse_hash_list(settings.ingest.ingest_token_hashes)):
+                fail(
+                    f"{name!r} comes from FINSENT_INGEST_TOKEN_HASHES: remove its entry there and restart "
+                    "serve-http"
+                )
+            fail(f"no token named {name!r} in {path} (tokens: {', '.join(in_file) or 'none'})")
+        revoked = in_file[name].revoked
+        if revoked is not None:
+            typer.echo(f"{name!r} was revoked already, at {revoked.isoformat()}")
+            return
+        confirm_destructive(f"Revoke token {name!r} (clients using it get 401)?", yes=yes)
         record = revoke_token(path, name)
     except TokenConfigError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc}")
     assert record.revoked is not None
-    if before.get(name) is not None:
-        typer.echo(f"{name!r} was revoked already, at {record.revoked.isoformat()}")
-    else:
-        typer.echo(f"revoked {name!r}; a running serve-http refuses it within a second")
+    typer.echo(f"revoked {name!r}; a running serve-http refuses it within a second")

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ from bert_core import (
 )
 from services.cli.choices import ClassWeighting, EvalSplit, Pooling, Precision, TrainPrecision
 from services.settings import get_settings
+
+if TYPE_CHECKING:
+    from bert_core import VerifiedModelDir
 
 PathOpt = Annotated[Path | None, typer.Option(dir_okay=False)]
 
@@ -64,7 +67,8 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (env FINSENT_SEED)")] = None,
     dev_fraction: Annotated[
-        float | None, typer.Option(help="Share held out for dev (env FINSENT_DEV_FRACTION)")
+        float | None,
+        typer.Option(min=0.01, max=0.99, help="Share held out for dev (env FINSENT_DEV_FRACTION)"),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory")] = False,
     batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TUNING)] = TrainConfig.batch_size,
@@ -243,6 +247,7 @@ def train(
     require_files([sentiment_data, topic_data, *(mlm_text or [])])
     require_files([soft_targets], "soft-targets file")
     require_dirs([*(teacher or []), *([init_from] if init_from else [])], "model directory")
+    require_new_dir(out, overwrite=overwrite)
     if shipped_soft_targets is None:
         shipped_soft_targets = settings.training.shipped_soft_targets
     targets_file, targets_optional = soft_targets_choice(
@@ -353,6 +358,7 @@ def evaluate(
     require_files([sentiment_data, topic_data])
     if len({str(m) for m in model}) < len(model):
         fail("a model directory is given twice")
+    verified = [_verified_model(m) for m in model]
     from bert_core import (  # torch and transformers: after the checks
         Predictor,
         combined_hash,
@@ -367,7 +373,7 @@ def evaluate(
 
     split_name: str = split.value
     _set_threads(get_settings().inference.torch_threads)
-    predictors = [Predictor.load(m, precision=precision.value, compiled=compiled) for m in model]  # type: ignore[arg-type]
+    predictors = [Predictor.load(m, precision=precision.value, compiled=compiled) for m in verified]  # type: ignore[arg-type]
     cfg = predictors[0].loaded.config
     paths: dict[str, Any] = {"sentiment": sentiment_data, "topic": topic_data}
     if sentiment_data is None and topic_data is None:
@@ -468,6 +474,7 @@ def predict(
     if model is None:
         fail("give --model DIR (or set FINSENT_MODEL)")
     require_dirs([model], "model directory")
+    verified = _verified_model(model)
     chosen = precision.value if precision is not None else settings.inference.precision
     records: list[dict[str, Any]] = []
     if texts:
@@ -481,7 +488,7 @@ def predict(
     from bert_core import Predictor  # torch and transformers: after the checks
 
     predictor = Predictor.load(
-        model,
+        verified,
         precision=chosen,  # type: ignore[arg-type]
         threads=settings.inference.torch_threads,
         parallel_passes=settings.inference.parallel_passes,
@@ -531,6 +538,7 @@ def pretrain_mlm(
     from services.cli.errors import require_files
 
     require_files(text_data)
+    require_new_dir(out, overwrite=None)
     encoder = chosen_encoder(base_model)
     from bert_core import pretrain_mlm as run_mlm  # torch and transformers: after the checks
     from bert_core import read_texts
@@ -553,6 +561,42 @@ def pretrain_mlm(
         ),
     )
     typer.echo(json.dumps(summary, indent=2))
+
+
+def require_new_dir(out: Path, *, overwrite: bool | None) -> None:
+    """`--out` names a directory to create: it may not exist yet (or be empty), and must not
+    be a file or lie under one. Checked before torch loads, so a run that could not save
+    fails at once instead of after the whole training. An existing, non-empty directory is
+    refused unless `overwrite` (which replaces it when the new one is saved); None: the
+    command has no --overwrite."""
+    from services.cli.errors import fail
+
+    if out.exists():
+        if not out.is_dir():
+            fail(f"--out {out} is a file; give a directory to create")
+        if not overwrite and any(out.iterdir()):
+            fail(
+                f"--out {out} exists and is not empty; choose a new directory"
+                + ("" if overwrite is None else " or pass --overwrite to replace it")
+            )
+        return
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                fail(f"--out {out}: {parent} is a file, not a directory")
+            return
+
+
+def _verified_model(path: Path) -> VerifiedModelDir:
+    """A model directory checked against its manifest (torch-free: a missing or damaged
+    model fails at once, not after loading torch); the loader does not hash it again."""
+    from bert_core import ModelIntegrityError, check_model_dir
+    from services.cli.errors import fail
+
+    try:
+        return check_model_dir(path)
+    except ModelIntegrityError as exc:
+        fail(str(exc))
 
 
 def _set_threads(threads: int) -> None:

@@ -255,7 +255,10 @@ def _check_target(channel: ChannelName, target: str, secret_ref: str | None, pol
 def _check_url(url: str, policy: OutboundPolicy) -> str:
     if not url:
         raise SubscriptionError("--target is required: the URL to POST to")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL": a '[' without its ']'
+        raise SubscriptionError(f"--target {redact_url(url)!r}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
         raise SubscriptionError(f"--target {redact_url(url)!r}: not an http(s) URL")
     try:
@@ -271,7 +274,13 @@ def _check_url(url: str, policy: OutboundPolicy) -> str:
 
 def redact_url(url: str) -> str:
     """A URL for tables and messages: no credentials, no query (tokens live there)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not even a URL: what precedes its query, without a user part
+        head = url.partition("?")[0].partition("#")[0]
+        scheme, sep, rest = head.rpartition("://")
+        head = f"{scheme}{sep}{rest.rpartition('@')[2]}"
+        return head if len(head) <= 40 else head[:40] + "…"
     if not parts.hostname:
         return url if len(url) <= 40 else url[:40] + "…"
     host = parts.hostname + (f":{parts.port}" if _port(parts) else "")

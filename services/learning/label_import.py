@@ -85,15 +85,17 @@ def parse_label_file(content: bytes, *, name: str) -> LabelFile:
     parsed = (
         _read_json(text, name) if suffix in (".jsonl", ".ndjson", ".json") else _read_csv(text, suffix, name)
     )
-    if not parsed.rows and not parsed.errors:
-        raise LabelFileError(f"{name}: no rows")
     columns = set(parsed.columns)
     missing = [c for c in ("task", "label") if c not in columns]
     if "text" not in columns and "event_id" not in columns:
         missing.insert(0, "text or event_id")
-    if missing and parsed.rows:
+    # Checked before "no rows": a header of the wrong columns is the thing to fix first. (Rows
+    # that are all unreadable are reported one by one instead.)
+    if missing and (parsed.rows or (parsed.columns and not parsed.errors)):
         found = ", ".join(parsed.columns) or "none"
         raise LabelFileError(f"{name}: missing column(s) {', '.join(missing)} (found: {found})")
+    if not parsed.rows and not parsed.errors:
+        raise LabelFileError(f"{name}: no rows")
     return parsed
 
 

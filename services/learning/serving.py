@@ -152,7 +152,13 @@ def load_initial(
 
 def check_pinned(pinned: Path | None) -> None:
     """A directory given to `finsent run` (--model or FINSENT_MODEL) must hold a saved model."""
-    if pinned is not None and not is_model_dir(pinned):
+    if pinned is None:
+        return
+    if not pinned.exists():
+        raise ServingError(f"{pinned}: no such directory")
+    if not pinned.is_dir():
+        raise ServingError(f"{pinned}: not a directory (give a finsent model directory)")
+    if not is_model_dir(pinned):
         raise ServingError(f"{pinned} is not a finsent model directory (no manifest.json)")
 
 

@@ -14,7 +14,14 @@ from services.storage.dashboard_users import (
     upsert_dashboard_user,
 )
 from services.storage.delivery_models import DeliveryAttemptRow, DeliveryRow, SubscriptionRow
-from services.storage.engine import make_engine, normalise_url, redact, session_factory
+from services.storage.engine import (
+    NoDatabaseError,
+    make_engine,
+    normalise_url,
+    redact,
+    require_database,
+    session_factory,
+)
 from services.storage.leadership import LeaderLock, lock_key
 from services.storage.learning_models import (
     GateDecisionRow,
@@ -53,6 +60,7 @@ __all__ = [
     "GateDecisionRow",
     "LeaderLock",
     "LabelRow",
+    "NoDatabaseError",
     "ModelArtifactChunkRow",
     "ModelVersionRow",
     "RetrainRunRow",
@@ -80,6 +88,7 @@ __all__ = [
     "prune_older",
     "redact",
     "remove_dashboard_user",
+    "require_database",
     "retention_cutoff",
     "session_factory",
     "upgrade_database",

@@ -9,10 +9,15 @@ libpq connection parameters of every engine made here (psycopg passes them to li
 certificate paths need not be spelled into the URL. The same parameters in the URL's query
 (`?sslmode=verify-full&sslrootcert=...`) work too; giving one in both places is refused
 rather than silently picking one.
+
+A SQLite file is created (with its directory) by the engines of the commands that write:
+`finsent db upgrade` and the services. A reader passes `create=False`, so that a typo in
+FINSENT_DATABASE_URL is an error naming the path (`NoDatabaseError`), not a new empty database.
 """
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,12 +74,62 @@ def merge_tls_parameters(url: URL, connect_args: dict[str, Any], tls: dict[str, 
     connect_args.update(tls)
 
 
-def make_engine(url: str | URL, *, tls: dict[str, str] | None = None, **kwargs: Any) -> Engine:
-    """An engine for `url`; for a SQLite file, its directory is created first. `tls`: libpq TLS
-    parameters for PostgreSQL; None = the settings' (`postgres_tls_parameters`)."""
+class NoDatabaseError(OSError):
+    """A reader was pointed at a database that is not there (a SQLite file that does not
+    exist, or an in-memory one); nothing was created. An `OSError` (ENOENT) whose `strerror`
+    is the whole message, so the CLI's database guard prints it as it prints a missing path."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOENT, message)
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite URL; None when `url` is not SQLite, is in memory, or is a
+    `file:` URI (whose options decide where it lives)."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "sqlite" or is_in_memory(parsed):
+        return None
+    database = parsed.database or ""
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def is_in_memory(url: str | URL) -> bool:
+    """Whether `url` is a SQLite database in memory (`sqlite://`, `sqlite:///:memory:`), which
+    holds nothing between connections of different engines."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    return (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or (database.startswith("file:") and parsed.query.get("mode") == "memory")
+    )
+
+
+def require_database(url: str | URL) -> None:
+    """`NoDatabaseError` when `url` names a SQLite file that does not exist; creates nothing.
+    (A server database is not contacted: connecting says whether it is there.)"""
+    file = sqlite_file(url)
+    if file is not None and not file.exists():
+        raise NoDatabaseError(f"no database at {file.absolute()} (run `finsent db upgrade` to create it)")
+
+
+def make_engine(
+    url: str | URL, *, tls: dict[str, str] | None = None, create: bool = True, **kwargs: Any
+) -> Engine:
+    """An engine for `url`. For a SQLite file, its directory is created first (connecting
+    then creates the file); with `create=False` (readers: `db current`, list and show
+    commands) a missing file is `NoDatabaseError` instead, and nothing is created. `tls`:
+    libpq TLS parameters for PostgreSQL; None = the settings' (`postgres_tls_parameters`)."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
-        _ensure_sqlite_dir(parsed)
+        if create:
+            _ensure_sqlite_dir(parsed)
+        else:
+            require_database(parsed)
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -42,8 +42,10 @@ def read_users(url: str) -> dict[str, UserEntry]:
         engine.dispose()
 
 
-def test_users_add_list_remove(users_path: str, tmp_path: Path) -> None:
+def test_users_add_list_remove(users_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
+    # The password prompt needs a terminal (without one: --password-stdin, tests/unit/test_cli_dashboard.py).
+    monkeypatch.setattr("services.cli.common.stdin_is_interactive", lambda: True)
     result = runner.invoke(
         app, ["dashboard", "users", "add", "alice", "--role", "analyst"], input="pass-word-1\npass-word-1\n"
     )
@@ -92,6 +94,7 @@ def test_users_add_list_remove(users_path: str, tmp_path: Path) -> None:
     listed = json.loads(runner.invoke(app, ["dashboard", "users", "list", "--json"]).stdout)
     assert {"name": "olga", "role": "viewer", "login": "oidc only", "email": "olga@example.com"} in listed
     assert all("$2b$" not in json.dumps(entry) for entry in listed)
+    monkeypatch.setattr("services.cli.common.stdin_is_interactive", lambda: False)
     unconfirmed = runner.invoke(app, ["dashboard", "users", "remove", "olga"])  # no terminal, no --yes
     assert unconfirmed.exit_code == 2 and "pass --yes to confirm" in unconfirmed.output
     assert "olga" in read_users(users_path)

@@ -189,11 +189,19 @@ def test_alerter_needs_a_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     )
 
 
-def test_alerter_refuses_inconsistent_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    message = one_line_error(
-        tmp_path, monkeypatch, FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1", FINSENT_ALERT_P_HIGH="1e-3"
+def test_alerter_refuses_inconsistent_thresholds() -> None:
+    """Refused with the settings, before any command (so `finsent config` and `doctor` say it
+    too), in the variables' names rather than the detector's p_learn/p_warning."""
+    from pydantic import ValidationError
+
+    from services.cli.errors import settings_error_line
+
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, alert_p_high=1e-3)  # type: ignore[call-arg]
+    message = settings_error_line(caught.value)
+    assert message.startswith(
+        "need FINSENT_ALERT_P_WARNING >= FINSENT_ALERT_P_HIGH >= FINSENT_ALERT_P_CRITICAL"
     )
-    assert message.startswith("invalid alert settings: need 1 >= p_learn >= p_warning >= p_high"), message
 
 
 def test_alerter_metrics_port_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = ROOT / "services" / "broker" / "clients.py"
 CLIENT_CLASSES = {
@@ -97,3 +99,21 @@ def test_every_client_kind_is_built_through_the_module() -> None:
     tree = ast.parse(ALLOWED.read_text(encoding="utf-8"))
     called = {_name(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     assert {"KafkaProducer", "KafkaConsumer", "KafkaAdminClient", "app_class"} <= called
+
+
+@pytest.mark.parametrize("bootstrap", ["localhost:abc", ["127.0.0.1:9092", "host:1:extra"]])
+def test_bad_bootstrap_servers_are_a_broker_error_not_a_value_error(bootstrap: str | list[str]) -> None:
+    """FINSENT_KAFKA_BOOTSTRAP is checked with the settings; servers given any other way are
+    checked here, before kafka-python's int() of the port raises a bare ValueError."""
+    from services.broker import BrokerError
+    from services.broker.clients import kafka_admin, kafka_consumer, kafka_producer
+    from services.broker.security import KafkaSecurity
+
+    plain = KafkaSecurity()
+    for make in (
+        lambda: kafka_admin(bootstrap, security=plain),
+        lambda: kafka_producer(bootstrap, security=plain),
+        lambda: kafka_consumer(bootstrap=bootstrap, security=plain),
+    ):
+        with pytest.raises(BrokerError, match=r"is not a number from 1 to 65535|has more than one ':'"):
+            make()

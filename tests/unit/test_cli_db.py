@@ -39,8 +39,9 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_db_upgrade_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/data/finsent.db"
     result = invoke(["db", "current"], FINSENT_DATABASE_URL=url)
-    assert result.exit_code == 0, result.output
-    assert "has no schema yet" in result.stdout
+    assert result.exit_code == 2, result.output
+    assert "no database at" in result.output and "finsent db upgrade" in result.output
+    assert not (tmp_path / "data").exists()  # a read creates nothing
 
     result = invoke(["db", "upgrade"], FINSENT_DATABASE_URL=url)
     assert result.exit_code == 0, result.output
@@ -87,3 +88,71 @@ def test_unreachable_postgres_is_a_one_line_error(tmp_path: Path) -> None:
     )
     assert "s3cret" not in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("revision", "message"),
+    [
+        ("head+1", "no revision after the newest ({head}): 'head+1' goes 1 past it"),
+        ("+1", "no revision after the newest ({head}): '+1' goes 1 past it"),
+        ("0001+20", "no revision after the newest ({head}): '0001+20' goes"),
+        # Alembic would do nothing and exit 0: say that upgrade never downgrades.
+        (
+            "0001",
+            "target revision 0001 is older than the database's revision {head}: `finsent db upgrade` "
+            "never goes backwards (migrations are not undone)",
+        ),
+        ("head-1", "is older than the database's revision {head}: `finsent db upgrade` never goes backwards"),
+        ("base", "target revision base (the empty schema) is older than the database's revision {head}"),
+    ],
+)
+def test_an_upgrade_target_past_the_newest_or_behind_the_database_is_one_line(
+    tmp_path: Path, revision: str, message: str
+) -> None:
+    url = f"sqlite:///{tmp_path}/finsent.db"
+    assert invoke(["db", "upgrade"], FINSENT_DATABASE_URL=url).exit_code == 0
+    result = invoke(["db", "upgrade", "--", revision], FINSENT_DATABASE_URL=url)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("finsent: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message.format(head=head_revision()) in result.stderr
+    assert current_revision(url) == head_revision()
+
+
+def test_relative_upgrade_targets_still_work(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/finsent.db"
+    result = invoke(["db", "upgrade", "+1"], FINSENT_DATABASE_URL=url)
+    assert result.exit_code == 0, result.output
+    assert current_revision(url) == "0001"
+    result = invoke(["db", "upgrade", "0001+1"], FINSENT_DATABASE_URL=url)
+    assert result.exit_code == 0, result.output
+    assert "upgraded from revision 0001 to 0002" in result.stdout
+    result = invoke(["db", "upgrade", "0002"], FINSENT_DATABASE_URL=url)
+    assert result.exit_code == 0 and "is at revision 0002: nothing to do" in result.stdout
+    assert (
+        invoke(["db", "upgrade", "base"], FINSENT_DATABASE_URL=f"sqlite:///{tmp_path}/new.db").exit_code == 0
+    )
+
+
+def test_db_current_on_an_in_memory_database_says_there_is_nothing_to_check() -> None:
+    result = invoke(["db", "current"], FINSENT_DATABASE_URL="sqlite://")
+    assert result.exit_code == 2, result.output
+    assert "in-memory database has no schema to check" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["labels", "list"],
+        ["labels", "stats"],
+        ["labels", "disagreements"],
+        ["alerts", "list"],
+        ["alerts", "show", "1"],
+        ["subscriptions", "list"],
+    ],
+)
+def test_list_and_show_commands_create_no_database(tmp_path: Path, command: list[str]) -> None:
+    url = f"sqlite:///{tmp_path}/typo/finsent.db"
+    result = invoke(command, FINSENT_DATABASE_URL=url)
+    assert result.exit_code == 2, result.output
+    assert "no database at" in result.output
+    assert not (tmp_path / "typo").exists()

@@ -42,6 +42,7 @@ def as_json(db: Path, *args: str) -> Any:
 
 def test_empty_lists_are_json_arrays(tmp_path: Path) -> None:
     db = tmp_path / "finsent.db"
+    invoke(db, "db", "upgrade")  # `models list` only reads: it does not create the database
     assert as_json(db, "models", "list") == []
     assert as_json(db, "labels", "list") == []
     assert as_json(db, "subscriptions", "list") == []

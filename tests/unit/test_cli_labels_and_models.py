@@ -226,7 +226,7 @@ def test_labels_import_help_documents_the_exit_codes(db: Path) -> None:
     [
         (["labels", "import", "missing.csv"], "missing.csv: no such file"),
         (["labels", "import", "."], ".: is a directory, not a label file"),
-        (["models", "show", "nope"], "no model version 'nope'"),
+        (["models", "show", "nope"], "(run `finsent db upgrade` to create it)"),
         (["models", "promote", "nope", "--yes"], "no model version 'nope'"),
         (["models", "rollback", "--yes"], "no previous champion to roll back to"),
         (["models", "register", "nowhere"], "nowhere: no such model directory"),
@@ -237,10 +237,11 @@ def test_bad_arguments_are_one_line(db: Path, args: list[str], message: str) -> 
 
 
 def test_models_register_promote_rollback(
-    db: Path, model_variant: Callable[..., Path], tmp_path: Path
+    db: Path, model_variant: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = model_variant(seed=11), model_variant(seed=12)
     v1, v2 = read_manifest(first).version, read_manifest(second).version
+    assert invoke(db, "db", "upgrade").exit_code == 0
     result = invoke(db, "models", "list")
     assert result.exit_code == 0 and "no model versions" in result.stdout
 
@@ -259,6 +260,7 @@ def test_models_register_promote_rollback(
     table = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
     assert table == {v1: "champion", v2: "candidate"}
 
+    monkeypatch.setattr("services.cli.common.stdin_is_interactive", lambda: True)
     result = invoke(db, "models", "promote", v2, input="n\n")
     one_line_error(result, 1, "not confirmed; nothing changed")
     assert f"Serve {v2} instead of {v1}?" in result.stdout
@@ -310,7 +312,36 @@ def test_errors_are_one_line_from_the_real_entry_point(tmp_path: Path) -> None:
 def test_rollback_is_refused_when_the_champion_changed_after_the_question(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert invoke(db, "models", "list").exit_code == 0  # migrates the database
+    _registry_of_three(db)
+    monkeypatch.setattr(registry, "_verify", lambda *args, **kwargs: None)  # no model files here
+    now = datetime.now(UTC)
+
+    def promote_v3_then_confirm(question: str, default: bool = False) -> bool:
+        assert question == "Roll back from v2 to v1 (and mark v2 rejected)?"
+        engine = make_engine(f"sqlite:///{db}")
+        try:
+            with Session(engine) as session, session.begin():
+                registry.promote(session, "v3", by="retrainer", reason="gate passed", now=now)
+        finally:
+            engine.dispose()
+        return True
+
+    monkeypatch.setattr("services.cli.common.stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(typer, "confirm", promote_v3_then_confirm)
+    result = invoke(db, "models", "rollback")
+    one_line_error(result, 2, "the champion is now v3, not v2")
+    assert result.stderr.count("\n") == 1
+    assert {r.version: r.status for r in stored(db, ModelVersionRow)} == {
+        "v1": "retired",
+        "v2": "retired",
+        "v3": "champion",
+    }
+
+
+def _registry_of_three(db: Path) -> None:
+    """A migrated database whose registry holds v1 (retired), v2 (champion) and v3 (candidate),
+    with no model files (tests patch `registry._verify`)."""
+    assert invoke(db, "db", "upgrade").exit_code == 0
     now = datetime.now(UTC)
     engine = make_engine(f"sqlite:///{db}")
     try:
@@ -330,24 +361,63 @@ def test_rollback_is_refused_when_the_champion_changed_after_the_question(
                 )
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("args", [["models", "list"], ["models", "show", "v1"], ["models", "list", "--json"]])
+def test_reading_a_database_that_is_not_there_creates_nothing(db: Path, args: list[str]) -> None:
+    one_line_error(
+        invoke(db, *args),
+        2,
+        f"database sqlite:///{db}: no database at {db} (run `finsent db upgrade` to create it)",
+    )
+    assert not db.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "question"),
+    [
+        (["models", "promote", "v3"], "Serve v3 instead of v2: not confirmed"),
+        (["models", "rollback"], "Roll back from v2 to v1 (and mark v2 rejected): not confirmed"),
+    ],
+)
+def test_promote_and_rollback_without_a_terminal_need_yes(
+    db: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], question: str
+) -> None:
+    _registry_of_three(db)
     monkeypatch.setattr(registry, "_verify", lambda *args, **kwargs: None)  # no model files here
+    result = invoke(db, *args)  # CliRunner's stdin is no terminal
+    one_line_error(result, 2, f"{question} (no terminal to ask on); pass --yes to confirm")
+    assert "[y/N]" not in result.stdout  # refused without asking
+    statuses = {r.version: r.status for r in stored(db, ModelVersionRow)}
+    assert statuses == {"v1": "retired", "v2": "champion", "v3": "candidate"}
+    result = invoke(db, *args, "--yes")
+    assert result.exit_code == 0, result.output
+    assert {r.version: r.status for r in stored(db, ModelVersionRow)}["v2"] != "champion"
 
-    def promote_v3_then_confirm(question: str, default: bool = False) -> bool:
-        assert question == "Roll back from v2 to v1 (and mark v2 rejected)?"
-        engine = make_engine(f"sqlite:///{db}")
-        try:
-            with Session(engine) as session, session.begin():
-                registry.promote(session, "v3", by="retrainer", reason="gate passed", now=now)
-        finally:
-            engine.dispose()
-        return True
 
-    monkeypatch.setattr(typer, "confirm", promote_v3_then_confirm)
-    result = invoke(db, "models", "rollback")
-    one_line_error(result, 2, "the champion is now v3, not v2")
-    assert result.stderr.count("\n") == 1
-    assert {r.version: r.status for r in stored(db, ModelVersionRow)} == {
-        "v1": "retired",
-        "v2": "retired",
-        "v3": "champion",
-    }
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["models", "list", "--limit", "10001"],
+            "Invalid value for '--limit': Input should be less than or equal to 10000",
+        ),
+        (["models", "register"], "Missing argument 'DIR'."),
+    ],
+)
+def test_usage_errors_are_one_line_from_the_real_entry_point(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    env["FINSENT_DATABASE_URL"] = f"sqlite:///{tmp_path}/data/finsent.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "services", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"finsent: error: {message}") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "data").exists()

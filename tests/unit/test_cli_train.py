@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bert_core import DEFAULT_LABELS, ModelIntegrityError, Predictor, read_labelled, verify_model_dir
+from bert_core import DEFAULT_LABELS, Predictor, read_labelled, verify_model_dir
 from bert_core.errors import DataError
 from bert_core.labels import LabelSet
 from services.cli import app
@@ -152,9 +152,12 @@ def test_train_refuses_an_existing_out_dir(
             "1",
         ]
     )
-    assert result.exit_code != 0
-    assert isinstance(result.exception, ModelIntegrityError)
-    assert "not empty" in str(result.exception)
+    # refused before the training, not after it
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"finsent: error: --out {out} exists and is not empty; choose a new directory or pass "
+        "--overwrite to replace it\n"
+    )
     assert verify_model_dir(out).version == version
 
 
@@ -416,3 +419,74 @@ def test_own_task_weight_on_other_files_needs_the_shipped_targets_to_match(
     assert isinstance(result.exception, DataError)
     assert "the soft targets do not match this run's data" in str(result.exception)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a command gets as far as choosing an encoder or loading a model: its
+    argument checks must come first (no torch import, no training)."""
+    from bert_core.inference.predictor import Predictor as RealPredictor
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr("services.cli.common.chosen_encoder", refuse)
+    monkeypatch.setattr(RealPredictor, "load", refuse)
+
+
+@pytest.mark.parametrize("command", [["train"], ["pretrain-mlm"]])
+@pytest.mark.parametrize("case", ["not empty", "a file", "under a file"])
+def test_out_is_checked_before_any_model_loads(
+    tmp_path: Path, sentiment_csv: Path, no_model_loads: None, command: list[str], case: str
+) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("not a model")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    out, message = {
+        "not empty": (taken, f"--out {taken} exists and is not empty; choose a new directory"),
+        "a file": (a_file, f"--out {a_file} is a file; give a directory to create"),
+        "under a file": (a_file / "m", f"--out {a_file / 'm'}: {a_file} is a file, not a directory"),
+    }[case]
+    data = ["--sentiment-data"] if command == ["train"] else ["--text-data"]
+    result = invoke([*command, *data, str(sentiment_csv), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"finsent: error: {message}")
+    offers_overwrite = command == ["train"] and case == "not empty"  # pretrain-mlm has no --overwrite
+    assert line.endswith(" or pass --overwrite to replace it") == offers_overwrite
+    assert (taken / "keep.txt").read_text() == "not a model" and a_file.read_text() == "x"
+
+
+def test_train_dev_fraction_is_bounded_by_the_option(tmp_path: Path, no_model_loads: None) -> None:
+    for value in ("0", "1"):  # in process: the bound holds before any model loads
+        result = invoke(["train", "--out", str(tmp_path / "m"), "--dev-fraction", value])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--dev-fraction'" in result.stderr, result.stderr
+    proc = run_module(["train", "--out", str(tmp_path / "m"), "--dev-fraction", "5"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(
+        "finsent: error: Invalid value for '--dev-fraction': Input should be less than or equal to 0.99"
+    )
+    assert proc.stderr.count("\n") == 1
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("command", [["predict", "some text"], ["evaluate"]])
+def test_a_folder_without_a_model_fails_before_torch_loads(
+    tmp_path: Path, no_model_loads: None, command: list[str]
+) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    result = invoke([*command, "--model", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"finsent: error: {folder}: not a finsent model directory (no manifest.json)\n"
+
+    (folder / "manifest.json").write_text('{"version": "v1"}')
+    result = invoke([*command, "--model", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"finsent: error: {folder / 'manifest.json'}: not a finsent manifest "
+        "(missing keys: created, data_hash, parent, files)\n"
+    )

@@ -7,6 +7,7 @@ turns a bad FINSENT_* value or a click usage error into one line on stderr.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -67,6 +68,59 @@ def test_version_works_even_with_a_bad_setting(tmp_path: Path) -> None:
         ("FINSENT_SCORER_MAX_BATCH", "many", "(use a whole number)"),
         ("FINSENT_LOG_LEVEL", "LOUD", "FINSENT_LOG_LEVEL='LOUD': input should be 'DEBUG', 'INFO',"),
         ("FINSENT_GATE_RECALL_FLOORS", "{bad", "FINSENT_GATE_RECALL_FLOORS is not valid JSON"),
+        (
+            "FINSENT_GATE_RECALL_FLOORS",
+            '{"mood": {"IPO": 0.1}}',
+            "FINSENT_GATE_RECALL_FLOORS=\"{'mood': {'IPO': 0.1}}\": unknown task 'mood': use 'topic' or "
+            "'sentiment'",
+        ),
+        (
+            "FINSENT_GATE_RECALL_FLOORS",
+            '{"topic": {"ipo": 0.1}}',
+            "topic has no class 'ipo': did you mean 'IPO'?",
+        ),
+        (
+            "FINSENT_GATE_RECALL_FLOORS",
+            '{"sentiment": {"bearish": 2}}',
+            "the floor of sentiment 'bearish' is 2: a recall floor is 0 to 1",
+        ),
+        # The setting is a list: the example is one (not "a JSON object").
+        (
+            "FINSENT_RETRAIN_LORA_TARGETS",
+            "notjson",
+            'FINSENT_RETRAIN_LORA_TARGETS is not valid JSON (e.g. ["query", "key", "value",',
+        ),
+        (
+            "FINSENT_DATABASE_URL",
+            "postgresql://bob:hunter2@db:notaport/finsent",
+            "FINSENT_DATABASE_URL='postgresql://bob:****@db:notaport/finsent': port 'notaport' is not a "
+            "number (expected e.g. postgresql+psycopg://user:password@host:5432/db)",
+        ),
+        (
+            "FINSENT_DATABASE_URL",
+            "garbage",
+            "FINSENT_DATABASE_URL='garbage': not a URL (expected e.g. postgresql+psycopg://user@host/db or "
+            "sqlite:///path",
+        ),
+        (
+            "FINSENT_KAFKA_BOOTSTRAP",
+            "localhost:abc",
+            "FINSENT_KAFKA_BOOTSTRAP='localhost:abc': port 'abc' is not a number from 1 to 65535; use "
+            "host[:port][,host[:port]] (IPv6 in brackets: [::1]:9092)",
+        ),
+        (
+            "FINSENT_ALERT_P_HIGH",
+            "0.5",
+            "need FINSENT_ALERT_P_WARNING >= FINSENT_ALERT_P_HIGH >= FINSENT_ALERT_P_CRITICAL (a smaller "
+            "p-value is the more severe), got FINSENT_ALERT_P_WARNING=1e-05, FINSENT_ALERT_P_HIGH=0.5, "
+            "FINSENT_ALERT_P_CRITICAL=1e-10",
+        ),
+        (
+            "FINSENT_RETRAIN_CRON",
+            "bad cron",
+            "FINSENT_RETRAIN_CRON='bad cron': not a crontab expression (minute hour day month weekday, "
+            "e.g. '0 2 * * *'): Wrong number of fields",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(
@@ -133,6 +187,45 @@ def test_an_unsupported_database_url_is_one_line_with_the_password_hidden(tmp_pa
             ["models", "list", "--status", "gold"],
             "is not one of 'candidate', 'champion', 'retired', 'rejected'",
         ),
+        (
+            ["db", "current", "--database-url", "postgresql://u@h:notaport/db"],
+            "Invalid value for '--database-url': port 'notaport' is not a number",
+        ),
+        (
+            ["init", "--bootstrap-server", "localhost:abc"],
+            "Invalid value for '--bootstrap-server': port 'abc' is not a number from 1 to 65535",
+        ),
+        (
+            ["init", "--bootstrap-server", "host:9092:extra"],
+            "Invalid value for '--bootstrap-server': 'host:9092:extra' has more than one ':'",
+        ),
+        (["topics", "list", "--bootstrap-server", "[::1:9092"], "'[::1:9092' has no closing ']'"),
+        (
+            ["prune", "--older-than", "1e9"],
+            "Invalid value for '--older-than': Input should be less than or equal to 36500",
+        ),
+        (["prune", "--older-than", "800000"], "Invalid value for '--older-than'"),
+        (["prune", "--older-than", "inf"], "Invalid value for '--older-than'"),
+        (
+            ["alerts", "list", "--since", "800000d"],
+            "Invalid value for '--since': '800000d' reaches back before the year 1: give a shorter duration",
+        ),
+        (
+            ["alerts", "show", "99999999999999999999"],
+            "Invalid value for 'ID': Input should be less than or equal to",
+        ),
+        (["alerts", "ack", "99999999999999999999"], "Invalid value for 'ID'"),
+        (["alerts", "resolve", "99999999999999999999"], "Invalid value for 'ID'"),
+        (["alerts", "show", "0"], "Invalid value for 'ID': Input should be greater than or equal to 1"),
+        (["labels", "list", "--limit", "99999999999999999999"], "Invalid value for '--limit'"),
+        (["labels", "disagreements", "--limit", "10001"], "Invalid value for '--limit'"),
+        (["ingest", "."], "finsent: error: .: is a directory, not a file"),
+        (["train", "--sentiment-data", ".", "--out", "m"], "finsent: error: .: is a directory, not a file"),
+        # click raises "requires an argument" without its context: the hint is found from argv.
+        (
+            ["db", "current", "--database-url"],
+            "Option '--database-url' requires an argument. (see `finsent db current --help`)",
+        ),
     ],
 )
 def test_a_bad_argument_is_one_line_with_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -166,14 +259,49 @@ def test_help_lists_the_choices(tmp_path: Path) -> None:
     assert "webhook|slack|email|log" in result.stdout
 
 
-@pytest.mark.parametrize("url", ["postgresql+pg8000://u@h/db", "sqlite+aiosqlite:///x.db", "x.db"])
-def test_only_the_installed_drivers_are_accepted(url: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql+pg8000://u@h/db", "unsupported database 'postgresql+pg8000'"),
+        ("sqlite+aiosqlite:///x.db", "unsupported database 'sqlite+aiosqlite'"),
+        ("x.db", "not a URL (expected e.g. postgresql+psycopg://user@host/db or sqlite:///path"),
+        ("postgresql://u@h:notaport/db", "port 'notaport' is not a number"),
+        ("postgresql://u@h:/db", "no port after the ':'"),
+        ("postgresql://u@h:70000/db", "port 70000 is not from 1 to 65535"),
+        ("postgresql://u@[::1]:x/db", "port 'x' is not a number"),
+    ],
+)
+def test_only_the_installed_drivers_and_parsable_urls_are_accepted(url: str, message: str) -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="unsupported database"):
+    with pytest.raises(ValidationError, match=re.escape(message)):
         Settings(database_url=url)
-    for good in ("postgresql://u@h/db", "postgresql+psycopg://u@h/db", "sqlite:///x.db", "sqlite://"):
+    for good in (
+        "postgresql://u@h/db",
+        "postgresql+psycopg://u@h/db",
+        "postgresql://u:pass:word@h:5432/db",
+        "postgresql://u@[::1]:5432/db",
+        "postgresql://u@/db?host=/var/run/postgresql",
+        "sqlite:///x.db",
+        "sqlite:///C:/data/x.db",
+        "sqlite://",
+    ):
         assert Settings(database_url=good).database.database_url == good
+
+
+def test_doctor_reports_a_bad_bootstrap_server_among_its_checks(tmp_path: Path) -> None:
+    result = finsent(["doctor"], tmp_path, FINSENT_KAFKA_BOOTSTRAP="localhost:abc")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "FINSENT_KAFKA_BOOTSTRAP='localhost:abc': port 'abc' is not a number" in result.stdout
+
+
+def test_an_option_without_its_value_names_the_command_to_ask() -> None:
+    from services.cli.app import command_path
+
+    assert command_path(["db", "current", "--database-url"]) == "finsent db current"
+    assert command_path(["--database-url"]) == "finsent"
+    assert command_path(["labels", "nosuch", "list"]) == "finsent labels"
 
 
 def test_settings_error_line_for_several_fields() -> None:
@@ -216,6 +344,9 @@ def test_parse_since() -> None:
     assert parse_since("2026-03-01T09:00+01:00", now=now) == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
     with pytest.raises(ValueError, match="neither a duration"):
         parse_since("yesterday", now=now)
+    for too_far in ("800000d", "99999999999999999999w"):
+        with pytest.raises(ValueError, match="reaches back before the year 1"):
+            parse_since(too_far, now=now)
 
 
 def test_bad_since_is_one_line(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from services.delivery.subscriptions import (
     matches,
     parse_key,
     plan_fan_out,
+    redact_url,
 )
 
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
@@ -147,6 +148,7 @@ def test_build_subscription_normalises() -> None:
         ({"target": "ftp://example.com/x"}, "not an http(s) URL"),
         ({"target": "https://"}, "not an http(s) URL"),
         ({"target": "https://example.com:99999/x"}, "invalid port"),
+        ({"target": "https://[::1/x"}, "--target 'https://[::1/x': not a valid URL (Invalid IPv6 URL)"),
         ({"target": None}, "--target is required"),
         ({"channel": "email", "target": "not-an-address"}, "not an e-mail address"),
         ({"channel": "log", "target": "no spaces allowed"}, "a log channel's target is a logger name"),
@@ -173,6 +175,13 @@ def test_channel_targets() -> None:
     assert slack.target == "url in env:SLACK_URL"
     mail = build_subscription(name="m", channel="email", target="desk@example.com")
     assert mail.target == "desk@example.com" and mail.secret_ref is None
+
+
+def test_an_unparsable_url_is_shown_without_credentials_or_query() -> None:
+    assert redact_url("https://user:pw@[::1/in?token=abc") == "https://[::1/in"
+    with pytest.raises(SubscriptionError) as info:
+        build_subscription(**valid(target="https://user:pw@[::1/in?token=abc"))  # type: ignore[arg-type]
+    assert str(info.value) == "--target 'https://[::1/in': not a valid URL (Invalid IPv6 URL)"
 
 
 def test_display_target_hides_tokens() -> None:

@@ -144,7 +144,7 @@ def test_broken_file_at_start_is_an_error(tmp_path: Path) -> None:
         TokenWatcher(path)
 
 
-def test_cli_round_trip(tmp_path: Path) -> None:
+def test_cli_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     added = invoke(["tokens", "add", "wire-feed"], tmp_path)
     assert added.exit_code == 0, added.output
     token = added.stdout.splitlines()[0].removeprefix("token: ")
@@ -161,6 +161,8 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     for output in (listed.stdout, table.stdout):
         assert token not in output and hash_token(token) not in output
 
+    # Asking needs a terminal (without one: --yes, tests/unit/test_cli_tokens.py).
+    monkeypatch.setattr("services.cli.common.stdin_is_interactive", lambda: True)
     refused = invoke(["tokens", "revoke", "wire-feed"], tmp_path, input="n\n")
     assert refused.exit_code == 1 and "not confirmed" in refused.stderr
     assert load_tokens(stored)[0].active

@@ -197,6 +197,22 @@ def test_a_blank_line_before_the_header_is_skipped() -> None:
     assert parsed.columns == ["text", "task", "label"] and [n for n, _ in parsed.rows] == [3]
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # A header of other columns names them, even with no row under it.
+        (b"foo,bar\n", "labels.csv: missing column(s) text or event_id, task, label (found: foo, bar)"),
+        (b"text,label\n", "labels.csv: missing column(s) task (found: text, label)"),
+        (b"text,task,label\n", "labels.csv: no rows"),
+        (b"", "labels.csv: no rows"),
+    ],
+)
+def test_a_header_only_file_says_what_is_wrong_with_it(content: bytes, message: str) -> None:
+    with pytest.raises(LabelFileError) as caught:
+        parse_label_file(content, name="labels.csv")
+    assert str(caught.value) == message
+
+
 def test_an_unreadable_label_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(LabelFileError, match="is a directory"):
         read_label_file(tmp_path)

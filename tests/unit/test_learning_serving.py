@@ -92,3 +92,15 @@ def test_a_pinned_directory_must_exist_and_hold_a_model(tmp_path: Path) -> None:
         check_pinned(empty)
     check_pinned(None)
     check_pinned(_save_manifest(tmp_path / "saved"))
+
+
+def test_a_pinned_directory_that_is_not_there_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    with pytest.raises(ServingError) as caught:
+        check_pinned(missing)
+    assert str(caught.value) == f"{missing}: no such directory"
+    a_file = tmp_path / "model.safetensors"
+    a_file.write_bytes(b"")
+    with pytest.raises(ServingError) as caught:
+        check_pinned(a_file)
+    assert str(caught.value) == f"{a_file}: not a directory (give a finsent model directory)"

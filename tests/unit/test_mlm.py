@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import bert_core.mlm as mlm_module
-from bert_core import DataError, MlmConfig, load_encoder, mask_tokens, pretrain_mlm
+from bert_core import DataError, MlmConfig, ModelIntegrityError, load_encoder, mask_tokens, pretrain_mlm
 from bert_core.mlm import IGNORE_INDEX
 
 VOCAB_SIZE = 1000
@@ -169,3 +169,43 @@ def test_pretrained_encoder_loads_as_a_base_model(mlm_run: dict[str, Any], tiny_
 def test_pretrain_mlm_needs_two_texts(tiny_bert_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="at least two"):
         pretrain_mlm(["", "only one"], tmp_path / "x", MlmConfig(base_model=str(tiny_bert_dir)))
+
+
+@pytest.mark.parametrize("case", ["not empty", "a file", "under a file"])
+def test_pretrain_mlm_refuses_an_out_it_cannot_save_to_before_loading_anything(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("an earlier encoder")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    out, message = {
+        "not empty": (taken, f"{taken}: directory exists and is not empty; choose a new --out"),
+        "a file": (a_file, f"{a_file} is a file; MLM pre-training saves an encoder directory"),
+        "under a file": (a_file / "enc", f"{a_file / 'enc'}: {a_file} is a file, not a directory"),
+    }[case]
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the encoder was loaded before the output path was checked")
+
+    monkeypatch.setattr(mlm_module, "load_encoder", no_loading)
+    with pytest.raises(ModelIntegrityError) as caught:
+        pretrain_mlm(["one text", "another text"], out, MlmConfig(base_model=str(tiny_bert_dir)))
+    assert str(caught.value).startswith(message)
+    assert (taken / "keep.txt").read_text() == "an earlier encoder" and a_file.read_text() == "x"
+
+
+def test_pretrain_mlm_takes_an_empty_out_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    class Loaded(Exception):
+        pass
+
+    def loaded(*args: object, **kwargs: object) -> None:
+        raise Loaded
+
+    monkeypatch.setattr(mlm_module, "load_encoder", loaded)
+    with pytest.raises(Loaded):  # past the checks
+        pretrain_mlm(["one text", "another text"], empty, MlmConfig())

@@ -26,6 +26,7 @@ def test_environment_and_env_file_set_fields_inside_their_groups(
     env_file = tmp_path / ".env"
     env_file.write_text("FINSENT_ALERT_WINDOW_BUCKETS=7\nFINSENT_SMTP_PORT=2525\n")
     monkeypatch.setenv("FINSENT_ALERT_P_HIGH", "0.001")
+    monkeypatch.setenv("FINSENT_ALERT_P_WARNING", "0.01")  # at least p_high
     monkeypatch.setenv("FINSENT_SMTP_PORT", "465")  # the environment beats .env
     monkeypatch.setenv("FINSENT_GATE_RECALL_FLOORS", '{"topic": {"IPO": 0.1}}')
     settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
@@ -79,3 +80,164 @@ def test_an_invalid_home_is_the_only_error(tmp_path: Path) -> None:
         settings_error_line(caught.value)
         == f"FINSENT_HOME='{not_a_folder}': {not_a_folder} exists and is not a directory"
     )
+
+
+# --------------------------------------------------------------------------- empty = unset
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [
+        ("FINSENT_SCORER_WEB_PORT", "scorer_web_port"),
+        ("FINSENT_UPGRADE_MAX_MINUTES", "upgrade_max_minutes"),
+        ("FINSENT_ALERT_RENOTIFY_MINUTES", "alert_renotify_minutes"),
+        ("FINSENT_MODEL", "model"),  # was Path(""), the working directory
+        ("FINSENT_WATCHLIST", "watchlist"),
+        ("FINSENT_DATABASE_SSLMODE", "database_sslmode"),
+        ("FINSENT_RETRAIN_CRON", "retrain_cron"),
+        ("FINSENT_SMTP_HOST", "smtp_host"),
+    ],
+)
+def test_an_empty_optional_setting_is_unset(
+    monkeypatch: pytest.MonkeyPatch, variable: str, field: str
+) -> None:
+    """docs/settings.md says "empty = off/none/never" of these: FINSENT_X= must mean that."""
+    for value in ("", "  "):
+        monkeypatch.setenv(variable, value)
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        assert setting_value(settings, field) is None
+    assert Settings(_env_file=None, **{field: ""}).model_dump()[FIELD_GROUPS[field]][field] is None  # type: ignore[arg-type]
+
+
+def test_an_empty_required_setting_is_still_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINSENT_SCORER_MAX_BATCH", "")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings_error_line(caught.value).startswith("FINSENT_SCORER_MAX_BATCH='': input should be")
+    monkeypatch.delenv("FINSENT_SCORER_MAX_BATCH")
+    monkeypatch.setenv("FINSENT_OUTBOUND_ALLOW", "")  # a string whose default is "" stays ""
+    assert Settings(_env_file=None).runtime.outbound_allow == ""  # type: ignore[call-arg]
+
+
+# --------------------------------------------------------------------------- checks across fields
+
+
+def error_line(**overrides: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    return settings_error_line(caught.value)
+
+
+@pytest.mark.parametrize(
+    "bootstrap",
+    [
+        "localhost:9092",
+        "kafka-1.example.com:9093, kafka-2.example.com:9093",
+        "10.0.0.7:19092",
+        "[::1]:9092",
+        "localhost",  # the Kafka clients take 9092
+        "[::1]",
+        "[fe80::1%eth0]:9092",
+        "my_kafka:9092",
+    ],
+)
+def test_good_bootstrap_servers(bootstrap: str) -> None:
+    assert Settings(_env_file=None, kafka_bootstrap=bootstrap).kafka.kafka_bootstrap == bootstrap.strip()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "problem"),
+    [
+        ("localhost:abc", "port 'abc' is not a number from 1 to 65535"),
+        ("localhost:0", "port '0' is not a number from 1 to 65535"),
+        ("localhost:65536", "port '65536' is not a number from 1 to 65535"),
+        ("host:9092:extra", "'host:9092:extra' has more than one ':'"),
+        ("::1", "'::1' has more than one ':'"),
+        ("[::1:9092", "'[::1:9092' has no closing ']'"),
+        ("[nothex]:9092", "[nothex] is not an IPv6 address"),
+        ("kafka://h:9092", "'kafka://h:9092': give the server without a scheme"),
+        ("bad host:9092", "'bad host' is not a host name or address"),
+        ("a:1,,b:2", "an empty server between commas"),
+        ("a:1,b:x", "'b:x': port 'x' is not a number from 1 to 65535"),
+    ],
+)
+def test_bad_bootstrap_servers_are_one_line(bootstrap: str, problem: str) -> None:
+    line = error_line(kafka_bootstrap=bootstrap)
+    fix = "use host[:port][,host[:port]] (IPv6 in brackets: [::1]:9092)"
+    assert line == f"FINSENT_KAFKA_BOOTSTRAP={bootstrap!r}: {problem}; {fix}"
+
+
+def test_alert_thresholds_must_be_in_order() -> None:
+    line = error_line(alert_p_warning=1e-5, alert_p_high=1e-3)
+    assert line == (
+        "need FINSENT_ALERT_P_WARNING >= FINSENT_ALERT_P_HIGH >= FINSENT_ALERT_P_CRITICAL (a smaller p-value "
+        "is the more severe), got FINSENT_ALERT_P_WARNING=1e-05, FINSENT_ALERT_P_HIGH=0.001, "
+        "FINSENT_ALERT_P_CRITICAL=1e-10"
+    )
+    assert "p_learn" not in line
+    assert "FINSENT_ALERT_P_CRITICAL=1e-06" in error_line(alert_p_high=1e-7, alert_p_critical=1e-6)
+    # Equal thresholds are allowed (DetectorConfig's own rule), and a looser warning moves p_learn.
+    from services.alerting.config import alerter_config
+
+    ok = Settings(_env_file=None, alert_p_warning=0.01, alert_p_high=0.01, alert_p_critical=0.01)  # type: ignore[call-arg]
+    assert alerter_config(ok).detector.p_learn == 0.01
+
+
+def test_the_baseline_half_life_must_cover_a_bucket() -> None:
+    line = error_line(alert_bucket_seconds=86400, alert_baseline_half_life_hours=6)
+    assert line == (
+        "FINSENT_ALERT_BASELINE_HALF_LIFE_HOURS=6 is shorter than one bucket (FINSENT_ALERT_BUCKET_SECONDS="
+        "86400): make it at least 24"
+    )
+    from services.alerting.config import alerter_config
+
+    alerter_config(Settings(_env_file=None, alert_bucket_seconds=3600, alert_baseline_half_life_hours=1))  # type: ignore[call-arg]
+
+
+def test_the_retrain_cron_is_checked_with_the_settings() -> None:
+    assert Settings(_env_file=None, retrain_cron="0 2 * * mon-fri").learning.retrain_cron == "0 2 * * mon-fri"  # type: ignore[call-arg]
+    assert error_line(retrain_cron="61 * * * *").startswith(
+        "FINSENT_RETRAIN_CRON='61 * * * *': not a crontab expression (minute hour day month weekday, e.g. "
+        "'0 2 * * *'): "
+    )
+
+
+@pytest.mark.parametrize(
+    ("floors", "problem"),
+    [
+        ({"mood": {"IPO": 0.1}}, "unknown task 'mood': use 'topic' or 'sentiment'"),
+        ({"topic": {"ipo": 0.1}}, "topic has no class 'ipo': did you mean 'IPO'?"),
+        ({"topic": {"Energy/Oil": 0.1}}, "topic has no class 'Energy/Oil': did you mean 'Energy / Oil'?"),
+        (
+            {"sentiment": {"xyz": 0.1}},
+            "sentiment has no class 'xyz': use one of 'bearish', 'bullish', 'neutral'",
+        ),
+        (
+            {"sentiment": {"bearish": 1.5}},
+            "the floor of sentiment 'bearish' is 1.5: a recall floor is 0 to 1",
+        ),
+        ({"topic": {"IPO": -0.1}}, "the floor of topic 'IPO' is -0.1: a recall floor is 0 to 1"),
+    ],
+)
+def test_recall_floors_name_known_tasks_and_classes(
+    floors: dict[str, dict[str, float]], problem: str
+) -> None:
+    assert error_line(gate_recall_floors=floors) == f"FINSENT_GATE_RECALL_FLOORS={str(floors)!r}: {problem}"
+
+
+def test_good_recall_floors() -> None:
+    floors = {"topic": {"IPO": 0.0, "Energy / Oil": 1.0}, "sentiment": {"bearish": 0.3}}
+    assert Settings(_env_file=None, gate_recall_floors=floors).learning.gate_recall_floors == floors  # type: ignore[call-arg]
+
+
+def test_a_complex_setting_that_is_not_json_gets_an_example_of_its_own_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic_settings import SettingsError
+
+    monkeypatch.setenv("FINSENT_RETRAIN_LORA_TARGETS", "notjson")
+    with pytest.raises(SettingsError) as caught:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    line = settings_error_line(caught.value)
+    assert line.startswith('FINSENT_RETRAIN_LORA_TARGETS is not valid JSON (e.g. ["query", "key", "value"')
+    assert "JSON object" not in line

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bert_core import packaged_seed_data
+from services.cli.errors import settings_error_line
 from services.settings import Settings
 
 
@@ -104,8 +105,13 @@ def test_a_blank_finsent_home_means_the_default(user_home: Path, monkeypatch: py
 
 def test_a_home_that_cannot_be_expanded_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINSENT_HOME", "~no-such-user-finsent/state")
-    with pytest.raises(ValidationError, match="set FINSENT_HOME to an absolute path"):
+    with pytest.raises(ValidationError, match="set FINSENT_HOME to an absolute path") as caught:
         Settings()
+    line = settings_error_line(caught.value)
+    assert line == (
+        "FINSENT_HOME='~no-such-user-finsent/state': could not determine home directory; set FINSENT_HOME "
+        "to an absolute path"
+    )  # not "directory.; set"
 
 
 # --------------------------------------------------------------------------- seed data

@@ -1,0 +1,94 @@
+"""`services.cli.app.main`: the last resort for an error nothing else handles (a bug) is one
+line with exit code 1 and the traceback in a file, unless FINSENT_LOG_LEVEL=DEBUG asks for the
+traceback itself."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.settings import get_settings
+
+# The module, not the Typer object that `services.cli` exports under the same name.
+cli_app = importlib.import_module("services.cli.app")
+
+
+@pytest.fixture
+def run_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    monkeypatch.chdir(tmp_path)  # no .env of the caller
+    monkeypatch.setattr(cli_app, "configure_logging", lambda *args: None)  # leave pytest's logging alone
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+
+
+def main_with(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["finsent", *args])
+    get_settings.cache_clear()
+    with pytest.raises(SystemExit) as exited:
+        cli_app.main()
+    return int(exited.value.code or 0)
+
+
+def broken_config(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("something\n  went wrong")
+
+
+def test_an_unexpected_error_is_one_line_with_exit_1_and_its_traceback_kept(
+    run_main: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_main.setattr("services.cli.config.setting_sources", broken_config)
+    run_main.setenv("FINSENT_HOME", str(tmp_path / "home"))
+    assert main_with(run_main, "config") == 1
+    captured = capsys.readouterr()
+    (kept,) = (tmp_path / "home" / "logs").glob("crash-*.txt")
+    assert captured.err == (
+        "finsent: error: unexpected RuntimeError: something went wrong (this is a bug: please report it; "
+        f"its traceback is in {kept})\n"
+    )
+    assert "Traceback (most recent call last)" in kept.read_text()
+    assert "broken_config" in kept.read_text()
+
+
+def test_without_a_writable_home_the_line_says_how_to_see_the_traceback(
+    run_main: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_main.setattr("services.cli.config.setting_sources", broken_config)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "logs").write_text("")  # a file where the logs directory should be
+    run_main.setenv("FINSENT_HOME", str(home))
+    assert main_with(run_main, "config") == 1
+    assert capsys.readouterr().err == (
+        "finsent: error: unexpected RuntimeError: something went wrong (this is a bug: please report it; "
+        "FINSENT_LOG_LEVEL=DEBUG shows the traceback)\n"
+    )
+
+
+def test_with_debug_logging_the_error_is_raised(run_main: pytest.MonkeyPatch) -> None:
+    run_main.setattr("services.cli.config.setting_sources", broken_config)
+    run_main.setenv("FINSENT_LOG_LEVEL", "debug")
+    with pytest.raises(RuntimeError, match="went wrong"):
+        main_with(run_main, "config")
+
+
+def test_interrupts_and_exits_keep_their_codes(
+    run_main: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    run_main.setattr("services.cli.config.setting_sources", interrupted)
+    assert main_with(run_main, "config") == 130  # typer turns it into exit 130 itself
+    assert "unexpected" not in capsys.readouterr().err
+
+    def exits(*args: object, **kwargs: object) -> None:
+        sys.exit(3)
+
+    run_main.setattr("services.cli.config.setting_sources", exits)
+    assert main_with(run_main, "config") == 3
+    assert capsys.readouterr().err == ""

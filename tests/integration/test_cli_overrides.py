@@ -49,9 +49,7 @@ def test_database_url_option_wins_over_the_environment_and_is_restored(
     monkeypatch.setenv("FINSENT_DATABASE_URL", f"sqlite:///{from_env}")
     get_settings.cache_clear()
     env = {k: v for k, v in CLEAN_ENV.items() if k != "FINSENT_DATABASE_URL"}  # CliRunner leaves it alone
-    result = CliRunner().invoke(
-        app, ["labels", "stats", "--database-url", f"sqlite:///{from_option}"], env=env
-    )
+    result = CliRunner().invoke(app, ["db", "upgrade", "--database-url", f"sqlite:///{from_option}"], env=env)
     assert result.exit_code == 0, result.output
     assert from_option.exists() and not from_env.exists()
     # restored when the command ended

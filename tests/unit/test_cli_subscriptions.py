@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.settings import get_settings
+from services.storage import upgrade_database
 
 CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FINSENT_")}
 
@@ -74,6 +75,7 @@ def test_invalid_input_is_one_line_and_stores_nothing(db: Path, args: list[str],
 
 def test_add_list_test_remove(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HOOK_KEY", raising=False)
+    upgrade_database(f"sqlite:///{db}")  # as `finsent db upgrade`: a list creates no database
     result = invoke(db, "list")
     assert result.exit_code == 0 and "no subscriptions" in result.stdout
 

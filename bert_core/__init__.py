@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from bert_core.metrics import classification_report, expected_calibration_error, format_report
     from bert_core.mlm import mask_tokens, pretrain_mlm
     from bert_core.model import MultiTaskClassifier, pool_hidden
+    from bert_core.out_dir import new_dir_problem
     from bert_core.prediction import Prediction
     from bert_core.recipes import (
         SplitData,
@@ -180,6 +181,7 @@ _EXPORTS: dict[str, str] = {
     "pool_hidden": "bert_core.model",
     "predict_proba": "bert_core.inference.passes",
     "pretrain_mlm": "bert_core.mlm",
+    "new_dir_problem": "bert_core.out_dir",
     "read_labelled": "bert_core.data",
     "read_table": "bert_core.data",
     "read_texts": "bert_core.data",
@@ -285,6 +287,7 @@ __all__ = [
     "pool_hidden",
     "predict_proba",
     "pretrain_mlm",
+    "new_dir_problem",
     "read_labelled",
     "read_table",
     "read_texts",

@@ -31,6 +31,7 @@ from bert_core.manifest import (
     verify_model_dir,
 )
 from bert_core.model import MultiTaskClassifier, Pooling
+from bert_core.out_dir import new_dir_problem
 
 FORMAT_VERSION = 1
 CARD_FILE = "README.md"
@@ -113,8 +114,9 @@ def save_model_dir(
 ) -> Manifest:
     """Write a complete model directory atomically (temp dir, then rename)."""
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ModelIntegrityError(f"{out}: directory exists and is not empty; choose a new --out")
+    problem = new_dir_problem(out, overwrite=overwrite)
+    if problem is not None:
+        raise ModelIntegrityError(problem)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -23,6 +23,7 @@ from bert_core.batching import bucketed_batches, collate, tokenize
 from bert_core.config import MlmConfig
 from bert_core.encoder import load_encoder
 from bert_core.errors import DataError, ModelIntegrityError
+from bert_core.out_dir import new_dir_problem
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,9 @@ def pretrain_mlm(texts: Sequence[str], out_dir: str | Path, config: MlmConfig) -
     it starts, and an existing encoder is never written over).
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ModelIntegrityError(
-            f"{out} is a file; MLM pre-training saves an encoder directory (choose a new --out)"
-        )
-    if out.is_dir() and any(out.iterdir()):
-        raise ModelIntegrityError(f"{out}: directory exists and is not empty; choose a new --out")
-    blocking = next((p for p in out.absolute().parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise ModelIntegrityError(f"{out}: {blocking} is a file, not a directory")
+    problem = new_dir_problem(out)
+    if problem is not None:
+        raise ModelIntegrityError(problem)
     texts = [t for t in texts if t]
     if len(texts) < 2:
         raise DataError("MLM pre-training needs at least two non-empty texts")

@@ -24,7 +24,9 @@ def resolve_target(revision: str, current: str | None) -> str | None:
     """The revision `db upgrade REVISION` goes to from `current`, as an id (None: base, the
     empty schema), or a one-line failure: past the newest migration, or older than the
     database (`db upgrade` never goes backwards). An unknown name is left to Alembic, whose
-    error names it; so is a history that is not one line of migrations."""
+    error names it; so is a history that is not one line of migrations. Relative targets
+    (`head-1`, `0003+2`, `+1`) are counted here because Alembic resolves them only inside its
+    private upgrade planning (`ScriptDirectory.get_revisions` refuses them)."""
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 

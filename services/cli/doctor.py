@@ -26,8 +26,10 @@ def doctor(
     """Check this installation: each part OK, or PROBLEM with a one-line fix.
 
     Checks the settings, the broker (3 s timeout) and its topics, the database and its
-    migrations, the model directory and its hashes, the seed data, the CPU's features and
-    the free disk in FINSENT_HOME. Secrets are masked; nothing is created or changed.
+    migrations, the model directory and its hashes, the seed data, the files named by
+    FINSENT_WATCHLIST, FINSENT_HOLDOUT_SENTIMENT_DATA, FINSENT_HOLDOUT_TOPIC_DATA and
+    FINSENT_SMTP_PASSWORD_FILE (where set), the CPU's features and the free disk in
+    FINSENT_HOME. Secrets are masked; nothing is created or changed.
 
     Exit codes: 0 every check is OK; 1 at least one PROBLEM; 2 a bad option.
 

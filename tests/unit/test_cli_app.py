@@ -92,3 +92,53 @@ def test_interrupts_and_exits_keep_their_codes(
     run_main.setattr("services.cli.config.setting_sources", exits)
     assert main_with(run_main, "config") == 3
     assert capsys.readouterr().err == ""
+
+
+def _groups() -> list[list[str]]:
+    """Every command group of `finsent` that shows its help when named without a subcommand
+    (`finsent` itself included), as its arguments: found in click's tree, so a new group is
+    checked too."""
+    import typer.main
+    from typer.core import TyperGroup
+
+    found: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        if isinstance(command, TyperGroup):
+            if command.no_args_is_help:
+                found.append(path)
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+
+    walk(typer.main.get_command(cli_app.app), [])
+    return found
+
+
+GROUPS = _groups()
+
+
+def test_the_groups_are_found() -> None:
+    assert {"alerts", "db", "models"} <= {" ".join(path) for path in GROUPS}
+    assert [] in GROUPS and ["dashboard", "users"] in GROUPS
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=lambda path: " ".join(["finsent", *path]))
+def test_a_group_without_a_subcommand_shows_its_help_even_with_a_bad_setting(
+    run_main: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], group: list[str]
+) -> None:
+    run_main.setenv("FINSENT_ALERT_P_HIGH", "abc")
+    assert main_with(run_main, *group) == 2  # as with good settings: help, exit 2
+    captured = capsys.readouterr()
+    assert f"Usage: {' '.join(['finsent', *group])} [OPTIONS] COMMAND [ARGS]..." in captured.out
+    assert captured.err == ""
+
+
+def test_a_command_still_reports_a_bad_setting(
+    run_main: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`finsent dashboard` alone serves the dashboard (a command, not help), and a group with
+    an unknown subcommand is not asking for help: both need the settings first."""
+    run_main.setenv("FINSENT_ALERT_P_HIGH", "abc")
+    for args in (["dashboard"], ["alerts", "nosuch"]):
+        assert main_with(run_main, *args) == 2
+        assert capsys.readouterr().err.startswith("finsent: error: FINSENT_ALERT_P_HIGH='abc': ")

@@ -168,10 +168,43 @@ def test_train_without_files_uses_the_seed_data_and_says_when_it_is_missing(
     monkeypatch.setenv("FINSENT_SENTIMENT_DATA", str(missing))
     monkeypatch.setenv("FINSENT_TOPIC_DATA", str(tmp_path / "gone" / "topic.csv"))
     result = invoke(["train", "--out", str(tmp_path / "m")])
-    assert f"training on the seed data: {missing}" in result.stderr
-    # checked before torch loads: one line, exit 2
+    # checked before torch loads and before anything is said: one line naming the setting, exit 2
     assert result.exit_code == 2
-    assert f"finsent: error: {missing}: no such file" in result.stderr
+    assert result.stderr == f"finsent: error: {missing}: no such seed file (FINSENT_SENTIMENT_DATA)\n"
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_encoder_without_its_packages_is_the_only_thing_train_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`finsent train --encoder mpnet-base` without the encoder's packages: its one-line error
+    comes before any progress line (the seed data, the assembly), so it is all the user sees."""
+    import importlib
+    import importlib.metadata
+
+    def not_installed(name: str) -> importlib.metadata.Distribution:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    for name in [k for k in os.environ if k.startswith("FINSENT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "home"))  # nothing assembled there
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)  # no slice is installed
+    cli_app = importlib.import_module("services.cli.app")  # the module, not the Typer object
+    monkeypatch.setattr(cli_app, "configure_logging", lambda *args: None)  # leave pytest's logging alone
+    monkeypatch.setattr(
+        sys, "argv", ["finsent", "train", "--encoder", "mpnet-base", "--out", str(tmp_path / "m")]
+    )
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli_app.main()
+    finally:
+        get_settings.cache_clear()
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("finsent: error: encoder mpnet-base needs 5 more package(s)")
     assert not (tmp_path / "m").exists()
 
 

@@ -181,8 +181,8 @@ def test_pretrain_mlm_refuses_an_out_it_cannot_save_to_before_loading_anything(
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     out, message = {
-        "not empty": (taken, f"{taken}: directory exists and is not empty; choose a new --out"),
-        "a file": (a_file, f"{a_file} is a file; MLM pre-training saves an encoder directory"),
+        "not empty": (taken, f"{taken} exists and is not empty; choose a new directory"),
+        "a file": (a_file, f"{a_file} is a file; give a directory to create"),
         "under a file": (a_file / "enc", f"{a_file / 'enc'}: {a_file} is a file, not a directory"),
     }[case]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,50 @@ def test_a_complex_setting_that_is_not_json_gets_an_example_of_its_own_type(
     line = settings_error_line(caught.value)
     assert line.startswith('FINSENT_RETRAIN_LORA_TARGETS is not valid JSON (e.g. ["query", "key", "value"')
     assert "JSON object" not in line
+
+
+# --------------------------------------------------------------------------- where a bad value came from
+
+
+@pytest.fixture
+def env_file_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory, holding the .env file `Settings()` reads; no FINSENT_* of the caller."""
+    for name in [k for k in os.environ if k.startswith("FINSENT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_bad_value_from_the_env_file_names_the_file_unless_the_environment_set_it(
+    env_file_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (env_file_dir / ".env").write_text("FINSENT_ALERT_P_HIGH=abc\nFINSENT_SCORER_MAX_BATCH=x\n")
+    monkeypatch.setenv("FINSENT_SCORER_MAX_BATCH", "y")  # the environment beats the file
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    parts = set(settings_error_line(caught.value).split("; "))
+    assert parts == {
+        "FINSENT_ALERT_P_HIGH='abc' (from ./.env): input should be a valid number, unable to parse string "
+        "as a number (use a number)",
+        "FINSENT_SCORER_MAX_BATCH='y': input should be a valid integer, unable to parse string as an "
+        "integer (use a whole number)",
+    }
+
+
+def test_a_complex_setting_that_is_not_json_names_the_env_file_it_came_from(
+    env_file_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic_settings import SettingsError
+
+    (env_file_dir / ".env").write_text("FINSENT_RETRAIN_LORA_TARGETS=notjson\n")
+    with pytest.raises(SettingsError) as caught:
+        Settings()
+    assert settings_error_line(caught.value).startswith(
+        "FINSENT_RETRAIN_LORA_TARGETS (from ./.env) is not valid JSON (e.g. "
+    )
+    monkeypatch.setenv("FINSENT_RETRAIN_LORA_TARGETS", "alsonotjson")  # the environment's value is read
+    with pytest.raises(SettingsError) as caught:
+        Settings()
+    assert settings_error_line(caught.value).startswith(
+        "FINSENT_RETRAIN_LORA_TARGETS is not valid JSON (e.g. "
+    )

@@ -15,13 +15,21 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import streamlit as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.settings import Settings
 from services.storage import make_engine, session_factory
 
 T = TypeVar("T")
+
+# PostgreSQL cancels a dashboard statement that runs longer than this (`statement_timeout`,
+# set on every connection of the dashboard's engine). Analysts choose the filters (any date
+# range, any search), so they choose a query's cost too, and one query must not hold a
+# connection and a core for minutes while the others wait. The slowest query measured on a
+# million stories takes 1.3 s (benchmarks/results/dashboard_queries.md). A constant, not a
+# setting: services/settings.py has none for it yet.
+STATEMENT_TIMEOUT_MS = 30_000
 
 _lock = threading.Lock()
 _cached: dict[float, Callable[..., Any]] = {}
@@ -34,7 +42,21 @@ def load_settings() -> Settings:
 
 @st.cache_resource(show_spinner=False)
 def _engine(url: str) -> Engine:
-    return make_engine(url)
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _limit_statements)
+    return engine
+
+
+def _limit_statements(dbapi_connection: Any, _record: Any) -> None:
+    """STATEMENT_TIMEOUT_MS for the connection's whole life (committed: a pool's rollback on
+    return would undo a SET made in a transaction)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS:d}")
+    finally:
+        cursor.close()
+    dbapi_connection.commit()
 
 
 def engine(settings: Settings) -> Engine:

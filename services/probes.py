@@ -17,10 +17,12 @@ and no faust: the alerter, dispatcher and scheduler must not pay seconds and hun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,17 +78,60 @@ def iso_timestamp(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
+# Limits of the threaded server, which holds a thread per connection: a client that opens
+# connections and never finishes a request (or sends a byte now and then, which no socket
+# timeout trips) would otherwise hold threads for ever and starve the service of them. A
+# probe's request is one short line and a few headers, answered at once.
+REQUEST_DEADLINE_SECONDS = 10.0  # a connection is shut down this long after it was accepted
+MAX_CONNECTIONS = 16  # connections served at once; more are closed at once (a probe retries)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, sock: socket.socket, registry: CollectorRegistry, health: Callable[[], HealthReport]
+        self,
+        sock: socket.socket,
+        registry: CollectorRegistry,
+        health: Callable[[], HealthReport],
+        *,
+        deadline: float = REQUEST_DEADLINE_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock  # already bound and listening
         self.registry = registry
         self.health = health
+        self._deadline = deadline
+        self._max_connections = max_connections
+        self._open: dict[socket.socket, float] = {}  # connection -> when it must be done
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            full = len(self._open) >= self._max_connections
+            if not full:
+                self._open[request] = time.monotonic() + self._deadline
+        if full:
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:  # every connection ends here
+        with self._open_lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Called by `serve_forever` between polls: shut down connections past their deadline
+        (the thread serving one then reads end-of-file and finishes)."""
+        now = time.monotonic()
+        with self._open_lock:
+            expired = [conn for conn, due in self._open.items() if due <= now]
+        for conn in expired:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -117,7 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
 class ProbeServer:
     """Serves `registry` at /metrics and `health()` at /health on the bound `sock` until
     `stop()`; a context manager. `close_socket=False` leaves the socket open at `stop()`, for
-    a server that takes it over (the scorer worker's, after its model has loaded)."""
+    a server that takes it over (the scorer worker's, after its model has loaded). Each
+    connection is shut down `deadline` seconds after it was accepted, and at most
+    `max_connections` are served at once (`REQUEST_DEADLINE_SECONDS`, `MAX_CONNECTIONS`)."""
 
     def __init__(
         self,
@@ -127,10 +174,12 @@ class ProbeServer:
         *,
         name: str,
         close_socket: bool = True,
+        deadline: float = REQUEST_DEADLINE_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._sock = sock
         self._close_socket = close_socket
-        self._server = _Server(sock, registry, health)
+        self._server = _Server(sock, registry, health, deadline=deadline, max_connections=max_connections)
         # a short poll interval: stop() waits for the loop to notice
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name=name, daemon=True

@@ -44,6 +44,11 @@ M = StoryMemberRow
 SENTIMENTS: Final[tuple[str, ...]] = ("bearish", "neutral", "bullish")
 MAX_PAGE_SIZE: Final = 500
 COUNT_CAP: Final = 10_000
+# Longest search text used; the rest is ignored. A query is a few words or a phrase, and
+# a client can send a text box any length: a megabyte of words would become a tsquery of
+# tens of thousands of terms (PostgreSQL) or as many LIKE conditions (SQLite, which refuses
+# more than 32,766 bound parameters). 200 characters cut no headline phrase (1,000 at most).
+MAX_SEARCH_CHARS: Final = 200
 NEWS_COLUMNS: Final = (
     "published_at",
     "headline",
@@ -202,6 +207,12 @@ def first_prediction_only() -> Any:
 FEW_TEXT_HITS = 5000
 
 
+def search_text(f: NewsFilter) -> str | None:
+    """The filter's search text as queried: stripped, at most MAX_SEARCH_CHARS; None if blank."""
+    text = (f.text or "").strip()[:MAX_SEARCH_CHARS].strip()
+    return text or None
+
+
 def news_statement(
     f: NewsFilter, dialect: str, *, columns: list[Any] | None = None, text_hits: Any = None
 ) -> Select[Any]:
@@ -210,7 +221,8 @@ def news_statement(
     `columns`: select only these (then news_items is joined only if a filter needs it: the
     join made counting 10x slower); `text_hits`: a CTE of matching event ids to use instead
     of the per-row text match (see `_text_hits`)."""
-    needs_items = columns is None or bool(f.source) or bool(f.text and f.text.strip())
+    text = search_text(f)
+    needs_items = columns is None or bool(f.source) or text is not None
     stmt = select(*(columns if columns is not None else _columns(dialect)))
     if needs_items:
         stmt = stmt.join(N, N.event_id == P.event_id)
@@ -238,17 +250,18 @@ def news_statement(
         stmt = stmt.where(or_(P.p_bearish >= c, P.p_neutral >= c, P.p_bullish >= c))
     if text_hits is not None:
         stmt = stmt.where(P.event_id.in_(select(text_hits.c.event_id)))
-    elif f.text and f.text.strip():
-        stmt = stmt.where(text_match(f.text.strip(), dialect))
+    elif text is not None:
+        stmt = stmt.where(text_match(text, dialect))
     return stmt
 
 
 def _text_hits(session: Session, f: NewsFilter) -> Any:
     """PostgreSQL: the GIN index first when the words are rare (a MATERIALIZED CTE), else None."""
-    if not (f.text and f.text.strip()) or dialect_of(session) != "postgresql":
+    text = search_text(f)
+    if text is None or dialect_of(session) != "postgresql":
         return None
     hits = select(N.event_id).where(
-        text_match(f.text.strip(), "postgresql"),
+        text_match(text, "postgresql"),
         N.published_at >= f.period.start,
         N.published_at < f.period.end,
     )

@@ -49,6 +49,7 @@ version = row2[3].selectbox("Model version", [FIRST, *versions], key="nb_version
 search = st.text_input(
     "Search headlines",
     key="nb_search",
+    max_chars=news.MAX_SEARCH_CHARS,
     help='Words must all occur; "quoted phrase", -excluded word (and OR on PostgreSQL).',
 ).strip()
 default_size = settings.dashboard.dashboard_page_size  # FINSENT_DASHBOARD_PAGE_SIZE joins the choices

@@ -72,6 +72,7 @@ from services.broker.errors import BrokerError
 from services.broker.security import KafkaSecurity
 from services.ingest.producer import NewsProducer
 from services.retry import RetryPolicy, backoff_delays, is_retryable
+from services.schemas.news_raw import MIN_PUBLISHED_AT
 from services.settings import Settings
 from services.storage import LeaderLock
 
@@ -133,8 +134,14 @@ def parse_scored(value: bytes | None) -> ScoredRef:
     except ValueError:
         published = None
     if published is None or published.tzinfo is None or published.utcoffset() is None:
-        raise UnreadableMessage(f"published_at {raw!r} is not an ISO 8601 time with a zone")
-    return ScoredRef(data["event_id"], published.astimezone(UTC))
+        raise UnreadableMessage(f"published_at {str(raw)[:60]!r} is not an ISO 8601 time with a zone")
+    try:
+        utc = published.astimezone(UTC)  # OverflowError: 0001-01-01T00:00+14:00 has no UTC time
+    except OverflowError:
+        utc = None
+    if utc is None or utc < MIN_PUBLISHED_AT:  # the scorer's bound: earlier would overflow the clock
+        raise UnreadableMessage(f"published_at {str(raw)[:60]!r} is out of range")
+    return ScoredRef(data["event_id"], utc)
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -35,6 +35,8 @@ def encode_news(item: Any, *, received_at: datetime | None = None) -> EncodedNew
         payload = text.encode("utf-8")
     except (TypeError, ValueError) as exc:  # a datetime or NaN in a dict, an unpaired surrogate
         raise InvalidMessage(f"item cannot be encoded as JSON: {exc}", "wrong_type") from None
+    except RecursionError:  # decoded just short of the recursion limit, encoded from deeper down
+        raise InvalidMessage("item is nested too deeply to encode as JSON", "invalid_json") from None
     # Ticker extraction is the scorer's business; an empty watchlist keeps validation cheap.
     # The worker's own bound on future dates, so ingest refuses what the worker would dead-letter.
     skew = timedelta(seconds=get_settings().scorer.max_future_skew_seconds)

@@ -18,6 +18,7 @@ whole fetch, body included, has one deadline. A feed URL may carry credentials
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -47,6 +48,10 @@ DEFAULT_FETCH_TIMEOUT_S = 20.0
 DEFAULT_MAX_FEED_BYTES = 10_000_000
 DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_REMEMBER = 100_000  # entry keys kept per process; the oldest are forgotten first
+# New entries sent per poll, as many as one POST /news may hold: a 10 MB document can list
+# hundreds of thousands of tiny entries, and a feed that renames them all at every poll
+# would otherwise flood news.raw. The rest are not remembered, so the next poll sends them.
+DEFAULT_MAX_NEW_ENTRIES = 10_000
 USER_AGENT = "finsent-feed-poller/1"
 _UTF16_STARTS = (b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -104,7 +109,7 @@ def parse_xml_feed(content: bytes, *, feed_url: str) -> list[FeedEntry]:
         root = safe_fromstring(content, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
         raise FeedError(refused) from None
-    except ET.ParseError as exc:
+    except (ET.ParseError, ValueError, LookupError) as exc:  # also an encoding expat cannot read
         raise FeedError(f"{feed_url}: not well-formed XML: {exc}") from None
     channel = _first_child(root, ("channel",)) if _local(root.tag) in ("rss", "rdf") else root
     feed_title = _text(_first_child(channel, _TITLE_TAGS)) if channel is not None else None
@@ -155,7 +160,7 @@ def parse_json_feed(content: bytes, *, feed_url: str) -> list[FeedEntry]:
     """
     try:
         data = json.loads(content.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise FeedError(f"{feed_url}: not valid JSON: {exc}") from None
     feed_title = None
     if isinstance(data, dict):
@@ -243,14 +248,17 @@ def parse_feed_date(value: str) -> str | None:
     parsed: datetime | None
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat()
+    try:
+        return parsed.astimezone(UTC).isoformat()
+    except OverflowError:  # year 1 or 9999 shifted out of range by its zone
+        return None
 
 
 class _TextExtractor(HTMLParser):
@@ -373,6 +381,7 @@ class PollResult:
     fetched: int = 0  # entries in the document
     sent: int = 0  # new entries sent now
     skipped: int = 0  # new entries that are not valid news items (reported once, never sent)
+    deferred: int = 0  # new entries over the per-poll limit, left for the next poll
 
 
 class FeedPoller:
@@ -386,20 +395,24 @@ class FeedPoller:
         remember: int = DEFAULT_REMEMBER,
         policy: OutboundPolicy | None = None,
         timeout: float = DEFAULT_FETCH_TIMEOUT_S,
+        max_new_entries: int = DEFAULT_MAX_NEW_ENTRIES,
     ) -> None:
         self.url = check_feed_url(url)
         self.label = feed_label(url)
         self._fetch = fetch or (lambda u: fetch_url(u, timeout=timeout, policy=policy))
         self._remember = remember
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._max_new = max_new_entries
+        # keys by their SHA-256: a feed chooses its keys' length, the memory holds 32 bytes each
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
 
     def seen(self, key: str) -> bool:
-        return key in self._seen
+        return _digest(key) in self._seen
 
     def _mark(self, keys: Iterable[str]) -> None:
         for key in keys:
-            self._seen[key] = None
-            self._seen.move_to_end(key)
+            digest = _digest(key)
+            self._seen[digest] = None
+            self._seen.move_to_end(digest)
         while len(self._seen) > self._remember:
             self._seen.popitem(last=False)
 
@@ -416,7 +429,10 @@ class FeedPoller:
         batch: dict[str, EncodedNews] = {}  # by key: a feed that repeats an entry sends it once
         invalid: list[str] = []
         for entry in entries:
-            if entry.key in self._seen or entry.key in batch:
+            if self.seen(entry.key) or entry.key in batch:
+                continue
+            if len(batch) + len(invalid) >= self._max_new:
+                result.deferred += 1
                 continue
             try:
                 batch[entry.key] = encode_news(entry.item)
@@ -430,7 +446,18 @@ class FeedPoller:
         sender.flush()
         result.sent = len(batch)
         self._mark([*batch, *invalid])
+        if result.deferred:
+            log.warning(
+                "%s: %d new entries over the limit of %d per poll wait for the next poll",
+                self.label,
+                result.deferred,
+                self._max_new,
+            )
         return result
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 def run_poller(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,10 @@ DERIVED_ID_PREFIX = "h:"
 # ticker is printed on terminals, in logs and on dashboards, where these rewrite what is shown.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 DEFAULT_MAX_FUTURE_SKEW = timedelta(seconds=FlatSettings.model_fields["max_future_skew_seconds"].default)
+# The earliest `published_at` accepted. Older is not news, and a date near `datetime.min`
+# breaks the event-time arithmetic downstream (the alerter's watermark minus its lateness,
+# look-back windows, story windows): one such story would end every consumer that reads it.
+MIN_PUBLISHED_AT = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 class InvalidMessage(ValueError):
@@ -178,7 +183,17 @@ class RawNews(BaseModel):
                 "published_at '{value}' has no time zone (add Z or an offset such as +00:00)",
                 {"value": value[:60]},
             )
-        return parsed.astimezone(UTC)
+        try:
+            published = parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+14:00 and 9999-12-31T23:59-14:00 have no UTC time
+            published = None
+        if published is None or published < MIN_PUBLISHED_AT:
+            raise PydanticCustomError(
+                "invalid_timestamp",
+                "published_at '{value}' is out of range (from 1900 on)",
+                {"value": value[:60]},
+            )
+        return published
 
     @field_validator("tickers")
     @classmethod
@@ -290,9 +305,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    # 1e999 reads as infinity, which no database JSON column stores: refused here, it is one
+    # invalid message, not a batch the database refuses and the worker stores item by item.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
 # One decoder for every message: `json.loads` with an option builds a new one per call (8 µs
 # of the scorer's model thread per headline).
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _check_text(data: Any) -> None:

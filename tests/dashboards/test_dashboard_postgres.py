@@ -81,3 +81,25 @@ def test_dashboard_on_postgres(fresh_postgres_url: str, make_app) -> None:
     at.text_input(key="nb_search").input("OPEC talks").run()
     assert not errors(at)
     assert list(at.dataframe[0].value["headline"]) == [seed.IMG_HEADLINE]
+
+
+def test_dashboard_statements_are_cancelled_past_the_time_limit(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An analyst chooses any range and any search, hence a query's cost: PostgreSQL cancels
+    a dashboard statement after STATEMENT_TIMEOUT_MS instead of running it to the end."""
+    from sqlalchemy.exc import OperationalError
+
+    from dashboards import context
+
+    monkeypatch.setattr(context, "STATEMENT_TIMEOUT_MS", 300)
+    engine = context._engine(fresh_postgres_url)
+    try:
+        for _ in range(2):  # a pooled connection keeps it (the pool's rollback does not undo it)
+            with session_factory(engine)() as session:
+                assert session.scalar(text("SHOW statement_timeout")) == "300ms"
+        with session_factory(engine)() as session, pytest.raises(OperationalError, match="statement timeout"):
+            session.execute(text("SELECT pg_sleep(5)"))
+    finally:
+        engine.dispose()
+        context._engine.clear()

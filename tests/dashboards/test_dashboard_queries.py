@@ -267,6 +267,17 @@ def test_news_filters_narrow_the_result(session: Session) -> None:
     assert news.count_news(session, filter=NewsFilter(period=ALL), cap=100) == (100, True)
 
 
+def test_a_search_text_is_used_up_to_its_limit(session: Session) -> None:
+    """A client can send a text box any length: 40,000 words were as many LIKE conditions,
+    more bound parameters than SQLite takes (and as long a tsquery on PostgreSQL)."""
+    words = " ".join(f"w{i}" for i in range(40_000))
+    assert news.count_news(session, filter=NewsFilter(period=ALL, text=words)) == (0, False)
+    oil = news.count_news(session, filter=NewsFilter(period=ALL, text="oil"))
+    assert oil[0] > 0
+    padded = "oil" + " " * news.MAX_SEARCH_CHARS + "nowhere"  # the words past the limit are ignored
+    assert news.count_news(session, filter=NewsFilter(period=ALL, text=padded)) == oil
+
+
 def test_keyset_pages_cover_every_story_once(session: Session) -> None:
     flt = NewsFilter(period=ALL)
     seen: list[str] = []

@@ -91,6 +91,17 @@ def test_parse_scored_reads_event_id_and_event_time() -> None:
             parse_scored(bad)
 
 
+@pytest.mark.parametrize(
+    "published_at",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z"],
+)
+def test_parse_scored_refuses_times_out_of_range(published_at: str) -> None:
+    """Unreadable, not an OverflowError: an exception out of the loop ended the alerter, and
+    it met the same record after every restart (a year-1 story overflowed its watermark)."""
+    with pytest.raises(UnreadableMessage, match="out of range"):
+        parse_scored(json.dumps({"event_id": "a", "published_at": published_at}).encode())
+
+
 def test_contiguous_ranges_merge_adjacent_buckets() -> None:
     starts = [T + 3 * M, T, T + M, T + 7 * M, T + M]
     assert contiguous_ranges(starts, M) == [(T, T + 2 * M), (T + 3 * M, T + 4 * M), (T + 7 * M, T + 8 * M)]

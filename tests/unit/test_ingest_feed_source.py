@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
 
 from services.broker.errors import BrokerError
 from services.ingest.encoding import EncodedNews
-from services.ingest.feed_source import FeedError, FeedPoller, fetch_url, parse_feed, parse_feed_date
+from services.ingest.feed_source import (
+    FeedError,
+    FeedPoller,
+    fetch_url,
+    parse_feed,
+    parse_feed_date,
+    run_poller,
+)
 
 RSS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">
@@ -158,6 +166,10 @@ def test_doctype_and_entities_are_refused(document: bytes) -> None:
         (b"hello", "not an RSS, Atom or JSON feed"),
         (b'{"items": 3}', "a JSON feed must be a list"),
         (b"[1, 2", "not valid JSON"),
+        # these raised RecursionError, LookupError or ValueError, which ended the poller
+        (b'{"items": ' + b"[" * 5000 + b"]" * 5000 + b"}", "not valid JSON"),
+        (b'<?xml version="1.0" encoding="x-unknown"?><rss/>', "not well-formed XML"),
+        (b'<?xml version="1.0" encoding="utf-32"?><rss/>', "not well-formed XML"),
     ],
 )
 def test_broken_documents(document: bytes, message: str) -> None:
@@ -175,6 +187,10 @@ def test_broken_documents(document: bytes, message: str) -> None:
         ("2025-01-02T14:30:00", "2025-01-02T14:30:00+00:00"),  # no zone: taken as UTC
         ("yesterday", None),
         ("", None),
+        # no UTC time, or no date at all: unreadable, where they raised OverflowError
+        ("Fri, 31 Dec 9999 23:59:59 -1400", None),
+        ("0001-01-01T00:00:00+14:00", None),
+        ("Fri, 31 Dec 99999999999999999999 23:59:59 +0000", None),
     ],
 )
 def test_parse_feed_date(value: str, iso: str | None) -> None:
@@ -224,6 +240,18 @@ def test_poller_forgets_nothing_it_could_not_send() -> None:
     assert poller.seen("wire-1")
 
 
+def test_a_hostile_document_fails_one_poll_and_the_poller_goes_on() -> None:
+    deep = b"[" + b'{"title": "x", "a": ' * 1200 + b"1" + b"}" * 1200 + b"]"
+    dated = RSS.replace(b"Thu, 02 Jan 2025 15:00:00 GMT", b"Fri, 31 Dec 9999 23:59:59 -1400")
+    documents = [deep, dated]
+    poller = FeedPoller("https://wire.example/rss", fetch=lambda url: documents.pop(0))
+    errors: list[Exception] = []
+    sent = run_poller(
+        poller, FakeSender(), interval=0, stop=threading.Event(), on_error=errors.append, max_polls=2
+    )
+    assert [type(e) for e in errors] == [FeedError] and sent == 2  # the date is dropped, not fatal
+
+
 def test_poller_memory_is_bounded() -> None:
     poller = FeedPoller("https://wire.example/rss", fetch=lambda url: RSS, remember=2)
     poller.poll(FakeSender())
@@ -236,3 +264,21 @@ def test_only_http_urls(url: str) -> None:
         FeedPoller(url)
     with pytest.raises(FeedError, match="must be http"):
         fetch_url(url)
+
+
+def test_new_entries_per_poll_are_bounded_and_the_rest_wait_for_the_next_poll() -> None:
+    document = json.dumps([{"id": f"e{i}", "title": f"Story {i}"} for i in range(5)]).encode()
+    poller = FeedPoller("https://wire.example/feed.json", fetch=lambda url: document, max_new_entries=2)
+    sender = FakeSender()
+    results = [poller.poll(sender) for _ in range(4)]
+    assert [(r.sent, r.deferred) for r in results] == [(2, 3), (2, 1), (1, 0), (0, 0)]
+    assert sorted(json.loads(e.payload)["headline"] for e in sender.sent) == [f"Story {i}" for i in range(5)]
+
+
+def test_remembered_keys_cost_the_same_whatever_their_length() -> None:
+    long_key = "k" * 1_000_000  # a feed chooses its guids' length
+    document = json.dumps([{"id": long_key, "title": "Story"}]).encode()
+    poller = FeedPoller("https://wire.example/feed.json", fetch=lambda url: document)
+    assert poller.poll(FakeSender()).sent == 1
+    assert poller.seen(long_key) and poller.poll(FakeSender()).sent == 0
+    assert all(len(key) == 32 for key in poller._seen)

@@ -135,6 +135,22 @@ def test_unusable_bodies(body: bytes, error: str) -> None:
     assert sender.batches == []
 
 
+def test_items_nested_near_the_recursion_limit_are_a_400_never_a_500() -> None:
+    """Decoded just short of the limit in the parse thread, such an item overflowed the
+    encoder (RecursionError: a 500); it is an invalid item now, or valid, but answered."""
+    sender = FakeSender()
+
+    async def scenario(client: TestClient) -> None:
+        statuses = set()
+        for depth in range(950, 1000):
+            body = b'{"headline": "x", "x": ' + b"[" * depth + b"]" * depth + b"}"
+            response = await client.post("/news", data=body)
+            statuses.add(response.status)
+        assert statuses <= {202, 400} and 400 in statuses, statuses
+
+    run(sender, scenario)
+
+
 def test_body_over_the_limit_is_413() -> None:
     sender = FakeSender()
     big = json.dumps({"headline": "x", "body": "y" * 5_000}).encode()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -50,3 +52,46 @@ def test_serves_metrics_and_health_until_stopped() -> None:
         raise AssertionError("still serving after stop()")
     except (urllib.error.URLError, ConnectionError):
         pass
+
+
+def test_a_connection_that_never_finishes_its_request_is_shut_down_at_the_deadline() -> None:
+    """A thread per connection: without a deadline, a client that sends half a request (or
+    a byte now and then) holds its thread for ever."""
+    with ProbeServer(
+        bind_socket("127.0.0.1", 0),
+        CollectorRegistry(),
+        lambda: HealthReport("ok", {}),
+        name="t",
+        deadline=0.5,
+    ) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            started = time.monotonic()
+            assert slow.recv(100) == b""  # closed by the server (a timeout here raises)
+            assert time.monotonic() - started < 3
+        assert get(f"{server.url}/health")[0] == 200  # others are served as before
+
+
+def test_connections_beyond_the_cap_are_closed_at_once() -> None:
+    with ProbeServer(
+        bind_socket("127.0.0.1", 0),
+        CollectorRegistry(),
+        lambda: HealthReport("ok", {}),
+        name="t",
+        deadline=30,
+        max_connections=2,
+    ) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+        try:
+            for conn in held:
+                conn.sendall(b"GET /health")
+            time.sleep(0.3)  # both accepted and held by their threads
+            with socket.create_connection((host, int(port)), timeout=5) as extra:
+                assert extra.recv(100) == b""  # refused by closing, not queued behind them
+        finally:
+            for conn in held:
+                conn.close()
+        time.sleep(0.3)
+        assert get(f"{server.url}/health")[0] == 200  # their slots are free again

@@ -176,6 +176,31 @@ def test_unparsable_timestamp() -> None:
     assert "yesterday" in rejected({"headline": "x", "published_at": "yesterday"}, "invalid_timestamp")
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00+14:00",  # no UTC time: astimezone overflowed, ending every worker
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00Z",  # before 1900: event-time arithmetic downstream would overflow
+        "1899-12-31T23:59:59Z",
+    ],
+)
+def test_published_at_out_of_range_is_invalid_not_a_crash(value: str) -> None:
+    assert value in rejected({"headline": "x", "published_at": value}, "invalid_timestamp")
+
+
+def test_a_number_out_of_float_range_is_invalid_json() -> None:
+    """1e999 decoded to infinity, which PostgreSQL's json column refuses: the whole batch
+    then fell back to one transaction per item before this one was dead-lettered."""
+    assert "1e999" in rejected(b'{"headline": "x", "score": 1e999}', "invalid_json")
+    assert parse(b'{"headline": "x", "score": 1.5e300}').extra == {"score": 1.5e300}
+
+
+def test_published_at_from_1900_on_is_kept() -> None:
+    kept = parse({"headline": "x", "published_at": "1900-01-01T00:00:00Z"}).published_at
+    assert kept == datetime(1900, 1, 1, tzinfo=UTC)
+
+
 def test_other_schema_version_is_rejected() -> None:
     assert "schema_version 2" in rejected({"headline": "x", "schema_version": 2}, "unsupported_version")
 

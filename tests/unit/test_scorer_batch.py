@@ -132,6 +132,19 @@ def test_malformed_records_go_to_dead_letters_and_the_rest_are_scored(predictor:
     assert "UTF-8" in non_utf8.reason
 
 
+def test_a_published_at_without_a_utc_time_is_a_dead_letter_not_a_failed_batch() -> None:
+    """One such record used to raise OverflowError out of the batch: the worker exited
+    unacked and met it again after every restart, stalling its partition for good."""
+
+    class NoModel:
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            raise AssertionError("the model must not be called")
+
+    poison = record(message(headline=HEADLINES[0], published_at="0001-01-01T00:00:00+14:00"), 0)
+    result = run([poison], NoModel())
+    assert result.scored == [] and [d.error_type for d in result.dead] == ["invalid_timestamp"]
+
+
 def test_duplicate_event_ids_in_a_batch_are_scored_once(predictor: Predictor) -> None:
     counting = CountingPredictor(predictor)
     first = record(message(id="dup", headline=HEADLINES[0]), 0)

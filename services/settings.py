@@ -56,6 +56,11 @@ DEFAULT_HOME = Path("~/.finsent")
 # URL schemes of the backends the migrations and the storage code are tested on, with the
 # drivers installed (psycopg 3 for PostgreSQL; a bare postgresql:// means it).
 SUPPORTED_DATABASES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
+# The largest FINSENT_MAX_FUTURE_SKEW_SECONDS: ten years (of 365 days), far beyond any real
+# skew. Unbounded, a huge value overflowed the future-date check (receive time + skew past the
+# year 9999, or past the largest timedelta) of every message; bounded, it is one settings error
+# at start-up.
+MAX_FUTURE_SKEW_SECONDS = 10 * 365 * 24 * 3600
 
 
 class _Group(BaseModel):
@@ -445,10 +450,11 @@ class ScorerSettings(_Group):
     max_future_skew_seconds: float = Field(
         3600.0,
         ge=0,
+        le=MAX_FUTURE_SKEW_SECONDS,
         description="How far past its receive time a news item's published_at may lie; later ones go to "
         "the DLQ as future_published_at. One hour covers clocks that drift and embargoed releases "
         "stamped minutes ahead; anything further is a wrong zone or a bad date, and would pull every "
-        "dashboard range and the labelling window into the future",
+        "dashboard range and the labelling window into the future. At most ten years",
     )
     # Stories (services.stories; docs/architecture.md): near-duplicate headlines grouped.
     story_clustering: bool = Field(

@@ -19,7 +19,8 @@ Each pass of the loop:
    from an earlier checkpoint if a late story changed judged buckets), write alerts,
    outbox rows and the checkpoint; commit — retried with backoff while the database is
    away, the stream paused;
-4. dead-letter unreadable messages to `news.dlq`, then commit the Kafka offsets;
+4. dead-letter unreadable messages to `news.dlq` (`send_dead_letters`), then commit the
+   Kafka offsets;
 5. publish outbox rows not yet published to the `alerts` topic (key: the dedupe key),
    wait for the broker's acks, then set their `published_at`.
 
@@ -46,7 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError
@@ -66,11 +67,13 @@ from services.broker.dead_letters import (
     H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
     H_SOURCE_TOPIC,
-    bounded_value,
+    bounded_record,
+    header_only_record,
+    is_record_rejection,
 )
-from services.broker.errors import BrokerError
+from services.broker.errors import BrokerError, BrokerUnavailable
 from services.broker.security import KafkaSecurity
-from services.ingest.producer import NewsProducer
+from services.ingest.producer import Headers, NewsProducer
 from services.retry import RetryPolicy, backoff_delays, is_retryable
 from services.schemas.news_raw import MIN_PUBLISHED_AT
 from services.settings import Settings
@@ -306,10 +309,8 @@ class Alerter:
             self._step(touched, until, now, [ref.event_id for ref in refs])
         for record, reason in dead:
             log.warning("unreadable news.scored message: %s", reason, extra=_where(record))
-            value, extra = bounded_value(record.value)
-            dlq.send_raw(value, record.key, headers=_dead_letter_headers(record, reason) + extra)
         if dead:
-            dlq.flush()
+            send_dead_letters(dlq, dead)
         if records:
             self._commit(consumer, records)
             self.metrics.consumed(len(records), len(dead))
@@ -480,6 +481,56 @@ class Alerter:
                 extra={"alert_key": a.alert_key, "notify": a.notify, "new": a.dedupe_key in new_rows},
             )
         log.debug("step", extra=fields)
+
+
+class DeadLetterSink(Protocol):
+    """What `send_dead_letters` needs of the `news.dlq` producer (`NewsProducer`)."""
+
+    def send_raw(
+        self, payload: bytes | None, key: str | bytes | None, *, headers: Headers | None = None
+    ) -> Any: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+
+def send_dead_letters(dlq: DeadLetterSink, dead: Sequence[tuple[Any, str]]) -> None:
+    """Send the dead letters of `dead` (a consumer record, why it is unreadable) and wait for
+    the broker's acks, by the rule every DLQ producer follows (`services.broker.dead_letters`):
+    the value bounded to 64 KiB; a letter the producer or the broker refuses for itself (too
+    large, corrupt, invalid) sent once more without its value, and without a key over 1 KiB.
+    Without that fallback a refused letter ended the alerter before it committed, and it met
+    the same record after every restart. Any other failure (the broker away) raises
+    `BrokerError`: the batch is not committed and is redone once the broker is back."""
+    pending: list[tuple[Any, list[tuple[str, bytes]], Any]] = []
+    refused: list[tuple[Any, list[tuple[str, bytes]], BaseException]] = []
+    for record, reason in dead:
+        headers = _dead_letter_headers(record, reason)
+        letter = bounded_record(record.key, record.value, headers)
+        try:
+            pending.append((record, headers, dlq.send_raw(letter.value, letter.key, headers=letter.headers)))
+        except BrokerError as exc:  # refused by the producer before it was sent
+            if not is_record_rejection(exc):
+                raise
+            refused.append((record, headers, exc))
+    try:
+        dlq.flush()
+    except BrokerUnavailable:  # not every letter was answered: nothing tells which are refused
+        raise
+    except BrokerError:
+        failed = [(record, headers, f.exception) for record, headers, f in pending if f.failed()]
+        if not failed or not all(is_record_rejection(error) for _, _, error in failed):
+            raise
+        refused += failed
+    for record, headers, refusal in refused:
+        log.error(
+            "the dead letter of a news.scored message was refused (%s); sending it without its value",
+            " ".join(str(refusal).split()) or type(refusal).__name__,
+            extra=_where(record),
+        )
+        letter = header_only_record(record.key, record.value, headers)
+        dlq.send_raw(letter.value, letter.key, headers=letter.headers)
+    if refused:
+        dlq.flush()
 
 
 def _where(record: Any) -> dict[str, Any]:

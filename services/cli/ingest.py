@@ -21,6 +21,7 @@ from services.cli.errors import fail, require_files
 from services.settings import FlatSettings, get_settings
 
 if TYPE_CHECKING:
+    from services.ingest.feed_source import PollResult
     from services.ingest.producer import NewsProducer
 
 MAX_SKIP_LINES = 20  # invalid rows reported one by one; beyond this only counted
@@ -216,6 +217,15 @@ def serve_http(
     typer.echo(f"stopped; {producer.sent} items sent")
 
 
+def poll_summary(label: str, result: PollResult) -> str:
+    """The line `poll-feed` prints after each poll. Entries over the per-poll limit are named
+    when there are any: without them, a poll of a long new feed read as if entries were lost."""
+    line = f"polled {label}: {result.fetched} entries, {result.sent} new sent, {result.skipped} invalid"
+    if result.deferred:
+        line += f", {result.deferred} deferred to the next poll"
+    return line
+
+
 def poll_feed(
     url: Annotated[str, typer.Argument(help="http(s) URL of an RSS 2.0, Atom or JSON feed")],
     interval: Annotated[
@@ -230,7 +240,7 @@ def poll_feed(
     bootstrap_server: BootstrapServerOption = None,
 ) -> None:
     """Poll a feed and send each new entry to news.raw once; runs until Ctrl-C."""
-    from services.ingest.feed_source import FeedError, FeedPoller, PollResult, check_feed_url, run_poller
+    from services.ingest.feed_source import FeedError, FeedPoller, check_feed_url, run_poller
 
     settings = get_settings()
     interval = interval if interval is not None else settings.ingest.feed_interval_seconds
@@ -249,9 +259,7 @@ def poll_feed(
     skips = _SkipReporter(label, lambda message: typer.echo(message, err=True))
 
     def report(result: PollResult) -> None:
-        typer.echo(
-            f"polled {label}: {result.fetched} entries, {result.sent} new sent, {result.skipped} invalid"
-        )
+        typer.echo(poll_summary(label, result))
 
     with broker_errors(), _producer(bootstrap, topic) as producer:
         if once:

@@ -1,5 +1,6 @@
 """Follow a topic (`news.scored`; `finsent run` also follows `alerts`) in a background
-thread and hand each JSON message to a callback.
+thread and hand each JSON object message to a callback; any other message is logged and
+skipped (`decode_item`), never the end of the tail.
 
 Partitions are assigned directly (no consumer group), so the tail starts reading at once
 instead of waiting for a group join. On the embedded broker, which starts empty, it reads
@@ -17,6 +18,20 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 200
+
+
+def decode_item(value: bytes | None) -> dict[str, Any] | None:
+    """The JSON object a message carries, or None for one to skip: no value, not UTF-8 JSON, not
+    an object (the callbacks read fields of a dict), or nested deeper than the decoder's
+    recursion limit. That last one raises RecursionError, which is no ValueError: it ended the
+    loop, and the console stopped following its topic for good."""
+    if value is None:
+        return None
+    try:
+        item = json.loads(value)
+    except (RecursionError, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return item if isinstance(item, dict) else None
 
 
 class ScoredTail:
@@ -74,9 +89,8 @@ class ScoredTail:
             while not self._stop.is_set():
                 for records in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).values():
                     for record in records:
-                        try:
-                            item = json.loads(record.value)
-                        except (TypeError, ValueError):
+                        item = decode_item(record.value)
+                        if item is None:
                             log.warning("unreadable message on %s at offset %s", self.topic, record.offset)
                             continue
                         self._on_item(item)

@@ -1,4 +1,5 @@
-"""The alerter's pure parts: configuration from settings, reading news.scored, /health."""
+"""The alerter's pure parts: configuration from settings, reading news.scored, /health; and
+its dead letters, sent to a fake DLQ producer."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ import os
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from kafka.errors import MessageSizeTooLargeError, NotLeaderForPartitionError
+from kafka.future import Future
+from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
 from services.alerting import DetectorConfig, LifecycleConfig
 from services.alerting.config import alerter_config
 from services.alerting.metrics import AlerterMetrics, AlerterSnapshot, alerter_health
-from services.alerting.service import MAX_SCORED_BYTES, UnreadableMessage, parse_scored
+from services.alerting.service import MAX_SCORED_BYTES, Alerter, UnreadableMessage, parse_scored
 from services.alerting.store import contiguous_ranges
+from services.broker.dead_letters import H_ORIGINAL_SIZE, MAX_DEAD_LETTER_VALUE_BYTES
+from services.broker.errors import BrokerError, BrokerUnavailable
 from services.cli.app import app
 from services.settings import Settings, get_settings
 
@@ -256,3 +264,111 @@ def test_parse_scored_refuses_deep_nesting_huge_messages_and_control_characters(
         message = json.dumps({"event_id": event_id, "published_at": "2025-03-03T12:00:00Z"}).encode()
         with pytest.raises(UnreadableMessage, match="event_id"):
             parse_scored(message)
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+class FakeDlq:
+    """The alerter's `news.dlq` producer (`NewsProducer`'s `send_raw` and `flush`): refuses a
+    record over `limit` bytes at send time as `NewsProducer` does (a `BrokerError` raised from
+    kafka-python's error), fails the delivery of one over `ack_limit` (a broker with a smaller
+    message limit), fails every delivery with `failure`, or answers nothing (`away`)."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 1_048_576,
+        ack_limit: int = 1_048_576,
+        failure: Exception | None = None,
+        away: bool = False,
+    ) -> None:
+        self.limit, self.ack_limit, self.failure, self.away = limit, ack_limit, failure, away
+        self.acked: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = []
+        self._pending: list[tuple[Future, tuple[bytes | None, bytes | None, dict[str, bytes]]]] = []
+
+    def send_raw(self, payload: bytes | None, key: Any, *, headers: Any = None) -> Future:
+        size = len(payload or b"") + len(key or b"")
+        if size > self.limit:
+            raise BrokerError("message too large for news.dlq") from MessageSizeTooLargeError(f"{size} bytes")
+        future = Future()
+        self._pending.append((future, (key, payload, dict(headers or []))))
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self.away:
+            raise BrokerUnavailable("messages to news.dlq not acknowledged in time")
+        pending, self._pending = self._pending, []
+        failed = 0
+        for future, letter in pending:
+            size = len(letter[1] or b"") + len(letter[0] or b"")
+            if self.failure is not None or size > self.ack_limit:
+                future.failure(self.failure or MessageSizeTooLargeError("the broker refused it"))
+                failed += 1
+            else:
+                future.success(None)
+                self.acked.append(letter)
+        if failed:
+            raise BrokerError(f"{failed} message(s) were not delivered to news.dlq")
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.committed: list[dict[Any, Any]] = []
+
+    def commit(self, offsets: dict[Any, Any]) -> None:
+        self.committed.append(offsets)
+
+
+def scored_record(offset: int, value: bytes, key: bytes = b"k") -> SimpleNamespace:
+    return SimpleNamespace(topic="news.scored", partition=0, offset=offset, key=key, value=value)
+
+
+def handle(
+    dlq: FakeDlq, records: list[SimpleNamespace], consumer: FakeConsumer | None = None
+) -> FakeConsumer:
+    """One pass of the alerter's loop over `records`, all unreadable: no database is used."""
+    alerter = Alerter(
+        Settings(), bootstrap="127.0.0.1:1", engine=create_engine("sqlite://"), metrics=AlerterMetrics()
+    )
+    consumer = consumer or FakeConsumer()
+    alerter._handle(records, consumer, dlq)  # type: ignore[arg-type]
+    return consumer
+
+
+@pytest.mark.parametrize("limits", [{"limit": 1_000}, {"ack_limit": 1_000}], ids=["send", "broker"])
+def test_a_refused_dead_letter_goes_without_its_value_and_the_batch_is_committed(
+    limits: dict[str, int],
+) -> None:
+    """Refused at send time (the producer's limit) or by the broker: sent once more without a
+    value or its 5,000-byte key, and the batch committed. The alerter used to exit before its
+    commit, and met the same record after every restart."""
+    dlq = FakeDlq(**limits)
+    consumer = handle(dlq, [scored_record(7, b"[" + b"y" * 999, key=b"k" * 5_000), scored_record(8, b"[]")])
+    assert len(consumer.committed) == 1 and [o.offset for o in consumer.committed[0].values()] == [9]
+    by_value = {value: (key, headers) for key, value, headers in dlq.acked}
+    assert sorted(by_value, key=repr) == sorted([None, b"[]"], key=repr) and len(dlq.acked) == 2
+    key, headers = by_value[None]
+    assert key is None and headers[H_ORIGINAL_SIZE] == b"1000" and headers["source-offset"] == b"7"
+    assert by_value[b"[]"][0] == b"k"
+
+
+def test_an_oversized_unreadable_message_is_dead_lettered_as_its_prefix() -> None:
+    dlq = FakeDlq()
+    handle(dlq, [scored_record(3, b"x" * (MAX_SCORED_BYTES + 100_000))])
+    [(key, value, headers)] = dlq.acked
+    assert key == b"k" and value is not None and len(value) == MAX_DEAD_LETTER_VALUE_BYTES
+    assert headers["truncated"] == b"true" and headers["error-type"] == b"invalid_scored_message"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"away": True}, {"failure": NotLeaderForPartitionError()}],
+    ids=["unanswered", "not-leader"],
+)
+def test_a_dlq_outage_ends_the_pass_uncommitted_without_a_fallback(options: dict[str, Any]) -> None:
+    """Not the record's fault: the batch is redone whole once the broker is back."""
+    dlq, consumer = FakeDlq(**options), FakeConsumer()
+    with pytest.raises(BrokerError):
+        handle(dlq, [scored_record(1, b"[]")], consumer)
+    assert consumer.committed == [] and dlq.acked == []

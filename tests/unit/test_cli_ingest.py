@@ -1,7 +1,8 @@
-"""`finsent init | ingest | serve-http | poll-feed`: argument and configuration errors are one line.
+"""`finsent init | ingest | serve-http | poll-feed`: argument and configuration errors are one line;
+what poll-feed prints after a poll.
 
-No broker needed: every case fails before anything is sent (the happy paths run against a
-real broker in tests/integration/test_ingest_kafka.py).
+No broker needed: every command case fails before anything is sent (the happy paths run
+against a real broker in tests/integration/test_ingest_kafka.py).
 """
 
 from __future__ import annotations
@@ -101,3 +102,17 @@ def test_poll_feed_needs_an_http_url(url: str) -> None:
 def test_poll_feed_interval_must_be_positive() -> None:
     result = invoke(["poll-feed", "http://x/", "--interval", "0"], FINSENT_KAFKA_BOOTSTRAP="127.0.0.1:1")
     assert one_line_error(result) == "--interval must be positive, got 0"
+
+
+def test_the_poll_line_names_entries_deferred_to_the_next_poll() -> None:
+    """Entries over the per-poll limit are sent by the next poll; a line without them read as
+    if they were lost. A poll without any keeps the short line."""
+    from services.cli.ingest import poll_summary
+    from services.ingest.feed_source import PollResult
+
+    assert poll_summary(
+        "https://x/feed", PollResult(fetched=12_500, sent=9_998, skipped=2, deferred=2_500)
+    ) == ("polled https://x/feed: 12500 entries, 9998 new sent, 2 invalid, 2500 deferred to the next poll")
+    assert poll_summary("https://x/feed", PollResult(fetched=3, sent=1, skipped=0)) == (
+        "polled https://x/feed: 3 entries, 1 new sent, 0 invalid"
+    )

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from services.cli.errors import settings_error_line
-from services.settings import FIELD_GROUPS, GROUPS, HOME_DEFAULTS, FlatSettings, Settings, setting_value
+from services.schemas.news_raw import InvalidMessage, parse_raw_news
+from services.settings import (
+    FIELD_GROUPS,
+    GROUPS,
+    HOME_DEFAULTS,
+    MAX_FUTURE_SKEW_SECONDS,
+    FlatSettings,
+    Settings,
+    setting_value,
+)
 
 
 def test_every_field_is_in_exactly_one_group_and_keeps_its_variable() -> None:
@@ -81,6 +91,39 @@ def test_an_invalid_home_is_the_only_error(tmp_path: Path) -> None:
         settings_error_line(caught.value)
         == f"FINSENT_HOME='{not_a_folder}': {not_a_folder} exists and is not a directory"
     )
+
+
+@pytest.mark.parametrize("huge", ["1e13", "1e300", "inf", str(MAX_FUTURE_SKEW_SECONDS + 1)])
+def test_a_future_skew_beyond_ten_years_is_one_settings_error(
+    monkeypatch: pytest.MonkeyPatch, huge: str
+) -> None:
+    """Unbounded, it overflowed the future-date check of every message (receive time + skew past
+    the year 9999, or past the largest timedelta), and the worker ended on each."""
+    monkeypatch.setenv("FINSENT_MAX_FUTURE_SKEW_SECONDS", huge)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings_error_line(caught.value) == (
+        f"FINSENT_MAX_FUTURE_SKEW_SECONDS='{huge}': "
+        f"input should be less than or equal to {MAX_FUTURE_SKEW_SECONDS}"
+    )
+
+
+def test_the_largest_future_skew_still_checks_dates() -> None:
+    settings = Settings(_env_file=None, max_future_skew_seconds=MAX_FUTURE_SKEW_SECONDS)  # type: ignore[call-arg]
+    skew = timedelta(seconds=settings.scorer.max_future_skew_seconds)
+    now = datetime.now(UTC)
+    with pytest.raises(InvalidMessage) as caught:
+        parse_raw_news(
+            b'{"headline": "x", "published_at": "9999-12-31T23:59:59Z"}',
+            received_at=now,
+            watchlist={},
+            max_future_skew=skew,
+        )
+    assert caught.value.error_type == "future_published_at"
+    in_nine_years = (now + timedelta(days=9 * 365)).isoformat()
+    payload = f'{{"headline": "x", "published_at": "{in_nine_years}"}}'.encode()
+    kept = parse_raw_news(payload, received_at=now, watchlist={}, max_future_skew=skew)
+    assert kept.published_at is not None and kept.published_at > now
 
 
 # --------------------------------------------------------------------------- empty = unset

@@ -6,6 +6,7 @@ so an escape sequence in a headline cannot clear or recolour the operator's term
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import threading
@@ -35,6 +36,14 @@ def printable(value: object) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def score_text(value: object) -> str:
+    """A sentiment score as `+0.80`, or `?` for anything that is not a finite number: the tail
+    prints what the topic carries, and a malformed field must not end it."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "?"
+    return f"{value:+.2f}"
+
+
 class StreamPrinter:
     """Prints each scored item as one line; counts what it saw (thread-safe)."""
 
@@ -57,12 +66,13 @@ class StreamPrinter:
             self.labels[event_id] = str(item.get("sentiment", "?"))
         if self._quiet or not new:
             return
-        tickers = ",".join(printable(t) for t in item.get("tickers") or []) or "-"
+        listed = item.get("tickers")
+        tickers = ",".join(printable(t) for t in listed) if isinstance(listed, list) else ""
         text = printable(self._headlines.get(event_id, event_id))
         topic = printable(item.get("topic", "?"))
         line = (
-            f"{printable(item.get('sentiment', '?')):<7} {float(item.get('sentiment_score', 0.0)):+.2f}  "
-            f"{topic[:26]:<26}  {tickers[:14]:<14}  {text}"
+            f"{printable(item.get('sentiment', '?')):<7} {score_text(item.get('sentiment_score')):>5}  "
+            f"{topic[:26]:<26}  {(tickers or '-')[:14]:<14}  {text}"
         )
         say(line[: self._width - 1])
 

@@ -332,3 +332,36 @@ def test_run_serves_uncompiled_for_a_demo_or_without_a_compiler(
     compile_set: bool, demo: bool, has_compiler: bool, reason: str | None
 ) -> None:
     assert uncompiled_reason(compile_set=compile_set, demo=demo, has_compiler=has_compiler) == reason
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"sentiment_score": "x"},
+        {"sentiment_score": None},
+        {"sentiment_score": float("nan")},
+        {"sentiment_score": [1]},
+        {"tickers": 7},
+        {"tickers": "ACME"},
+        {"tickers": {"a": 1}},
+    ],
+)
+def test_stream_printer_shows_malformed_fields_as_unknown_and_goes_on(
+    capsys: pytest.CaptureFixture[str], fields: dict[str, object]
+) -> None:
+    printer = StreamPrinter({"e1": "Acme beats"}, quiet=False)
+    printer({"event_id": "e1", "sentiment": "bullish", "sentiment_score": 0.5, "topic": "Earnings", **fields})
+    printer(
+        {
+            "event_id": "e2",
+            "sentiment": "bearish",
+            "sentiment_score": -0.25,
+            "topic": "Macro",
+            "tickers": ["BA"],
+        }
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and printer.count() == 2
+    shown = "?" if "sentiment_score" in fields else "+0.50"
+    assert lines[0].split()[:2] == ["bullish", shown]
+    assert "-0.25" in lines[1] and " BA " in lines[1]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         LORA_BERT_TARGETS,
         ExperimentalOptions,
         LoraOptions,
+        MemoryOptions,
         MlmConfig,
         Pooling,
         TrainConfig,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         manifest_sha256,
         verify_model_dir,
     )
+    from bert_core.memory import LexicalMemory
     from bert_core.metrics import classification_report, expected_calibration_error, format_report
     from bert_core.mlm import mask_tokens, pretrain_mlm
     from bert_core.model import MultiTaskClassifier, pool_hidden
@@ -97,7 +99,7 @@ if TYPE_CHECKING:
     )
     from bert_core.teacher_targets import compute_ensemble_targets, compute_soft_targets, score_texts
     from bert_core.text import normalize_text
-    from bert_core.training import TrainResult, class_weights, fine_tune
+    from bert_core.training import TrainResult, build_memories, class_weights, fine_tune
 
 _EXPORTS: dict[str, str] = {
     "BertCoreError": "bert_core.errors",
@@ -135,6 +137,8 @@ _EXPORTS: dict[str, str] = {
     "parse_own_task_weight": "bert_core.config",
     "format_own_task_weight": "bert_core.config",
     "LoraOptions": "bert_core.config",
+    "MemoryOptions": "bert_core.config",
+    "LexicalMemory": "bert_core.memory",
     "LORA_BERT_TARGETS": "bert_core.config",
     "DEFAULT_OWN_TASK_WEIGHT": "bert_core.config",
     "adapter_state": "bert_core.lora",
@@ -155,6 +159,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate_sets": "bert_core.evaluation",
     "expected_calibration_error": "bert_core.metrics",
     "fine_tune": "bert_core.training",
+    "build_memories": "bert_core.training",
     "format_report": "bert_core.metrics",
     "load_encoder": "bert_core.encoder",
     "load_model_dir": "bert_core.artifacts",
@@ -242,6 +247,8 @@ __all__ = [
     "parse_own_task_weight",
     "format_own_task_weight",
     "LoraOptions",
+    "MemoryOptions",
+    "LexicalMemory",
     "LORA_BERT_TARGETS",
     "DEFAULT_OWN_TASK_WEIGHT",
     "adapter_state",
@@ -260,6 +267,7 @@ __all__ = [
     "evaluate_sets",
     "expected_calibration_error",
     "fine_tune",
+    "build_memories",
     "format_report",
     "load_encoder",
     "load_model_dir",

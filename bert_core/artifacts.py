@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from bert_core.manifest import (
     read_manifest,
     verify_model_dir,
 )
+from bert_core.memory import LexicalMemory, memory_files
 from bert_core.model import MultiTaskClassifier, Pooling
 from bert_core.out_dir import new_dir_problem
 
@@ -58,6 +60,8 @@ class LoadedModel:
     manifest: Manifest
     path: Path
     metrics: dict[str, Any]
+    # task -> the lexical memory mixed into its head's probabilities (bert_core.memory)
+    memories: dict[str, LexicalMemory] = field(default_factory=dict)
 
 
 def _model_card(config: ModelConfig, manifest: Manifest, metrics: dict[str, Any]) -> str:
@@ -111,8 +115,10 @@ def save_model_dir(
     data_hash: str,
     parent: str | None = None,
     overwrite: bool = False,
+    memories: Mapping[str, LexicalMemory] | None = None,
 ) -> Manifest:
-    """Write a complete model directory atomically (temp dir, then rename)."""
+    """Write a complete model directory atomically (temp dir, then rename), with the lexical
+    memories beside its heads (`memory-<task>.*`, listed in the manifest like every file)."""
     out = Path(out_dir)
     problem = new_dir_problem(out, overwrite=overwrite)
     if problem is not None:
@@ -126,6 +132,8 @@ def save_model_dir(
         tokenizer.save_pretrained(str(tmp))
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        for task, memory in (memories or {}).items():
+            memory.save(tmp, task)
         created = datetime.now(UTC)
         weights_sha = sha256_file(tmp / WEIGHTS_FILE)
         manifest = Manifest(
@@ -174,4 +182,9 @@ def load_model_dir(source: str | Path | VerifiedModelDir, *, verify: bool = True
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     metrics_path = path / METRICS_FILE
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    return LoadedModel(model, tokenizer, config, manifest, path, metrics)
+    memories = {
+        task: LexicalMemory.load(path, task)
+        for task in config.labels
+        if all(name in manifest.files for name in memory_files(task))
+    }
+    return LoadedModel(model, tokenizer, config, manifest, path, metrics, memories)

@@ -66,6 +66,18 @@ class LoraOptions:
 
 
 @dataclass
+class MemoryOptions:
+    """The lexical memory beside a task head (bert_core.memory): measured on the dev split of
+    the seed data (docs/performance.md#model-quality). `tasks` () turns it off."""
+
+    tasks: tuple[str, ...] = ("topic",)
+    temperature: float = 0.04  # of the vote weights exp((similarity - best) / temperature)
+    head_weight: float = 0.6  # the head's share of the mixed probabilities
+    min_df: int = 2  # a term in fewer training texts is left out (typos, one-off names)
+    max_df: float = 0.05  # a term in a larger share of them too ("the", "$"): no topic
+
+
+@dataclass
 class TrainConfig:
     """Fine-tuning hyper-parameters; defaults are the measured ones for MiniLM-L6."""
 
@@ -111,6 +123,7 @@ class TrainConfig:
     # and low-rank adapters train (`lora`), merged into the weights at the end (bert_core.lora)
     method: TrainMethod = "full"
     lora: LoraOptions = field(default_factory=LoraOptions)
+    memory: MemoryOptions = field(default_factory=MemoryOptions)
     experimental: ExperimentalOptions = field(default_factory=ExperimentalOptions)
 
     def __post_init__(self) -> None:

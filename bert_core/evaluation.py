@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 from bert_core.batching import tokenize
 from bert_core.data import LabelledData
 from bert_core.inference.passes import predict_proba
+from bert_core.memory import LexicalMemory
 from bert_core.metrics import classification_report
 from bert_core.model import MultiTaskClassifier
 
@@ -30,10 +31,18 @@ def evaluate_sets(
     batch_size: int = 64,
     bf16: bool = False,
     unpadded: bool | None = None,
+    memories: Mapping[str, LexicalMemory] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Report per task: {"sentiment": {...}, "topic": {...}} for the sets given."""
     probs = task_probabilities(
-        model, tokenizer, sets, max_length=max_length, batch_size=batch_size, bf16=bf16, unpadded=unpadded
+        model,
+        tokenizer,
+        sets,
+        max_length=max_length,
+        batch_size=batch_size,
+        bf16=bf16,
+        unpadded=unpadded,
+        memories=memories,
     )
     return reports_from_probabilities(sets, probs, model.label_names)
 
@@ -47,8 +56,10 @@ def task_probabilities(
     batch_size: int = 64,
     bf16: bool = False,
     unpadded: bool | None = None,
+    memories: Mapping[str, LexicalMemory] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Class probabilities per task, one row per text of that task's set."""
+    """Class probabilities per task, one row per text of that task's set; a task with a
+    memory (a loaded model's `memories`) gets its head's mixed with it, as served."""
     pad_id = int(tokenizer.pad_token_id or 0)
     probs: dict[str, np.ndarray] = {}
     for task, data in sets.items():
@@ -56,6 +67,8 @@ def task_probabilities(
         probs[task] = predict_proba(
             model, tokens, pad_id, batch_size=batch_size, tasks=[task], bf16=bf16, unpadded=unpadded
         )[task]
+        if memories and task in memories:
+            probs[task] = memories[task].mix(probs[task], data.texts)
     return probs
 
 

@@ -256,4 +256,5 @@ def save_result(
         data_hash=combined_hash(train_sets),
         parent=result.parent_version,
         overwrite=overwrite,
+        memories=result.memories,
     )

@@ -34,7 +34,7 @@ from bert_core.artifacts import ModelConfig, load_model_dir
 from bert_core.augment import SubstitutionPool, augment_texts, cashtag_pool
 from bert_core.averaging import WeightAverage
 from bert_core.batching import Batch, bucketed_batches, collate, tokenize
-from bert_core.config import ClassWeighting, Pooling, TrainConfig, TrainPrecision
+from bert_core.config import ClassWeighting, MemoryOptions, Pooling, TrainConfig, TrainPrecision
 from bert_core.data import LabelledData
 from bert_core.encoder import load_encoder
 from bert_core.errors import DataError, ModelConfigError
@@ -42,6 +42,7 @@ from bert_core.evaluation import evaluate_sets, mean_macro_f1
 from bert_core.inference.cpu import cpu_has_bf16
 from bert_core.inference.passes import predict_proba
 from bert_core.lora import adapter_state, add_lora, merge_lora
+from bert_core.memory import LexicalMemory
 from bert_core.model import MultiTaskClassifier
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class TrainResult:
     seconds: float = 0.0
     # method "lora": the adapters and heads before merging (`bert_core.lora.adapter_state`)
     adapter: dict[str, torch.Tensor] | None = None
+    # task -> the lexical memory beside its head (`config.memory`), built from the training texts
+    memories: dict[str, LexicalMemory] = field(default_factory=dict)
 
 
 def class_weights(labels: list[int], n_classes: int, scheme: ClassWeighting) -> torch.Tensor:
@@ -432,6 +435,13 @@ def fine_tune(
         adapter = adapter_state(model)
         merge_lora(model)
     model.eval()
+    memories = build_memories(train_sets, label_names, config.memory)
+    if memories and best_reports is not None:
+        # the dev figures of the model as served: the heads mixed with their memories (model
+        # selection above compared the heads alone, which the memories do not change)
+        best_reports = evaluate_sets(
+            model, tokenizer, dev_sets, max_length=config.max_length, memories=memories
+        )
     training_info = {
         **{k: v for k, v in asdict(config).items() if k not in _NOT_RECORDED},
         # Recorded flat, as before they were grouped: a model's record reads the same either way.
@@ -469,7 +479,20 @@ def fine_tune(
         parent_version=parent,
         seconds=time.monotonic() - started,
         adapter=adapter,
+        memories=memories,
     )
+
+
+def build_memories(
+    train_sets: Mapping[str, LabelledData], label_names: Mapping[str, list[str]], options: MemoryOptions
+) -> dict[str, LexicalMemory]:
+    """A lexical memory of the training texts for each task `options.tasks` names and the run
+    trains (bert_core.memory); seconds for the seed data."""
+    return {
+        task: LexicalMemory.build(data.texts, data.labels, len(label_names[task]), options)
+        for task, data in train_sets.items()
+        if task in options.tasks and len(data)
+    }
 
 
 def teacher_probabilities(

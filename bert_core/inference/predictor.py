@@ -8,8 +8,9 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,6 +28,7 @@ from bert_core.inference.linear_layers import (
 from bert_core.inference.passes import TOKENS_PER_PASS, PendingProba, start_predict_proba
 from bert_core.inference.unpadded import add_fused_qkv, supports
 from bert_core.manifest import VerifiedModelDir
+from bert_core.memory import mix_votes
 from bert_core.model import MultiTaskClassifier
 from bert_core.prediction import Prediction
 from bert_core.text import normalize_text
@@ -143,6 +145,7 @@ class Predictor:
                 batch_size,
             )
         self.version = loaded.manifest.version
+        self.memories = loaded.memories
         self.max_length = loaded.config.max_length
         self.tokenizer = loaded.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
@@ -273,9 +276,16 @@ class Predictor:
             executor=self._executor,
             min_passes=self.parallel_passes,
         )
-        return PendingPredictions(self, pending, len(tokens))
+        # The memories' lookups run here, on the caller's thread, while the passes run on the
+        # Predictor's own (with parallel passes); they release no GIL but hold it briefly.
+        votes = {task: memory.votes(cast(list[str], clean)) for task, memory in self.memories.items()}
+        return PendingPredictions(self, pending, len(tokens), votes)
 
-    def _predictions(self, probs: dict[str, Any], count: int) -> list[Prediction]:
+    def _predictions(
+        self, probs: dict[str, Any], count: int, votes: dict[str, np.ndarray]
+    ) -> list[Prediction]:
+        for task, task_votes in votes.items():
+            probs[task] = mix_votes(probs[task], task_votes, self.memories[task].options.head_weight)
         sent, topic = probs["sentiment"], probs["topic"]
         bull = self.sentiment_labels.index("bullish") if "bullish" in self.sentiment_labels else None
         bear = self.sentiment_labels.index("bearish") if "bearish" in self.sentiment_labels else None
@@ -307,14 +317,17 @@ class PendingPredictions:
     error of a failed pass.
     """
 
-    def __init__(self, predictor: Predictor, pending: PendingProba, count: int) -> None:
+    def __init__(
+        self, predictor: Predictor, pending: PendingProba, count: int, votes: dict[str, np.ndarray]
+    ) -> None:
         self._predictor = predictor
         self._pending = pending
         self._count = count
+        self._votes = votes
         self.done = pending.done
 
     def result(self) -> list[Prediction]:
-        return self._predictor._predictions(self._pending.result(), self._count)
+        return self._predictor._predictions(self._pending.result(), self._count, self._votes)
 
 
 def _inference_copy(

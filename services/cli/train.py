@@ -411,6 +411,7 @@ def evaluate(
             sets,
             max_length=cfg.max_length,
             bf16=predictor.precision == "bf16",
+            memories=predictor.memories,
         )
         if as_json:
             typer.echo(json.dumps({**reports, "model_version": predictor.version, "split": split_name}))
@@ -431,6 +432,7 @@ def evaluate(
                 sets,
                 max_length=p.loaded.config.max_length,
                 bf16=p.precision == "bf16",
+                memories=p.memories,
             )
             for name, p in zip(names, predictors, strict=True)
         },

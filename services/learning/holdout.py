@@ -246,6 +246,7 @@ def evaluate_model(
         max_length=loaded.config.max_length,
         batch_size=batch_size,
         bf16=bf16,
+        memories=loaded.memories,
     )
     return {task: metrics_from_report(report) for task, report in reports.items()}
 

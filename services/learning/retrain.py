@@ -205,7 +205,7 @@ def _locked_run(
     from services.learning.holdout import frozen_holdouts
 
     frozen = frozen_holdouts(settings)  # read (and hash-checked) once, for training and the gate
-    sets, counts, exclude = _training_sets(settings, sessions, watermark, frozen)
+    sets, memory_sets, counts, exclude = _training_sets(settings, sessions, watermark, frozen)
     timings["data_seconds"] = round(time.perf_counter() - started, 2)
 
     out_dir = settings.registry_models_dir / f"run-{run_id}"
@@ -214,7 +214,7 @@ def _locked_run(
     with sessions() as session:  # this host may not hold the champion's registered directory
         champion_dir = local_model_dir(session, champion.version, cache_dir=settings.model_cache_dir)
     started = time.perf_counter()
-    manifest, sizes = _fine_tune(settings, champion_dir, sets, out_dir)
+    manifest, sizes = _fine_tune(settings, champion_dir, sets, memory_sets, out_dir)
     timings["train_seconds"] = round(time.perf_counter() - started, 2)
 
     started = time.perf_counter()
@@ -290,9 +290,10 @@ def _locked_run(
 
 def _training_sets(
     settings: Settings, sessions: Callable[[], Session], watermark: int, frozen: Mapping[str, FrozenHoldout]
-) -> tuple[dict[str, Any], dict[str, dict[str, int]], int]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, int]], int]:
     """Per task: analyst train-split labels (one per text) + a replay sample of the seed data,
-    never a frozen or recent holdout text."""
+    never a frozen or recent holdout text; and the rows for the memories beside the heads,
+    the analyst labels + every seed training text."""
     from bert_core import load_task_files, split_sets
     from services.learning.holdout import exclude_holdout
     from services.learning.label_store import to_labelled_data, training_labels
@@ -310,6 +311,7 @@ def _training_sets(
         load_task_files(seed_files), dev_fraction=settings.training.dev_fraction, seed=settings.training.seed
     ).train
     sets: dict[str, Any] = {}
+    memory_sets: dict[str, Any] = {}
     counts: dict[str, dict[str, int]] = {}
     for task in TASKS:
         own = exclude_holdout(analyst[task], frozen)
@@ -336,12 +338,22 @@ def _training_sets(
         )
         sets[task] = type(own)(task, texts, labels)
         counts[task] = {"analyst": len(labelled), "replay": len(replay_texts), "total": len(texts)}
+        # The memory beside a head remembers every seed training text, not the replay sample:
+        # a challenger whose memory knew only the sample would lose the champion's topic gain.
+        seed_rows = list(zip(pool.texts, pool.labels, strict=True)) if pool is not None else []
+        kept = [(t, y) for t, y in seed_rows if t not in recent_texts and t not in labelled]
+        memory_texts, memory_labels = merge_rows(
+            {t: y for t, y in labelled.items() if t not in recent_texts},
+            [t for t, _ in kept],
+            [y for _, y in kept],
+        )
+        memory_sets[task] = type(own)(task, memory_texts, memory_labels)
     held_out = len(recent_texts) + sum(len(h.data) for h in frozen.values())
-    return sets, counts, held_out
+    return sets, memory_sets, counts, held_out
 
 
 def _fine_tune(
-    settings: Settings, champion_dir: Path, sets: dict[str, Any], out_dir: Path
+    settings: Settings, champion_dir: Path, sets: dict[str, Any], memory_sets: dict[str, Any], out_dir: Path
 ) -> tuple[Any, dict[str, Any]]:
     """Warm start from the champion; a small dev split of the training rows picks the best
     checkpoint (never a holdout: the gate must judge on data no decision has seen).
@@ -354,7 +366,9 @@ def _fine_tune(
         DEFAULT_LABELS,
         WEIGHTS_FILE,
         LoraOptions,
+        MemoryOptions,
         TrainConfig,
+        build_memories,
         fine_tune,
         save_adapter,
         save_result,
@@ -378,8 +392,11 @@ def _fine_tune(
             alpha=learning.retrain_lora_alpha,
             target_modules=tuple(learning.retrain_lora_targets),
         ),
+        memory=MemoryOptions(tasks=()),  # built below from `memory_sets`, not the training rows
     )
-    result = fine_tune(split.train, split.dev, {t: list(DEFAULT_LABELS[t]) for t in sets}, config)  # type: ignore[index]
+    labels = {t: list(DEFAULT_LABELS[t]) for t in sets}  # type: ignore[index]
+    result = fine_tune(split.train, split.dev, labels, config)
+    result.memories = build_memories(memory_sets, labels, MemoryOptions())
     result.model_config.training["retrained_from"] = result.parent_version
     manifest = save_result(result, out_dir, split.train, overwrite=True)
     sizes = {"method": learning.retrain_method, "weights_bytes": (out_dir / WEIGHTS_FILE).stat().st_size}

@@ -171,3 +171,40 @@ def test_save_with_overwrite_replaces_the_directory(trained, tmp_path: Path) -> 
     empty.mkdir()
     save_model_dir(empty, result.model, result.tokenizer, result.model_config, metrics={}, data_hash="x")
     assert (empty / "manifest.json").is_file()
+
+
+def test_a_topic_memory_is_saved_loaded_and_mixed_into_what_the_predictor_serves(
+    trained, tmp_path: Path
+) -> None:
+    from bert_core import MemoryOptions
+    from bert_core.training import build_memories
+
+    result = trained.result
+    memories = build_memories(trained.train, trained.label_names, MemoryOptions(min_df=1, max_df=1.0))
+    assert set(memories) == {"topic"}
+    out = tmp_path / "with-memory"
+    save_model_dir(
+        out, result.model, result.tokenizer, result.model_config, metrics={}, data_hash="x", memories=memories
+    )
+    assert {"memory-topic.safetensors", "memory-topic.json"} <= set(verify_model_dir(out).files)
+    loaded = load_model_dir(out)
+    assert set(loaded.memories) == {"topic"}
+    texts = [*trained.dev["topic"].texts[:6], "zebra quartet xylophone"]
+    head = predict_proba(
+        loaded.model,
+        tokenize(loaded.tokenizer, texts, loaded.config.max_length),
+        int(loaded.tokenizer.pad_token_id),
+    )["topic"]
+    votes = memories["topic"].votes(texts)
+    assert votes[:6].any() and not votes[6].any()
+    served = Predictor(loaded).predict(texts)
+    for prediction, p, v in zip(served, head, votes, strict=True):
+        mixed = 0.6 * p + 0.4 * v if v.any() else p
+        assert prediction.topic == loaded.config.labels["topic"][int(mixed.argmax())]
+        assert prediction.topic_score == pytest.approx(float(mixed.max()), abs=1e-5)
+    # the same weights without the memory files serve the head alone
+    plain = tmp_path / "plain"
+    save_model_dir(plain, result.model, result.tokenizer, result.model_config, metrics={}, data_hash="x")
+    assert load_model_dir(plain).memories == {}
+    for prediction, p in zip(Predictor(load_model_dir(plain)).predict(texts), head, strict=True):
+        assert prediction.topic_score == pytest.approx(float(p.max()), abs=1e-5)

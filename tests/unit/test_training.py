@@ -109,10 +109,14 @@ def test_dev_macro_f1_beats_chance(trained) -> None:
 def test_best_checkpoint_is_the_returned_model(trained) -> None:
     result = trained.result
     best = max(h["dev_mean_macro_f1"] for h in result.history)
-    now = evaluate_sets(result.model, result.tokenizer, trained.dev, max_length=64)
+    now = evaluate_sets(result.model, result.tokenizer, trained.dev, max_length=64)  # the heads alone
+    served = evaluate_sets(
+        result.model, result.tokenizer, trained.dev, max_length=64, memories=result.memories
+    )
     for task in ("sentiment", "topic"):
-        assert now[task]["macro_f1"] == pytest.approx(result.dev_reports[task]["macro_f1"])
-        assert now[task]["confusion_matrix"] == result.dev_reports[task]["confusion_matrix"]
+        assert served[task]["macro_f1"] == pytest.approx(result.dev_reports[task]["macro_f1"])
+        assert served[task]["confusion_matrix"] == result.dev_reports[task]["confusion_matrix"]
+    # the selection compared the heads alone
     mean_now = (now["sentiment"]["macro_f1"] + now["topic"]["macro_f1"]) / 2
     assert mean_now == pytest.approx(best)
     assert not result.model.training
@@ -515,3 +519,20 @@ def test_augmentation_changes_only_texts_with_something_to_substitute(trained) -
     )
     assert not torch.equal(plain.model.heads["sentiment"].weight, augmented.model.heads["sentiment"].weight)
     assert dev["sentiment"].texts == tagged.texts[:10]
+
+
+def test_training_builds_the_topic_memory_and_reports_dev_as_served(trained) -> None:
+    from bert_core import evaluate_sets
+
+    result = trained.result
+    assert set(result.memories) == {"topic"}  # MemoryOptions' default: topic only
+    assert len(result.memories["topic"]) == len(trained.train["topic"])
+    assert result.model_config.training["memory"]["tasks"] == ("topic",)
+    as_served = evaluate_sets(
+        result.model,
+        result.tokenizer,
+        trained.dev,
+        max_length=trained.config.max_length,
+        memories=result.memories,
+    )
+    assert result.dev_reports == as_served

@@ -130,6 +130,7 @@ def main() -> None:
                 batch_size=args.batch_size,
                 bf16=predictor.precision == "bf16",
                 unpadded=unpadded,
+                memories=predictor.memories,  # as served
             )
             row.update({f"{t}_accuracy": round(r["accuracy"], 4) for t, r in reports.items()})
             row.update({f"{t}_macro_f1": round(r["macro_f1"], 4) for t, r in reports.items()})

@@ -64,7 +64,9 @@ class LoadedModel:
     memories: dict[str, LexicalMemory] = field(default_factory=dict)
 
 
-def _model_card(config: ModelConfig, manifest: Manifest, metrics: dict[str, Any]) -> str:
+def _model_card(
+    config: ModelConfig, manifest: Manifest, metrics: dict[str, Any], memories: Mapping[str, LexicalMemory]
+) -> str:
     lines = [
         f"# finsent model {manifest.version}",
         "",
@@ -75,6 +77,11 @@ def _model_card(config: ModelConfig, manifest: Manifest, metrics: dict[str, Any]
         "## Model",
         f"- base encoder: `{config.base_model}`",
         f"- pooling: {config.pooling}; max length: {config.max_length} tokens",
+        *(
+            f"- {task} memory: {len(memory):,} labelled training texts, mixed into the head's "
+            f"probabilities with weight {1 - memory.options.head_weight:g} (bert_core.memory)"
+            for task, memory in memories.items()
+        ),
         f"- parent version: {manifest.parent or 'none'}",
         f"- created: {manifest.created}",
         "",
@@ -143,7 +150,7 @@ def save_model_dir(
             parent=parent,
             files={},
         )
-        (tmp / CARD_FILE).write_text(_model_card(config, manifest, metrics))
+        (tmp / CARD_FILE).write_text(_model_card(config, manifest, metrics, memories or {}))
         manifest.files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
         if out.exists():

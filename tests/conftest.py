@@ -53,6 +53,22 @@ def _own_finsent_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
 
 
+@pytest.fixture()
+def python_recursion_limit() -> Iterator[int]:
+    """Python's default recursion limit for the test, restored after. The torch-free services
+    (ingest, feeds, the alerter) run under it, and how deep a JSON document decodes depends on
+    it; but a compiled-model test in the same process (torch's compiler raises the limit)
+    would otherwise decide what a nesting test sees."""
+    import sys
+
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        yield 1000
+    finally:
+        sys.setrecursionlimit(before)
+
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

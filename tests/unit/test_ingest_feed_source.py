@@ -240,7 +240,7 @@ def test_poller_forgets_nothing_it_could_not_send() -> None:
     assert poller.seen("wire-1")
 
 
-def test_a_hostile_document_fails_one_poll_and_the_poller_goes_on() -> None:
+def test_a_hostile_document_fails_one_poll_and_the_poller_goes_on(python_recursion_limit: int) -> None:
     deep = b"[" + b'{"title": "x", "a": ' * 1200 + b"1" + b"}" * 1200 + b"]"
     dated = RSS.replace(b"Thu, 02 Jan 2025 15:00:00 GMT", b"Fri, 31 Dec 9999 23:59:59 -1400")
     documents = [deep, dated]

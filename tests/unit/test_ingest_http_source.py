@@ -135,7 +135,7 @@ def test_unusable_bodies(body: bytes, error: str) -> None:
     assert sender.batches == []
 
 
-def test_items_nested_near_the_recursion_limit_are_a_400_never_a_500() -> None:
+def test_items_nested_near_the_recursion_limit_are_a_400_never_a_500(python_recursion_limit: int) -> None:
     """Decoded just short of the limit in the parse thread, such an item overflowed the
     encoder (RecursionError: a 500); it is an invalid item now, or valid, but answered."""
     sender = FakeSender()

@@ -79,7 +79,9 @@ def test_a_saved_memory_loads_and_votes_the_same(tmp_path: Path) -> None:
     assert len(loaded) == len(TEXTS)
 
 
-@pytest.mark.parametrize("damage", ["labels out of range", "vocabulary cut", "arrays missing"])
+@pytest.mark.parametrize(
+    "damage", ["labels out of range", "vocabulary cut", "arrays missing", "index out of range"]
+)
 def test_a_damaged_memory_is_one_clear_error(tmp_path: Path, damage: str) -> None:
     LexicalMemory.build(TEXTS, LABELS, 3, ALL_TERMS).save(tmp_path, "topic")
     arrays, vocabulary = (tmp_path / name for name in memory_files("topic"))
@@ -88,6 +90,12 @@ def test_a_damaged_memory_is_one_clear_error(tmp_path: Path, damage: str) -> Non
         record["num_classes"] = 2
     elif damage == "vocabulary cut":
         record["vocabulary"] = dict(list(record["vocabulary"].items())[:3])
+    elif damage == "index out of range":
+        from safetensors.numpy import load_file, save_file
+
+        tensors = load_file(str(arrays))
+        tensors["keys_indices"][0] = 10_000  # a text that does not exist
+        save_file(tensors, str(arrays))
     else:
         arrays.unlink()
     vocabulary.write_text(json.dumps(record))

@@ -1079,15 +1079,32 @@ def _env(field: str) -> str:
     return f"FINSENT_{field.upper()}"
 
 
+def file_problem(path: Path, *, secret: bool = False) -> str | None:
+    """Why `path` cannot be read as a file ("no such file", "is a directory", "empty", …), for
+    every setting that names one (here and `finsent doctor`); None when it can. Reads its first
+    byte, or a `secret` file whole, which must not be empty; never creates, and never opens a
+    pipe or a device, whose read could hang start-up."""
+    file = path.expanduser()
+    try:
+        if not file.is_file():
+            if file.is_dir():
+                return "is a directory"
+            return "not a regular file" if file.exists() else "no such file"
+        with file.open("rb") as opened:
+            data = opened.read() if secret else opened.read(1)
+    except OSError as exc:
+        return (exc.strerror or type(exc).__name__).lower()
+    if secret and not data.strip():
+        return "empty"
+    return None
+
+
 def _unreadable(path: Path, *, secret: bool = False) -> str | None:
     """Why `path` cannot serve as a certificate, key or secret file; None when it can."""
-    try:
-        data = path.expanduser().read_bytes()
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror or exc}"
-    if secret and not data.strip():
-        return f"{path} is empty"
-    return None
+    problem = file_problem(path, secret=secret)
+    if problem is None:
+        return None
+    return f"{path} is empty" if problem == "empty" else f"cannot read {path}: {problem}"
 
 
 def _kafka_security_problem(s: KafkaSettings) -> str | None:

@@ -288,33 +288,15 @@ def check_seed_data(settings: Settings) -> Check:
     return Check("seed data", True, f"{settings.training.sentiment_data} and {settings.training.topic_data}")
 
 
-def unreadable(path: Path, *, secret: bool = False) -> str | None:
-    """Why `path` cannot be read as a file (its first byte; a `secret` file whole, which must
-    not be empty); None when it can. Reads, never creates."""
-    file = path.expanduser()
-    try:
-        if not file.is_file():  # a pipe or a device is not opened: reading it could hang
-            if file.is_dir():
-                return "is a directory"
-            return "not a regular file" if file.exists() else "no such file"
-        with file.open("rb") as opened:
-            data = opened.read() if secret else opened.read(1)
-    except OSError as exc:
-        return (exc.strerror or type(exc).__name__).lower()
-    if secret and not data.strip():
-        return "empty"
-    return None
-
-
 def check_files(settings: Settings) -> Check:
     from services.cli.errors import env_name
-    from services.settings import setting_value
+    from services.settings import file_problem, setting_value
 
     observed: dict[str, tuple[Path, str | None]] = {}
     for field in OPTIONAL_FILES:
         path = setting_value(settings, field)
         if path is not None:  # unset: its default needs no file
-            observed[env_name(field)] = (path, unreadable(path, secret=field.endswith("password_file")))
+            observed[env_name(field)] = (path, file_problem(path, secret=field.endswith("password_file")))
     return judge_files(observed)
 
 

@@ -53,6 +53,34 @@ def _own_finsent_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
 
 
+@dataclass
+class UnusableOutDirs:
+    """An `--out` that no run may write to, per case, with the problem `bert_core.new_dir_problem`
+    names (the CLI prefixes "--out "); `untouched()`: nothing in them was changed."""
+
+    cases: dict[str, tuple[Path, str]]
+    taken: Path
+    a_file: Path
+
+    def untouched(self) -> bool:
+        return (self.taken / "keep.txt").read_text() == "kept" and self.a_file.read_text() == "x"
+
+
+@pytest.fixture()
+def unusable_out_dirs(tmp_path: Path) -> UnusableOutDirs:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("kept")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases = {
+        "not empty": (taken, f"{taken} exists and is not empty; choose a new directory"),
+        "a file": (a_file, f"{a_file} is a file; give a directory to create"),
+        "under a file": (a_file / "m", f"{a_file / 'm'}: {a_file} is a file, not a directory"),
+    }
+    return UnusableOutDirs(cases, taken, a_file)
+
+
 @pytest.fixture()
 def python_recursion_limit() -> Iterator[int]:
     """Python's default recursion limit for the test, restored after. The torch-free services

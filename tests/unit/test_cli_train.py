@@ -470,18 +470,10 @@ def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("command", [["train"], ["pretrain-mlm"]])
 @pytest.mark.parametrize("case", ["not empty", "a file", "under a file"])
 def test_out_is_checked_before_any_model_loads(
-    tmp_path: Path, sentiment_csv: Path, no_model_loads: None, command: list[str], case: str
+    sentiment_csv: Path, no_model_loads: None, unusable_out_dirs, command: list[str], case: str
 ) -> None:
-    taken = tmp_path / "taken"
-    taken.mkdir()
-    (taken / "keep.txt").write_text("not a model")
-    a_file = tmp_path / "a-file"
-    a_file.write_text("x")
-    out, message = {
-        "not empty": (taken, f"--out {taken} exists and is not empty; choose a new directory"),
-        "a file": (a_file, f"--out {a_file} is a file; give a directory to create"),
-        "under a file": (a_file / "m", f"--out {a_file / 'm'}: {a_file} is a file, not a directory"),
-    }[case]
+    out, problem = unusable_out_dirs.cases[case]
+    message = f"--out {problem}"
     data = ["--sentiment-data"] if command == ["train"] else ["--text-data"]
     result = invoke([*command, *data, str(sentiment_csv), "--out", str(out)])
     assert result.exit_code == 2, result.output
@@ -489,7 +481,7 @@ def test_out_is_checked_before_any_model_loads(
     assert line.startswith(f"finsent: error: {message}")
     offers_overwrite = command == ["train"] and case == "not empty"  # pretrain-mlm has no --overwrite
     assert line.endswith(" or pass --overwrite to replace it") == offers_overwrite
-    assert (taken / "keep.txt").read_text() == "not a model" and a_file.read_text() == "x"
+    assert unusable_out_dirs.untouched()
 
 
 def test_train_dev_fraction_is_bounded_by_the_option(tmp_path: Path, no_model_loads: None) -> None:

@@ -173,18 +173,9 @@ def test_pretrain_mlm_needs_two_texts(tiny_bert_dir: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("case", ["not empty", "a file", "under a file"])
 def test_pretrain_mlm_refuses_an_out_it_cannot_save_to_before_loading_anything(
-    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, case: str
+    tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, unusable_out_dirs, case: str
 ) -> None:
-    taken = tmp_path / "taken"
-    taken.mkdir()
-    (taken / "keep.txt").write_text("an earlier encoder")
-    a_file = tmp_path / "a-file"
-    a_file.write_text("x")
-    out, message = {
-        "not empty": (taken, f"{taken} exists and is not empty; choose a new directory"),
-        "a file": (a_file, f"{a_file} is a file; give a directory to create"),
-        "under a file": (a_file / "enc", f"{a_file / 'enc'}: {a_file} is a file, not a directory"),
-    }[case]
+    out, message = unusable_out_dirs.cases[case]
 
     def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("the encoder was loaded before the output path was checked")
@@ -193,7 +184,7 @@ def test_pretrain_mlm_refuses_an_out_it_cannot_save_to_before_loading_anything(
     with pytest.raises(ModelIntegrityError) as caught:
         pretrain_mlm(["one text", "another text"], out, MlmConfig(base_model=str(tiny_bert_dir)))
     assert str(caught.value).startswith(message)
-    assert (taken / "keep.txt").read_text() == "an earlier encoder" and a_file.read_text() == "x"
+    assert unusable_out_dirs.untouched()
 
 
 def test_pretrain_mlm_takes_an_empty_out_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
